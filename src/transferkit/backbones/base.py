@@ -1,0 +1,94 @@
+"""The backbone contract: one interface for every pretrained model of every modality.
+
+Modelled on timm's (`num_features`, `forward_features`, `group_matcher`), widened to text and
+audio. Training, feature extraction, ranking and bundles only ever talk to this interface.
+
+The preprocessing is split in two, as a `Dataset` transform plus a `collate_fn`:
+
+- `load(item)` turns one raw input (a path, a PIL image, a string, a waveform) into one
+  preprocessed sample. It raises `InputError` for an input that cannot be read, so callers can
+  skip and count it. It must be picklable (it runs in DataLoader workers).
+- `collate(samples)` turns a list of samples into the batch `forward_features` takes.
+
+`preprocess_config()` is a JSON-able description of both, saved in bundles and part of every
+feature-cache key, so that predict time preprocesses exactly as training did.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from transferkit.errors import BackboneError
+
+Modality = Literal["image", "text", "audio"]
+
+
+class Backbone(nn.Module, ABC):
+    """A pretrained encoder that maps a batch of raw inputs to pooled embeddings [B, num_features]."""
+
+    name: str
+    modality: Modality
+    num_features: int
+    #: sha256 of the weight file ("random-init:<seed>" for random weights); part of cache keys.
+    weights_id: str
+    #: the pretrained classifier on top of the features (for LEEP / NCE), if the source kept one.
+    source_head: nn.Module | None = None
+    #: labels of `source_head`'s outputs, when known (e.g. the ImageNet class names).
+    source_labels: list[str] | None = None
+
+    # -- preprocessing ------------------------------------------------------------------------
+    @abstractmethod
+    def preprocess_config(self) -> dict[str, Any]:
+        """JSON-able description of `load` + `collate` (size, mean/std, tokenizer, sample rate…)."""
+
+    @abstractmethod
+    def load(self, item: Any) -> Any:
+        """One raw input → one preprocessed sample; raises `InputError` if it cannot be read."""
+
+    def collate(self, samples: Sequence[Any]) -> Any:
+        return torch.stack(list(samples))
+
+    def preprocess(self, items: Sequence[Any]) -> Any:
+        """Raw inputs → batch (convenience for small calls; extraction streams through a loader)."""
+        return self.collate([self.load(item) for item in items])
+
+    # -- forward ------------------------------------------------------------------------------
+    @abstractmethod
+    def forward_features(self, batch: Any) -> torch.Tensor:
+        """Batch → pooled embeddings [B, num_features]."""
+
+    def forward_feature_map(self, batch: Any) -> torch.Tensor:
+        """Unpooled features (e.g. [B, C, H, W]) for Keras-style flatten heads."""
+        raise BackboneError(
+            f"backbone '{self.name}' has no unpooled feature map; use a head without 'flatten'"
+        )
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.forward_features(batch)
+
+    @abstractmethod
+    def layer_groups(self) -> list[nn.Module]:
+        """Module groups ordered from input to output, for gradual unfreezing and layer-wise LRs."""
+
+    def to_batch_device(self, batch: Any, device: torch.device) -> Any:
+        """Move a collated batch to a device (tensors, or dicts of tensors for tokenised text)."""
+        if isinstance(batch, torch.Tensor):
+            return batch.to(device, non_blocking=True)
+        if isinstance(batch, dict):
+            return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return batch
+
+    def describe(self) -> dict[str, Any]:
+        """Reference written into bundles: enough to recreate this backbone and check its weights."""
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "num_features": self.num_features,
+            "weights_id": self.weights_id,
+            "preprocess": self.preprocess_config(),
+        }

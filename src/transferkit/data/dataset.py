@@ -1,0 +1,73 @@
+"""The in-memory description of a labelled dataset: raw inputs, labels, and an optional split."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from transferkit.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class LabelledData:
+    """Raw inputs and their labels, as found on disk (nothing decoded yet).
+
+    `items` are what a backbone's `load` takes: file paths (str) for images and audio, strings for
+    text, dicts of column → value for multimodal tables. `splits`, when the user already split the
+    data (`root/{train,val,test}/<class>/…`, or a `split` column), names each item's split.
+    """
+
+    items: list[Any]
+    labels: list[str]
+    source: str
+    modality: str = "image"
+    splits: list[str] | None = None
+    #: inputs dropped while scanning (e.g. files of an unknown type), path → reason
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.items) != len(self.labels):
+            raise DataError(f"{self.source}: {len(self.items)} inputs but {len(self.labels)} labels")
+        if self.splits is not None and len(self.splits) != len(self.items):
+            raise DataError(f"{self.source}: split column has the wrong length")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels))
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(self.labels)
+        return {c: counts[c] for c in self.classes}
+
+    def subset(self, indices: list[int]) -> LabelledData:
+        return LabelledData(
+            items=[self.items[i] for i in indices],
+            labels=[self.labels[i] for i in indices],
+            source=self.source,
+            modality=self.modality,
+            splits=None if self.splits is None else [self.splits[i] for i in indices],
+        )
+
+    def validate_for_training(self) -> None:
+        """At least 2 classes, and at least 2 examples of each; otherwise a clear error."""
+        if len(self.items) == 0:
+            raise DataError(f"{self.source}: no inputs found")
+        counts = self.class_counts()
+        if len(counts) < 2:
+            only = next(iter(counts))
+            raise DataError(
+                f"{self.source}: only one class ('{only}') found; a classifier needs at least 2 classes"
+            )
+        small = {c: n for c, n in counts.items() if n < 2}
+        if small:
+            listed = ", ".join(f"'{c}' ({n})" for c, n in small.items())
+            raise DataError(
+                f"{self.source}: every class needs at least 2 examples; too few in {listed}. "
+                "Add examples or remove those classes."
+            )
