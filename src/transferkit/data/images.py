@@ -1,0 +1,183 @@
+"""Reading one image file into an 8-bit RGB `PIL.Image`, or saying clearly why it cannot be read.
+
+Every image backbone starts from `open_image`, so whatever a user's folder holds — grayscale
+scans, palette GIFs with transparency, RGBA PNGs, CMYK JPEGs from print workflows, 16-bit or float
+TIFFs from instruments, phone photos rotated by an EXIF tag — reaches the model as the picture a
+person sees in an image viewer, in one mode (RGB, 8 bits per channel).
+
+An input that cannot be read raises `InputError` naming the file and the reason, so that callers
+can skip it and count it. In particular:
+
+- a truncated file is an error, never a half-grey picture: PIL's global `LOAD_TRUNCATED_IMAGES`
+  is left alone (this module changes no PIL global state at all);
+- a decompression bomb (a small file whose header declares a huge picture) is refused from its
+  header, right after `Image.open`, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from transferkit.errors import InputError
+
+#: File extensions (lower case, with the dot) that folder scans treat as images.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+
+#: PIL's own default limit (about 89.5 megapixels, a 0.25 GB 24-bit image).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+#: Background that transparent pixels are composited onto: white, as most viewers show them.
+_BACKGROUND = (255, 255, 255)
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def open_image(source: str | Path | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Return `source` as a new, fully loaded 8-bit RGB image, upright as EXIF says.
+
+    `source` is a path, or an image already opened with PIL (it is not modified or closed).
+    Raises `InputError` naming the file for a missing, empty, truncated or corrupt file, for bytes
+    that are not an image, and for an image of more than `max_pixels` pixels (checked from the
+    header, before decoding).
+    """
+    if isinstance(source, Image.Image):
+        name = getattr(source, "filename", "") or "<in-memory image>"
+        _check_size(source, name, max_pixels)
+        return _to_rgb(_upright(_loaded(source, name), name), name)
+
+    path = Path(source)
+    name = str(path)
+    _check_file(path)
+    try:
+        opened = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # PIL refuses (or, with warnings turned into errors, warns about) huge headers on its own.
+        raise InputError(
+            f"{name}: refused as a possible decompression bomb ({exc}). "
+            "If the image is genuine, downscale it before training."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise InputError(
+            f"{name}: not an image PIL can read (unknown or corrupt format); "
+            "remove the file or convert it to PNG/JPEG"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputError(f"{name}: cannot open image ({type(exc).__name__}: {exc})") from exc
+
+    with opened as img:
+        _check_size(img, name, max_pixels)
+        return _to_rgb(_upright(_loaded(img, name), name), name)
+
+
+def _check_file(path: Path) -> None:
+    """Fail early, with a plain message, on inputs PIL would report obscurely."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: image file not found") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read image file ({exc.strerror or exc})") from exc
+    if not path.is_file():
+        raise InputError(f"{path}: is not a file (expected an image file)")
+    if size == 0:
+        raise InputError(f"{path}: empty file (0 bytes), not an image; remove it or replace it")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied; cannot read the image file")
+
+
+def _check_size(img: Image.Image, name: str, max_pixels: int) -> None:
+    """Refuse an image whose header declares more than `max_pixels` pixels (nothing decoded yet)."""
+    width, height = img.size
+    if width * height > max_pixels:
+        raise InputError(
+            f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (a possible decompression bomb). Downscale it, or raise max_pixels "
+            "if the image is genuine."
+        )
+
+
+def _loaded(img: Image.Image, name: str) -> Image.Image:
+    """Decode the pixels now, so a truncated or corrupt file fails here and not in a worker later."""
+    try:
+        img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{name}: refused as a possible decompression bomb ({exc})") from exc
+    except Exception as exc:  # PIL plugins raise OSError, SyntaxError, struct.error, zlib.error…
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower() or isinstance(exc, EOFError):
+            reason = f"file is truncated or incomplete ({reason})"
+        raise InputError(f"{name}: cannot decode image: {reason}") from exc
+    return img
+
+
+def _upright(img: Image.Image, name: str) -> Image.Image:
+    """Apply the EXIF orientation tag (phone photos), returning a new image.
+
+    A damaged EXIF block does not make the picture unreadable, so it is reported as a warning and
+    the pixels are used as stored.
+    """
+    try:
+        upright = ImageOps.exif_transpose(img)
+    except Exception as exc:  # malformed EXIF: PIL raises assorted errors while parsing it
+        warnings.warn(
+            f"{name}: cannot read the EXIF orientation ({exc}); using the image as stored",
+            stacklevel=3,
+        )
+        return img.copy()
+    assert upright is not None  # not in_place, so a new image is always returned
+    return upright
+
+
+def _to_rgb(img: Image.Image, name: str) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB the way a viewer would display it."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(img), mode), mode="L").convert("RGB")
+    has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if mode == "1" or (mode == "P" and not has_alpha):
+        return img.convert("RGB")
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return img.convert("RGB")  # L, CMYK, YCbCr, RGBX, HSV…
+    except ValueError as exc:
+        raise InputError(
+            f"{name}: image mode {mode!r} cannot be converted to RGB; convert the file to PNG/JPEG"
+        ) from exc
+
+
+def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Scale high-bit-depth grayscale to 0..255 without clipping.
+
+    - 16-bit modes use their full range: 0..65535 → 0..255 (divide by 257, so 65535 → 255).
+    - 32-bit integer `I` in 0..65535 is the same 16-bit data (older PNG loaders give it);
+      otherwise its own min..max is stretched to 0..255.
+    - float `F` in 0..1 is scaled by 255; otherwise its own min..max is stretched to 0..255.
+    NaN and infinities become 0.
+    """
+    data = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if data.size == 0:
+        return data.astype(np.uint8)
+    low, high = float(data.min()), float(data.max())
+    if mode in _SIXTEEN_BIT_MODES or (mode == "I" and low >= 0 and high <= 65535):
+        scaled = data / 257.0
+    elif mode == "F" and low >= 0 and high <= 1:
+        scaled = data * 255.0
+    elif high > low:
+        scaled = (data - low) * (255.0 / (high - low))
+    else:  # a constant picture has no range to stretch: keep its value, clipped into 0..255
+        scaled = data
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
