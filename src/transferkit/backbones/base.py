@@ -17,7 +17,7 @@ feature-cache key, so that predict time preprocesses exactly as training did.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -37,9 +37,16 @@ class Backbone(nn.Module, ABC):
     #: sha256 of the weight file ("random-init:<seed>" for random weights); part of cache keys.
     weights_id: str
     #: the pretrained classifier on top of the features (for LEEP / NCE), if the source kept one.
-    source_head: nn.Module | None = None
+    source_head: nn.Module | None
     #: labels of `source_head`'s outputs, when known (e.g. the ImageNet class names).
-    source_labels: list[str] | None = None
+    source_labels: list[str] | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Set here, not as class attributes: nn.Module registers sub-modules in _modules, and a
+        # class-level default would shadow them.
+        self.source_head = None
+        self.source_labels = None
 
     # -- preprocessing ------------------------------------------------------------------------
     @abstractmethod
@@ -49,6 +56,10 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def load(self, item: Any) -> Any:
         """One raw input → one preprocessed sample; raises `InputError` if it cannot be read."""
+
+    def sample_loader(self) -> Callable[[Any], Any]:
+        """A picklable `load` for DataLoader workers (override when `self.load` would pickle weights)."""
+        return self.load
 
     def collate(self, samples: Sequence[Any]) -> Any:
         return torch.stack(list(samples))

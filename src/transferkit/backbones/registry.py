@@ -113,7 +113,7 @@ def _unknown_message(name: str) -> str:
         candidates += timm.list_models()
     except ImportError:
         pass
-    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    close = list(dict.fromkeys(difflib.get_close_matches(name, candidates, n=8, cutoff=0.6)))[:5]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return (
         f"unknown backbone '{name}'.{hint} Registered backbones: {', '.join(known)}. "

