@@ -10,6 +10,20 @@ from transferkit.errors import DataError
 
 SPLITS = ("train", "val", "test")
 
+#: the names accepted for each split, as folder names or `split`-column values (case-insensitive)
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
+
+
+def canonical_split(name: str) -> str | None:
+    """'Validation', ' valid ' → 'val'; None for a name that is not a split."""
+    return SPLIT_ALIASES.get(name.strip().lower())
+
 
 @dataclass
 class LabelledData:
