@@ -1,0 +1,284 @@
+"""read_table / require_columns / load_manifest: every table format, and errors a user can act on."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from transferkit.data.tables import TABLE_FORMATS, load_manifest, read_table, require_columns
+from transferkit.errors import ConfigError, DataError
+
+ROWS = [
+    {"path": "a.jpg", "label": "cat"},
+    {"path": "b.jpg", "label": "dog"},
+    {"path": "c.jpg", "label": "01"},
+]
+
+
+def _write(path: Path, fmt: str, rows: list[dict]) -> Path:
+    frame = pd.DataFrame(rows)
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    elif fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    elif fmt in ("jsonl", "ndjson"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt == "json":
+        path.write_text(json.dumps(rows))
+    return path
+
+
+def _images(folder: Path, *names: str) -> None:
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+
+
+# -- read_table ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl", "ndjson", "json"])
+def test_every_format_round_trips(tmp_path: Path, fmt: str) -> None:
+    path = _write(tmp_path / f"t.{fmt}", fmt, ROWS)
+    frame, report = read_table(path)
+    assert list(frame.columns) == ["path", "label"]
+    assert frame["path"].tolist() == ["a.jpg", "b.jpg", "c.jpg"]
+    assert report.rows == 3 and report.replaced_rows == 0
+    assert report.encoding_message() is None
+
+
+def test_as_text_keeps_what_was_written(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("path,label\na.jpg,01\nb.jpg,NA\nc.jpg,\n")
+    frame, _ = read_table(path, as_text=True)
+    assert frame["label"].tolist()[:2] == ["01", "NA"]
+    assert pd.isna(frame["label"].tolist()[2])
+    numbers, _ = read_table(path)
+    assert numbers["label"].tolist()[0] == 1  # without as_text pandas guesses types
+
+
+def test_upper_case_extension_and_bom(tmp_path: Path) -> None:
+    path = tmp_path / "T.CSV"
+    path.write_bytes("\ufeffpath,label\na.jpg,cat\n".encode())
+    frame, _ = read_table(path)
+    assert list(frame.columns) == ["path", "label"]
+
+
+def test_invalid_utf8_is_replaced_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    body = "path,label\na.jpg,café\nb.jpg,dog\nc.jpg,naïve\n"
+    path.write_bytes(body.encode("cp1252"))
+    frame, report = read_table(path)
+    assert frame["label"].tolist() == ["caf\ufffd", "dog", "na\ufffdve"]
+    assert report.replaced_rows == 2
+    assert not report.header_replaced
+    message = report.encoding_message()
+    assert message is not None
+    assert "excel.csv" in message and "2 of 3 rows" in message and "row 2, row 4" in message
+    assert "UTF-8" in message
+
+
+def test_invalid_utf8_in_jsonl_counts_lines(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'{"path": "a.jpg", "label": "ok"}\n\n{"path": "b.jpg", "label": "caf\xe9"}\n')
+    frame, report = read_table(path)
+    assert len(frame) == 2 and report.replaced_rows == 1
+    assert report.row_name(1) == "line 3"  # the blank line 2 is skipped but still counted
+    assert "line 3" in (report.encoding_message() or "")
+
+
+def test_unknown_extension_lists_the_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "data.xlsx"
+    path.write_bytes(b"PK")
+    with pytest.raises(DataError, match=r"data\.xlsx.*'\.xlsx'.*\.csv, \.tsv, \.parquet, \.jsonl"):
+        read_table(path)
+    assert {".csv", ".tsv", ".parquet", ".jsonl", ".ndjson", ".json"} == set(TABLE_FORMATS)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"):
+        read_table(tmp_path / "nope.csv")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    folder = tmp_path / "dir.csv"
+    folder.mkdir()
+    with pytest.raises(DataError, match=r"dir\.csv: is a folder"):
+        read_table(folder)
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("this is not parquet")
+    with pytest.raises(DataError, match=r"bad\.parquet: cannot read it as PARQUET"):
+        read_table(bad)
+
+
+@pytest.mark.parametrize("content", ["", "path,label\n"])
+def test_empty_csv(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=r"empty\.csv: the (file is empty|table has no rows)"):
+        read_table(path)
+
+
+@pytest.mark.parametrize("fmt, content", [("jsonl", ""), ("jsonl", "\n\n"), ("json", "[]"), ("json", "")])
+def test_empty_json(tmp_path: Path, fmt: str, content: str) -> None:
+    path = tmp_path / f"empty.{fmt}"
+    path.write_text(content)
+    with pytest.raises(DataError, match=rf"empty\.{fmt}: the (file is empty|table has no rows)"):
+        read_table(path)
+
+
+def test_bad_json_lines_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"path": "a.jpg"}\n{"path": oops}\n')
+    with pytest.raises(DataError, match=r"t\.jsonl: line 2 is not valid JSON"):
+        read_table(path)
+    path.write_text('{"path": "a.jpg"}\n["a.jpg", "cat"]\n')
+    with pytest.raises(DataError, match=r"line 2 holds a list"):
+        read_table(path)
+
+
+def test_json_must_be_records(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text('{"path": ["a.jpg"], "label": ["cat"]}')
+    with pytest.raises(DataError, match=r"t\.json: expected a JSON list of records"):
+        read_table(path)
+
+
+# -- require_columns -------------------------------------------------------------------------------
+
+
+def test_require_columns_lists_what_exists() -> None:
+    frame = pd.DataFrame({"filename": ["a"], "Label": ["x"]})
+    expected = r"data\.csv: missing columns 'path', 'label'.*'filename', 'Label'"
+    with pytest.raises(DataError, match=expected) as info:
+        require_columns(frame, ["path", "label"], "data.csv")
+    assert "Did you mean 'Label' for 'label'?" in str(info.value)
+    require_columns(frame, ["Label"], "data.csv")  # present: no error
+
+
+def test_require_columns_spots_semicolon_files(tmp_path: Path) -> None:
+    path = tmp_path / "eu.csv"
+    path.write_text("path;label\na.jpg;cat\n")
+    frame, _ = read_table(path)
+    with pytest.raises(DataError, match="delimited by ';'"):
+        require_columns(frame, ["path", "label"], str(path))
+
+
+# -- load_manifest ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl", "json"])
+def test_manifest_paths_are_relative_to_the_manifest(tmp_path: Path, fmt: str, monkeypatch) -> None:
+    data_dir = tmp_path / "data"
+    _images(data_dir, "a.jpg", "b.jpg", "c.jpg")
+    manifest = _write(data_dir / f"m.{fmt}", fmt, ROWS)
+    monkeypatch.chdir(tmp_path)  # a different working directory must not matter
+    data = load_manifest(Path("data") / manifest.name)
+    assert data.items == [str(data_dir / n) for n in ("a.jpg", "b.jpg", "c.jpg")]
+    assert data.labels == ["cat", "dog", "01"]  # "01" stays text
+    assert data.splits is None
+    assert data.modality == "image"
+
+
+def test_manifest_subfolders_absolute_paths_and_label_spaces(tmp_path: Path) -> None:
+    _images(tmp_path, "imgs/a.jpg", "elsewhere/b.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"file,class\nimgs/a.jpg, cat \n{tmp_path / 'elsewhere/b.jpg'},dog\n")
+    data = load_manifest(manifest, path_column="file", label_column="class")
+    assert data.items == [str(tmp_path / "imgs/a.jpg"), str(tmp_path / "elsewhere/b.jpg")]
+    assert data.labels == ["cat", "dog"]
+    assert all(os.path.isabs(item) for item in data.items)
+
+
+def test_manifest_missing_files_are_listed_with_spreadsheet_rows(tmp_path: Path) -> None:
+    _images(tmp_path, "a.jpg")
+    manifest = tmp_path / "m.csv"
+    lines = ["path,label", "a.jpg,cat"] + [f"gone{i}.jpg,dog" for i in range(7)]
+    manifest.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as info:
+        load_manifest(manifest)
+    message = str(info.value)
+    assert str(manifest) in message
+    assert "7 of 8 rows point to files that do not exist" in message
+    assert "row 3 'gone0.jpg', row 4 'gone1.jpg'" in message
+    assert "gone6.jpg" not in message  # only the first few
+    assert "header is row 1" in message
+    assert str(tmp_path) in message
+
+
+def test_manifest_windows_paths_get_a_hint(tmp_path: Path) -> None:
+    _images(tmp_path, "imgs/a.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\nimgs\\a.jpg,cat\n")
+    with pytest.raises(DataError, match="Windows separators"):
+        load_manifest(manifest)
+
+
+def test_manifest_empty_labels_are_named(tmp_path: Path) -> None:
+    _images(tmp_path, "a.jpg", "b.jpg", "c.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\na.jpg,cat\nb.jpg,\nc.jpg,  \n")
+    with pytest.raises(DataError, match=r"m\.csv: 2 of 3 rows have no label in column 'label': row 3, row 4"):
+        load_manifest(manifest)
+
+
+def test_manifest_empty_paths_are_named(tmp_path: Path) -> None:
+    _images(tmp_path, "a.jpg")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"path": "a.jpg", "label": "x"}\n{"path": null, "label": "y"}\n')
+    with pytest.raises(DataError, match=r"1 of 2 rows have no path in column 'path': line 2"):
+        load_manifest(manifest)
+
+
+def test_manifest_missing_columns(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,y\na.jpg,cat\n")
+    expected = r"m\.csv: missing columns 'path', 'label'; the table has columns: 'image', 'y'"
+    with pytest.raises(DataError, match=expected):
+        load_manifest(manifest)
+
+
+def test_manifest_split_column(tmp_path: Path) -> None:
+    _images(tmp_path, "a.jpg", "b.jpg", "c.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split\na.jpg,cat,train\nb.jpg,dog, Validation\nc.jpg,cat,TEST\n")
+    assert load_manifest(manifest).splits == ["train", "val", "test"]
+    assert load_manifest(manifest, split_column=None).splits is None
+    assert load_manifest(manifest, split_column="fold").splits is None  # column absent: no splits
+
+
+def test_manifest_unknown_split_values(tmp_path: Path) -> None:
+    _images(tmp_path, "a.jpg", "b.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split\na.jpg,cat,train\nb.jpg,dog,holdout\n")
+    expected = r"1 of 2 rows have an unknown split in column 'split': row 3 'holdout'"
+    with pytest.raises(DataError, match=expected):
+        load_manifest(manifest)
+
+
+def test_manifest_with_invalid_utf8_warns(tmp_path: Path) -> None:
+    _images(tmp_path, "a.jpg", "b.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("path,label\na.jpg,café\nb.jpg,dog\n".encode("cp1252"))
+    with pytest.warns(UserWarning, match=r"m\.csv.*1 of 2 rows \(row 2"):
+        data = load_manifest(manifest)
+    assert data.labels == ["caf\ufffd", "dog"]
+
+
+def test_text_manifest_keeps_the_text(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text('text,label\n"great, really",pos\nawful,neg\n')
+    data = load_manifest(manifest, path_column="text", modality="text")
+    assert data.items == ["great, really", "awful"]
+    assert data.modality == "text"
+
+
+def test_unknown_modality(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="modality"):
+        load_manifest(tmp_path / "m.csv", modality="video")
