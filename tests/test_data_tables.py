@@ -282,3 +282,57 @@ def test_text_manifest_keeps_the_text(tmp_path: Path) -> None:
 def test_unknown_modality(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="modality"):
         load_manifest(tmp_path / "m.csv", modality="video")
+
+
+# -- load_dataset: one entry point for folders and tables ------------------------------------------
+
+
+def test_load_dataset_dispatches_folders_and_tables(tmp_path: Path) -> None:
+    from transferkit.data import load_dataset
+
+    _images(tmp_path / "pics", "cat/a.jpg", "dog/b.png", "dog/notes.txt")
+    folder = load_dataset(tmp_path / "pics")
+    assert folder.labels == ["cat", "dog"]
+    assert list(folder.skipped) == [str(tmp_path / "pics/dog/notes.txt")]
+
+    manifest = tmp_path / "pics" / "m.csv"
+    manifest.write_text("file,y,split\ncat/a.jpg,cat,train\ndog/b.png,dog,val\n")
+    table = load_dataset(str(manifest), path_column="file", label_column="y")
+    assert table.items == folder.items
+    assert table.splits == ["train", "val"]
+
+
+def test_load_dataset_errors(tmp_path: Path) -> None:
+    from transferkit.data import load_dataset
+
+    with pytest.raises(DataError, match=r"missing: not found"):
+        load_dataset(tmp_path / "missing")
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"photo\.jpg: unknown table type"):
+        load_dataset(tmp_path / "photo.jpg")
+    with pytest.raises(DataError, match="text data is read from a table"):
+        load_dataset(tmp_path, modality="text")
+    with pytest.raises(ConfigError, match="modality"):
+        load_dataset(tmp_path, modality="video")
+
+
+def test_load_dataset_audio_folders(tmp_path: Path) -> None:
+    pytest.importorskip("transferkit.data.audio")
+    from transferkit.data import load_dataset
+
+    _images(tmp_path, "yes/a.wav", "no/b.FLAC", "no/c.ogg", "no/d.mp3")
+    data = load_dataset(tmp_path, modality="audio")
+    assert data.labels == ["no", "no", "yes"] and data.modality == "audio"
+    assert list(data.skipped) == [str(tmp_path / "no/d.mp3")]
+
+
+def test_importing_the_data_package_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, transferkit.data; "
+        "print(sorted(m for m in ('pandas', 'PIL', 'torch', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pandas" not in out.stdout and "PIL" not in out.stdout

@@ -1,5 +1,81 @@
-"""Loading and validating a user's labelled data, and splitting it."""
+"""Loading and validating a user's labelled data, and splitting it.
+
+`load_dataset` is the one entry point: a folder is scanned (`root/<class>/<files>`, or already
+split as `root/{train,val,test}/<class>/<files>`), a table file is read as a manifest of paths and
+labels (CSV, TSV, Parquet, JSON Lines, JSON). `split_indices` then gives stratified splits.
+
+Heavy libraries (pandas, PIL, torch) are imported only by the functions that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from pathlib import Path
 
 from transferkit.data.dataset import LabelledData
+from transferkit.data.folders import scan_folder
+from transferkit.data.split import split_indices
+from transferkit.data.tables import TableReport, load_manifest, read_table, require_columns
+from transferkit.errors import ConfigError, DataError
 
-__all__ = ["LabelledData"]
+__all__ = [
+    "LabelledData",
+    "TableReport",
+    "load_dataset",
+    "load_manifest",
+    "read_table",
+    "require_columns",
+    "scan_folder",
+    "split_indices",
+]
+
+
+def load_dataset(
+    source: str | Path,
+    *,
+    modality: str = "image",
+    path_column: str = "path",
+    label_column: str = "label",
+    split_column: str | None = "split",
+) -> LabelledData:
+    """Load labelled data from a folder of class sub-folders or from a table file.
+
+    For a table, `path_column` holds the file paths (for text: the text itself), `label_column`
+    the labels and `split_column`, when the table has it, each row's split.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise DataError(
+            f"{source}: not found; pass a folder laid out as <folder>/<class>/<files>, or a table "
+            "(CSV, TSV, Parquet, JSONL, JSON) with path and label columns"
+        )
+    if path.is_dir():
+        return scan_folder(path, folder_extensions(modality), modality)
+    return load_manifest(
+        path,
+        path_column=path_column,
+        label_column=label_column,
+        modality=modality,
+        split_column=split_column,
+    )
+
+
+def folder_extensions(modality: str) -> Set[str]:
+    """The file types a folder scan picks up for `modality`.
+
+    Each modality's reader owns its list; a new file-based modality adds one branch here.
+    """
+    if modality == "image":
+        from transferkit.data.images import IMAGE_EXTENSIONS
+
+        return IMAGE_EXTENSIONS
+    if modality == "audio":
+        from transferkit.data.audio import AUDIO_EXTENSIONS  # .wav, .flac, .ogg
+
+        return AUDIO_EXTENSIONS
+    if modality == "text":
+        raise DataError(
+            "text data is read from a table, not a folder: pass a CSV/TSV/Parquet/JSONL/JSON file "
+            "with a text column (path_column=...) and a label column"
+        )
+    raise ConfigError(f"modality must be one of image, audio, text; got {modality!r}")
