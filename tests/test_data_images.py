@@ -91,7 +91,8 @@ def test_palette_gif_with_transparency_shows_white(tmp_path: Path) -> None:
     img.putpalette([0, 0, 0, 0, 200, 0] + [0] * (3 * 254))
     img.putpixel((0, 0), 0)
     path = _save(img, tmp_path / "t.gif", transparency=0)
-    assert "transparency" in Image.open(path).info
+    with Image.open(path) as stored:
+        assert "transparency" in stored.info
     out = open_image(path)
     assert out.getpixel((0, 0)) == (255, 255, 255)  # the transparent index, not black
     assert out.getpixel((1, 0)) == (0, 200, 0)
@@ -112,7 +113,8 @@ def test_cmyk_jpeg_is_converted(tmp_path: Path) -> None:
 def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
     ramp = np.linspace(0, 65535, 64 * 64).round().astype(np.uint16).reshape(64, 64)
     path = _save(Image.fromarray(ramp), tmp_path / "deep.png")
-    assert Image.open(path).mode.startswith("I")
+    with Image.open(path) as stored:
+        assert stored.mode.startswith("I")
     out = np.asarray(open_image(path))
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert out.min() <= 1 and out.max() >= 254
