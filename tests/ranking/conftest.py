@@ -39,7 +39,9 @@ def source_probabilities(X: np.ndarray, n_source: int = N_SOURCE_CLASSES) -> np.
     return P / P.sum(axis=1, keepdims=True)
 
 
-def estimator_input(estimator: type[TransferabilityEstimator] | TransferabilityEstimator, X: np.ndarray) -> np.ndarray:
+def estimator_input(
+    estimator: type[TransferabilityEstimator] | TransferabilityEstimator, X: np.ndarray
+) -> np.ndarray:
     """What ``fit`` takes for this estimator: the features, or source probabilities made from them."""
     if estimator.input_kind == "source_probabilities":
         return source_probabilities(X).astype(X.dtype)
