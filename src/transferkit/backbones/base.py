@@ -94,6 +94,15 @@ class Backbone(nn.Module, ABC):
             return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return batch
 
+    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+        """Use a saved preprocessing (from a bundle). Families that can change theirs override this;
+        the default accepts only the preprocessing the backbone already has."""
+        if config != self.preprocess_config():
+            raise BackboneError(
+                f"backbone '{self.name}' cannot reproduce the saved preprocessing {config}; "
+                f"it preprocesses as {self.preprocess_config()}"
+            )
+
     def describe(self) -> dict[str, Any]:
         """Reference written into bundles: enough to recreate this backbone and check its weights."""
         return {

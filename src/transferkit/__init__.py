@@ -1,0 +1,44 @@
+"""transferkit: transfer learning for your own labelled images, text, audio and tables.
+
+    from transferkit import TransferClassifier
+    clf = TransferClassifier(backbone="efficientnet_lite0").fit(paths, labels)
+
+Heavy modules (torch, timm…) are imported on first use, so `import transferkit` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TransferClassifier",
+    "TransferkitError",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+]
+
+_LAZY = {
+    "TransferClassifier": "transferkit.classifier",
+    "TransferkitError": "transferkit.errors",
+    "create_backbone": "transferkit.backbones.registry",
+    "list_backbones": "transferkit.backbones.registry",
+    "register_backbone": "transferkit.backbones.registry",
+}
+
+if TYPE_CHECKING:
+    from transferkit.backbones.registry import create_backbone, list_backbones, register_backbone
+    from transferkit.classifier import TransferClassifier
+    from transferkit.errors import TransferkitError
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'transferkit' has no attribute '{name}'")

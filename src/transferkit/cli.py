@@ -1,0 +1,169 @@
+"""The `transferkit` command. One thin function per command; all logic lives in the library.
+
+Errors of the `TransferkitError` family are shown as one message without a traceback
+(`--debug` shows it). Heavy imports happen inside the commands, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="transferkit",
+    help="Transfer learning for your own labelled data: fit, predict, evaluate, compare backbones.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+# -- shared options --------------------------------------------------------------------------
+Backbone = Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (see `transferkit models`).")]
+Weights = Annotated[
+    str | None,
+    typer.Option(help="Backbone weights: a local file, 'random' (control), or 'hub' (online). "
+                 "Default: the backbone's own pretrained weights."),
+]
+Head = Annotated[str, typer.Option(help="Head: 'linear', 'mlp', 'mlp:HIDDEN', or layers like "
+                                        "'dense:512:relu, dropout:0.2, dense:N'.")]
+Seed = Annotated[int, typer.Option(help="Random seed (same seed, same data → same result).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU runs it natively), bf16, fp32.")]
+CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache folder "
+                                                                   "(default ~/.cache/transferkit).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _cache_arg(cache_dir: Path | None, no_cache: bool) -> Any:
+    return False if no_cache else cache_dir
+
+
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="Image folder (DATA/<class>/*, or DATA/{train,val,test}/<class>/*) "
+                                              "or a CSV/Parquet/JSONL manifest with path,label columns.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the trained model "
+                                                                 "(default runs/<data name>).")] = None,
+    backbone: Backbone = "efficientnet_lite0",
+    weights: Weights = None,
+    head: Head = "linear",
+    val: Annotated[float, typer.Option(help="Validation fraction when DATA is not already split.")] = 0.15,
+    test: Annotated[float, typer.Option(help="Test fraction when DATA is not already split.")] = 0.15,
+    seed: Seed = 0,
+    batch_size: BatchSize = 64,
+    precision: Precision = "auto",
+    class_weight: Annotated[str, typer.Option(help="auto (balanced if the largest class is ≥3x the "
+                                                   "smallest), balanced, none.")] = "auto",
+    path_column: Annotated[str, typer.Option(help="Manifest column with input paths.")] = "path",
+    label_column: Annotated[str, typer.Option(help="Manifest column with labels.")] = "label",
+    strict: Annotated[bool, typer.Option(help="Fail on unreadable inputs instead of skipping them.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a trained model already at --out.")] = False,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    as_json: AsJson = False,
+) -> None:
+    """Train a classifier on DATA: frozen pretrained backbone, head on its cached features."""
+    from transferkit.workflow import fit_and_report
+
+    fit_and_report(
+        data=data, out=out, backbone=backbone, weights=weights, head=head, val=val, test=test, seed=seed,
+        batch_size=batch_size, precision=precision, class_weight=class_weight, path_column=path_column,
+        label_column=label_column, strict=strict, overwrite=overwrite,
+        cache_dir=_cache_arg(cache_dir, no_cache), as_json=as_json, console=console,
+    )
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A folder made by `transferkit fit`.")],
+    inputs: Annotated[list[str], typer.Argument(help="Files or folders to classify.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels.")] = 1,
+    as_json: AsJson = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Print the predicted label and its probability for each input."""
+    from transferkit.workflow import predict_and_print
+
+    predict_and_print(model, inputs, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
+                      cache_dir=_cache_arg(cache_dir, no_cache), console=console)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A folder made by `transferkit fit`.")],
+    data: Annotated[Path, typer.Argument(help="Labelled data in the same layout as for fit.")],
+    path_column: Annotated[str, typer.Option(help="Manifest column with input paths.")] = "path",
+    label_column: Annotated[str, typer.Option(help="Manifest column with labels.")] = "label",
+    as_json: AsJson = False,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Score a trained model on new labelled data."""
+    from transferkit.workflow import evaluate_and_print
+
+    evaluate_and_print(model, data, path_column=path_column, label_column=label_column, as_json=as_json,
+                       cache_dir=_cache_arg(cache_dir, no_cache), console=console)
+
+
+@app.command()
+def models(
+    modality: Annotated[str | None, typer.Option(help="Only image, text or audio.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List registered backbones and whether their weights are available on this machine."""
+    from transferkit.workflow import print_models
+
+    print_models(modality, as_json=as_json, console=console)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the digits images and model.")] = Path(
+        "runs/digits-demo"
+    ),
+    backbone: Backbone = "efficientnet_lite0",
+    seed: Seed = 0,
+    precision: Precision = "auto",
+) -> None:
+    """Fit on scikit-learn's handwritten digits, pretrained vs random-init backbone."""
+    from transferkit.demo import run_demo
+
+    run_demo(out=out, backbone=backbone, seed=seed, precision=precision, console=console)
+
+
+def main() -> None:
+    """Entry point: run the app, turning transferkit errors into one-line messages."""
+    from transferkit.errors import TransferkitError
+
+    try:
+        app()
+    except TransferkitError as exc:
+        if _state["debug"]:
+            raise
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

