@@ -8,18 +8,31 @@ intermediate layer.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, sparse
+from scipy.sparse import linalg as sparse_linalg
 
 from transferkit.ranking.base import FloatArray, IntArray
 
 _EPS = np.finfo(np.float64).eps
 
 
+def class_sums(X: FloatArray, y: IntArray, n_classes: int) -> FloatArray:
+    """Sum of the rows of each class, shape (C, D): a sparse one-hot product, O(N D)."""
+    onehot = sparse.csr_matrix((np.ones(y.size), (y, np.arange(y.size))), shape=(n_classes, y.size))
+    return np.asarray(onehot @ X)
+
+
 def class_means(X: FloatArray, y: IntArray, n_classes: int) -> FloatArray:
     """Mean feature vector of each class, shape (C, D)."""
-    sums = np.zeros((n_classes, X.shape[1]))
-    np.add.at(sums, y, X)
-    return sums / np.bincount(y, minlength=n_classes)[:, None]
+    return class_sums(X, y, n_classes) / np.bincount(y, minlength=n_classes)[:, None]
+
+
+def largest_eigenvalue(A: FloatArray) -> float:
+    """Largest eigenvalue of a symmetric matrix: Lanczos (deterministic start) for large A."""
+    if A.shape[0] <= 64:
+        return float(np.linalg.eigvalsh(A)[-1])
+    start = np.ones(A.shape[0]) / np.sqrt(A.shape[0])
+    return float(sparse_linalg.eigsh(A, k=1, which="LA", v0=start, return_eigenvectors=False)[0])
 
 
 def principal_coordinates(X: FloatArray, n_components: int | None = None) -> tuple[FloatArray, FloatArray]:
@@ -32,19 +45,19 @@ def principal_coordinates(X: FloatArray, n_components: int | None = None) -> tup
     """
     n, dim = X.shape
     Xc = X - X.mean(axis=0)
-    if dim <= n:
-        evals, V = np.linalg.eigh(Xc.T @ Xc)
-    else:
-        evals, U = np.linalg.eigh(Xc @ Xc.T)
-    evals, order = evals[::-1], np.arange(evals.size)[::-1]
+    gram = Xc.T @ Xc if dim <= n else Xc @ Xc.T
+    m = gram.shape[0]
+    # Only the leading components are needed: a partial eigendecomposition is ~3x cheaper.
+    subset = None if n_components is None or n_components >= m else [m - n_components, m - 1]
+    evals, vecs = linalg.eigh(gram, subset_by_index=subset)
+    evals, vecs = evals[::-1], vecs[:, ::-1]  # largest first
     top = float(evals[0]) if evals.size else 0.0
     rank = int((evals > top * max(n, dim) * _EPS).sum()) if top > 0 else 0
     d = rank if n_components is None else min(n_components, rank)
-    keep = order[:d]
-    if dim <= n:
-        scores = Xc @ V[:, keep]
-    else:
-        scores = U[:, keep] * np.sqrt(evals[:d])
+    if dim <= n:  # vecs are principal axes in feature space
+        scores = Xc @ vecs[:, :d]
+    else:  # vecs are left singular vectors: scores = U S
+        scores = vecs[:, :d] * np.sqrt(evals[:d])
     return scores, evals[:d] / n
 
 

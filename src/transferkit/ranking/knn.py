@@ -46,28 +46,31 @@ def content_folds(X: FloatArray, y: IntArray, n_splits: int) -> IntArray:
 def knn_predict(
     train: FloatArray, train_y: IntArray, test: FloatArray, n_classes: int, k: int, metric: str
 ) -> IntArray:
-    """Majority vote of the k nearest training rows; ties go to the class with the nearest neighbour."""
-    if metric == "cosine":
-        similarity = test @ train.T
-    else:  # negative squared euclidean distance, so that larger is nearer in both cases
-        similarity = (
-            2.0 * test @ train.T - (train * train).sum(axis=1)[None, :] - (test * test).sum(axis=1)[:, None]
-        )
+    """Majority vote of the k nearest training rows; ties go to the class with the nearest neighbour.
+
+    Works through the test rows in blocks, so memory stays near 128 MB whatever N is.
+    """
     k = min(k, train.shape[0])
-    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    rows = np.arange(test.shape[0])[:, None]
-    nearest = np.take_along_axis(
-        nearest, np.argsort(-similarity[rows, nearest], axis=1, kind="stable"), axis=1
-    )
-    labels = train_y[nearest]  # (n_test, k), nearest first
-    votes = np.zeros((test.shape[0], n_classes), dtype=np.intp)
-    np.add.at(votes, (np.broadcast_to(rows, labels.shape), labels), 1)
-    first = np.full((test.shape[0], n_classes), k, dtype=np.intp)
-    np.minimum.at(
-        first, (np.broadcast_to(rows, labels.shape), labels), np.broadcast_to(np.arange(k), labels.shape)
-    )
-    # Most votes first; among those, the class whose first neighbour is nearest.
-    return np.argmax(votes * (k + 1) + (k - first), axis=1)
+    train_sq = (train * train).sum(axis=1)
+    block = max(1, (1 << 24) // train.shape[0])
+    out = np.empty(test.shape[0], dtype=np.intp)
+    for start in range(0, test.shape[0], block):
+        part = test[start : start + block]
+        similarity = part @ train.T
+        if metric == "euclidean":  # negative squared distance, so that larger is nearer in both cases
+            similarity = 2.0 * similarity - train_sq[None, :] - (part * part).sum(axis=1)[:, None]
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        rows = np.arange(part.shape[0])[:, None]
+        by_distance = np.argsort(-similarity[rows, nearest], axis=1, kind="stable")
+        labels = train_y[np.take_along_axis(nearest, by_distance, axis=1)]  # (rows, k), nearest first
+        votes = np.zeros((part.shape[0], n_classes), dtype=np.intp)
+        first = np.full((part.shape[0], n_classes), k, dtype=np.intp)
+        for j in range(k - 1, -1, -1):  # farthest to nearest, so `first` ends at the nearest rank
+            votes[rows[:, 0], labels[:, j]] += 1
+            first[rows[:, 0], labels[:, j]] = j
+        # Most votes first; among those, the class whose first neighbour is nearest.
+        out[start : start + block] = np.argmax(votes * (k + 1) + (k - first), axis=1)
+    return out
 
 
 class KNNAccuracy(TransferabilityEstimator):

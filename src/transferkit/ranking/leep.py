@@ -24,13 +24,13 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from transferkit.ranking._linalg import class_sums
 from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator, as_probability_matrix
 
 
 def empirical_conditional(P: FloatArray, y: IntArray, n_classes: int) -> FloatArray:
     """P̂(y | z) as a (C, Z) matrix from soft source predictions P (N, Z) and target codes y."""
-    joint = np.zeros((n_classes, P.shape[1]))
-    np.add.at(joint, y, P)
+    joint = class_sums(P, y, n_classes)
     marginal = joint.sum(axis=0)
     return np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
 

@@ -41,11 +41,10 @@ and is not scale invariant (features of large norm get λ ≈ 1e-10); pass ``shr
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 from scipy.special import log_softmax, softmax
 
 from transferkit.errors import ConfigError
-from transferkit.ranking._linalg import class_means, principal_coordinates, solve_psd
+from transferkit.ranking._linalg import class_means, largest_eigenvalue, principal_coordinates, solve_psd
 from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
 
 
@@ -53,8 +52,7 @@ def paper_shrinkage(Sw: FloatArray) -> float:
     """The adaptive strength of Shao et al.: λ = max(exp(−5 σ_max(S_w)), 1e-10)."""
     if Sw.size == 0:  # no feature directions (constant features): σ_max = 0
         return 1.0
-    top = float(linalg.eigvalsh(Sw, subset_by_index=[Sw.shape[0] - 1, Sw.shape[0] - 1])[0])
-    return max(float(np.exp(-5.0 * max(top, 0.0))), 1e-10)
+    return max(float(np.exp(-5.0 * max(largest_eigenvalue(Sw), 0.0))), 1e-10)
 
 
 def regularised_lda_log_proba(
