@@ -167,3 +167,14 @@ def test_make_estimator_names_close_matches():
     assert make_estimator("gbc", n_components=8).n_components == 8
     with pytest.raises(ConfigError, match="'logme'"):
         make_estimator("logmee")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_failed_refit_leaves_the_estimator_unfitted(name, blobs, to_input):
+    cls = ESTIMATORS[name]
+    X, y = blobs(10, 2, 4, separation=3.0, seed=15)
+    est = cls().fit(to_input(cls, X), y)
+    with pytest.raises(DataError):
+        est.fit(to_input(cls, X), np.zeros(y.size))
+    with pytest.raises(NotFittedError):
+        _ = est.score_

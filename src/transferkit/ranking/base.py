@@ -37,7 +37,7 @@ def as_float_matrix(X: ArrayLike, what: str = "features") -> FloatArray:
     if arr.ndim != 2:
         raise DataError(
             f"{what} must be a 2-D array (n_samples, n_features); got shape {arr.shape}. "
-            "Reshape a single sample with X.reshape(1, -1) or pooled maps with X.reshape(len(X), -1)."
+            "Pool or flatten per-sample feature maps first, e.g. X.reshape(len(X), -1)."
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DataError(f"{what} are empty: shape {arr.shape}; expected at least one row and column.")
@@ -147,7 +147,12 @@ class TransferabilityEstimator:
     n_features_in_: int
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
-        """Validate the input, compute the score into ``score_`` and return ``self``."""
+        """Validate the input, compute the score into ``score_`` and return ``self``.
+
+        A failed fit leaves the estimator unfitted, never holding a previous fit's results.
+        """
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
         self._check_params()
         data = self._validate_input(X)
         codes, classes = encode_labels(y, data.shape[0], self.min_samples_per_class)
