@@ -110,6 +110,9 @@ class MelSpectrogram(nn.Module):
     window and filters are non-persistent buffers: no parameters, nothing in the state dict.
     """
 
+    window: torch.Tensor
+    filters: torch.Tensor
+
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -397,9 +400,10 @@ class GE2ESpeakerEncoder(Backbone):
     def _volume_gain(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Gain raising each clip's RMS to `target_dbfs` (never lowering it), as resemblyzer does."""
         lengths = lengths.to(waveform.device)
+        target = -30.0 if self.target_dbfs is None else float(self.target_dbfs)
         rms = torch.sqrt(waveform.square().sum(dim=1) / lengths.clamp_min(1).to(waveform.dtype))
         dbfs = 20 * torch.log10(rms.clamp_min(1e-10))
-        change = (self.target_dbfs - dbfs).clamp_min(0.0)
+        change = (target - dbfs).clamp_min(0.0)
         return torch.pow(10.0, change / 20)
 
     def embed_partials(self, mels: torch.Tensor) -> torch.Tensor:
@@ -557,6 +561,8 @@ class SpectrogramImageBackbone(Backbone):
     """
 
     modality = "audio"
+    _mean: torch.Tensor
+    _std: torch.Tensor
 
     def __init__(
         self,
@@ -699,7 +705,9 @@ class SpectrogramImageBackbone(Backbone):
                 )
                 owners.append(i)
         x = torch.stack(images).expand(-1, 3, -1, -1)
-        x = (x - self._mean) / self._std
+        # channels-last: ~1.5x faster convolutions on CPU even when the weights are NCHW (measured
+        # on EfficientNet-Lite0), and the extraction loop only converts inputs of image backbones
+        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
         return x, torch.tensor(owners, device=x.device)
 
     def forward_features(self, batch: Any) -> torch.Tensor:

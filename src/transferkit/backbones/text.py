@@ -542,16 +542,17 @@ def create_text_backbone(
     )
     model, weights_id = _load_transformer(transformer_dir, weights, seed)
     model.eval()
-    positions = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    model_config: Any = model.config
+    positions = int(getattr(model_config, "max_position_embeddings", 0) or 0)
     limit = positions if positions > 0 else 512
-    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+    if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
         limit -= 2  # their positions start after the padding index
     tokenizer_max = int(getattr(tokenizer, "model_max_length", 0) or 0)
     default = int(
         st_config.get("max_seq_length") or (tokenizer_max if 0 < tokenizer_max < 100_000 else limit)
     )
     seq_len = min(int(max_seq_length or default), limit)
-    pooling = TextPooling(int(model.config.hidden_size), modes, dense, normalize)
+    pooling = TextPooling(int(model_config.hidden_size), modes, dense, normalize)
     return SentenceTransformerBackbone(
         name or (str(folder.resolve()) if local else source),
         model,
