@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,17 @@ VOICE_A = {"f0": 110.0, "formants": [(700, 150), (1200, 200), (2600, 300)]}
 VOICE_B = {"f0": 210.0, "formants": [(400, 100), (2200, 250), (3000, 300)]}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Any:
+    """Run these tests on one intra-op thread. The LSTM makes hundreds of small calls, and with two
+    OpenMP threads on a busy 2-core machine each call waits for a descheduled thread: measured
+    here, 10-20x slower than one thread (1 s → 20 s for the voice test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def check_contract(backbone: Backbone, items: list[Any]) -> torch.Tensor:
     """What every backbone promises: [B, num_features], finite, deterministic, JSON config,
     layer groups covering every trainable parameter once."""
@@ -77,6 +89,8 @@ def check_contract(backbone: Backbone, items: list[Any]) -> torch.Tensor:
     torch.testing.assert_close(first, second)
     config = backbone.preprocess_config()
     assert json.loads(json.dumps(config)) == config
+    # DataLoader workers get the loader, not the weights
+    assert len(pickle.dumps(backbone.sample_loader())) < 10_000
     grouped = [id(p) for group in backbone.layer_groups() for p in group.parameters()]
     assert len(grouped) == len(set(grouped)), "a parameter is in two layer groups"
     head = {id(p) for p in backbone.source_head.parameters()} if backbone.source_head is not None else set()
@@ -225,7 +239,6 @@ def test_ge2e_weights_sources(tmp_path: Path) -> None:
 
 def test_ge2e_refuses_pickled_code(tmp_path: Path) -> None:
     """A weight file that would run code when unpickled is refused, not executed."""
-    import pickle
 
     class Evil:
         def __reduce__(self):  # type: ignore[no-untyped-def]

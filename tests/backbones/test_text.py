@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def check_contract(backbone: SentenceTransformerBackbone, texts: list[str]) -> t
     torch.testing.assert_close(first, second)
     config = backbone.preprocess_config()
     assert json.loads(json.dumps(config)) == config
+    assert len(pickle.dumps(backbone.sample_loader())) < 10_000  # workers get no weights
     groups = backbone.layer_groups()
     grouped = [id(p) for group in groups for p in group.parameters()]
     assert len(grouped) == len(set(grouped)), "a parameter is in two layer groups"
