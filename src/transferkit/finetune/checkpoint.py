@@ -1,0 +1,112 @@
+"""Checkpoints written atomically and read without unpickling code, and the run folder they live in.
+
+A run folder (`fit --out RUN`) holds `run.json` (what is trained on what: backbone reference,
+data fingerprint, config), `checkpoints/{last,best}.ckpt`, `logs/`, and, once training ends, the
+bundle files. `--resume RUN` checks all of that before continuing: it refuses a folder that is
+not a run, and a run made with another backbone or other data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from transferkit.errors import ConfigError
+
+RUN_FILE = "run.json"
+RUN_KIND = "transferkit.run"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """`torch.save` to a temporary file in the same folder, then `os.replace`: never a torn file.
+
+    Loading uses `weights_only=True`: a checkpoint holds tensors and plain values only.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def data_fingerprint(items: list[Any], labels: list[str]) -> str:
+    """sha256 over the (input, label) pairs in order: the identity of a training set."""
+    h = hashlib.sha256()
+    for item, label in zip(items, labels, strict=True):
+        h.update(f"{item}\x00{label}\x01".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def write_run(folder: Path, info: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".run.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"kind": RUN_KIND, **info}, fh, indent=2, default=str)
+    os.replace(tmp, folder / RUN_FILE)
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    """The run manifest of `folder`, or a `ConfigError` saying why it is not a resumable run."""
+    path = folder / RUN_FILE
+    if not folder.is_dir():
+        raise ConfigError(f"--resume '{folder}': no such folder; give the --out folder of a fine-tuning run")
+    if not path.is_file():
+        raise ConfigError(
+            f"--resume '{folder}' is not a transferkit fine-tuning run (no {RUN_FILE}); "
+            "give the --out folder of an earlier `fit --strategy finetune`"
+        )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--resume '{folder}': {RUN_FILE} is damaged ({exc})") from exc
+    if info.get("kind") != RUN_KIND:
+        raise ConfigError(f"--resume '{folder}': {RUN_FILE} is not a transferkit run manifest")
+    return info
+
+
+def last_checkpoint(folder: Path) -> Path:
+    ckpt = folder / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise ConfigError(
+            f"--resume '{folder}': the run has no checkpoint yet (checkpoints/last.ckpt); "
+            "it was stopped before its first epoch ended: start it again without --resume"
+        )
+    return ckpt
+
+
+def check_same_run(folder: Path, info: dict[str, Any], *, backbone: dict[str, Any], data: str) -> None:
+    """Refuse to resume `info` with another backbone or other data."""
+    saved = info.get("backbone", {})
+    if (saved.get("name"), saved.get("weights_id")) != (backbone.get("name"), backbone.get("weights_id")):
+        raise ConfigError(
+            f"--resume '{folder}' was trained with backbone '{saved.get('name')}' (weights "
+            f"{str(saved.get('weights_id'))[:16]}…), not '{backbone.get('name')}' "
+            f"({str(backbone.get('weights_id'))[:16]}…); refusing to mix them"
+        )
+    if info.get("data_fingerprint") != data:
+        raise ConfigError(
+            f"--resume '{folder}' was trained on other data ({info.get('data_source')}, "
+            f"{info.get('n_train')} training inputs); resume it with the same data and split, "
+            "or start a new run"
+        )

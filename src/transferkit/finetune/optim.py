@@ -1,0 +1,91 @@
+"""Optimiser parameter groups with discriminative learning rates, and the LR schedule.
+
+Backbone group i of G (`Backbone.layer_groups()`, input → output) gets lr · layer_decay^(G − i):
+layers near the input, which hold the most general features, move least (ULMFiT's
+discriminative fine-tuning). The head gets lr. Biases and norm weights get no weight decay.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def backbone_group_params(backbone: Any) -> list[list[tuple[str, nn.Parameter]]]:
+    """(name, parameter) lists per layer group, input → output; uncovered parameters join group 0."""
+    names = {id(p): n for n, p in backbone.named_parameters()}
+    seen: set[int] = set()
+    groups: list[list[tuple[str, nn.Parameter]]] = []
+    for module in backbone.layer_groups():
+        group = []
+        for p in module.parameters():
+            if id(p) in names and id(p) not in seen:
+                seen.add(id(p))
+                group.append((names[id(p)], p))
+        if group:
+            groups.append(group)
+    leftover = [(n, p) for n, p in backbone.named_parameters() if id(p) not in seen]
+    if leftover:
+        if groups:
+            groups[0] = leftover + groups[0]
+        else:
+            groups.append(leftover)
+    return groups
+
+
+def _split_decay(
+    params: list[tuple[str, nn.Parameter]], lr: float, wd: float, tag: str
+) -> list[dict[str, Any]]:
+    decay = [p for n, p in params if p.ndim > 1]
+    no_decay = [p for n, p in params if p.ndim <= 1]
+    out = []
+    if decay:
+        out.append({"params": decay, "lr": lr, "weight_decay": wd, "name": f"{tag}"})
+    if no_decay:
+        out.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{tag}.no_decay"})
+    return out
+
+
+def parameter_groups(
+    group_params: list[list[tuple[str, nn.Parameter]]],
+    head: nn.Module,
+    *,
+    lr: float,
+    layer_decay: float,
+    weight_decay: float,
+    peft_params: list[tuple[str, nn.Parameter]] | None = None,
+) -> list[dict[str, Any]]:
+    """Optimiser groups: the head at `lr`, backbone groups at decayed LRs (PEFT parameters at `lr`)."""
+    groups = _split_decay(list(head.named_parameters()), lr, weight_decay, "head")
+    if peft_params is not None:
+        return groups + _split_decay(peft_params, lr, weight_decay, "peft")
+    n = len(group_params)
+    for i, params in enumerate(group_params):
+        groups += _split_decay(params, lr * layer_decay ** (n - i), weight_decay, f"backbone.{i}")
+    return groups
+
+
+def make_optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+
+
+class WarmupCosine:
+    """LR factor: linear warm-up over `warmup` steps, then cosine to 0 at `total` (picklable)."""
+
+    def __init__(self, total: int, warmup: int, cosine: bool) -> None:
+        self.total, self.warmup, self.cosine = max(1, total), max(0, warmup), cosine
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        if not self.cosine:
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
