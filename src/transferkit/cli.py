@@ -54,6 +54,7 @@ def _cache_arg(cache_dir: Path | None, no_cache: bool) -> Any:
 
 @app.command()
 def fit(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Image folder (DATA/<class>/*, or DATA/{train,val,test}/<class>/*) "
                                               "or a CSV/Parquet/JSONL manifest with path,label columns.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the trained model "
@@ -75,16 +76,33 @@ def fit(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     as_json: AsJson = False,
+    strategy: Annotated[str, typer.Option(help="probe (frozen backbone, head on cached features) or finetune "
+                                               "(train backbone + head on Lightning).")] = "probe",
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file setting any fit option "
+                                                                 "(flags given here override it).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="finetune: training epochs (default 10).")] = None,
+    lr: Annotated[str | None, typer.Option(help="finetune: learning rate of the head, or 'auto' "
+                                                "(LR finder). Default 1e-3.")] = None,
+    freeze: Annotated[str | None, typer.Option(
+        help="finetune: frozen (head only), full, or gradual (head first, then unfreeze from the top). "
+             "Default gradual.")] = None,
+    peft: Annotated[str | None, typer.Option(
+        help="finetune: lora or bitfit (train only those parameters).")] = None,
+    devices: Annotated[str | None, typer.Option(
+        help="finetune: number of devices (2+ → DDP), or auto.")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="finetune: auto, cpu or gpu.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="finetune: continue the run in this --out folder "
+                                                     "from its last checkpoint.")] = None,
 ) -> None:
-    """Train a classifier on DATA: frozen pretrained backbone, head on its cached features."""
-    from transferkit.workflow import fit_and_report
+    """Train a classifier on DATA: a probe on frozen features (default) or a fine-tuned network."""
+    from click.core import ParameterSource
 
-    fit_and_report(
-        data=data, out=out, backbone=backbone, weights=weights, head=head, val=val, test=test, seed=seed,
-        batch_size=batch_size, precision=precision, class_weight=class_weight, path_column=path_column,
-        label_column=label_column, strict=strict, overwrite=overwrite,
-        cache_dir=_cache_arg(cache_dir, no_cache), as_json=as_json, console=console,
-    )
+    from transferkit.workflow import run_fit
+
+    options = {k: v for k, v in ctx.params.items()}
+    options["cache_dir"] = _cache_arg(cache_dir, no_cache)
+    explicit = {k for k in ctx.params if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    run_fit(options, explicit, console=console)
 
 
 @app.command()

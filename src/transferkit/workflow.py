@@ -130,6 +130,55 @@ def fit_and_report(
     return summary
 
 
+def run_fit(options: dict[str, Any], explicit: set[str], *, console: Console) -> dict[str, Any]:
+    """`transferkit fit`: merge defaults < `--config` YAML < typed flags, then probe or fine-tune."""
+    from transferkit.errors import ConfigError
+
+    if options.get("config") or (options.get("resume") and "strategy" not in explicit):
+        from transferkit.finetune.config import merge_options, read_yaml_options
+
+        yaml_options = read_yaml_options(options["config"]) if options.get("config") else {}
+        if options.get("resume") and "strategy" not in yaml_options:
+            yaml_options["strategy"] = "finetune"  # only fine-tuning runs resume
+        options = merge_options(options, explicit, yaml_options)
+        explicit = explicit | set(yaml_options)
+    strategy = options.get("strategy") or "probe"
+    if strategy == "finetune":
+        from transferkit.finetune.workflow import finetune_and_report
+
+        return finetune_and_report(options, explicit, console)
+    if strategy != "probe":
+        raise ConfigError(f"--strategy must be 'probe' or 'finetune'; got '{strategy}'")
+    only_finetune = sorted(k for k in ("epochs", "lr", "freeze", "peft", "devices", "accelerator", "resume")
+                           if options.get(k) is not None)
+    if only_finetune:
+        raise ConfigError(f"--{only_finetune[0]} applies to --strategy finetune; add --strategy finetune "
+                          "(the default strategy, probe, trains a head on frozen features)")
+    return fit_and_report(
+        data=Path(options["data"]), out=None if options.get("out") is None else Path(options["out"]),
+        backbone=options["backbone"], weights=options.get("weights"), head=options["head"],
+        val=options["val"], test=options["test"], seed=options["seed"], batch_size=options["batch_size"],
+        precision=options["precision"], class_weight=options["class_weight"],
+        path_column=options["path_column"], label_column=options["label_column"], strict=options["strict"],
+        overwrite=options["overwrite"], cache_dir=options.get("cache_dir"), as_json=options["as_json"],
+        console=console,
+    )
+
+
+def load_model(path: Path, **overrides: Any) -> Any:
+    """A saved bundle, probe or fine-tuned: both answer `classes_`, `features`, `proba_from_features`."""
+    from transferkit.bundle import load_bundle
+
+    manifest, _ = load_bundle(path)
+    if manifest.get("strategy", "probe") == "finetune":
+        from transferkit.finetune import load_finetuned
+
+        return load_finetuned(path, **overrides)
+    from transferkit.classifier import TransferClassifier
+
+    return TransferClassifier.load(path, **overrides)
+
+
 def expand_inputs(inputs: Sequence[str], extensions: frozenset[str] | set[str]) -> list[str]:
     """Files as given; folders expanded to the files inside them with a known extension (sorted)."""
     items: list[str] = []
@@ -145,10 +194,9 @@ def expand_inputs(inputs: Sequence[str], extensions: frozenset[str] | set[str]) 
 
 def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: str, cache_dir: Any,
                       console: Console) -> list[dict[str, Any]]:
-    from transferkit.classifier import TransferClassifier
     from transferkit.data.images import IMAGE_EXTENSIONS
 
-    clf = TransferClassifier.load(model, cache_dir=cache_dir, progress=fmt == "table")
+    clf = load_model(model, cache_dir=cache_dir, progress=fmt == "table")
     items = expand_inputs(inputs, IMAGE_EXTENSIONS)
     feats = clf.features(items)
     proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))
@@ -195,11 +243,10 @@ def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: st
 
 def evaluate_and_print(model: Path, data: Path, *, path_column: str, label_column: str, as_json: bool,
                        cache_dir: Any, console: Console) -> dict[str, Any]:
-    from transferkit.classifier import TransferClassifier
     from transferkit.data import load_dataset
     from transferkit.evaluate import metrics_tables
 
-    clf = TransferClassifier.load(model, cache_dir=cache_dir, progress=not as_json)
+    clf = load_model(model, cache_dir=cache_dir, progress=not as_json)
     dataset = load_dataset(data, path_column=path_column, label_column=label_column)
     metrics = clf.evaluate(dataset)
     metrics["skipped"] = {**dataset.skipped, **metrics.get("skipped", {})}
