@@ -82,7 +82,7 @@ class TransferClassifier:
         seed: int = 0,
         batch_size: int = 64,
         precision: str = "auto",
-        cache_dir: str | Path | None | bool = None,
+        cache_dir: str | Path | bool | None = None,
         strict: bool = False,
         progress: bool = True,
         device: str | None = None,

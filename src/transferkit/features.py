@@ -105,8 +105,8 @@ class FeatureCache:
 
     def read(self, folder: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """Every cached vector and every cached failure in `folder` (key → vector / reason)."""
-        from safetensors.numpy import load_file
         from safetensors import safe_open
+        from safetensors.numpy import load_file
 
         vectors: dict[str, np.ndarray] = {}
         failures: dict[str, str] = {}
@@ -336,7 +336,7 @@ class _progress:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            
+
             TimeElapsedColumn(),
             TextColumn("<"),
             TimeRemainingColumn(),

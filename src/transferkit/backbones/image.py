@@ -19,7 +19,7 @@ from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import HUB, PRETRAINED, RANDOM, BackboneEntry, register_backbone
-from transferkit.backbones.weights import load_state_dict, package_file, sha256_file
+from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError
 
 _INTERPOLATION = {
@@ -44,7 +44,8 @@ class ImagePreprocess:
     max_pixels: int = 89_478_485
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "image", **asdict(self)}
+        fields = asdict(self)
+        return {"kind": "image", **fields, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> ImagePreprocess:
@@ -234,7 +235,12 @@ def create_timm_backbone(
             cls_key = next((k for k in state if k.endswith(".weight") and k.startswith(_head_prefix(probe))), None)
             n_cls = int(state[cls_key].shape[0]) if cls_key else getattr(head, "out_features", 0)
         model = timm.create_model(arch, pretrained=False, num_classes=n_cls)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # same names, other shapes
+            raise BackboneError(
+                f"weight file '{weights}' does not match timm architecture '{arch}': {str(exc)[:400]}"
+            ) from exc
         if missing or unexpected:
             raise BackboneError(
                 f"weight file '{weights}' does not match timm architecture '{arch}': "

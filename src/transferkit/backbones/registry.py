@@ -96,8 +96,12 @@ def create_backbone(name: str, weights: str | None = None, **kwargs: Any) -> Bac
     entry = _REGISTRY.get(name)
     if entry is not None:
         return entry.factory(weights=weights, **kwargs)
-    from transferkit.backbones import image
+    from transferkit.backbones import audio, image, text
 
+    for resolve in (audio.resolve_audio_name, text.resolve_text_name):
+        factory = resolve(name)
+        if factory is not None:
+            return factory(weights=weights, **kwargs)
     arch = name.removeprefix("timm/").removeprefix("timm:")
     if image.is_timm_architecture(arch):
         return image.create_timm_backbone(arch, weights=weights, **kwargs)

@@ -1,0 +1,121 @@
+"""The backbone contract, run over every registered backbone (random init: no weights needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from transferkit.backbones import create_backbone, list_backbones
+from transferkit.errors import BackboneError
+
+ENTRIES = list_backbones()
+
+
+def sample_inputs(modality: str) -> list:
+    rng = np.random.default_rng(0)
+    if modality == "image":
+        return [Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)) for _ in range(2)]
+    if modality == "text":
+        return ["a short sentence about cats", "another, rather different sentence about markets"]
+    t = np.arange(16000) / 16000
+    return [(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (220.0, 440.0)]
+
+
+def test_registry_is_not_empty() -> None:
+    assert {e.modality for e in ENTRIES} >= {"image"}
+    assert any(e.name == "efficientnet_lite0" for e in ENTRIES)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_contract(entry) -> None:
+    backbone = create_backbone(entry.name, weights="random")
+    assert backbone.name == entry.name
+    assert backbone.modality == entry.modality
+    assert backbone.num_features == entry.num_features
+    n_params = sum(p.numel() for p in backbone.parameters())
+    if backbone.source_head is not None:
+        n_params -= sum(p.numel() for p in backbone.source_head.parameters())
+    head_params = 0 if backbone.source_head is None else sum(p.numel() for p in backbone.source_head.parameters())
+    assert abs((n_params + head_params) - entry.num_params) / entry.num_params < 0.02 or abs(
+        n_params - entry.num_params
+    ) / entry.num_params < 0.02
+    config = backbone.preprocess_config()
+    assert json.loads(json.dumps(config)) == config
+    assert backbone.weights_id.startswith("random")
+
+    backbone.eval()
+    batch = backbone.preprocess(sample_inputs(entry.modality))
+    with torch.inference_mode():
+        feats = backbone.forward_features(batch)
+        again = backbone.forward_features(batch)
+    assert feats.shape == (2, entry.num_features)
+    assert torch.isfinite(feats).all()
+    assert torch.equal(feats, again)
+
+    groups = backbone.layer_groups()
+    assert len(groups) >= 2
+    in_groups = {id(p) for g in groups for p in g.parameters()}
+    trainable = [p for n, p in backbone.named_parameters() if not n.startswith("source_head")]
+    assert all(id(p) in in_groups for p in trainable), "layer_groups must cover every backbone parameter"
+
+
+def test_random_init_is_seeded() -> None:
+    a = create_backbone("efficientnet_lite0", weights="random", seed=1)
+    b = create_backbone("efficientnet_lite0", weights="random", seed=1)
+    c = create_backbone("efficientnet_lite0", weights="random", seed=2)
+    pa, pb, pc = (next(m.parameters()) for m in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+
+
+def test_unknown_name_lists_close_matches() -> None:
+    with pytest.raises(BackboneError) as info:
+        create_backbone("efficientnet_lite")
+    message = str(info.value)
+    assert "efficientnet_lite0" in message and "Did you mean" in message
+
+
+def test_timm_architecture_needs_explicit_weights() -> None:
+    with pytest.raises(BackboneError, match="weights='random'"):
+        create_backbone("resnet18")
+
+
+def test_timm_architecture_from_local_file(tmp_path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    source = timm.create_model("resnet18", pretrained=False, num_classes=7)
+    path = tmp_path / "resnet18.safetensors"
+    save_file(source.state_dict(), str(path))
+    backbone = create_backbone("resnet18", weights=str(path))
+    assert backbone.num_features == 512
+    assert backbone.source_head is not None and backbone.source_head.out_features == 7
+    assert len(backbone.weights_id) == 64
+    assert torch.equal(backbone.model.conv1.weight, source.conv1.weight)
+
+
+def test_weight_file_that_does_not_match_is_refused(tmp_path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    path = tmp_path / "wrong.safetensors"
+    save_file(timm.create_model("resnet10t", pretrained=False).state_dict(), str(path))
+    with pytest.raises(BackboneError, match="does not match"):
+        create_backbone("resnet18", weights=str(path))
+
+
+def test_pickled_weight_file_is_refused(tmp_path) -> None:
+    import pickle
+
+    path = tmp_path / "evil.pth"
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    path.write_bytes(pickle.dumps({"x": Payload()}))
+    with pytest.raises(BackboneError, match="safely"):
+        create_backbone("resnet18", weights=str(path))

@@ -1,0 +1,93 @@
+"""Extraction fast path and the on-disk feature cache."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from transferkit.data import load_dataset
+from transferkit.features import ExtractOptions, FeatureCache, extract_features
+
+OPTS = ExtractOptions(progress=False, batch_size=16)
+
+
+def test_second_run_extracts_nothing(lite0, image_folder, tmp_path) -> None:
+    items = load_dataset(image_folder).items[:12]
+    cache = FeatureCache(tmp_path)
+    first = extract_features(lite0, items, options=OPTS, cache=cache)
+    assert first.extracted == 12 and first.cached == 0
+    second = extract_features(lite0, items, options=OPTS, cache=cache)
+    assert second.extracted == 0 and second.cached == 12
+    np.testing.assert_array_equal(first.values, second.values)
+
+
+def test_cache_is_keyed_by_file_identity(lite0, image_folder, tmp_path) -> None:
+    items = load_dataset(image_folder).items[:4]
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(open(items[0], "rb").read())
+    cache = FeatureCache(tmp_path / "cache")
+    extract_features(lite0, [*items, str(copy)], options=OPTS, cache=cache)
+    os.utime(copy, ns=(1, 1))  # the file changed: its features are recomputed
+    again = extract_features(lite0, [*items, str(copy)], options=OPTS, cache=cache)
+    assert again.extracted == 1 and again.cached == 4
+
+
+def test_cache_key_includes_weights_and_precision(lite0, tmp_path) -> None:
+    from transferkit.backbones import create_backbone
+
+    cache = FeatureCache(tmp_path)
+    random = create_backbone("efficientnet_lite0", weights="random")
+    assert cache.folder(lite0, "bf16") != cache.folder(random, "bf16")
+    assert cache.folder(lite0, "bf16") != cache.folder(lite0, "fp32")
+
+
+def test_failures_are_cached_and_reported(lite0, image_folder, tmp_path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    items = [*load_dataset(image_folder).items[:3], str(bad)]
+    cache = FeatureCache(tmp_path / "cache")
+    first = extract_features(lite0, items, options=OPTS, cache=cache)
+    assert list(first.failed) == [3] and "bad.jpg" in first.failed[3]
+    assert first.values.shape == (3, 1280) and first.ok.tolist() == [True, True, True, False]
+    second = extract_features(lite0, items, options=OPTS, cache=cache)
+    assert second.extracted == 0 and list(second.failed) == [3]
+
+
+def test_no_torn_files_left_behind(lite0, image_folder, tmp_path) -> None:
+    cache = FeatureCache(tmp_path)
+    extract_features(lite0, load_dataset(image_folder).items[:5], options=OPTS, cache=cache)
+    files = [p.name for p in tmp_path.rglob("*") if p.is_file()]
+    assert files and all(name.startswith("shard-") and name.endswith(".safetensors") for name in files)
+
+
+def test_a_corrupt_shard_is_ignored(lite0, image_folder, tmp_path) -> None:
+    items = load_dataset(image_folder).items[:3]
+    cache = FeatureCache(tmp_path)
+    extract_features(lite0, items, options=OPTS, cache=cache)
+    shard = next(tmp_path.rglob("shard-*"))
+    shard.write_bytes(b"garbage")  # e.g. a disk error
+    again = extract_features(lite0, items, options=OPTS, cache=cache)
+    assert again.extracted == 3
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bf16_matches_fp32(lite0, image_folder, workers: int) -> None:
+    from transferkit.runtime import cpu_supports_bf16
+
+    if not cpu_supports_bf16():
+        pytest.skip("CPU has no native bf16")
+    items = load_dataset(image_folder).items[:8]
+    bf16 = extract_features(lite0, items, options=ExtractOptions(progress=False, precision="bf16",
+                                                                 num_workers=workers))
+    fp32 = extract_features(lite0, items, options=ExtractOptions(progress=False, precision="fp32"))
+    cos = (bf16.values * fp32.values).sum(1) / np.linalg.norm(bf16.values, axis=1) / np.linalg.norm(fp32.values, axis=1)
+    assert cos.min() > 0.99
+
+
+def test_same_seed_same_features(lite0, image_folder) -> None:
+    items = load_dataset(image_folder).items[:6]
+    a = extract_features(lite0, items, options=OPTS)
+    b = extract_features(lite0, items, options=OPTS)
+    np.testing.assert_array_equal(a.values, b.values)
