@@ -37,7 +37,30 @@ def items_labels(root: Path) -> tuple[list[str], list[str]]:
 
 def tiny_config(**overrides: object) -> FinetuneConfig:
     """A seconds-long CPU run: random-init test_efficientnet at 32 px, fp32, no progress bar."""
-    base = dict(backbone="test_efficientnet", weights="random", input_size=32, epochs=2, batch_size=8,
-                precision="fp32", progress=False, augment=False, num_workers=0, lr=1e-2, patience=0)
+    base = dict(
+        backbone="test_efficientnet",
+        weights="random",
+        input_size=32,
+        epochs=2,
+        batch_size=8,
+        precision="fp32",
+        progress=False,
+        augment=False,
+        num_workers=0,
+        lr=1e-2,
+        patience=0,
+    )
     base.update(overrides)
     return FinetuneConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def xy(images: Path) -> tuple[list[str], list[str]]:
+    """(paths, labels) of the session's synthetic images."""
+    return items_labels(images)
+
+
+@pytest.fixture()
+def tiny() -> object:
+    """`tiny_config` as a fixture (test modules cannot import conftest under --import-mode=importlib)."""
+    return tiny_config

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -34,9 +35,18 @@ def trainable_groups(mode: str, epoch: int, n_groups: int, head_epochs: int, per
 
 
 def set_frozen_bn_eval(module: nn.Module) -> None:
-    """Put every BatchNorm whose parameters are all frozen in eval mode (stats stop moving)."""
+    """Put every BatchNorm whose scale is frozen in eval mode (stats stop moving).
+
+    The scale decides, not the bias: under BitFit only biases train, and the statistics must stay
+    those of the pretrained backbone (the bundle stores only the trained tensors)."""
     for m in module.modules():
-        if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False)):
+        if not isinstance(m, _BatchNorm):
+            continue
+        weight = m.weight if isinstance(m.weight, torch.Tensor) else None
+        frozen = not weight.requires_grad if weight is not None else not any(
+            p.requires_grad for p in m.parameters(recurse=False)
+        )
+        if frozen:
             m.eval()
 
 

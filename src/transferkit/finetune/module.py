@@ -84,6 +84,14 @@ class FinetuneModule(pl.LightningModule):
     def trainable_parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """At each epoch's first batch, reseed the global RNG (dropout, stochastic depth) from
+        (seed, epoch, rank): a resumed run then draws exactly what the uninterrupted one drew.
+        (Here, not at epoch start: the data loader's own draws happen in between.)"""
+        if batch_idx == 0:
+            epoch, rank = self.trainer.current_epoch, self.trainer.global_rank
+            torch.manual_seed(self.config.seed * 1_000_003 + epoch * 1_009 + rank)
+
     # -- steps ------------------------------------------------------------------------------------
     def forward(self, x: Any) -> torch.Tensor:
         if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:

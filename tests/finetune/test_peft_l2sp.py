@@ -1,0 +1,83 @@
+"""LoRA and BitFit train only their parameters (and bundles keep only those); L2-SP follows its formula."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from transferkit.backbones import create_backbone
+from transferkit.finetune import FinetunedClassifier, load_finetuned
+from transferkit.finetune.model import FinetuneModel
+from transferkit.finetune.module import FinetuneModule
+from transferkit.heads import parse_head
+
+
+@pytest.mark.parametrize(
+    ("backbone", "method", "marker"), [("test_vit", "lora", "lora_"), ("test_efficientnet", "bitfit", "bias")]
+)
+def test_peft_trains_only_its_parameters(
+    xy: Any, tiny: Any, tmp_path: Path, backbone: str, method: str, marker: str
+) -> None:
+    X, y = xy
+    size = 32 if backbone != "test_vit" else None
+    cfg = tiny(backbone=backbone, peft=method, epochs=2, freeze="full", lr=5e-2, input_size=size)
+    start = create_backbone(backbone, weights="random", seed=0).state_dict()
+    clf = FinetunedClassifier(cfg, progress=False).fit(X, y)
+    trainable = {n for n, p in clf.model_.backbone.named_parameters() if p.requires_grad}
+    assert trainable and all(marker in n for n in trainable)
+    n_peft = sum(p.numel() for n, p in clf.model_.backbone.named_parameters() if p.requires_grad)
+    n_head = sum(p.numel() for p in clf.model_.head.parameters())
+    assert set(clf.fit_report_.trainable_by_epoch.values()) == {n_peft + n_head}
+    after = clf.model_.backbone.state_dict()
+    for name, value in after.items():
+        original = name.replace(".base_layer", "")
+        if marker in name or original not in start:
+            continue
+        assert torch.equal(value, start[original]), f"{name} moved but is not a {method} parameter"
+    moved = [
+        n
+        for n, v in after.items()
+        if marker in n
+        and n.replace(".base_layer", "") in start
+        and not torch.equal(v, start[n.replace(".base_layer", "")])
+    ]
+    assert moved or method == "lora"
+    clf.save(tmp_path / "b")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "b" / "model.safetensors"), framework="pt") as fh:
+        keys = list(fh.keys())
+    assert keys and all(k.startswith("model.head.") or marker in k for k in keys)
+    back = load_finetuned(tmp_path / "b", progress=False)
+    np.testing.assert_allclose(back.predict_proba(X[:5]), clf.predict_proba(X[:5]), atol=1e-5)
+
+
+def test_l2sp_matches_its_formula(tiny: Any) -> None:
+    torch.manual_seed(0)
+    backbone = create_backbone("test_efficientnet", weights="random", seed=0)
+    model = FinetuneModel(backbone, parse_head("linear"), 3)
+    alpha, beta = 0.3, 0.07
+    module = FinetuneModule(model, tiny(freeze="full", l2sp_alpha=alpha, l2sp_beta=beta))
+    reference = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+    assert float(module.regularizer()) == pytest.approx(
+        beta / 2 * sum(float((p**2).sum()) for p in model.head.parameters())
+    )
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    by_hand = alpha / 2 * sum(float(((p - reference[n]) ** 2).sum()) for n, p in model.backbone.named_parameters())
+    by_hand += beta / 2 * sum(float((p**2).sum()) for p in model.head.parameters())
+    assert float(module.regularizer()) == pytest.approx(by_hand, rel=1e-4)
+    # frozen weights do not count (they cannot move), and the data loss is unchanged by L2-SP
+    module.set_trainable_groups(0)
+    assert float(module.regularizer()) == pytest.approx(
+        beta / 2 * sum(float((p**2).sum()) for p in model.head.parameters()), rel=1e-4
+    )
+    plain = FinetuneModule(model, tiny())
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    assert torch.equal(module.data_loss(logits, target), plain.data_loss(logits, target))
+    assert float(plain.regularizer()) == 0.0
