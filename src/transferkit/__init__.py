@@ -17,6 +17,7 @@ __all__ = [
     "TransferkitError",
     "create_backbone",
     "list_backbones",
+    "rank",
     "register_backbone",
 ]
 
@@ -26,12 +27,14 @@ _LAZY = {
     "create_backbone": "transferkit.backbones.registry",
     "list_backbones": "transferkit.backbones.registry",
     "register_backbone": "transferkit.backbones.registry",
+    "rank": "transferkit.ranking.rank",
 }
 
 if TYPE_CHECKING:
     from transferkit.backbones.registry import create_backbone, list_backbones, register_backbone
     from transferkit.classifier import TransferClassifier
     from transferkit.errors import TransferkitError
+    from transferkit.ranking.rank import rank
 
 
 def __getattr__(name: str) -> Any:

@@ -31,7 +31,9 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 
 # -- shared options --------------------------------------------------------------------------
-Backbone = Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (see `transferkit models`).")]
+Backbone = Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (see `transferkit models`); "
+                                      "fit also takes 'auto' (rank the available ones, fit the best) or "
+                                      "'auto:NAME,NAME@random'.")]
 Weights = Annotated[
     str | None,
     typer.Option(help="Backbone weights: a local file, 'random' (control), or 'hub' (online). "
@@ -59,7 +61,10 @@ def fit(
                                               "or a CSV/Parquet/JSONL manifest with path,label columns.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the trained model "
                                                                  "(default runs/<data name>).")] = None,
-    backbone: Backbone = "efficientnet_lite0",
+    backbone: Annotated[str | None, typer.Option(
+        "--backbone", "-b", help="Backbone name (see `transferkit models`). Default by modality: image "
+        "efficientnet_lite0, text all-minilm-l6-v2, audio ge2e; for a table, KIND=NAME pairs "
+        "(text=…,image=…,audio=…).")] = None,
     weights: Weights = None,
     head: Head = "linear",
     val: Annotated[float, typer.Option(help="Validation fraction when DATA is not already split.")] = 0.15,
@@ -71,13 +76,35 @@ def fit(
                                                    "smallest), balanced, none.")] = "auto",
     path_column: Annotated[str, typer.Option(help="Manifest column with input paths.")] = "path",
     label_column: Annotated[str, typer.Option(help="Manifest column with labels.")] = "label",
+    modality: Annotated[str | None, typer.Option(
+        help="image, text, audio or table. Default: from the column flags, else from DATA (a folder of "
+             "clips is audio).")] = None,
+    text_column: Annotated[str | None, typer.Option(
+        "--text-column", help="Column of texts. Alone: a text classifier; with other columns: a table.")] = None,
+    image_column: Annotated[str | None, typer.Option(
+        "--image-column", help="Column of image paths (a table when given with other columns).")] = None,
+    audio_column: Annotated[str | None, typer.Option(
+        "--audio-column", help="Column of audio paths (a table when given with other columns).")] = None,
+    numeric_columns: Annotated[str | None, typer.Option(
+        "--numeric-columns", help="Comma-separated numeric columns (standardised, with a missing mask).")] = None,
+    categorical_columns: Annotated[str | None, typer.Option(
+        "--categorical-columns", help="Comma-separated categorical columns (one-hot; unseen → all zero).")] = None,
+    fusion: Annotated[str, typer.Option(
+        help="Tables: concat (late fusion of the column embeddings) or gated (learned per-column gates; "
+             "encoders stay frozen).")] = "concat",
+    long_text: Annotated[str, typer.Option(
+        "--long-text", help="Texts longer than the model's window: truncate (counted, reported) or chunk "
+                            "(embed overlapping chunks and average).")] = "truncate",
     strict: Annotated[bool, typer.Option(help="Fail on unreadable inputs instead of skipping them.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a trained model already at --out.")] = False,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     as_json: AsJson = False,
-    strategy: Annotated[str, typer.Option(help="probe (frozen backbone, head on cached features) or finetune "
-                                               "(train backbone + head on Lightning).")] = "probe",
+    strategy: Annotated[str, typer.Option(help="probe (frozen backbone, head on cached features), finetune "
+                                               "(train backbone + head on Lightning), or auto (decide from data "
+                                               "size and --budget; the rule is printed).")] = "probe",
+    budget: Annotated[float | None, typer.Option(help="--strategy auto: training time budget in minutes "
+                                                      "(default 30).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file setting any fit option "
                                                                  "(flags given here override it).")] = None,
     epochs: Annotated[int | None, typer.Option(help="finetune: training epochs (default 10).")] = None,
@@ -108,7 +135,13 @@ def fit(
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="A folder made by `transferkit fit`.")],
-    inputs: Annotated[list[str], typer.Argument(help="Files or folders to classify.")],
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="Files or folders to classify; for a text model also sentences, text files (a line each) or "
+             "tables; for a table model, tables of rows.")] = None,
+    row: Annotated[list[str] | None, typer.Option(
+        "--row", help="Table models: one row as JSON, e.g. '{\"title\": \"…\", \"price\": 3}' (repeatable).")] = None,
+    text_column: Annotated[str | None, typer.Option(
+        "--text-column", help="Text models: the column of tables to read (default: the training one).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels.")] = 1,
     as_json: AsJson = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
@@ -118,8 +151,9 @@ def predict(
     """Print the predicted label and its probability for each input."""
     from transferkit.workflow import predict_and_print
 
-    predict_and_print(model, inputs, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                      cache_dir=_cache_arg(cache_dir, no_cache), console=console)
+    predict_and_print(model, inputs or [], top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
+                      cache_dir=_cache_arg(cache_dir, no_cache), console=console, rows=row or [],
+                      text_column=text_column)
 
 
 @app.command()
@@ -148,6 +182,35 @@ def models(
     from transferkit.workflow import print_models
 
     print_models(modality, as_json=as_json, console=console)
+
+
+@app.command()
+def rank(
+    data: Annotated[Path, typer.Argument(help="Labelled data in the same layout as for fit.")],
+    backbones: Annotated[str | None, typer.Option(help="Comma-separated candidates, NAME or NAME@WEIGHTS "
+                                                       "(e.g. efficientnet_lite0@random). Default: every "
+                                                       "available backbone of the data's modality.")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated: logme, sfda, hscore, gbc, leep, nce, knn "
+                                                     "(default logme,sfda,leep,nce; kNN is always shown).")] = None,
+    select: Annotated[str, typer.Option(help="The metric that picks.")] = "logme",
+    subsample: Annotated[int, typer.Option(help="Score a stratified subsample of N samples (0: all).")] = 1000,
+    layers: Annotated[bool, typer.Option("--layers", help="Rank the layers (stages) of each backbone "
+                                                          "instead: which layer transfers best.")] = False,
+    seed: Seed = 0,
+    batch_size: BatchSize = 64,
+    precision: Precision = "auto",
+    path_column: Annotated[str, typer.Option(help="Manifest column with input paths.")] = "path",
+    label_column: Annotated[str, typer.Option(help="Manifest column with labels.")] = "label",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    as_json: AsJson = False,
+) -> None:
+    """Score how well each backbone's features transfer to DATA, and say which to use and why."""
+    from transferkit.ranking.auto import rank_and_print
+
+    rank_and_print(data, backbones=backbones, metrics=metrics, select=select, subsample=subsample, layers=layers,
+                   seed=seed, batch_size=batch_size, precision=precision, cache_dir=_cache_arg(cache_dir, no_cache),
+                   path_column=path_column, label_column=label_column, as_json=as_json, console=console)
 
 
 @app.command()
