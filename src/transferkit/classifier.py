@@ -86,6 +86,7 @@ class TransferClassifier:
         strict: bool = False,
         progress: bool = True,
         device: str | None = None,
+        backbone_options: dict[str, Any] | None = None,
     ) -> None:
         self.backbone = backbone
         self.weights = weights
@@ -99,6 +100,8 @@ class TransferClassifier:
         self.strict = strict
         self.progress = progress
         self.device = device
+        #: extra keyword arguments for the backbone factory (e.g. {"long_text": "chunk"} for text)
+        self.backbone_options = backbone_options
 
     # -- parameters -----------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -208,8 +211,8 @@ class TransferClassifier:
     def _create_backbone(self) -> Backbone:
         from transferkit.backbones import create_backbone
 
-        kwargs = {"seed": self.seed} if self.weights == "random" else {}
-        return create_backbone(self.backbone, weights=self.weights, **kwargs)
+        kwargs: dict[str, Any] = {"seed": self.seed} if self.weights == "random" else {}
+        return create_backbone(self.backbone, weights=self.weights, **kwargs, **(self.backbone_options or {}))
 
     # -- predict --------------------------------------------------------------------------------
     def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
@@ -285,6 +288,10 @@ class TransferClassifier:
         from transferkit.bundle import load_bundle
 
         manifest, tensors = load_bundle(path)
+        if manifest.get("kind") == "tabular":  # a multimodal table model (transferkit.tabular)
+            from transferkit.tabular import TabularTransferClassifier
+
+            return TabularTransferClassifier.load(path, **overrides)  # type: ignore[return-value]
         if manifest.get("strategy", "probe") != "probe":
             raise BundleError(f"'{path}' holds a {manifest['strategy']} model; load it with transferkit.load()")
         info = manifest["backbone"]

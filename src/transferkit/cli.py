@@ -61,7 +61,10 @@ def fit(
                                               "or a CSV/Parquet/JSONL manifest with path,label columns.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the trained model "
                                                                  "(default runs/<data name>).")] = None,
-    backbone: Backbone = "efficientnet_lite0",
+    backbone: Annotated[str | None, typer.Option(
+        "--backbone", "-b", help="Backbone name (see `transferkit models`). Default by modality: image "
+        "efficientnet_lite0, text all-minilm-l6-v2, audio ge2e; for a table, KIND=NAME pairs "
+        "(text=…,image=…,audio=…).")] = None,
     weights: Weights = None,
     head: Head = "linear",
     val: Annotated[float, typer.Option(help="Validation fraction when DATA is not already split.")] = 0.15,
@@ -73,6 +76,25 @@ def fit(
                                                    "smallest), balanced, none.")] = "auto",
     path_column: Annotated[str, typer.Option(help="Manifest column with input paths.")] = "path",
     label_column: Annotated[str, typer.Option(help="Manifest column with labels.")] = "label",
+    modality: Annotated[str | None, typer.Option(
+        help="image, text, audio or table. Default: from the column flags, else from DATA (a folder of "
+             "clips is audio).")] = None,
+    text_column: Annotated[str | None, typer.Option(
+        "--text-column", help="Column of texts. Alone: a text classifier; with other columns: a table.")] = None,
+    image_column: Annotated[str | None, typer.Option(
+        "--image-column", help="Column of image paths (a table when given with other columns).")] = None,
+    audio_column: Annotated[str | None, typer.Option(
+        "--audio-column", help="Column of audio paths (a table when given with other columns).")] = None,
+    numeric_columns: Annotated[str | None, typer.Option(
+        "--numeric-columns", help="Comma-separated numeric columns (standardised, with a missing mask).")] = None,
+    categorical_columns: Annotated[str | None, typer.Option(
+        "--categorical-columns", help="Comma-separated categorical columns (one-hot; unseen → all zero).")] = None,
+    fusion: Annotated[str, typer.Option(
+        help="Tables: concat (late fusion of the column embeddings) or gated (learned per-column gates; "
+             "encoders stay frozen).")] = "concat",
+    long_text: Annotated[str, typer.Option(
+        "--long-text", help="Texts longer than the model's window: truncate (counted, reported) or chunk "
+                            "(embed overlapping chunks and average).")] = "truncate",
     strict: Annotated[bool, typer.Option(help="Fail on unreadable inputs instead of skipping them.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a trained model already at --out.")] = False,
     cache_dir: CacheDir = None,
@@ -113,7 +135,13 @@ def fit(
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="A folder made by `transferkit fit`.")],
-    inputs: Annotated[list[str], typer.Argument(help="Files or folders to classify.")],
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="Files or folders to classify; for a text model also sentences, text files (a line each) or "
+             "tables; for a table model, tables of rows.")] = None,
+    row: Annotated[list[str] | None, typer.Option(
+        "--row", help="Table models: one row as JSON, e.g. '{\"title\": \"…\", \"price\": 3}' (repeatable).")] = None,
+    text_column: Annotated[str | None, typer.Option(
+        "--text-column", help="Text models: the column of tables to read (default: the training one).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels.")] = 1,
     as_json: AsJson = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
@@ -123,8 +151,9 @@ def predict(
     """Print the predicted label and its probability for each input."""
     from transferkit.workflow import predict_and_print
 
-    predict_and_print(model, inputs, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                      cache_dir=_cache_arg(cache_dir, no_cache), console=console)
+    predict_and_print(model, inputs or [], top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
+                      cache_dir=_cache_arg(cache_dir, no_cache), console=console, rows=row or [],
+                      text_column=text_column)
 
 
 @app.command()

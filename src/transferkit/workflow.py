@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ def fit_and_report(
     cache_dir: Any,
     as_json: bool,
     console: Console,
+    modality: str = "image",
+    long_text: str | None = None,
 ) -> dict[str, Any]:
     """`transferkit fit`: load, split, show counts, fit, evaluate on test, save, summarise."""
     from transferkit.bundle import check_writable
@@ -77,7 +80,7 @@ def fit_and_report(
 
     out = out or default_out(data)
     check_writable(out, overwrite=overwrite)  # refuse before any expensive work
-    dataset = load_dataset(data, path_column=path_column, label_column=label_column)
+    dataset = load_dataset(data, modality=modality, path_column=path_column, label_column=label_column)
     dataset.validate_for_training()
     splits = split_indices(dataset.labels, val_fraction=val, test_fraction=test, seed=seed, splits=dataset.splits)
     quiet = as_json
@@ -86,6 +89,7 @@ def fit_and_report(
     clf = TransferClassifier(
         backbone=backbone, weights=weights, head=head, class_weight=class_weight, seed=seed,
         batch_size=batch_size, precision=precision, cache_dir=cache_dir, strict=strict, progress=not quiet,
+        backbone_options={"long_text": long_text} if long_text and long_text != "truncate" else None,
     )
     train, valid = dataset.subset(splits["train"]), dataset.subset(splits["val"])
     train.source = dataset.source
@@ -97,7 +101,11 @@ def fit_and_report(
     skipped = {**dataset.skipped, **report.skipped, **metrics.get("skipped", {})}
     metrics_to_save = {**metrics, "skipped": skipped}
     clf.save(out, metrics=metrics_to_save, overwrite=overwrite,
-             extra={"data": {"source": str(data), "splits": {k: len(v) for k, v in splits.items()}}})
+             extra={"data": {"source": str(data), "splits": {k: len(v) for k, v in splits.items()},
+                             "modality": modality, "path_column": path_column, "label_column": label_column}})
+    from transferkit.modalities import fit_notes, print_fit_notes
+
+    notes = fit_notes(dataset, clf)  # text: non-UTF-8 rows, empty texts, truncated texts
     summary = {
         "out": str(out),
         "backbone": clf.backbone_.name,
@@ -113,6 +121,7 @@ def fit_and_report(
         "cached": report.cached,
         "precision": report.precision,
         "head_choice": report.head_choice,
+        **notes,
     }
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
@@ -126,6 +135,7 @@ def fit_and_report(
         f"{'class-weighted' if report.class_weighted else 'unweighted'}"
     )
     print_skipped(skipped, console)
+    print_fit_notes(notes, console)
     console.print(f"[green]saved[/] {out}  →  transferkit predict {out} FILES…")
     return summary
 
@@ -142,6 +152,11 @@ def run_fit(options: dict[str, Any], explicit: set[str], *, console: Console) ->
             yaml_options["strategy"] = "finetune"  # only fine-tuning runs resume
         options = merge_options(options, explicit, yaml_options)
         explicit = explicit | set(yaml_options)
+    from transferkit.modalities import fit_table_and_report, prepare_fit_options
+
+    options = prepare_fit_options(options)  # the modality the flags/data describe; its default backbone
+    if options["modality"] == "table":
+        return fit_table_and_report(options, console)
     from transferkit.ranking.auto import is_auto, resolve_auto
 
     if is_auto(options.get("backbone")) or options.get("strategy") == "auto":
@@ -165,7 +180,7 @@ def run_fit(options: dict[str, Any], explicit: set[str], *, console: Console) ->
         precision=options["precision"], class_weight=options["class_weight"],
         path_column=options["path_column"], label_column=options["label_column"], strict=options["strict"],
         overwrite=options["overwrite"], cache_dir=options.get("cache_dir"), as_json=options["as_json"],
-        console=console,
+        console=console, modality=options.get("modality", "image"), long_text=options.get("long_text"),
     )
 
 
@@ -174,6 +189,10 @@ def load_model(path: Path, **overrides: Any) -> Any:
     from transferkit.bundle import load_bundle
 
     manifest, _ = load_bundle(path)
+    if manifest.get("kind") == "tabular":  # a multimodal table model
+        from transferkit.tabular import TabularTransferClassifier
+
+        return TabularTransferClassifier.load(path, **overrides)
     if manifest.get("strategy", "probe") == "finetune":
         from transferkit.finetune import load_finetuned
 
@@ -197,23 +216,27 @@ def expand_inputs(inputs: Sequence[str], extensions: frozenset[str] | set[str]) 
 
 
 def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: str, cache_dir: Any,
-                      console: Console) -> list[dict[str, Any]]:
-    from transferkit.data.images import IMAGE_EXTENSIONS
+                      console: Console, rows: Sequence[str] = (), text_column: str | None = None
+                      ) -> list[dict[str, Any]]:
+    from transferkit.modalities import prediction_inputs, prediction_notes
 
     clf = load_model(model, cache_dir=cache_dir, progress=fmt == "table")
-    items = expand_inputs(inputs, IMAGE_EXTENSIONS)
+    # images/audio: files and folders; text: strings, text files, tables; tables: rows (modalities.py)
+    items, names, notes = prediction_inputs(clf, inputs, rows=rows, text_column=text_column)
     feats = clf.features(items)
+    notes += prediction_notes(clf, items)
     proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))
     rows: list[dict[str, Any]] = []
     row_of = np.cumsum(feats.ok) - 1
     k = max(1, min(top_k, len(clf.classes_)))
-    for i, item in enumerate(items):
+    for i in range(len(items)):
         if not feats.ok[i]:
-            rows.append({"input": item, "label": None, "probability": None, "error": feats.failed.get(i)})
+            rows.append({"input": names[i], "label": None, "probability": None, "error": feats.failed.get(i)})
             continue
         p = proba[row_of[i]]
         order = np.argsort(-p)[:k]
-        row: dict[str, Any] = {"input": item, "label": str(clf.classes_[order[0]]), "probability": float(p[order[0]])}
+        row: dict[str, Any] = {"input": names[i], "label": str(clf.classes_[order[0]]),
+                               "probability": float(p[order[0]])}
         if k > 1:
             row["top"] = [{"label": str(clf.classes_[j]), "probability": float(p[j])} for j in order]
         rows.append(row)
@@ -242,16 +265,19 @@ def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: st
                 table.add_row(row["input"], row["label"], f"{row['probability']:.3f}")
         console.print(table)
         print_skipped({r["input"]: r["error"] for r in rows if r["label"] is None}, console)
+    for note in notes:  # truncated texts, empty texts, missing table cells: said, never silent
+        (console.print(f"[yellow]note:[/] {note}", highlight=False) if fmt == "table"
+         else print(f"note: {note}", file=sys.stderr))
     return rows
 
 
 def evaluate_and_print(model: Path, data: Path, *, path_column: str, label_column: str, as_json: bool,
                        cache_dir: Any, console: Console) -> dict[str, Any]:
-    from transferkit.data import load_dataset
     from transferkit.evaluate import metrics_tables
+    from transferkit.modalities import load_eval_data
 
     clf = load_model(model, cache_dir=cache_dir, progress=not as_json)
-    dataset = load_dataset(data, path_column=path_column, label_column=label_column)
+    dataset = load_eval_data(clf, data, path_column=path_column, label_column=label_column)
     metrics = clf.evaluate(dataset)
     metrics["skipped"] = {**dataset.skipped, **metrics.get("skipped", {})}
     if as_json:

@@ -51,6 +51,10 @@ def load_dataset(
         )
     if path.is_dir():
         return scan_folder(path, folder_extensions(modality), modality)
+    if modality == "text":  # empty texts skipped and counted, non-UTF-8 rows counted (data/text.py)
+        from transferkit.data.text import load_text_table
+
+        return load_text_table(path, text_column=path_column, label_column=label_column, split_column=split_column)
     return load_manifest(
         path,
         path_column=path_column,

@@ -1,0 +1,113 @@
+"""Learned gated fusion of per-column embeddings (the alternative to plain concatenation).
+
+Late fusion by concatenation (the default of `TabularTransferClassifier`) trains one head on
+`[image embedding | text embedding | numeric block | …]`. Gated fusion instead projects each
+block (one per table column: its embedding or encoding plus its missing-value mask) to a shared
+width, weighs each projection by a gate in (0, 1) computed from the whole row, sums them and
+classifies the sum:
+
+    z_b = W_b x_b,   g = sigmoid(G [x_1 … x_B]),   logits = C relu(Σ_b g_b z_b)
+
+so a row whose image is missing can learn to lean on its text, and the mean gates say how much
+each column is used. It is trained here on the cached features of frozen encoders (fast, on any
+CPU); the encoders themselves are not fine-tuned by this module. Its gates and projections are
+plain tensors, saved in the bundle's safetensors like any head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.heads import HeadTraining, Standardize
+
+
+class GatedFusionHead(nn.Module):
+    """Per-block projections, row-dependent sigmoid gates over the blocks, a linear classifier."""
+
+    def __init__(self, block_dims: Sequence[int], num_classes: int, *, hidden: int = 64,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.block_dims = [int(d) for d in block_dims]
+        total = sum(self.block_dims)
+        self.standardize = Standardize(total)
+        self.project = nn.ModuleList([nn.Linear(d, hidden) for d in self.block_dims])
+        self.gate = nn.Linear(total, len(self.block_dims))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate of each block for each row, [B, n_blocks] in (0, 1)."""
+        return torch.sigmoid(self.gate(self.standardize(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.standardize(x)
+        parts = torch.split(z, self.block_dims, dim=1)
+        projected = torch.stack([proj(part) for proj, part in zip(self.project, parts, strict=True)], dim=1)
+        gated = (torch.sigmoid(self.gate(z)).unsqueeze(-1) * projected).sum(dim=1)
+        return self.classifier(self.dropout(torch.relu(gated)))
+
+
+def fit_gated_fusion(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    block_dims: Sequence[int],
+    num_classes: int,
+    *,
+    weights: np.ndarray | None,
+    seed: int,
+    hidden: int = 64,
+    training: HeadTraining | None = None,
+) -> tuple[GatedFusionHead, dict[str, Any]]:
+    """Train a `GatedFusionHead` with AdamW, keeping the epoch of lowest validation loss.
+
+    Returns the head and a record for the bundle: epochs, validation loss, mean gate per block.
+    Same seed, same data → same head.
+    """
+    cfg = training or HeadTraining(lr=3e-3, weight_decay=1e-3)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    head = GatedFusionHead(block_dims, num_classes, hidden=hidden)
+    head.standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))  # type: ignore[operator]
+    head.standardize.std.copy_(torch.from_numpy((X.std(axis=0) + 1e-6).astype(np.float32)))  # type: ignore[operator]
+    Xt, yt = torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+    Xv, yv = torch.from_numpy(X_val.astype(np.float32)), torch.from_numpy(y_val.astype(np.int64))
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights))
+    optimiser = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best_loss, best_state, best_epoch, since_best = float("inf"), None, 0, 0
+    for epoch in range(cfg.epochs):
+        head.train()
+        order = torch.randperm(len(Xt), generator=generator)
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            optimiser.zero_grad()
+            loss_fn(head(Xt[idx]), yt[idx]).backward()
+            optimiser.step()
+        if not len(Xv):
+            best_epoch = epoch + 1
+            continue
+        head.eval()
+        with torch.no_grad():
+            val_loss = float(loss_fn(head(Xv), yv))
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_epoch, since_best = val_loss, epoch + 1, 0
+            best_state = {k: v.clone() for k, v in head.state_dict().items()}
+        else:
+            since_best += 1
+            if since_best >= cfg.patience:
+                break
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    head.eval()
+    with torch.no_grad():
+        reference = Xv if len(Xv) else Xt
+        mean_gates = head.gates(reference).mean(dim=0).tolist()
+    choice = {"epochs": best_epoch, "val_loss": best_loss if len(Xv) else None, "hidden": hidden,
+              "mean_gates": [round(float(g), 4) for g in mean_gates]}
+    return head, choice

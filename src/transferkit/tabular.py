@@ -1,0 +1,574 @@
+"""`TabularTransferClassifier`: feature transfer on tables that mix images, text, audio, numbers and categories.
+
+    clf = TabularTransferClassifier(image_columns=["image_path"], text_columns=["title"],
+                                    numeric_columns=["price", "weight"]).fit(frame, frame["category"])
+
+One encoder per column kind, each turning one column into a block of features:
+
+- image / text / audio column → the frozen backbone's embedding (one backbone per kind, shared by
+  all columns of that kind; features cached on disk like `TransferClassifier`'s);
+- numeric column → the value standardised with the training mean and std;
+- categorical column → one-hot over the training vocabulary (a category unseen in training → all
+  zeros).
+
+Every block ends with one missing-mask feature: 1 when the cell is missing (NaN, empty, a path to
+a file that does not exist, a clip or image that cannot be decoded, text that is blank, a number
+that does not parse), in which case the rest of the block is zeros. So a bad cell never crashes
+the run and never drops the row; it is counted per column in `fit_report_.columns` (and in the
+bundle) so the user sees it. Images that do not exist are therefore zero-embedded + masked
+rather than skipped: the row's other columns still carry signal.
+
+Fusion: `fusion="concat"` (default) trains the head (`head=`, as for `TransferClassifier`) on the
+concatenated blocks — late fusion. `fusion="gated"` trains a `GatedFusionHead` (see
+`transferkit.fusion`) that learns per-column gates on the same cached features; the encoders
+stay frozen in both cases.
+
+The bundle stores each encoder's reference (name, weights sha256, preprocessing), the numeric
+means/stds, the categorical vocabularies and the column layout, so `predict` takes rows shaped
+like the training table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferkit.backbones.base import Backbone
+from transferkit.data.dataset import LabelledData
+from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
+from transferkit.features import ExtractOptions, FeatureCache, Features, default_cache_dir, extract_features
+from transferkit.heads import build_head, class_weights, fit_head, parse_head
+
+#: column kinds, in the order their blocks are laid out
+KINDS = ("image", "text", "audio", "numeric", "categorical")
+#: kinds whose cells are encoded by a pretrained backbone
+EMBEDDED = ("image", "text", "audio")
+#: kinds whose cells are file paths
+PATH_KINDS = ("image", "audio")
+FUSIONS = ("concat", "gated")
+
+
+@dataclass
+class ColumnReport:
+    """What one column's encoder met: missing cells, unreadable files, a few examples."""
+
+    missing: int = 0
+    unreadable: int = 0
+    truncated: int = 0
+    unseen: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+@dataclass
+class TabularFitReport:
+    """What happened during `fit`: counts per column, cache use, the head's choices."""
+
+    n_train: int = 0
+    n_val: int = 0
+    extracted: int = 0
+    cached: int = 0
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    head_choice: dict[str, Any] = field(default_factory=dict)
+    class_weighted: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)  # rows are never skipped; kept for the shared report shape
+    precision: str = "fp32"
+    extract_seconds: float = 0.0
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _number(value: Any) -> float | None:
+    if _missing(value):
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class TabularTransferClassifier:
+    """One frozen encoder per column kind, blocks concatenated (or gated), a head on top.
+
+    Parameters are stored unchanged and validated in `fit` (scikit-learn's contract). Column
+    lists name the table's columns of each kind; at least one column is needed.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_columns: Sequence[str] = (),
+        text_columns: Sequence[str] = (),
+        audio_columns: Sequence[str] = (),
+        numeric_columns: Sequence[str] = (),
+        categorical_columns: Sequence[str] = (),
+        image_backbone: str = "efficientnet_lite0",
+        text_backbone: str = "all-minilm-l6-v2",
+        audio_backbone: str = "ge2e",
+        head: str = "linear",
+        fusion: str = "concat",
+        class_weight: str = "auto",
+        val_fraction: float = 0.15,
+        seed: int = 0,
+        batch_size: int = 64,
+        precision: str = "auto",
+        long_text: str = "truncate",
+        cache_dir: str | Path | bool | None = None,
+        progress: bool = True,
+        device: str | None = None,
+    ) -> None:
+        self.image_columns = image_columns
+        self.text_columns = text_columns
+        self.audio_columns = audio_columns
+        self.numeric_columns = numeric_columns
+        self.categorical_columns = categorical_columns
+        self.image_backbone = image_backbone
+        self.text_backbone = text_backbone
+        self.audio_backbone = audio_backbone
+        self.head = head
+        self.fusion = fusion
+        self.class_weight = class_weight
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.batch_size = batch_size
+        self.precision = precision
+        self.long_text = long_text
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.device = device
+
+    # -- parameters -----------------------------------------------------------------------------
+    def columns(self) -> list[tuple[str, str]]:
+        """(kind, column) for every column used, in block order."""
+        lists = {"image": self.image_columns, "text": self.text_columns, "audio": self.audio_columns,
+                 "numeric": self.numeric_columns, "categorical": self.categorical_columns}
+        return [(kind, str(col)) for kind in KINDS for col in (lists[kind] or ())]
+
+    def path_columns(self) -> list[str]:
+        return [col for kind, col in self.columns() if kind in PATH_KINDS]
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "image_columns": list(self.image_columns), "text_columns": list(self.text_columns),
+            "audio_columns": list(self.audio_columns), "numeric_columns": list(self.numeric_columns),
+            "categorical_columns": list(self.categorical_columns), "image_backbone": self.image_backbone,
+            "text_backbone": self.text_backbone, "audio_backbone": self.audio_backbone, "head": self.head,
+            "fusion": self.fusion, "class_weight": self.class_weight, "val_fraction": self.val_fraction,
+            "seed": self.seed, "batch_size": self.batch_size, "precision": self.precision,
+            "long_text": self.long_text,
+        }
+
+    def _validate(self) -> None:
+        from transferkit.classifier import PARAMETER_CONSTRAINTS
+
+        cols = self.columns()
+        if not cols:
+            raise ConfigError("a table model needs at least one column: pass image_columns, text_columns, "
+                              "audio_columns, numeric_columns or categorical_columns (CLI: --image-column …)")
+        names = [c for _, c in cols]
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise ConfigError(f"column(s) {', '.join(repeated)} given for more than one kind; give each column once")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
+        params = {**self.get_params(), "backbone": "table"}
+        for constraint in PARAMETER_CONSTRAINTS:
+            if constraint.name in params:
+                constraint.validate(params[constraint.name])
+        parse_head(self.head)
+
+    def _cache(self) -> FeatureCache | None:
+        if self.cache_dir is False:
+            return None
+        if self.cache_dir is None or self.cache_dir is True:
+            return FeatureCache(default_cache_dir())
+        return FeatureCache(self.cache_dir)
+
+    def _options(self) -> ExtractOptions:
+        return ExtractOptions(batch_size=self.batch_size, precision=self.precision, progress=self.progress,
+                              device=self.device)
+
+    def _backbone_name(self, kind: str) -> str:
+        return {"image": self.image_backbone, "text": self.text_backbone, "audio": self.audio_backbone}[kind]
+
+    def _create_backbones(self) -> dict[str, Backbone]:
+        from transferkit.backbones import create_backbone
+
+        out: dict[str, Backbone] = {}
+        for kind in EMBEDDED:
+            if any(k == kind for k, _ in self.columns()):
+                kwargs = {"long_text": self.long_text} if kind == "text" and self.long_text != "truncate" else {}
+                out[kind] = create_backbone(self._backbone_name(kind), **kwargs)
+                if out[kind].modality != kind:
+                    raise ConfigError(f"{kind}_backbone '{self._backbone_name(kind)}' is a "
+                                      f"{out[kind].modality} backbone; choose a {kind} one (transferkit models)")
+        return out
+
+    # -- encoding -------------------------------------------------------------------------------
+    def _learn_encoders(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Numeric means/stds and categorical vocabularies from the training rows."""
+        self.numeric_stats_: dict[str, tuple[float, float]] = {}
+        self.vocabularies_: dict[str, list[str]] = {}
+        for kind, col in self.columns():
+            if kind == "numeric":
+                values = np.array([v for v in (_number(r.get(col)) for r in rows) if v is not None], np.float64)
+                mean = float(values.mean()) if len(values) else 0.0
+                std = float(values.std()) if len(values) > 1 else 1.0
+                self.numeric_stats_[col] = (mean, std if std > 1e-12 else 1.0)
+            elif kind == "categorical":
+                seen = {str(r.get(col)).strip() for r in rows if not _missing(r.get(col))}
+                self.vocabularies_[col] = sorted(seen)
+
+    def block_dims(self) -> list[int]:
+        """Width of each column's block (its features plus the missing mask), in `columns()` order."""
+        check_is_fitted(self, "vocabularies_")
+        dims = []
+        for kind, col in self.columns():
+            if kind in EMBEDDED:
+                dims.append(self.backbones_[kind].num_features + 1)
+            elif kind == "numeric":
+                dims.append(2)
+            else:
+                dims.append(len(self.vocabularies_[col]) + 1)
+        return dims
+
+    def encode(self, rows: Sequence[dict[str, Any]], names: Sequence[str] | None = None
+               ) -> tuple[np.ndarray, dict[str, ColumnReport], Features]:
+        """The fused feature matrix [n, sum(block_dims)] of `rows`, what each column met, extraction stats."""
+        check_is_fitted(self, "vocabularies_")
+        n = len(rows)
+        label = list(names) if names is not None else [f"row {i + 1}" for i in range(n)]
+        blocks: list[np.ndarray] = []
+        reports: dict[str, ColumnReport] = {}
+        extracted = cached = 0
+        seconds = 0.0
+        precision = "fp32"
+        for kind, col in self.columns():
+            rep = reports.setdefault(col, ColumnReport())
+            values = [r.get(col) for r in rows]
+            if kind in EMBEDDED:
+                backbone = self.backbones_[kind]
+                block = np.zeros((n, backbone.num_features + 1), np.float32)
+                present = []
+                for i, v in enumerate(values):
+                    if _missing(v):
+                        rep.missing += 1
+                    elif kind in PATH_KINDS and not os.path.isfile(str(v)):
+                        rep.missing += 1
+                        if len(rep.examples) < 5:
+                            rep.examples.append(f"{label[i]}: file not found: {v}")
+                    else:
+                        present.append(i)
+                items = [str(values[i]) for i in present]
+                if items:
+                    feats = extract_features(backbone, items, options=self._options(), cache=self._cache(),
+                                             description=f"{col} ({backbone.name})")
+                    extracted, cached = extracted + feats.extracted, cached + feats.cached
+                    seconds, precision = seconds + feats.seconds, feats.precision
+                    ok_rows = [present[j] for j in np.flatnonzero(feats.ok)]
+                    block[ok_rows, :-1] = feats.values
+                    for j, reason in feats.failed.items():
+                        rep.unreadable += 1
+                        if len(rep.examples) < 5:
+                            rep.examples.append(f"{label[present[j]]}: {reason}")
+                    if kind == "text" and hasattr(backbone, "token_lengths"):
+                        rep.truncated += _count_truncated(backbone, items)
+                    absent = np.ones(n, bool)
+                    absent[ok_rows] = False
+                else:
+                    absent = np.ones(n, bool)
+                block[absent, -1] = 1.0
+            elif kind == "numeric":
+                mean, std = self.numeric_stats_[col]
+                block = np.zeros((n, 2), np.float32)
+                for i, v in enumerate(values):
+                    number = _number(v)
+                    if number is None:
+                        block[i, 1] = 1.0
+                        rep.missing += 1
+                        if not _missing(v) and len(rep.examples) < 5:
+                            rep.examples.append(f"{label[i]}: not a number: {v!r}")
+                    else:
+                        block[i, 0] = (number - mean) / std
+            else:
+                vocab = self.vocabularies_[col]
+                index = {c: j for j, c in enumerate(vocab)}
+                block = np.zeros((n, len(vocab) + 1), np.float32)
+                for i, v in enumerate(values):
+                    if _missing(v):
+                        block[i, -1] = 1.0
+                        rep.missing += 1
+                    elif str(v).strip() in index:
+                        block[i, index[str(v).strip()]] = 1.0
+                    else:
+                        rep.unseen += 1  # a category not seen in training: all zeros
+            blocks.append(block)
+        matrix = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), np.float32)
+        stats = Features(values=matrix, ok=np.ones(n, bool), extracted=extracted, cached=cached,
+                         precision=precision, seconds=seconds)
+        return matrix, reports, stats
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
+            y_val: Sequence[Any] | None = None) -> TabularTransferClassifier:
+        """Encode every column of `X` (a DataFrame, a list of row dicts, or `LabelledData` of rows), train the head."""
+        self._validate()
+        rows, labels, names = _as_rows(X, y, "training data")
+        _check_columns(rows, [c for _, c in self.columns()], "training data", X)
+        data = LabelledData(items=rows, labels=labels, source="training data", modality="table")
+        data.validate_for_training()
+        val_rows: list[dict[str, Any]] = []
+        val_labels: list[str] = []
+        val_names: list[str] = []
+        if X_val is not None:
+            val_rows, val_labels, val_names = _as_rows(X_val, y_val, "validation data")
+        torch.manual_seed(self.seed)
+        self.backbones_ = self._create_backbones()
+        self._learn_encoders(rows)
+        matrix, reports, stats = self.encode(rows + val_rows, names + val_names)
+        self.classes_ = np.array(data.classes)
+        index = {c: i for i, c in enumerate(self.classes_)}
+        y_all = np.array([index.get(label, -1) for label in labels + val_labels])
+        n_train = len(rows)
+        if val_rows:
+            unknown = sorted(set(val_labels) - set(index))
+            if unknown:
+                raise DataError(f"validation data has classes not in the training data: {unknown[:5]}")
+            tr_idx, va_idx = np.arange(n_train), np.arange(n_train, n_train + len(val_rows))
+        else:
+            from transferkit.data.split import split_indices
+
+            parts = split_indices(labels, val_fraction=self.val_fraction, test_fraction=0.0, seed=self.seed)
+            tr_idx, va_idx = np.array(parts["train"], int), np.array(parts["val"], int)
+        weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
+        if self.fusion == "gated":
+            from transferkit.fusion import fit_gated_fusion
+
+            head, choice = fit_gated_fusion(matrix[tr_idx], y_all[tr_idx], matrix[va_idx], y_all[va_idx],
+                                            self.block_dims(), len(self.classes_), weights=weights, seed=self.seed)
+        else:
+            head, choice = fit_head(parse_head(self.head), matrix[tr_idx], y_all[tr_idx], matrix[va_idx],
+                                    y_all[va_idx], len(self.classes_), weights=weights, seed=self.seed)
+        self.head_ = head.eval()
+        self.fit_report_ = TabularFitReport(
+            n_train=len(tr_idx), n_val=len(va_idx), extracted=stats.extracted, cached=stats.cached,
+            columns={c: r.as_dict() for c, r in reports.items()}, head_choice=choice,
+            class_weighted=weights is not None, precision=stats.precision, extract_seconds=stats.seconds,
+        )
+        self.train_class_counts_ = data.class_counts()
+        self.last_columns_ = self.fit_report_.columns
+        return self
+
+    # -- predict --------------------------------------------------------------------------------
+    @property
+    def modality_(self) -> str:
+        return "table"
+
+    def features(self, X: Any, *, cache: bool = True) -> Features:
+        """The fused features of rows (every row gets features; bad cells are masked and counted
+        in `last_columns_`)."""
+        check_is_fitted(self, "head_")
+        rows, _, names = _as_rows(X, None, "rows", need_labels=False)
+        _, reports, stats = self.encode(rows, names)
+        self.last_columns_ = {c: r.as_dict() for c, r in reports.items()}
+        return stats
+
+    def proba_from_features(self, values: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "head_")
+        with torch.no_grad():
+            logits = self.head_(torch.from_numpy(np.asarray(values, np.float32)))
+        return torch.softmax(logits.float(), dim=1).numpy()
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities [n, n_classes] in `classes_` order."""
+        return self.proba_from_features(self.features(X).values)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def score(self, X: Any, y: Sequence[Any]) -> float:
+        return float(np.mean(self.predict(X) == np.array([str(v) for v in y])))
+
+    def evaluate(self, X: Any, y: Sequence[Any] | None = None) -> dict[str, Any]:
+        """Metrics on labelled rows, with what each column met (`columns`)."""
+        from transferkit.evaluate import classification_metrics
+
+        rows, labels, _ = _as_rows(X, y, "evaluation data")
+        proba = self.proba_from_features(self.features(rows).values)
+        pred = self.classes_[np.argmax(proba, axis=1)] if len(proba) else np.array([])
+        metrics = classification_metrics(labels, list(pred), sorted(set(self.classes_) | set(labels)))
+        metrics["skipped"] = {}
+        metrics["columns"] = self.last_columns_
+        unknown = sorted(set(labels) - set(self.classes_))
+        if unknown:
+            metrics["unknown_classes"] = unknown
+        return metrics
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | Path, *, metrics: dict[str, Any] | None = None, overwrite: bool = False,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write a bundle: encoders by reference, column statistics, head tensors (safetensors)."""
+        from transferkit.bundle import save_bundle
+
+        check_is_fitted(self, "head_")
+        columns = []
+        for (kind, col), dim in zip(self.columns(), self.block_dims(), strict=True):
+            entry: dict[str, Any] = {"name": col, "kind": kind, "dim": dim}
+            if kind == "numeric":
+                entry["mean"], entry["std"] = self.numeric_stats_[col]
+            elif kind == "categorical":
+                entry["vocabulary"] = self.vocabularies_[col]
+            columns.append(entry)
+        encoders = {kind: {**b.describe(), "weights_source": None} for kind, b in self.backbones_.items()}
+        manifest = {
+            "task": "classification",
+            "strategy": "probe",
+            "kind": "tabular",
+            "modality": "table",
+            "labels": [str(c) for c in self.classes_],
+            "columns": columns,
+            "encoders": encoders,
+            "head": {"spec": self.head, "fusion": self.fusion, "in_features": int(sum(self.block_dims())),
+                     "block_dims": self.block_dims(), "choice": self.fit_report_.head_choice},
+            "training": {**self.get_params(), "n_train": self.fit_report_.n_train, "n_val": self.fit_report_.n_val,
+                         "class_counts": self.train_class_counts_, "columns": self.fit_report_.columns,
+                         "class_weighted": self.fit_report_.class_weighted},
+            "metrics": metrics or {},
+            **(extra or {}),
+        }
+        tensors = {f"head.{k}": v for k, v in self.head_.state_dict().items()}
+        return save_bundle(path, manifest, tensors, _model_card(manifest), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> TabularTransferClassifier:
+        """Load a table bundle; each encoder's weights must match the sha256 it was trained with."""
+        from transferkit.backbones import create_backbone
+        from transferkit.bundle import load_bundle
+
+        manifest, tensors = load_bundle(path)
+        if manifest.get("kind") != "tabular":
+            raise BundleError(f"'{path}' is not a table model; load it with transferkit.TransferClassifier.load")
+        training = manifest.get("training", {})
+        params = {k: training[k] for k in ("image_backbone", "text_backbone", "audio_backbone", "head", "fusion",
+                                            "class_weight", "val_fraction", "seed", "batch_size", "precision",
+                                            "long_text") if k in training}
+        lists: dict[str, list[str]] = {f"{kind}_columns": [] for kind in KINDS}
+        for entry in manifest["columns"]:
+            lists[f"{entry['kind']}_columns"].append(entry["name"])
+        allowed = {"cache_dir", "progress", "device", "batch_size", "precision"}
+        kwargs: dict[str, Any] = {**lists, **params, **{k: v for k, v in overrides.items() if k in allowed}}
+        clf = cls(**kwargs)
+        clf.backbones_ = {}
+        for kind, info in manifest.get("encoders", {}).items():
+            backbone = create_backbone(info["name"])
+            if backbone.weights_id != info["weights_id"]:
+                raise BundleError(f"'{path}': the {kind} encoder '{info['name']}' was trained with weights sha256 "
+                                  f"{info['weights_id'][:12]}…, but this machine has {backbone.weights_id[:12]}…; "
+                                  "install the same weights")
+            backbone.apply_preprocess_config(info["preprocess"])
+            clf.backbones_[kind] = backbone
+        clf.numeric_stats_ = {e["name"]: (float(e["mean"]), float(e["std"]))
+                              for e in manifest["columns"] if e["kind"] == "numeric"}
+        clf.vocabularies_ = {e["name"]: list(e["vocabulary"])
+                             for e in manifest["columns"] if e["kind"] == "categorical"}
+        labels = manifest["labels"]
+        head_info = manifest["head"]
+        head: torch.nn.Module
+        if head_info.get("fusion") == "gated":
+            from transferkit.fusion import GatedFusionHead
+
+            head = GatedFusionHead(head_info["block_dims"], len(labels),
+                                   hidden=int(head_info.get("choice", {}).get("hidden", 64)))
+        else:
+            head = build_head(parse_head(head_info["spec"]), int(head_info["in_features"]), len(labels))
+        head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
+        clf.head_ = head.eval()
+        clf.classes_ = np.array(labels)
+        clf.fit_report_ = TabularFitReport(n_train=training.get("n_train", 0), n_val=training.get("n_val", 0),
+                                           columns=training.get("columns", {}), head_choice=head_info.get("choice", {}))
+        clf.train_class_counts_ = training.get("class_counts", {})
+        clf.manifest_ = manifest
+        return clf
+
+
+def _count_truncated(backbone: Any, texts: list[str]) -> int:
+    """How many texts the text backbone cuts (longer than its window, or than its chunk budget)."""
+    lengths = backbone.token_lengths(texts)
+    limit = backbone.max_seq_length
+    if getattr(backbone, "long_text", "truncate") == "chunk":
+        step = max(1, limit - 2 - backbone.chunk_overlap)
+        return sum(1 for n in lengths if math.ceil(max(n - 2 - backbone.chunk_overlap, 1) / step) > backbone.max_chunks)
+    return sum(1 for n in lengths if n > limit)
+
+
+def _as_rows(X: Any, y: Sequence[Any] | None, what: str, *, need_labels: bool = True
+             ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Rows as dicts (from a DataFrame, a list of dicts, or `LabelledData`), labels, display names."""
+    if isinstance(X, LabelledData):
+        rows, labels = list(X.items), list(X.labels)
+    else:
+        if hasattr(X, "to_dict") and hasattr(X, "columns"):
+            from transferkit.data.rows import _cell
+
+            rows = [{str(k): _cell(v) for k, v in r.items()} for r in X.to_dict(orient="records")]
+        elif isinstance(X, dict):
+            rows = [X]
+        else:
+            rows = list(X)
+        if not all(isinstance(r, dict) for r in rows):
+            raise DataError(f"{what}: a table model takes rows as dicts of column → value, or a pandas DataFrame")
+        if y is None:
+            if need_labels:
+                raise DataError(f"{what}: labels are missing; pass fit(rows, labels)")
+            labels = []
+        else:
+            labels = [str(v).strip() for v in y]
+            if len(labels) != len(rows):
+                raise DataError(f"{what}: {len(rows)} rows but {len(labels)} labels")
+    return rows, labels, [f"row {i + 1}" for i in range(len(rows))]
+
+
+def _check_columns(rows: list[dict[str, Any]], columns: list[str], what: str, X: Any) -> None:
+    """A `DataError` listing the columns the data has when one asked for is in no row."""
+    present: list[str] = list(map(str, X.columns)) if hasattr(X, "columns") else sorted({k for r in rows for k in r})
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise DataError(f"{what}: missing column{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(map(repr, missing))}; the data has columns: {', '.join(map(repr, present))}")
+
+
+def _model_card(manifest: dict[str, Any]) -> str:
+    metrics = manifest.get("metrics") or {}
+    cols = ", ".join(f"{c['name']} ({c['kind']})" for c in manifest["columns"])
+    encoders = ", ".join(f"{k}: {v['name']}" for k, v in manifest["encoders"].items()) or "none"
+    lines = [
+        f"# transferkit table model: {manifest['head']['fusion']} fusion + {manifest['head']['spec']} head",
+        "",
+        f"- task: {manifest['task']} over {len(manifest['labels'])} classes: " + ", ".join(manifest["labels"][:20]),
+        f"- columns: {cols}",
+        f"- encoders (frozen): {encoders}",
+        f"- trained on {manifest['training'].get('n_train')} rows (+{manifest['training'].get('n_val')} "
+        f"validation), seed {manifest['training'].get('seed')}",
+    ]
+    if metrics.get("n"):
+        lines.append(f"- test ({metrics['n']} rows): accuracy {metrics['accuracy']:.2%}, "
+                     f"macro-F1 {metrics['macro_f1']:.3f}")
+    lines += ["", "Predict with `transferkit predict <this folder> rows.csv` or "
+              "`--row '{\"column\": value, …}'`.", ""]
+    return "\n".join(lines)
