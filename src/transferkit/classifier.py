@@ -235,7 +235,8 @@ class TransferClassifier:
         return self.proba_from_features(feats.values)
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: raises NotFittedError before `classes_` is touched
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def score(self, X: Sequence[Any], y: Sequence[Any]) -> float:
         return float(np.mean(self.predict(X) == np.array([str(v) for v in y])))

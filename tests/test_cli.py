@@ -1,0 +1,151 @@
+"""Every CLI command end to end on a tiny generated dataset (in-process, through typer's runner)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from transferkit.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        from transferkit.errors import TransferkitError
+
+        if isinstance(result.exception, TransferkitError):
+            return 2, str(result.exception)
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def trained(image_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "colours"
+    code, output = run("fit", image_folder, "--out", out, "--json")
+    assert code == 0, output
+    summary = json.loads(output)
+    assert summary["accuracy"] >= 0.8 and summary["n_test"] > 0
+    return out
+
+
+def test_fit_prints_counts_metrics_and_saves(image_folder, tmp_path) -> None:
+    code, output = run("fit", image_folder, "--out", tmp_path / "m")
+    assert code == 0, output
+    for expected in ("red", "train", "test", "accuracy", "confusion matrix", "saved"):
+        assert expected in output
+    assert (tmp_path / "m" / "transferkit.json").is_file()
+
+
+def test_second_fit_extracts_nothing(image_folder, tmp_path) -> None:
+    run("fit", image_folder, "--out", tmp_path / "a", "--json", "--cache-dir", tmp_path / "cache")
+    code, output = run("fit", image_folder, "--out", tmp_path / "b", "--json", "--cache-dir", tmp_path / "cache")
+    assert code == 0
+    summary = json.loads(output)
+    assert summary["extracted"] == 0 and summary["cached"] > 0
+
+
+def test_predict_table_json_csv(trained, image_folder) -> None:
+    files = [image_folder / "red" / "000.jpg", image_folder / "blue" / "001.jpg"]
+    code, output = run("predict", trained, *files, "--json")
+    assert code == 0
+    rows = json.loads(output)
+    assert [r["label"] for r in rows] == ["red", "blue"]
+    assert all(0 < r["probability"] <= 1 for r in rows)
+    code, output = run("predict", trained, *files, "--csv")
+    parsed = list(csv.DictReader(io.StringIO(output)))
+    assert [r["label"] for r in parsed] == ["red", "blue"]
+    code, output = run("predict", trained, files[0], "--top-k", "2")
+    assert code == 0 and "red" in output
+
+
+def test_predict_reports_unreadable_input(trained, tmp_path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    code, output = run("predict", trained, bad, "--json")
+    assert code == 0
+    row = json.loads(output)[0]
+    assert row["label"] is None and "bad.jpg" in row["error"]
+
+
+def test_evaluate_on_a_new_folder(trained, image_folder) -> None:
+    code, output = run("evaluate", trained, image_folder, "--json")
+    assert code == 0
+    metrics = json.loads(output)
+    assert metrics["accuracy"] > 0.8 and set(metrics["per_class"]) == {"red", "green", "blue"}
+
+
+def test_models_lists_zoo_with_availability() -> None:
+    code, output = run("models", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(output)}
+    assert rows["efficientnet_lite0"]["available"] is True
+    assert rows["efficientnet_lite0"]["features"] == 1280
+    assert rows["efficientnet_lite2"]["input"] == "260x260"
+
+
+def test_manifest_with_missing_paths_names_the_rows(tmp_path) -> None:
+    manifest = tmp_path / "data.csv"
+    manifest.write_text("path,label\nnowhere/a.jpg,cat\nnowhere/b.jpg,dog\n")
+    code, output = run("fit", manifest, "--out", tmp_path / "m")
+    assert code == 2 and "data.csv" in output and "a.jpg" in output
+
+
+def test_manifest_without_label_column(tmp_path, image_folder) -> None:
+    manifest = tmp_path / "data.csv"
+    manifest.write_text(f"path,kind\n{image_folder / 'red' / '000.jpg'},x\n")
+    code, output = run("fit", manifest, "--out", tmp_path / "m")
+    assert code == 2 and "label" in output and "kind" in output
+
+
+def test_refuses_to_write_into_a_users_folder(image_folder, tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    code, output = run("fit", image_folder, "--out", tmp_path)
+    assert code == 2 and "not a transferkit bundle" in output
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_unknown_backbone_lists_close_matches(image_folder, tmp_path) -> None:
+    code, output = run("fit", image_folder, "--out", tmp_path / "m", "--backbone", "efficientnet_lite")
+    assert code == 2 and "efficientnet_lite0" in output
+
+
+def test_empty_folder_and_single_class(tmp_path, image_folder) -> None:
+    (tmp_path / "empty").mkdir()
+    code, output = run("fit", tmp_path / "empty", "--out", tmp_path / "m")
+    assert code == 2 and "empty" in output
+    one = tmp_path / "one"
+    shutil.copytree(image_folder / "red", one / "red")
+    code, output = run("fit", one, "--out", tmp_path / "m2")
+    assert code == 2 and "only one class" in output
+
+
+def test_presplit_folder_is_respected(image_folder, tmp_path) -> None:
+    root = tmp_path / "split"
+    for split, names in (("train", range(0, 7)), ("test", range(7, 10))):
+        for cls in ("red", "blue"):
+            (root / split / cls).mkdir(parents=True)
+            for i in names:
+                shutil.copy(image_folder / cls / f"{i:03d}.jpg", root / split / cls)
+    code, output = run("fit", root, "--out", tmp_path / "m", "--json")
+    assert code == 0, output
+    assert json.loads(output)["n_test"] == 6
+
+
+def test_console_script_shows_errors_without_traceback(tmp_path) -> None:
+    exe = Path(sys.executable).with_name("transferkit")
+    if not exe.exists():
+        pytest.skip("console script not installed")
+    proc = subprocess.run([str(exe), "fit", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
