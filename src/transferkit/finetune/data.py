@@ -178,9 +178,7 @@ class FinetuneData(pl.LightningDataModule):
             return AugmentedImageLoader(self.backbone.preprocess_cfg, self.augment)
         return self.backbone.sample_loader()
 
-    def _loader(
-        self, items: Sequence[Any], labels: Sequence[int], train: bool
-    ) -> torch.utils.data.DataLoader:
+    def _loader(self, items: Sequence[Any], labels: Sequence[int], train: bool) -> torch.utils.data.DataLoader:
         rank, world = self._rank_world()
         loader_fn = self.train_loader_fn() if train else self.backbone.sample_loader()
         workers = self._workers(len(items))

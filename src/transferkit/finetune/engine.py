@@ -241,16 +241,12 @@ class FinetunedClassifier(TransferClassifier):
         )
         start = time.perf_counter()
         try:
-            trainer, ckpt = self._trainer(
-                cfg, root, has_val=val is not None, report=report, callbacks=callbacks
-            )
+            trainer, ckpt = self._trainer(cfg, root, has_val=val is not None, report=report, callbacks=callbacks)
             if cfg.lr == "auto" and not resume:
                 with _quiet_lightning():
                     report.lr, report.lr_found = self._find_lr(trainer, module, dm, cfg, root), True
                 module.lr = report.lr
-                trainer, ckpt = self._trainer(
-                    cfg, root, has_val=val is not None, report=report, callbacks=callbacks
-                )
+                trainer, ckpt = self._trainer(cfg, root, has_val=val is not None, report=report, callbacks=callbacks)
             else:
                 report.lr = module.lr
             resume_from = None
@@ -295,9 +291,7 @@ class FinetunedClassifier(TransferClassifier):
         if cfg.input_size is not None:
             pre = backbone.preprocess_config()
             if "input_size" not in pre:
-                raise ConfigError(
-                    f"input_size applies to image backbones; '{backbone.name}' is {backbone.modality}"
-                )
+                raise ConfigError(f"input_size applies to image backbones; '{backbone.name}' is {backbone.modality}")
             backbone.apply_preprocess_config({**pre, "input_size": cfg.input_size})
         return backbone
 
@@ -369,11 +363,41 @@ class FinetunedClassifier(TransferClassifier):
         return trainer, ckpt
 
     def _find_lr(self, trainer: Any, module: Any, dm: Any, cfg: FinetuneConfig, root: Path) -> float:
+        """Lightning's LR range test on a bare trainer (no checkpoints, logs or validation)."""
+        import lightning.pytorch as pl
         from lightning.pytorch.tuner import Tuner
 
-        finder = Tuner(trainer).lr_find(
-            module, datamodule=dm, num_training=cfg.lr_find_steps, min_lr=1e-6, max_lr=1.0, update_attr=False
+        from transferkit.finetune.freeze import FreezeSchedule
+
+        steps = max(20, cfg.lr_find_steps)  # the suggestion skips the first 10 points
+        probe = pl.Trainer(
+            max_epochs=steps,
+            accelerator=cfg.accelerator,
+            devices=1,
+            precision=lightning_precision(cfg.precision, cfg.accelerator),  # type: ignore[arg-type]
+            callbacks=[
+                FreezeSchedule(cfg.freeze if not cfg.peft else "frozen", cfg.head_epochs, cfg.unfreeze_per_epoch)
+            ],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=str(root / "lr_find"),
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,
         )
+        finder = Tuner(probe).lr_find(
+            module,
+            datamodule=dm,
+            num_training=steps,
+            min_lr=1e-6,
+            max_lr=1.0,
+            early_stop_threshold=None,
+            update_attr=False,
+        )
+        shutil.rmtree(root / "lr_find", ignore_errors=True)
         chosen = finder.suggestion() if finder is not None else None
         if chosen is None or not np.isfinite(chosen):
             raise ConfigError(
@@ -488,9 +512,7 @@ class FinetunedClassifier(TransferClassifier):
 
         manifest, tensors = load_bundle(path)
         if manifest.get("strategy") != "finetune":
-            raise BundleError(
-                f"'{path}' holds a {manifest.get('strategy', 'probe')} model, not a fine-tuned one"
-            )
+            raise BundleError(f"'{path}' holds a {manifest.get('strategy', 'probe')} model, not a fine-tuned one")
         ft = manifest["finetune"]
         cfg = FinetuneConfig.from_dict(ft["config"])
         info = manifest["backbone"]
@@ -667,8 +689,7 @@ def _model_card(manifest: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Load with `transferkit predict <this folder> FILES…` or "
-        "`transferkit.finetune.load_finetuned(<this folder>)`.",
+        "Load with `transferkit predict <this folder> FILES…` or `transferkit.finetune.load_finetuned(<this folder>)`.",
         "",
     ]
     return "\n".join(lines)

@@ -43,8 +43,10 @@ def set_frozen_bn_eval(module: nn.Module) -> None:
         if not isinstance(m, _BatchNorm):
             continue
         weight = m.weight if isinstance(m.weight, torch.Tensor) else None
-        frozen = not weight.requires_grad if weight is not None else not any(
-            p.requires_grad for p in m.parameters(recurse=False)
+        frozen = (
+            not weight.requires_grad
+            if weight is not None
+            else not any(p.requires_grad for p in m.parameters(recurse=False))
         )
         if frozen:
             m.eval()

@@ -42,9 +42,7 @@ def head_input_size(backbone: Backbone, spec: HeadSpec) -> int:
         with torch.no_grad():
             fmap = backbone.eval().forward_feature_map(torch.zeros(1, 3, size, size))
     except BackboneError as exc:
-        raise spec_error(
-            spec, "flatten", f"'flatten' needs the backbone's unpooled feature map: {exc}"
-        ) from exc
+        raise spec_error(spec, "flatten", f"'flatten' needs the backbone's unpooled feature map: {exc}") from exc
     finally:
         backbone.train(was_training)
     return int(fmap[0].numel())

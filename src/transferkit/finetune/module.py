@@ -117,9 +117,7 @@ class FinetuneModule(pl.LightningModule):
         if self.l2sp is not None:
             loss = loss + self.regularizer()
         acc = (logits.argmax(1) == y).float().mean()
-        self.log(
-            "train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True
-        )
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log("train_accuracy", acc, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 

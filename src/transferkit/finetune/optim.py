@@ -36,9 +36,7 @@ def backbone_group_params(backbone: Any) -> list[list[tuple[str, nn.Parameter]]]
     return groups
 
 
-def _split_decay(
-    params: list[tuple[str, nn.Parameter]], lr: float, wd: float, tag: str
-) -> list[dict[str, Any]]:
+def _split_decay(params: list[tuple[str, nn.Parameter]], lr: float, wd: float, tag: str) -> list[dict[str, Any]]:
     decay = [p for n, p in params if p.ndim > 1]
     no_decay = [p for n, p in params if p.ndim <= 1]
     out = []

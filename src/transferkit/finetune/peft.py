@@ -22,9 +22,7 @@ from transferkit.errors import ConfigError
 def linear_targets(backbone: nn.Module) -> list[str]:
     """Names of the backbone's linear layers (the pretrained classifier excluded)."""
     names = [
-        name
-        for name, m in backbone.named_modules()
-        if isinstance(m, nn.Linear) and not name.startswith("source_head")
+        name for name, m in backbone.named_modules() if isinstance(m, nn.Linear) and not name.startswith("source_head")
     ]
     return names
 
