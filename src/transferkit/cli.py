@@ -122,13 +122,13 @@ def fit(
                                                      "from its last checkpoint.")] = None,
 ) -> None:
     """Train a classifier on DATA: a probe on frozen features (default) or a fine-tuned network."""
-    from click.core import ParameterSource
-
     from transferkit.workflow import run_fit
 
     options = {k: v for k, v in ctx.params.items()}
     options["cache_dir"] = _cache_arg(cache_dir, no_cache)
-    explicit = {k for k in ctx.params if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    # flags the user typed (by name: typer may carry its own copy of click's ParameterSource enum)
+    sources = {k: getattr(ctx.get_parameter_source(k), "name", None) for k in ctx.params}
+    explicit = {k for k, source in sources.items() if source not in ("DEFAULT", "DEFAULT_MAP", None)}
     run_fit(options, explicit, console=console)
 
 
