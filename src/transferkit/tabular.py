@@ -248,12 +248,10 @@ class TabularTransferClassifier:
                 dims.append(len(self.vocabularies_[col]) + 1)
         return dims
 
-    def encode(self, rows: Sequence[dict[str, Any]], names: Sequence[str] | None = None
-               ) -> tuple[np.ndarray, dict[str, ColumnReport], Features]:
+    def encode(self, rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, dict[str, ColumnReport], Features]:
         """The fused feature matrix [n, sum(block_dims)] of `rows`, what each column met, extraction stats."""
         check_is_fitted(self, "vocabularies_")
         n = len(rows)
-        label = list(names) if names is not None else [f"row {i + 1}" for i in range(n)]
         blocks: list[np.ndarray] = []
         reports: dict[str, ColumnReport] = {}
         extracted = cached = 0
@@ -272,7 +270,7 @@ class TabularTransferClassifier:
                     elif kind in PATH_KINDS and not os.path.isfile(str(v)):
                         rep.missing += 1
                         if len(rep.examples) < 5:
-                            rep.examples.append(f"{label[i]}: file not found: {v}")
+                            rep.examples.append(f"file not found: {v}")
                     else:
                         present.append(i)
                 items = [str(values[i]) for i in present]
@@ -283,10 +281,10 @@ class TabularTransferClassifier:
                     seconds, precision = seconds + feats.seconds, feats.precision
                     ok_rows = [present[j] for j in np.flatnonzero(feats.ok)]
                     block[ok_rows, :-1] = feats.values
-                    for j, reason in feats.failed.items():
+                    for reason in feats.failed.values():
                         rep.unreadable += 1
                         if len(rep.examples) < 5:
-                            rep.examples.append(f"{label[present[j]]}: {reason}")
+                            rep.examples.append(reason)
                     if kind == "text" and hasattr(backbone, "token_lengths"):
                         rep.truncated += _count_truncated(backbone, items)
                     absent = np.ones(n, bool)
@@ -303,7 +301,7 @@ class TabularTransferClassifier:
                         block[i, 1] = 1.0
                         rep.missing += 1
                         if not _missing(v) and len(rep.examples) < 5:
-                            rep.examples.append(f"{label[i]}: not a number: {v!r}")
+                            rep.examples.append(f"not a number: {v!r}")
                     else:
                         block[i, 0] = (number - mean) / std
             else:
@@ -329,19 +327,18 @@ class TabularTransferClassifier:
             y_val: Sequence[Any] | None = None) -> TabularTransferClassifier:
         """Encode every column of `X` (a DataFrame, a list of row dicts, or `LabelledData` of rows), train the head."""
         self._validate()
-        rows, labels, names = _as_rows(X, y, "training data")
+        rows, labels = _as_rows(X, y, "training data")
         _check_columns(rows, [c for _, c in self.columns()], "training data", X)
         data = LabelledData(items=rows, labels=labels, source="training data", modality="table")
         data.validate_for_training()
         val_rows: list[dict[str, Any]] = []
         val_labels: list[str] = []
-        val_names: list[str] = []
         if X_val is not None:
-            val_rows, val_labels, val_names = _as_rows(X_val, y_val, "validation data")
+            val_rows, val_labels = _as_rows(X_val, y_val, "validation data")
         torch.manual_seed(self.seed)
         self.backbones_ = self._create_backbones()
         self._learn_encoders(rows)
-        matrix, reports, stats = self.encode(rows + val_rows, names + val_names)
+        matrix, reports, stats = self.encode(rows + val_rows)
         self.classes_ = np.array(data.classes)
         index = {c: i for i, c in enumerate(self.classes_)}
         y_all = np.array([index.get(label, -1) for label in labels + val_labels])
@@ -384,8 +381,8 @@ class TabularTransferClassifier:
         """The fused features of rows (every row gets features; bad cells are masked and counted
         in `last_columns_`)."""
         check_is_fitted(self, "head_")
-        rows, _, names = _as_rows(X, None, "rows", need_labels=False)
-        _, reports, stats = self.encode(rows, names)
+        rows, _ = _as_rows(X, None, "rows", need_labels=False)
+        _, reports, stats = self.encode(rows)
         self.last_columns_ = {c: r.as_dict() for c, r in reports.items()}
         return stats
 
@@ -409,7 +406,7 @@ class TabularTransferClassifier:
         """Metrics on labelled rows, with what each column met (`columns`)."""
         from transferkit.evaluate import classification_metrics
 
-        rows, labels, _ = _as_rows(X, y, "evaluation data")
+        rows, labels = _as_rows(X, y, "evaluation data")
         proba = self.proba_from_features(self.features(rows).values)
         pred = self.classes_[np.argmax(proba, axis=1)] if len(proba) else np.array([])
         metrics = classification_metrics(labels, list(pred), sorted(set(self.classes_) | set(labels)))
@@ -518,8 +515,8 @@ def _count_truncated(backbone: Any, texts: list[str]) -> int:
 
 
 def _as_rows(X: Any, y: Sequence[Any] | None, what: str, *, need_labels: bool = True
-             ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """Rows as dicts (from a DataFrame, a list of dicts, or `LabelledData`), labels, display names."""
+             ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows as dicts (from a DataFrame, a list of dicts, or `LabelledData`) and their labels."""
     if isinstance(X, LabelledData):
         rows, labels = list(X.items), list(X.labels)
     else:
@@ -541,7 +538,7 @@ def _as_rows(X: Any, y: Sequence[Any] | None, what: str, *, need_labels: bool = 
             labels = [str(v).strip() for v in y]
             if len(labels) != len(rows):
                 raise DataError(f"{what}: {len(rows)} rows but {len(labels)} labels")
-    return rows, labels, [f"row {i + 1}" for i in range(len(rows))]
+    return rows, labels
 
 
 def _check_columns(rows: list[dict[str, Any]], columns: list[str], what: str, X: Any) -> None:
