@@ -56,6 +56,7 @@ class FinetuneReport(FitReport):
     seconds: float = 0.0
     dropped: int = 0
     checkpoint: str | None = None
+    world_size: int = 1
 
 
 def lightning_precision(precision: str, accelerator: str) -> str:
@@ -259,6 +260,7 @@ class FinetunedClassifier(TransferClassifier):
                 report.lr = module.lr
             _fit_guarded(trainer, module, dm, resume_from, cfg)
             report.epochs_run = trainer.current_epoch
+            report.world_size = trainer.world_size
             best = ckpt.best_model_path if val is not None else ""
             if best and Path(best).is_file():
                 state = torch.load(best, map_location="cpu", weights_only=True)

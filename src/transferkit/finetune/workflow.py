@@ -191,6 +191,7 @@ def finetune_and_report(options: dict[str, Any], explicit: set[str], console: Co
         "precision": report.precision,
         "seconds": round(report.seconds, 2),
         "trainable_by_epoch": report.trainable_by_epoch,
+        "processes": report.world_size,
     }
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
