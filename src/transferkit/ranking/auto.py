@@ -114,7 +114,8 @@ def resolve_auto(options: dict[str, Any], *, console: Console) -> dict[str, Any]
         return options
     options = dict(options)
     quiet = bool(options.get("as_json"))
-    dataset = load_dataset(Path(options["data"]), path_column=options.get("path_column", "path"),
+    dataset = load_dataset(Path(options["data"]), modality=options.get("modality") or "image",
+                           path_column=options.get("path_column", "path"),
                            label_column=options.get("label_column", "label"))
     dataset.validate_for_training()
     splits = split_indices(dataset.labels, val_fraction=float(options.get("val", 0.15)),
