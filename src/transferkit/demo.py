@@ -74,6 +74,6 @@ def run_demo(*, out: Path, backbone: str, seed: int, precision: str, console: Co
     console.print(table)
     for regime in dict.fromkeys(r for _, r in results):
         gain = results[("pretrained", regime)]["accuracy"] - results[("random init", regime)]["accuracy"]
-        console.print(f"pretrained weights bring {gain:+.1%} accuracy with {regime}")
+        console.print(f"pretrained minus random init, {regime}: {100 * gain:+.1f} points of accuracy")
     console.print(f"model (pretrained, all training images) saved in {out / 'model'}")
     return {f"{label} / {regime}": m for (label, regime), m in results.items()}
