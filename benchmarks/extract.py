@@ -87,10 +87,16 @@ def main() -> None:
     ours = extract_features(backbone, paths, options=ExtractOptions(progress=False, batch_size=args.batch_size))
     ours_s = time.perf_counter() - start
 
+    control = create_backbone(args.backbone, weights="random")
+    control_acc = probe_accuracy(
+        extract_features(control, paths, options=ExtractOptions(progress=False, batch_size=args.batch_size)).values, y
+    )
+
     naive_rate, ours_rate = len(paths) / naive_s, len(paths) / ours_s
     naive_acc, ours_acc = probe_accuracy(naive, y), probe_accuracy(ours.values, y)
     print(f"naive timm loop  : {naive_rate:7.1f} img/s   probe accuracy {naive_acc:.2%}")
     print(f"transferkit      : {ours_rate:7.1f} img/s   probe accuracy {ours_acc:.2%}   ({ours.precision})")
+    print(f"random-init control: probe accuracy {control_acc:.2%} (what the pretrained weights bring)")
     print(f"speed-up         : {ours_rate / naive_rate:.2f}x   accuracy difference "
           f"{100 * (ours_acc - naive_acc):+.2f} points")
 

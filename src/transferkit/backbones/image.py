@@ -95,7 +95,8 @@ class ImageTransform:
     def __call__(self, item: Any) -> torch.Tensor:
         from transferkit.data.images import open_image
 
-        img = self.resize_crop(open_image(item, max_pixels=self.cfg.max_pixels))
+        min_size = int(self.cfg.input_size / self.cfg.crop_pct)
+        img = self.resize_crop(open_image(item, max_pixels=self.cfg.max_pixels, min_size=min_size))
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy())
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:

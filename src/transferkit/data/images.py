@@ -39,8 +39,14 @@ _BACKGROUND = (255, 255, 255)
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
-def open_image(source: str | Path | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(
+    source: str | Path | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: int | None = None
+) -> Image.Image:
     """Return `source` as a new, fully loaded 8-bit RGB image, upright as EXIF says.
+
+    `min_size`: the caller will downscale to this short side anyway, so a JPEG file may be decoded
+    at a reduced scale (libjpeg's DCT scaling, `Image.draft`) as long as both sides stay at least
+    `min_size`. A 12-megapixel photo then decodes ~8x faster; smaller images are unaffected.
 
     `source` is a path, or an image already opened with PIL (it is not modified or closed).
     Raises `InputError` naming the file for a missing, empty, truncated or corrupt file, for bytes
@@ -73,6 +79,8 @@ def open_image(source: str | Path | Image.Image, max_pixels: int = DEFAULT_MAX_P
 
     with opened as img:
         _check_size(img, name, max_pixels)
+        if min_size is not None and img.format == "JPEG":
+            img.draft(None, (min_size, min_size))
         return _to_rgb(_upright(_loaded(img, name), name), name)
 
 
