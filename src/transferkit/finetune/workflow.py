@@ -108,7 +108,10 @@ def finetune_and_report(options: dict[str, Any], explicit: set[str], console: Co
     cfg = config_from_options({**merged, "progress": not as_json and merged.get("progress", True)})
 
     dataset = load_dataset(
-        data, path_column=merged.get("path_column", "path"), label_column=merged.get("label_column", "label")
+        data,
+        modality=merged.get("modality") or "image",
+        path_column=merged.get("path_column", "path"),
+        label_column=merged.get("label_column", "label"),
     )
     dataset.validate_for_training()
     splits = split_indices(
