@@ -192,7 +192,7 @@ def fit_table_and_report(options: dict[str, Any], console: Console) -> dict[str,
         message = report.encoding_message()
         if message:
             console.print(f"[yellow]{message}[/]", highlight=False)
-    backbones = parse_table_backbones(options.get("backbone"))
+    backbones: dict[str, Any] = parse_table_backbones(options.get("backbone"))
     clf = TabularTransferClassifier(
         image_columns=columns.get("image", []), text_columns=columns.get("text", []),
         audio_columns=columns.get("audio", []), numeric_columns=columns.get("numeric", []),
@@ -303,12 +303,12 @@ def prediction_inputs(clf: Any, inputs: Sequence[str], *, rows: Sequence[str] = 
     if modality == "audio":
         from transferkit.data.audio import AUDIO_EXTENSIONS
 
-        items = expand_inputs(inputs, AUDIO_EXTENSIONS)
-        return list(items), list(items), []
+        clips = expand_inputs(inputs, AUDIO_EXTENSIONS)
+        return list(clips), list(clips), []
     from transferkit.data.images import IMAGE_EXTENSIONS
 
-    items = expand_inputs(inputs, IMAGE_EXTENSIONS)
-    return list(items), list(items), []
+    images = expand_inputs(inputs, IMAGE_EXTENSIONS)
+    return list(images), list(images), []
 
 
 def prediction_notes(clf: Any, items: Sequence[Any]) -> list[str]:

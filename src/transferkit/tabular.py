@@ -110,6 +110,9 @@ class TabularTransferClassifier:
     lists name the table's columns of each kind; at least one column is needed.
     """
 
+    #: the bundle's manifest, when loaded from one
+    manifest_: dict[str, Any] | None = None
+
     def __init__(
         self,
         *,
@@ -354,6 +357,7 @@ class TabularTransferClassifier:
             parts = split_indices(labels, val_fraction=self.val_fraction, test_fraction=0.0, seed=self.seed)
             tr_idx, va_idx = np.array(parts["train"], int), np.array(parts["val"], int)
         weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
+        head: torch.nn.Module
         if self.fusion == "gated":
             from transferkit.fusion import fit_gated_fusion
 
@@ -486,16 +490,16 @@ class TabularTransferClassifier:
                              for e in manifest["columns"] if e["kind"] == "categorical"}
         labels = manifest["labels"]
         head_info = manifest["head"]
-        head: torch.nn.Module
+        model: torch.nn.Module
         if head_info.get("fusion") == "gated":
             from transferkit.fusion import GatedFusionHead
 
-            head = GatedFusionHead(head_info["block_dims"], len(labels),
-                                   hidden=int(head_info.get("choice", {}).get("hidden", 64)))
+            model = GatedFusionHead(head_info["block_dims"], len(labels),
+                                    hidden=int(head_info.get("choice", {}).get("hidden", 64)))
         else:
-            head = build_head(parse_head(head_info["spec"]), int(head_info["in_features"]), len(labels))
-        head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
-        clf.head_ = head.eval()
+            model = build_head(parse_head(head_info["spec"]), int(head_info["in_features"]), len(labels))
+        model.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
+        clf.head_ = model.eval()
         clf.classes_ = np.array(labels)
         clf.fit_report_ = TabularFitReport(n_train=training.get("n_train", 0), n_val=training.get("n_val", 0),
                                            columns=training.get("columns", {}), head_choice=head_info.get("choice", {}))
