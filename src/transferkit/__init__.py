@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "TabularTransferClassifier",
     "TransferClassifier",
     "TransferkitError",
     "create_backbone",
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "TabularTransferClassifier": "transferkit.tabular",
     "TransferClassifier": "transferkit.classifier",
     "TransferkitError": "transferkit.errors",
     "create_backbone": "transferkit.backbones.registry",
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from transferkit.classifier import TransferClassifier
     from transferkit.errors import TransferkitError
     from transferkit.ranking.rank import rank
+    from transferkit.tabular import TabularTransferClassifier
 
 
 def __getattr__(name: str) -> Any:
