@@ -104,9 +104,9 @@ class LayerFeatures(Backbone):
     def forward_features(self, batch: Any) -> torch.Tensor:
         if self._timm:
             model = self.inner.model  # type: ignore[union-attr]
-            final, maps = model.forward_intermediates(batch)  # type: ignore[operator]
+            final, maps = model.forward_intermediates(batch)  # type: ignore[union-attr,operator]
             pooled = [_pool(m) for m in maps]
-            last = model.forward_head(final, pre_logits=True)  # type: ignore[operator]
+            last = model.forward_head(final, pre_logits=True)  # type: ignore[union-attr,operator]
         else:
             pooled = self._stages(batch)
             last = self.inner.forward_features(batch)

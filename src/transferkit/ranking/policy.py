@@ -437,8 +437,8 @@ def _unreliable(rows: Sequence[RankingRow], metrics: Sequence[str]) -> dict[str,
                           f"D={small[0].num_features}); SFDA scores the samples it fitted and saturates "
                           "near 0 for every backbone: shown, not used to pick (raise --subsample above D)")
                 continue
-        values = [r.scores[m] for r in scored]
-        if len(values) >= 2 and max(values) - min(values) <= 1e-9 * max(1.0, abs(max(values))):  # type: ignore[type-var,operator]
+        values = [float(v) for r in scored if (v := r.scores.get(m)) is not None]
+        if len(values) >= 2 and max(values) - min(values) <= 1e-9 * max(1.0, abs(max(values))):
             out[m] = "every candidate scores the same: it cannot tell them apart"
     return out
 

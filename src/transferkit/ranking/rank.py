@@ -27,6 +27,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BackboneError, ConfigError, DataError
 from transferkit.features import ExtractOptions, FeatureCache, default_cache_dir, extract_features
+from transferkit.ranking.layers import LayerFeatures
 from transferkit.ranking.policy import (
     DEFAULT_SELECT,
     DEFAULT_SUBSAMPLE,
@@ -116,7 +117,7 @@ def source_probabilities(backbone: Backbone, features: np.ndarray) -> np.ndarray
     import torch
 
     with torch.inference_mode():
-        logits = head.float()(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
+        logits = head.float()(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))  # type: ignore[operator]
         return torch.softmax(logits.double(), dim=1).numpy()
 
 
@@ -166,28 +167,24 @@ def rank(
         backbone = _create(spec, seed)
         extractor: Backbone = backbone
         if layers:
-            from transferkit.ranking.layers import LayerFeatures
-
             extractor = LayerFeatures(backbone)
         feats = extract_features(extractor, items, options=opts, cache=store,
                                  description=f"features ({extractor.name})")
         ok_rows = np.flatnonzero(feats.ok)
         if feats.failed:
             notes.append(f"{spec.name}: {len(feats.failed)} input(s) could not be read and were left out")
-        common = {"backbone": spec.backbone, "weights": spec.weights, "extract_seconds": feats.seconds,
-                  "cached": feats.cached, "rows": ok_rows}
-        if layers:
-            parts = extractor.split(feats.values)  # type: ignore[attr-defined]
-            share = feats.seconds / max(1, len(parts))
+
+        common: dict[str, Any] = {"backbone": spec.backbone, "weights": spec.weights, "cached": feats.cached,
+                                  "rows": ok_rows}
+        if isinstance(extractor, LayerFeatures):
+            parts = extractor.split(feats.values)
             for layer, values in parts.items():
                 probs = source_probabilities(backbone, values) if layer == "final" else None
-                candidates.append(CandidateFeatures(name=f"{spec.name}:{layer}", features=values,
-                                                    source_probabilities=probs, layer=layer,
-                                                    **{**common, "extract_seconds": share}))
+                candidates.append(CandidateFeatures(f"{spec.name}:{layer}", values, probs, layer=layer,
+                                                    extract_seconds=feats.seconds / max(1, len(parts)), **common))
         else:
-            candidates.append(CandidateFeatures(name=spec.name, features=feats.values,
-                                                source_probabilities=source_probabilities(backbone, feats.values),
-                                                **common))
+            candidates.append(CandidateFeatures(spec.name, feats.values, source_probabilities(backbone, feats.values),
+                                                extract_seconds=feats.seconds, **common))
     table = score_candidates(candidates, y, metrics=metrics, select=select, score_threads=score_threads,
                              notes=notes)
     table.seconds = time.perf_counter() - start
