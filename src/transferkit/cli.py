@@ -201,6 +201,11 @@ def rank(
     precision: Precision = "auto",
     path_column: Annotated[str, typer.Option(help="Manifest column with input paths.")] = "path",
     label_column: Annotated[str, typer.Option(help="Manifest column with labels.")] = "label",
+    modality: Annotated[str | None, typer.Option(help="image, text or audio (default: from the column flags, "
+                                                      "else from DATA).")] = None,
+    text_column: Annotated[str | None, typer.Option("--text-column", help="Column of texts.")] = None,
+    image_column: Annotated[str | None, typer.Option("--image-column", help="Column of image paths.")] = None,
+    audio_column: Annotated[str | None, typer.Option("--audio-column", help="Column of audio paths.")] = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     as_json: AsJson = False,
@@ -210,7 +215,8 @@ def rank(
 
     rank_and_print(data, backbones=backbones, metrics=metrics, select=select, subsample=subsample, layers=layers,
                    seed=seed, batch_size=batch_size, precision=precision, cache_dir=_cache_arg(cache_dir, no_cache),
-                   path_column=path_column, label_column=label_column, as_json=as_json, console=console)
+                   path_column=path_column, label_column=label_column, modality=modality, text_column=text_column,
+                   image_column=image_column, audio_column=audio_column, as_json=as_json, console=console)
 
 
 @app.command()

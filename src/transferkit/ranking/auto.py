@@ -168,14 +168,31 @@ def rank_and_print(
     cache_dir: Any = None,
     path_column: str = "path",
     label_column: str = "label",
+    modality: str | None = None,
+    text_column: str | None = None,
+    audio_column: str | None = None,
+    image_column: str | None = None,
     as_json: bool = False,
     console: Console,
 ) -> RankingTable:
-    """`transferkit rank`: rank the candidates on DATA and print the table (or JSON)."""
+    """`transferkit rank`: rank the candidates on DATA and print the table (or JSON).
+
+    The modality is resolved exactly as `fit` resolves it (column flags, then --modality, then the
+    data itself), so ranking then fitting reads the same inputs and reuses the same cached features.
+    """
     from transferkit.data import load_dataset
+    from transferkit.modalities import prepare_fit_options
     from transferkit.ranking.rank import rank, ranking_options
 
-    dataset = load_dataset(data, path_column=path_column, label_column=label_column)
+    resolved = prepare_fit_options({
+        "data": str(data), "modality": modality, "path_column": path_column, "text_column": text_column,
+        "audio_column": audio_column, "image_column": image_column, "backbone": backbones or "auto",
+    })
+    if resolved["modality"] == "table":
+        raise ConfigError("rank scores one input column at a time: give one of --text-column, --image-column "
+                          "or --audio-column")
+    dataset = load_dataset(data, modality=resolved["modality"], path_column=resolved["path_column"],
+                           label_column=label_column)
     table = rank(dataset, backbones=backbones, metrics=metrics, select=select,
                  subsample=subsample if subsample and subsample > 0 else None, layers=layers, seed=seed,
                  cache=cache_dir, options=ranking_options(batch_size, precision, progress=not as_json))
