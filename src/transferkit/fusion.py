@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.heads import HeadTraining, Standardize
+from transferkit.heads import HeadTraining, Standardize, train_on_features
 
 
 class GatedFusionHead(nn.Module):
@@ -89,42 +89,13 @@ def fit_gated_fusion(
     """
     cfg = training or HeadTraining(lr=3e-3, weight_decay=1e-3)
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     head = GatedFusionHead(block_dims, num_classes, hidden=hidden)
     head.standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))  # type: ignore[operator]
     head.standardize.std.copy_(torch.from_numpy(block_scales(X, head.block_dims)))  # type: ignore[operator]
-    Xt, yt = torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
-    Xv, yv = torch.from_numpy(X_val.astype(np.float32)), torch.from_numpy(y_val.astype(np.int64))
-    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights))
-    optimiser = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best_loss, best_state, best_epoch, since_best = float("inf"), None, 0, 0
-    for epoch in range(cfg.epochs):
-        head.train()
-        order = torch.randperm(len(Xt), generator=generator)
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            optimiser.zero_grad()
-            loss_fn(head(Xt[idx]), yt[idx]).backward()
-            optimiser.step()
-        if not len(Xv):
-            best_epoch = epoch + 1
-            continue
-        head.eval()
-        with torch.no_grad():
-            val_loss = float(loss_fn(head(Xv), yv))
-        if val_loss < best_loss - 1e-4:
-            best_loss, best_epoch, since_best = val_loss, epoch + 1, 0
-            best_state = {k: v.clone() for k, v in head.state_dict().items()}
-        else:
-            since_best += 1
-            if since_best >= cfg.patience:
-                break
-    if best_state is not None:
-        head.load_state_dict(best_state)
-    head.eval()
+    head, record = train_on_features(head, X, y, X_val, y_val, weights=weights, seed=seed, training=cfg)
     with torch.no_grad():
-        reference = Xv if len(Xv) else Xt
+        reference = torch.from_numpy((X_val if len(X_val) else X).astype(np.float32))
         mean_gates = head.gates(reference).mean(dim=0).tolist()
-    choice = {"epochs": best_epoch, "val_loss": best_loss if len(Xv) else None, "hidden": hidden,
+    choice = {**record, "hidden": hidden,
               "mean_gates": [round(float(g), 4) for g in mean_gates]}
     return head, choice

@@ -293,22 +293,43 @@ def _fit_torch(
     cfg: HeadTraining,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     head = build_head(spec, X.shape[1], num_classes)
     standardize = head[0]
     standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))  # type: ignore[operator]
     standardize.std.copy_(torch.from_numpy((X.std(axis=0) + 1e-6).astype(np.float32)))  # type: ignore[operator]
+    return train_on_features(head, X, y, X_val, y_val, weights=weights, seed=seed, training=cfg)
+
+
+def train_on_features(
+    head: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    weights: np.ndarray | None,
+    seed: int,
+    training: HeadTraining,
+) -> tuple[Any, dict[str, Any]]:
+    """Minibatch AdamW on cached features, keeping the epoch of lowest validation loss.
+
+    Shared by every head trained with torch on features (MLP, layer specs, gated fusion).
+    Stops after `patience` epochs without improvement; same seed, same data → same head.
+    """
+    cfg = training
+    generator = torch.Generator().manual_seed(seed)
     Xt, yt = torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
     Xv, yv = torch.from_numpy(X_val.astype(np.float32)), torch.from_numpy(y_val.astype(np.int64))
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights))
     optimiser = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    has_batchnorm = any(isinstance(m, nn.BatchNorm1d) for m in head.modules())
     best_loss, best_state, best_epoch, since_best = float("inf"), None, 0, 0
     for epoch in range(cfg.epochs):
         head.train()
         order = torch.randperm(len(Xt), generator=generator)
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            if len(idx) < 2 and any(isinstance(m, nn.BatchNorm1d) for m in head):
+            if len(idx) < 2 and has_batchnorm:
                 continue
             optimiser.zero_grad()
             loss_fn(head(Xt[idx]), yt[idx]).backward()
