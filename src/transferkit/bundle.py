@@ -90,6 +90,32 @@ def save_bundle(
     return target
 
 
+def model_card(manifest: dict[str, Any], *, title: str, facts: list[str], unit: str, usage: str) -> str:
+    """The short README.md of a bundle: what it is, what it was trained on, how well it did, how to use it.
+
+    `facts` are the lines particular to one kind of model (strategy, columns, weights…); `unit` names
+    what an example is ("examples", "rows").
+    """
+    labels = manifest["labels"]
+    training = manifest.get("training", {})
+    metrics = manifest.get("metrics") or {}
+    lines = [
+        f"# {title}",
+        "",
+        f"- task: {manifest['task']} over {len(labels)} classes: "
+        + ", ".join(labels[:20]) + (" …" if len(labels) > 20 else ""),
+        *facts,
+        f"- trained on {training.get('n_train')} {unit} (+{training.get('n_val')} validation), "
+        f"seed {training.get('seed')}",
+    ]
+    if metrics.get("n"):
+        lines.append(
+            f"- test ({metrics['n']} {unit}): accuracy {metrics['accuracy']:.2%}, balanced accuracy "
+            f"{metrics['balanced_accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.3f}"
+        )
+    return "\n".join([*lines, "", usage, ""])
+
+
 def load_bundle(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read a bundle's manifest and tensors, checking its format."""
     from safetensors.torch import load_file

@@ -339,22 +339,14 @@ def _as_data(X: Any, y: Sequence[Any] | None, what: str) -> LabelledData:
 
 
 def _model_card(manifest: dict[str, Any]) -> str:
-    metrics = manifest.get("metrics") or {}
-    lines = [
-        f"# transferkit model: {manifest['backbone']['name']} + {manifest['head']['spec']} head",
-        "",
-        f"- task: {manifest['task']} over {len(manifest['labels'])} classes: "
-        + ", ".join(manifest["labels"][:20]) + (" …" if len(manifest["labels"]) > 20 else ""),
-        f"- strategy: {manifest['strategy']} (frozen backbone, head trained on its features)",
-        f"- backbone weights sha256: `{manifest['backbone']['weights_id']}`",
-        f"- trained on {manifest['training'].get('n_train')} examples "
-        f"(+{manifest['training'].get('n_val')} validation), seed {manifest['training'].get('seed')}",
-    ]
-    if metrics.get("n"):
-        lines.append(
-            f"- test ({metrics['n']} examples): accuracy {metrics['accuracy']:.2%}, balanced accuracy "
-            f"{metrics['balanced_accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.3f}"
-        )
-    lines += ["", "Load with `transferkit predict <this folder> FILES…` or "
-              "`transferkit.TransferClassifier.load(<this folder>)`.", ""]
-    return "\n".join(lines)
+    from transferkit.bundle import model_card
+
+    return model_card(
+        manifest,
+        title=f"transferkit model: {manifest['backbone']['name']} + {manifest['head']['spec']} head",
+        facts=[f"- strategy: {manifest['strategy']} (frozen backbone, head trained on its features)",
+               f"- backbone weights sha256: `{manifest['backbone']['weights_id']}`"],
+        unit="examples",
+        usage="Load with `transferkit predict <this folder> FILES…` or "
+              "`transferkit.TransferClassifier.load(<this folder>)`.",
+    )

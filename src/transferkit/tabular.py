@@ -555,21 +555,14 @@ def _check_columns(rows: list[dict[str, Any]], columns: list[str], what: str, X:
 
 
 def _model_card(manifest: dict[str, Any]) -> str:
-    metrics = manifest.get("metrics") or {}
+    from transferkit.bundle import model_card
+
     cols = ", ".join(f"{c['name']} ({c['kind']})" for c in manifest["columns"])
     encoders = ", ".join(f"{k}: {v['name']}" for k, v in manifest["encoders"].items()) or "none"
-    lines = [
-        f"# transferkit table model: {manifest['head']['fusion']} fusion + {manifest['head']['spec']} head",
-        "",
-        f"- task: {manifest['task']} over {len(manifest['labels'])} classes: " + ", ".join(manifest["labels"][:20]),
-        f"- columns: {cols}",
-        f"- encoders (frozen): {encoders}",
-        f"- trained on {manifest['training'].get('n_train')} rows (+{manifest['training'].get('n_val')} "
-        f"validation), seed {manifest['training'].get('seed')}",
-    ]
-    if metrics.get("n"):
-        lines.append(f"- test ({metrics['n']} rows): accuracy {metrics['accuracy']:.2%}, "
-                     f"macro-F1 {metrics['macro_f1']:.3f}")
-    lines += ["", "Predict with `transferkit predict <this folder> rows.csv` or "
-              "`--row '{\"column\": value, …}'`.", ""]
-    return "\n".join(lines)
+    return model_card(
+        manifest,
+        title=f"transferkit table model: {manifest['head']['fusion']} fusion + {manifest['head']['spec']} head",
+        facts=[f"- columns: {cols}", f"- encoders (frozen): {encoders}"],
+        unit="rows",
+        usage="Predict with `transferkit predict <this folder> rows.csv` or `--row '{\"column\": value, …}'`.",
+    )

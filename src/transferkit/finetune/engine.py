@@ -668,34 +668,20 @@ def oom_message(batch_size: int, detail: str = "") -> str:
 
 
 def _model_card(manifest: dict[str, Any]) -> str:
+    from transferkit.bundle import model_card
+
     ft = manifest["finetune"]
-    cfg = ft["config"]
-    metrics = manifest.get("metrics") or {}
-    how = f"PEFT {ft['peft']['method']}" if ft.get("peft") else f"freeze schedule '{cfg['freeze']}'"
-    lines = [
-        f"# transferkit model: {manifest['backbone']['name']} fine-tuned + {manifest['head']['spec']} head",
-        "",
-        f"- task: {manifest['task']} over {len(manifest['labels'])} classes: "
-        + ", ".join(manifest["labels"][:20])
-        + (" …" if len(manifest["labels"]) > 20 else ""),
-        f"- strategy: finetune ({how}, {ft['epochs_run']} epochs, lr {ft['lr']:.3g}"
-        + (" found by the LR finder" if ft.get("lr_found") else "")
-        + ")",
-        f"- starting weights sha256: `{manifest['backbone']['weights_id']}`",
-        f"- trained on {manifest['training'].get('n_train')} examples "
-        f"(+{manifest['training'].get('n_val')} validation), seed {manifest['training'].get('seed')}",
-    ]
-    if metrics.get("n"):
-        lines.append(
-            f"- test ({metrics['n']} examples): accuracy {metrics['accuracy']:.2%}, balanced accuracy "
-            f"{metrics['balanced_accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.3f}"
-        )
-    lines += [
-        "",
-        "Load with `transferkit predict <this folder> FILES…` or `transferkit.finetune.load_finetuned(<this folder>)`.",
-        "",
-    ]
-    return "\n".join(lines)
+    how = f"PEFT {ft['peft']['method']}" if ft.get("peft") else f"freeze schedule '{ft['config']['freeze']}'"
+    finder = " found by the LR finder" if ft.get("lr_found") else ""
+    return model_card(
+        manifest,
+        title=f"transferkit model: {manifest['backbone']['name']} fine-tuned + {manifest['head']['spec']} head",
+        facts=[f"- strategy: finetune ({how}, {ft['epochs_run']} epochs, lr {ft['lr']:.3g}{finder})",
+               f"- starting weights sha256: `{manifest['backbone']['weights_id']}`"],
+        unit="examples",
+        usage="Load with `transferkit predict <this folder> FILES…` or "
+              "`transferkit.finetune.load_finetuned(<this folder>)`.",
+    )
 
 
 __all__ = [
