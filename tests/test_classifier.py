@@ -134,3 +134,13 @@ def test_same_seed_same_result(image_folder) -> None:
     a = TransferClassifier(progress=False, head="mlp:16", seed=1).fit(data.items, data.labels)
     b = TransferClassifier(progress=False, head="mlp:16", seed=1).fit(data.items, data.labels)
     np.testing.assert_array_equal(a.predict_proba(data.items[:5]), b.predict_proba(data.items[:5]))
+
+
+def test_transferkit_load_dispatches_on_the_bundle(fitted, tmp_path) -> None:
+    import transferkit
+
+    clf, data = fitted
+    out = clf.save(tmp_path / "model")
+    loaded = transferkit.load(out)
+    assert isinstance(loaded, TransferClassifier)
+    assert list(loaded.predict(data.items[:2])) == list(clf.predict(data.items[:2]))

@@ -18,18 +18,21 @@ __all__ = [
     "TransferkitError",
     "create_backbone",
     "list_backbones",
+    "load",
     "rank",
     "register_backbone",
 ]
 
+#: public name → (module, attribute), imported on first use
 _LAZY = {
-    "TabularTransferClassifier": "transferkit.tabular",
-    "TransferClassifier": "transferkit.classifier",
-    "TransferkitError": "transferkit.errors",
-    "create_backbone": "transferkit.backbones.registry",
-    "list_backbones": "transferkit.backbones.registry",
-    "register_backbone": "transferkit.backbones.registry",
-    "rank": "transferkit.ranking.rank",
+    "TabularTransferClassifier": ("transferkit.tabular", "TabularTransferClassifier"),
+    "TransferClassifier": ("transferkit.classifier", "TransferClassifier"),
+    "TransferkitError": ("transferkit.errors", "TransferkitError"),
+    "create_backbone": ("transferkit.backbones.registry", "create_backbone"),
+    "list_backbones": ("transferkit.backbones.registry", "list_backbones"),
+    "load": ("transferkit.workflow", "load_model"),
+    "rank": ("transferkit.ranking.rank", "rank"),
+    "register_backbone": ("transferkit.backbones.registry", "register_backbone"),
 }
 
 if TYPE_CHECKING:
@@ -38,13 +41,15 @@ if TYPE_CHECKING:
     from transferkit.errors import TransferkitError
     from transferkit.ranking.rank import rank
     from transferkit.tabular import TabularTransferClassifier
+    from transferkit.workflow import load_model as load
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'transferkit' has no attribute '{name}'")

@@ -116,10 +116,8 @@ def model_card(manifest: dict[str, Any], *, title: str, facts: list[str], unit: 
     return "\n".join([*lines, "", usage, ""])
 
 
-def load_bundle(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read a bundle's manifest and tensors, checking its format."""
-    from safetensors.torch import load_file
-
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """A bundle's `transferkit.json`, with its format checked (no tensors read)."""
     p = Path(path)
     if not p.exists():
         raise BundleError(f"no trained model at '{p}'")
@@ -129,16 +127,24 @@ def load_bundle(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
         manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise BundleError(f"'{p / MANIFEST}' is damaged: {exc}") from exc
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"'{p}' is not a transferkit bundle (format {manifest.get('format')!r})")
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
         raise BundleError(
             f"'{p}' was written by a newer transferkit (bundle format {manifest['format_version']}); "
             "upgrade transferkit to load it"
         )
-    weights = p / WEIGHTS
+    return manifest
+
+
+def load_bundle(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a bundle's manifest and tensors, checking its format."""
+    from safetensors.torch import load_file
+
+    manifest = read_manifest(path)
+    weights = Path(path) / WEIGHTS
     if not weights.is_file():
-        raise BundleError(f"'{p}' has no {WEIGHTS}")
+        raise BundleError(f"'{path}' has no {WEIGHTS}")
     try:
         tensors = load_file(str(weights))
     except Exception as exc:

@@ -286,15 +286,16 @@ class TransferClassifier:
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> TransferClassifier:
         """Load a bundle; the backbone's weights must be the ones it was trained with (sha256)."""
-        from transferkit.bundle import load_bundle
+        from transferkit.bundle import load_bundle, read_manifest
 
-        manifest, tensors = load_bundle(path)
-        if manifest.get("kind") == "tabular":  # a multimodal table model (transferkit.tabular)
+        kind = read_manifest(path)
+        if kind.get("kind") == "tabular":  # a multimodal table model (transferkit.tabular)
             from transferkit.tabular import TabularTransferClassifier
 
             return TabularTransferClassifier.load(path, **overrides)  # type: ignore[return-value]
-        if manifest.get("strategy", "probe") != "probe":
-            raise BundleError(f"'{path}' holds a {manifest['strategy']} model; load it with transferkit.load()")
+        if kind.get("strategy", "probe") != "probe":
+            raise BundleError(f"'{path}' holds a {kind['strategy']} model; load it with transferkit.load(path)")
+        manifest, tensors = load_bundle(path)
         info = manifest["backbone"]
         training = manifest.get("training", {})
         params = {k: training[k] for k in ("head", "class_weight", "val_fraction", "seed", "batch_size",

@@ -185,10 +185,13 @@ def run_fit(options: dict[str, Any], explicit: set[str], *, console: Console) ->
 
 
 def load_model(path: Path, **overrides: Any) -> Any:
-    """A saved bundle, probe or fine-tuned: both answer `classes_`, `features`, `proba_from_features`."""
-    from transferkit.bundle import load_bundle
+    """A saved bundle of any kind (probe, fine-tuned, table), as the object that predicts with it.
 
-    manifest, _ = load_bundle(path)
+    All answer `classes_`, `features`, `proba_from_features`. Public as `transferkit.load`.
+    """
+    from transferkit.bundle import read_manifest
+
+    manifest = read_manifest(path)
     if manifest.get("kind") == "tabular":  # a multimodal table model
         from transferkit.tabular import TabularTransferClassifier
 
