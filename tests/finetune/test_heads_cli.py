@@ -83,15 +83,15 @@ def _cli(*args: str) -> Any:
 def test_cli_finetune_with_yaml_then_predict_evaluate_and_resume_checks(images: Path, tmp_path: Path) -> None:
     config = tmp_path / "ft.yaml"
     config.write_text(
-        "strategy: finetune\nbackbone: test_efficientnet\nweights: random\ninput_size: 32\nepochs: 2\n"
+        "strategy: finetune\nbackbone: test_efficientnet\nweights: random\ninput_size: 32\nepochs: 1\n"
         "batch_size: 8\nprecision: fp32\nlr: auto\nlr_find_steps: 20\nnum_workers: 0\naugment: false\n"
         "head: 'dense:16:relu, dropout:0.1, dense:N'\nfreeze: full\n"
     )
     out = tmp_path / "run"
-    result = _cli("fit", str(images), "--config", str(config), "--out", str(out), "--epochs", "3", "--json")
+    result = _cli("fit", str(images), "--config", str(config), "--out", str(out), "--epochs", "2", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{") :])
-    assert summary["epochs_run"] == 3  # the flag beat the YAML
+    assert summary["epochs_run"] == 2  # the flag beat the YAML
     assert summary["lr_found"] and summary["lr"] > 0
     manifest = json.loads((out / "transferkit.json").read_text())
     assert manifest["strategy"] == "finetune" and manifest["finetune"]["lr_found"]

