@@ -66,8 +66,9 @@ def main() -> None:
         progress=False,
     )
     runs = {
+        "fine-tuned (full, layer decay 0.7)": FinetuneConfig(freeze="full", layer_decay=0.7, **common),  # type: ignore[arg-type]
         "fine-tuned (gradual unfreezing)": FinetuneConfig(
-            freeze="gradual", head_epochs=2, unfreeze_per_epoch=2, **common
+            freeze="gradual", head_epochs=1, unfreeze_per_epoch=3, layer_decay=0.7, **common
         ),  # type: ignore[arg-type]
         "same architecture from scratch": FinetuneConfig(weights="random", freeze="full", layer_decay=1.0, **common),  # type: ignore[arg-type]
     }
