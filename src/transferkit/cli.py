@@ -112,7 +112,7 @@ def fit(
                                                 "(LR finder). Default 1e-3.")] = None,
     freeze: Annotated[str | None, typer.Option(
         help="finetune: frozen (head only), full, or gradual (head first, then unfreeze from the top). "
-             "Default gradual.")] = None,
+             "Default full, with layer-wise LR decay.")] = None,
     peft: Annotated[str | None, typer.Option(
         help="finetune: lora or bitfit (train only those parameters).")] = None,
     devices: Annotated[str | None, typer.Option(
