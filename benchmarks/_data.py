@@ -33,15 +33,15 @@ def draw_shape(kind: str, rng: np.random.Generator, size: tuple[int, int] = (400
     return img
 
 
-def write_shapes(root: Path, per_class: int, seed: int = 0) -> Path:
-    """root/<shape>/<i>.jpg, `per_class` JPEGs per shape (skipped when already written)."""
-    marker = root / f".complete-{per_class}-{seed}"
+def write_shapes(root: Path, per_class: int, seed: int = 0, size: tuple[int, int] = (400, 300)) -> Path:
+    """root/<shape>/<i>.jpg, `per_class` JPEGs per shape of `size` (skipped when already written)."""
+    marker = root / f".complete-{per_class}-{seed}-{size[0]}x{size[1]}"
     if marker.exists():
         return root
     rng = np.random.default_rng(seed)
     for kind in SHAPES:
         (root / kind).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            draw_shape(kind, rng).save(root / kind / f"{i:04d}.jpg", quality=88)
+            draw_shape(kind, rng, size).save(root / kind / f"{i:04d}.jpg", quality=88)
     marker.write_text("ok\n")
     return root

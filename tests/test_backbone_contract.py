@@ -119,3 +119,11 @@ def test_pickled_weight_file_is_refused(tmp_path) -> None:
     path.write_bytes(pickle.dumps({"x": Payload()}))
     with pytest.raises(BackboneError, match="safely"):
         create_backbone("resnet18", weights=str(path))
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_state_dict_holds_each_weight_once(entry) -> None:
+    backbone = create_backbone(entry.name, weights="random")
+    state = backbone.state_dict()
+    pointers = [t.data_ptr() for t in state.values() if t.numel()]
+    assert len(pointers) == len(set(pointers)), "a weight is registered under two names"

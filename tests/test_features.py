@@ -91,3 +91,50 @@ def test_same_seed_same_features(lite0, image_folder) -> None:
     a = extract_features(lite0, items, options=OPTS)
     b = extract_features(lite0, items, options=OPTS)
     np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_extraction_leaves_the_backbone_untouched(lite0, image_folder) -> None:
+    import torch
+
+    before = {k: v.clone() for k, v in lite0.state_dict().items()}
+    extract_features(lite0, load_dataset(image_folder).items[:4], options=OPTS)
+    after = lite0.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.modules())  # not folded in place
+
+
+def test_folded_inference_copy_gives_the_same_features(lite0, image_folder) -> None:
+    import torch
+
+    batch = lite0.preprocess(load_dataset(image_folder).items[:4])
+    fast = lite0.for_inference()
+    assert fast is not lite0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert len(fast.state_dict()) < len(lite0.state_dict())
+    with torch.inference_mode():
+        reference = lite0.eval().forward_features(batch)
+        folded = fast.forward_features(batch.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_batchnorm_handles_plain_conv_bn_relu() -> None:
+    import torch
+    from torch import nn
+
+    from transferkit.runtime import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=True), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1),
+                          nn.BatchNorm2d(4))
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-1, 1)
+    model.eval()
+    x = torch.randn(2, 3, 12, 12)
+    expected = model(x)
+    assert fold_batchnorm(model, x) == 2
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)

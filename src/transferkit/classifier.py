@@ -80,7 +80,7 @@ class TransferClassifier:
         class_weight: str = "auto",
         val_fraction: float = 0.15,
         seed: int = 0,
-        batch_size: int = 64,
+        batch_size: int = 32,
         precision: str = "auto",
         cache_dir: str | Path | bool | None = None,
         strict: bool = False,

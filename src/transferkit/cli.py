@@ -70,7 +70,7 @@ def fit(
     val: Annotated[float, typer.Option(help="Validation fraction when DATA is not already split.")] = 0.15,
     test: Annotated[float, typer.Option(help="Test fraction when DATA is not already split.")] = 0.15,
     seed: Seed = 0,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = 32,
     precision: Precision = "auto",
     class_weight: Annotated[str, typer.Option(help="auto (balanced if the largest class is ≥3x the "
                                                    "smallest), balanced, none.")] = "auto",
@@ -197,7 +197,7 @@ def rank(
     layers: Annotated[bool, typer.Option("--layers", help="Rank the layers (stages) of each backbone "
                                                           "instead: which layer transfers best.")] = False,
     seed: Seed = 0,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = 32,
     precision: Precision = "auto",
     path_column: Annotated[str, typer.Option(help="Manifest column with input paths.")] = "path",
     label_column: Annotated[str, typer.Option(help="Manifest column with labels.")] = "label",

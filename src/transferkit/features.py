@@ -1,8 +1,8 @@
 """Batched feature extraction (the fast path) and the on-disk feature cache.
 
 Extraction streams the inputs through a DataLoader (decoding in a worker process while the model
-runs), under `torch.inference_mode`, channels_last, and bf16 autocast where the CPU runs bf16
-natively. Before trusting bf16 it checks the first batch against fp32 and falls back to fp32 when
+runs), under `torch.inference_mode`, on a copy of the backbone arranged for inference (BatchNorm
+folded into the convolutions, channels_last), with bf16 autocast where the CPU runs bf16 natively. Before trusting bf16 it checks the first batch against fp32 and falls back to fp32 when
 the two disagree. Inputs that cannot be read are skipped and reported, never fatal here.
 
 The cache: one folder per (backbone name, weights sha256, preprocessing config, precision); in it,
@@ -38,9 +38,10 @@ BF16_MIN_COSINE = 0.99
 class ExtractOptions:
     """How to run extraction. Defaults are the fast path; every field is also a CLI flag."""
 
-    batch_size: int = 64
+    batch_size: int = 32  # measured: faster than 64 or 128 on these CPUs (caches)
     precision: str = "auto"
-    channels_last: bool = True
+    #: run a copy arranged for inference (`Backbone.for_inference`: BatchNorm folded, channels_last)
+    optimize: bool = True
     num_workers: int | None = None
     device: str | None = None
     progress: bool = True
@@ -254,10 +255,9 @@ def _run(
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
     )
-    was_training = backbone.training
-    backbone.eval().to(device)
-    if opts.channels_last and backbone.modality == "image":
-        backbone.to(memory_format=torch.channels_last)
+    model = backbone.for_inference() if opts.optimize else backbone
+    was_training = model.training
+    model.eval().to(device)
     pending_keys: list[str] = []
     pending_rows: list[np.ndarray] = []
     pending_failed: dict[str, str] = {}
@@ -280,15 +280,15 @@ def _run(
                     if keys[i]:
                         pending_failed[keys[i]] = reason
             if good:
-                x = backbone.to_batch_device(backbone.collate([s for _, s in good]), device)
-                if opts.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
+                x = model.to_batch_device(model.collate([s for _, s in good]), device)
+                if opts.optimize and isinstance(x, torch.Tensor) and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(precision, device):
-                    feats = backbone.forward_features(x)
+                    feats = model.forward_features(x)
                 if not checked_bf16:
                     checked_bf16 = True
-                    if not _bf16_agrees(backbone, x, feats):
-                        precision, feats = "fp32", backbone.forward_features(x)
+                    if not _bf16_agrees(model, x, feats):
+                        precision, feats = "fp32", model.forward_features(x)
                 rows = feats.float().cpu().numpy()
                 for (i, _), row in zip(good, rows, strict=True):
                     out[i], ok[i] = row, True
@@ -299,7 +299,7 @@ def _run(
                 flush()
             advance(len(batch))
     flush()
-    backbone.train(was_training)
+    model.train(was_training)
     return precision
 
 

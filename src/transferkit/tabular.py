@@ -129,7 +129,7 @@ class TabularTransferClassifier:
         class_weight: str = "auto",
         val_fraction: float = 0.15,
         seed: int = 0,
-        batch_size: int = 64,
+        batch_size: int = 32,
         precision: str = "auto",
         long_text: str = "truncate",
         cache_dir: str | Path | bool | None = None,

@@ -94,6 +94,11 @@ class Backbone(nn.Module, ABC):
             return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return batch
 
+    def for_inference(self) -> Backbone:
+        """A copy arranged for fast frozen inference (e.g. BatchNorm folded into convolutions), or
+        `self` when there is nothing to gain. Never changes `self`: it may be fine-tuned later."""
+        return self
+
     def apply_preprocess_config(self, config: dict[str, Any]) -> None:
         """Use a saved preprocessing (from a bundle). Families that can change theirs override this;
         the default accepts only the preprocessing the backbone already has."""

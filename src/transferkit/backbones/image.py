@@ -132,13 +132,24 @@ class TimmImageBackbone(Backbone):
         model.reset_classifier(0)
         self.model = model
         self.num_features = int(model.num_features)
-        self._groups = _timm_layer_groups(model)
+        self.eval()  # a pretrained backbone starts in inference mode; training code switches it
 
     def preprocess_config(self) -> dict[str, Any]:
         return self.preprocess_cfg.to_dict()
 
     def load(self, item: Any) -> torch.Tensor:
         return self.transform(item)
+
+    def for_inference(self) -> TimmImageBackbone:
+        """A deep copy with BatchNorm folded into the convolutions and weights in channels_last."""
+        import copy
+
+        from transferkit.runtime import fold_batchnorm
+
+        fast = copy.deepcopy(self).eval()
+        size = self.preprocess_cfg.input_size
+        fold_batchnorm(fast.model, torch.zeros(1, 3, size, size))
+        return fast.to(memory_format=torch.channels_last)  # type: ignore[return-value]
 
     def apply_preprocess_config(self, config: dict[str, Any]) -> None:
         self.preprocess_cfg = ImagePreprocess.from_dict(config)
@@ -158,7 +169,9 @@ class TimmImageBackbone(Backbone):
         return self.model.forward_head(fmap, pre_logits=True)  # type: ignore[operator]
 
     def layer_groups(self) -> list[nn.Module]:
-        return list(self._groups)
+        # Built on demand, not stored: a stored ModuleList would register every weight twice
+        # (doubling state_dict) and go stale in copies such as `for_inference`.
+        return list(_timm_layer_groups(self.model))
 
 
 def _copy_linear(layer: nn.Linear) -> nn.Linear:

@@ -163,7 +163,7 @@ def rank_and_print(
     subsample: int | None = DEFAULT_SUBSAMPLE,
     layers: bool = False,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = 32,
     precision: str = "auto",
     cache_dir: Any = None,
     path_column: str = "path",

@@ -191,6 +191,6 @@ def rank(
     return table
 
 
-def ranking_options(batch_size: int = 64, precision: str = "auto", progress: bool = False) -> ExtractOptions:
+def ranking_options(batch_size: int = 32, precision: str = "auto", progress: bool = False) -> ExtractOptions:
     """The extraction options fitting uses, so that ranking and fitting share cache entries."""
     return replace(ExtractOptions(), batch_size=batch_size, precision=precision, progress=progress)
