@@ -2,7 +2,8 @@
 
 Extraction streams the inputs through a DataLoader (decoding in a worker process while the model
 runs), under `torch.inference_mode`, on a copy of the backbone arranged for inference (BatchNorm
-folded into the convolutions, channels_last), with bf16 autocast where the CPU runs bf16 natively. Before trusting bf16 it checks the first batch against fp32 and falls back to fp32 when
+folded into the convolutions, channels_last), with bf16 autocast where the CPU runs bf16
+natively. Before trusting bf16 it checks the first batch against fp32 and falls back to fp32 when
 the two disagree. Inputs that cannot be read are skipped and reported, never fatal here.
 
 The cache: one folder per (backbone name, weights sha256, preprocessing config, precision); in it,
