@@ -11,6 +11,7 @@ modified) and labels of any type (ints, strings…), encoded to ``0..C-1`` by so
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -126,7 +127,7 @@ def encode_labels(
     return codes, classes
 
 
-class TransferabilityEstimator:
+class TransferabilityEstimator(ABC):
     """Base of the ranking estimators: ``fit(X, y)`` stores the score in ``score_``.
 
     Subclasses set ``min_samples_per_class`` and ``input_kind`` and implement ``_compute`` on
@@ -195,12 +196,13 @@ class TransferabilityEstimator:
 
     # -- for subclasses -------------------------------------------------------------------------
 
-    def _check_params(self) -> None:
+    def _check_params(self) -> None:  # noqa: B027 (an optional hook: by default every parameter is valid)
         """Raise `ConfigError` for an invalid constructor parameter (called at the start of ``fit``)."""
 
     def _validate_input(self, X: ArrayLike) -> FloatArray:
         """Return a validated float64 copy of ``X``; estimators on probabilities override this."""
         return as_float_matrix(X, "features")
 
+    @abstractmethod
     def _compute(self, X: FloatArray, y: IntArray, n_classes: int) -> float:
-        raise NotImplementedError
+        """The score (higher is better) of validated ``X`` and label codes ``y`` in ``0..n_classes-1``."""
