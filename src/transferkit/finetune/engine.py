@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -124,6 +124,12 @@ class LogitsBackbone(Backbone):
 
 class FinetunedClassifier(TransferClassifier):
     """Backbone + head fine-tuned end to end on Lightning. Parameters live in `config` (validated in fit)."""
+
+    # learned state beyond the probe's (declared for the type checker; absent until fit or load)
+    fit_report_: FinetuneReport
+    model_: FinetuneModel
+    peft_: dict[str, Any] | None
+    backbone_reference_: dict[str, Any]
 
     def __init__(
         self,
@@ -456,11 +462,7 @@ class FinetunedClassifier(TransferClassifier):
             "head": {
                 "spec": cfg.head,
                 "uses_feature_map": self.model_.uses_feature_map,
-                "in_features": int(
-                    self.model_.head[0].in_features
-                    if not self.model_.uses_feature_map
-                    else self.model_.head[1].in_features
-                ),
+                "in_features": _head_in_features(self.model_),
             },
             "finetune": {
                 "config": cfg.to_dict(),
@@ -586,6 +588,12 @@ class FinetunedClassifier(TransferClassifier):
         clf.manifest_ = manifest
         clf._set_predictor(model, sha256_file(Path(path) / WEIGHTS))
         return clf
+
+
+def _head_in_features(model: FinetuneModel) -> int:
+    """Input width of the head's first dense layer (after `flatten` for feature-map heads)."""
+    first = model.head[0] if not model.uses_feature_map else model.head[1]
+    return int(cast(nn.Linear, first).in_features)
 
 
 def load_finetuned(path: str | Path, **overrides: Any) -> FinetunedClassifier:

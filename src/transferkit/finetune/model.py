@@ -66,6 +66,6 @@ class FinetuneModel(nn.Module):
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every parameter and buffer once (backbones may register a module under two names)."""
-        out = {name: p for name, p in self.named_parameters()}
+        out: dict[str, torch.Tensor] = {name: p for name, p in self.named_parameters()}
         out.update({name: b for name, b in self.named_buffers()})
         return out

@@ -28,6 +28,8 @@ from transferkit.finetune.regularizers import L2SP
 class FinetuneModule(pl.LightningModule):
     """Backbone + head with cross-entropy (label smoothing, class weights) and optional L2-SP."""
 
+    class_weights: torch.Tensor | None  # a non-persistent buffer (registered in __init__)
+
     def __init__(
         self,
         model: FinetuneModel,
