@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -462,7 +462,7 @@ class FinetunedClassifier(TransferClassifier):
             "head": {
                 "spec": cfg.head,
                 "uses_feature_map": self.model_.uses_feature_map,
-                "in_features": _head_in_features(self.model_),
+                "in_features": self.model_.head_in_features,
             },
             "finetune": {
                 "config": cfg.to_dict(),
@@ -588,12 +588,6 @@ class FinetunedClassifier(TransferClassifier):
         clf.manifest_ = manifest
         clf._set_predictor(model, sha256_file(Path(path) / WEIGHTS))
         return clf
-
-
-def _head_in_features(model: FinetuneModel) -> int:
-    """Input width of the head's first dense layer (after `flatten` for feature-map heads)."""
-    first = model.head[0] if not model.uses_feature_map else model.head[1]
-    return int(cast(nn.Linear, first).in_features)
 
 
 def load_finetuned(path: str | Path, **overrides: Any) -> FinetunedClassifier:

@@ -57,7 +57,9 @@ class FinetuneModel(nn.Module):
         self.spec = spec
         self.num_classes = num_classes
         self.uses_feature_map = spec.uses_feature_map
-        self.head = build_head(spec, head_input_size(backbone, spec), num_classes, standardize=False)
+        #: width the head takes: the pooled feature size, or C·H·W of the map for `flatten` heads
+        self.head_in_features = head_input_size(backbone, spec)
+        self.head = build_head(spec, self.head_in_features, num_classes, standardize=False)
 
     def forward(self, batch: Any) -> torch.Tensor:
         if self.uses_feature_map:
