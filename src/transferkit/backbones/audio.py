@@ -279,7 +279,25 @@ GE2E_NAME = "ge2e-speaker-encoder"
 GE2E_WEIGHTS = ("resemblyzer", "pretrained.pt")
 
 
-class GE2ESpeakerEncoder(Backbone):
+class WaveformBackbone(Backbone):
+    """What every audio backbone shares: waveform loading (`self.audio`) and length-aware batching."""
+
+    audio: AudioLoadConfig
+
+    def load(self, item: Any) -> torch.Tensor:
+        """A path, `(samples, rate)` or samples → mono waveform at `self.audio`'s rate; `InputError`
+        if unusable."""
+        return load_audio_input(item, self.audio)
+
+    def sample_loader(self) -> Callable[[Any], torch.Tensor]:
+        """`load` without the weights, for DataLoader workers."""
+        return functools.partial(load_audio_input, config=self.audio)
+
+    def collate(self, samples: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return collate_waveforms(samples)
+
+
+class GE2ESpeakerEncoder(WaveformBackbone):
     """Speaker embeddings (256-d, L2-normalised) from the GE2E LSTM encoder.
 
     The three LSTM layers are separate modules (a stacked `nn.LSTM` without dropout computes the
@@ -340,17 +358,6 @@ class GE2ESpeakerEncoder(Backbone):
             "partial_pooling": "mean-then-l2",
             "vad_trim": False,
         }
-
-    def load(self, item: Any) -> torch.Tensor:
-        """A path, `(samples, rate)` or samples → mono 16 kHz waveform; `InputError` if unusable."""
-        return load_audio_input(item, self.audio)
-
-    def sample_loader(self) -> Callable[[Any], torch.Tensor]:
-        """`load` without the weights, for DataLoader workers."""
-        return functools.partial(load_audio_input, config=self.audio)
-
-    def collate(self, samples: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return collate_waveforms(samples)
 
     def apply_preprocess_config(self, config: dict[str, Any]) -> None:
         """Adopt a bundle's saved clip length, partial hop, coverage and volume target."""
@@ -546,7 +553,7 @@ def _image_geometry(backbone: Backbone) -> tuple[tuple[int, int], list[float], l
     return hw, [float(m) for m in mean], [float(s) for s in std]
 
 
-class SpectrogramImageBackbone(Backbone):
+class SpectrogramImageBackbone(WaveformBackbone):
     """An image backbone applied to log-mel spectrograms drawn as images.
 
     Rendering: power mel spectrogram → dB (10·log10, floored `top_db` below the clip's loudest
@@ -643,17 +650,6 @@ class SpectrogramImageBackbone(Backbone):
             "image_backbone": self.image_backbone.name,
             "image_preprocess": _jsonable(self.image_backbone.preprocess_config()),
         }
-
-    def load(self, item: Any) -> torch.Tensor:
-        """A path, `(samples, rate)` or samples → mono waveform; `InputError` if unusable."""
-        return load_audio_input(item, self.audio)
-
-    def sample_loader(self) -> Callable[[Any], torch.Tensor]:
-        """`load` without the weights, for DataLoader workers."""
-        return functools.partial(load_audio_input, config=self.audio)
-
-    def collate(self, samples: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return collate_waveforms(samples)
 
     def apply_preprocess_config(self, config: dict[str, Any]) -> None:
         """Adopt a bundle's saved clip length, spectrogram, windowing and image geometry."""
