@@ -252,18 +252,13 @@ class TransferClassifier:
 
     def evaluate(self, X: Sequence[Any] | LabelledData, y: Sequence[Any] | None = None) -> dict[str, Any]:
         """Metrics on labelled data (unreadable inputs are skipped and counted in `skipped`)."""
-        from transferkit.evaluate import classification_metrics
+        from transferkit.evaluate import score_probabilities
 
         data = _as_data(X, y, "evaluation data")
         feats = self.features(data.items)
-        proba = self.proba_from_features(feats.values)
         true = [str(label) for label, ok in zip(data.labels, feats.ok, strict=True) if ok]
-        pred = self.classes_[np.argmax(proba, axis=1)] if len(proba) else np.array([])
-        unknown = sorted(set(true) - set(self.classes_))
-        metrics = classification_metrics(true, list(pred), sorted(set(self.classes_) | set(true)))
+        metrics = score_probabilities(self.classes_, true, self.proba_from_features(feats.values))
         metrics["skipped"] = {str(data.items[i]): r for i, r in feats.failed.items()}
-        if unknown:
-            metrics["unknown_classes"] = unknown
         return metrics
 
     # -- persistence ----------------------------------------------------------------------------

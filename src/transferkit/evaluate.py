@@ -38,6 +38,18 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
     }
 
 
+def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.ndarray) -> dict[str, Any]:
+    """Metrics of a model's class probabilities [n, len(classes)] against true labels; labels the
+    model never saw are scored as errors and listed in `unknown_classes`."""
+    true = [str(label) for label in y_true]
+    pred = classes[np.argmax(proba, axis=1)] if len(proba) else np.array([])
+    metrics = classification_metrics(true, [str(p) for p in pred], sorted(set(map(str, classes)) | set(true)))
+    unknown = sorted(set(true) - set(map(str, classes)))
+    if unknown:
+        metrics["unknown_classes"] = unknown
+    return metrics
+
+
 def metrics_tables(metrics: dict[str, Any], title: str = "test") -> list[Any]:
     """rich Tables: the summary, per-class scores, and the confusion matrix (small class counts)."""
     from rich.table import Table

@@ -408,17 +408,12 @@ class TabularTransferClassifier:
 
     def evaluate(self, X: Any, y: Sequence[Any] | None = None) -> dict[str, Any]:
         """Metrics on labelled rows, with what each column met (`columns`)."""
-        from transferkit.evaluate import classification_metrics
+        from transferkit.evaluate import score_probabilities
 
         rows, labels = _as_rows(X, y, "evaluation data")
-        proba = self.proba_from_features(self.features(rows).values)
-        pred = self.classes_[np.argmax(proba, axis=1)] if len(proba) else np.array([])
-        metrics = classification_metrics(labels, list(pred), sorted(set(self.classes_) | set(labels)))
+        metrics = score_probabilities(self.classes_, labels, self.proba_from_features(self.features(rows).values))
         metrics["skipped"] = {}
         metrics["columns"] = self.last_columns_
-        unknown = sorted(set(labels) - set(self.classes_))
-        if unknown:
-            metrics["unknown_classes"] = unknown
         return metrics
 
     # -- persistence ----------------------------------------------------------------------------
