@@ -21,7 +21,7 @@ import torch
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, check_is_fitted
-from transferkit.features import ExtractOptions, FeatureCache, Features, default_cache_dir, extract_features
+from transferkit.features import ExtractOptions, FeatureCache, Features, extract_features, resolve_cache
 from transferkit.heads import HeadSpec, build_head, class_weights, fit_head, parse_head
 
 
@@ -133,11 +133,7 @@ class TransferClassifier:
         return parse_head(self.head)
 
     def _cache(self) -> FeatureCache | None:
-        if self.cache_dir is False:
-            return None
-        if self.cache_dir is None or self.cache_dir is True:
-            return FeatureCache(default_cache_dir())
-        return FeatureCache(self.cache_dir)
+        return resolve_cache(self.cache_dir)
 
     def _options(self) -> ExtractOptions:
         return ExtractOptions(

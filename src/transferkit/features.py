@@ -72,6 +72,16 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "transferkit"
 
 
+def resolve_cache(cache: FeatureCache | str | Path | bool | None) -> FeatureCache | None:
+    """The cache a `cache_dir=` argument means: False → none, None/True → the default folder,
+    a folder → that folder, a FeatureCache → itself."""
+    if cache is False:
+        return None
+    if isinstance(cache, FeatureCache):
+        return cache
+    return FeatureCache(default_cache_dir() if cache is None or cache is True else cache)
+
+
 def item_key(item: Any, modality: str) -> str:
     """Stable identity of one input: path + size + mtime for files, content hash otherwise."""
     if modality in ("image", "audio") and isinstance(item, str | Path):

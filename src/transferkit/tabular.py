@@ -43,7 +43,7 @@ import torch
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.features import ExtractOptions, FeatureCache, Features, default_cache_dir, extract_features
+from transferkit.features import ExtractOptions, FeatureCache, Features, extract_features, resolve_cache
 from transferkit.heads import build_head, class_weights, fit_head, parse_head
 
 #: column kinds, in the order their blocks are laid out
@@ -197,11 +197,7 @@ class TabularTransferClassifier:
         parse_head(self.head)
 
     def _cache(self) -> FeatureCache | None:
-        if self.cache_dir is False:
-            return None
-        if self.cache_dir is None or self.cache_dir is True:
-            return FeatureCache(default_cache_dir())
-        return FeatureCache(self.cache_dir)
+        return resolve_cache(self.cache_dir)
 
     def _options(self) -> ExtractOptions:
         return ExtractOptions(batch_size=self.batch_size, precision=self.precision, progress=self.progress,

@@ -26,7 +26,7 @@ import numpy as np
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BackboneError, ConfigError, DataError
-from transferkit.features import ExtractOptions, FeatureCache, default_cache_dir, extract_features
+from transferkit.features import ExtractOptions, FeatureCache, extract_features, resolve_cache
 from transferkit.ranking.layers import LayerFeatures
 from transferkit.ranking.policy import (
     DEFAULT_SELECT,
@@ -94,14 +94,6 @@ def as_labelled_data(data: Any, labels: Sequence[Any] | None, modality: str | No
     return LabelledData(items=items, labels=[str(v) for v in labels], source="input", modality=modality or "image")
 
 
-def _make_cache(cache: Any) -> FeatureCache | None:
-    if cache is False:
-        return None
-    if isinstance(cache, FeatureCache):
-        return cache
-    return FeatureCache(default_cache_dir() if cache in (None, True) else cache)
-
-
 def _create(spec: CandidateSpec, seed: int) -> Backbone:
     from transferkit.backbones import create_backbone
 
@@ -158,7 +150,7 @@ def rank(
     items = [dataset.items[i] for i in chosen]
     y = np.array([dataset.labels[i] for i in chosen])
     opts = options or ExtractOptions(progress=False)
-    store = _make_cache(cache)
+    store = resolve_cache(cache)
     notes: list[str] = []
     if subsample is not None and len(chosen) < len(dataset):
         notes.append(f"scored a stratified subsample of {len(chosen)} of {len(dataset)} samples (seed {seed})")
