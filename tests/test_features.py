@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from transferkit.data import load_dataset
-from transferkit.features import ExtractOptions, FeatureCache, extract_features
+from transferkit.cache import FeatureCache
+from transferkit.features import ExtractOptions, extract_features
 
 OPTS = ExtractOptions(progress=False, batch_size=16)
 

@@ -21,7 +21,8 @@ import torch
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, check_is_fitted
-from transferkit.features import ExtractOptions, FeatureCache, Features, extract_features, resolve_cache
+from transferkit.cache import FeatureCache, resolve_cache
+from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.heads import HeadSpec, build_head, class_weights, fit_head, parse_head
 
 

@@ -43,7 +43,8 @@ import torch
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.features import ExtractOptions, FeatureCache, Features, extract_features, resolve_cache
+from transferkit.cache import FeatureCache, resolve_cache
+from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.heads import build_head, class_weights, fit_head, parse_head
 
 #: column kinds, in the order their blocks are laid out

@@ -26,7 +26,8 @@ import numpy as np
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BackboneError, ConfigError, DataError
-from transferkit.features import ExtractOptions, FeatureCache, extract_features, resolve_cache
+from transferkit.cache import FeatureCache, resolve_cache
+from transferkit.features import ExtractOptions, extract_features
 from transferkit.ranking.layers import LayerFeatures
 from transferkit.ranking.policy import (
     DEFAULT_SELECT,
