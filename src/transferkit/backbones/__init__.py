@@ -1,11 +1,26 @@
-"""Pretrained backbones of every modality behind one contract (see `base.Backbone`)."""
+"""Pretrained backbones of every modality behind one contract (see `base.Backbone`).
 
+Importing this package registers the families (one module each) into the registry, which itself
+imports none of them.
+"""
+
+from transferkit.backbones import audio, image, text  # noqa: F401  (each registers its entries)
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import (
     BackboneEntry,
     create_backbone,
+    get_entry,
     list_backbones,
     register_backbone,
+    register_resolver,
 )
 
-__all__ = ["Backbone", "BackboneEntry", "create_backbone", "list_backbones", "register_backbone"]
+__all__ = [
+    "Backbone",
+    "BackboneEntry",
+    "create_backbone",
+    "get_entry",
+    "list_backbones",
+    "register_backbone",
+    "register_resolver",
+]

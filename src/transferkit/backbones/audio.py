@@ -46,7 +46,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.registry import HUB, PRETRAINED, RANDOM, BackboneEntry, register_backbone
+from transferkit.backbones.registry import (
+    HUB,
+    PRETRAINED,
+    RANDOM,
+    BackboneEntry,
+    register_backbone,
+    register_resolver,
+)
 from transferkit.backbones.weights import load_state_dict, package_file, sha256_file
 from transferkit.data.audio import AudioLoadConfig, load_audio_input
 from transferkit.errors import BackboneError, ConfigError
@@ -753,3 +760,5 @@ def resolve_audio_name(name: str) -> Callable[..., Backbone] | None:
     if not name.endswith(LOGMEL_SUFFIX) or len(name) == len(LOGMEL_SUFFIX):
         return None
     return functools.partial(create_logmel_backbone, name[: -len(LOGMEL_SUFFIX)])
+
+register_resolver(resolve_audio_name)

@@ -99,6 +99,11 @@ class Backbone(nn.Module, ABC):
         `self` when there is nothing to gain. Never changes `self`: it may be fine-tuned later."""
         return self
 
+    def input_notes(self, items: Sequence[Any]) -> dict[str, Any]:
+        """What preprocessing did to `items` that the user should hear about, as counts (text: how
+        many were cut at the model's window). Empty for backbones that take every input whole."""
+        return {}
+
     def apply_preprocess_config(self, config: dict[str, Any]) -> None:
         """Use a saved preprocessing (from a bundle). Families that can change theirs override this;
         the default accepts only the preprocessing the backbone already has."""

@@ -8,7 +8,8 @@ side is below the model's input size is therefore resized whole to the input siz
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, cast
 
@@ -18,7 +19,14 @@ from PIL import Image
 from torch import nn
 
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.registry import HUB, PRETRAINED, RANDOM, BackboneEntry, register_backbone
+from transferkit.backbones.registry import (
+    HUB,
+    PRETRAINED,
+    RANDOM,
+    BackboneEntry,
+    register_backbone,
+    register_resolver,
+)
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError
 
@@ -219,6 +227,12 @@ def is_timm_architecture(name: str) -> bool:
     return bool(timm.is_model(name))
 
 
+def resolve_timm_name(name: str) -> Callable[..., Backbone] | None:
+    """Registry hook: a factory for a timm architecture name (`resnet50`, `timm/vgg16`), else None."""
+    arch = name.removeprefix("timm/").removeprefix("timm:")
+    return functools.partial(create_timm_backbone, arch) if is_timm_architecture(arch) else None
+
+
 def _imagenet_labels(num_classes: int) -> list[str] | None:
     if num_classes != 1000:
         return None
@@ -377,3 +391,5 @@ for _lite in _ZOO:
             description=f"EfficientNet-Lite{_lite.index}, ImageNet-1k (timm tf_efficientnet_lite{_lite.index})",
         )
     )
+
+register_resolver(resolve_timm_name, last=True)  # timm knows many names: ask it after the others

@@ -4,9 +4,11 @@ Each entry carries static metadata (modality, feature size, parameter count, inp
 listing is instant, and an `available()` check saying whether its weights are on this machine now.
 A conformance test builds every entry and checks the metadata against the real model.
 
-Names that are not registered but are timm architectures (`resnet50`, `vgg16`, `timm/convnext_tiny`)
-resolve to a generic timm backbone, whose weights come from a local file, from the hub (online
-only) or are random (`weights="random"`, a control).
+Names that are not registered go to the resolvers the families register (`register_resolver`), in
+order: `efficientnet_lite0+logmel` (audio), a sentence-transformers folder (text), any timm
+architecture (`resnet50`, `vgg16`, `timm/convnext_tiny`, whose weights come from a local file, from
+the hub when online, or are random). The registry imports no family: the families register into
+it when `transferkit.backbones` is imported.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 
 from transferkit.backbones.base import Backbone, Modality
 from transferkit.errors import BackboneError
+
+#: the backbone used when the user names none, per modality
+DEFAULT_BACKBONES: dict[str, str] = {"image": "efficientnet_lite0", "text": "all-minilm-l6-v2", "audio": "ge2e"}
 
 #: `weights=` values every factory understands besides a local path.
 PRETRAINED = "pretrained"
@@ -43,7 +48,8 @@ class BackboneEntry:
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
-_FAMILIES_LOADED = False
+#: name → factory hooks for names that are not registered (a folder, a timm architecture…), in order
+_RESOLVERS: list[tuple[int, Callable[[str], Callable[..., Backbone] | None]]] = []
 
 
 def register_backbone(entry: BackboneEntry) -> BackboneEntry:
@@ -55,25 +61,18 @@ def register_backbone(entry: BackboneEntry) -> BackboneEntry:
     return entry
 
 
-def _load_families() -> None:
-    """Import the family modules, which register their entries (deferred: they import torch libs)."""
-    global _FAMILIES_LOADED
-    if _FAMILIES_LOADED:
-        return
-    _FAMILIES_LOADED = True
-    import importlib
+def register_resolver(resolver: Callable[[str], Callable[..., Backbone] | None], *, last: bool = False) -> None:
+    """Add a hook that turns an unregistered name into a factory (or None when it is not its kind).
 
-    for module in ("image", "text", "audio"):
-        try:
-            importlib.import_module(f"transferkit.backbones.{module}")
-        except ModuleNotFoundError as exc:  # a family whose module is not written yet
-            if exc.name != f"transferkit.backbones.{module}":
-                raise
+    `last=True` for catch-all resolvers (timm knows thousands of names): they are asked after the others.
+    """
+    if all(r is not resolver for _, r in _RESOLVERS):
+        _RESOLVERS.append((1 if last else 0, resolver))
+        _RESOLVERS.sort(key=lambda pair: pair[0])
 
 
 def list_backbones(modality: str | None = None) -> list[BackboneEntry]:
     """Every registered backbone (once each), optionally of one modality."""
-    _load_families()
     seen: dict[str, BackboneEntry] = {}
     for entry in _REGISTRY.values():
         if modality is None or entry.modality == modality:
@@ -82,7 +81,6 @@ def list_backbones(modality: str | None = None) -> list[BackboneEntry]:
 
 
 def get_entry(name: str) -> BackboneEntry | None:
-    _load_families()
     return _REGISTRY.get(name)
 
 
@@ -93,19 +91,13 @@ def create_backbone(name: str, weights: str | None = None, **kwargs: Any) -> Bac
     initialisation (a control), "hub" to download (online only), or a path to a local weight file
     (.safetensors, or a .pth/.pt state dict loaded with `weights_only=True`).
     """
-    _load_families()
     entry = _REGISTRY.get(name)
     if entry is not None:
         return entry.factory(weights=weights, **kwargs)
-    from transferkit.backbones import audio, image, text
-
-    for resolve in (audio.resolve_audio_name, text.resolve_text_name):
+    for _, resolve in _RESOLVERS:
         factory = resolve(name)
         if factory is not None:
             return factory(weights=weights, **kwargs)
-    arch = name.removeprefix("timm/").removeprefix("timm:")
-    if image.is_timm_architecture(arch):
-        return image.create_timm_backbone(arch, weights=weights, **kwargs)
     raise BackboneError(_unknown_message(name))
 
 

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -37,7 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.registry import HUB, PRETRAINED, RANDOM, BackboneEntry, register_backbone
+from transferkit.backbones.registry import (
+    HUB,
+    PRETRAINED,
+    RANDOM,
+    BackboneEntry,
+    register_backbone,
+    register_resolver,
+)
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError, ConfigError, InputError
 
@@ -336,6 +344,21 @@ class SentenceTransformerBackbone(Backbone):
         texts = [t.lower() for t in texts] if self.lowercase else list(texts)
         encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many of `texts` are cut: longer than the window (truncate), or than the chunk budget (chunk)."""
+        if not texts:
+            return 0
+        lengths = self.token_lengths(texts)
+        if self.long_text == "chunk":
+            step = max(1, self.max_seq_length - 2 - self.chunk_overlap)
+            return sum(1 for n in lengths if math.ceil(max(n - 2 - self.chunk_overlap, 1) / step) > self.max_chunks)
+        return sum(1 for n in lengths if n > self.max_seq_length)
+
+    def input_notes(self, items: Sequence[Any]) -> dict[str, Any]:
+        """The long-text policy, the window, and how many texts it cut."""
+        return {"long_text": self.long_text, "max_tokens": self.max_seq_length,
+                "truncated_texts": self.count_truncated([str(t) for t in items])}
 
     def collate(self, samples: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise a list of texts (padding to the longest, cutting or chunking long ones)."""
@@ -650,3 +673,5 @@ register_backbone(
         aliases=("minilm",),
     )
 )
+
+register_resolver(resolve_text_name)
