@@ -27,6 +27,7 @@ demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/transferkit demo
 
 test: install-dev
+	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install-dev
@@ -35,6 +36,7 @@ test-fast: install-dev
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src/transferkit
+	$(BIN)/lint-imports
 
 bench: install-dev
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/extract.py

@@ -28,9 +28,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from transferkit import TransferClassifier
+    from transferkit.commands.demo import write_digits
     from transferkit.data import load_dataset
-    from transferkit.demo import write_digits
-    from transferkit.finetune import FinetuneConfig, FinetunedClassifier
+    from transferkit.estimators.finetuned import FinetunedClassifier
+    from transferkit.finetune.config import FinetuneConfig
 
     data = load_dataset(write_digits(args.out / "images"))
     rng = np.random.default_rng(args.seed)
@@ -51,30 +52,19 @@ def main() -> None:
         "accuracy": probe.evaluate(te)["accuracy"],
         "seconds": time.perf_counter() - start,
     }
-    common = dict(
-        backbone="efficientnet_lite0",
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=16,
-        seed=args.seed,
-        input_size=args.input_size,
-        aug_hflip=0.0,
-        aug_scale_min=0.5,
-        aug_color_jitter=0.0,
-        patience=0,
-        monitor="val_accuracy",
-        progress=False,
-    )
-    runs = {
-        "fine-tuned (full, layer decay 0.7)": FinetuneConfig(freeze="full", layer_decay=0.7, **common),  # type: ignore[arg-type]
-        "fine-tuned (gradual unfreezing)": FinetuneConfig(
-            freeze="gradual", head_epochs=1, unfreeze_per_epoch=3, layer_decay=0.7, **common
-        ),  # type: ignore[arg-type]
-        "same architecture from scratch": FinetuneConfig(weights="random", freeze="full", layer_decay=1.0, **common),  # type: ignore[arg-type]
+    common = dict(epochs=args.epochs, lr=args.lr, input_size=args.input_size, aug_hflip=0.0, aug_scale_min=0.5,
+                  aug_color_jitter=0.0, patience=0, monitor="val_accuracy")
+    runs = {  # (weights, training settings)
+        "fine-tuned (full, layer decay 0.7)": (None, FinetuneConfig(freeze="full", layer_decay=0.7, **common)),  # type: ignore[arg-type]
+        "fine-tuned (gradual unfreezing)": (None, FinetuneConfig(
+            freeze="gradual", head_epochs=1, unfreeze_per_epoch=3, layer_decay=0.7, **common)),  # type: ignore[arg-type]
+        "same architecture from scratch": ("random", FinetuneConfig(freeze="full", layer_decay=1.0, **common)),  # type: ignore[arg-type]
     }
-    for name, cfg in runs.items():
+    for name, (weights, training) in runs.items():
         start = time.perf_counter()
-        clf = FinetunedClassifier(cfg, progress=False).fit(tr, X_val=va.items, y_val=va.labels)
+        clf = FinetunedClassifier("efficientnet_lite0", weights=weights, batch_size=16, seed=args.seed,
+                                  training=training, progress=False)
+        clf.fit(tr, X_val=va.items, y_val=va.labels)
         results[name] = {
             "accuracy": clf.evaluate(te)["accuracy"],
             "seconds": time.perf_counter() - start,

@@ -60,10 +60,9 @@ class Meter:
         self.t0 = None
 
 
-def engine_rate(cfg: Any, items: list[str], labels: list[str], warmup: int) -> float:
+def engine_rate(clf: Any, items: list[str], labels: list[str], warmup: int) -> float:
     import lightning.pytorch as pl
-
-    from transferkit.finetune import FinetunedClassifier
+    from sklearn.base import clone
 
     meter = Meter(warmup)
 
@@ -74,24 +73,24 @@ def engine_rate(cfg: Any, items: list[str], labels: list[str], warmup: int) -> f
         def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
             meter.epoch_end()
 
-    FinetunedClassifier(cfg, progress=False).fit(items, labels, callbacks=[Timer()])
+    clone(clf).fit(items, labels, callbacks=[Timer()])
     return max(meter.rates)
 
 
-def plain_rate(cfg: Any, items: list[str], labels: list[str], warmup: int) -> float:
+def plain_rate(clf: Any, items: list[str], labels: list[str], warmup: int) -> float:
     """What a user writes by hand: the same model, batches, optimiser groups and autocast."""
-    from transferkit.finetune import FinetunedClassifier
     from transferkit.finetune.data import FinetuneData
-    from transferkit.finetune.engine import lightning_precision
     from transferkit.finetune.model import FinetuneModel
     from transferkit.finetune.optim import backbone_group_params, make_optimizer, parameter_groups
+    from transferkit.finetune.trainer import lightning_precision
     from transferkit.heads import parse_head
 
-    torch.manual_seed(cfg.seed)
-    backbone = FinetunedClassifier(cfg)._build_backbone(cfg)  # same factory (and input size) as the engine
+    cfg = clf.config
+    torch.manual_seed(clf.seed)
+    backbone = clf._build_backbone(cfg)  # same factory (and input size) as the engine
     classes = sorted(set(labels))
     y = [classes.index(label) for label in labels]
-    model = FinetuneModel(backbone, parse_head(cfg.head), len(classes)).to(memory_format=torch.channels_last)
+    model = FinetuneModel(backbone, parse_head(clf.head), len(classes)).to(memory_format=torch.channels_last)
     groups = parameter_groups(
         backbone_group_params(backbone),
         model.head,
@@ -101,9 +100,9 @@ def plain_rate(cfg: Any, items: list[str], labels: list[str], warmup: int) -> fl
     )
     optimizer = make_optimizer(cfg.optimizer, groups, float(cfg.lr))
     dm = FinetuneData(
-        backbone, (items, y), None, batch_size=cfg.batch_size, seed=cfg.seed, augment=None, num_workers=cfg.num_workers
+        backbone, (items, y), None, batch_size=clf.batch_size, seed=clf.seed, augment=None, num_workers=cfg.num_workers
     )
-    bf16 = lightning_precision(cfg.precision, "cpu") == "bf16-mixed"
+    bf16 = lightning_precision(clf.precision, "cpu") == "bf16-mixed"
     meter = Meter(warmup)
     model.train()
     for _ in range(cfg.epochs):
@@ -132,28 +131,20 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=224)
     args = parser.parse_args()
 
-    from transferkit.finetune import FinetuneConfig
+    from transferkit.estimators.finetuned import FinetunedClassifier
+    from transferkit.finetune.config import FinetuneConfig
 
-    cfg = FinetuneConfig(
-        backbone=args.backbone,
-        weights="random",
-        freeze="full",
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=1e-3,
-        augment=False,
-        progress=False,
-        patience=0,
-        scheduler="constant",
-        num_workers=1,
-    )
+    cfg = FinetunedClassifier(args.backbone, weights="random", batch_size=args.batch_size, progress=False,
+                              training=FinetuneConfig(freeze="full", epochs=args.epochs, lr=1e-3, augment=False,
+                                                      patience=0, scheduler="constant", num_workers=1,
+                                                      input_size=args.input_size))
     with tempfile.TemporaryDirectory() as tmp:
         items, labels = write_images(Path(tmp), args.images)
         ours, plain = [], []
         for _ in range(args.repeats):  # alternate, so that machine load hits both alike
             plain.append(plain_rate(cfg, items, labels, args.warmup))
             ours.append(engine_rate(cfg, items, labels, args.warmup))
-    from transferkit.finetune.engine import lightning_precision
+    from transferkit.finetune.trainer import lightning_precision
 
     print(
         f"{args.backbone} (random init, all layers trainable), batch {args.batch_size}, "

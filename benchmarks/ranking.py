@@ -88,7 +88,7 @@ def write_shapes(root: Path, n_per_class: int, seed: int = 0) -> Path:
 
 
 def datasets(out: Path, n: int, seed: int) -> dict[str, tuple[list[str], np.ndarray]]:
-    from transferkit.demo import write_digits
+    from transferkit.commands.demo import write_digits
 
     found = {}
     for name, root in (("digits", write_digits(out / "digits")),

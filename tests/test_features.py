@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from transferkit.data import load_dataset
 from transferkit.cache import FeatureCache
+from transferkit.data import load_dataset
 from transferkit.features import ExtractOptions, extract_features
 
 OPTS = ExtractOptions(progress=False, batch_size=16)

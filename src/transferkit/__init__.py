@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "FinetuneConfig",
+    "FinetunedClassifier",
     "TabularTransferClassifier",
     "TransferClassifier",
     "TransferkitError",
@@ -25,23 +27,27 @@ __all__ = [
 
 #: public name → (module, attribute), imported on first use
 _LAZY = {
-    "TabularTransferClassifier": ("transferkit.tabular", "TabularTransferClassifier"),
-    "TransferClassifier": ("transferkit.classifier", "TransferClassifier"),
+    "FinetunedClassifier": ("transferkit.estimators.finetuned", "FinetunedClassifier"),
+    "FinetuneConfig": ("transferkit.finetune.config", "FinetuneConfig"),
+    "TabularTransferClassifier": ("transferkit.estimators.tabular", "TabularTransferClassifier"),
+    "TransferClassifier": ("transferkit.estimators.probe", "TransferClassifier"),
     "TransferkitError": ("transferkit.errors", "TransferkitError"),
-    "create_backbone": ("transferkit.backbones.registry", "create_backbone"),
-    "list_backbones": ("transferkit.backbones.registry", "list_backbones"),
-    "load": ("transferkit.workflow", "load_model"),
+    "create_backbone": ("transferkit.backbones", "create_backbone"),
+    "list_backbones": ("transferkit.backbones", "list_backbones"),
+    "load": ("transferkit.estimators.load", "load"),
     "rank": ("transferkit.ranking.rank", "rank"),
-    "register_backbone": ("transferkit.backbones.registry", "register_backbone"),
+    "register_backbone": ("transferkit.backbones", "register_backbone"),
 }
 
 if TYPE_CHECKING:
-    from transferkit.backbones.registry import create_backbone, list_backbones, register_backbone
-    from transferkit.classifier import TransferClassifier
+    from transferkit.backbones import create_backbone, list_backbones, register_backbone
     from transferkit.errors import TransferkitError
+    from transferkit.estimators.finetuned import FinetunedClassifier
+    from transferkit.estimators.load import load
+    from transferkit.estimators.probe import TransferClassifier
+    from transferkit.estimators.tabular import TabularTransferClassifier
+    from transferkit.finetune.config import FinetuneConfig
     from transferkit.ranking.rank import rank
-    from transferkit.tabular import TabularTransferClassifier
-    from transferkit.workflow import load_model as load
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Classification metrics, stored in bundles and printed as tables."""
+"""Classification metrics, as stored in bundles (the CLI prints them as tables: `commands._console`)."""
 
 from __future__ import annotations
 
@@ -48,40 +48,3 @@ def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.nd
     if unknown:
         metrics["unknown_classes"] = unknown
     return metrics
-
-
-def metrics_tables(metrics: dict[str, Any], title: str = "test") -> list[Any]:
-    """rich Tables: the summary, per-class scores, and the confusion matrix (small class counts)."""
-    from rich.table import Table
-
-    if not metrics.get("n"):
-        return []
-    summary = Table(title=f"{title} ({metrics['n']} examples)")
-    for col in ("accuracy", "balanced accuracy", "macro-F1"):
-        summary.add_column(col, justify="right")
-    summary.add_row(
-        f"{metrics['accuracy']:.2%}", f"{metrics['balanced_accuracy']:.2%}", f"{metrics['macro_f1']:.3f}"
-    )
-    per_class = Table(title="per class")
-    for col, justify in (("class", "left"), ("precision", "right"), ("recall", "right"), ("F1", "right"),
-                         ("support", "right")):
-        per_class.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for name, row in metrics["per_class"].items():
-        per_class.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                          str(row["support"]))
-    tables = [summary, per_class]
-    cm = metrics["confusion_matrix"]
-    if len(cm["labels"]) <= 20:
-        matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
-        matrix.add_column("")
-        for label in cm["labels"]:
-            matrix.add_column(label[:10], justify="right")
-        for label, row in zip(cm["labels"], cm["matrix"], strict=True):
-            matrix.add_row(label[:16], *[str(v) if v else "·" for v in row])
-        tables.append(matrix)
-    return tables
-
-
-def top_k_accuracy(proba: np.ndarray, y: np.ndarray, k: int) -> float:
-    top = np.argsort(-proba, axis=1)[:, :k]
-    return float(np.mean([yi in row for yi, row in zip(y, top, strict=True)]))

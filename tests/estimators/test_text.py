@@ -77,7 +77,7 @@ def test_minilm_beats_chance_and_a_bag_of_words_baseline(fitted: Any) -> None:
 
 def test_bundle_round_trip_gives_the_same_probabilities(fitted: Any, tmp_path: Path) -> None:
     from transferkit import TransferClassifier
-    from transferkit.workflow import load_model
+    from transferkit import load as load_model
 
     X_test, _ = sentences(TEST, 2, seed=2)
     fitted.save(tmp_path / "m")
@@ -127,7 +127,7 @@ def test_missing_text_column_lists_the_columns(tmp_path: Path) -> None:
 
 
 def test_cli_fit_predict_evaluate_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from transferkit.cli import app
+    from transferkit.commands import app
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     runner = CliRunner()
@@ -166,7 +166,7 @@ def test_long_texts_chunked_when_asked(tmp_path: Path) -> None:
     X, y = sentences(TRAIN, 4, seed=4)
     X = [x + " and then " + "more words follow here " * 80 for x in X]
     clf = TransferClassifier(backbone="minilm", cache_dir=False, progress=False, precision="fp32",
-                             backbone_options={"long_text": "chunk"}).fit(X, y)
+                             long_text="chunk").fit(X, y)
     assert clf.backbone_.preprocess_config()["long_text"] == "chunk"
     clf.save(tmp_path / "m")
     loaded = TransferClassifier.load(tmp_path / "m", cache_dir=False)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferkit.finetune import FinetuneConfig
+from transferkit.estimators.finetuned import FinetunedClassifier
+from transferkit.finetune.config import FinetuneConfig
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
 
@@ -35,23 +36,20 @@ def items_labels(root: Path) -> tuple[list[str], list[str]]:
     return paths, [Path(p).parent.name for p in paths]
 
 
-def tiny_config(**overrides: object) -> FinetuneConfig:
+#: FinetunedClassifier parameters (the rest of a `tiny` call are FinetuneConfig training settings)
+ESTIMATOR_PARAMS = ("backbone", "weights", "head", "seed", "batch_size", "precision", "cache_dir", "progress",
+                    "device", "run_dir", "resume")
+
+
+def tiny_estimator(**overrides: object) -> FinetunedClassifier:
     """A seconds-long CPU run: random-init test_efficientnet at 32 px, fp32, no progress bar."""
-    base = dict(
-        backbone="test_efficientnet",
-        weights="random",
-        input_size=32,
-        epochs=2,
-        batch_size=8,
-        precision="fp32",
-        progress=False,
-        augment=False,
-        num_workers=0,
-        lr=1e-2,
-        patience=0,
-    )
+    base: dict[str, object] = dict(backbone="test_efficientnet", weights="random", input_size=32, epochs=2,
+                                   batch_size=8, precision="fp32", progress=False, augment=False, num_workers=0,
+                                   lr=1e-2, patience=0)
     base.update(overrides)
-    return FinetuneConfig(**base)  # type: ignore[arg-type]
+    params = {k: v for k, v in base.items() if k in ESTIMATOR_PARAMS}
+    training = FinetuneConfig(**{k: v for k, v in base.items() if k not in ESTIMATOR_PARAMS})  # type: ignore[arg-type]
+    return FinetunedClassifier(**params, training=training)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -62,5 +60,5 @@ def xy(images: Path) -> tuple[list[str], list[str]]:
 
 @pytest.fixture()
 def tiny() -> object:
-    """`tiny_config` as a fixture (test modules cannot import conftest under --import-mode=importlib)."""
-    return tiny_config
+    """`tiny_estimator` as a fixture (test modules cannot import conftest under --import-mode=importlib)."""
+    return tiny_estimator

@@ -21,7 +21,7 @@ def _fit(data: Path, out: Path, devices: int) -> dict[str, object]:
     cmd = [
         sys.executable,
         "-m",
-        "transferkit.cli",
+        "transferkit",
         "fit",
         str(data),
         "--strategy",
@@ -59,7 +59,7 @@ def _fit(data: Path, out: Path, devices: int) -> dict[str, object]:
 
 
 def _accuracy(bundle: Path, data: Path) -> float:
-    cmd = [sys.executable, "-m", "transferkit.cli", "evaluate", str(bundle), str(data), "--json"]
+    cmd = [sys.executable, "-m", "transferkit", "evaluate", str(bundle), str(data), "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return float(json.loads(done.stdout[done.stdout.index("{") :])["accuracy"])

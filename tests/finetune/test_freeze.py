@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from transferkit.finetune import FinetunedClassifier
 from transferkit.finetune.freeze import trainable_groups
 
 
@@ -45,8 +44,7 @@ class Watch(pl.Callback):
 def test_schedule_trains_exactly_its_groups(xy: Any, tiny: Any, mode: str, expected_groups: list[Any]) -> None:
     X, y = xy
     watch = Watch()
-    cfg = tiny(freeze=mode, epochs=3, head_epochs=1, unfreeze_per_epoch=1)
-    clf = FinetunedClassifier(cfg, progress=False).fit(X, y, callbacks=[watch])
+    clf = tiny(freeze=mode, epochs=3, head_epochs=1, unfreeze_per_epoch=1).fit(X, y, callbacks=[watch])
     n_groups = len(clf.module_.group_params)
     for epoch, want in enumerate(expected_groups):
         k = n_groups if want == "all" else want
@@ -72,16 +70,14 @@ def test_schedule_trains_exactly_its_groups(xy: Any, tiny: Any, mode: str, expec
 def test_frozen_bn_can_train_when_asked(xy: Any, tiny: Any) -> None:
     X, y = xy
     watch = Watch()
-    FinetunedClassifier(tiny(freeze="frozen", epochs=1, frozen_bn="train"), progress=False).fit(X, y, callbacks=[watch])
+    tiny(freeze="frozen", epochs=1, frozen_bn="train").fit(X, y, callbacks=[watch])
     assert any(k.endswith("running_mean") for k in watch.moved[0])  # stats move, weights do not
     assert not any(k.endswith(".weight") for k in watch.moved[0])
 
 
 def test_discriminative_learning_rates(xy: Any, tiny: Any) -> None:
     X, y = xy
-    clf = FinetunedClassifier(
-        tiny(freeze="full", epochs=1, layer_decay=0.5, lr=0.1, scheduler="constant"), progress=False
-    ).fit(X, y)
+    clf = tiny(freeze="full", epochs=1, layer_decay=0.5, lr=0.1, scheduler="constant").fit(X, y)
     groups = clf.trainer_.optimizers[0].param_groups
     lrs = {g["name"]: g["lr"] for g in groups}
     n = len(clf.module_.group_params)

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from transferkit.backbones import create_backbone
 from transferkit.backbones.base import Backbone
-from transferkit.cli import app
+from transferkit.commands import app
 from transferkit.errors import ConfigError, TransferkitError
-from transferkit.finetune.config import read_yaml_options
-from transferkit.finetune.engine import OutOfMemory, _fit_guarded, oom_message
 from transferkit.finetune.model import FinetuneModel
+from transferkit.finetune.trainer import OutOfMemory, fit_guarded, oom_message
 from transferkit.heads import parse_head
+from transferkit.options import read_yaml as read_yaml_options
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "keras_vgg16.yaml"
 
@@ -69,10 +69,8 @@ def test_out_of_memory_suggests_a_batch_size() -> None:
         def fit(self, *a: Any, **k: Any) -> None:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    from transferkit.finetune import FinetuneConfig
-
     with pytest.raises(OutOfMemory, match="--batch-size 16"):
-        _fit_guarded(Boom(), None, None, None, FinetuneConfig(batch_size=32))
+        fit_guarded(Boom(), None, None, None, 32)
     assert "--batch-size 4" in oom_message(8)
 
 
@@ -124,7 +122,7 @@ def test_unknown_yaml_key_names_close_matches(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("epoch: 3\n")
     with pytest.raises(ConfigError, match="Did you mean epochs"):
-        read_yaml_options(bad)
+        read_yaml_options(bad)  # a Path
 
 
 def _raise(result: Any) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from transferkit.backbones import create_backbone
-from transferkit.finetune import FinetunedClassifier, load_finetuned
+from transferkit.estimators.finetuned import FinetunedClassifier
 from transferkit.finetune.model import FinetuneModel
 from transferkit.finetune.module import FinetuneModule
 from transferkit.heads import parse_head
@@ -24,9 +24,8 @@ def test_peft_trains_only_its_parameters(
 ) -> None:
     X, y = xy
     size = 32 if backbone != "test_vit" else None
-    cfg = tiny(backbone=backbone, peft=method, epochs=2, freeze="full", lr=5e-2, input_size=size)
     start = create_backbone(backbone, weights="random", seed=0).state_dict()
-    clf = FinetunedClassifier(cfg, progress=False).fit(X, y)
+    clf = tiny(backbone=backbone, peft=method, epochs=2, freeze="full", lr=5e-2, input_size=size).fit(X, y)
     trainable = {n for n, p in clf.model_.backbone.named_parameters() if p.requires_grad}
     assert trainable and all(marker in n for n in trainable)
     n_peft = sum(p.numel() for n, p in clf.model_.backbone.named_parameters() if p.requires_grad)
@@ -52,7 +51,7 @@ def test_peft_trains_only_its_parameters(
     with safe_open(str(tmp_path / "b" / "model.safetensors"), framework="pt") as fh:
         keys = list(fh.keys())
     assert keys and all(k.startswith("model.head.") or marker in k for k in keys)
-    back = load_finetuned(tmp_path / "b", progress=False)
+    back = FinetunedClassifier.load(tmp_path / "b", progress=False)
     np.testing.assert_allclose(back.predict_proba(X[:5]), clf.predict_proba(X[:5]), atol=1e-5)
 
 
@@ -61,7 +60,7 @@ def test_l2sp_matches_its_formula(tiny: Any) -> None:
     backbone = create_backbone("test_efficientnet", weights="random", seed=0)
     model = FinetuneModel(backbone, parse_head("linear"), 3)
     alpha, beta = 0.3, 0.07
-    module = FinetuneModule(model, tiny(freeze="full", l2sp_alpha=alpha, l2sp_beta=beta))
+    module = FinetuneModule(model, tiny(freeze="full", l2sp_alpha=alpha, l2sp_beta=beta).config)
     reference = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
     assert float(module.regularizer()) == pytest.approx(
         beta / 2 * sum(float((p**2).sum()) for p in model.head.parameters())
@@ -77,7 +76,7 @@ def test_l2sp_matches_its_formula(tiny: Any) -> None:
     assert float(module.regularizer()) == pytest.approx(
         beta / 2 * sum(float((p**2).sum()) for p in model.head.parameters()), rel=1e-4
     )
-    plain = FinetuneModule(model, tiny())
+    plain = FinetuneModule(model, tiny().config)
     logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
     assert torch.equal(module.data_loss(logits, target), plain.data_loss(logits, target))
     assert float(plain.regularizer()) == 0.0
@@ -92,7 +91,7 @@ def test_lora_on_the_text_backbone(tiny: Any, tmp_path: Path) -> None:
     texts = [f"the {w} is {a}" for w in ("cat", "dog", "bird") for a in ("happy", "glad", "great")]
     texts += [f"the {w} is {a}" for w in ("cat", "dog", "bird") for a in ("sad", "angry", "awful")]
     labels = ["pos"] * 9 + ["neg"] * 9
-    cfg = tiny(
+    clf = tiny(
         backbone="all-minilm-l6-v2",
         weights=None,
         input_size=None,
@@ -101,10 +100,9 @@ def test_lora_on_the_text_backbone(tiny: Any, tmp_path: Path) -> None:
         epochs=2,
         lr=1e-2,
         batch_size=6,
-    )
-    clf = FinetunedClassifier(cfg, progress=False).fit(texts, labels)
+    ).fit(texts, labels)
     trainable = {n for n, p in clf.model_.backbone.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     clf.save(tmp_path / "t")
-    back = load_finetuned(tmp_path / "t", progress=False)
+    back = FinetunedClassifier.load(tmp_path / "t", progress=False)
     np.testing.assert_allclose(back.predict_proba(texts[:4]), clf.predict_proba(texts[:4]), atol=1e-5)

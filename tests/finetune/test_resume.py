@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from transferkit.errors import ConfigError
-from transferkit.finetune import FinetunedClassifier
 from transferkit.finetune.checkpoint import read_run
 
 
@@ -32,16 +31,12 @@ class KillAt(pl.Callback):
 def test_kill_and_resume_matches_uninterrupted(xy: Any, tiny: Any, tmp_path: Path) -> None:
     X, y = xy
     val = (X[::4], y[::4])
-    cfg = tiny(freeze="gradual", epochs=3, augment=True, head="dense:16:relu, dropout:0.3, dense:N")
-    straight = FinetunedClassifier(cfg, progress=False).fit(X, y, X_val=val[0], y_val=val[1], run_dir=tmp_path / "a")
+    settings = {"freeze": "gradual", "epochs": 3, "augment": True, "head": "dense:16:relu, dropout:0.3, dense:N"}
+    straight = tiny(**settings, run_dir=tmp_path / "a").fit(X, y, X_val=val[0], y_val=val[1])
     with pytest.raises(Killed):
-        FinetunedClassifier(cfg, progress=False).fit(
-            X, y, X_val=val[0], y_val=val[1], run_dir=tmp_path / "b", callbacks=[KillAt(2)]
-        )
+        tiny(**settings, run_dir=tmp_path / "b").fit(X, y, X_val=val[0], y_val=val[1], callbacks=[KillAt(2)])
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
-    resumed = FinetunedClassifier(cfg, progress=False).fit(
-        X, y, X_val=val[0], y_val=val[1], run_dir=tmp_path / "b", resume=True
-    )
+    resumed = tiny(**settings, run_dir=tmp_path / "b", resume=True).fit(X, y, X_val=val[0], y_val=val[1])
     a = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2

@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from transferkit.cli import app
+from transferkit.commands import app
 
 
 def test_rank_text_table_from_the_cli(tmp_path) -> None:

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from transferkit.errors import ConfigError, DataError
-from transferkit.ranking.auto import decide_strategy
 from transferkit.ranking.policy import (
     CandidateFeatures,
     parse_metrics,
     score_candidates,
     stratified_subsample,
 )
+from transferkit.ranking.strategy import decide_strategy
 
 
 def make_blobs(n_per_class: int, n_classes: int, dim: int, separation: float, seed: int = 0

@@ -92,7 +92,7 @@ def test_rank_bad_input(shapes: Path, cache_dir: Path) -> None:
 
 
 def test_cli_rank_json_and_fit_backbone_auto(shapes: Path, cache_dir: Path, tmp_path: Path) -> None:
-    from transferkit.cli import app
+    from transferkit.commands import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["rank", str(shapes), "--backbones", ",".join(CANDIDATES), "--metrics", "logme",

@@ -7,11 +7,31 @@ a randomly initialised copy of the same backbone: the difference is what the pre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 from rich.console import Console
 from rich.table import Table
+
+from transferkit.commands._console import console as stdout
+from transferkit.commands._flags import Precision, Seed
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="demo")(demo)
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the digits images and model.")] = Path(
+        "runs/digits-demo"),
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Image backbone (see `transferkit models`).")] = (
+        "efficientnet_lite0"),
+    seed: Seed = 0,
+    precision: Precision = "auto",
+) -> None:
+    """Fit on scikit-learn's handwritten digits, pretrained vs random-init backbone."""
+    run_demo(out=out, backbone=backbone, seed=seed, precision=precision, console=stdout)
 
 
 def write_digits(root: Path) -> Path:
@@ -42,10 +62,10 @@ def few_per_class(data: Any, n: int, seed: int) -> list[int]:
 
 def run_demo(*, out: Path, backbone: str, seed: int, precision: str, console: Console) -> dict[str, Any]:
     """Fit pretrained and random-init backbones on all training digits and on 10 per class."""
-    from transferkit.classifier import TransferClassifier
+    from transferkit.commands._console import metrics_tables
     from transferkit.data import load_dataset
     from transferkit.data.split import split_indices
-    from transferkit.evaluate import metrics_tables
+    from transferkit.estimators.probe import TransferClassifier
 
     images = write_digits(out / "images")
     data = load_dataset(images)

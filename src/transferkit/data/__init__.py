@@ -22,6 +22,7 @@ __all__ = [
     "LabelledData",
     "TableReport",
     "load_dataset",
+    "load_labelled",
     "load_manifest",
     "read_table",
     "require_columns",
@@ -62,6 +63,34 @@ def load_dataset(
         modality=modality,
         split_column=split_column,
     )
+
+
+def load_labelled(
+    source: str | Path,
+    *,
+    modality: str,
+    path_column: str = "path",
+    label_column: str = "label",
+    columns: list[str] | None = None,
+    path_columns: list[str] | None = None,
+) -> tuple[LabelledData, list[str]]:
+    """Labelled data of any modality as `fit` and `evaluate` read it, and sentences for the user about
+    what was repaired on the way (bytes that were not UTF-8).
+
+    A table (`modality="table"`) yields one row dict per item with the named `columns`; the cells of
+    `path_columns` are resolved against the table's folder.
+    """
+    if modality == "table":
+        from transferkit.data.rows import load_table_rows
+
+        dataset, report = load_table_rows(source, columns=list(columns or []), path_columns=list(path_columns or []),
+                                          label_column=label_column)
+        message = report.encoding_message()
+        return dataset, [message] if message else []
+    dataset = load_dataset(source, modality=modality, path_column=path_column, label_column=label_column)
+    text_report = getattr(dataset, "report", None)  # text tables keep what reading them noticed
+    message = text_report.encoding_message() if text_report is not None else None
+    return dataset, [message] if message else []
 
 
 def folder_extensions(modality: str) -> Set[str]:

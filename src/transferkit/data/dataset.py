@@ -59,6 +59,10 @@ class LabelledData:
         counts = Counter(self.labels)
         return {c: counts[c] for c in self.classes}
 
+    def notes(self) -> dict[str, int]:
+        """Counts a user should see after loading (repaired bytes, empty rows left out); none here."""
+        return {}
+
     def subset(self, indices: list[int]) -> LabelledData:
         return LabelledData(
             items=[self.items[i] for i in indices],

@@ -20,7 +20,7 @@ rather than skipped: the row's other columns still carry signal.
 
 Fusion: `fusion="concat"` (default) trains the head (`head=`, as for `TransferClassifier`) on the
 concatenated blocks — late fusion. `fusion="gated"` trains a `GatedFusionHead` (see
-`transferkit.fusion`) that learns per-column gates on the same cached features; the encoders
+`transferkit.heads.fusion`) that learns per-column gates on the same cached features; the encoders
 stay frozen in both cases.
 
 The bundle stores each encoder's reference (name, weights sha256, preprocessing), the numeric
@@ -35,15 +35,33 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from transferkit.backbones.base import Backbone
+from transferkit.backbones.registry import DEFAULT_BACKBONES
+from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.cache import FeatureCache, resolve_cache
+from transferkit.estimators.base import (
+    CACHE,
+    CLASS_WEIGHT,
+    FLAG,
+    LONG_TEXT,
+    NAME,
+    OPTIONAL_NAME,
+    POSITIVE_INT,
+    PROBE_PRECISION,
+    SEED,
+    VAL_FRACTION,
+    Constraint,
+    FitReport,
+    TransferEstimator,
+    head_spec,
+    one_of,
+)
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.heads import build_head, class_weights, fit_head, parse_head
 
@@ -71,19 +89,10 @@ class ColumnReport:
 
 
 @dataclass
-class TabularFitReport:
-    """What happened during `fit`: counts per column, cache use, the head's choices."""
+class TabularFitReport(FitReport):
+    """The probe's report plus what each column met (missing cells, unreadable files, unseen categories)."""
 
-    n_train: int = 0
-    n_val: int = 0
-    extracted: int = 0
-    cached: int = 0
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    head_choice: dict[str, Any] = field(default_factory=dict)
-    class_weighted: bool = False
-    skipped: dict[str, str] = field(default_factory=dict)  # rows are never skipped; kept for the shared report shape
-    precision: str = "fp32"
-    extract_seconds: float = 0.0
 
 
 def _missing(value: Any) -> bool:
@@ -104,15 +113,38 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-class TabularTransferClassifier:
+def _column_names(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str) and all(
+        isinstance(c, str) and c.strip() for c in value)
+
+
+COLUMNS = Constraint(_column_names, "a list of column names")
+
+
+class TabularTransferClassifier(TransferEstimator):
     """One frozen encoder per column kind, blocks concatenated (or gated), a head on top.
 
-    Parameters are stored unchanged and validated in `fit` (scikit-learn's contract). Column
-    lists name the table's columns of each kind; at least one column is needed.
+    Column lists name the table's columns of each kind; at least one column is needed.
     """
 
-    #: the bundle's manifest, when loaded from one
-    manifest_: dict[str, Any] | None = None
+    kind: ClassVar[str] = "tabular"
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "image_columns": COLUMNS, "text_columns": COLUMNS, "audio_columns": COLUMNS,
+        "numeric_columns": COLUMNS, "categorical_columns": COLUMNS,
+        "image_backbone": NAME, "text_backbone": NAME, "audio_backbone": NAME,
+        "head": head_spec(), "fusion": one_of(*FUSIONS), "class_weight": CLASS_WEIGHT,
+        "val_fraction": VAL_FRACTION, "seed": SEED, "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION,
+        "long_text": LONG_TEXT, "cache_dir": CACHE, "progress": FLAG, "device": OPTIONAL_NAME,
+    }
+    _runtime_params: ClassVar[frozenset[str]] = frozenset(
+        {"cache_dir", "progress", "device", "batch_size", "precision"})
+
+    fit_report_: TabularFitReport
+    backbones_: dict[str, Backbone]
+    numeric_stats_: dict[str, tuple[float, float]]
+    vocabularies_: dict[str, list[str]]
+    #: what each column met in the last `features` call
+    last_columns_: dict[str, dict[str, Any]]
 
     def __init__(
         self,
@@ -122,9 +154,9 @@ class TabularTransferClassifier:
         audio_columns: Sequence[str] = (),
         numeric_columns: Sequence[str] = (),
         categorical_columns: Sequence[str] = (),
-        image_backbone: str = "efficientnet_lite0",
-        text_backbone: str = "all-minilm-l6-v2",
-        audio_backbone: str = "ge2e",
+        image_backbone: str = DEFAULT_BACKBONES["image"],
+        text_backbone: str = DEFAULT_BACKBONES["text"],
+        audio_backbone: str = DEFAULT_BACKBONES["audio"],
         head: str = "linear",
         fusion: str = "concat",
         class_weight: str = "auto",
@@ -167,20 +199,7 @@ class TabularTransferClassifier:
     def path_columns(self) -> list[str]:
         return [col for kind, col in self.columns() if kind in PATH_KINDS]
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "image_columns": list(self.image_columns), "text_columns": list(self.text_columns),
-            "audio_columns": list(self.audio_columns), "numeric_columns": list(self.numeric_columns),
-            "categorical_columns": list(self.categorical_columns), "image_backbone": self.image_backbone,
-            "text_backbone": self.text_backbone, "audio_backbone": self.audio_backbone, "head": self.head,
-            "fusion": self.fusion, "class_weight": self.class_weight, "val_fraction": self.val_fraction,
-            "seed": self.seed, "batch_size": self.batch_size, "precision": self.precision,
-            "long_text": self.long_text,
-        }
-
-    def _validate(self) -> None:
-        from transferkit.classifier import PARAMETER_CONSTRAINTS
-
+    def _validate_combination(self) -> None:
         cols = self.columns()
         if not cols:
             raise ConfigError("a table model needs at least one column: pass image_columns, text_columns, "
@@ -189,13 +208,9 @@ class TabularTransferClassifier:
         repeated = sorted({c for c in names if names.count(c) > 1})
         if repeated:
             raise ConfigError(f"column(s) {', '.join(repeated)} given for more than one kind; give each column once")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
-        params = {**self.get_params(), "backbone": "table"}
-        for constraint in PARAMETER_CONSTRAINTS:
-            if constraint.name in params:
-                constraint.validate(params[constraint.name])
-        parse_head(self.head)
+        if parse_head(self.head).uses_feature_map:
+            raise ConfigError(f"head '{self.head}' starts with flatten, which needs an image feature map; "
+                              "a table model trains on pooled column embeddings")
 
     def _cache(self) -> FeatureCache | None:
         return resolve_cache(self.cache_dir)
@@ -223,8 +238,8 @@ class TabularTransferClassifier:
     # -- encoding -------------------------------------------------------------------------------
     def _learn_encoders(self, rows: Sequence[dict[str, Any]]) -> None:
         """Numeric means/stds and categorical vocabularies from the training rows."""
-        self.numeric_stats_: dict[str, tuple[float, float]] = {}
-        self.vocabularies_: dict[str, list[str]] = {}
+        self.numeric_stats_ = {}
+        self.vocabularies_ = {}
         for kind, col in self.columns():
             if kind == "numeric":
                 values = np.array([v for v in (_number(r.get(col)) for r in rows) if v is not None], np.float64)
@@ -285,8 +300,7 @@ class TabularTransferClassifier:
                         rep.unreadable += 1
                         if len(rep.examples) < 5:
                             rep.examples.append(reason)
-                    if kind == "text" and hasattr(backbone, "token_lengths"):
-                        rep.truncated += _count_truncated(backbone, items)
+                    rep.truncated += int(backbone.input_notes(items).get("truncated_texts", 0))
                     absent = np.ones(n, bool)
                     absent[ok_rows] = False
                 else:
@@ -326,7 +340,7 @@ class TabularTransferClassifier:
     def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
             y_val: Sequence[Any] | None = None) -> TabularTransferClassifier:
         """Encode every column of `X` (a DataFrame, a list of row dicts, or `LabelledData` of rows), train the head."""
-        self._validate()
+        self.validate()
         rows, labels = _as_rows(X, y, "training data")
         _check_columns(rows, [c for _, c in self.columns()], "training data", X)
         data = LabelledData(items=rows, labels=labels, source="training data", modality="table")
@@ -356,7 +370,7 @@ class TabularTransferClassifier:
         weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
         head: torch.nn.Module
         if self.fusion == "gated":
-            from transferkit.fusion import fit_gated_fusion
+            from transferkit.heads.fusion import fit_gated_fusion
 
             head, choice = fit_gated_fusion(matrix[tr_idx], y_all[tr_idx], matrix[va_idx], y_all[va_idx],
                                             self.block_dims(), len(self.classes_), weights=weights, seed=self.seed)
@@ -373,7 +387,7 @@ class TabularTransferClassifier:
         self.last_columns_ = self.fit_report_.columns
         return self
 
-    # -- predict --------------------------------------------------------------------------------
+    # -- predict ------------------------------------------------------------------------------------
     @property
     def modality_(self) -> str:
         return "table"
@@ -387,39 +401,19 @@ class TabularTransferClassifier:
         self.last_columns_ = {c: r.as_dict() for c, r in reports.items()}
         return stats
 
-    def proba_from_features(self, values: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "head_")
-        with torch.no_grad():
-            logits = self.head_(torch.from_numpy(np.asarray(values, np.float32)))
-        return torch.softmax(logits.float(), dim=1).numpy()
+    def _as_data(self, X: Any, y: Sequence[Any] | None, what: str) -> LabelledData:
+        rows, labels = _as_rows(X, y, what)
+        return LabelledData(items=rows, labels=labels, source=what, modality="table")
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities [n, n_classes] in `classes_` order."""
-        return self.proba_from_features(self.features(X).values)
+    def _evaluation_extras(self) -> dict[str, Any]:
+        return {"columns": self.last_columns_}
 
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "fusion": self.fusion, "head": self.head,
+                "encoders": {k: b.name for k, b in self.backbones_.items()}, "columns": self.fit_report_.columns}
 
-    def score(self, X: Any, y: Sequence[Any]) -> float:
-        return float(np.mean(self.predict(X) == np.array([str(v) for v in y])))
-
-    def evaluate(self, X: Any, y: Sequence[Any] | None = None) -> dict[str, Any]:
-        """Metrics on labelled rows, with what each column met (`columns`)."""
-        from transferkit.evaluate import score_probabilities
-
-        rows, labels = _as_rows(X, y, "evaluation data")
-        metrics = score_probabilities(self.classes_, labels, self.proba_from_features(self.features(rows).values))
-        metrics["skipped"] = {}
-        metrics["columns"] = self.last_columns_
-        return metrics
-
-    # -- persistence ----------------------------------------------------------------------------
-    def save(self, path: str | Path, *, metrics: dict[str, Any] | None = None, overwrite: bool = False,
-             extra: dict[str, Any] | None = None) -> Path:
-        """Write a bundle: encoders by reference, column statistics, head tensors (safetensors)."""
-        from transferkit.bundle import save_bundle
-
-        check_is_fitted(self, "head_")
+    # -- persistence --------------------------------------------------------------------------------
+    def _manifest(self) -> dict[str, Any]:
         columns = []
         for (kind, col), dim in zip(self.columns(), self.block_dims(), strict=True):
             entry: dict[str, Any] = {"name": col, "kind": kind, "dim": dim}
@@ -428,35 +422,33 @@ class TabularTransferClassifier:
             elif kind == "categorical":
                 entry["vocabulary"] = self.vocabularies_[col]
             columns.append(entry)
-        encoders = {kind: {**b.describe(), "weights_source": None} for kind, b in self.backbones_.items()}
-        manifest = {
-            "task": "classification",
+        params = {k: v for k, v in self.get_params().items() if k not in ("cache_dir", "progress", "device")}
+        report = self.fit_report_
+        return {
             "strategy": "probe",
             "kind": "tabular",
-            "modality": "table",
-            "labels": [str(c) for c in self.classes_],
             "columns": columns,
-            "encoders": encoders,
+            "encoders": {kind: {**b.describe(), "weights_source": None} for kind, b in self.backbones_.items()},
             "head": {"spec": self.head, "fusion": self.fusion, "in_features": int(sum(self.block_dims())),
-                     "block_dims": self.block_dims(), "choice": self.fit_report_.head_choice},
-            "training": {**self.get_params(), "n_train": self.fit_report_.n_train, "n_val": self.fit_report_.n_val,
-                         "class_counts": self.train_class_counts_, "columns": self.fit_report_.columns,
-                         "class_weighted": self.fit_report_.class_weighted},
-            "metrics": metrics or {},
-            **(extra or {}),
+                     "block_dims": self.block_dims(), "choice": report.head_choice},
+            "training": {**{k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+                         "n_train": report.n_train, "n_val": report.n_val, "class_counts": self.train_class_counts_,
+                         "columns": report.columns, "class_weighted": report.class_weighted},
         }
-        tensors = {f"head.{k}": v for k, v in self.head_.state_dict().items()}
-        return save_bundle(path, manifest, tensors, _model_card(manifest), overwrite=overwrite)
+
+    def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
+        cols = ", ".join(f"{c['name']} ({c['kind']})" for c in manifest["columns"])
+        encoders = ", ".join(f"{k}: {v['name']}" for k, v in manifest["encoders"].items()) or "none"
+        return (f"transferkit table model: {manifest['head']['fusion']} fusion + {manifest['head']['spec']} head",
+                [f"- columns: {cols}", f"- encoders (frozen): {encoders}"],
+                "rows",
+                "Predict with `transferkit predict <this folder> rows.csv` or `--row '{\"column\": value, …}'`.")
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> TabularTransferClassifier:
-        """Load a table bundle; each encoder's weights must match the sha256 it was trained with."""
+    def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
+                 overrides: dict[str, Any]) -> TabularTransferClassifier:
         from transferkit.backbones import create_backbone
-        from transferkit.bundle import load_bundle
 
-        manifest, tensors = load_bundle(path)
-        if manifest.get("kind") != "tabular":
-            raise BundleError(f"'{path}' is not a table model; load it with transferkit.TransferClassifier.load")
         training = manifest.get("training", {})
         params = {k: training[k] for k in ("image_backbone", "text_backbone", "audio_backbone", "head", "fusion",
                                             "class_weight", "val_fraction", "seed", "batch_size", "precision",
@@ -464,9 +456,7 @@ class TabularTransferClassifier:
         lists: dict[str, list[str]] = {f"{kind}_columns": [] for kind in KINDS}
         for entry in manifest["columns"]:
             lists[f"{entry['kind']}_columns"].append(entry["name"])
-        allowed = {"cache_dir", "progress", "device", "batch_size", "precision"}
-        kwargs: dict[str, Any] = {**lists, **params, **{k: v for k, v in overrides.items() if k in allowed}}
-        clf = cls(**kwargs)
+        clf = cls(**{**lists, **params, **overrides})
         clf.backbones_ = {}
         for kind, info in manifest.get("encoders", {}).items():
             backbone = create_backbone(info["name"])
@@ -484,7 +474,7 @@ class TabularTransferClassifier:
         head_info = manifest["head"]
         model: torch.nn.Module
         if head_info.get("fusion") == "gated":
-            from transferkit.fusion import GatedFusionHead
+            from transferkit.heads.fusion import GatedFusionHead
 
             model = GatedFusionHead(head_info["block_dims"], len(labels),
                                     hidden=int(head_info.get("choice", {}).get("hidden", 64)))
@@ -496,18 +486,7 @@ class TabularTransferClassifier:
         clf.fit_report_ = TabularFitReport(n_train=training.get("n_train", 0), n_val=training.get("n_val", 0),
                                            columns=training.get("columns", {}), head_choice=head_info.get("choice", {}))
         clf.train_class_counts_ = training.get("class_counts", {})
-        clf.manifest_ = manifest
         return clf
-
-
-def _count_truncated(backbone: Any, texts: list[str]) -> int:
-    """How many texts the text backbone cuts (longer than its window, or than its chunk budget)."""
-    lengths = backbone.token_lengths(texts)
-    limit = backbone.max_seq_length
-    if getattr(backbone, "long_text", "truncate") == "chunk":
-        step = max(1, limit - 2 - backbone.chunk_overlap)
-        return sum(1 for n in lengths if math.ceil(max(n - 2 - backbone.chunk_overlap, 1) / step) > backbone.max_chunks)
-    return sum(1 for n in lengths if n > limit)
 
 
 def _as_rows(X: Any, y: Sequence[Any] | None, what: str, *, need_labels: bool = True
@@ -544,17 +523,3 @@ def _check_columns(rows: list[dict[str, Any]], columns: list[str], what: str, X:
     if missing:
         raise DataError(f"{what}: missing column{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(map(repr, missing))}; the data has columns: {', '.join(map(repr, present))}")
-
-
-def _model_card(manifest: dict[str, Any]) -> str:
-    from transferkit.bundle import model_card
-
-    cols = ", ".join(f"{c['name']} ({c['kind']})" for c in manifest["columns"])
-    encoders = ", ".join(f"{k}: {v['name']}" for k, v in manifest["encoders"].items()) or "none"
-    return model_card(
-        manifest,
-        title=f"transferkit table model: {manifest['head']['fusion']} fusion + {manifest['head']['spec']} head",
-        facts=[f"- columns: {cols}", f"- encoders (frozen): {encoders}"],
-        unit="rows",
-        usage="Predict with `transferkit predict <this folder> rows.csv` or `--row '{\"column\": value, …}'`.",
-    )

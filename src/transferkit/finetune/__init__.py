@@ -1,18 +1,12 @@
-"""Parameter transfer: fine-tuning a backbone + head on Lightning.
+"""Parameter transfer on Lightning: the machinery behind `transferkit.estimators.FinetunedClassifier`.
 
-    from transferkit.finetune import FinetuneConfig, FinetunedClassifier, load_finetuned
-    clf = FinetunedClassifier(FinetuneConfig(backbone="efficientnet_lite0", freeze="gradual", epochs=5))
-    clf.fit(paths, labels, X_val=val_paths, y_val=val_labels, run_dir="runs/ft").save("runs/ft")
-
-Pieces, one file each: `config` (settings, YAML), `model` (backbone + head, Keras flatten),
-`freeze` (schedule callback), `optim` (LR groups), `regularizers` (L2-SP), `peft` (LoRA, BitFit),
-`data` (DataModule, augmentation, seeded sampler), `module` (LightningModule), `checkpoint`
-(atomic checkpoints, run folders), `engine` (Trainer + estimator + bundle), `workflow` (CLI flow).
+Pieces, one file each: `config` (training settings), `model` (backbone + head, Keras flatten, the
+fitted network behind the backbone contract), `freeze` (schedule callback), `callbacks` (the small
+ones), `optim` (LR groups), `regularizers` (L2-SP), `peft` (LoRA, BitFit), `data` (DataModule,
+augmentation, seeded sampler), `module` (LightningModule), `checkpoint` (atomic checkpoints, run
+folders), `trainer` (building and running the Trainer).
 """
 
-from __future__ import annotations
-
 from transferkit.finetune.config import FinetuneConfig
-from transferkit.finetune.engine import FinetunedClassifier, load_finetuned
 
-__all__ = ["FinetuneConfig", "FinetunedClassifier", "load_finetuned"]
+__all__ = ["FinetuneConfig"]

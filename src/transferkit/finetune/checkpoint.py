@@ -108,3 +108,41 @@ def check_same_run(folder: Path, info: dict[str, Any], *, backbone: dict[str, An
             f"{info.get('n_train')} training inputs); resume it with the same data and split, "
             "or start a new run"
         )
+
+
+def prepare_run_folder(out: Path, *, overwrite: bool) -> None:
+    """Make `out` ready for a new run: refuse an unfinished run (unless `overwrite`) and anything not ours."""
+    import shutil
+
+    from transferkit.bundle import check_writable, is_bundle
+    from transferkit.errors import BundleError
+
+    if (out / RUN_FILE).is_file() and not is_bundle(out) and not overwrite:
+        raise BundleError(f"--out '{out}' holds an unfinished fine-tuning run; continue it with --resume {out}, "
+                          "pass --overwrite to start over, or choose another folder")
+    if (out / RUN_FILE).is_file() and overwrite:
+        for name in ("checkpoints", "logs"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        (out / RUN_FILE).unlink()
+        if not is_bundle(out):
+            return
+    check_writable(out, overwrite=overwrite)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's tensors and plain values (`weights_only=True`), or a `ConfigError` naming the file.
+
+    A truncated file or one holding code objects is refused with our message: PyTorch's own would
+    suggest `weights_only=False`, which would execute whatever the file holds.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, globals refused by the weights-only unpickler
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"'{path}' is not a checkpoint transferkit can read safely ({first}); it is damaged or was not "
+            "written by transferkit. Delete it and start the run again without --resume"
+        ) from exc
+    if not isinstance(state, dict):
+        raise ConfigError(f"'{path}' is not a transferkit checkpoint (it holds a {type(state).__name__})")
+    return state

@@ -71,3 +71,42 @@ class FinetuneModel(nn.Module):
         out: dict[str, torch.Tensor] = {name: p for name, p in self.named_parameters()}
         out.update({name: b for name, b in self.named_buffers()})
         return out
+
+
+class LogitsBackbone(Backbone):
+    """A fine-tuned network behind the backbone contract: its backbone's preprocessing in, logits out.
+
+    Prediction then streams through the same fast extractor as probes, with an identity head.
+    """
+
+    def __init__(self, model: FinetuneModel, weights_id: str) -> None:
+        super().__init__()
+        self.inner = model
+        self.name = f"{model.backbone.name}+finetuned"
+        self.modality = model.backbone.modality
+        self.num_features = model.num_classes
+        self.weights_id = weights_id
+
+    def preprocess_config(self) -> dict[str, Any]:
+        return self.inner.backbone.preprocess_config()
+
+    def load(self, item: Any) -> Any:
+        return self.inner.backbone.load(item)
+
+    def sample_loader(self) -> Any:
+        return self.inner.backbone.sample_loader()
+
+    def collate(self, samples: Any) -> Any:
+        return self.inner.backbone.collate(samples)
+
+    def to_batch_device(self, batch: Any, device: torch.device) -> Any:
+        return self.inner.backbone.to_batch_device(batch, device)
+
+    def input_notes(self, items: Any) -> dict[str, Any]:
+        return self.inner.backbone.input_notes(items)
+
+    def forward_features(self, batch: Any) -> torch.Tensor:
+        return self.inner(batch)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return self.inner.backbone.layer_groups()

@@ -35,12 +35,14 @@ class FinetuneModule(pl.LightningModule):
         model: FinetuneModel,
         config: FinetuneConfig,
         *,
+        seed: int = 0,
         class_weights: torch.Tensor | None = None,
         peft: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.config = config
+        self.seed = seed
         self.lr = float(config.lr) if config.lr != "auto" else 1e-3  # the LR finder updates this
         self.peft_info = peft
         self.peft_method = peft["method"] if peft else None
@@ -92,7 +94,7 @@ class FinetuneModule(pl.LightningModule):
         (Here, not at epoch start: the data loader's own draws happen in between.)"""
         if batch_idx == 0:
             epoch, rank = self.trainer.current_epoch, self.trainer.global_rank
-            torch.manual_seed(self.config.seed * 1_000_003 + epoch * 1_009 + rank)
+            torch.manual_seed(self.seed * 1_000_003 + epoch * 1_009 + rank)
 
     # -- steps ------------------------------------------------------------------------------------
     def forward(self, x: Any) -> torch.Tensor:

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.heads import HeadTraining, Standardize, train_on_features
+from transferkit.heads.spec import Standardize
+from transferkit.heads.train import HeadTraining, train_on_features
 
 
 class GatedFusionHead(nn.Module):

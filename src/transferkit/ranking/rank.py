@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from transferkit.backbones.base import Backbone
+from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BackboneError, ConfigError, DataError
-from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.features import ExtractOptions, extract_features
 from transferkit.ranking.layers import LayerFeatures
 from transferkit.ranking.policy import (

@@ -1,0 +1,112 @@
+"""Everything the CLI prints that more than one command shows: data summaries, metrics, skips, notes.
+
+This package (`transferkit.commands`) is the only one that talks to the terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from transferkit.data.dataset import LabelledData
+
+console = Console()
+err = Console(stderr=True)
+
+
+def print_class_counts(data: LabelledData, splits: dict[str, list[int]], out: Console) -> None:
+    table = Table(title=f"{data.source}: {len(data)} inputs, {len(data.classes)} classes")
+    table.add_column("class")
+    names = [s for s in ("train", "val", "test") if splits.get(s)]
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("total", justify="right")
+    for cls in data.classes:
+        counts = [sum(1 for i in splits[s] if data.labels[i] == cls) for s in names]
+        table.add_row(cls, *map(str, counts), str(sum(counts)))
+    table.add_row("[bold]all", *[f"[bold]{len(splits[s])}" for s in names], f"[bold]{len(data)}")
+    out.print(table)
+
+
+def print_skipped(skipped: dict[str, str], out: Console, limit: int = 10) -> None:
+    if not skipped:
+        return
+    out.print(f"[yellow]skipped {len(skipped)} unreadable input(s):[/]")
+    for path, reason in list(skipped.items())[:limit]:
+        out.print(f"  - {reason if path in reason else f'{path}: {reason}'}", highlight=False)
+    if len(skipped) > limit:
+        out.print(f"  … and {len(skipped) - limit} more (all listed in the bundle's transferkit.json)")
+
+
+def print_metrics(metrics: dict[str, Any], out: Console, title: str = "test") -> None:
+    for table in metrics_tables(metrics, title=title):
+        out.print(table)
+
+
+def text_notes_line(notes: dict[str, Any]) -> str | None:
+    """One line about text repairs and truncation (None when the data was not text)."""
+    if "long_text" not in notes and not notes.get("non_utf8_rows") and not notes.get("empty_texts"):
+        return None
+    parts = []
+    if notes.get("non_utf8_rows"):
+        parts.append(f"{notes['non_utf8_rows']} row(s) had bytes that are not UTF-8 (replaced by '\ufffd')")
+    if notes.get("empty_texts"):
+        parts.append(f"{notes['empty_texts']} empty text(s) left out")
+    if notes.get("long_text") == "chunk":
+        parts.append(f"long texts split into {notes.get('max_tokens')}-token chunks and pooled"
+                     + (f"; {notes['truncated_texts']} exceeded the chunk budget and were cut"
+                        if notes.get("truncated_texts") else ""))
+    elif "long_text" in notes:
+        parts.append(f"{notes.get('truncated_texts', 0)} text(s) longer than {notes.get('max_tokens')} tokens "
+                     "were truncated" + (" (use --long-text chunk to pool over chunks)"
+                                         if notes.get("truncated_texts") else ""))
+    return "text: " + "; ".join(parts)
+
+
+def column_notes(columns: dict[str, dict[str, Any]], where: str) -> list[str]:
+    """Per table column: missing cells, unreadable files, unseen categories, truncated texts (only if any)."""
+    lines = []
+    for name, rep in columns.items():
+        counts = {k: v for k, v in rep.items() if k != "examples" and v}
+        if not counts:
+            continue
+        what = ", ".join(f"{v} {k}" for k, v in counts.items())
+        lines.append(f"{where}column '{name}': {what} (zero embedding + missing mask)"
+                     + "".join(f"\n  - {example}" for example in rep.get("examples", [])[:3]))
+    return lines
+
+
+def metrics_tables(metrics: dict[str, Any], title: str = "test") -> list[Any]:
+    """rich Tables: the summary, per-class scores, and the confusion matrix (small class counts)."""
+    from rich.table import Table
+
+    if not metrics.get("n"):
+        return []
+    summary = Table(title=f"{title} ({metrics['n']} examples)")
+    for col in ("accuracy", "balanced accuracy", "macro-F1"):
+        summary.add_column(col, justify="right")
+    summary.add_row(
+        f"{metrics['accuracy']:.2%}", f"{metrics['balanced_accuracy']:.2%}", f"{metrics['macro_f1']:.3f}"
+    )
+    per_class = Table(title="per class")
+    for col, justify in (("class", "left"), ("precision", "right"), ("recall", "right"), ("F1", "right"),
+                         ("support", "right")):
+        per_class.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, row in metrics["per_class"].items():
+        per_class.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                          str(row["support"]))
+    tables = [summary, per_class]
+    cm = metrics["confusion_matrix"]
+    if len(cm["labels"]) <= 20:
+        matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
+        matrix.add_column("")
+        for label in cm["labels"]:
+            matrix.add_column(label[:10], justify="right")
+        for label, row in zip(cm["labels"], cm["matrix"], strict=True):
+            matrix.add_row(label[:16], *[str(v) if v else "·" for v in row])
+        tables.append(matrix)
+    return tables
+
+

@@ -1,0 +1,24 @@
+"""Flags several commands share (fit's own come from `transferkit.options.FitOptions`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Model = Annotated[Path, typer.Argument(help="A folder made by `transferkit fit`.")]
+Seed = Annotated[int, typer.Option(help="Random seed (same seed, same data → same result).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU runs it natively), bf16, fp32.")]
+CacheDir = Annotated[Path | None, typer.Option("--cache-dir",
+                                                help="Feature cache folder (default ~/.cache/transferkit).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+PathColumn = Annotated[str, typer.Option(help="Manifest column with input paths (text: the texts).")]
+LabelColumn = Annotated[str, typer.Option(help="Manifest column with labels.")]
+
+
+def cache_arg(cache_dir: Path | None, no_cache: bool) -> Path | bool | None:
+    """What estimators take as `cache_dir`: False with --no-cache, else the folder (None: the default)."""
+    return False if no_cache else cache_dir

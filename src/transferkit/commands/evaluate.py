@@ -1,0 +1,63 @@
+"""`transferkit evaluate`: score a saved model on new labelled data, read the way it was trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from transferkit.commands._console import console, print_metrics, print_skipped
+from transferkit.commands._flags import AsJson, CacheDir, LabelColumn, Model, NoCache, PathColumn, cache_arg
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="evaluate")(evaluate)
+
+
+def evaluate(
+    model: Model,
+    data: Annotated[Path, typer.Argument(help="Labelled data in the same layout as for fit.")],
+    path_column: PathColumn = "path",
+    label_column: LabelColumn = "label",
+    as_json: AsJson = False,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Score a trained model on new labelled data."""
+    run_evaluate(model, data, path_column=path_column, label_column=label_column, as_json=as_json,
+                 cache_dir=cache_arg(cache_dir, no_cache))
+
+
+def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_column: str = "label",
+                 as_json: bool = False, cache_dir: Any = None, out: Console = console) -> dict[str, Any]:
+    from transferkit.data import load_labelled
+    from transferkit.errors import DataError
+    from transferkit.estimators.load import load
+
+    clf = load(model, cache_dir=cache_dir, progress=not as_json)
+    saved = clf.manifest_.get("data", {})
+    layout = clf.manifest_.get("columns", [])
+    dataset, messages = load_labelled(
+        data, modality=clf.modality_,
+        path_column=path_column if path_column != "path" else str(saved.get("path_column") or "path"),
+        label_column=label_column if label_column != "label" else str(saved.get("label_column") or "label"),
+        columns=[c["name"] for c in layout],
+        path_columns=[c["name"] for c in layout if c["kind"] in ("image", "audio")])
+    metrics = clf.evaluate(dataset)
+    metrics["skipped"] = {**dataset.skipped, **metrics.get("skipped", {})}
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for message in messages:
+            out.print(f"[yellow]{message}[/]", highlight=False)
+        print_metrics(metrics, out, title=f"{data}")
+        if metrics.get("unknown_classes"):
+            out.print(f"[yellow]classes the model never saw:[/] {', '.join(metrics['unknown_classes'])}")
+        print_skipped(metrics["skipped"], out)
+    if not metrics.get("n"):
+        raise DataError(f"{data}: none of the {len(dataset)} input(s) could be read, so nothing was scored"
+                        + (f"; first error: {next(iter(metrics['skipped'].values()))}" if metrics["skipped"] else ""))
+    return metrics

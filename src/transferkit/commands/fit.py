@@ -1,0 +1,300 @@
+"""`transferkit fit`: THE fit pipeline, for every strategy and modality.
+
+    resolve options → build the estimator (its parameters checked) → check --out → load + split once
+    → --backbone auto / --strategy auto → fit → evaluate on test → save → summary
+
+Strategy and modality only choose the estimator (`build_estimator`); everything else is the same
+road. The flags are generated from `FitOptions`, where each option is declared once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from transferkit.commands._console import console, print_class_counts, print_metrics, print_skipped
+from transferkit.options import TRAINING_FLAGS, FitOptions
+
+if typing.TYPE_CHECKING:
+    from transferkit.data.dataset import LabelledData
+    from transferkit.estimators.base import TransferEstimator
+
+# -- the command --------------------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="fit", help="Train a classifier on DATA: a probe on frozen features (default) or a "
+                "fine-tuned network.")(_fit_command())
+
+
+def _cli_type(name: str, hint: Any) -> Any:
+    """The type typer parses a flag as: unions of str with numbers are read as str and parsed later."""
+    if name in ("lr", "devices"):
+        return str | None
+    return hint
+
+
+def _fit_command() -> Any:
+    """The `fit` command, its parameters generated from the `FitOptions` declarations."""
+
+    def fit(ctx: typer.Context, data: Path, **values: Any) -> None:
+        # the flags the user typed (by name: typer may carry its own copy of click's ParameterSource enum)
+        explicit = {name for name in values
+                    if getattr(ctx.get_parameter_source(name), "name", None) not in ("DEFAULT", "DEFAULT_MAP", None)}
+        flags = {name: values[name] for name in explicit}
+        from transferkit.options import from_sources
+
+        run_fit(from_sources(flags, data=data), out=console)
+
+    hints = typing.get_type_hints(FitOptions)
+    params = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          annotation=Annotated[Path, typer.Argument(help=FitOptions.declared()["data"].help)]),
+    ]
+    for f in dataclasses.fields(FitOptions):
+        option = f.metadata.get("option")
+        if option is None or not option.cli:
+            continue
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                        annotation=Annotated[hints[f.name], typer.Option(*option.flags,
+                                                                                         help=option.help)]))
+    training_hints = typing.get_type_hints(type(FitOptions().training))
+    for name, help_text in TRAINING_FLAGS.items():
+        hint = _cli_type(name, training_hints[name] | None)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[hint, typer.Option(f"--{name}", help=help_text)]))
+    fit.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    fit.__doc__ = "Train a classifier on DATA: a probe on frozen features (default) or a fine-tuned network."
+    return fit
+
+
+# -- the pipeline ------------------------------------------------------------------------------------
+
+
+def build_estimator(options: FitOptions) -> TransferEstimator:
+    """The estimator a resolved `FitOptions` asks for; its parameters are checked here, before any data."""
+    from transferkit.backbones.registry import DEFAULT_BACKBONES
+    from transferkit.estimators.finetuned import FinetunedClassifier
+    from transferkit.estimators.probe import TransferClassifier
+    from transferkit.estimators.tabular import TabularTransferClassifier
+
+    quiet = options.as_json
+    estimator: TransferEstimator
+    if options.modality == "table":
+        columns = options.table_columns()
+        encoders = table_backbones(options.backbone)
+        estimator = TabularTransferClassifier(
+            image_columns=columns["image"], text_columns=columns["text"], audio_columns=columns["audio"],
+            numeric_columns=columns["numeric"], categorical_columns=columns["categorical"],
+            image_backbone=encoders.get("image", DEFAULT_BACKBONES["image"]),
+            text_backbone=encoders.get("text", DEFAULT_BACKBONES["text"]),
+            audio_backbone=encoders.get("audio", DEFAULT_BACKBONES["audio"]),
+            head=options.head, fusion=options.fusion, class_weight=options.class_weight, seed=options.seed,
+            batch_size=options.batch_size, precision=options.precision, long_text=options.long_text,
+            cache_dir=options.cache(), progress=not quiet)
+    elif options.strategy == "finetune":
+        training = options.training
+        if "class_weight" in options.explicit and "class_balance" not in options.explicit:
+            training = dataclasses.replace(training, class_balance={"auto": "auto", "balanced": "weights",
+                                                                    "none": "none"}.get(options.class_weight,
+                                                                                        options.class_weight))
+        estimator = FinetunedClassifier(
+            str(options.backbone), weights=options.weights, head=options.head, seed=options.seed,
+            batch_size=options.batch_size, precision=options.precision, training=training,
+            cache_dir=False, progress=not quiet, run_dir=options.out_folder(), resume=options.resume is not None)
+    else:
+        estimator = TransferClassifier(
+            str(options.backbone), weights=options.weights, head=options.head, class_weight=options.class_weight,
+            seed=options.seed, batch_size=options.batch_size, precision=options.precision,
+            long_text=options.long_text, cache_dir=options.cache(), strict=options.strict, progress=not quiet)
+    return estimator.validate()
+
+
+def table_backbones(value: str | None) -> dict[str, str]:
+    """'--backbone text=minilm,image=efficientnet_lite2' → per-kind encoders of a table model."""
+    from transferkit.errors import ConfigError
+    from transferkit.options import split_columns
+
+    if not value:
+        return {}
+    out: dict[str, str] = {}
+    for part in split_columns(value):
+        kind, sep, name = part.partition("=")
+        if not sep or kind.strip() not in ("image", "text", "audio"):
+            raise ConfigError(f"for a table, --backbone takes KIND=NAME pairs such as "
+                              f"'text=all-minilm-l6-v2,image=efficientnet_lite0'; got {value!r}")
+        out[kind.strip()] = name.strip()
+    return out
+
+
+def load_data(options: FitOptions) -> tuple[LabelledData, list[str]]:
+    """The labelled data, read once, as the resolved modality reads it; and notes about its repair."""
+    from transferkit.data import load_labelled
+
+    columns = options.table_columns()
+    ordered = [c for kind in ("image", "text", "audio", "numeric", "categorical") for c in columns[kind]]
+    dataset, messages = load_labelled(options.data, modality=str(options.modality), path_column=options.path_column,
+                                      label_column=options.label_column, columns=ordered,
+                                      path_columns=columns["image"] + columns["audio"])
+    dataset.validate_for_training()
+    return dataset, messages
+
+
+def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
+    """`transferkit fit` from its options: the whole road, printing as it goes (JSON at the end with --json)."""
+    from transferkit.data.split import split_indices
+    from transferkit.options import is_auto_backbone, resolve, resumed
+    from transferkit.runtime import is_rank_zero
+
+    if options.resume is not None:
+        from transferkit.finetune.checkpoint import read_run
+
+        run = read_run(Path(options.resume))
+        options = resumed(options, run.get("options", {}), Path(options.resume))
+    options = resolve(options)
+    quiet, rank0 = options.as_json, is_rank_zero()
+    folder = options.out_folder()
+    estimator = build_estimator(options) if not is_auto_backbone(options.backbone) else None
+    if rank0 and estimator is not None:
+        estimator.prepare_output(folder, overwrite=options.overwrite)
+    elif rank0:
+        from transferkit.bundle import check_writable
+
+        check_writable(folder, overwrite=options.overwrite)
+    dataset, messages = load_data(options)
+    splits = split_indices(dataset.labels, val_fraction=options.val, test_fraction=options.test, seed=options.seed,
+                           splits=dataset.splits)
+    if not quiet and rank0:
+        print_class_counts(dataset, splits, out)
+        for message in messages:
+            out.print(f"[yellow]{message}[/]", highlight=False)
+
+    decisions: dict[str, Any] = {}
+    options, decisions = _choose(options, dataset, splits, out=out if rank0 and not quiet else None)
+    if estimator is None or decisions:
+        estimator = build_estimator(options)
+        if rank0 and "strategy_decision" in decisions:
+            estimator.prepare_output(folder, overwrite=options.overwrite)
+
+    train, valid, test = (dataset.subset(splits.get(s, [])) for s in ("train", "val", "test"))
+    has_val = len(valid) > 0
+    extra: dict[str, Any] = {"run_record": options.to_record()} if estimator.kind == "finetuned" else {}
+    estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None, **extra)
+    if not rank0:
+        return {}
+    metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
+    skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
+    estimator.save(folder, metrics={**metrics, "skipped": skipped},
+                   overwrite=options.overwrite or estimator.kind == "finetuned",
+                   extra={"data": _data_record(options, splits, dataset), **decisions})
+    summary = {"out": str(folder), **estimator.summary(), "n_test": metrics.get("n", 0),
+               "accuracy": metrics.get("accuracy"), "balanced_accuracy": metrics.get("balanced_accuracy"),
+               "macro_f1": metrics.get("macro_f1"), "skipped": len(skipped), **dataset.notes()}
+    if estimator.kind == "tabular":
+        summary["test_columns"] = metrics.get("columns", {})
+    if quiet:
+        print(json.dumps(summary, indent=2, default=str))
+        return summary
+    _print_summary(estimator, summary, metrics, skipped, folder, out)
+    return summary
+
+
+def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,
+            out: Console | None) -> tuple[FitOptions, dict[str, Any]]:
+    """`--backbone auto` (rank on train + val: the test split never steers it) and `--strategy auto`."""
+    from transferkit.errors import ConfigError
+    from transferkit.options import is_auto_backbone
+
+    decisions: dict[str, Any] = {}
+    if is_auto_backbone(options.backbone):
+        if options.weights:
+            raise ConfigError("--weights applies to one backbone; with --backbone auto name controls as "
+                              "--backbone auto:NAME,NAME@random")
+        from transferkit.ranking.rank import rank, ranking_options
+
+        fit_part = dataset.subset(sorted(splits["train"] + splits.get("val", [])))
+        names = str(options.backbone).partition(":")[2].strip() or None
+        table = rank(fit_part, backbones=names, subsample=options.subsample or None, seed=options.seed,
+                     cache=options.cache(),
+                     options=ranking_options(options.batch_size, options.precision, progress=out is not None))
+        best = table.best
+        if best is None:
+            raise ConfigError(f"--backbone auto could not rank any candidate: {table.reason}")
+        if out is not None:
+            out.print(table)
+            out.print(f"[bold]--backbone auto:[/] fitting {best.name} (features of the ranked samples come from the "
+                      "cache)")
+        options = dataclasses.replace(options, backbone=best.backbone, weights=best.weights)
+        decisions["ranking"] = table.to_dict()
+    if options.strategy == "auto":
+        from transferkit.ranking.strategy import decide_strategy
+
+        decision = decide_strategy(len(splits["train"]), len(dataset.classes), budget_minutes=options.budget,
+                                   epochs=options.training.epochs if "epochs" in options.explicit else None,
+                                   device=_device_kind(options))
+        if out is not None:
+            out.print(f"[bold]--strategy auto:[/] {decision}")
+        options = dataclasses.replace(options, strategy=decision.strategy)
+        decisions["strategy_decision"] = {"strategy": decision.strategy, "rule": decision.rule,
+                                          "reason": decision.reason, "estimated_minutes": decision.estimated_minutes}
+    return options, decisions
+
+
+def _device_kind(options: FitOptions) -> str:
+    if options.training.accelerator in ("cpu", "gpu"):
+        return options.training.accelerator
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: LabelledData) -> dict[str, Any]:
+    """What the bundle records of the data: enough to read it again the same way and split it the same way."""
+    return {"source": str(options.data), "modality": options.modality, "path_column": options.path_column,
+            "label_column": options.label_column, "columns": options.table_columns(), "seed": options.seed,
+            "val": options.val, "test": options.test, "splits": {k: len(v) for k, v in splits.items()},
+            **dataset.notes()}
+
+
+def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metrics: dict[str, Any],
+                   skipped: dict[str, str], folder: Path, out: Console) -> None:
+    from transferkit.commands._console import column_notes, text_notes_line
+
+    if metrics:
+        print_metrics(metrics, out)
+    report = estimator.fit_report_
+    if estimator.kind == "finetuned":
+        if summary.get("lr_found"):
+            out.print(f"[bold]--lr auto:[/] the learning-rate finder chose {summary['lr']:.3g} (steepest loss "
+                      "descent); saved in the bundle")
+        out.print(f"fine-tuned {summary['backbone']} ({summary['freeze']}) for {summary['epochs_run']} epochs in "
+                  f"{summary['seconds']:.1f}s, lr {summary['lr']:.3g}, best epoch {summary['best_epoch']}, "
+                  f"{summary['precision']}; logs in {folder / 'logs'}")
+    elif estimator.kind == "tabular":
+        for line in column_notes(summary.get("columns", {}), "training + validation: ") + column_notes(
+                summary.get("test_columns", {}), "test: "):
+            out.print(f"[yellow]{line}[/]", highlight=False)
+        gates = report.head_choice.get("mean_gates")
+        if gates:
+            names = list(summary.get("columns", {}))  # block order
+            out.print("gated fusion, mean gate per column: "
+                      + ", ".join(f"{n}={g:.2f}" for n, g in zip(names, gates, strict=False)), highlight=False)
+    else:
+        choice = ", ".join(f"{k}={v}" for k, v in report.head_choice.items() if not isinstance(v, dict))
+        out.print(f"features: {report.extracted} extracted, {report.cached} from cache ({report.precision}, "
+                  f"{report.extract_seconds:.1f}s); head: {summary['head']} ({choice}); "
+                  f"{'class-weighted' if report.class_weighted else 'unweighted'}")
+    print_skipped(skipped, out)
+    text_line = text_notes_line(summary)
+    if text_line:
+        out.print(text_line, highlight=False)
+    rows = " ROWS.csv  (or --row '{…}')" if estimator.kind == "tabular" else " FILES…"
+    out.print(f"[green]saved[/] {folder}  →  transferkit predict {folder}{rows}")

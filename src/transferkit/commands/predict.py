@@ -1,0 +1,131 @@
+"""`transferkit predict`: the label and its probability for each input, from any bundle."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from transferkit.commands._console import console, print_skipped
+from transferkit.commands._flags import AsJson, CacheDir, Model, NoCache, cache_arg
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="predict")(predict)
+
+
+def predict(
+    model: Model,
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="Files or folders to classify; for a text model also sentences, text files (a line each) or "
+             "tables; for a table model, tables of rows.")] = None,
+    row: Annotated[list[str] | None, typer.Option(
+        "--row", help="Table models: one row as JSON, e.g. '{\"title\": \"…\", \"price\": 3}' (repeatable).")] = None,
+    text_column: Annotated[str | None, typer.Option(
+        "--text-column", help="Text models: the column of tables to read (default: the training one).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels.")] = 1,
+    as_json: AsJson = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Print the predicted label and its probability for each input."""
+    run_predict(model, inputs or [], top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
+                cache_dir=cache_arg(cache_dir, no_cache), rows=row or [], text_column=text_column)
+
+
+def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str = "table", cache_dir: Any = None,
+                rows: Sequence[str] = (), text_column: str | None = None, out: Console = console
+                ) -> list[dict[str, Any]]:
+    from transferkit.data.inputs import read_prediction_inputs
+    from transferkit.errors import DataError
+    from transferkit.estimators.load import load
+
+    clf = load(model, cache_dir=cache_dir, progress=fmt == "table")
+    saved = clf.manifest_.get("data", {})
+    modality = clf.modality_
+    layout = clf.manifest_.get("columns", []) if modality == "table" else []  # a table model's column layout
+    columns = [c["name"] for c in layout]
+    path_columns = [c["name"] for c in layout if c["kind"] in ("image", "audio")]
+    got = read_prediction_inputs(modality, inputs, rows=rows, columns=columns, path_columns=path_columns,
+                                 text_column=text_column or str(saved.get("path_column") or "text"))
+    feats = clf.features(got.items)
+    notes = list(got.notes) + _notes_after(clf, got.items)
+    proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))
+    results: list[dict[str, Any]] = []
+    row_of = np.cumsum(feats.ok) - 1
+    k = max(1, min(top_k, len(clf.classes_)))
+    for i in range(len(got.items)):
+        if not feats.ok[i]:
+            results.append({"input": got.names[i], "label": None, "probability": None, "error": feats.failed.get(i)})
+            continue
+        p = proba[row_of[i]]
+        order = np.argsort(-p)[:k]
+        result: dict[str, Any] = {"input": got.names[i], "label": str(clf.classes_[order[0]]),
+                                  "probability": float(p[order[0]])}
+        if k > 1:
+            result["top"] = [{"label": str(clf.classes_[j]), "probability": float(p[j])} for j in order]
+        results.append(result)
+    _print_results(results, fmt, k, out)
+    for note in notes:  # truncated texts, empty texts, missing table cells: said, never silent
+        (out.print(f"[yellow]note:[/] {note}", highlight=False) if fmt == "table"
+         else print(f"note: {note}", file=sys.stderr))
+    if results and all(r["label"] is None for r in results):
+        raise DataError(f"none of the {len(results)} input(s) could be read; first error: {results[0]['error']}")
+    return results
+
+
+def _notes_after(clf: Any, items: Sequence[Any]) -> list[str]:
+    """Notes after extraction: texts cut at the model's window, table cells missing or unreadable."""
+    from transferkit.commands._console import column_notes
+
+    if clf.modality_ == "table":
+        return column_notes(getattr(clf, "last_columns_", {}), "")
+    notes = clf.backbone_.input_notes(items)
+    if "long_text" not in notes:
+        return []
+    n = notes.get("truncated_texts", 0)
+    if notes["long_text"] == "chunk":
+        return [f"long texts pooled over {notes['max_tokens']}-token chunks"
+                + (f"; {n} exceeded the chunk budget and were cut" if n else "")]
+    return [f"{n} text(s) longer than {notes['max_tokens']} tokens were truncated (the model only read their "
+            "beginning)"] if n else []
+
+
+def _print_results(results: list[dict[str, Any]], fmt: str, k: int, out: Console) -> None:
+    if fmt == "json":
+        print(json.dumps(results, indent=2))
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["input", "label", "probability", "error"])
+        for r in results:
+            writer.writerow([r["input"], r["label"] or "", "" if r["probability"] is None
+                             else f"{r['probability']:.6f}", r.get("error") or ""])
+        print(buf.getvalue(), end="")
+        return
+    table = Table()
+    table.add_column("input", overflow="fold")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for r in results:
+        if r["label"] is None:
+            table.add_row(r["input"], "[red]unreadable[/]", "")
+        elif k > 1:
+            table.add_row(r["input"], "\n".join(t["label"] for t in r["top"]),
+                          "\n".join(f"{t['probability']:.3f}" for t in r["top"]))
+        else:
+            table.add_row(r["input"], r["label"], f"{r['probability']:.3f}")
+    out.print(table)
+    print_skipped({r["input"]: r["error"] for r in results if r["label"] is None}, out)
+

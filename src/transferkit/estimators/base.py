@@ -1,0 +1,302 @@
+"""The estimator contract every transferkit model meets, on scikit-learn's model.
+
+- `__init__` stores its keyword arguments unchanged, nothing else; `get_params` / `set_params` are
+  introspected from the signature (scikit-learn's `BaseEstimator`), so `sklearn.base.clone` works
+  on every estimator and keeps every parameter.
+- Each class declares its `_parameter_constraints` once; `fit` checks them (`validate()`), and so
+  does the CLI, which builds the very same estimator before it reads any data.
+- Learned state ends in `_`; using an estimator before `fit` raises `NotFittedError` naming it.
+- One prediction path: `features(X)` (frozen encoders, cached) → `proba_from_features(values)`
+  (the head). `predict`, `predict_proba`, `score` and `evaluate` are written once, here.
+- `save(path)` / `cls.load(path)` are templates: the base writes and reads the bundle and the part
+  of its manifest every model shares; a class adds what is its own (`_manifest`, `_tensors`,
+  `_card_facts`, `_restore`). The manifest key `estimator` says which class reads a bundle
+  (`transferkit.load` dispatches on it).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from transferkit.data.dataset import LabelledData
+from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
+from transferkit.features import Features
+
+# -- parameter constraints -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What one parameter accepts: a check and the words for it ("a positive integer")."""
+
+    check: Callable[[Any], bool]
+    expected: str
+
+    def validate(self, name: str, value: Any) -> None:
+        if not self.check(value):
+            raise ConfigError(f"{name} must be {self.expected}; got {value!r}")
+
+
+def one_of(*options: Any) -> Constraint:
+    return Constraint(lambda v: v in options, " | ".join(map(str, options)))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+POSITIVE_INT = Constraint(lambda v: _is_int(v) and v > 0, "a positive integer")
+SEED = Constraint(lambda v: _is_int(v) and v >= 0, "a non-negative integer")
+NAME = Constraint(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty name")
+FLAG = Constraint(lambda v: isinstance(v, bool), "true or false")
+OPTIONAL_NAME = Constraint(lambda v: v is None or (isinstance(v, str) and bool(v.strip())), "a name or None")
+CACHE = Constraint(lambda v: v is None or isinstance(v, bool | str | Path) or hasattr(v, "folder"),
+                   "a folder, None (the default cache) or False (no cache)")
+VAL_FRACTION = Constraint(lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 0.9,
+                          "a fraction in [0, 0.9)")
+CLASS_WEIGHT = one_of("auto", "balanced", "none")
+LONG_TEXT = one_of("truncate", "chunk")
+PROBE_PRECISION = one_of("auto", "bf16", "fp32")
+
+
+def head_spec() -> Constraint:
+    """A head spec that parses (`linear`, `mlp:256`, `dense:512:relu, dense:N`)."""
+    from transferkit.heads import parse_head
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, str) or not value.strip():
+            return False
+        parse_head(value)  # raises a ConfigError that points at the bad layer
+        return True
+
+    return Constraint(check, "a head spec such as 'linear', 'mlp' or 'dense:512:relu, dense:N'")
+
+
+# -- what fit reports ------------------------------------------------------------------------------
+
+
+@dataclass
+class FitReport:
+    """What happened during `fit`, for the user: counts, skips, cache use, choices made."""
+
+    n_train: int = 0
+    n_val: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    extracted: int = 0
+    cached: int = 0
+    precision: str = "fp32"
+    extract_seconds: float = 0.0
+    head_choice: dict[str, Any] = field(default_factory=dict)
+    class_weighted: bool = False
+    #: what preprocessing did to the inputs (text: truncation), from `Backbone.input_notes`
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+# -- the bundle's estimator key --------------------------------------------------------------------
+
+
+def estimator_kind(manifest: dict[str, Any]) -> str:
+    """Which estimator reads a bundle: its `estimator` key (older bundles: `kind` / `strategy`)."""
+    kind = manifest.get("estimator")
+    if kind is None:
+        if manifest.get("kind") == "tabular":
+            kind = "tabular"
+        else:
+            kind = "finetuned" if manifest.get("strategy") == "finetune" else "probe"
+    return str(kind)
+
+
+def as_labelled_data(X: Any, y: Sequence[Any] | None, what: str, *, modality: str = "image") -> LabelledData:
+    """`LabelledData` from (inputs, labels), a `LabelledData`, or a folder / table path without labels."""
+    if isinstance(X, LabelledData):
+        return X
+    if isinstance(X, str | Path) and y is None:
+        from transferkit.data import load_dataset
+
+        return load_dataset(X, modality=modality)
+    if y is None:
+        raise DataError(f"{what}: labels are missing; pass fit(X, y) or a LabelledData / folder path")
+    items = list(X)
+    return LabelledData(items=items, labels=[str(v) for v in y], source=what, modality=modality)
+
+
+# -- the contract ----------------------------------------------------------------------------------
+
+
+class TransferEstimator(ClassifierMixin, BaseEstimator):
+    """Base of every transferkit classifier (probe, table, fine-tuned)."""
+
+    #: the bundle manifest's `estimator` value for this class
+    kind: ClassVar[str]
+    #: what each `__init__` parameter accepts, checked by `validate()`
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {}
+    #: parameters `load(path, **overrides)` may set: how to run, never what was learned
+    _runtime_params: ClassVar[frozenset[str]] = frozenset({"cache_dir", "progress", "device", "batch_size"})
+
+    # learned state (declared for the type checker; absent until fit or load)
+    classes_: np.ndarray
+    head_: torch.nn.Module
+    fit_report_: FitReport
+    train_class_counts_: dict[str, int]
+    manifest_: dict[str, Any]
+
+    # -- parameters ---------------------------------------------------------------------------------
+    def validate(self) -> Self:
+        """Check every parameter against its declared constraint; a `ConfigError` names the first bad one."""
+        params = self.get_params(deep=False)
+        for name, constraint in self._parameter_constraints.items():
+            constraint.validate(name, params[name])
+        self._validate_combination()
+        return self
+
+    def _validate_combination(self) -> None:
+        """Checks that involve several parameters (override where there are any)."""
+
+    # -- fit ----------------------------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
+            y_val: Sequence[Any] | None = None) -> Self:
+        """Learn from (X, y), choosing settings on (X_val, y_val) when given; returns `self`."""
+
+    @property
+    @abstractmethod
+    def modality_(self) -> str:
+        """'image', 'text', 'audio' or 'table': what `predict` takes."""
+
+    # -- predict ------------------------------------------------------------------------------------
+    @abstractmethod
+    def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
+        """What the head sees for each input (unreadable inputs are reported in `failed`, not raised)."""
+
+    def proba_from_features(self, values: np.ndarray) -> np.ndarray:
+        """Class probabilities [n, n_classes] (columns in `classes_` order) from `features(X).values`."""
+        check_is_fitted(self, "head_")
+        with torch.no_grad():
+            logits = self.head_(torch.from_numpy(np.asarray(values, np.float32)))
+        return torch.softmax(logits.float(), dim=1).numpy()
+
+    def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
+        """Class probabilities [n, n_classes] in `classes_` order. An unreadable input raises `InputError`."""
+        feats = self.features(X)
+        if feats.failed:
+            i, reason = next(iter(feats.failed.items()))
+            raise InputError(f"input {i} could not be read: {reason}")
+        return self.proba_from_features(feats.values)
+
+    def predict(self, X: Sequence[Any]) -> np.ndarray:
+        proba = self.predict_proba(X)  # first: raises NotFittedError before `classes_` is touched
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def score(self, X: Sequence[Any], y: Sequence[Any], sample_weight: Any = None) -> float:
+        """Accuracy of `predict(X)` against `y` (labels compared as strings, as `fit` stores them)."""
+        hits = self.predict(X) == np.array([str(v) for v in y])
+        return float(np.average(hits, weights=sample_weight))
+
+    def evaluate(self, X: Any, y: Sequence[Any] | None = None) -> dict[str, Any]:
+        """Metrics on labelled data; unreadable inputs are skipped and listed in `skipped`."""
+        from transferkit.evaluate import score_probabilities
+
+        data = self._as_data(X, y, "evaluation data")
+        feats = self.features(data.items)
+        true = [str(label) for label, ok in zip(data.labels, feats.ok, strict=True) if ok]
+        metrics = score_probabilities(self.classes_, true, self.proba_from_features(feats.values))
+        metrics["skipped"] = {str(data.items[i]): reason for i, reason in feats.failed.items()}
+        metrics.update(self._evaluation_extras())
+        return metrics
+
+    def _evaluation_extras(self) -> dict[str, Any]:
+        """What `evaluate` adds for this kind of model (a table: what each column met)."""
+        return {}
+
+    def _as_data(self, X: Any, y: Sequence[Any] | None, what: str) -> LabelledData:
+        return as_labelled_data(X, y, what, modality=self.modality_)
+
+    # -- the summary a fit command shows ------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """What was fitted, as plain values (the CLI prints it; `--json` dumps it)."""
+        check_is_fitted(self, "fit_report_")
+        report = self.fit_report_
+        return {"estimator": self.kind, "modality": self.modality_, "n_train": report.n_train,
+                "n_val": report.n_val, "extracted": report.extracted, "cached": report.cached,
+                "precision": report.precision, "head_choice": report.head_choice, **report.notes}
+
+    # -- persistence --------------------------------------------------------------------------------
+    def prepare_output(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """Refuse, before any work, a `path` that `save` would not be allowed to write."""
+        from transferkit.bundle import check_writable
+
+        check_writable(path, overwrite=overwrite)
+
+    def save(self, path: str | Path, *, metrics: dict[str, Any] | None = None, overwrite: bool = False,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write the bundle (safetensors + transferkit.json + model card) atomically."""
+        from transferkit.bundle import model_card
+
+        check_is_fitted(self, "head_")
+        manifest: dict[str, Any] = {
+            "estimator": self.kind,
+            "task": "classification",
+            "modality": self.modality_,
+            "labels": [str(c) for c in self.classes_],
+            **self._manifest(),
+            "metrics": metrics or {},
+            **(extra or {}),
+        }
+        title, facts, unit, usage = self._card_facts(manifest)
+        card = model_card(manifest, title=title, facts=facts, unit=unit, usage=usage)
+        return self._write_bundle(Path(path), manifest, self._tensors(), card, overwrite=overwrite)
+
+    def _write_bundle(self, path: Path, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], card: str,
+                      *, overwrite: bool) -> Path:
+        from transferkit.bundle import save_bundle
+
+        return save_bundle(path, manifest, tensors, card, overwrite=overwrite)
+
+    @abstractmethod
+    def _manifest(self) -> dict[str, Any]:
+        """This class's part of the manifest (backbone reference, head, training record…)."""
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """What `model.safetensors` holds: the head's tensors (fine-tuning stores more)."""
+        return {f"head.{k}": v for k, v in self.head_.state_dict().items()}
+
+    @abstractmethod
+    def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
+        """(title, facts, unit, usage) for the bundle's model card."""
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> Self:
+        """Rebuild a saved model. `overrides` may set how it runs (`cache_dir`, `progress`, `device`, …)."""
+        from transferkit.bundle import load_bundle
+
+        unknown = sorted(set(overrides) - cls._runtime_params)
+        if unknown:
+            raise ConfigError(f"{cls.__name__}.load: {', '.join(unknown)} cannot be changed on a saved model; "
+                              f"it may set {', '.join(sorted(cls._runtime_params))}")
+        manifest, tensors = load_bundle(path)
+        kind = estimator_kind(manifest)
+        if kind != cls.kind:
+            raise BundleError(f"'{path}' holds a {kind} model, not a {cls.kind} one; load it with "
+                              "transferkit.load(path)")
+        try:
+            estimator = cls._restore(manifest, tensors, Path(path), overrides)
+        except TransferkitError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a manifest that does not fit its tensors
+            raise BundleError(f"'{path}' is damaged or from an incompatible transferkit: {exc!r}") from exc
+        estimator.manifest_ = manifest
+        return estimator
+
+    @classmethod
+    @abstractmethod
+    def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
+                 overrides: dict[str, Any]) -> Self:
+        """Rebuild the fitted estimator from its manifest and tensors (weights checked by sha256)."""

@@ -1,0 +1,428 @@
+"""`FinetunedClassifier`: parameter transfer — the backbone and a new head trained end to end.
+
+    clf = FinetunedClassifier("efficientnet_lite0", training=FinetuneConfig(freeze="gradual", epochs=5))
+    clf.fit(paths, labels, X_val=val_paths, y_val=val_labels, run_dir="runs/ft").save("runs/ft")
+    transferkit.load("runs/ft").predict(paths)
+
+A facade over `transferkit.finetune` (Lightning): this class says *what* is trained (which
+backbone, head, seed, batch size, precision) and keeps the run folder — `run.json` records what is
+trained on what, so that `fit(..., resume=True)` refuses another backbone or other data — while the
+engine (`finetune.trainer`) decides how it runs. Once fitted, the network sits behind the backbone
+contract (`LogitsBackbone`, logits as features, identity head), so prediction streams through the
+same extractor as a probe's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.backbones.base import Backbone
+from transferkit.cache import FeatureCache, resolve_cache
+from transferkit.data.dataset import LabelledData
+from transferkit.errors import BundleError, ConfigError, check_is_fitted
+from transferkit.estimators.base import (
+    CACHE,
+    FLAG,
+    NAME,
+    OPTIONAL_NAME,
+    POSITIVE_INT,
+    SEED,
+    Constraint,
+    FitReport,
+    TransferEstimator,
+    as_labelled_data,
+    head_spec,
+    one_of,
+)
+from transferkit.features import ExtractOptions, Features, extract_features
+from transferkit.finetune.config import PRECISIONS, FinetuneConfig
+from transferkit.finetune.model import FinetuneModel, LogitsBackbone
+from transferkit.heads import class_weights, parse_head
+
+
+@dataclass
+class FinetuneReport(FitReport):
+    """What happened during fine-tuning (the probe's report plus the training run)."""
+
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    best_score: float | None = None
+    lr: float = 0.0
+    lr_found: bool = False
+    trainable_by_epoch: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    dropped: int = 0
+    checkpoint: str | None = None
+    world_size: int = 1
+
+
+TRAINING = Constraint(lambda v: v is None or isinstance(v, FinetuneConfig), "a FinetuneConfig or None")
+
+
+class FinetunedClassifier(TransferEstimator):
+    """Backbone + head fine-tuned end to end on Lightning; `training` says how (see `FinetuneConfig`)."""
+
+    kind: ClassVar[str] = "finetuned"
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "backbone": NAME,
+        "weights": OPTIONAL_NAME,
+        "head": head_spec(),
+        "seed": SEED,
+        "batch_size": POSITIVE_INT,
+        "precision": one_of(*PRECISIONS),
+        "training": TRAINING,
+        "cache_dir": CACHE,
+        "progress": FLAG,
+        "device": OPTIONAL_NAME,
+        "run_dir": Constraint(lambda v: v is None or isinstance(v, str | Path), "a folder or None"),
+        "resume": FLAG,
+    }
+    _runtime_params: ClassVar[frozenset[str]] = frozenset({"cache_dir", "progress", "device", "batch_size"})
+
+    fit_report_: FinetuneReport
+    model_: FinetuneModel
+    peft_: dict[str, Any] | None
+    backbone_reference_: dict[str, Any]
+    backbone_: LogitsBackbone
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        *,
+        weights: str | None = None,
+        head: str = "linear",
+        seed: int = 0,
+        batch_size: int = 32,
+        precision: str = "auto",
+        training: FinetuneConfig | None = None,
+        cache_dir: str | Path | bool | FeatureCache | None = False,
+        progress: bool = True,
+        device: str | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.backbone = backbone
+        self.weights = weights
+        self.head = head
+        self.seed = seed
+        self.batch_size = batch_size
+        self.precision = precision
+        self.training = training
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.device = device
+        self.run_dir = run_dir
+        self.resume = resume
+
+    @property
+    def config(self) -> FinetuneConfig:
+        """The training settings in force (`training`, or the defaults)."""
+        return self.training if self.training is not None else FinetuneConfig()
+
+    def _validate_combination(self) -> None:
+        self.config.validate()
+        if self.resume and self.run_dir is None:
+            raise ConfigError("resume=True continues the run in run_dir; give run_dir (the CLI: --resume RUN)")
+
+    @property
+    def modality_(self) -> str:
+        check_is_fitted(self, "model_")
+        return str(self.model_.backbone.modality)
+
+    # -- fit ----------------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Sequence[Any] | LabelledData | str | Path,
+        y: Sequence[Any] | None = None,
+        *,
+        X_val: Sequence[Any] | None = None,
+        y_val: Sequence[Any] | None = None,
+        run_record: dict[str, Any] | None = None,
+        callbacks: Sequence[Any] = (),
+    ) -> FinetunedClassifier:
+        """Fine-tune on (X, y), validating on (X_val, y_val) when given; returns `self`.
+
+        The `run_dir` parameter keeps `run.json`, checkpoints and logs (a temporary folder when None);
+        `resume=True` continues from `run_dir/checkpoints/last.ckpt` after checking that the run was
+        started with the same backbone and training data. `run_record` is stored in `run.json`
+        beside them (the CLI keeps the options it was started with there); `callbacks` are extra
+        Lightning callbacks.
+        """
+        run_dir, resume = self.run_dir, self.resume
+        import lightning.pytorch as pl
+
+        from transferkit.finetune.trainer import lightning_precision, train_module
+        from transferkit.runtime import is_rank_zero
+
+        self.validate()
+        cfg = self.config
+        spec = parse_head(self.head)
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        backbone = self._build_backbone(cfg)
+        data = as_labelled_data(X, y, "training data", modality=backbone.modality)
+        self.backbone_reference_ = {**backbone.describe(), "weights_source": self.weights,
+                                    "random_seed": self.seed if self.weights == "random" else None}
+        if run_dir is not None and resume:  # first: resuming on other data or another backbone is refused
+            self._record_run(Path(run_dir), data, resume=True, record=run_record or {})
+        data.validate_for_training()
+        if run_dir is not None and not resume:
+            self._record_run(Path(run_dir), data, resume=False, record=run_record or {})
+        val = (as_labelled_data(X_val, y_val, "validation data", modality=backbone.modality)
+               if X_val is not None and len(X_val) else None)
+        self.classes_ = np.array(data.classes)
+        index = {c: i for i, c in enumerate(self.classes_)}
+        if val is not None:
+            unknown = sorted(set(val.labels) - set(index))
+            if unknown:
+                raise ConfigError(f"validation data has classes not in the training data: {unknown[:5]}")
+        y_train = np.array([index[label] for label in data.labels])
+        y_val_idx = [index[label] for label in val.labels] if val is not None else []
+
+        peft = None
+        if cfg.peft:
+            from transferkit.finetune.peft import apply_peft
+
+            peft = apply_peft(backbone, cfg.peft, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                              targets=list(cfg.lora_targets) if cfg.lora_targets else None)
+        torch.manual_seed(self.seed)
+        model = FinetuneModel(backbone, spec, len(self.classes_))
+        weights, sample_weights = self._balance(cfg, y_train)
+
+        from transferkit.finetune.data import Augment, FinetuneData
+        from transferkit.finetune.module import FinetuneModule
+
+        module = FinetuneModule(model, cfg, seed=self.seed, class_weights=weights, peft=peft)
+        augment = Augment(cfg.aug_scale_min, cfg.aug_hflip, cfg.aug_color_jitter) if cfg.augment else None
+        dm = FinetuneData(backbone, (list(data.items), y_train.tolist()),
+                          (list(val.items), y_val_idx) if val is not None else None, batch_size=self.batch_size,
+                          seed=self.seed, augment=augment, sample_weights=sample_weights,
+                          num_workers=cfg.num_workers)
+        root = Path(tempfile.mkdtemp(prefix="transferkit-ft-")) if run_dir is None else Path(run_dir)
+        report = FinetuneReport(n_train=len(data), n_val=len(val) if val is not None else 0,
+                                class_weighted=weights is not None)
+        start = time.perf_counter()
+        try:
+            outcome = train_module(module, dm, cfg, root=root, has_val=val is not None, precision=self.precision,
+                                   batch_size=self.batch_size, progress=self.progress and is_rank_zero(),
+                                   resume=resume, callbacks=callbacks)
+        finally:
+            if run_dir is None:
+                shutil.rmtree(root, ignore_errors=True)
+        report.seconds = time.perf_counter() - start
+        report.lr, report.lr_found = outcome.lr, outcome.lr_found
+        report.epochs_run, report.world_size = outcome.epochs_run, outcome.world_size
+        report.best_epoch, report.best_score, report.checkpoint = (outcome.best_epoch, outcome.best_score,
+                                                                   outcome.checkpoint)
+        report.trainable_by_epoch = outcome.trainable_by_epoch
+        report.dropped = dm.dropped
+        report.precision = lightning_precision(self.precision, cfg.accelerator)
+        report.notes = backbone.input_notes(data.items)
+        model.eval()
+        self.model_, self.module_, self.peft_, self.trainer_ = model, module, peft, outcome.trainer
+        self.fit_report_ = report
+        self.train_class_counts_ = data.class_counts()
+        self._set_predictor(model, "unsaved:" + str(id(model)))
+        return self
+
+    def _build_backbone(self, cfg: FinetuneConfig) -> Backbone:
+        from transferkit.backbones import create_backbone
+
+        kwargs = {"seed": self.seed} if self.weights == "random" else {}
+        backbone = create_backbone(self.backbone, weights=self.weights, **kwargs)
+        if not backbone.layer_groups():
+            raise ConfigError(f"backbone '{backbone.name}' cannot be fine-tuned (it exposes no trainable layers); "
+                              "use the default --strategy probe")
+        if cfg.input_size is not None:
+            pre = backbone.preprocess_config()
+            if "input_size" not in pre:
+                raise ConfigError(f"input_size applies to image backbones; '{backbone.name}' is {backbone.modality}")
+            backbone.apply_preprocess_config({**pre, "input_size": cfg.input_size})
+        return backbone
+
+    def _balance(self, cfg: FinetuneConfig, y_train: np.ndarray) -> tuple[torch.Tensor | None, np.ndarray | None]:
+        """Class weights for the loss, or per-sample weights for a balanced sampler (`class_balance`)."""
+        n_classes = len(self.classes_)
+        if cfg.class_balance in ("auto", "weights"):
+            w = class_weights(y_train, n_classes, "auto" if cfg.class_balance == "auto" else "balanced")
+            return (None if w is None else torch.from_numpy(w)), None
+        if cfg.class_balance == "sampler":
+            counts = np.bincount(y_train, minlength=n_classes).astype(np.float64)
+            return None, 1.0 / counts[y_train]
+        return None, None
+
+    def _record_run(self, run_dir: Path, data: LabelledData, *, resume: bool, record: dict[str, Any]) -> None:
+        """A new run writes `run.json` (what is trained on what); a resumed one checks it is the same."""
+        from transferkit.finetune.checkpoint import check_same_run, data_fingerprint, read_run, write_run
+        from transferkit.runtime import is_rank_zero
+
+        fingerprint = data_fingerprint([str(i) for i in data.items], data.labels)
+        if resume:
+            check_same_run(run_dir, read_run(run_dir), backbone=self.backbone_reference_, data=fingerprint)
+        elif is_rank_zero():
+            write_run(run_dir, {"status": "running", "data_source": data.source, "data_fingerprint": fingerprint,
+                                "n_train": len(data), "params": self._params_record(),
+                                "backbone": self.backbone_reference_, "options": record})
+
+    def _params_record(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "weights": self.weights, "head": self.head, "seed": self.seed,
+                "batch_size": self.batch_size, "precision": self.precision, "training": self.config.to_dict()}
+
+    def _set_predictor(self, model: FinetuneModel, weights_id: str) -> None:
+        self.backbone_ = LogitsBackbone(model, weights_id)
+        self.head_ = nn.Identity()
+
+    # -- predict ------------------------------------------------------------------------------------
+    def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
+        """The fine-tuned network's logits (cached only once saved: an unsaved model has no stable id)."""
+        check_is_fitted(self, "model_")
+        store = resolve_cache(self.cache_dir) if cache else None
+        if self.backbone_.weights_id.startswith("unsaved:"):
+            store = None
+        options = ExtractOptions(batch_size=self.batch_size, precision="auto", progress=self.progress,
+                                 device=self.device)
+        return extract_features(self.backbone_, list(X), options=options, cache=store, description="predicting")
+
+    def summary(self) -> dict[str, Any]:
+        report, cfg = self.fit_report_, self.config
+        return {**super().summary(), "strategy": "finetune", "backbone": self.backbone, "head": self.head,
+                "freeze": "peft:" + cfg.peft if cfg.peft else cfg.freeze, "epochs_run": report.epochs_run,
+                "best_epoch": report.best_epoch, "lr": report.lr, "lr_found": report.lr_found,
+                "seconds": round(report.seconds, 2), "trainable_by_epoch": report.trainable_by_epoch,
+                "processes": report.world_size}
+
+    # -- persistence --------------------------------------------------------------------------------
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """Everything, or for PEFT only what was trained (+ the head)."""
+        everything = self.model_.tensors()
+        if not self.peft_:
+            return {f"model.{k}": v for k, v in everything.items()}
+        from transferkit.finetune.peft import is_peft_parameter
+
+        method = self.peft_["method"]
+        keep = {k: v for k, v in everything.items()
+                if k.startswith("head.") or (k.startswith("backbone.") and isinstance(v, nn.Parameter)
+                                             and is_peft_parameter(k.removeprefix("backbone."), method))}
+        return {f"model.{k}": v for k, v in keep.items()}
+
+    def _manifest(self) -> dict[str, Any]:
+        cfg, report = self.config, self.fit_report_
+        return {
+            "strategy": "finetune",
+            "backbone": self.backbone_reference_,
+            "head": {"spec": self.head, "uses_feature_map": self.model_.uses_feature_map,
+                     "in_features": self.model_.head_in_features},
+            "finetune": {
+                "config": cfg.to_dict(), "peft": self.peft_, "stored": "trained" if self.peft_ else "all",
+                "lr": report.lr, "lr_found": report.lr_found, "epochs_run": report.epochs_run,
+                "best_epoch": report.best_epoch, "best_score": report.best_score, "monitor": cfg.monitor,
+                "trainable_by_epoch": report.trainable_by_epoch,
+            },
+            "training": {"seed": self.seed, "batch_size": self.batch_size, "precision_setting": self.precision,
+                         "n_train": report.n_train, "n_val": report.n_val, "class_counts": self.train_class_counts_,
+                         "class_weighted": report.class_weighted, "precision": report.precision,
+                         "skipped": report.dropped, "seconds": report.seconds},
+        }
+
+    def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
+        ft = manifest["finetune"]
+        how = f"PEFT {ft['peft']['method']}" if ft.get("peft") else f"freeze schedule '{ft['config']['freeze']}'"
+        finder = " found by the LR finder" if ft.get("lr_found") else ""
+        return (f"transferkit model: {manifest['backbone']['name']} fine-tuned + {manifest['head']['spec']} head",
+                [f"- strategy: finetune ({how}, {ft['epochs_run']} epochs, lr {ft['lr']:.3g}{finder})",
+                 f"- starting weights sha256: `{manifest['backbone']['weights_id']}`"],
+                "examples",
+                "Load with `transferkit predict <this folder> FILES…` or `transferkit.load(<this folder>)`.")
+
+    def prepare_output(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """A run folder for a new run (an unfinished run there is refused unless `overwrite`)."""
+        if self.resume:
+            return
+        from transferkit.finetune.checkpoint import prepare_run_folder
+
+        prepare_run_folder(Path(path), overwrite=overwrite)
+
+    def _write_bundle(self, path: Path, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], card: str,
+                      *, overwrite: bool) -> Path:
+        """Into a run folder, the bundle lands beside its checkpoints (assembled aside, manifest moved last)."""
+        from transferkit.bundle import MANIFEST, WEIGHTS, save_bundle
+        from transferkit.finetune.checkpoint import RUN_FILE, read_run, write_run
+
+        if not (path / RUN_FILE).is_file():
+            return save_bundle(path, manifest, tensors, card, overwrite=overwrite)
+        staged = save_bundle(path.parent / f".{path.name}.bundle-{os.getpid()}", manifest, tensors, card,
+                             overwrite=True)
+        try:
+            for name in ("README.md", WEIGHTS, MANIFEST):
+                os.replace(staged / name, path / name)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        run = read_run(path)
+        write_run(path, {**{k: v for k, v in run.items() if k != "kind"}, "status": "done"})
+        return path
+
+    @classmethod
+    def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
+                 overrides: dict[str, Any]) -> FinetunedClassifier:
+        from transferkit.backbones import create_backbone
+        from transferkit.backbones.weights import sha256_file
+        from transferkit.bundle import WEIGHTS
+
+        ft = manifest["finetune"]
+        saved = ft["config"]  # older bundles kept backbone, head, seed, batch size and precision in it too
+        info = manifest["backbone"]
+        training = manifest.get("training", {})
+        clf = cls(info["name"], weights=info.get("weights_source"), head=manifest["head"]["spec"],
+                  seed=int(training.get("seed", saved.get("seed", 0))),
+                  batch_size=int(training.get("batch_size", saved.get("batch_size", 32))),
+                  precision=str(training.get("precision_setting", saved.get("precision", "auto"))),
+                  training=FinetuneConfig.from_dict(saved), **overrides)
+        full = ft.get("stored") == "all"
+        if full and info.get("modality") == "image":
+            backbone = create_backbone(info["name"], weights="random")  # every tensor comes from the bundle
+        else:
+            seed = info.get("random_seed")
+            backbone = create_backbone(info["name"], weights=info.get("weights_source"),
+                                       **({"seed": seed} if seed is not None else {}))
+            if backbone.weights_id != info["weights_id"]:
+                raise BundleError(f"'{path}' was fine-tuned from backbone '{info['name']}' with weights "
+                                  f"{info['weights_id'][:12]}…, but the weights on this machine are "
+                                  f"{backbone.weights_id[:12]}…; install the same weights")
+        backbone.apply_preprocess_config(info["preprocess"])
+        peft = ft.get("peft")
+        if peft:
+            from transferkit.finetune.peft import apply_peft
+
+            if peft["method"] == "lora":
+                apply_peft(backbone, "lora", r=peft["r"], alpha=peft["alpha"], dropout=peft["dropout"],
+                           targets=peft["targets"])
+            else:
+                apply_peft(backbone, "bitfit")
+        labels = manifest["labels"]
+        model = FinetuneModel(backbone, parse_head(manifest["head"]["spec"]), len(labels))
+        expected = {f"model.{k}" for k in model.tensors()}
+        unknown, missing = set(tensors) - expected, expected - set(tensors)
+        if unknown or (full and missing):
+            raise BundleError(f"'{path}': its tensors do not fit the model it describes ({len(unknown)} unexpected, "
+                              f"e.g. {sorted(unknown)[:3]}; {len(missing) if full else 0} missing, "
+                              f"e.g. {sorted(missing)[:3] if full else []})")
+        model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items()}, strict=False)
+        model.eval()
+        clf.classes_ = np.array(labels)
+        clf.model_, clf.peft_, clf.backbone_reference_ = model, peft, info
+        clf.fit_report_ = FinetuneReport(n_train=training.get("n_train", 0), n_val=training.get("n_val", 0),
+                                         lr=ft.get("lr", 0.0), epochs_run=ft.get("epochs_run", 0),
+                                         best_epoch=ft.get("best_epoch"), best_score=ft.get("best_score"))
+        clf.train_class_counts_ = training.get("class_counts", {})
+        clf._set_predictor(model, sha256_file(path / WEIGHTS))
+        return clf

@@ -1,0 +1,23 @@
+"""What is trained on top of a backbone's features: head specs, their training, and fusion of columns.
+
+- `spec`: the head spec language (`linear`, `mlp:512`, `dense:1024:relu, dropout:0.5, dense:N`) and
+  the modules it builds;
+- `train`: fitting a head on cached features (linear probe with C chosen on validation; one
+  minibatch loop for every torch head);
+- `fusion`: learned per-column gates over the blocks of a multimodal table.
+"""
+
+from transferkit.heads.spec import HeadSpec, Layer, Standardize, build_head, parse_head
+from transferkit.heads.train import HeadTraining, class_weights, fit_head, train_on_features
+
+__all__ = [
+    "HeadSpec",
+    "HeadTraining",
+    "Layer",
+    "Standardize",
+    "build_head",
+    "class_weights",
+    "fit_head",
+    "parse_head",
+    "train_on_features",
+]

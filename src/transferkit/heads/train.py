@@ -1,0 +1,191 @@
+"""Training a head on cached features: the linear probe (scikit-learn L-BFGS, C chosen on
+validation) and one minibatch loop for every torch head (MLP, layer specs, gated fusion)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.errors import ConfigError
+from transferkit.heads.spec import HeadSpec, Standardize, build_head
+
+
+@dataclass(frozen=True)
+class HeadTraining:
+    """Settings for training a head on cached features."""
+
+    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    max_iter: int = 1000
+    epochs: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    patience: int = 20
+
+
+def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray | None:
+    """'balanced' → n / (C · count); 'auto' → balanced when the largest class is ≥ 3x the smallest."""
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    if mode == "none":
+        return None
+    if mode == "auto" and counts.max() < 3 * max(counts.min(), 1):
+        return None
+    if mode not in ("auto", "balanced"):
+        raise ConfigError(f"class_weight must be 'auto', 'balanced' or 'none'; got '{mode}'")
+    return (len(y) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
+def fit_head(
+    spec: HeadSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    num_classes: int,
+    *,
+    weights: np.ndarray | None,
+    seed: int,
+    training: HeadTraining | None = None,
+) -> tuple[nn.Sequential, dict[str, Any]]:
+    """Train `spec` on features; returns the head and what was chosen (C, epochs…) for the record."""
+    if spec.uses_feature_map:
+        raise ConfigError(
+            f"head '{spec.text}' starts with flatten, which needs the unpooled feature map: use "
+            "--strategy finetune (with a frozen base for pure feature transfer)"
+        )
+    cfg = training or HeadTraining()
+    if spec.kind == "linear":
+        return _fit_linear(X, y, X_val, y_val, num_classes, weights, seed, cfg)
+    return _fit_torch(spec, X, y, X_val, y_val, num_classes, weights, seed, cfg)
+
+
+def _fit_linear(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    num_classes: int,
+    weights: np.ndarray | None,
+    seed: int,
+    cfg: HeadTraining,
+) -> tuple[nn.Sequential, dict[str, Any]]:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = X.mean(axis=0)
+    std = X.std(axis=0) + 1e-6
+
+    def fit(c: float, Xf: np.ndarray, yf: np.ndarray) -> LogisticRegression:
+        sample_weight = None if weights is None else weights[yf]
+        model = LogisticRegression(C=c, max_iter=cfg.max_iter, random_state=seed)
+        return model.fit((Xf - mean) / std, yf, sample_weight=sample_weight)
+
+    scores: dict[float, float] = {}
+    if len(X_val):
+        for c in cfg.c_grid:
+            pred = fit(c, X, y).predict((X_val - mean) / std)
+            if weights is None:
+                scores[c] = float(np.mean(pred == y_val))
+            else:
+                scores[c] = float(np.mean([np.mean(pred[y_val == k] == k) for k in np.unique(y_val)]))
+        best_c = max(cfg.c_grid, key=lambda c: (scores[c], -abs(np.log10(c))))
+        X_all, y_all = np.concatenate([X, X_val]), np.concatenate([y, y_val])
+        mean, std = X_all.mean(axis=0), X_all.std(axis=0) + 1e-6
+        model = fit(best_c, X_all, y_all)
+    else:
+        best_c = 1.0
+        model = fit(best_c, X, y)
+    head = build_head(HeadSpec("linear", "linear"), X.shape[1], num_classes)
+    standardize, linear = head[0], head[1]
+    assert isinstance(standardize, Standardize) and isinstance(linear, nn.Linear)  # build_head's linear layout
+    standardize.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+    standardize.std.copy_(torch.from_numpy(std.astype(np.float32)))
+    coef, intercept = model.coef_, model.intercept_
+    classes = list(model.classes_)
+    weight = np.zeros((num_classes, X.shape[1]), np.float32)
+    bias = np.full(num_classes, -1e4, np.float32)  # classes absent from training are never predicted
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row for class 1
+        coef = np.vstack([-coef / 2, coef / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    for row, k in enumerate(classes):
+        weight[k], bias[k] = coef[row], intercept[row]
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(weight))
+        linear.bias.copy_(torch.from_numpy(bias))
+    chosen = {"C": best_c, "val_accuracy_by_C": {str(c): s for c, s in scores.items()}}
+    return head.eval(), chosen
+
+
+def _fit_torch(
+    spec: HeadSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    num_classes: int,
+    weights: np.ndarray | None,
+    seed: int,
+    cfg: HeadTraining,
+) -> tuple[nn.Sequential, dict[str, Any]]:
+    torch.manual_seed(seed)
+    head = build_head(spec, X.shape[1], num_classes)
+    standardize = head[0]
+    assert isinstance(standardize, Standardize)  # build_head puts it first for pooled features
+    standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))
+    standardize.std.copy_(torch.from_numpy((X.std(axis=0) + 1e-6).astype(np.float32)))
+    return train_on_features(head, X, y, X_val, y_val, weights=weights, seed=seed, training=cfg)
+
+
+def train_on_features(
+    head: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    weights: np.ndarray | None,
+    seed: int,
+    training: HeadTraining,
+) -> tuple[Any, dict[str, Any]]:
+    """Minibatch AdamW on cached features, keeping the epoch of lowest validation loss.
+
+    Shared by every head trained with torch on features (MLP, layer specs, gated fusion).
+    Stops after `patience` epochs without improvement; same seed, same data → same head.
+    """
+    cfg = training
+    generator = torch.Generator().manual_seed(seed)
+    Xt, yt = torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+    Xv, yv = torch.from_numpy(X_val.astype(np.float32)), torch.from_numpy(y_val.astype(np.int64))
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights))
+    optimiser = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    has_batchnorm = any(isinstance(m, nn.BatchNorm1d) for m in head.modules())
+    best_loss, best_state, best_epoch, since_best = float("inf"), None, 0, 0
+    for epoch in range(cfg.epochs):
+        head.train()
+        order = torch.randperm(len(Xt), generator=generator)
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            if len(idx) < 2 and has_batchnorm:
+                continue
+            optimiser.zero_grad()
+            loss_fn(head(Xt[idx]), yt[idx]).backward()
+            optimiser.step()
+        if not len(Xv):
+            best_state, best_epoch = None, epoch + 1
+            continue
+        head.eval()
+        with torch.no_grad():
+            val_loss = float(loss_fn(head(Xv), yv))
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_epoch, since_best = val_loss, epoch + 1, 0
+            best_state = {k: v.clone() for k, v in head.state_dict().items()}
+        else:
+            since_best += 1
+            if since_best >= cfg.patience:
+                break
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    return head.eval(), {"epochs": best_epoch, "val_loss": best_loss if len(Xv) else None}

@@ -1,0 +1,409 @@
+"""`FitOptions`: every option of `transferkit fit`, declared once.
+
+Each field says its default, its help text (the CLI flags are generated from it), which strategies
+and modalities it applies to, and whether a `--resume` may change it. Fine-tuning settings are the
+fields of `FinetuneConfig` (the `training` field); the CLI exposes the most used of them as flags
+and a `--config` YAML file may set any of them. Precedence: defaults < YAML < flags typed.
+
+`resolve(options)` then fills in what the user left to us — the modality (from the column flags or
+the data), the default backbone of that modality — and refuses, for every modality, an option that
+does not apply (`--epochs` on a probe, `--fusion` on images, anything on `--strategy bogus`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transferkit.backbones.registry import DEFAULT_BACKBONES
+from transferkit.errors import ConfigError
+from transferkit.finetune.config import FinetuneConfig
+
+STRATEGIES = ("probe", "finetune", "auto")
+MODALITIES = ("image", "text", "audio", "table")
+#: table column kinds → the option naming their columns
+COLUMN_OPTIONS: dict[str, str] = {
+    "image": "image_column", "text": "text_column", "audio": "audio_column",
+    "numeric": "numeric_columns", "categorical": "categorical_columns",
+}
+_ALL_STRATEGIES = frozenset({"probe", "finetune"})
+_ALL_MODALITIES = frozenset(MODALITIES)
+_SINGLE = frozenset({"image", "text", "audio"})
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a `fit` option is for: its help, its CLI flags, where it applies, whether resume may change it."""
+
+    help: str
+    flags: tuple[str, ...] = ()
+    strategies: frozenset[str] = _ALL_STRATEGIES
+    modalities: frozenset[str] = _ALL_MODALITIES
+    resumable: bool = False
+    #: False: a YAML-only option (no flag)
+    cli: bool = True
+
+
+def _opt(default: Any, help: str, *flags: str, strategies: frozenset[str] = _ALL_STRATEGIES,
+         modalities: frozenset[str] = _ALL_MODALITIES, resumable: bool = False, cli: bool = True) -> Any:
+    return field(default=default, metadata={"option": Option(help, flags, strategies, modalities, resumable, cli)})
+
+
+#: fine-tuning settings that are also CLI flags (all of FinetuneConfig may be set in YAML)
+TRAINING_FLAGS: dict[str, str] = {
+    "epochs": "finetune: training epochs (default 10).",
+    "lr": "finetune: learning rate of the head, or 'auto' (LR finder). Default 1e-3.",
+    "freeze": "finetune: frozen (head only), full, or gradual (head first, then unfreeze from the top). "
+              "Default full, with layer-wise LR decay.",
+    "peft": "finetune: lora or bitfit (train only those parameters).",
+    "devices": "finetune: number of devices (2+ → DDP), or auto.",
+    "accelerator": "finetune: auto, cpu or gpu.",
+}
+#: YAML spellings accepted for option names
+_ALIASES = {"json": "as_json", "batch-size": "batch_size", "learning_rate": "lr"}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """A `transferkit fit` call: what to fit on, how, and where to save it."""
+
+    data: Path = _opt(Path("."), "Image folder (DATA/<class>/*, or DATA/{train,val,test}/<class>/*) or a "
+                      "CSV/TSV/Parquet/JSONL manifest with path,label columns.", resumable=True, cli=False)
+    out: Path | None = _opt(None, "Where to save the trained model (default runs/<data name>).", "--out", "-o")
+    backbone: str | None = _opt(None, "Backbone name (see `transferkit models`). Default by modality: image "
+                                "efficientnet_lite0, text all-minilm-l6-v2, audio ge2e; for a table, KIND=NAME "
+                                "pairs (text=…,image=…,audio=…); 'auto' ranks the available ones and fits the "
+                                "best ('auto:NAME,NAME@random' names the candidates).", "--backbone", "-b")
+    weights: str | None = _opt(None, "Backbone weights: a local file, 'random' (control), or 'hub' (online). "
+                               "Default: the backbone's own pretrained weights.", "--weights",
+                               modalities=_SINGLE)
+    head: str = _opt("linear", "Head: 'linear', 'mlp', 'mlp:HIDDEN', or layers like "
+                     "'dense:512:relu, dropout:0.2, dense:N'.", "--head")
+    val: float = _opt(0.15, "Validation fraction when DATA is not already split.", "--val")
+    test: float = _opt(0.15, "Test fraction when DATA is not already split.", "--test")
+    seed: int = _opt(0, "Random seed (same seed, same data → same result).", "--seed")
+    batch_size: int = _opt(32, "Inputs per forward pass.", "--batch-size", resumable=True)
+    precision: str = _opt("auto", "auto (bf16 where the CPU/GPU runs it natively), bf16, fp32 (finetune: also "
+                          "fp16).", "--precision")
+    class_weight: str = _opt("auto", "auto (balanced if the largest class is ≥3x the smallest), balanced, none.",
+                             "--class-weight")
+    path_column: str = _opt("path", "Manifest column with input paths.", "--path-column")
+    label_column: str = _opt("label", "Manifest column with labels.", "--label-column")
+    modality: str | None = _opt(None, "image, text, audio or table. Default: from the column flags, else from "
+                                "DATA (a folder of clips is audio).", "--modality")
+    text_column: str | None = _opt(None, "Column of texts. Alone: a text classifier; with other columns: a table.",
+                                   "--text-column", modalities=frozenset({"text", "table"}))
+    image_column: str | None = _opt(None, "Column of image paths (a table when given with other columns).",
+                                    "--image-column", modalities=frozenset({"image", "table"}))
+    audio_column: str | None = _opt(None, "Column of audio paths (a table when given with other columns).",
+                                    "--audio-column", modalities=frozenset({"audio", "table"}))
+    numeric_columns: str | None = _opt(None, "Comma-separated numeric columns (standardised, with a missing mask).",
+                                       "--numeric-columns", modalities=frozenset({"table"}))
+    categorical_columns: str | None = _opt(None, "Comma-separated categorical columns (one-hot; unseen → all zero).",
+                                           "--categorical-columns", modalities=frozenset({"table"}))
+    fusion: str = _opt("concat", "Tables: concat (late fusion of the column embeddings) or gated (learned "
+                       "per-column gates; encoders stay frozen).", "--fusion", modalities=frozenset({"table"}),
+                       strategies=frozenset({"probe"}))
+    long_text: str = _opt("truncate", "Texts longer than the model's window: truncate (counted, reported) or chunk "
+                          "(embed overlapping chunks and average).", "--long-text",
+                          modalities=frozenset({"text", "table"}), strategies=frozenset({"probe"}))
+    strict: bool = _opt(False, "Fail on unreadable inputs instead of skipping them.", "--strict",
+                        strategies=frozenset({"probe"}))
+    overwrite: bool = _opt(False, "Replace a trained model already at --out.", "--overwrite")
+    cache_dir: Path | None = _opt(None, "Feature cache folder (default ~/.cache/transferkit).", "--cache-dir",
+                                  resumable=True)
+    no_cache: bool = _opt(False, "Do not read or write the feature cache.", "--no-cache", resumable=True)
+    as_json: bool = _opt(False, "Print JSON instead of tables.", "--json", resumable=True)
+    strategy: str = _opt("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
+                         "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",
+                         "--strategy")
+    budget: float | None = _opt(None, "--strategy auto: training time budget in minutes (default 30).", "--budget")
+    subsample: int = _opt(1000, "--backbone auto: rank on a stratified subsample of N samples (0: all).",
+                          cli=False)
+    config: Path | None = _opt(None, "YAML file setting any fit option (flags given here override it).",
+                               "--config", resumable=True)
+    resume: Path | None = _opt(None, "finetune: continue the run in this --out folder from its last checkpoint.",
+                               "--resume", strategies=frozenset({"finetune"}), resumable=True)
+    #: fine-tuning settings (flags: epochs, lr, freeze, peft, devices, accelerator; YAML: every field)
+    training: FinetuneConfig = field(default_factory=FinetuneConfig)
+    #: the option names the user set (typed flags, YAML keys): only these can be "inapplicable"
+    explicit: frozenset[str] = frozenset()
+
+    # -- the declarations -----------------------------------------------------------------------------
+    @staticmethod
+    def declared() -> dict[str, Option]:
+        """Every top-level option (not `training`) and its declaration."""
+        return {f.name: f.metadata["option"] for f in dataclasses.fields(FitOptions) if "option" in f.metadata}
+
+    @staticmethod
+    def known_names() -> frozenset[str]:
+        return frozenset(FitOptions.declared()) | FinetuneConfig.field_names()
+
+    @staticmethod
+    def resumable_names() -> frozenset[str]:
+        return frozenset(n for n, o in FitOptions.declared().items() if o.resumable) | FinetuneConfig.resumable()
+
+    # -- building -------------------------------------------------------------------------------------
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], *, explicit: frozenset[str] | None = None) -> FitOptions:
+        """From flat `name → value` (CLI, YAML, a run record); fine-tuning names fill `training`.
+
+        Unknown names are errors naming the close matches; `explicit` defaults to the names given.
+        """
+        top, training = _split_values(values, where="options")
+        given = frozenset(values) if explicit is None else explicit
+        return cls(**top, training=_training(FinetuneConfig(), training), explicit=given)
+
+    def merged(self, values: Mapping[str, Any], *, explicit: bool = True) -> FitOptions:
+        """These options with `values` laid over them (`explicit`: the user set them)."""
+        top, training = _split_values(values, where="options")
+        return dataclasses.replace(self, **top, training=_training(self.training, training),
+                                   explicit=self.explicit | (frozenset(values) if explicit else frozenset()))
+
+    def to_record(self) -> dict[str, Any]:
+        """Flat JSON-able values (saved with a run so that `--resume` rebuilds the same options)."""
+        out: dict[str, Any] = {}
+        for name in self.declared():
+            value = getattr(self, name)
+            out[name] = str(value) if isinstance(value, Path) else value
+        out.update(self.training.to_dict())
+        return out
+
+    # -- derived --------------------------------------------------------------------------------------
+    def value(self, name: str) -> Any:
+        """Any option by its flat name (a top-level field or a fine-tuning setting)."""
+        return getattr(self.training if name in FinetuneConfig.field_names() else self, name)
+
+    def table_columns(self) -> dict[str, list[str]]:
+        """Column kind → the columns named for it (empty lists for the kinds not given)."""
+        return {kind: split_columns(getattr(self, option)) for kind, option in COLUMN_OPTIONS.items()}
+
+    def cache(self) -> Path | bool | None:
+        """What estimators take as `cache_dir`: False with --no-cache, else the folder (None: default)."""
+        return False if self.no_cache else self.cache_dir
+
+    def out_folder(self) -> Path:
+        if self.resume is not None:
+            return Path(self.resume)
+        if self.out is not None:
+            return Path(self.out)
+        data = Path(self.data)
+        return Path("runs") / (data.stem if data.is_file() else data.resolve().name)
+
+
+# -- building helpers ---------------------------------------------------------------------------------
+
+
+def split_columns(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """'price, weight' → ['price', 'weight']; a list is flattened the same way."""
+    if value is None:
+        return []
+    parts = [value] if isinstance(value, str) else list(value)
+    return [c.strip() for part in parts for c in str(part).split(",") if c.strip()]
+
+
+def _split_values(values: Mapping[str, Any], *, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    top_names, training_names = frozenset(FitOptions.declared()), FinetuneConfig.field_names()
+    top: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in top_names:
+            top[key] = Path(value) if key in ("data", "out", "cache_dir", "config", "resume") and value is not None \
+                else value
+        elif key in training_names:
+            training[key] = value
+        else:
+            close = difflib.get_close_matches(key, sorted(top_names | training_names), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"{where}: unknown option '{key}'.{hint}")
+    return top, training
+
+
+def _training(base: FinetuneConfig, values: Mapping[str, Any]) -> FinetuneConfig:
+    """`base` with fine-tuning settings replaced; CLI strings ('auto', '2', '3e-4') parsed to their types."""
+    parsed = dict(values)
+    if "lr" in parsed:
+        parsed["lr"] = parse_lr(parsed["lr"])
+    if isinstance(parsed.get("devices"), str) and parsed["devices"].isdigit():
+        parsed["devices"] = int(parsed["devices"])
+    if isinstance(parsed.get("lora_targets"), list):
+        parsed["lora_targets"] = tuple(parsed["lora_targets"])
+    return dataclasses.replace(base, **parsed)
+
+
+def parse_lr(value: Any) -> float | str:
+    if value == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--lr must be a number such as 1e-3, or 'auto'; got {value!r}") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Options from a YAML file (a flat mapping of `fit` option → value), names checked."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"--config '{path}': no such file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config '{path}' is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config '{path}' must be a mapping of option: value; got {type(raw).__name__}")
+    values = {_ALIASES.get(str(k), str(k).replace("-", "_")): v for k, v in raw.items()}
+    _split_values(values, where=f"--config '{path}'")  # unknown names: an error naming the file
+    return values
+
+
+def from_sources(flags: Mapping[str, Any], *, data: Path) -> FitOptions:
+    """defaults < `--config` YAML < `flags` (the options the user typed)."""
+    options = FitOptions.from_values({"data": data})  # the data is always given: explicit
+    config = flags.get("config")
+    if config is not None:
+        options = options.merged(read_yaml(Path(config)))
+    return options.merged(flags)
+
+
+# -- resolution -----------------------------------------------------------------------------------
+
+
+def guess_folder_modality(folder: Path, limit: int = 500) -> str:
+    """'audio' when a class folder tree holds more audio files than images, else 'image'."""
+    from transferkit.data.audio import AUDIO_EXTENSIONS
+    from transferkit.data.images import IMAGE_EXTENSIONS
+
+    images = audio = 0
+    for i, f in enumerate(folder.rglob("*")):
+        if i >= limit:
+            break
+        suffix = f.suffix.lower()
+        images += suffix in IMAGE_EXTENSIONS
+        audio += suffix in AUDIO_EXTENSIONS
+    return "audio" if audio > images else "image"
+
+
+def resolve_modality(options: FitOptions) -> str:
+    """Column flags decide first: one text/image/audio column alone is that modality; several kinds, or
+    numeric/categorical columns, a table. Then `--modality`; then the data (a folder of clips is audio)."""
+    columns = options.table_columns()
+    given = [kind for kind, cols in columns.items() if cols]
+    asked = options.modality
+    if asked is not None and asked not in MODALITIES:
+        raise ConfigError(f"--modality must be one of {', '.join(MODALITIES)}; got {asked!r}")
+    single = len(given) == 1 and given[0] in _SINGLE and len(columns[given[0]]) == 1
+    if given and not single:
+        modality = "table"
+    elif single:
+        modality = given[0]
+    elif asked is not None:
+        modality = asked
+    else:
+        data = Path(options.data)
+        modality = guess_folder_modality(data) if data.is_dir() else "image"
+    if asked is not None and asked != modality:
+        raise ConfigError(f"--modality {asked} does not match the columns given ({', '.join(given)} → {modality}); "
+                          "drop --modality or the column flags")
+    return modality
+
+
+def is_auto_backbone(value: str | None) -> bool:
+    return isinstance(value, str) and (value == "auto" or value.startswith("auto:"))
+
+
+def resolve(options: FitOptions) -> FitOptions:
+    """The options with the modality and default backbone filled in, every option checked to apply.
+
+    A single-column manifest reads its inputs from that column (`--text-column text` → path_column
+    'text'). Raises `ConfigError` naming the first option that is invalid or does not apply.
+    """
+    if options.strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {options.strategy!r}")
+    modality = resolve_modality(options)
+    changes: dict[str, Any] = {"modality": modality}
+    if modality in _SINGLE:
+        column = split_columns(getattr(options, COLUMN_OPTIONS[modality]))
+        if column:
+            changes["path_column"] = column[0]
+        if options.backbone is None:
+            changes["backbone"] = DEFAULT_BACKBONES[modality]
+    resolved = dataclasses.replace(options, **changes)
+    _check_applicable(resolved)
+    return resolved
+
+
+def _check_applicable(options: FitOptions) -> None:
+    """Every option the user set applies to this modality and strategy, for every modality."""
+    modality, strategy = str(options.modality), options.strategy
+    if modality == "table" and strategy == "finetune":
+        raise ConfigError("a multimodal table trains on frozen encoders: use the default --strategy probe, "
+                          "with --fusion concat (default) or --fusion gated (learned per-column gates)")
+    if modality == "table" and is_auto_backbone(options.backbone):
+        raise ConfigError("--backbone auto ranks the backbones of one input column; for a table name one per kind "
+                          "(--backbone text=…,image=…)")
+    declared = FitOptions.declared()
+    strategies = {"probe", "finetune"} if strategy == "auto" else {strategy}
+    if modality == "table":
+        strategies = {"probe"}
+    for name in sorted(options.explicit):
+        flag = "--" + name.replace("_", "-") if name != "as_json" else "--json"
+        if name in FinetuneConfig.field_names():
+            if "finetune" not in strategies:
+                raise ConfigError(f"{flag} applies to --strategy finetune; add --strategy finetune (the strategy "
+                                  f"here, {strategy}, trains a head on frozen features)"
+                                  if modality != "table" else
+                                  f"{flag} applies to fine-tuning, which tables do not do (they train on frozen "
+                                  "encoders)")
+            continue
+        option = declared[name]
+        if modality not in option.modalities:
+            raise ConfigError(f"{flag} applies to {' / '.join(sorted(option.modalities))} data; this is {modality} "
+                              "data (drop the flag, or set --modality)")
+        if not strategies & option.strategies:
+            raise ConfigError(f"{flag} applies to --strategy {' / '.join(sorted(option.strategies))}, not {strategy}")
+    if "budget" in options.explicit and strategy != "auto":
+        raise ConfigError("--budget applies to --strategy auto (it decides between probe and fine-tuning)")
+
+
+def resumed(options: FitOptions, run_options: Mapping[str, Any], folder: Path) -> FitOptions:
+    """The options of the run in `folder` (saved at its start), with the resumable ones the user set now.
+
+    Any other option set now must equal the saved one (compared after normalising: paths resolved,
+    strings parsed); else a `ConfigError` names it.
+    """
+    known = FitOptions.known_names()
+    saved = FitOptions.from_values({k: v for k, v in run_options.items() if k in known}, explicit=frozenset())
+    if options.out is not None and _norm(options.out) != _norm(folder):
+        raise ConfigError(f"--resume '{folder}' continues that run in its own folder; --out '{options.out}' "
+                          "differs. Drop --out (the bundle is saved in the run folder)")
+    resumable = FitOptions.resumable_names()
+    for name in sorted(options.explicit - resumable - {"out", "strategy"}):
+        now, then = options.value(name), saved.value(name)
+        if _norm(now) != _norm(then):
+            flag = "--" + name.replace("_", "-")
+            if name in ("backbone", "weights"):
+                raise ConfigError(f"--resume '{folder}' was trained with {name} '{then}', not '{now}'; refusing to "
+                                  "continue it with another backbone")
+            raise ConfigError(f"--resume '{folder}' continues the run as it was started; {flag} differs "
+                              f"({then!r} then, {now!r} now). Drop the flag, or start a new run")
+    if "strategy" in options.explicit and options.strategy != "finetune":
+        raise ConfigError(f"--resume continues a fine-tuning run; --strategy {options.strategy} does not resume")
+    carry = {name: options.value(name) for name in options.explicit & resumable if name != "resume"}
+    return dataclasses.replace(saved.merged(carry), strategy="finetune", resume=folder, out=None,
+                               explicit=options.explicit | {"resume"})
+
+
+def _norm(value: Any) -> Any:
+    """A value in the form two spellings of it share (paths resolved, numbers as float, lists as tuples)."""
+    if isinstance(value, Path) or (isinstance(value, str) and ("/" in value or value.startswith("."))):
+        return str(Path(value).expanduser().resolve())
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, list):
+        return tuple(_norm(v) for v in value)
+    return value

@@ -1,0 +1,128 @@
+"""`FitOptions`: every option declared once, the CLI generated from it, and every option that does
+not apply refused for every modality — before any data is read."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from transferkit.commands import app
+from transferkit.errors import ConfigError
+from transferkit.options import FitOptions, from_sources, read_yaml, resolve, resumed
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """A tiny dataset of each modality, as the `fit` arguments that select it."""
+    root = tmp_path_factory.mktemp("modalities")
+    images = root / "images"
+    for cls in ("a", "b"):
+        (images / cls).mkdir(parents=True)
+        (images / cls / "1.png").write_bytes(b"")
+    clips = root / "clips"
+    for cls in ("a", "b"):
+        (clips / cls).mkdir(parents=True)
+        (clips / cls / "1.wav").write_bytes(b"")
+    texts = root / "texts.csv"
+    texts.write_text("text,label\nhello,a\nworld,b\n")
+    table = root / "table.csv"
+    table.write_text("title,price,label\nhello,1,a\nworld,2,b\n")
+    return {
+        "image": [str(images)],
+        "audio": [str(clips)],
+        "text": [str(texts), "--text-column", "text"],
+        "table": [str(table), "--text-column", "title", "--numeric-columns", "price"],
+    }
+
+
+def fit(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["fit", *args], catch_exceptions=True)
+    if isinstance(result.exception, ConfigError):
+        return 2, str(result.exception)
+    return result.exit_code, result.output
+
+
+MODALITIES = ("image", "text", "audio", "table")
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_unknown_strategy_is_refused_for_every_modality(datasets: dict[str, list[str]], modality: str,
+                                                        tmp_path: Path) -> None:
+    code, message = fit(*datasets[modality], "--strategy", "bogus", "--out", str(tmp_path / "m"))
+    assert code == 2 and "--strategy must be one of probe, finetune, auto; got 'bogus'" in message
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+@pytest.mark.parametrize("flag", [("--epochs", "5"), ("--freeze", "gradual"), ("--lr", "1e-3")])
+def test_fine_tune_only_flags_are_refused_on_a_probe(datasets: dict[str, list[str]], modality: str,
+                                                     flag: tuple[str, str], tmp_path: Path) -> None:
+    code, message = fit(*datasets[modality], *flag, "--out", str(tmp_path / "m"))
+    assert code == 2 and flag[0] in message and ("finetune" in message or "fine-tuning" in message)
+
+
+@pytest.mark.parametrize("modality", ("image", "text", "audio"))
+def test_table_only_flags_are_refused_elsewhere(datasets: dict[str, list[str]], modality: str,
+                                                tmp_path: Path) -> None:
+    code, message = fit(*datasets[modality], "--fusion", "gated", "--out", str(tmp_path / "m"))
+    assert code == 2 and "--fusion applies to table data" in message and modality in message
+
+
+def test_a_table_does_not_fine_tune_and_budget_needs_auto(datasets: dict[str, list[str]], tmp_path: Path) -> None:
+    code, message = fit(*datasets["table"], "--strategy", "finetune", "--out", str(tmp_path / "m"))
+    assert code == 2 and "frozen encoders" in message
+    code, message = fit(*datasets["image"], "--budget", "5", "--out", str(tmp_path / "m"))
+    assert code == 2 and "--budget applies to --strategy auto" in message
+    code, message = fit(*datasets["image"], "--long-text", "chunk", "--out", str(tmp_path / "m"))
+    assert code == 2 and "--long-text applies to table / text data" in message
+
+
+def test_yaml_accepts_every_option_the_cli_takes(tmp_path: Path) -> None:
+    config = tmp_path / "fit.yaml"
+    config.write_text("text_column: body\nmodality: text\nfusion: concat\nlong_text: chunk\nbudget: 12\n"
+                      "strategy: auto\nepochs: 3\nlayer_decay: 0.5\njson: true\n")
+    options = from_sources({"config": config}, data=tmp_path / "reviews.csv")
+    assert (options.text_column, options.modality, options.long_text, options.budget) == ("body", "text", "chunk", 12)
+    assert (options.training.epochs, options.training.layer_decay, options.as_json) == (3, 0.5, True)
+    flags = {f.name for f in dataclasses.fields(FitOptions) if "option" in f.metadata}
+    keys = {k for k in read_yaml(config)}
+    assert keys <= FitOptions.known_names() and flags <= FitOptions.known_names()
+    # flags beat YAML; the text column travels as the text column (the path column only reads it)
+    options = from_sources({"config": config, "text_column": "title", "strategy": "probe", "budget": None},
+                           data=tmp_path / "reviews.csv")
+    resolved = resolve(dataclasses.replace(options, explicit=frozenset({"text_column"})))
+    assert resolved.text_column == "title" and resolved.path_column == "title" and resolved.modality == "text"
+
+
+def test_unknown_yaml_option_names_the_file_and_close_matches(tmp_path: Path) -> None:
+    config = tmp_path / "fit.yaml"
+    config.write_text("text_colum: body\n")
+    with pytest.raises(ConfigError, match=r"fit.yaml': unknown option 'text_colum'. Did you mean text_column"):
+        read_yaml(config)
+
+
+def test_cli_flags_are_the_declared_options() -> None:
+    """The flags are generated from the declarations: every declared CLI option is a flag of `fit`."""
+    result = CliRunner().invoke(app, ["fit", "--help"], terminal_width=200)
+    for name, option in FitOptions.declared().items():
+        if option.cli:
+            assert option.flags[0] in result.output, name
+    for flag in ("--epochs", "--lr", "--freeze", "--peft", "--devices", "--accelerator"):
+        assert flag in result.output
+
+
+def test_resume_compares_normalised_values_and_refuses_another_out(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    saved = FitOptions.from_values({"data": tmp_path / "d", "strategy": "finetune", "cache_dir": str(tmp_path / "c"),
+                                    "epochs": 2, "lr": 0.001}).to_record()
+    same = from_sources({"resume": run, "cache_dir": Path(tmp_path / "c"), "lr": "1e-3", "epochs": 4},
+                        data=tmp_path / "d")
+    options = resumed(same, saved, run)
+    assert options.training.epochs == 4 and options.strategy == "finetune" and options.out_folder() == run
+    with pytest.raises(ConfigError, match=r"--out .* differs"):
+        resumed(from_sources({"resume": run, "out": tmp_path / "other"}, data=tmp_path / "d"), saved, run)
+    with pytest.raises(ConfigError, match="--seed differs"):
+        resumed(from_sources({"resume": run, "seed": 7}, data=tmp_path / "d"), saved, run)

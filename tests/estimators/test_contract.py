@@ -1,0 +1,131 @@
+"""One contract over every estimator (as the ranking estimators have theirs): scikit-learn's rules,
+one prediction path, and bundles that round-trip through `transferkit.load` without unpickling."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import transferkit
+from transferkit.errors import ConfigError, NotFittedError
+from transferkit.estimators.base import TransferEstimator, estimator_kind
+from transferkit.estimators.finetuned import FinetunedClassifier
+from transferkit.estimators.probe import TransferClassifier
+from transferkit.estimators.tabular import TabularTransferClassifier
+from transferkit.finetune.config import FinetuneConfig
+
+#: per estimator: non-default values for every parameter (clone must keep each), and one bad value
+NON_DEFAULT: dict[type[TransferEstimator], dict[str, Any]] = {
+    TransferClassifier: dict(backbone="resnet10t", weights="random", head="mlp:32", class_weight="balanced",
+                             val_fraction=0.2, seed=3, batch_size=7, precision="fp32", long_text="truncate",
+                             cache_dir=False, strict=True, progress=False, device="cpu"),
+    TabularTransferClassifier: dict(image_columns=["img"], text_columns=["t"], audio_columns=[],
+                                    numeric_columns=["x"], categorical_columns=["c"], image_backbone="resnet10t",
+                                    text_backbone="minilm", audio_backbone="ge2e", head="mlp", fusion="gated",
+                                    class_weight="none", val_fraction=0.25, seed=5, batch_size=9, precision="fp32",
+                                    long_text="chunk", cache_dir=False, progress=False, device="cpu"),
+    FinetunedClassifier: dict(backbone="test_efficientnet", weights="random", head="dense:8:relu, dense:N", seed=2,
+                              batch_size=4, precision="fp16", training=FinetuneConfig(epochs=3, freeze="gradual"),
+                              cache_dir=None, progress=False, device="cpu", run_dir="runs/x", resume=True),
+}
+BAD: dict[type[TransferEstimator], tuple[str, Any]] = {
+    TransferClassifier: ("class_weight", "heavy"),
+    TabularTransferClassifier: ("fusion", "sum"),
+    FinetunedClassifier: ("precision", "fp8"),
+}
+ESTIMATORS = list(NON_DEFAULT)
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_clone_keeps_every_parameter(cls: type[TransferEstimator]) -> None:
+    params = NON_DEFAULT[cls]
+    assert set(params) == set(cls().get_params()), "the table above lists every parameter"
+    estimator = cls(**params)
+    copy = clone(estimator)
+    assert copy is not estimator and type(copy) is cls
+    assert copy.get_params() == estimator.get_params() == params
+    estimator.set_params(seed=11)
+    assert estimator.seed == 11 and copy.seed == params["seed"]
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_bad_parameter_is_named_when_validated(cls: type[TransferEstimator]) -> None:
+    name, value = BAD[cls]
+    estimator = cls(**{**NON_DEFAULT[cls], "resume": False} if cls is FinetunedClassifier else NON_DEFAULT[cls])
+    estimator.set_params(**{name: value})  # __init__ and set_params store; validation is fit's (and the CLI's)
+    with pytest.raises(ConfigError, match=f"{name} must be .*got {value!r}"):
+        estimator.validate()
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_use_before_fit_names_the_class(cls: type[TransferEstimator]) -> None:
+    with pytest.raises(NotFittedError, match=f"This {cls.__name__} is not fitted yet"):
+        cls().predict(["a"])
+
+
+def _table(n: int = 36) -> tuple[list[dict[str, Any]], list[str]]:
+    rng = np.random.default_rng(0)
+    labels = [("low", "high")[i % 2] for i in range(n)]
+    rows = [{"x": float(rng.normal(3.0 if y == "high" else -3.0)), "c": ("a", "b")[i % 3 == 0]}
+            for i, y in enumerate(labels)]
+    return rows, labels
+
+
+def _fitted(cls: type[TransferEstimator], image_folder: Path, tmp_path: Path) -> tuple[TransferEstimator, list[Any]]:
+    from transferkit.data import load_dataset
+
+    if cls is TabularTransferClassifier:
+        rows, labels = _table()
+        est = TabularTransferClassifier(numeric_columns=["x"], categorical_columns=["c"], progress=False)
+        return est.fit(rows, labels), rows[:5]
+    data = load_dataset(image_folder)
+    if cls is TransferClassifier:
+        est = TransferClassifier("test_efficientnet", weights="random", precision="fp32", progress=False,
+                                 cache_dir=tmp_path / "cache")
+        return est.fit(data), data.items[:5]
+    est = FinetunedClassifier("test_efficientnet", weights="random", precision="fp32", batch_size=8, progress=False,
+                              training=FinetuneConfig(epochs=1, input_size=32, augment=False, num_workers=0))
+    return est.fit(data), data.items[:5]
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_save_then_load_dispatches_on_the_manifest_and_never_unpickles(
+        cls: type[TransferEstimator], image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    est, sample = _fitted(cls, image_folder, tmp_path)
+    assert est.fit_report_.n_train > 0 and set(est.summary()) >= {"estimator", "modality", "n_train"}
+    expected = est.predict_proba(sample)
+    out = est.save(tmp_path / "bundle")
+    manifest = json.loads((out / "transferkit.json").read_text())
+    assert manifest["estimator"] == cls.kind == estimator_kind(manifest)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a bundle was unpickled")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    loaded = transferkit.load(out, progress=False)
+    assert type(loaded) is cls
+    np.testing.assert_allclose(loaded.predict_proba(sample), expected, atol=1e-5)
+    assert list(loaded.classes_) == list(est.classes_)
+    assert loaded.score(sample, list(est.predict(sample))) == 1.0
+
+
+def test_load_refuses_overrides_of_what_was_learned(image_folder: Path, tmp_path: Path) -> None:
+    est, _ = _fitted(TabularTransferClassifier, image_folder, tmp_path)
+    out = est.save(tmp_path / "t")
+    with pytest.raises(ConfigError, match="fusion cannot be changed on a saved model"):
+        transferkit.load(out, fusion="gated")
+
+
+def test_older_bundles_dispatch_by_their_kind_and_strategy() -> None:
+    assert estimator_kind({"strategy": "probe"}) == "probe"
+    assert estimator_kind({"kind": "tabular", "strategy": "probe"}) == "tabular"
+    assert estimator_kind({"strategy": "finetune"}) == "finetuned"
+    assert estimator_kind({"estimator": "tabular"}) == "tabular"
