@@ -40,6 +40,8 @@ class BackboneEntry:
     available: Callable[[], bool]
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    #: False for a fixed graph (e.g. ONNX) that extracts features but has no trainable layers
+    finetunable: bool = True
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
@@ -63,7 +65,7 @@ def _load_families() -> None:
     _FAMILIES_LOADED = True
     import importlib
 
-    for module in ("image", "text", "audio"):
+    for module in ("image", "text", "audio", "yamnet"):
         try:
             importlib.import_module(f"transferkit.backbones.{module}")
         except ModuleNotFoundError as exc:  # a family whose module is not written yet
