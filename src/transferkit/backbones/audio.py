@@ -33,6 +33,7 @@ turns such a name into a factory for the registry.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -221,7 +222,7 @@ def collate_waveforms(samples: Sequence[torch.Tensor]) -> dict[str, torch.Tensor
 
 def audio_config_from_dict(config: dict[str, Any]) -> AudioLoadConfig:
     """The `AudioLoadConfig` a saved `AudioLoadConfig.to_dict()` describes."""
-    fields = ("sample_rate", "duration_s", "min_duration_s", "silence_threshold", "crop")
+    fields = {f.name for f in dataclasses.fields(AudioLoadConfig)}
     try:
         return AudioLoadConfig(**{k: config[k] for k in fields if k in config})
     except TypeError as exc:
@@ -356,7 +357,7 @@ class GE2ESpeakerEncoder(WaveformBackbone):
             "partial_hop_frames": self.partial_hop_frames,
             "min_coverage": self.min_coverage,
             "partial_pooling": "mean-then-l2",
-            "vad_trim": False,
+            "vad_trim": self.audio.vad != "off",
         }
 
     def apply_preprocess_config(self, config: dict[str, Any]) -> None:
