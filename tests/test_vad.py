@@ -158,17 +158,30 @@ def test_vad_settings_are_in_the_config_only_when_on() -> None:
 
 @pytest.mark.parametrize("name", ["ge2e-speaker-encoder", "efficientnet_lite0+logmel"])
 def test_every_audio_backbone_takes_it_and_saves_it(name: str, tmp_path: Path) -> None:
-    plain = create_backbone(name, weights="random")
-    trimmed = create_backbone(name, weights="random", audio=AudioLoadConfig(vad="edges"))
+    whole = create_backbone(name, weights="random", audio=AudioLoadConfig(vad="off"))
+    trimmed = create_backbone(name, weights="random", audio=AudioLoadConfig(vad="all"))
     saved = json.loads(json.dumps(trimmed.preprocess_config()))
-    assert saved["audio"]["vad"] == "edges"
-    plain.apply_preprocess_config(saved)  # a bundle's saved preprocessing is adopted
-    assert plain.preprocess_config() == saved and plain.audio.vad == "edges"
+    assert saved["audio"]["vad"] == "all"
+    whole.apply_preprocess_config(saved)  # a bundle's saved preprocessing is adopted
+    assert whole.preprocess_config() == saved and whole.audio.vad == "all"
     cache = FeatureCache(tmp_path)
-    fresh = create_backbone(name, weights="random")
+    fresh = create_backbone(name, weights="random", audio=AudioLoadConfig(vad="off"))
     assert cache.folder(fresh, "fp32") != cache.folder(trimmed, "fp32")  # part of the cache key
     clip = padded(voice(0), 1.0, 1.0, seed=0)
     assert len(trimmed.load(clip)) < 0.6 * len(fresh.load(clip))
+
+
+def test_defaults_speech_models_trim_sound_models_do_not() -> None:
+    """GE2E (a speech model; resemblyzer trims too) trims the edges by default; sound-event models
+    keep clips whole, since trimming to the speech would cut the other sounds of a clip."""
+    assert create_backbone("ge2e-speaker-encoder", weights="random").audio.vad == "edges"
+    assert create_backbone("efficientnet_lite0+logmel", weights="random").audio.vad == "off"
+    old = create_backbone("ge2e-speaker-encoder", weights="random", audio=AudioLoadConfig(vad="off"))
+    saved = json.loads(json.dumps(old.preprocess_config()))
+    assert "vad" not in saved["audio"]  # what a bundle saved before VAD existed looks like
+    restored = create_backbone("ge2e-speaker-encoder", weights="random")
+    restored.apply_preprocess_config(saved)
+    assert restored.audio.vad == "off"  # such a bundle predicts as it was trained: untrimmed
 
 
 def test_vad_runs_without_importing_torch_audio_packages() -> None:

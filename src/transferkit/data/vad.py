@@ -67,7 +67,7 @@ def _session() -> Any:
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            _sessions.clear()  # a session inherited through fork is not used
+            # a session inherited through fork stays in the dict, unused (never destroyed in the child)
             _sessions[pid] = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         return _sessions[pid]
 
