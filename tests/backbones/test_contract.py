@@ -13,6 +13,9 @@ from transferkit.backbones import create_backbone, list_backbones
 from transferkit.errors import BackboneError
 
 ENTRIES = list_backbones()
+#: trainable backbones get the full contract on random weights; fixed graphs (ONNX) below
+TRAINABLE = [e for e in ENTRIES if e.finetunable]
+FIXED = [e for e in ENTRIES if not e.finetunable]
 
 
 def sample_inputs(modality: str) -> list:
@@ -30,7 +33,7 @@ def test_registry_is_not_empty() -> None:
     assert any(e.name == "efficientnet_lite0" for e in ENTRIES)
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+@pytest.mark.parametrize("entry", TRAINABLE, ids=[e.name for e in TRAINABLE])
 def test_contract(entry) -> None:
     backbone = create_backbone(entry.name, weights="random")
     assert backbone.name == entry.name
@@ -61,6 +64,27 @@ def test_contract(entry) -> None:
     in_groups = {id(p) for g in groups for p in g.parameters()}
     trainable = [p for n, p in backbone.named_parameters() if not n.startswith("source_head")]
     assert all(id(p) in in_groups for p in trainable), "layer_groups must cover every backbone parameter"
+
+
+@pytest.mark.parametrize("entry", FIXED, ids=[e.name for e in FIXED])
+def test_fixed_graph_contract(entry) -> None:
+    """A backbone that is a fixed graph: the same contract on its own weights, and clear errors for
+    what it cannot do (random weights, layer groups for fine-tuning)."""
+    with pytest.raises(BackboneError, match="random"):
+        create_backbone(entry.name, weights="random")
+    if not entry.available():
+        pytest.skip(f"weights of '{entry.name}' not installed (pip package '{entry.source}')")
+    backbone = create_backbone(entry.name)
+    assert (backbone.name, backbone.modality, backbone.num_features) == (entry.name, entry.modality, entry.num_features)
+    config = backbone.preprocess_config()
+    assert json.loads(json.dumps(config)) == config
+    assert len(backbone.weights_id) == 64
+    batch = backbone.preprocess(sample_inputs(entry.modality))
+    with torch.inference_mode():
+        feats, again = backbone.forward_features(batch), backbone.forward_features(batch)
+    assert feats.shape == (2, entry.num_features) and torch.isfinite(feats).all() and torch.equal(feats, again)
+    with pytest.raises(BackboneError, match="fine-tune"):
+        backbone.layer_groups()
 
 
 def test_random_init_is_seeded() -> None:
@@ -121,7 +145,7 @@ def test_pickled_weight_file_is_refused(tmp_path) -> None:
         create_backbone("resnet18", weights=str(path))
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+@pytest.mark.parametrize("entry", TRAINABLE, ids=[e.name for e in TRAINABLE])
 def test_state_dict_holds_each_weight_once(entry) -> None:
     backbone = create_backbone(entry.name, weights="random")
     state = backbone.state_dict()

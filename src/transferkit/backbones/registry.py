@@ -45,6 +45,8 @@ class BackboneEntry:
     available: Callable[[], bool]
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    #: False for a fixed graph (e.g. ONNX) that extracts features but has no trainable layers
+    finetunable: bool = True
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}

@@ -11,6 +11,9 @@ from pathlib import Path
 import torch
 
 from transferkit.errors import BackboneError
+from transferkit.packages import package_file
+
+__all__ = ["load_state_dict", "package_file", "sha256_file"]
 
 
 @lru_cache(maxsize=64)
@@ -27,21 +30,6 @@ def sha256_file(path: str | Path) -> str:
     p = Path(path)
     st = p.stat()
     return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
-
-
-def package_file(package: str, relative: str) -> Path | None:
-    """A file inside an installed package, found without importing the package (or None)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        candidate = Path(root) / relative
-        if candidate.exists():
-            return candidate
-    return None
 
 
 def package_glob(package: str, pattern: str) -> list[Path]:

@@ -9,6 +9,10 @@ Decoding goes through soundfile (libsndfile): WAV, FLAC and OGG/Vorbis. Resampli
 `scipy.signal.resample_poly` with the exact rational ratio of the two rates (44.1 kHz → 16 kHz
 is 160/441), a polyphase FIR filter that neither aliases nor drifts in length.
 
+With `vad` set, silence is trimmed with Silero VAD (`transferkit.data.vad`) after resampling and
+before cropping or padding to `duration_s`: leading and trailing silence ("edges"), or every pause
+("all").
+
 A clip that cannot be used raises `InputError` naming the file, so that callers can skip it and
 count it: zero-byte, corrupt or of an unknown format, shorter than `min_duration_s`, or silent
 (every sample below `silence_threshold` in magnitude).
@@ -41,6 +45,9 @@ class AudioLoadConfig:
 
     `duration_s=None` keeps each clip's own length; a number crops longer clips (keeping the
     centre) and zero-pads shorter ones at the end, so every sample has the same length.
+
+    `vad`: "off", "edges" (trim leading and trailing silence) or "all" (cut inner pauses too), with
+    Silero VAD at `vad_threshold` (speech probability), keeping `vad_pad_s` around the speech.
     """
 
     sample_rate: int = 16000
@@ -48,6 +55,9 @@ class AudioLoadConfig:
     min_duration_s: float = DEFAULT_MIN_DURATION_S
     silence_threshold: float = DEFAULT_SILENCE_THRESHOLD
     crop: Literal["center", "start"] = "center"
+    vad: Literal["off", "edges", "all"] = "off"
+    vad_threshold: float = 0.5
+    vad_pad_s: float = 0.1
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -60,6 +70,15 @@ class AudioLoadConfig:
             raise ConfigError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
         if self.crop not in ("center", "start"):
             raise ConfigError(f"crop must be 'center' or 'start', got {self.crop!r}")
+        if self.vad not in ("off", "edges", "all"):
+            raise ConfigError(
+                f"vad must be 'off', 'edges' (trim leading and trailing silence) or 'all' (also cut inner "
+                f"pauses); got {self.vad!r}"
+            )
+        if not 0 < self.vad_threshold < 1:
+            raise ConfigError(f"vad_threshold is a speech probability in (0, 1); got {self.vad_threshold}")
+        if self.vad_pad_s < 0:
+            raise ConfigError(f"vad_pad_s must be >= 0 seconds; got {self.vad_pad_s}")
 
     @property
     def num_samples(self) -> int | None:
@@ -67,9 +86,19 @@ class AudioLoadConfig:
         return None if self.duration_s is None else round(self.duration_s * self.sample_rate)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able description, including the fixed steps (mix-down, resampler, padding)."""
+        """JSON-able description, including the fixed steps (mix-down, resampler, padding).
+
+        The VAD settings appear only when VAD is on, so that configs (and the feature-cache keys and
+        bundles made from them) without VAD read exactly as they did before VAD existed.
+        """
+        values = asdict(self)
+        if self.vad == "off":
+            for key in ("vad", "vad_threshold", "vad_pad_s"):
+                values.pop(key)
+        else:
+            values["vad_model"] = "silero_vad_16k_sequence.onnx"
         return {
-            **asdict(self),
+            **values,
             "mixdown": "mean",
             "resampler": "scipy.signal.resample_poly",
             "pad": "zeros-at-end",
@@ -157,6 +186,13 @@ def prepare_waveform(
             f"{config.silence_threshold:.0e})"
         )
     data = resample(data, source_rate, config.sample_rate)
+    if config.vad != "off":
+        from transferkit.data.vad import trim_silence
+
+        data = trim_silence(
+            data, config.sample_rate, config.vad, threshold=config.vad_threshold, pad_s=config.vad_pad_s, name=name,
+            resample=resample,
+        )
     if config.num_samples is not None:
         data = fit_length(data, config.num_samples, config.crop)
     return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
