@@ -13,6 +13,12 @@ rounding, so the totals match the fractions), under three rules:
 
 The same labels and seed always give the same split, on every machine (it uses only
 `random.Random(seed)`, no global state).
+
+With `groups` (the speaker, site, device or design of each example), held-out splits are made of
+whole groups — a group is never on both sides — so that validation measures what the test will:
+performance on groups never seen in training. Groups are taken in a seeded order, each into the
+first held-out split that still needs examples, unless it would take the last training examples
+of a class.
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ def split_indices(
     test_fraction: float = 0.15,
     seed: int = 0,
     splits: Sequence[str] | None = None,
+    groups: Sequence[Hashable] | None = None,
 ) -> dict[str, list[int]]:
     """Indices of `labels` for each of "train", "val" and "test" (each list sorted).
 
     Fractions are of all examples. When `splits` (one name per example, e.g. from a split folder
     or column) is given, it is used as is: "train" is required; a missing "val" is carved out of
-    train, stratified, `val_fraction` of all examples; a missing "test" stays empty
-    (`test_fraction` is then not used). A fraction of 0 gives an empty split.
+    train, `val_fraction` of all examples; a missing "test" stays empty (`test_fraction` is then
+    not used). A fraction of 0 gives an empty split. With `groups`, the splits that are carved out
+    hold whole groups (see the module docstring); without, they are stratified by class.
     """
     _check_fraction("val_fraction", val_fraction)
     _check_fraction("test_fraction", test_fraction)
@@ -49,8 +57,13 @@ def split_indices(
         )
     rng = random.Random(seed)
     total = len(labels)
+    if groups is not None and len(groups) != total:
+        raise DataError(f"groups has {len(groups)} entries for {total} labels; give one per example")
     if splits is not None:
-        return _from_given(labels, splits, val_fraction, rng)
+        return _from_given(labels, splits, val_fraction, rng, groups)
+    if groups is not None:
+        return _by_groups(labels, groups, list(range(total)), {"test": _target(test_fraction, total),
+                                                                "val": _target(val_fraction, total)}, rng)
 
     by_class = _group(labels, range(total))
     counts = [len(indices) for indices in by_class]
@@ -122,8 +135,47 @@ def _allocate(
     return given
 
 
+def _by_groups(labels: Sequence[Hashable], groups: Sequence[Hashable], pool: list[int], targets: dict[str, int],
+               rng: random.Random) -> dict[str, list[int]]:
+    """Held-out splits of whole groups from `pool` (the rest trains), each about its target size."""
+    members: dict[Hashable, list[int]] = {}
+    for i in pool:
+        members.setdefault(groups[i], []).append(i)
+    names = sorted(members, key=lambda g: (type(g).__name__, str(g)))
+    rng.shuffle(names)
+    wanted = {split: n for split, n in targets.items() if n > 0}
+    if wanted and len(names) < 2:
+        raise DataError(f"validation by group needs at least 2 groups; the data has {len(names)} "
+                        f"({', '.join(map(str, names))}). Add groups, or drop the group column to split by example")
+    train_count: dict[Hashable, int] = {}
+    for i in pool:
+        train_count[labels[i]] = train_count.get(labels[i], 0) + 1
+    result: dict[str, list[int]] = {split: [] for split in SPLITS}
+    for name in names:
+        indices = members[name]
+        # a split takes a group while it is empty, or while the group brings it closer to its target
+        need = [split for split in ("test", "val") if split in wanted
+                and (not result[split] or wanted[split] - len(result[split]) > len(indices) / 2)]
+        taken = {}
+        for i in indices:
+            taken[labels[i]] = taken.get(labels[i], 0) + 1
+        keeps_classes = all(train_count[c] - n >= 1 for c, n in taken.items())
+        if need and keeps_classes:
+            result[need[0]] += indices
+            for c, n in taken.items():
+                train_count[c] -= n
+        else:
+            result["train"] += indices
+    for split, target in wanted.items():
+        if not result[split]:
+            raise DataError(f"no group could be held out for {split} without taking the last training examples of "
+                            "a class; add groups, or drop the group column to split by example")
+    return {split: sorted(indices) for split, indices in result.items()}
+
+
 def _from_given(
-    labels: Sequence[Hashable], splits: Sequence[str], val_fraction: float, rng: random.Random
+    labels: Sequence[Hashable], splits: Sequence[str], val_fraction: float, rng: random.Random,
+    groups: Sequence[Hashable] | None = None,
 ) -> dict[str, list[int]]:
     """Use the user's own split; carve val out of train when it has none."""
     if len(splits) != len(labels):
@@ -140,7 +192,10 @@ def _from_given(
         raise DataError(
             "the given split has no 'train' examples; add a train split (folder or column value)"
         )
-    if not result["val"] and val_fraction > 0:
+    if not result["val"] and val_fraction > 0 and groups is not None:
+        carved = _by_groups(labels, groups, result["train"], {"val": _target(val_fraction, len(labels))}, rng)
+        result["train"], result["val"] = carved["train"], carved["val"]
+    elif not result["val"] and val_fraction > 0:
         by_class = _group(labels, result["train"])
         counts = [len(indices) for indices in by_class]
         spare = [n - 1 for n in counts]
