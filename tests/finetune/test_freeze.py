@@ -70,7 +70,7 @@ def test_schedule_trains_exactly_its_groups(xy: Any, tiny: Any, mode: str, expec
 def test_frozen_bn_can_train_when_asked(xy: Any, tiny: Any) -> None:
     X, y = xy
     watch = Watch()
-    tiny(freeze="frozen", epochs=1, frozen_bn="train").fit(X, y, callbacks=[watch])
+    tiny(freeze="frozen", epochs=1, frozen_bn="train", bn_stats="train").fit(X, y, callbacks=[watch])
     assert any(k.endswith("running_mean") for k in watch.moved[0])  # stats move, weights do not
     assert not any(k.endswith(".weight") for k in watch.moved[0])
 

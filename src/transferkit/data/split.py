@@ -156,7 +156,7 @@ def _by_groups(labels: Sequence[Hashable], groups: Sequence[Hashable], pool: lis
         # a split takes a group while it is empty, or while the group brings it closer to its target
         need = [split for split in ("test", "val") if split in wanted
                 and (not result[split] or wanted[split] - len(result[split]) > len(indices) / 2)]
-        taken = {}
+        taken: dict[Hashable, int] = {}
         for i in indices:
             taken[labels[i]] = taken.get(labels[i], 0) + 1
         keeps_classes = all(train_count[c] - n >= 1 for c, n in taken.items())
@@ -166,7 +166,7 @@ def _by_groups(labels: Sequence[Hashable], groups: Sequence[Hashable], pool: lis
                 train_count[c] -= n
         else:
             result["train"] += indices
-    for split, target in wanted.items():
+    for split in wanted:
         if not result[split]:
             raise DataError(f"no group could be held out for {split} without taking the last training examples of "
                             "a class; add groups, or drop the group column to split by example")

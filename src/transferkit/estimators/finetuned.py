@@ -65,6 +65,26 @@ class FinetuneReport(FitReport):
     dropped: int = 0
     checkpoint: str | None = None
     world_size: int = 1
+    input_size: int | None = None
+
+
+def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> int | None:
+    """The input size to fine-tune at: the images' median short side (read from file headers),
+    rounded up to a multiple of 32, when it is smaller than the model's input; else None."""
+    from PIL import Image
+
+    sides = []
+    for item in list(items)[:: max(1, len(items) // sample)][:sample]:
+        try:
+            with Image.open(item) as img:
+                sides.append(min(img.size))
+        except Exception:  # an unreadable file is the data loader's to report
+            continue
+    if not sides:
+        return None
+    median = float(np.median(sides))
+    size = max(32, int(np.ceil(median / 32.0)) * 32)
+    return size if size < model_size else None
 
 
 TRAINING = Constraint(lambda v: v is None or isinstance(v, FinetuneConfig), "a FinetuneConfig or None")
@@ -169,8 +189,9 @@ class FinetunedClassifier(TransferEstimator):
         cfg = self.config
         spec = parse_head(self.head)
         pl.seed_everything(self.seed, workers=True, verbose=False)
-        backbone = self._build_backbone(cfg)
-        data = as_labelled_data(X, y, "training data", modality=backbone.modality)
+        data = as_labelled_data(X, y, "training data", modality=self._modality_hint())
+        backbone = self._build_backbone(cfg, data.items if not resume else ())
+        data.modality = backbone.modality
         self.backbone_reference_ = {**backbone.describe(), "weights_source": self.weights,
                                     "random_seed": self.seed if self.weights == "random" else None}
         if run_dir is not None and resume:  # first: resuming on other data or another backbone is refused
@@ -198,6 +219,9 @@ class FinetunedClassifier(TransferEstimator):
         torch.manual_seed(self.seed)
         model = FinetuneModel(backbone, spec, len(self.classes_))
         weights, sample_weights = self._balance(cfg, y_train)
+        head_start: dict[str, Any] = {}
+        if cfg.head_init == "probe" and not spec.uses_feature_map and not resume:
+            head_start = self._probe_head(model, data, y_train, val, y_val_idx, weights)
 
         from transferkit.finetune.data import Augment, FinetuneData
         from transferkit.finetune.module import FinetuneModule
@@ -228,6 +252,8 @@ class FinetunedClassifier(TransferEstimator):
         report.dropped = dm.dropped
         report.precision = lightning_precision(self.precision, cfg.accelerator)
         report.notes = backbone.input_notes(data.items)
+        report.head_choice = head_start
+        report.input_size = backbone.preprocess_config().get("input_size")
         model.eval()
         self.model_, self.module_, self.peft_, self.trainer_ = model, module, peft, outcome.trainer
         self.fit_report_ = report
@@ -235,7 +261,7 @@ class FinetunedClassifier(TransferEstimator):
         self._set_predictor(model, "unsaved:" + str(id(model)))
         return self
 
-    def _build_backbone(self, cfg: FinetuneConfig) -> Backbone:
+    def _build_backbone(self, cfg: FinetuneConfig, items: Sequence[Any] = ()) -> Backbone:
         from transferkit.backbones import create_backbone
 
         kwargs = {"seed": self.seed} if self.weights == "random" else {}
@@ -243,12 +269,54 @@ class FinetunedClassifier(TransferEstimator):
         if not backbone.layer_groups():
             raise ConfigError(f"backbone '{backbone.name}' cannot be fine-tuned (it exposes no trainable layers); "
                               "use the default --strategy probe")
-        if cfg.input_size is not None:
-            pre = backbone.preprocess_config()
+        pre = backbone.preprocess_config()
+        size = cfg.input_size
+        if size is None and "input_size" in pre and items:
+            size = data_resolution(items, int(pre["input_size"]))
+        if size is not None and size != pre.get("input_size"):
             if "input_size" not in pre:
                 raise ConfigError(f"input_size applies to image backbones; '{backbone.name}' is {backbone.modality}")
-            backbone.apply_preprocess_config({**pre, "input_size": cfg.input_size})
+            backbone.apply_preprocess_config({**pre, "input_size": size})
         return backbone
+
+    def _probe_head(self, model: FinetuneModel, data: LabelledData, y_train: np.ndarray, val: LabelledData | None,
+                    y_val: list[int], weights: torch.Tensor | None) -> dict[str, Any]:
+        """LP-FT's first step: fit the new head on the frozen backbone's pooled features (cached), copied in."""
+        from transferkit.heads import HeadTraining, Standardize, fit_head, train_on_features
+
+        items = list(data.items) + (list(val.items) if val is not None else [])
+        options = ExtractOptions(batch_size=self.batch_size, precision="fp32" if self.precision == "fp32" else "auto",
+                                 progress=self.progress, device=self.device)
+        feats = extract_features(model.backbone, items, options=options, cache=resolve_cache(self.cache_dir),
+                                 description=f"probe features ({model.backbone.name})")
+        keep = feats.ok  # an unreadable input is the data loader's to drop and report
+        values = np.zeros((len(items), model.head_in_features), np.float32)
+        values[keep] = feats.values
+        y_all = np.concatenate([y_train, np.asarray(y_val, np.int64)]).astype(np.int64)
+        n = len(data.items)
+        tr, va = np.flatnonzero(keep[:n]), np.flatnonzero(keep[n:]) + n
+        class_w = None if weights is None else weights.numpy()
+        spec, n_classes = model.spec, model.num_classes
+        if spec.kind == "linear":
+            probe, choice = fit_head(spec, values[tr], y_all[tr], values[va], y_all[va], n_classes,
+                                     weights=class_w, seed=self.seed)
+            standardize, linear, target = probe[0], probe[1], model.head[-1]
+            assert isinstance(standardize, Standardize) and isinstance(linear, nn.Linear)
+            assert isinstance(target, nn.Linear)
+            with torch.no_grad():  # fold (x - mean) / std into the linear layer the network trains
+                weight = linear.weight / standardize.std
+                target.weight.copy_(weight)
+                target.bias.copy_(linear.bias - weight @ standardize.mean)
+        else:
+            _, choice = train_on_features(model.head, values[tr], y_all[tr], values[va], y_all[va], weights=class_w,
+                                          seed=self.seed, training=HeadTraining(epochs=100, patience=10))
+        return {"head_init": "probe (LP-FT)", **{k: v for k, v in choice.items() if not isinstance(v, dict)}}
+
+    def _modality_hint(self) -> str:
+        from transferkit.backbones import get_entry
+
+        entry = get_entry(self.backbone)
+        return entry.modality if entry is not None else "image"
 
     def _balance(self, cfg: FinetuneConfig, y_train: np.ndarray) -> tuple[torch.Tensor | None, np.ndarray | None]:
         """Class weights for the loss, or per-sample weights for a balanced sampler (`class_balance`)."""

@@ -11,6 +11,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferkit.finetune.config import FinetuneConfig
 from transferkit.finetune.freeze import set_frozen_bn_eval
@@ -81,7 +82,11 @@ class FinetuneModule(pl.LightningModule):
 
     def train(self, mode: bool = True) -> FinetuneModule:
         super().train(mode)
-        if mode and self.config.frozen_bn == "eval":
+        if mode and self.config.bn_stats == "frozen":
+            for m in self.model.backbone.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()  # the pretrained running statistics stay; weights and biases still train
+        elif mode and self.config.frozen_bn == "eval":
             set_frozen_bn_eval(self.model.backbone)
         return self
 
