@@ -41,6 +41,8 @@ class LabelledData:
     splits: list[str] | None = None
     #: inputs dropped while scanning (e.g. files of an unknown type), path → reason
     skipped: dict[str, str] = field(default_factory=dict)
+    #: for skipped inputs whose class is known (a file in a class folder): path → that class
+    skipped_labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.items) != len(self.labels):
@@ -84,8 +86,15 @@ class LabelledData:
             )
         small = {c: n for c, n in counts.items() if n < 2}
         if small:
-            listed = ", ".join(f"'{c}' ({n})" for c, n in small.items())
+            listed = ", ".join(f"'{c}' ({n}{self._skipped_note(c)})" for c, n in small.items())
             raise DataError(
                 f"{self.source}: every class needs at least 2 examples; too few in {listed}. "
                 "Add examples or remove those classes."
             )
+
+    def _skipped_note(self, label: str) -> str:
+        """', and 3 skipped: <first reason>' when inputs of `label` were skipped while reading."""
+        paths = [path for path, lab in self.skipped_labels.items() if lab == label and path in self.skipped]
+        if not paths:
+            return ""
+        return f"; {len(paths)} more skipped, e.g. {paths[0]}: {self.skipped[paths[0]]}"
