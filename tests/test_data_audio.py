@@ -184,8 +184,8 @@ def test_a_short_stereo_file_is_not_mistaken_for_channels_first(tmp_path: Path) 
         load_audio(path)
 
 
-def test_a_folder_scan_skips_empty_and_undecodable_clips(tmp_path: Path) -> None:
-    """Issue 12 item 10: a folder scan skips clips that cannot be audio, with the reason."""
+def test_a_folder_scan_flags_empty_and_undecodable_clips(tmp_path: Path) -> None:
+    """Issue 12 item 10: a folder scan looks at each clip's header and flags those that cannot be audio."""
     from transferkit.data import load_dataset
 
     for name in ("a/0.wav", "a/1.wav", "b/0.wav", "b/1.flac"):
@@ -194,6 +194,7 @@ def test_a_folder_scan_skips_empty_and_undecodable_clips(tmp_path: Path) -> None
     write(tmp_path / "b" / "2.wav", np.zeros((0, 1), np.float32), 16000)
     (tmp_path / "b" / "3.ogg").write_bytes(b"OggS but not really")
     data = load_dataset(tmp_path, modality="audio")
-    assert data.labels == ["a", "a", "b", "b"]
-    assert "0 frames" in data.skipped[str(tmp_path / "b" / "2.wav")]
-    assert "cannot be decoded as audio" in data.skipped[str(tmp_path / "b" / "3.ogg")]
+    assert data.labels == ["a", "a", "b", "b", "b", "b"]
+    assert "0 frames" in data.unreadable[str(tmp_path / "b" / "2.wav")]
+    assert "cannot be decoded as audio" in data.unreadable[str(tmp_path / "b" / "3.ogg")]
+    data.validate_for_training()  # b still has 2 readable clips

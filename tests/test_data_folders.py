@@ -274,21 +274,24 @@ def test_a_folder_of_only_unreadable_files_says_so(tmp_path: Path) -> None:
     assert "too few" not in str(info.value)
 
 
-def test_unreadable_files_are_skipped_at_scan_and_named_when_a_class_is_short(tmp_path: Path) -> None:
-    """Issue 12 item 10: files that cannot be images are skipped with the reason while scanning, and
-    a class left short says how many of its files were skipped and why."""
+def test_unreadable_files_are_flagged_at_scan_and_named_when_a_class_is_short(tmp_path: Path) -> None:
+    """Issue 12 item 10: files that cannot be images are flagged with the reason while scanning (reading
+    them is still where they are skipped and counted, or --strict fails), and a class left short of
+    readable files says which of its files cannot be read."""
     from transferkit.data import load_dataset
 
-    for name in ("x/0.jpg", "x/1.jpg", "y/0.jpg"):
+    for name in ("x/0.jpg", "x/1.jpg", "y/0.jpg", "z/0.jpg", "z/1.jpg"):
         _real_jpeg(tmp_path / name)
     (tmp_path / "y" / "1.jpg").write_bytes(b"%PDF-1.4 a report")
     (tmp_path / "y" / "2.jpg").write_bytes(b"")
-    (tmp_path / "z").mkdir()
-    (tmp_path / "z" / "0.png").write_bytes(b"garbage bytes")
+    (tmp_path / "y" / "notes.txt").write_text("not an image type")
     data = load_dataset(tmp_path)
-    assert data.labels == ["x", "x", "y"]
-    assert "a PDF document" in data.skipped[str(tmp_path / "y" / "1.jpg")]
-    assert "empty file" in data.skipped[str(tmp_path / "y" / "2.jpg")]
-    assert "no readable files (1 cannot be read" in data.skipped[str(tmp_path / "z")]
-    with pytest.raises(DataError, match=r"too few in 'y' \(1; 2 more skipped, e\.g\. .*1\.jpg: not an image"):
+    assert data.class_counts() == {"x": 2, "y": 3, "z": 2}
+    assert "a PDF document" in data.unreadable[str(tmp_path / "y" / "1.jpg")]
+    assert "empty file" in data.unreadable[str(tmp_path / "y" / "2.jpg")]
+    expected = (r"too few in 'y' \(1; 2 of them cannot be read, e\.g\. .*1\.jpg: not an image \(a PDF document\); "
+                r"1 more skipped")
+    with pytest.raises(DataError, match=expected):
         data.validate_for_training()
+    train = data.subset([0, 1, 3, 4, 5])
+    assert sorted(train.unreadable) == [str(tmp_path / "y" / "1.jpg"), str(tmp_path / "y" / "2.jpg")]

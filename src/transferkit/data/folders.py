@@ -22,9 +22,11 @@ through no link, else the first in sorted order — and every other way to it is
 the one used, so that no file is counted twice or under two labels.
 
 With `check` (a function of a path returning why the file cannot be used, or None), each file is
-also looked at cheaply before it is used: `load_dataset` passes the modality's own sniffer, which
-reads a few header bytes, so that empty files, files of another type and other unreadable files
-are skipped and counted here instead of being reported later as a class with too few examples.
+also looked at cheaply: `load_dataset` passes the modality's own sniffer, which reads a few header
+bytes. A folder where no file passes is an error that says so (not "too few examples in 'y'"
+after a split). Otherwise the files that fail stay in `items` — reading them is where they are
+skipped and counted, and where `--strict` makes them an error — and are listed, with the
+reason, in `LabelledData.unreadable`, so that a message about a short class can name them.
 """
 
 from __future__ import annotations
@@ -99,25 +101,29 @@ def scan_folder(
         found = _scan_classes(folder, folder, None, wanted, skipped, class_dirs, required=True)
 
     used = _once_each(found, folder, skipped)
+    _report_empty_classes(class_dirs, found, used, wanted, skipped)
     unreadable: dict[str, str] = {}
     if check is not None:
         for hit in used:
             reason = check(hit.path)
             if reason is not None:
                 unreadable[hit.path] = reason
-        skipped.update(unreadable)
-        used = [hit for hit in used if hit.path not in unreadable]
-    _report_empty_classes(class_dirs, found, used, unreadable, wanted, skipped)
-    skipped_labels = {hit.path: hit.label for hit in found if hit.path in skipped}
-
-    result = LabelledData(
+    if not used or len(unreadable) == len(used):
+        raise DataError(_nothing_usable(root, folder, modality, wanted, skipped, unreadable))
+    return LabelledData(
         [hit.path for hit in used], [hit.label for hit in used], str(root), modality,
         splits=[str(hit.split) for hit in used] if pre_split else None, skipped=skipped,
-        skipped_labels=skipped_labels,
+        skipped_labels=_labels_of_skipped(class_dirs, skipped),
+        unreadable=unreadable,
     )
-    if len(result) == 0:
-        raise DataError(_nothing_usable(root, folder, modality, wanted, skipped, unreadable))
-    return result
+
+
+def _labels_of_skipped(class_dirs: list[tuple[str | None, Path]], skipped: dict[str, str]) -> dict[str, str]:
+    """skipped path → the class folder it sits in, for those inside one."""
+    prefixes = [(str(class_dir) + os.sep, class_dir.name) for _, class_dir in class_dirs]
+    return {
+        path: label for path in skipped for prefix, label in prefixes if path.startswith(prefix)
+    }
 
 
 def _nothing_usable(
@@ -327,7 +333,7 @@ def _once_each(found: list[_Found], root: Path, skipped: dict[str, str]) -> list
 
 def _report_empty_classes(
     class_dirs: list[tuple[str | None, Path]], found: list[_Found], used: list[_Found],
-    unreadable: dict[str, str], wanted: frozenset[str], skipped: dict[str, str],
+    wanted: frozenset[str], skipped: dict[str, str],
 ) -> None:
     """A class folder none of whose files is used is itself listed in `skipped`, saying why."""
     used_classes = {(hit.split, hit.label) for hit in used}
@@ -338,13 +344,7 @@ def _report_empty_classes(
         if (split, class_dir.name) in used_classes:
             continue
         hits = reached.get((split, class_dir.name), [])
-        bad = [h for h in hits if h.path in unreadable]
-        if bad:
-            skipped[str(class_dir)] = (
-                f"class folder holds no readable files ({len(bad)} cannot be read, e.g. "
-                f"{os.path.basename(bad[0].path)}: {unreadable[bad[0].path]})"
-            )
-        elif hits:
+        if hits:
             skipped[str(class_dir)] = "class folder holds only files already used under another path"
         else:
             skipped[str(class_dir)] = f"class folder holds no usable files (none of {', '.join(sorted(wanted))})"
