@@ -277,3 +277,55 @@ def test_disk_full_while_saving_leaves_the_old_bundle_intact(tmp_path: Path, mon
         save_bundle(folder, {"task": "classification", "labels": ["x"]}, {"w": torch.ones(1)}, "#", overwrite=True)
     assert tree(folder) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+_SAVER = """
+import sys, torch
+sys.path.insert(0, {src!r})
+from transferkit.bundle import save_bundle
+for i in range(100000):
+    save_bundle({out!r}, {{"task": "classification", "labels": [str(i), "b"]}},
+                {{"w": torch.full((256, 256), float(i))}}, "# card\\n", overwrite=True)
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_while_saving_over_a_bundle_never_loses_it(tmp_path: Path) -> None:
+    """Issue 12 (fault injection): a process saving over a bundle again and again, killed with SIGKILL
+    at random points 12 times, always leaves a whole bundle that loads (old or new, never torn)."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "model"
+    tiny_bundle(out)
+    code = _SAVER.format(src=str(Path(__file__).parents[1] / "src"), out=str(out))
+    rng = random.Random(12)
+    for _ in range(12):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # torch imported, one save done: now die somewhere in the next ones
+        time.sleep(rng.random() * 0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        manifest, tensors = load_bundle(out)
+        assert float(tensors["w"][0, 0]) == float(manifest["labels"][0]) or manifest["labels"] == ["a", "b"]
+        check_writable(out, overwrite=True)  # nothing foreign in it: the next --overwrite works
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "model"]
+    assert all(name.startswith(".model.") for name in leftovers)  # at most a killed save's temp folder
+    save_bundle(out, {"task": "classification", "labels": ["z"]}, {"w": torch.ones(1)}, "#", overwrite=True)
+    assert read_manifest(out)["labels"] == ["z"]
+
+
+def test_saving_through_a_link_to_a_bundle_keeps_the_link(tmp_path: Path) -> None:
+    """Issue 12 item 2: `--out LINK` (a link to a bundle folder) replaces the bundle where the link
+    points; the user's link stays a link."""
+    real = tiny_bundle(tmp_path / "store" / "model")
+    link = tmp_path / "latest"
+    link.symlink_to(real)
+    save_bundle(link, {"task": "classification", "labels": ["new"]}, {"w": torch.ones(1)}, "#", overwrite=True)
+    assert link.is_symlink() and read_manifest(link)["labels"] == ["new"]
+    assert read_manifest(real)["labels"] == ["new"]

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferkit.cache import INDEX, FeatureCache, item_key
+from transferkit.cache import FeatureCache, item_key
 from transferkit.errors import ConfigError
 
 DIM = 8
+INDEX = "index.jsonl"  # the key index file (transferkit.cache.INDEX)
 
 
 def vector(key: str) -> np.ndarray:

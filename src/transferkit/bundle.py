@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fnmatch
+import glob
 import json
 import os
 import platform
@@ -246,13 +247,15 @@ def remove_owned(folder: str | Path, *, run_only: bool = False) -> list[str]:
         return []
     removed: list[str] = []
     entries = _entries(p)
+    markers = (MANIFEST, RUN_FILE)  # deleted last: a kill midway leaves a folder still recognised
     for rel, path, is_dir in entries:
-        if not is_dir and not path.is_symlink() and rel in owned and rel != RUN_FILE:
+        if not is_dir and not path.is_symlink() and rel in owned and rel not in markers:
             path.unlink(missing_ok=True)
             removed.append(rel)
-    if RUN_FILE in owned and (p / RUN_FILE).is_file():  # the marker goes last: a kill leaves a run
-        (p / RUN_FILE).unlink()
-        removed.append(RUN_FILE)
+    for rel in markers:
+        if rel in owned and (p / rel).is_file() and not (p / rel).is_symlink():
+            (p / rel).unlink()
+            removed.append(rel)
     for rel, path, is_dir in reversed(entries):
         if is_dir and rel in owned.dirs:
             try:
@@ -282,6 +285,8 @@ def save_bundle(
     from safetensors.torch import save_file
 
     target = Path(out)
+    if target.is_symlink() and target.is_dir():  # write into the folder the link points at, keep the link
+        target = Path(os.path.realpath(target))
     check_writable(target, overwrite=overwrite)
     full = {
         "format": FORMAT,
@@ -298,6 +303,7 @@ def save_bundle(
     tmp: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(target)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         (tmp / CARD).write_text(card, encoding="utf-8")
@@ -347,6 +353,23 @@ def write_json_atomic(path: Path, data: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+#: a temporary sibling older than this (seconds) was left by a save that was killed
+STALE_TMP_S = 3600.0
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete `.<name>.tmp-*` folders beside `target` that a killed save left (transferkit's own)."""
+    import time
+
+    now = time.time()
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
+        try:
+            if stale.is_dir() and not stale.is_symlink() and now - stale.stat().st_mtime > STALE_TMP_S:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _replace_folder(new: Path, target: Path) -> None:

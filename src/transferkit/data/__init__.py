@@ -4,6 +4,10 @@
 split as `root/{train,val,test}/<class>/<files>`), a table file is read as a manifest of paths and
 labels (CSV, TSV, Parquet, JSON Lines, JSON). `split_indices` then gives stratified splits.
 
+Nothing is trusted: a folder scan never follows a link out of a class folder and uses each file
+once (`data.folders`); a binary file is never read as text, and labels that are not valid UTF-8
+are an error unless `encoding=` says how the table is encoded (`data.tables`).
+
 Heavy libraries (pandas, PIL, torch) are imported only by the functions that need them.
 """
 
