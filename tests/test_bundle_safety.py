@@ -31,7 +31,7 @@ FAST = ["--backbone", "resnet18", "--weights", "random", "--batch-size", "16"]
 
 def run(*args: object) -> tuple[int, str]:
     """The CLI in-process: (exit code, output); a transferkit error counts as exit 2 with its message."""
-    from transferkit.cli import app
+    from transferkit.commands import app
 
     result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
     if result.exception and not isinstance(result.exception, SystemExit):
@@ -110,8 +110,6 @@ def _fake_run(folder: Path) -> dict[str, bytes]:
     return tree(folder)
 
 
-@pytest.mark.xfail(strict=True, reason="needs pipeline: finetune/workflow._check_out must call "
-                                       "transferkit.finetune.checkpoint.start_run(out, overwrite=...)")
 def test_finetune_overwrite_refuses_a_folder_with_a_fake_run_json_through_the_cli(
     image_folder: Path, tmp_path: Path
 ) -> None:

@@ -219,7 +219,7 @@ def test_an_unwritable_cache_folder_through_the_cli(image_folder, tmp_path) -> N
     """Issue 12 item 8: the CLI shows the message (exit non-zero), not a traceback after extraction."""
     from typer.testing import CliRunner
 
-    from transferkit.cli import app
+    from transferkit.commands import app
 
     result = CliRunner().invoke(app, ["fit", str(image_folder), "--out", str(tmp_path / "m"), "--cache-dir",
                                       "/dev/null/x", "--backbone", "resnet18", "--weights", "random"])

@@ -8,6 +8,10 @@ Nothing is trusted: a folder scan never follows a link out of a class folder and
 once (`data.folders`); a binary file is never read as text, and labels that are not valid UTF-8
 are an error unless `encoding=` says how the table is encoded (`data.tables`).
 
+Nothing is trusted: a folder scan never follows a link out of a class folder and uses each file
+once (`data.folders`); a binary file is never read as text, and labels that are not valid UTF-8
+are an error unless `encoding=` says how the table is encoded (`data.tables`).
+
 Heavy libraries (pandas, PIL, torch) are imported only by the functions that need them.
 """
 
@@ -50,7 +54,8 @@ def load_dataset(
     the labels and `split_column`, when the table has it, each row's split. `encoding` says how a
     text table is encoded (e.g. "cp1252"); by default it must be UTF-8, and labels that are not
     are an error naming the rows (`data.tables`). A folder scan looks at each file's first bytes
-    and skips, with the reason, those that cannot be a file of `modality` (`folder_check`).
+    and lists in `unreadable`, with the reason, those that cannot be a file of `modality`
+    (`folder_check`); a folder where none can be is an error saying so.
     """
     path = Path(source)
     if not path.exists():

@@ -153,22 +153,12 @@ def check_same_run(folder: Path, info: dict[str, Any], *, backbone: dict[str, An
 
 
 def prepare_run_folder(out: Path, *, overwrite: bool) -> None:
-    """Make `out` ready for a new run: refuse an unfinished run (unless `overwrite`) and anything not ours."""
-    import shutil
+    """Make `out` ready for a new run (what `FinetunedClassifier.prepare_output` calls): `start_run`.
 
-    from transferkit.bundle import check_writable, is_bundle
-    from transferkit.errors import BundleError
-
-    if (out / RUN_FILE).is_file() and not is_bundle(out) and not overwrite:
-        raise BundleError(f"--out '{out}' holds an unfinished fine-tuning run; continue it with --resume {out}, "
-                          "pass --overwrite to start over, or choose another folder")
-    if (out / RUN_FILE).is_file() and overwrite:
-        for name in ("checkpoints", "logs"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        (out / RUN_FILE).unlink()
-        if not is_bundle(out):
-            return
-    check_writable(out, overwrite=overwrite)
+    An unfinished run needs `overwrite`; with it only the files an earlier run wrote are deleted,
+    and a folder holding anything transferkit did not write is refused, naming it.
+    """
+    start_run(out, overwrite=overwrite)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
