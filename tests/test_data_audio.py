@@ -156,3 +156,45 @@ def test_non_finite_and_wrong_types() -> None:
         load_audio_input(bad, config)
     with pytest.raises(InputError, match="expected an audio file path"):
         load_audio_input(12, config)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_zero_frame_wav_says_it_is_empty_without_numpy_warnings(tmp_path: Path, channels: int) -> None:
+    """Issue 12 item 10: a zero-frame WAV was reported as "NaN or infinite samples", and numpy's
+    RuntimeWarnings (mean of an empty slice) leaked to the console."""
+    import warnings
+
+    from transferkit.data.audio import sniff_audio
+
+    path = write(tmp_path / "empty.wav", np.zeros((0, channels), np.float32), 16000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the test
+        with pytest.raises(InputError, match=r"empty\.wav' is empty: it has a header but no samples"):
+            load_audio(path)
+        assert sniff_audio(path) == "empty: it has a header but no samples (0 frames)"
+        for samples in (np.zeros((0, channels), np.float32), np.zeros(0, np.float32), np.zeros((channels, 0))):
+            with pytest.raises(InputError, match=r"empty|no channels"):
+                load_audio_input(samples, AudioLoadConfig())
+
+
+def test_a_short_multichannel_file_is_not_mistaken_for_channels_first(tmp_path: Path) -> None:
+    """Issue 12 item 10: a file's samples are [n, channels]; 3 frames of 4 channels are 3 samples,
+    not 4 (the layout guess made for in-memory arrays is not applied to files)."""
+    path = write(tmp_path / "tiny.wav", np.full((3, 4), 0.5, np.float32), 16000)
+    assert load_audio(path, min_duration_s=0.0).shape == (3,)
+
+
+def test_a_folder_scan_flags_empty_and_undecodable_clips(tmp_path: Path) -> None:
+    """Issue 12 item 10: a folder scan looks at each clip's header and flags those that cannot be audio."""
+    from transferkit.data import load_dataset
+
+    for name in ("a/0.wav", "a/1.wav", "b/0.wav", "b/1.flac"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        write(tmp_path / name, tone(440, 16000, 0.3), 16000)
+    write(tmp_path / "b" / "2.wav", np.zeros((0, 1), np.float32), 16000)
+    (tmp_path / "b" / "3.ogg").write_bytes(b"OggS but not really")
+    data = load_dataset(tmp_path, modality="audio")
+    assert data.labels == ["a", "a", "b", "b", "b", "b"]
+    assert "0 frames" in data.unreadable[str(tmp_path / "b" / "2.wav")]
+    assert "cannot be decoded as audio" in data.unreadable[str(tmp_path / "b" / "3.ogg")]
+    data.validate_for_training()  # b still has 2 readable clips

@@ -170,10 +170,128 @@ def test_class_folders_without_usable_files(tmp_path: Path) -> None:
         scan_folder(tmp_path, EXTS, "image")
 
 
-def test_linked_folders_are_followed_without_looping(tmp_path: Path) -> None:
-    _touch(tmp_path, "cat/a.jpg", "elsewhere/b.jpg", "dog/d.jpg")
+def test_links_inside_a_class_are_followed_once_and_links_out_of_it_are_skipped(tmp_path: Path) -> None:
+    """Issue 12 item 3: a link to a folder outside the class folder (here another class) is not
+    followed; a link back into the class folder loops no more and counts nothing twice."""
+    _touch(tmp_path, "cat/a.jpg", "cat/sub/s.jpg", "elsewhere/b.jpg", "dog/d.jpg")
     (tmp_path / "cat" / "more").symlink_to(tmp_path / "elsewhere")
     (tmp_path / "cat" / "loop").symlink_to(tmp_path / "cat")
+    (tmp_path / "cat" / "alias").symlink_to(tmp_path / "cat" / "sub")
     data = scan_folder(tmp_path, EXTS, "image")
-    cats = [item for item, label in zip(data.items, data.labels, strict=True) if label == "cat"]
-    assert _rel(tmp_path, cats) == ["cat/a.jpg", "cat/more/b.jpg"]
+    assert sorted(_rel(tmp_path, data.items)) == ["cat/a.jpg", "cat/sub/s.jpg", "dog/d.jpg", "elsewhere/b.jpg"]
+    assert "outside the class folder" in data.skipped[str(tmp_path / "cat" / "more")]
+    assert "loop" in data.skipped[str(tmp_path / "cat" / "loop")]
+    alias = {k: v for k, v in data.skipped.items() if "alias" in k}
+    assert len(alias) == 1 and ("same file as cat/sub/s.jpg" in next(iter(alias.values()))
+                                or "already scanned" in next(iter(alias.values())))
+
+
+def test_a_link_up_to_the_dataset_does_not_relabel_every_file(tmp_path: Path) -> None:
+    """Issue 12 item 3: `good/c0/up -> ..` made every image of every class count as c0 as well."""
+    _touch(tmp_path, "c0/a.jpg", "c0/b.jpg", "c1/c.jpg", "c1/d.jpg", "c2/e.jpg")
+    (tmp_path / "c0" / "up").symlink_to("..")
+    data = scan_folder(tmp_path, EXTS, "image")
+    assert _rel(tmp_path, data.items) == ["c0/a.jpg", "c0/b.jpg", "c1/c.jpg", "c1/d.jpg", "c2/e.jpg"]
+    assert data.labels == ["c0", "c0", "c1", "c1", "c2"]
+    reason = data.skipped[str(tmp_path / "c0" / "up")]
+    assert "outside the class folder" in reason and "not followed" in reason
+
+
+def test_a_file_reached_twice_is_counted_once(tmp_path: Path) -> None:
+    """Issue 12 item 3: a class folder linked to another, a split linked to another and a hard link
+    reach the same file twice; it is used once, and the other way to it is skipped naming it."""
+    _touch(tmp_path, "train/cat/a.jpg", "train/cat/b.jpg", "train/dog/c.jpg", "train/dog/d.jpg")
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "cat").symlink_to(tmp_path / "train" / "cat")
+    (tmp_path / "train" / "kitten").symlink_to(tmp_path / "train" / "cat")
+    os.link(tmp_path / "train" / "dog" / "c.jpg", tmp_path / "train" / "dog" / "z-hardlink.jpg")
+    data = scan_folder(tmp_path, EXTS, "image")
+    assert _rel(tmp_path, data.items) == ["train/cat/a.jpg", "train/cat/b.jpg", "train/dog/c.jpg", "train/dog/d.jpg"]
+    assert data.splits == ["train"] * 4
+    assert "same file as train/cat/a.jpg (class 'cat', split 'train')" in data.skipped[str(tmp_path / "test/cat/a.jpg")]
+    assert "same file as train/cat/b.jpg" in data.skipped[str(tmp_path / "train/kitten/b.jpg")]
+    assert "same file as train/dog/c.jpg" in data.skipped[str(tmp_path / "train/dog/z-hardlink.jpg")]
+    assert "already used" in data.skipped[str(tmp_path / "train/kitten")]
+
+
+def test_a_class_folder_may_itself_be_a_link(tmp_path: Path) -> None:
+    """Issue 12 item 3: a dataset assembled from links to class folders elsewhere still works;
+    a class-folder link to the dataset itself is skipped."""
+    _touch(tmp_path, "store/cats/a.jpg", "data/dog/d.jpg")
+    (tmp_path / "data" / "cat").symlink_to(tmp_path / "store" / "cats")
+    (tmp_path / "data" / "everything").symlink_to(tmp_path / "data")
+    (tmp_path / "data" / "dog" / "linked.jpg").symlink_to(tmp_path / "store" / "cats" / "a.jpg")
+    data = scan_folder(tmp_path / "data", EXTS, "image")
+    assert _rel(tmp_path / "data", data.items) == ["cat/a.jpg", "dog/d.jpg"]
+    assert "holds the whole dataset" in data.skipped[str(tmp_path / "data" / "everything")]
+    assert "same file as cat/a.jpg" in data.skipped[str(tmp_path / "data" / "dog" / "linked.jpg")]
+
+
+def test_broken_links_and_deep_trees(tmp_path: Path) -> None:
+    """Issue 12 item 3: a broken link is skipped with a reason; a very deep tree does not overflow."""
+    _touch(tmp_path, "cat/a.jpg", "dog/d.jpg")
+    (tmp_path / "cat" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "cat" / "gone-dir").symlink_to(tmp_path / "nowhere")
+    deep = tmp_path / "dog"
+    for _ in range(400):
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    (deep / "deep.jpg").write_bytes(b"x")
+    import inspect
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)  # the scan must not recurse per folder level
+    try:
+        data = scan_folder(tmp_path, EXTS, "image")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert len(data) == 3 and data.labels == ["cat", "dog", "dog"]
+    assert "broken link" in data.skipped[str(tmp_path / "cat" / "gone.jpg")]
+    assert "broken link" in data.skipped[str(tmp_path / "cat" / "gone-dir")]
+
+
+# -- the cheap check at scan time (issue 12 item 10) ----------------------------------------------
+
+
+def _real_jpeg(path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (10, 200, 10)).save(path, format="JPEG")
+
+
+def test_a_folder_of_only_unreadable_files_says_so(tmp_path: Path) -> None:
+    """Issue 12 item 10: a folder of only unreadable files was reported as "too few in 'y' (1)"."""
+    from transferkit.data import load_dataset
+
+    for name in ("x/0.jpg", "x/1.jpg", "x/2.jpg", "y/0.jpg", "y/1.jpg", "y/2.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"not an image")
+    (tmp_path / "y" / "3.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"none of the 7 image files found can be read.*not an image") as info:
+        load_dataset(tmp_path)
+    assert "too few" not in str(info.value)
+
+
+def test_unreadable_files_are_flagged_at_scan_and_named_when_a_class_is_short(tmp_path: Path) -> None:
+    """Issue 12 item 10: files that cannot be images are flagged with the reason while scanning (reading
+    them is still where they are skipped and counted, or --strict fails), and a class left short of
+    readable files says which of its files cannot be read."""
+    from transferkit.data import load_dataset
+
+    for name in ("x/0.jpg", "x/1.jpg", "y/0.jpg", "z/0.jpg", "z/1.jpg"):
+        _real_jpeg(tmp_path / name)
+    (tmp_path / "y" / "1.jpg").write_bytes(b"%PDF-1.4 a report")
+    (tmp_path / "y" / "2.jpg").write_bytes(b"")
+    (tmp_path / "y" / "notes.txt").write_text("not an image type")
+    data = load_dataset(tmp_path)
+    assert data.class_counts() == {"x": 2, "y": 3, "z": 2}
+    assert "a PDF document" in data.unreadable[str(tmp_path / "y" / "1.jpg")]
+    assert "empty file" in data.unreadable[str(tmp_path / "y" / "2.jpg")]
+    expected = (r"too few in 'y' \(1; 2 of them cannot be read, e\.g\. .*1\.jpg: not an image \(a PDF document\); "
+                r"1 more skipped")
+    with pytest.raises(DataError, match=expected):
+        data.validate_for_training()
+    train = data.subset([0, 1, 3, 4, 5])
+    assert sorted(train.unreadable) == [str(tmp_path / "y" / "1.jpg"), str(tmp_path / "y" / "2.jpg")]

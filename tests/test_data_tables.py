@@ -35,9 +35,23 @@ def _write(path: Path, fmt: str, rows: list[dict]) -> Path:
 
 
 def _images(folder: Path, *names: str) -> None:
+    """Files of those names: real (tiny) images and audio clips for those types, one byte otherwise."""
     for name in names:
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(b"x")
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        suffix = path.suffix.lower()
+        if suffix in (".jpg", ".png"):
+            from PIL import Image
+
+            Image.new("RGB", (2, 2), (9, 9, 9)).save(path, format="JPEG" if suffix == ".jpg" else "PNG")
+        elif suffix in (".wav", ".flac", ".ogg"):
+            import numpy as np
+            import soundfile as sf
+
+            formats = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+            sf.write(path, np.full(800, 0.1, np.float32), 8000, format=formats[suffix])
+        else:
+            path.write_bytes(b"x")
 
 
 # -- read_table ------------------------------------------------------------------------------------
@@ -262,13 +276,84 @@ def test_manifest_unknown_split_values(tmp_path: Path) -> None:
         load_manifest(manifest)
 
 
-def test_manifest_with_invalid_utf8_warns(tmp_path: Path) -> None:
+def test_manifest_with_invalid_utf8_paths_warns(tmp_path: Path) -> None:
     _images(tmp_path, "a.jpg", "b.jpg")
     manifest = tmp_path / "m.csv"
-    manifest.write_bytes("path,label\na.jpg,café\nb.jpg,dog\n".encode("cp1252"))
-    with pytest.warns(UserWarning, match=r"m\.csv.*1 of 2 rows \(row 2"):
+    manifest.write_bytes("path,label,note\na.jpg,cafe,naïve\nb.jpg,dog,\n".encode("cp1252"))
+    with pytest.warns(UserWarning, match=r"m\.csv.*1 of 2 rows \(row 2.*encoding='cp1252'"):
         data = load_manifest(manifest)
-    assert data.labels == ["caf\ufffd", "dog"]
+    assert data.labels == ["cafe", "dog"]
+
+
+def test_labels_that_are_not_utf8_are_an_error_naming_the_rows(tmp_path: Path) -> None:
+    """Issue 12 item 7: a Latin-1 manifest with labels 'café' and 'cafè' trained one class 'caf�'."""
+    _images(tmp_path, "a.jpg", "b.jpg", "c.jpg", "d.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("path,label\na.jpg,café\nb.jpg,cafè\nc.jpg,café\nd.jpg,cafè\n".encode("latin-1"))
+    expected = r"m\.csv: 4 of 4 labels in column 'label' are not valid UTF-8: row 2 'caf\ufffd'.*encoding="
+    with pytest.raises(DataError, match=expected):
+        load_manifest(manifest)
+    data = load_manifest(manifest, encoding="latin-1")
+    assert data.labels == ["café", "cafè", "café", "cafè"] and len(data.classes) == 2
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "json"])
+def test_encoding_is_threaded_through_every_text_table_loader(tmp_path: Path, fmt: str) -> None:
+    """Issue 12 item 7: load_dataset, load_manifest, load_text_table and load_table_rows take `encoding=`."""
+    from transferkit.data import load_dataset
+    from transferkit.data.rows import load_table_rows
+    from transferkit.data.text import load_text_table
+
+    rows = [{"path": "a.jpg", "label": "café"}, {"path": "b.jpg", "label": "cafè"}]
+    _images(tmp_path, "a.jpg", "b.jpg")
+    path = tmp_path / f"m.{fmt}"
+    if fmt in ("csv", "tsv"):
+        sep = "," if fmt == "csv" else "\t"
+        text = f"path{sep}label\n" + "".join(f"{r['path']}{sep}{r['label']}\n" for r in rows)
+    elif fmt == "jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    else:
+        text = json.dumps(rows, ensure_ascii=False)
+    path.write_bytes(text.encode("cp1252"))
+    loaders = {
+        "load_dataset": lambda **kw: load_dataset(path, **kw).labels,
+        "load_manifest": lambda **kw: load_manifest(path, **kw).labels,
+        "load_text_table": lambda **kw: load_text_table(path, text_column="path", **kw).labels,
+        "load_table_rows": lambda **kw: load_table_rows(path, columns=["path"], path_columns=[], **kw)[0].labels,
+    }
+    for name, load in loaders.items():
+        with pytest.raises(DataError, match=r"not valid UTF-8.*(row|line|record) [12]"):
+            load()
+        assert load(encoding="cp1252") == ["café", "cafè"], name
+
+
+def test_a_wrong_or_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    """Issue 12 item 7: an encoding the file does not decode in, or no such encoding."""
+    path = tmp_path / "m.csv"
+    path.write_bytes("path,label\na.jpg,café\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"m\.csv: is not valid ascii.*line 2"):
+        read_table(path, encoding="ascii")
+    with pytest.raises(ConfigError, match="not a text encoding Python knows"):
+        read_table(path, encoding="klingon")
+
+
+def test_utf16_with_a_byte_order_mark_is_read_as_such(tmp_path: Path) -> None:
+    """Issue 12 item 7: Excel's "Unicode text" (UTF-16 with a BOM) is text, read without being told."""
+    path = tmp_path / "m.tsv"
+    path.write_bytes("path\tlabel\na.jpg\tcafé\n".encode("utf-16"))
+    frame, report = read_table(path, as_text=True)
+    assert frame["label"].tolist() == ["café"] and report.encoding == "utf-16"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "json", "parquet"])
+def test_a_binary_file_is_never_read_as_a_table(tmp_path: Path, fmt: str) -> None:
+    """Issue 12 item 4: an image renamed .csv is not parsed into garbage columns."""
+    from PIL import Image
+
+    path = tmp_path / f"photo.{fmt}"
+    Image.new("RGB", (4, 4)).save(path, format="JPEG")
+    with pytest.raises(DataError, match=r"photo\.\w+: .*a JPEG image"):
+        read_table(path)
 
 
 def test_text_manifest_keeps_the_text(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def extract_features(
     todo = list(range(n))
     n_cached = 0
     if cache and folder is not None:
-        vectors, failures = cache.read(folder)
+        vectors, failures = cache.lookup(folder, keys)  # reads only the shards holding these keys
         todo = []
         for i, key in enumerate(keys):
             if key and key in vectors and vectors[key].shape == (dim,):

@@ -4,6 +4,14 @@
 split as `root/{train,val,test}/<class>/<files>`), a table file is read as a manifest of paths and
 labels (CSV, TSV, Parquet, JSON Lines, JSON). `split_indices` then gives stratified splits.
 
+Nothing is trusted: a folder scan never follows a link out of a class folder and uses each file
+once (`data.folders`); a binary file is never read as text, and labels that are not valid UTF-8
+are an error unless `encoding=` says how the table is encoded (`data.tables`).
+
+Nothing is trusted: a folder scan never follows a link out of a class folder and uses each file
+once (`data.folders`); a binary file is never read as text, and labels that are not valid UTF-8
+are an error unless `encoding=` says how the table is encoded (`data.tables`).
+
 Heavy libraries (pandas, PIL, torch) are imported only by the functions that need them.
 """
 
@@ -13,7 +21,7 @@ from collections.abc import Set
 from pathlib import Path
 
 from transferkit.data.dataset import LabelledData
-from transferkit.data.folders import scan_folder
+from transferkit.data.folders import FileCheck, scan_folder
 from transferkit.data.split import split_indices
 from transferkit.data.tables import TableReport, load_manifest, read_table, require_columns
 from transferkit.errors import ConfigError, DataError
@@ -38,11 +46,16 @@ def load_dataset(
     path_column: str = "path",
     label_column: str = "label",
     split_column: str | None = "split",
+    encoding: str | None = None,
 ) -> LabelledData:
     """Load labelled data from a folder of class sub-folders or from a table file.
 
     For a table, `path_column` holds the file paths (for text: the text itself), `label_column`
-    the labels and `split_column`, when the table has it, each row's split.
+    the labels and `split_column`, when the table has it, each row's split. `encoding` says how a
+    text table is encoded (e.g. "cp1252"); by default it must be UTF-8, and labels that are not
+    are an error naming the rows (`data.tables`). A folder scan looks at each file's first bytes
+    and lists in `unreadable`, with the reason, those that cannot be a file of `modality`
+    (`folder_check`); a folder where none can be is an error saying so.
     """
     path = Path(source)
     if not path.exists():
@@ -51,17 +64,19 @@ def load_dataset(
             "(CSV, TSV, Parquet, JSONL, JSON) with path and label columns"
         )
     if path.is_dir():
-        return scan_folder(path, folder_extensions(modality), modality)
+        return scan_folder(path, folder_extensions(modality), modality, check=folder_check(modality))
     if modality == "text":  # empty texts skipped and counted, non-UTF-8 rows counted (data/text.py)
         from transferkit.data.text import load_text_table
 
-        return load_text_table(path, text_column=path_column, label_column=label_column, split_column=split_column)
+        return load_text_table(path, text_column=path_column, label_column=label_column, split_column=split_column,
+                               encoding=encoding)
     return load_manifest(
         path,
         path_column=path_column,
         label_column=label_column,
         modality=modality,
         split_column=split_column,
+        encoding=encoding,
     )
 
 
@@ -73,24 +88,40 @@ def load_labelled(
     label_column: str = "label",
     columns: list[str] | None = None,
     path_columns: list[str] | None = None,
+    encoding: str | None = None,
 ) -> tuple[LabelledData, list[str]]:
     """Labelled data of any modality as `fit` and `evaluate` read it, and sentences for the user about
     what was repaired on the way (bytes that were not UTF-8).
 
     A table (`modality="table"`) yields one row dict per item with the named `columns`; the cells of
-    `path_columns` are resolved against the table's folder.
+    `path_columns` are resolved against the table's folder. `encoding` says how a text table is
+    encoded when it is not UTF-8 (labels that are not valid UTF-8 are an error otherwise).
     """
     if modality == "table":
         from transferkit.data.rows import load_table_rows
 
         dataset, report = load_table_rows(source, columns=list(columns or []), path_columns=list(path_columns or []),
-                                          label_column=label_column)
+                                          label_column=label_column, encoding=encoding)
         message = report.encoding_message()
         return dataset, [message] if message else []
-    dataset = load_dataset(source, modality=modality, path_column=path_column, label_column=label_column)
+    dataset = load_dataset(source, modality=modality, path_column=path_column, label_column=label_column,
+                           encoding=encoding)
     text_report = getattr(dataset, "report", None)  # text tables keep what reading them noticed
     message = text_report.encoding_message() if text_report is not None else None
     return dataset, [message] if message else []
+
+
+def folder_check(modality: str) -> FileCheck | None:
+    """The cheap per-file check a folder scan of `modality` makes (a few header bytes per file)."""
+    if modality == "image":
+        from transferkit.data.images import sniff_image
+
+        return sniff_image
+    if modality == "audio":
+        from transferkit.data.audio import sniff_audio
+
+        return sniff_audio
+    return None
 
 
 def folder_extensions(modality: str) -> Set[str]:

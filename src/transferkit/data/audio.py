@@ -14,12 +14,15 @@ before cropping or padding to `duration_s`: leading and trailing silence ("edges
 ("all").
 
 A clip that cannot be used raises `InputError` naming the file, so that callers can skip it and
-count it: zero-byte, corrupt or of an unknown format, shorter than `min_duration_s`, or silent
-(every sample below `silence_threshold` in magnitude).
+count it: zero-byte, corrupt or of an unknown format, empty (a header and no samples), shorter
+than `min_duration_s`, or silent (every sample below `silence_threshold` in magnitude). Reading
+never prints numpy's RuntimeWarnings: a clip that would raise one is reported as what it is.
+`sniff_audio` is the cheap check a folder scan makes (the header only).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -123,10 +126,39 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     import soundfile
 
     try:
-        data, rate = soundfile.read(str(p), dtype="float32", always_2d=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data, rate = soundfile.read(str(p), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile reports corrupt and mislabelled files as RuntimeErrors
         raise InputError(f"audio file '{p}' cannot be decoded ({type(exc).__name__}: {exc})") from exc
+    if data.shape[0] == 0:
+        raise InputError(f"audio file '{p}' is empty: it has a header but no samples (0 frames)")
     return data, int(rate)
+
+
+def sniff_audio(path: str | Path) -> str | None:
+    """Why `path` is certainly not a usable clip, read from its header alone, or None when it may be.
+
+    Catches empty files, files libsndfile cannot open (another type, corrupt headers) and clips of
+    0 frames. Silence and length are judged when the samples are read.
+    """
+    p = Path(path)
+    try:
+        if p.stat().st_size == 0:
+            return "empty file (0 bytes), not audio"
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror or exc})"
+    import soundfile
+
+    try:
+        info = soundfile.info(str(p))
+    except Exception as exc:
+        return f"cannot be decoded as audio ({type(exc).__name__}: {exc})"
+    if info.frames == 0:
+        return "empty: it has a header but no samples (0 frames)"
+    if info.samplerate <= 0:
+        return f"invalid sample rate {info.samplerate}"
+    return None
 
 
 def resample(wave: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
@@ -156,26 +188,43 @@ def prepare_waveform(
     source_rate: int,
     config: AudioLoadConfig,
     name: str = "waveform",
+    *,
+    channels_last: bool | None = None,
 ) -> torch.Tensor:
     """Samples already in memory ([n] or [n, channels]) → checked mono float32 tensor [n'].
 
     `name` is used in error messages (the file name, when the samples came from a file).
+    `channels_last`: the layout of a 2-D array when known (soundfile's is [n, channels]); None
+    guesses that a [channels, n] array (torchaudio's layout) has at most 8 rows and more columns.
     """
     data = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise InputError(f"{name}: expected real-valued samples, got an array of {data.dtype}")
     if data.ndim == 2:
-        # [n, channels] as soundfile returns; a [channels, n] array (torchaudio's layout) has few rows
-        if data.shape[0] < data.shape[1] and data.shape[0] <= 8:
+        if channels_last is None:
+            channels_last = not (data.shape[0] < data.shape[1] and data.shape[0] <= 8)
+        if not channels_last:
             data = data.T
-        data = data.mean(axis=1)
+        if data.shape[1] == 0:
+            raise InputError(f"{name}: has no channels")
+        if data.shape[0] == 0:
+            raise InputError(f"{name}: is empty (no samples)")
+        with np.errstate(all="ignore"):
+            data = data.mean(axis=1)
     elif data.ndim != 1:
         raise InputError(f"{name}: expected samples of shape [n] or [n, channels], got {list(data.shape)}")
-    data = data.astype(np.float32, copy=False)
+    if data.shape[0] == 0:
+        raise InputError(f"{name}: is empty (no samples)")
     if source_rate <= 0:
         raise InputError(f"{name}: invalid sample rate {source_rate}")
     if not np.all(np.isfinite(data)):
         raise InputError(f"{name}: contains NaN or infinite samples")
+    with np.errstate(all="ignore"):
+        data = data.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(data)):  # float64 values beyond float32's range
+        raise InputError(f"{name}: has samples too large for 32-bit floats (|x| > 3.4e38)")
     duration = data.shape[0] / source_rate
-    if duration < config.min_duration_s or data.shape[0] == 0:
+    if duration < config.min_duration_s:
         raise InputError(
             f"{name}: too short ({duration:.3f} s); clips must last at least {config.min_duration_s} s"
         )
@@ -223,7 +272,7 @@ def load_audio_input(item: Any, config: AudioLoadConfig) -> torch.Tensor:
     """
     if isinstance(item, str | Path):
         data, rate = read_audio(item)
-        return prepare_waveform(data, rate, config, name=f"audio file '{item}'")
+        return prepare_waveform(data, rate, config, name=f"audio file '{item}'", channels_last=True)
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], int | np.integer):
         return prepare_waveform(item[0], int(item[1]), config)
     if isinstance(item, np.ndarray | torch.Tensor):

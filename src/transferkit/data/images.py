@@ -84,6 +84,58 @@ def open_image(
         return _to_rgb(_upright(_loaded(img, name), name), name)
 
 
+def sniff_image(path: str | Path) -> str | None:
+    """Why `path` is certainly not a readable image, or None when it may be one (cheap: 16 bytes).
+
+    The first bytes are matched against the signatures of every format PIL reads (PIL's own
+    `accept` test, the one `Image.open` starts with); only a file that matches none is opened
+    with PIL, which then tries the formats that have no signature. A file that passes can still
+    turn out truncated or corrupt when decoded; that is reported by `open_image`.
+    """
+    try:
+        with open(path, "rb") as fh:
+            prefix = fh.read(16)
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror or exc})"
+    if not prefix:
+        return "empty file (0 bytes), not an image"
+    Image.init()
+    for ident in Image.ID:
+        accept = Image.OPEN[ident][1]
+        try:
+            if accept is not None and accept(prefix):
+                return None
+        except Exception:  # a plugin's signature test failing on odd bytes is a no, not an error
+            continue
+    try:
+        with Image.open(path):
+            return None
+    except Exception:
+        kind = _known_kind(prefix)
+        return (
+            f"not an image ({kind})" if kind else
+            "not an image: its first bytes match no image format PIL reads (another kind of file, renamed?)"
+        )
+
+
+#: signatures of common files that are not images, to say what a misplaced file is
+_NOT_IMAGES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or a .docx/.xlsx document)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"fLaC", "a FLAC audio file"),
+    (b"OggS", "an Ogg audio/video file"),
+    (b"ID3", "an MP3 audio file"),
+    (b"\x7fELF", "a program"),
+)
+
+
+def _known_kind(prefix: bytes) -> str | None:
+    if prefix.startswith(b"RIFF") and prefix[8:12] == b"WAVE":
+        return "a WAV audio file"
+    return next((kind for magic, kind in _NOT_IMAGES if prefix.startswith(magic)), None)
+
+
 def _check_file(path: Path) -> None:
     """Fail early, with a plain message, on inputs PIL would report obscurely."""
     try:

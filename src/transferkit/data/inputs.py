@@ -65,8 +65,12 @@ def read_prediction_inputs(
     text_column: str = "text",
     columns: Sequence[str] = (),
     path_columns: Sequence[str] = (),
+    encoding: str | None = None,
 ) -> PredictionInputs:
-    """The inputs of a `predict` call for a model of `modality` ('image', 'text', 'audio', 'table')."""
+    """The inputs of a `predict` call for a model of `modality` ('image', 'text', 'audio', 'table').
+
+    `encoding` says how text files and tables are encoded when they are not UTF-8.
+    """
     if not inputs and not rows:
         raise ConfigError("nothing to predict: give files, folders or (text models) sentences, or (table models) "
                           "a table of rows or --row '{\"column\": value, …}'")
@@ -76,12 +80,13 @@ def read_prediction_inputs(
     if modality == "table":
         from transferkit.data.rows import read_rows
 
-        items, names = read_rows(inputs, rows, columns=list(columns), path_columns=list(path_columns))
+        items, names = read_rows(inputs, rows, columns=list(columns), path_columns=list(path_columns),
+                                 encoding=encoding)
         return PredictionInputs(list(items), names)
     if modality == "text":
         from transferkit.data.text import read_text_inputs
 
-        got = read_text_inputs(inputs, text_column=text_column)
+        got = read_text_inputs(inputs, text_column=text_column, encoding=encoding)
         notes = []
         if got.non_utf8:
             notes.append(f"{got.non_utf8} input text(s) had bytes that are not UTF-8 (replaced by '\ufffd')")

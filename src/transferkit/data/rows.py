@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.data.dataset import LabelledData, canonical_split
-from transferkit.data.tables import TableReport, read_table, require_columns
+from transferkit.data.tables import TableReport, check_labels, read_table, require_columns
 from transferkit.errors import DataError
 
 
@@ -59,16 +59,19 @@ def load_table_rows(
     path_columns: Iterable[str],
     label_column: str = "label",
     split_column: str | None = "split",
+    encoding: str | None = None,
 ) -> tuple[LabelledData, TableReport]:
     """A labelled multimodal table as `LabelledData` whose items are dicts of the used columns.
 
     Raises `DataError` listing the table's columns when one asked for is missing, and naming the
-    rows without a label. Missing cells are kept as None (the encoders mask them).
+    rows without a label or with a label that is not valid UTF-8 (`encoding` says how the file is
+    encoded otherwise). Missing cells are kept as None (the encoders mask them).
     """
-    frame, report = read_table(path, as_text=True)
+    frame, report = read_table(path, as_text=True, encoding=encoding)
     source = str(path)
     require_columns(frame, [*columns, label_column], source)
     labels = ["" if _cell(v) is None else str(v).strip() for v in frame[label_column]]
+    check_labels(labels, report, label_column)
     bad = [i for i, label in enumerate(labels) if not label]
     if bad:
         raise DataError(
@@ -94,11 +97,13 @@ def read_rows(
     *,
     columns: Sequence[str],
     path_columns: Iterable[str],
+    encoding: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows for `predict`: tables (paths relative to each table's folder) and `--row` JSON objects.
 
     Returns the rows and a display name for each. A table must have every column the model was
     trained on (the error lists what it has); a `--row` may leave columns out (they are missing).
+    `encoding` says how the tables are encoded when they are not UTF-8.
     """
     rows: list[dict[str, Any]] = []
     names: list[str] = []
@@ -107,7 +112,7 @@ def read_rows(
         if not path.is_file():
             raise DataError(f"{raw}: not a file; a table model predicts on a table of rows (CSV, TSV, Parquet, "
                             "JSONL, JSON) or on --row '{\"column\": value, …}'")
-        frame, report = read_table(path, as_text=True)
+        frame, report = read_table(path, as_text=True, encoding=encoding)
         require_columns(frame, list(columns), str(path))
         rows += _rows(frame, list(columns), path_columns, path.parent)
         names += [f"{path}:{report.row_name(i)}" for i in range(len(frame))]

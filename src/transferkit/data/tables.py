@@ -3,7 +3,14 @@
 `read_table` reads any of these into a `pandas.DataFrame` and reports what it had to repair:
 text that is not valid UTF-8 (a CSV saved by Excel in Windows-1252, say) is decoded with
 replacement characters rather than refused, and the number of rows affected is counted, so the
-caller can tell the user instead of training on mangled labels unawares.
+caller can tell the user instead of training on mangled labels unawares. `encoding=` says how a
+file is encoded when it is not UTF-8 (a UTF-16 or UTF-32 file with a byte-order mark is read as
+such without being told). A binary file (an image, an archive, anything holding NUL bytes) is
+never read as text: it is a `DataError` naming the file and what it looks like.
+
+Labels are never guessed at: a label cell holding bytes that are not UTF-8 is an error naming
+the file and rows (`check_labels`), because replacing them merges distinct labels ('café' and
+'cafè' would both become 'caf�'). Pass `encoding=` to read such a file as what it is.
 
 `load_manifest` turns such a table into `LabelledData`: one row per input, a column of file
 paths (read relative to the table's own folder, so a dataset folder can be moved as a whole),
@@ -16,6 +23,7 @@ pandas is imported inside the functions, so that `import transferkit` stays fast
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import io
 import json
@@ -66,6 +74,10 @@ class TableReport:
     replaced_examples: tuple[int, ...] = ()
     #: JSON Lines only: the file line of each row (blank lines are skipped, so they can differ)
     line_numbers: tuple[int, ...] | None = None
+    #: how the file was decoded ("utf-8" unless told otherwise, or a byte-order mark said so)
+    encoding: str = "utf-8"
+    #: when bytes were replaced: an encoding the whole file decodes in (a guess to offer the user)
+    suggested_encoding: str | None = None
 
     def row_name(self, index: int) -> str:
         """How a user finds DataFrame row `index` in the file: 'row 7', 'line 6', 'record 6'."""
@@ -97,17 +109,130 @@ class TableReport:
             where.append(f"{self.replaced_rows} of {self.rows} rows ({shown}{more}; {self.numbering})")
         return (
             f"{self.source}: text that is not valid UTF-8 in {' and '.join(where)}; the bad bytes "
-            "were replaced by '\ufffd'. Save the file as UTF-8 to keep those characters."
+            f"were replaced by '\ufffd'. {self.encoding_hint()}"
+        )
+
+    def encoding_hint(self) -> str:
+        """What to do about bytes that are not UTF-8: say the encoding, or save the file as UTF-8."""
+        guess = f" (it reads as {self.suggested_encoding})" if self.suggested_encoding else ""
+        return (
+            f"Pass the file's encoding{guess}, e.g. encoding={self.suggested_encoding or 'cp1252'!r} "
+            f"(--encoding {self.suggested_encoding or 'cp1252'}), or save the file as UTF-8."
         )
 
 
-def read_table(path: str | Path, *, as_text: bool = False) -> tuple[pd.DataFrame, TableReport]:
+#: signatures of binary files a user may pass where a text table or text file is expected
+_BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"fLaC", "a FLAC audio file"),
+    (b"OggS", "an Ogg audio/video file"),
+    (b"ID3", "an MP3 audio file"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or an .xlsx/.docx document)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"PAR1", "a Parquet table"),
+    (b"\x7fELF", "a program"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+
+#: byte-order marks that say unambiguously how a text file is encoded (longest first)
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def binary_kind(raw: bytes) -> str | None:
+    """What `raw` looks like when it is not text ("a JPEG image", "binary data …"), else None.
+
+    Text with a UTF-16/32 byte-order mark is text. Otherwise a known binary signature, or a NUL
+    byte in the first 8 KiB (no text encoding but UTF-16/32 has those), marks a binary file.
+    """
+    if any(raw.startswith(bom) for bom, _ in _BOMS):
+        return None
+    if raw.startswith(b"RIFF") and raw[8:12] in (b"WAVE", b"WEBP", b"AVI "):
+        return {b"WAVE": "a WAV audio file", b"WEBP": "a WebP image", b"AVI ": "an AVI video"}[raw[8:12]]
+    for magic, kind in _BINARY_SIGNATURES:
+        if raw.startswith(magic):
+            return kind
+    if b"\x00" in raw[:8192]:
+        return "binary data (it holds NUL bytes, which text does not)"
+    return None
+
+
+def check_encoding(encoding: str | None) -> str | None:
+    """`encoding` itself when Python knows it (None stays None), else a `ConfigError`."""
+    if encoding is None:
+        return None
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError) as exc:
+        raise ConfigError(
+            f"encoding {encoding!r} is not a text encoding Python knows; use a name such as utf-8, "
+            "cp1252 (Windows, Excel), latin-1, utf-16 or shift_jis"
+        ) from exc
+    return encoding
+
+
+def decode_text(raw: bytes, source: str, encoding: str | None = None) -> tuple[str, bool, str]:
+    """Bytes of a text file → (text, whether bytes were replaced, the encoding used).
+
+    Without `encoding`: a byte-order mark decides (UTF-8/16/32), else UTF-8 with U+FFFD for bytes
+    that are not UTF-8. With one, the file must decode in it, or it is a `DataError` saying where.
+    A binary file is refused (`binary_kind`).
+    """
+    kind = binary_kind(raw)
+    if kind is not None:
+        raise DataError(
+            f"{source}: is {kind}, not text; transferkit reads text only from text files "
+            "(UTF-8, or the encoding you name)"
+        )
+    if encoding is None:
+        encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), None)
+        if encoding is None:
+            text, replaced = _decode(raw)
+            return text, replaced, "utf-8"
+    check_encoding(encoding)
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"  # a byte-order mark is not part of the text
+    try:
+        return raw.decode(encoding), False, encoding
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{source}: is not valid {encoding}: byte {raw[exc.start:exc.start + 1]!r} at line {line} "
+            f"({exc.reason}); pass the encoding the file was saved in, or save it as UTF-8"
+        ) from exc
+
+
+def _suggest_encoding(raw: bytes) -> str | None:
+    """An encoding the whole file decodes in, when UTF-8 failed: cp1252 (Excel on Windows), else latin-1."""
+    try:
+        raw.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def read_table(
+    path: str | Path, *, as_text: bool = False, encoding: str | None = None
+) -> tuple[pd.DataFrame, TableReport]:
     """Read a CSV, TSV, Parquet, JSON Lines (.jsonl/.ndjson) or JSON-records file.
 
     With `as_text`, every cell is read as the text written in the file (no guessing of numbers,
-    dates or "NA"; "01" stays "01"); empty cells are missing (NaN). Raises `DataError` for a file
-    that cannot be read, an unknown extension, or a table without rows.
+    dates or "NA"; "01" stays "01"); empty cells are missing (NaN). `encoding` says how a text
+    file is encoded (see the module docstring). Raises `DataError` for a file that cannot be read,
+    a binary file, an unknown extension, or a table without rows.
     """
+    check_encoding(encoding)
     source = Path(path)
     fmt = TABLE_FORMATS.get(source.suffix.lower())
     if fmt is None:
@@ -126,11 +251,19 @@ def read_table(path: str | Path, *, as_text: bool = False) -> tuple[pd.DataFrame
 
     line_numbers: tuple[int, ...] | None = None
     replaced = False
+    used = encoding or "utf-8"
     try:
         if fmt == "parquet":
-            frame = _read_parquet(raw, as_text)
+            if not raw.startswith(b"PAR1"):
+                kind = binary_kind(raw)
+                raise DataError(
+                    f"{path}: cannot read it as PARQUET (it does not start with Parquet's signature"
+                    + (f"; it is {kind}" if kind else "")
+                    + "); check the file, or give it the extension of its format (.csv, .jsonl, …)"
+                )
+            frame, replaced = _read_parquet(raw, as_text, encoding)
         else:
-            text, replaced = _decode(raw)
+            text, replaced, used = decode_text(raw, str(path), encoding)
             if fmt == "jsonl":
                 frame, lines = _read_jsonl(text, str(path), as_text)
                 line_numbers = lines if lines != tuple(range(1, len(lines) + 1)) else None
@@ -158,8 +291,29 @@ def read_table(path: str | Path, *, as_text: bool = False) -> tuple[pd.DataFrame
         header_replaced=replaced and any(_REPLACEMENT in str(c) for c in frame.columns),
         replaced_examples=tuple(rows_hit[:_SHOWN]),
         line_numbers=line_numbers,
+        encoding=used,
+        suggested_encoding=_suggest_encoding(raw) if replaced and fmt != "parquet" else None,
     )
     return frame, report
+
+
+def check_labels(labels: Sequence[str], report: TableReport, column: str) -> None:
+    """Refuse labels whose bytes were not valid UTF-8 (replaced by U+FFFD): they would merge classes.
+
+    Raises `DataError` naming the file, the column and the first rows, and how to say the encoding.
+    """
+    if not report.replaced_rows:
+        return
+    bad = [i for i, label in enumerate(labels) if _REPLACEMENT in label]
+    if not bad:
+        return
+    shown = ", ".join(f"{report.row_name(i)} {labels[i]!r}" for i in bad[:_SHOWN])
+    more = ", …" if len(bad) > _SHOWN else ""
+    raise DataError(
+        f"{report.source}: {len(bad)} of {report.rows} labels in column '{column}' are not valid UTF-8: "
+        f"{shown}{more} ({report.numbering}). Read with replacement characters, different labels "
+        f"(such as 'café' and 'cafè') would become one class. {report.encoding_hint()}"
+    )
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], source: str) -> None:
@@ -191,25 +345,28 @@ def load_manifest(
     label_column: str = "label",
     modality: str = "image",
     split_column: str | None = "split",
+    *,
+    encoding: str | None = None,
 ) -> LabelledData:
     """Read a table of inputs and labels (and, when the table has `split_column`, their splits).
 
     For image and audio data, `path_column` holds file paths, relative to the table's folder
     unless absolute; items are absolute paths as `str`. For text, it holds the text itself.
     Labels are read as text with surrounding spaces removed ("01" stays "01"). Raises `DataError`
-    listing the offending rows for missing files, empty paths, empty labels and unknown splits.
+    listing the offending rows for missing files, empty paths, empty labels, unknown splits and
+    labels that are not valid UTF-8 (unless `encoding` says how the file is encoded).
     """
     if modality not in (*FILE_MODALITIES, "text"):
         raise ConfigError(f"modality must be one of image, audio, text; got {modality!r}")
-    frame, report = read_table(path, as_text=True)
+    frame, report = read_table(path, as_text=True, encoding=encoding)
     source = str(path)
     use_split = split_column is not None and split_column in frame.columns
     require_columns(frame, [path_column, label_column], source)
+    labels = [_cell(value).strip() for value in frame[label_column]]
+    check_labels(labels, report, label_column)
     message = report.encoding_message()
     if message:
         warnings.warn(message, stacklevel=2)
-
-    labels = [_cell(value).strip() for value in frame[label_column]]
     _fail_on_rows(
         [i for i, label in enumerate(labels) if not label], report, source,
         f"have no label in column '{label_column}'", "Fill them in or remove those rows.",
@@ -248,11 +405,29 @@ def _read_delimited(text: str, sep: str, as_text: bool) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text), sep=sep)
 
 
-def _read_parquet(raw: bytes, as_text: bool) -> pd.DataFrame:
+def _read_parquet(raw: bytes, as_text: bool, encoding: str | None) -> tuple[pd.DataFrame, bool]:
+    """A Parquet table; with `as_text`, binary cells are decoded (UTF-8, or `encoding`), and
+    whether bytes had to be replaced."""
     import pandas as pd
 
     frame = pd.read_parquet(io.BytesIO(raw))
-    return _as_text(frame) if as_text else frame
+    if not as_text:
+        return frame, False
+    replaced = False
+
+    def text(value: Any) -> Any:
+        nonlocal replaced
+        if isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+            try:
+                return data.decode(encoding or "utf-8")
+            except UnicodeDecodeError:
+                replaced = True
+                return data.decode(encoding or "utf-8", errors="replace")
+        return value
+
+    frame = frame.apply(lambda col: col.map(text)) if len(frame) else frame
+    return _as_text(frame), replaced
 
 
 def _read_jsonl(text: str, source: str, as_text: bool) -> tuple[pd.DataFrame, tuple[int, ...]]:

@@ -1,13 +1,17 @@
 """Text data: labelled tables of texts for `fit`, and the inputs `predict` accepts for a text model.
 
 A text dataset is a table (CSV, TSV, Parquet, JSON Lines, JSON) with a text column and a label
-column. What `read_table` repairs is kept and counted: bytes that are not UTF-8 are decoded as
-U+FFFD and the rows affected are counted in the `TableReport`. Empty texts (missing or blank
-cells) carry no signal: they are left out of training and counted in `skipped`, by the row a
-user finds in the file, instead of failing the whole run or training on blank strings unawares.
+column. What `read_table` repairs in texts is kept and counted: bytes that are not UTF-8 are
+decoded as U+FFFD and the rows affected are counted in the `TableReport`; in labels they are an
+error naming the rows (they would merge classes), unless `encoding=` says how the file is
+encoded. Empty texts (missing or blank cells) carry no signal: they are left out of training and
+counted in `skipped`, by the row a user finds in the file, instead of failing the whole run or
+training on blank strings unawares.
 
 At predict time a text model takes literal strings, plain text files (one example per line;
-blank lines are counted and left out) and tables with the text column.
+blank lines are counted and left out) and tables with the text column. A binary file (a photo,
+an archive, anything holding NUL bytes) is never read as lines of text: it is an `InputError`
+naming the file and what it looks like.
 """
 
 from __future__ import annotations
@@ -17,8 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transferkit.data.dataset import LabelledData
-from transferkit.data.tables import TABLE_FORMATS, TableReport, read_table, require_columns
-from transferkit.errors import DataError
+from transferkit.data.tables import (
+    TABLE_FORMATS,
+    TableReport,
+    check_labels,
+    decode_text,
+    read_table,
+    require_columns,
+)
+from transferkit.errors import DataError, InputError
 
 
 @dataclass
@@ -48,20 +59,23 @@ def load_text_table(
     text_column: str = "text",
     label_column: str = "label",
     split_column: str | None = "split",
+    encoding: str | None = None,
 ) -> TextData:
     """Read a labelled text table; rows with an empty text are skipped and counted, not fatal.
 
     A missing column raises `DataError` listing the columns the table has. A row without a label
-    is an error (a label cannot be guessed); a row without text is skipped (`skipped`,
-    `empty_rows`). Non-UTF-8 bytes are replaced and counted in `report.replaced_rows`.
+    is an error (a label cannot be guessed), and so is a label that is not valid UTF-8 unless
+    `encoding` says how the file is encoded; a row without text is skipped (`skipped`,
+    `empty_rows`). Non-UTF-8 bytes in texts are replaced and counted in `report.replaced_rows`.
     """
     from transferkit.data.dataset import canonical_split
 
-    frame, report = read_table(path, as_text=True)
+    frame, report = read_table(path, as_text=True, encoding=encoding)
     source = str(path)
     require_columns(frame, [text_column, label_column], source)
     texts = [_cell(v) for v in frame[text_column]]
     labels = [_cell(v).strip() for v in frame[label_column]]
+    check_labels(labels, report, label_column)
     no_label = [i for i, label in enumerate(labels) if not label]
     if no_label:
         shown = ", ".join(report.row_name(i) for i in no_label[:5])
@@ -108,13 +122,16 @@ class TextInputs:
     non_utf8: int = 0
 
 
-def read_text_inputs(inputs: Sequence[str], *, text_column: str = "text") -> TextInputs:
+def read_text_inputs(
+    inputs: Sequence[str], *, text_column: str = "text", encoding: str | None = None
+) -> TextInputs:
     """`predict` inputs for a text model: literal strings, text files (a line each), or tables.
 
     An argument that names an existing file is read: a table (by extension) contributes its
     `text_column`, any other file one example per non-blank line (decoded as UTF-8 with
-    replacement, counted). Anything else is the text itself. Blank examples are counted in
-    `empty` and kept (the model still answers, the output marks them).
+    replacement, counted, unless `encoding` names the file's encoding). Anything else is the
+    text itself. Blank examples are counted in `empty` and kept (the model still answers, the
+    output marks them). A binary file raises `InputError` naming it.
     """
     out = TextInputs()
     for raw in inputs:
@@ -124,18 +141,14 @@ def read_text_inputs(inputs: Sequence[str], *, text_column: str = "text") -> Tex
         except OSError:  # a long sentence is not a file name
             is_file = False
         if is_file and path.suffix.lower() in TABLE_FORMATS:
-            frame, report = read_table(path, as_text=True)
+            frame, report = read_table(path, as_text=True, encoding=encoding)
             require_columns(frame, [text_column], str(path))
             out.non_utf8 += report.replaced_rows
             for i, value in enumerate(frame[text_column]):
                 out.texts.append(_cell(value))
                 out.names.append(f"{path}:{report.row_name(i)}")
         elif is_file:
-            data = path.read_bytes()
-            try:
-                text = data.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                text = data.decode("utf-8-sig", errors="replace")
+            text = read_text_file(path, encoding=encoding)
             for number, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():
                     continue
@@ -147,3 +160,25 @@ def read_text_inputs(inputs: Sequence[str], *, text_column: str = "text") -> Tex
             out.names.append(raw if len(raw) <= 60 else raw[:57] + "…")
     out.empty = sum(1 for t in out.texts if not t.strip())
     return out
+
+
+def read_text_file(path: str | Path, *, encoding: str | None = None) -> str:
+    """A plain text file's text: UTF-8 (bytes that are not become U+FFFD), or `encoding`.
+
+    Raises `InputError` naming the file when it cannot be read or is binary (an image, an archive,
+    NUL bytes), so that a photo passed to a text model is refused instead of read as text.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        text, _, _ = decode_text(raw, str(path), encoding)
+    except InputError:
+        raise
+    except DataError as exc:
+        raise InputError(
+            f"{exc} A text model predicts on strings, plain text files (one example per line) and "
+            "tables with a text column."
+        ) from exc
+    return text

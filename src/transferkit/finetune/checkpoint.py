@@ -2,8 +2,12 @@
 
 A run folder (`fit --out RUN`) holds `run.json` (what is trained on what: backbone reference,
 data fingerprint, config), `checkpoints/{last,best}.ckpt`, `logs/`, and, once training ends, the
-bundle files. `--resume RUN` checks all of that before continuing: it refuses a folder that is
-not a run, and a run made with another backbone or other data.
+bundle files. `run.json` carries a format marker and version (`"format": "transferkit.run"`) and
+the list of files a run writes (`transferkit.bundle.RUN_FILES`): a folder is a run because
+transferkit marked it so, never because some file is called `run.json`. `--resume RUN` checks all
+of that before continuing: it refuses a folder that is not a run, and a run made with another
+backbone or other data. `start_run` prepares `--out` for a new run: with `--overwrite` it
+deletes only the files an earlier run wrote, and refuses a folder holding anything else.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from transferkit.errors import ConfigError
+from transferkit.bundle import RUN_FILE, RUN_FILES, RUN_FORMAT, RUN_FORMAT_VERSION, is_bundle, is_run
+from transferkit.errors import BundleError, ConfigError
 
-RUN_FILE = "run.json"
-RUN_KIND = "transferkit.run"
+#: the marker runs written before `format` existed carry (`"kind"`); still written for them
+RUN_KIND = RUN_FORMAT
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -57,11 +62,39 @@ def data_fingerprint(items: list[Any], labels: list[str]) -> str:
 
 
 def write_run(folder: Path, info: dict[str, Any]) -> None:
+    """Write `run.json` atomically, with the run format marker, its version and the files a run owns."""
     folder.mkdir(parents=True, exist_ok=True)
+    marked = {k: v for k, v in info.items() if k not in ("kind", "format", "format_version", "files")}
+    data = {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, "kind": RUN_KIND,
+            "files": list(RUN_FILES), **marked}
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".run.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"kind": RUN_KIND, **info}, fh, indent=2, default=str)
-    os.replace(tmp, folder / RUN_FILE)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=str)
+        os.replace(tmp, folder / RUN_FILE)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def start_run(out: Path, *, overwrite: bool) -> None:
+    """Make `out` ready for a new fine-tuning run, before any training.
+
+    A new or empty folder is used as is. An earlier run (or bundle) transferkit wrote there needs
+    `overwrite`; then the earlier run's checkpoints, logs and `run.json` are deleted, and an
+    earlier bundle's files stay until the new bundle replaces them. Anything transferkit did not
+    write makes it a `BundleError` naming it, and nothing is deleted (`bundle.check_writable`).
+    """
+    from transferkit.bundle import check_writable, remove_owned
+
+    if not overwrite and is_run(out) and not is_bundle(out):
+        raise BundleError(
+            f"--out '{out}' holds an unfinished fine-tuning run; continue it with "
+            f"--resume {out}, pass --overwrite to start over, or choose another folder"
+        )
+    check_writable(out, overwrite=overwrite)
+    if overwrite:
+        remove_owned(out, run_only=True)
 
 
 def read_run(folder: Path) -> dict[str, Any]:
@@ -76,10 +109,19 @@ def read_run(folder: Path) -> dict[str, Any]:
         )
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"--resume '{folder}': {RUN_FILE} is damaged ({exc})") from exc
-    if info.get("kind") != RUN_KIND:
-        raise ConfigError(f"--resume '{folder}': {RUN_FILE} is not a transferkit run manifest")
+    if not isinstance(info, dict) or RUN_FORMAT not in (info.get("format"), info.get("kind")):
+        raise ConfigError(
+            f"--resume '{folder}': {RUN_FILE} is not a transferkit run manifest (no "
+            f"\"format\": \"{RUN_FORMAT}\" in it); give the --out folder of an earlier `fit --strategy finetune`"
+        )
+    version = info.get("format_version", 0)
+    if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
+        raise ConfigError(
+            f"--resume '{folder}': the run was written by a newer transferkit (run format {version!r}); "
+            "upgrade transferkit to continue it"
+        )
     return info
 
 
@@ -111,22 +153,12 @@ def check_same_run(folder: Path, info: dict[str, Any], *, backbone: dict[str, An
 
 
 def prepare_run_folder(out: Path, *, overwrite: bool) -> None:
-    """Make `out` ready for a new run: refuse an unfinished run (unless `overwrite`) and anything not ours."""
-    import shutil
+    """Make `out` ready for a new run (what `FinetunedClassifier.prepare_output` calls): `start_run`.
 
-    from transferkit.bundle import check_writable, is_bundle
-    from transferkit.errors import BundleError
-
-    if (out / RUN_FILE).is_file() and not is_bundle(out) and not overwrite:
-        raise BundleError(f"--out '{out}' holds an unfinished fine-tuning run; continue it with --resume {out}, "
-                          "pass --overwrite to start over, or choose another folder")
-    if (out / RUN_FILE).is_file() and overwrite:
-        for name in ("checkpoints", "logs"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        (out / RUN_FILE).unlink()
-        if not is_bundle(out):
-            return
-    check_writable(out, overwrite=overwrite)
+    An unfinished run needs `overwrite`; with it only the files an earlier run wrote are deleted,
+    and a folder holding anything transferkit did not write is refused, naming it.
+    """
+    start_run(out, overwrite=overwrite)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
