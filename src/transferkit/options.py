@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transferkit.backbones.registry import DEFAULT_BACKBONES
 from transferkit.errors import ConfigError
 from transferkit.finetune.config import FinetuneConfig
 
@@ -93,6 +92,12 @@ class FitOptions:
                              "--class-weight")
     path_column: str = _opt("path", "Manifest column with input paths.", "--path-column")
     label_column: str = _opt("label", "Manifest column with labels.", "--label-column")
+    group_column: str = _opt("group", "Column naming each example's group (speaker, site, device, design): "
+                             "validation then holds out whole groups, so it measures what an unseen group meets. "
+                             "Read when the table has it; 'folder' takes DATA/<class>/<group>/…; 'none': split by "
+                             "example.", "--group-column")
+    encoding: str | None = _opt(None, "How a manifest is encoded when it is not UTF-8 (e.g. cp1252, latin-1).",
+                                "--encoding")
     modality: str | None = _opt(None, "image, text, audio or table. Default: from the column flags, else from "
                                 "DATA (a folder of clips is audio).", "--modality")
     text_column: str | None = _opt(None, "Column of texts. Alone: a text classifier; with other columns: a table.",
@@ -181,6 +186,10 @@ class FitOptions:
     def table_columns(self) -> dict[str, list[str]]:
         """Column kind → the columns named for it (empty lists for the kinds not given)."""
         return {kind: split_columns(getattr(self, option)) for kind, option in COLUMN_OPTIONS.items()}
+
+    def groups(self) -> str | None:
+        """The group column loaders take (None: split by example)."""
+        return None if self.group_column.lower() == "none" else self.group_column
 
     def cache(self) -> Path | bool | None:
         """What estimators take as `cache_dir`: False with --no-cache, else the folder (None: default)."""
@@ -327,6 +336,8 @@ def resolve(options: FitOptions) -> FitOptions:
     modality = resolve_modality(options)
     changes: dict[str, Any] = {"modality": modality}
     if modality in _SINGLE:
+        from transferkit.backbones.registry import DEFAULT_BACKBONES  # imports torch: not at import time
+
         column = split_columns(getattr(options, COLUMN_OPTIONS[modality]))
         if column:
             changes["path_column"] = column[0]

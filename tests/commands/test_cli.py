@@ -158,3 +158,33 @@ def test_console_script_shows_errors_without_traceback(tmp_path) -> None:
     proc = subprocess.run([str(exe), "fit", str(tmp_path / "missing")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_groups_from_folders_are_held_out_whole(tmp_path) -> None:
+    """DATA/<class>/<group>/…: validation and test hold whole groups (a group never on both sides)."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "sites"
+    rng = np.random.default_rng(0)
+    for site in range(5):
+        for cls, colour in (("red", (200, 40, 40)), ("green", (40, 190, 60)), ("blue", (40, 60, 210))):
+            folder = root / cls / f"site{site}"
+            folder.mkdir(parents=True)
+            for i in range(4):
+                pixels = (np.array(colour) + rng.normal(0, 40, (32, 32, 3))).clip(0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    code, output = run("fit", root, "--group-column", "folder", "--out", tmp_path / "m", "--json",
+                       "--backbone", "test_efficientnet", "--weights", "random")
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "m" / "transferkit.json").read_text())
+    assert manifest["data"]["group_column"] == "folder"
+    from transferkit.data import load_dataset, split_indices
+
+    data = load_dataset(root, group_column="folder")
+    assert data.groups is not None and set(data.groups) == {f"site{i}" for i in range(5)}
+    splits = split_indices(data.labels, groups=data.groups, seed=0)
+    sides = {s: {data.groups[i] for i in idx} for s, idx in splits.items()}
+    assert sides["val"] and sides["test"] and not (sides["train"] & (sides["val"] | sides["test"]))
+    code, output = run("fit", root, "--group-column", "site", "--out", tmp_path / "n")
+    assert code == 2 and "groups come from a folder level" in output

@@ -10,7 +10,16 @@ import typer
 from rich.console import Console
 
 from transferkit.commands._console import console, print_metrics, print_skipped
-from transferkit.commands._flags import AsJson, CacheDir, LabelColumn, Model, NoCache, PathColumn, cache_arg
+from transferkit.commands._flags import (
+    AsJson,
+    CacheDir,
+    Encoding,
+    LabelColumn,
+    Model,
+    NoCache,
+    PathColumn,
+    cache_arg,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,17 +31,19 @@ def evaluate(
     data: Annotated[Path, typer.Argument(help="Labelled data in the same layout as for fit.")],
     path_column: PathColumn = "path",
     label_column: LabelColumn = "label",
+    encoding: Encoding = None,
     as_json: AsJson = False,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
 ) -> None:
     """Score a trained model on new labelled data."""
     run_evaluate(model, data, path_column=path_column, label_column=label_column, as_json=as_json,
-                 cache_dir=cache_arg(cache_dir, no_cache))
+                 cache_dir=cache_arg(cache_dir, no_cache), encoding=encoding)
 
 
 def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_column: str = "label",
-                 as_json: bool = False, cache_dir: Any = None, out: Console = console) -> dict[str, Any]:
+                 as_json: bool = False, cache_dir: Any = None, encoding: str | None = None, out: Console = console
+                 ) -> dict[str, Any]:
     from transferkit.data import load_labelled
     from transferkit.errors import DataError
     from transferkit.estimators.load import load
@@ -45,7 +56,8 @@ def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_co
         path_column=path_column if path_column != "path" else str(saved.get("path_column") or "path"),
         label_column=label_column if label_column != "label" else str(saved.get("label_column") or "label"),
         columns=[c["name"] for c in layout],
-        path_columns=[c["name"] for c in layout if c["kind"] in ("image", "audio")])
+        path_columns=[c["name"] for c in layout if c["kind"] in ("image", "audio")], encoding=encoding,
+        group_column=None)
     metrics = clf.evaluate(dataset)
     metrics["skipped"] = {**dataset.skipped, **metrics.get("skipped", {})}
     if as_json:

@@ -143,7 +143,8 @@ def load_data(options: FitOptions) -> tuple[LabelledData, list[str]]:
     ordered = [c for kind in ("image", "text", "audio", "numeric", "categorical") for c in columns[kind]]
     dataset, messages = load_labelled(options.data, modality=str(options.modality), path_column=options.path_column,
                                       label_column=options.label_column, columns=ordered,
-                                      path_columns=columns["image"] + columns["audio"])
+                                      path_columns=columns["image"] + columns["audio"], encoding=options.encoding,
+                                      group_column=options.groups())
     dataset.validate_for_training()
     return dataset, messages
 
@@ -171,9 +172,13 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
         check_writable(folder, overwrite=options.overwrite)
     dataset, messages = load_data(options)
     splits = split_indices(dataset.labels, val_fraction=options.val, test_fraction=options.test, seed=options.seed,
-                           splits=dataset.splits)
+                           splits=dataset.splits, groups=dataset.groups)
     if not quiet and rank0:
         print_class_counts(dataset, splits, out)
+        if dataset.groups is not None:
+            held = {s: sorted({dataset.groups[i] for i in splits[s]}) for s in ("val", "test") if splits.get(s)}
+            out.print("groups held out: " + "; ".join(f"{s} {', '.join(g[:6])}{' …' if len(g) > 6 else ''}"
+                                                     for s, g in held.items()), highlight=False)
         for message in messages:
             out.print(f"[yellow]{message}[/]", highlight=False)
 
@@ -261,7 +266,8 @@ def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: Lab
     return {"source": str(options.data), "modality": options.modality, "path_column": options.path_column,
             "label_column": options.label_column, "columns": options.table_columns(), "seed": options.seed,
             "val": options.val, "test": options.test, "splits": {k: len(v) for k, v in splits.items()},
-            **dataset.notes()}
+            "group_column": options.groups() if dataset.groups is not None else None,
+            "encoding": options.encoding, **dataset.notes()}
 
 
 def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metrics: dict[str, Any],

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from transferkit.commands._console import console, print_skipped
-from transferkit.commands._flags import AsJson, CacheDir, Model, NoCache, cache_arg
+from transferkit.commands._flags import AsJson, CacheDir, Encoding, Model, NoCache, cache_arg
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +33,7 @@ def predict(
     text_column: Annotated[str | None, typer.Option(
         "--text-column", help="Text models: the column of tables to read (default: the training one).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels.")] = 1,
+    encoding: Encoding = None,
     as_json: AsJson = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     cache_dir: CacheDir = None,
@@ -40,12 +41,12 @@ def predict(
 ) -> None:
     """Print the predicted label and its probability for each input."""
     run_predict(model, inputs or [], top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                cache_dir=cache_arg(cache_dir, no_cache), rows=row or [], text_column=text_column)
+                cache_dir=cache_arg(cache_dir, no_cache), rows=row or [], text_column=text_column, encoding=encoding)
 
 
 def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str = "table", cache_dir: Any = None,
-                rows: Sequence[str] = (), text_column: str | None = None, out: Console = console
-                ) -> list[dict[str, Any]]:
+                rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = None,
+                out: Console = console) -> list[dict[str, Any]]:
     from transferkit.data.inputs import read_prediction_inputs
     from transferkit.errors import DataError
     from transferkit.estimators.load import load
@@ -57,7 +58,7 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
     columns = [c["name"] for c in layout]
     path_columns = [c["name"] for c in layout if c["kind"] in ("image", "audio")]
     got = read_prediction_inputs(modality, inputs, rows=rows, columns=columns, path_columns=path_columns,
-                                 text_column=text_column or str(saved.get("path_column") or "text"))
+                                 text_column=text_column or str(saved.get("path_column") or "text"), encoding=encoding)
     feats = clf.features(got.items)
     notes = list(got.notes) + _notes_after(clf, got.items)
     proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))

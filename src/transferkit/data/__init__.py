@@ -23,7 +23,13 @@ from pathlib import Path
 from transferkit.data.dataset import LabelledData
 from transferkit.data.folders import FileCheck, scan_folder
 from transferkit.data.split import split_indices
-from transferkit.data.tables import TableReport, load_manifest, read_table, require_columns
+from transferkit.data.tables import (
+    DEFAULT_GROUP_COLUMN,
+    TableReport,
+    load_manifest,
+    read_table,
+    require_columns,
+)
 from transferkit.errors import ConfigError, DataError
 
 __all__ = [
@@ -47,6 +53,7 @@ def load_dataset(
     label_column: str = "label",
     split_column: str | None = "split",
     encoding: str | None = None,
+    group_column: str | None = None,
 ) -> LabelledData:
     """Load labelled data from a folder of class sub-folders or from a table file.
 
@@ -64,12 +71,18 @@ def load_dataset(
             "(CSV, TSV, Parquet, JSONL, JSON) with path and label columns"
         )
     if path.is_dir():
-        return scan_folder(path, folder_extensions(modality), modality, check=folder_check(modality))
+        data = scan_folder(path, folder_extensions(modality), modality, check=folder_check(modality))
+        if group_column == FOLDER_GROUPS:
+            data.groups = folder_groups(data, path)
+        elif group_column not in (None, DEFAULT_GROUP_COLUMN):
+            raise ConfigError(f"{source} is a folder: its groups come from a folder level (group column "
+                              f"'{FOLDER_GROUPS}': <class>/<group>/…), not from a column named {group_column!r}")
+        return data
     if modality == "text":  # empty texts skipped and counted, non-UTF-8 rows counted (data/text.py)
         from transferkit.data.text import load_text_table
 
         return load_text_table(path, text_column=path_column, label_column=label_column, split_column=split_column,
-                               encoding=encoding)
+                               encoding=encoding, group_column=group_column)
     return load_manifest(
         path,
         path_column=path_column,
@@ -77,6 +90,7 @@ def load_dataset(
         modality=modality,
         split_column=split_column,
         encoding=encoding,
+        group_column=group_column,
     )
 
 
@@ -89,6 +103,7 @@ def load_labelled(
     columns: list[str] | None = None,
     path_columns: list[str] | None = None,
     encoding: str | None = None,
+    group_column: str | None = DEFAULT_GROUP_COLUMN,
 ) -> tuple[LabelledData, list[str]]:
     """Labelled data of any modality as `fit` and `evaluate` read it, and sentences for the user about
     what was repaired on the way (bytes that were not UTF-8).
@@ -101,14 +116,38 @@ def load_labelled(
         from transferkit.data.rows import load_table_rows
 
         dataset, report = load_table_rows(source, columns=list(columns or []), path_columns=list(path_columns or []),
-                                          label_column=label_column, encoding=encoding)
+                                          label_column=label_column, encoding=encoding,
+                                          group_column=group_column)
         message = report.encoding_message()
         return dataset, [message] if message else []
     dataset = load_dataset(source, modality=modality, path_column=path_column, label_column=label_column,
-                           encoding=encoding)
+                           encoding=encoding, group_column=group_column)
     text_report = getattr(dataset, "report", None)  # text tables keep what reading them noticed
     message = text_report.encoding_message() if text_report is not None else None
     return dataset, [message] if message else []
+
+
+#: the group "column" of a folder: the level below the class folders (DATA/<class>/<group>/…)
+FOLDER_GROUPS = "folder"
+
+
+def folder_groups(data: LabelledData, root: Path) -> list[str]:
+    """Each file's group: the folder directly below its class folder (DATA/[split/]<class>/<group>/…)."""
+    groups = []
+    missing = []
+    for item, label in zip(data.items, data.labels, strict=True):
+        parts = Path(item).resolve().relative_to(root.resolve()).parts
+        at = parts.index(label) if label in parts else (1 if data.splits else 0)
+        if len(parts) - at < 3:
+            missing.append(str(item))
+            groups.append("")
+        else:
+            groups.append(parts[at + 1])
+    if missing:
+        raise DataError(f"{root}: with groups from folders, every file must be in DATA/<class>/<group>/; "
+                        f"{len(missing)} are not (e.g. {missing[0]}). Move them into a group folder, or drop "
+                        "--group-column")
+    return groups
 
 
 def folder_check(modality: str) -> FileCheck | None:

@@ -39,6 +39,9 @@ class LabelledData:
     source: str
     modality: str = "image"
     splits: list[str] | None = None
+    #: each item's group (speaker, site, device, design), when the data names them: held-out
+    #: splits are then made of whole groups (`split_indices(groups=…)`)
+    groups: list[str] | None = None
     #: inputs dropped while scanning (e.g. files of an unknown type), path → reason
     skipped: dict[str, str] = field(default_factory=dict)
     #: for skipped inputs whose class is known (a file in a class folder): path → that class
@@ -52,6 +55,8 @@ class LabelledData:
             raise DataError(f"{self.source}: {len(self.items)} inputs but {len(self.labels)} labels")
         if self.splits is not None and len(self.splits) != len(self.items):
             raise DataError(f"{self.source}: split column has the wrong length")
+        if self.groups is not None and len(self.groups) != len(self.items):
+            raise DataError(f"{self.source}: group column has the wrong length")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -77,6 +82,7 @@ class LabelledData:
             source=self.source,
             modality=self.modality,
             splits=None if self.splits is None else [self.splits[i] for i in indices],
+            groups=None if self.groups is None else [self.groups[i] for i in indices],
             unreadable=flagged,
         )
 

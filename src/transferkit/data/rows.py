@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.data.dataset import LabelledData, canonical_split
-from transferkit.data.tables import TableReport, check_labels, read_table, require_columns
+from transferkit.data.tables import TableReport, check_labels, read_groups, read_table, require_columns
 from transferkit.errors import DataError
 
 
@@ -60,6 +60,7 @@ def load_table_rows(
     label_column: str = "label",
     split_column: str | None = "split",
     encoding: str | None = None,
+    group_column: str | None = None,
 ) -> tuple[LabelledData, TableReport]:
     """A labelled multimodal table as `LabelledData` whose items are dicts of the used columns.
 
@@ -88,7 +89,9 @@ def load_table_rows(
                             f"'{split_column}'; use train, val or test")
         splits = [str(s) for s in canon]
     items = _rows(frame, list(columns), path_columns, Path(path).parent)
-    return LabelledData(items=items, labels=labels, source=source, modality="table", splits=splits), report
+    groups = read_groups(frame, group_column, report, source)
+    return LabelledData(items=items, labels=labels, source=source, modality="table", splits=splits,
+                        groups=groups), report
 
 
 def read_rows(

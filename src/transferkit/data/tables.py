@@ -50,6 +50,8 @@ TABLE_FORMATS: dict[str, str] = {
     ".json": "json",
 }
 
+#: the group column read when a table has it (and no other was named)
+DEFAULT_GROUP_COLUMN = "group"
 #: modalities whose manifest column holds file paths (text manifests hold the text itself)
 FILE_MODALITIES = ("image", "audio")
 
@@ -339,6 +341,22 @@ def require_columns(df: pd.DataFrame, columns: Iterable[str], source: str) -> No
     raise DataError(message + " Name the right columns, or rename them in the file.")
 
 
+def read_groups(frame: pd.DataFrame, group_column: str | None, report: TableReport, source: str,
+                keep: Sequence[int] | None = None) -> list[str] | None:
+    """Each row's group from `group_column` (None when not asked for); an empty cell is an error naming its row.
+
+    The default name, "group", is read when the table has that column; any other name must exist.
+    """
+    if group_column is None or (group_column == DEFAULT_GROUP_COLUMN and group_column not in frame.columns):
+        return None
+    require_columns(frame, [group_column], source)
+    groups = [_cell(value).strip() for value in frame[group_column]]
+    rows = list(range(len(groups))) if keep is None else list(keep)
+    _fail_on_rows([i for i in rows if not groups[i]], report, source, f"have no group in column '{group_column}'",
+                  "Fill them in, or leave out --group-column to split by example.")
+    return [groups[i] for i in rows]
+
+
 def load_manifest(
     path: str | Path,
     path_column: str = "path",
@@ -347,6 +365,7 @@ def load_manifest(
     split_column: str | None = "split",
     *,
     encoding: str | None = None,
+    group_column: str | None = None,
 ) -> LabelledData:
     """Read a table of inputs and labels (and, when the table has `split_column`, their splits).
 
@@ -383,7 +402,8 @@ def load_manifest(
     if use_split:
         assert split_column is not None
         splits = _read_splits([_cell(v) for v in frame[split_column]], split_column, report, source)
-    return LabelledData(items=items, labels=labels, source=source, modality=modality, splits=splits)
+    groups = read_groups(frame, group_column, report, source)
+    return LabelledData(items=items, labels=labels, source=source, modality=modality, splits=splits, groups=groups)
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from transferkit.data.tables import (
     TableReport,
     check_labels,
     decode_text,
+    read_groups,
     read_table,
     require_columns,
 )
@@ -60,6 +61,7 @@ def load_text_table(
     label_column: str = "label",
     split_column: str | None = "split",
     encoding: str | None = None,
+    group_column: str | None = None,
 ) -> TextData:
     """Read a labelled text table; rows with an empty text are skipped and counted, not fatal.
 
@@ -105,6 +107,7 @@ def load_text_table(
         source=source,
         modality="text",
         splits=splits,
+        groups=read_groups(frame, group_column, report, source, keep),
         skipped=skipped,
         report=report,
         empty_rows=len(texts) - len(keep),
