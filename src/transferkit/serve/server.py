@@ -30,12 +30,24 @@ def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, options
 
 
 def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, options: ServeOptions | None = None,
-          precision: str | None = None, log_level: str = "info") -> None:
-    """Load the bundle at `run` and serve it until SIGTERM/SIGINT."""
+          precision: str | None = None, threads: int | None = None, log_level: str = "info") -> None:
+    """Load the bundle at `run` and serve it until SIGTERM/SIGINT.
+
+    `threads`: torch's intra-op threads for the model (default: torch's own choice, one per core).
+    On a host shared with other busy processes, fewer threads than cores avoids threads waiting
+    on each other for a core.
+    """
+    import torch
+
+    from transferkit.errors import ConfigError
     from transferkit.serve.app import create_app
     from transferkit.workflow import load_model
 
     opts = (options or ServeOptions()).validate()
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1; got {threads}")
+        torch.set_num_threads(threads)
     overrides: dict[str, Any] = {"cache_dir": False, "progress": False}
     if precision:
         overrides["precision"] = precision
