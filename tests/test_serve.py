@@ -206,6 +206,8 @@ def _bad_requests(images: Path) -> list[tuple[str, bytes, str | None, int, str]]
         ("an image over --max-pixels", png_header(3000, 3000), "image/png", 413, "--max-pixels"),
         ("non-UTF-8 JSON", b'{"text": "caf\xe9"}', "application/json", 400, "not UTF-8"),
         ("invalid JSON", b'{"text": ', "application/json", 400, "not valid JSON"),
+        ("JSON nested 100000 deep", b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested"),
+        ("a 5000-digit JSON number", b'{"text": ' + b"9" * 5000 + b"}", "application/json", 400, "cannot be read"),
         ("a batch over --max-batch", too_many, ct_many, 413, "--max-batch"),
     ]
 

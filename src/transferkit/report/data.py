@@ -52,8 +52,12 @@ def _columns(manifest: dict[str, Any]) -> tuple[str, str]:
     return str(data.get("path_column") or default_path), str(data.get("label_column") or "label")
 
 
-def _fractions(manifest: dict[str, Any], run_dir: Path | None) -> tuple[float, float, str | None]:
-    """(val, test) fractions of the run and, when they had to be assumed, a note saying so."""
+def _fractions(manifest: dict[str, Any], run_dir: Path | None, total: int) -> tuple[float, float, str | None]:
+    """(val, test) fractions of the run and, when they were not recorded, a note saying how they were found.
+
+    Without recorded fractions, the recorded split sizes give them: `split_indices` sizes a split
+    `round(fraction × total)`, so `size / total` reproduces the same split of the same data.
+    """
     data = manifest.get("data", {})
     if "val_fraction" in data and "test_fraction" in data:
         return float(data["val_fraction"]), float(data["test_fraction"]), None
@@ -66,9 +70,12 @@ def _fractions(manifest: dict[str, Any], run_dir: Path | None) -> tuple[float, f
                 options = {}
             if "val" in options and "test" in options:
                 return float(options["val"]), float(options["test"]), None
+    sizes = data.get("splits") or {}
+    if total and "val" in sizes and "test" in sizes:
+        return int(sizes["val"]) / total, int(sizes["test"]) / total, None
     return DEFAULT_VAL, DEFAULT_TEST, (
-        f"the bundle does not record its split fractions; assumed fit's defaults (val {DEFAULT_VAL}, "
-        f"test {DEFAULT_TEST}) and checked the resulting split sizes against the recorded ones")
+        f"the bundle records neither its split fractions nor its split sizes; assumed fit's defaults "
+        f"(val {DEFAULT_VAL}, test {DEFAULT_TEST})")
 
 
 def load_labelled(manifest: dict[str, Any], source: str | Path, *, path_column: str | None = None,
@@ -111,7 +118,7 @@ def test_split(manifest: dict[str, Any], run_dir: str | Path | None = None) -> R
         raise DataError(f"the bundle was trained on '{source}', which is not there now (paths are relative to the "
                         "folder fit ran in); run from that folder, or give the data: transferkit report RUN DATA")
     dataset = load_labelled(manifest, source)
-    val, test, note = _fractions(manifest, Path(run_dir) if run_dir is not None else None)
+    val, test, note = _fractions(manifest, Path(run_dir) if run_dir is not None else None, len(dataset))
     seed = int(manifest.get("training", {}).get("seed", 0))
     splits = split_indices(dataset.labels, val_fraction=val, test_fraction=test, seed=seed, splits=dataset.splits)
     recorded = data_info.get("splits") or {}
@@ -119,7 +126,7 @@ def test_split(manifest: dict[str, Any], run_dir: str | Path | None = None) -> R
     differs = {k: (int(v), got.get(k, 0)) for k, v in recorded.items() if int(v) != got.get(k, 0)}
     if differs:
         what = ", ".join(f"{k}: {then} then, {now} now" for k, (then, now) in differs.items())
-        raise DataError(f"'{source}' no longer splits as it did at fit time ({what}); the data changed since. "
+        raise DataError(f"'{source}' no longer splits as it did at fit time ({what}): the data changed since. "
                         "Give the data to report on: transferkit report RUN DATA")
     if not splits.get("test"):
         raise DataError(f"the run trained on '{source}' kept no test split (--test 0); give labelled data to "

@@ -21,14 +21,16 @@ a result is late. Uploads are decoded from memory; no path named in a request is
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -134,6 +136,8 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     batcher = MicroBatcher(predictor.predict, max_batch=opts.max_batch, window_s=opts.batch_window_ms / 1000.0,
                            max_queue=opts.max_queue, timeout_s=opts.timeout_s, enabled=opts.micro_batching)
     metadata = _metadata(model, predictor, opts, name, __version__)
+    # decoded images are the server's largest buffers (up to --max-pixels × 3 bytes each): a few at a time
+    decoders = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -162,6 +166,11 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return error(500, f"internal error while predicting ({type(exc).__name__}: {exc}); the server keeps "
+                          "running — please report this with the input that caused it")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -194,10 +203,12 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         if content_type == "multipart/form-data":
             _require_files(modality, content_type)
             form = await request.form(max_files=4 * opts.max_batch, max_fields=4 * opts.max_batch)
-            for field_name, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    uploads.append((value.filename or field_name, await value.read()))
-            await form.close()
+            try:
+                for field_name, value in form.multi_items():
+                    if isinstance(value, UploadFile):
+                        uploads.append((value.filename or field_name, await value.read()))
+            finally:
+                await form.close()
             if not uploads:
                 raise RequestError(422, "the multipart body holds no file (or was cut off before its first file "
                                         "ended); send each input as a file field, e.g. -F file=@photo.jpg")
@@ -220,7 +231,8 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
                                     "(--max-batch); split it into several requests")
         if uploads:  # decoding and resizing take milliseconds: off the event loop
             names = [n for n, _ in uploads]
-            samples = await run_in_threadpool(_decode_and_prepare, predictor, opts, uploads)
+            samples = await anyio.to_thread.run_sync(_decode_and_prepare, predictor, opts, uploads,
+                                                     limiter=decoders)
         else:  # texts and rows are checked in microseconds
             samples = [predictor.prepare(x, n) for x, n in zip(items, names, strict=True)]
         rows = await batcher.submit(samples)

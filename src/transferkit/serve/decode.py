@@ -96,6 +96,10 @@ def parse_json(body: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"the body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
                            ) from exc
+    except RecursionError as exc:
+        raise RequestError(400, "the JSON body is nested too deeply; send a flat object") from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise RequestError(400, f"the JSON body cannot be read: {exc}") from exc
 
 
 def json_inputs(payload: Any, modality: str, *, columns: Sequence[str] = (), path_columns: Sequence[str] = ()
