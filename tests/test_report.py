@@ -330,3 +330,16 @@ def test_examples_show_as_their_modality(tmp_path: Path) -> None:
                     {"name": "photo", "kind": "image"}])
     assert [c["value"] for c in row["cells"]] == ["red kettle", "(missing)", "x.jpg"] and row["image"] is None
     assert "cannot show it" in describe(str(tmp_path / "missing.png"), "image")["note"]
+
+
+def test_a_report_on_data_that_cannot_be_read_says_so(probe_run: Path, tmp_path: Path) -> None:
+    import transferkit
+    from transferkit.data.dataset import LabelledData
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    data = LabelledData(items=[str(broken), str(tmp_path / "gone.png")], labels=["red", "blue"], source="bad data")
+    out = write_report(transferkit.load(probe_run, cache_dir=False, progress=False), data, tmp_path / "bad.html")
+    html = out.read_text()
+    assert "Nothing could be evaluated" in html and "broken.png" in html and "gone.png" in html
+    assert '<div class="v">0</div><div class="k">examples evaluated</div>' in html
