@@ -76,7 +76,7 @@ def fit(modality: str, root: Path, precision: str) -> tuple[Path, list[tuple[byt
 
 def start_server(run: Path, port: int, *, batching: bool, precision: str, max_batch: int, threads: int | None
                  ) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "transferkit.cli", "serve", str(run), "--port", str(port), "--log-level", "warning",
+    args = [sys.executable, "-m", "transferkit", "serve", str(run), "--port", str(port), "--log-level", "warning",
             "--precision", precision, "--max-batch", str(max_batch)]
     if threads:
         args += ["--threads", str(threads)]
@@ -140,7 +140,7 @@ def model_alone(run: Path, bodies: list[tuple[bytes, str]], batch: int, threads:
 
     if threads:
         torch.set_num_threads(threads)
-    predictor = Predictor(transferkit.load(run, cache_dir=False, progress=False, precision=precision))
+    predictor = Predictor(transferkit.load(run, cache_dir=False, progress=False), precision=precision)
     samples = []
     for body, content_type in bodies[:batch]:
         item = (decode_image(body, "x", 10**9, predictor.jpeg_min_size) if content_type.startswith("image/")

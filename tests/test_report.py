@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from transferkit.cli import app
+from transferkit.commands import app
 from transferkit.errors import ConfigError, DataError
 from transferkit.report import data as report_data
 from transferkit.report import report_run, write_report

@@ -32,7 +32,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from transferkit.cli import app as cli_app
+from transferkit.commands import app as cli_app
 from transferkit.serve import ServeOptions, create_app
 from transferkit.serve.batcher import MicroBatcher, Overloaded
 
@@ -307,7 +307,7 @@ def test_a_late_result_gets_503_with_retry_after(image_run: Path, images: Path) 
 def test_sigterm_finishes_the_requests_it_accepted(image_run: Path, images: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "transferkit.cli", "serve", str(image_run), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "transferkit", "serve", str(image_run), "--port", str(port),
                              "--batch-window-ms", "1500", "--log-level", "warning"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

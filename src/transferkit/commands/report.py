@@ -34,11 +34,9 @@ def report(
     It shows the data, training curves, confusion matrix, per-class scores, calibration, the most
     confidently wrong examples and a map of the embeddings.
     """
-    from rich.console import Console
-
+    from transferkit.commands._console import console
     from transferkit.report import report_run
 
-    console = Console()
     with console.status("evaluating the model and drawing the report…"):
         written = report_run(run, data, out=out, title=title, path_column=path_column, label_column=label_column,
                              cache_dir=False if no_cache else cache_dir)

@@ -36,11 +36,11 @@ def report_run(
     """Load the bundle at `run`, evaluate it on `data` (default: the run's own test split,
     re-derived) and write the report (default `run/report.html`). Returns the path written."""
     from transferkit.bundle import read_manifest
+    from transferkit.estimators.load import load
     from transferkit.report import data as report_data
-    from transferkit.workflow import load_model
 
     manifest = read_manifest(run)  # a clear error for a folder that is not a bundle, before any loading
     chosen = (given_data(manifest, data, path_column=path_column, label_column=label_column) if data is not None
               else report_data.test_split(manifest, run))
-    model = load_model(Path(run), cache_dir=cache_dir, progress=progress)
+    model = load(Path(run), cache_dir=cache_dir, progress=progress)
     return write_report(model, chosen, out or default_report_path(run), run_dir=run, title=title)

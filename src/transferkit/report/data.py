@@ -38,8 +38,10 @@ class ReportData:
 
 
 def model_modality(manifest: dict[str, Any]) -> str:
-    """'table' for table bundles, else the backbone's modality."""
-    if manifest.get("kind") == "tabular":
+    """What the bundle's model takes: 'image', 'text', 'audio' or 'table'."""
+    if manifest.get("modality"):
+        return str(manifest["modality"])
+    if manifest.get("kind") == "tabular":  # bundles written before the manifest said it
         return "table"
     return str(manifest.get("backbone", {}).get("modality") or "image")
 
@@ -59,8 +61,8 @@ def _fractions(manifest: dict[str, Any], run_dir: Path | None, total: int) -> tu
     `round(fraction × total)`, so `size / total` reproduces the same split of the same data.
     """
     data = manifest.get("data", {})
-    if "val_fraction" in data and "test_fraction" in data:
-        return float(data["val_fraction"]), float(data["test_fraction"]), None
+    if "val" in data and "test" in data:  # what `fit` records
+        return float(data["val"]), float(data["test"]), None
     if run_dir is not None:  # a fine-tuning run folder keeps its options in run.json
         run_file = Path(run_dir) / "run.json"
         if run_file.is_file():
@@ -82,23 +84,14 @@ def load_labelled(manifest: dict[str, Any], source: str | Path, *, path_column: 
                   label_column: str | None = None) -> LabelledData:
     """Labelled data read as the bundle's modality needs (image/audio folders or manifests, text
     tables, multimodal rows), with the bundle's own columns unless others are given."""
-    from transferkit.data import load_dataset
+    from transferkit.data import load_labelled as read
 
     saved_path, saved_label = _columns(manifest)
-    path_col, label_col = path_column or saved_path, label_column or saved_label
-    modality = model_modality(manifest)
-    if modality == "table":
-        from transferkit.data.rows import load_table_rows
-
-        columns = [str(c["name"]) for c in manifest.get("columns", [])]
-        paths = [str(c["name"]) for c in manifest.get("columns", []) if c.get("kind") in ("image", "audio")]
-        dataset, _ = load_table_rows(source, columns=columns, path_columns=paths, label_column=label_col)
-        return dataset
-    if modality == "text":
-        from transferkit.data.text import load_text_table
-
-        return load_text_table(source, text_column=path_col, label_column=label_col)
-    return load_dataset(source, modality=modality, path_column=path_col, label_column=label_col)
+    layout = manifest.get("columns", [])  # a table model's columns, in block order
+    dataset, _ = read(source, modality=model_modality(manifest), path_column=path_column or saved_path,
+                      label_column=label_column or saved_label, columns=[str(c["name"]) for c in layout],
+                      path_columns=[str(c["name"]) for c in layout if c.get("kind") in ("image", "audio")])
+    return dataset
 
 
 def test_split(manifest: dict[str, Any], run_dir: str | Path | None = None) -> ReportData:
@@ -119,7 +112,7 @@ def test_split(manifest: dict[str, Any], run_dir: str | Path | None = None) -> R
                         "folder fit ran in); run from that folder, or give the data: transferkit report RUN DATA")
     dataset = load_labelled(manifest, source)
     val, test, note = _fractions(manifest, Path(run_dir) if run_dir is not None else None, len(dataset))
-    seed = int(manifest.get("training", {}).get("seed", 0))
+    seed = int(data_info.get("seed", manifest.get("training", {}).get("seed", 0)))
     splits = split_indices(dataset.labels, val_fraction=val, test_fraction=test, seed=seed, splits=dataset.splits)
     recorded = data_info.get("splits") or {}
     got = {name: len(idx) for name, idx in splits.items()}

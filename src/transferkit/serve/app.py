@@ -127,12 +127,14 @@ _REQUEST_BODY_DOC = {
 }
 
 
-def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "model") -> Any:
-    """The FastAPI app serving `model` (a loaded bundle) under `options`."""
+def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "model",
+               precision: str | None = None) -> Any:
+    """The FastAPI app serving `model` (a loaded bundle) under `options`; `precision` ('auto',
+    'bf16', 'fp32') overrides the one `transferkit predict` would use for this bundle."""
     from transferkit import __version__
 
     opts = (options or ServeOptions()).validate()
-    predictor = Predictor(model)
+    predictor = Predictor(model, precision=precision)
     batcher = MicroBatcher(predictor.predict, max_batch=opts.max_batch, window_s=opts.batch_window_ms / 1000.0,
                            max_queue=opts.max_queue, timeout_s=opts.timeout_s, enabled=opts.micro_batching)
     metadata = _metadata(model, predictor, opts, name, __version__)

@@ -25,21 +25,26 @@ from transferkit.errors import InputError
 from transferkit.serve.decode import RequestError
 
 
-def model_modality(model: Any) -> str:
-    """'table', or the modality of the model's backbone."""
-    if getattr(model, "modality_", None) == "table":
-        return "table"
-    return str(getattr(getattr(model, "backbone_", None), "modality", "image"))
+def predict_precision(model: Any) -> str:
+    """The precision setting `model.features` extracts with (what `transferkit predict` uses):
+    a fine-tuned network always predicts under 'auto' (`FinetunedClassifier.features`), the others
+    under their `precision` parameter."""
+    if getattr(model, "kind", None) == "finetuned":
+        return "auto"
+    return str(getattr(model, "precision", "auto"))
 
 
 class Predictor:
     """Prepares inputs and predicts class probabilities for one loaded bundle."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, *, precision: str | None = None) -> None:
+        from transferkit.errors import ConfigError
         from transferkit.runtime import resolve_device, resolve_precision
 
+        if precision not in (None, "auto", "bf16", "fp32"):
+            raise ConfigError(f"--precision must be auto, bf16 or fp32; got {precision!r}")
         self.model = model
-        self.modality = model_modality(model)
+        self.modality = str(model.modality_)
         self.classes = [str(c) for c in model.classes_]
         self.columns: list[str] = []
         self.path_columns: list[str] = []
@@ -47,11 +52,13 @@ class Predictor:
         if self.modality == "table":
             self.columns = [c for _, c in model.columns()]
             self.path_columns = list(model.path_columns())
-            self.device = torch.device("cpu")
-            self.precision = str(getattr(model, "precision", "auto"))
+            if precision is not None:
+                model.precision = precision  # a runtime setting of table models (their encoders' extraction)
+            self.device = resolve_device(getattr(model, "device", None))
+            self.precision = str(model.precision)
             return
         self.device = resolve_device(getattr(model, "device", None))
-        self.precision = resolve_precision(str(getattr(model, "precision", "auto")), self.device)
+        self.precision = resolve_precision(precision or predict_precision(model), self.device)
         self._checked = self.precision != "bf16"
         self.backbone = model.backbone_.for_inference().eval().to(self.device)
         self._load = self.backbone.sample_loader()

@@ -40,17 +40,14 @@ def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, options
     import torch
 
     from transferkit.errors import ConfigError
+    from transferkit.estimators.load import load
     from transferkit.serve.app import create_app
-    from transferkit.workflow import load_model
 
     opts = (options or ServeOptions()).validate()
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"--threads must be at least 1; got {threads}")
         torch.set_num_threads(threads)
-    overrides: dict[str, Any] = {"cache_dir": False, "progress": False}
-    if precision:
-        overrides["precision"] = precision
-    model = load_model(Path(run), **overrides)
-    app = create_app(model, opts, name=Path(run).resolve().name)
+    model = load(Path(run), cache_dir=False, progress=False)
+    app = create_app(model, opts, name=Path(run).resolve().name, precision=precision)
     build_server(app, host=host, port=port, options=opts, log_level=log_level).run()
