@@ -250,22 +250,16 @@ def test_report_on_given_data_as_evaluate_report_would(probe_run: Path, images: 
         assert re.search(r'<div class="card">\s*<img alt="example" src="data:image/png;base64,', html)
 
 
-def test_candidates_and_data_efficiency_curve_appear_when_the_run_has_them(probe_run: Path, images: Path,
-                                                                          tmp_path: Path) -> None:
-    from transferkit import rank
-
+def test_candidates_and_data_efficiency_curve_appear_when_the_run_has_them(images: Path, tmp_path: Path) -> None:
     run = tmp_path / "auto"
-    shutil.copytree(probe_run, run)
-    table = rank(images, backbones="test_efficientnet@random,test_resnet@random", metrics="logme",
-                 cache=False, subsample=None)
-    manifest = json.loads((run / "transferkit.json").read_text())
-    manifest["ranking"] = table.to_dict()  # what `fit --backbone auto` records
-    (run / "transferkit.json").write_text(json.dumps(manifest))
+    cli("fit", images, "--backbone", "auto:test_efficientnet@random,test_resnet@random", "--precision", "fp32",
+        "--out", run, "--json")
+    assert "ranking" in json.loads((run / "transferkit.json").read_text())  # what `fit --backbone auto` records
     (run / "curve.csv").write_text("n_per_class,probe_accuracy,finetune_accuracy\n2,0.5,0.4\n5,0.7,0.72\n"
                                    "10,0.82,0.9\n")
-    html = report_run(run, images).read_text()
+    html = report_run(run).read_text()
     assert '<section id="candidates">' in html and '<tr class="picked">' in html
-    assert "test_resnet@random" in html and "logme" in html
+    assert "test_resnet@random" in html and "test_efficientnet@random" in html and "logme" in html
     assert "plot-curve" in plot_ids(html) and "probe_accuracy" in html
 
 
