@@ -171,8 +171,9 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error(500, f"internal error while predicting ({type(exc).__name__}: {exc}); the server keeps "
-                          "running — please report this with the input that caused it")
+        # the details (and the traceback) go to the server's log, not to the client
+        return error(500, f"internal error while predicting ({type(exc).__name__}); the server keeps running — "
+                          "its log has the details; please report them with the input that caused it")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
