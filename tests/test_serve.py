@@ -198,7 +198,8 @@ def _bad_requests(images: Path) -> list[tuple[str, bytes, str | None, int, str]]
         ("no content type", one, None, 415, "Content-Type"),
         ("JSON to an image model", b'{"text": "a red thing"}', "application/json", 415, "image"),
         ("audio to an image model", one, "audio/wav", 415, "image"),
-        ("truncated multipart upload", whole[: len(whole) // 2], content_type, 422, "cut off"),
+        ("truncated multipart upload", whole[: len(whole) // 2], content_type, 400, "truncated"),
+        ("multipart without a boundary", whole, "multipart/form-data", 400, "boundary"),
         ("truncated image inside a whole upload", cut_image, content_type, 422, "truncated"),
         ("bytes that are not an image", b"GIF89a but not really" * 3, "image/gif", 422, "not an image"),
         ("empty upload", b"", "image/png", 422, "empty"),
@@ -336,6 +337,8 @@ def test_sigterm_finishes_the_requests_it_accepted(image_run: Path, images: Path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 # -- the micro-batcher alone ------------------------------------------------------------------------

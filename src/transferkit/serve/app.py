@@ -205,6 +205,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         names: list[str] = []
         if content_type == "multipart/form-data":
             _require_files(modality, content_type)
+            _check_complete_multipart(request.headers.get("content-type", ""), await request.body())
             form = await request.form(max_files=4 * opts.max_batch, max_fields=4 * opts.max_batch)
             try:
                 for field_name, value in form.multi_items():
@@ -243,6 +244,20 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
                                              for name, p in zip(names, rows, strict=True)]})
 
     return app
+
+
+def _check_complete_multipart(content_type: str, body: bytes) -> None:
+    """A 400 for a multipart body without its closing delimiter (a cut-off upload), before parsing it."""
+    boundary = ""
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "boundary":
+            boundary = value.strip().strip('"')
+    if not boundary:
+        raise RequestError(400, "multipart/form-data without a boundary parameter in its Content-Type")
+    if f"--{boundary}--".encode("latin-1", "replace") not in body[-(len(boundary) + 64):]:
+        raise RequestError(400, f"the multipart body is truncated: {len(body):,} bytes arrived without the "
+                                "closing boundary; the upload was cut off, send it again")
 
 
 def _decode_and_prepare(predictor: Predictor, opts: ServeOptions, uploads: list[tuple[str, bytes]]) -> list[Any]:
