@@ -81,7 +81,7 @@ def _fractions(manifest: dict[str, Any], run_dir: Path | None, total: int) -> tu
 
 
 def load_labelled(manifest: dict[str, Any], source: str | Path, *, path_column: str | None = None,
-                  label_column: str | None = None) -> LabelledData:
+                  label_column: str | None = None, group_column: str | None = None) -> LabelledData:
     """Labelled data read as the bundle's modality needs (image/audio folders or manifests, text
     tables, multimodal rows), with the bundle's own columns unless others are given."""
     from transferkit.data import load_labelled as read
@@ -90,7 +90,8 @@ def load_labelled(manifest: dict[str, Any], source: str | Path, *, path_column: 
     layout = manifest.get("columns", [])  # a table model's columns, in block order
     dataset, _ = read(source, modality=model_modality(manifest), path_column=path_column or saved_path,
                       label_column=label_column or saved_label, columns=[str(c["name"]) for c in layout],
-                      path_columns=[str(c["name"]) for c in layout if c.get("kind") in ("image", "audio")])
+                      path_columns=[str(c["name"]) for c in layout if c.get("kind") in ("image", "audio")],
+                      encoding=(manifest.get("data") or {}).get("encoding"), group_column=group_column)
     return dataset
 
 
@@ -110,10 +111,11 @@ def test_split(manifest: dict[str, Any], run_dir: str | Path | None = None) -> R
     if not Path(source).exists():
         raise DataError(f"the bundle was trained on '{source}', which is not there now (paths are relative to the "
                         "folder fit ran in); run from that folder, or give the data: transferkit report RUN DATA")
-    dataset = load_labelled(manifest, source)
+    dataset = load_labelled(manifest, source, group_column=data_info.get("group_column"))
     val, test, note = _fractions(manifest, Path(run_dir) if run_dir is not None else None, len(dataset))
     seed = int(data_info.get("seed", manifest.get("training", {}).get("seed", 0)))
-    splits = split_indices(dataset.labels, val_fraction=val, test_fraction=test, seed=seed, splits=dataset.splits)
+    splits = split_indices(dataset.labels, val_fraction=val, test_fraction=test, seed=seed, splits=dataset.splits,
+                           groups=dataset.groups)
     recorded = data_info.get("splits") or {}
     got = {name: len(idx) for name, idx in splits.items()}
     differs = {k: (int(v), got.get(k, 0)) for k, v in recorded.items() if int(v) != got.get(k, 0)}
