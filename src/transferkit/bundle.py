@@ -147,6 +147,23 @@ class _Owned:
         return bool(self.exact or self.patterns)
 
 
+#: the generator tag in the head of every HTML report transferkit writes (`transferkit.report`)
+REPORT_GENERATOR = "transferkit report"
+
+
+def is_report(path: Path) -> bool:
+    """True when `path` is an HTML report transferkit wrote (its head carries the generator tag):
+    one beside a bundle belongs to that bundle, and is replaced or removed with it."""
+    if path.suffix.lower() != ".html" or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return f'<meta name="generator" content="{REPORT_GENERATOR}">' in head
+
+
 def _owned(folder: Path) -> _Owned | None:
     """What transferkit owns in `folder`, or None when nothing there carries its marker."""
     manifest, run = _bundle_manifest(folder), _run_manifest(folder)
@@ -188,7 +205,7 @@ def foreign_entries(folder: str | Path) -> list[str]:
             holds_something = i + 1 < len(entries) and entries[i + 1][0].startswith(rel + "/")
             if rel not in owned.dirs and not holds_something:
                 foreign.append(rel + "/")
-        elif rel not in owned:
+        elif rel not in owned and not is_report(p / rel):
             foreign.append(rel)
     return foreign
 
@@ -249,7 +266,7 @@ def remove_owned(folder: str | Path, *, run_only: bool = False) -> list[str]:
     entries = _entries(p)
     markers = (MANIFEST, RUN_FILE)  # deleted last: a kill midway leaves a folder still recognised
     for rel, path, is_dir in entries:
-        if not is_dir and not path.is_symlink() and rel in owned and rel not in markers:
+        if not is_dir and not path.is_symlink() and (rel in owned or is_report(path)) and rel not in markers:
             path.unlink(missing_ok=True)
             removed.append(rel)
     for rel in markers:

@@ -123,6 +123,8 @@ class FitOptions:
                                   resumable=True)
     no_cache: bool = _opt(False, "Do not read or write the feature cache.", "--no-cache", resumable=True)
     as_json: bool = _opt(False, "Print JSON instead of tables.", "--json", resumable=True)
+    report: bool = _opt(False, "Also write RUN/report.html: plots of the data, the training, the errors and the "
+                        "embeddings (`transferkit report RUN` writes it later).", "--report", resumable=True)
     strategy: str = _opt("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
                          "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",
                          "--strategy")

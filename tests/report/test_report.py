@@ -337,3 +337,31 @@ def test_a_report_on_data_that_cannot_be_read_says_so(probe_run: Path, tmp_path:
     html = out.read_text()
     assert "Nothing could be evaluated" in html and "broken.png" in html and "gone.png" in html
     assert '<div class="v">0</div><div class="k">examples evaluated</div>' in html
+
+
+def test_fit_and_evaluate_write_reports_that_overwrite_keeps_as_its_own(image_folder: Path, tmp_path: Path) -> None:
+    """`fit --report` writes RUN/report.html, `evaluate --report` one per data set; a later
+    `fit --overwrite` treats them as transferkit's own files (replaced), a user's file still refuses."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from transferkit.commands import app
+
+    out = tmp_path / "run"
+    args = ["fit", str(image_folder), "--out", str(out), "--backbone", "test_efficientnet", "--weights", "random",
+            "--json", "--report"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = _json.loads(result.output[result.output.index("{"):])
+    assert Path(summary["report"]) == out / "report.html" and (out / "report.html").is_file()
+    result = CliRunner().invoke(app, ["evaluate", str(out), str(image_folder), "--report", "--json"])
+    assert result.exit_code == 0, result.output
+    assert (out / f"report-{image_folder.name}.html").is_file()
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (out / f"report-{image_folder.name}.html").exists()  # the old model's report went with it
+    (out / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code != 0 and "notes.txt" in str(result.exception)
+    assert (out / "notes.txt").read_text() == "mine"

@@ -32,18 +32,20 @@ def evaluate(
     path_column: PathColumn = "path",
     label_column: LabelColumn = "label",
     encoding: Encoding = None,
+    report: Annotated[bool, typer.Option("--report", help="Also write MODEL/report-<DATA name>.html: the same "
+                                                          "report as `transferkit report`, for this data.")] = False,
     as_json: AsJson = False,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
 ) -> None:
     """Score a trained model on new labelled data."""
     run_evaluate(model, data, path_column=path_column, label_column=label_column, as_json=as_json,
-                 cache_dir=cache_arg(cache_dir, no_cache), encoding=encoding)
+                 cache_dir=cache_arg(cache_dir, no_cache), encoding=encoding, report=report)
 
 
 def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_column: str = "label",
-                 as_json: bool = False, cache_dir: Any = None, encoding: str | None = None, out: Console = console
-                 ) -> dict[str, Any]:
+                 as_json: bool = False, cache_dir: Any = None, encoding: str | None = None, report: bool = False,
+                 out: Console = console) -> dict[str, Any]:
     from transferkit.data import load_labelled
     from transferkit.errors import DataError
     from transferkit.estimators.load import load
@@ -60,6 +62,14 @@ def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_co
         group_column=None)
     metrics = clf.evaluate(dataset)
     metrics["skipped"] = {**dataset.skipped, **metrics.get("skipped", {})}
+    if report and metrics.get("n"):
+        from transferkit.report import write_report
+        from transferkit.report.data import from_labelled
+
+        target = Path(model) / f"report-{Path(data).stem or 'data'}.html"
+        written = write_report(clf, from_labelled(clf.manifest_, dataset, description=f"{data} (all {len(dataset)} "
+                                                  "examples)"), target, run_dir=model)
+        metrics["report"] = str(written)
     if as_json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -69,6 +79,8 @@ def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_co
         if metrics.get("unknown_classes"):
             out.print(f"[yellow]classes the model never saw:[/] {', '.join(metrics['unknown_classes'])}")
         print_skipped(metrics["skipped"], out)
+        if metrics.get("report"):
+            out.print(f"[green]report[/] {metrics['report']}")
     if not metrics.get("n"):
         raise DataError(f"{data}: none of the {len(dataset)} input(s) could be read, so nothing was scored"
                         + (f"; first error: {next(iter(metrics['skipped'].values()))}" if metrics["skipped"] else ""))

@@ -205,11 +205,35 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
                "macro_f1": metrics.get("macro_f1"), "skipped": len(skipped), **dataset.notes()}
     if estimator.kind == "tabular":
         summary["test_columns"] = metrics.get("columns", {})
+    if options.report:
+        summary["report"] = str(_write_report(folder, dataset, splits, quiet=quiet, out=out))
     if quiet:
         print(json.dumps(summary, indent=2, default=str))
         return summary
     _print_summary(estimator, summary, metrics, skipped, folder, out)
     return summary
+
+
+def _write_report(folder: Path, dataset: LabelledData, splits: dict[str, list[int]], *, quiet: bool,
+                  out: Console) -> Path:
+    """RUN/report.html on the test split (on validation when there is no test split)."""
+    from transferkit.errors import DataError
+    from transferkit.estimators.load import load
+    from transferkit.report import default_report_path, write_report
+    from transferkit.report.data import from_labelled
+
+    part = "test" if splits.get("test") else "val"
+    if not splits.get(part):
+        raise DataError("--report needs labelled data the model did not train on: keep a test or val split")
+    model = load(folder, progress=False)
+    data = from_labelled(model.manifest_, dataset.subset(splits[part]),
+                         description=f"{part} split of {dataset.source} ({len(splits[part])} examples)")
+    if quiet:
+        return write_report(model, data, default_report_path(folder), run_dir=folder)
+    with out.status("drawing the report…"):
+        written = write_report(model, data, default_report_path(folder), run_dir=folder)
+    out.print(f"[green]report[/] {written}")
+    return written
 
 
 def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,

@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from transferkit.bundle import REPORT_GENERATOR, is_report
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
 from transferkit.report import plots
 from transferkit.report.analysis import Analysis, analyse, embedding_map
 from transferkit.report.data import ReportData, from_labelled, model_modality
 
-GENERATOR = "transferkit report"
+GENERATOR = REPORT_GENERATOR  # what `bundle.is_report` recognises
 #: skipped inputs listed on the page (the bundle lists them all)
 SKIPPED_SHOWN = 50
 #: files of a run folder that another part of transferkit writes, shown when present
@@ -387,16 +388,6 @@ def _plot_curve(header: list[str], rows: list[list[str]]) -> str | None:
 
 
 # -- writing ------------------------------------------------------------------------------------
-
-
-def is_report(path: Path) -> bool:
-    """True when `path` is an HTML file this module wrote (its head carries the generator tag)."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096).decode("utf-8", "replace")
-    except OSError:
-        return False
-    return f'<meta name="generator" content="{GENERATOR}">' in head
 
 
 def _check_writable(out: Path) -> None:
