@@ -222,7 +222,7 @@ def test_pretrained_ge2e_separates_two_synthetic_voices_better_than_random(ge2e:
 
 def test_ge2e_weights_sources(tmp_path: Path) -> None:
     random = create_ge2e("random", seed=3)
-    assert random.weights_id == "random-init:3"
+    assert random.weights_id == "random-init:3:ge2e"
     saved = tmp_path / "ge2e.pt"
     torch.save(random.state_dict(), saved)  # our own key layout loads back too
     again = create_ge2e(str(saved))
@@ -394,7 +394,7 @@ def test_resolve_audio_name() -> None:
     backbone = factory(weights="random", image_size=(64, 64), n_mels=64)
     assert isinstance(backbone, SpectrogramImageBackbone)
     assert backbone.name == "resnet18+logmel" and backbone.num_features == 512
-    assert backbone.weights_id == "random-init:0"
+    assert backbone.weights_id == "random-init:0:resnet18"
     check_contract(backbone.eval(), [tone(300.0, 1.0), tone(700.0, 1.5)])
 
 

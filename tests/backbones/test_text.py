@@ -186,7 +186,7 @@ def test_bad_text_inputs(minilm: SentenceTransformerBackbone) -> None:
 @needs_minilm
 def test_random_weights_are_a_different_model(minilm: SentenceTransformerBackbone) -> None:
     control = create_minilm(weights="random").eval()
-    assert control.weights_id == "random-init:0"
+    assert control.weights_id == "random-init:0:bert"
     assert control.preprocess_config() == minilm.preprocess_config()
     with torch.no_grad():
         ours = minilm.forward_features(minilm.preprocess(list(PARAPHRASES)))

@@ -93,7 +93,7 @@ def test_cli_finetune_with_yaml_then_predict_evaluate_and_resume_checks(images: 
     assert summary["lr_found"] and summary["lr"] > 0
     manifest = json.loads((out / "transferkit.json").read_text())
     assert manifest["strategy"] == "finetune" and manifest["finetune"]["lr_found"]
-    assert manifest["backbone"]["weights_id"] == "random-init:0"
+    assert manifest["backbone"]["weights_id"] == "random-init:0:test_efficientnet"
     pred = _cli("predict", str(out), str(images / "red"), "--json")
     assert pred.exit_code == 0, pred.output
     rows = json.loads(pred.output[pred.output.index("[") :])

@@ -45,6 +45,14 @@ def test_kill_and_resume_matches_uninterrupted(xy: Any, tiny: Any, tmp_path: Pat
     assert resumed.fit_report_.trainable_by_epoch[2] == straight.fit_report_.trainable_by_epoch[2]
     # the freeze schedule's state travelled in the checkpoint
     assert any("FreezeSchedule" in k for k in b["callbacks"])
+    # the logs of the epochs before the crash are still there (issue 12, item 9): the same epochs as uninterrupted
+    import csv
+
+    def epochs(run: Path) -> list[int]:
+        with open(run / "logs" / "metrics.csv", newline="") as fh:
+            return sorted({int(float(r["epoch"])) for r in csv.DictReader(fh) if r.get("train_loss")})
+
+    assert epochs(tmp_path / "b") == epochs(tmp_path / "a") == [0, 1, 2]
 
 
 def test_resume_refuses_what_is_not_a_run(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.base import Backbone, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,
@@ -499,7 +499,7 @@ def create_ge2e(weights: str | None = None, *, seed: int = 0, **kwargs: Any) -> 
     elif weights == RANDOM:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return GE2ESpeakerEncoder(weights_id=f"random-init:{seed}", **kwargs)
+            return GE2ESpeakerEncoder(weights_id=random_weights_id(seed, "ge2e"), **kwargs)
     elif weights == HUB:
         raise BackboneError(
             "the GE2E speaker encoder has no hub source; its weights come from the 'resemblyzer' "

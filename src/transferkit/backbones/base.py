@@ -28,13 +28,31 @@ from transferkit.errors import BackboneError
 Modality = Literal["image", "text", "audio"]
 
 
+def random_weights_id(seed: int, architecture: str) -> str:
+    """`weights_id` of a random initialisation: "random-init:<seed>:<architecture>"."""
+    return f"random-init:{seed}:{architecture}"
+
+
+def same_weights(saved: str, backbone: Backbone) -> bool:
+    """True when `backbone` has the weights a bundle recorded as `saved`.
+
+    Bundles written before random initialisations named their architecture recorded only
+    "random-init:<seed>"; for those the seed is all that can be checked.
+    """
+    current = backbone.weights_id
+    if saved == current:
+        return True
+    legacy = saved.startswith("random-init:") and saved.count(":") == 1
+    return legacy and current.startswith(saved + ":")
+
+
 class Backbone(nn.Module, ABC):
     """A pretrained encoder that maps a batch of raw inputs to pooled embeddings [B, num_features]."""
 
     name: str
     modality: Modality
     num_features: int
-    #: sha256 of the weight file ("random-init:<seed>" for random weights); part of cache keys.
+    #: sha256 of the weight file ("random-init:<seed>:<architecture>" for random weights); part of cache keys.
     weights_id: str
     #: the pretrained classifier on top of the features (for LEEP / NCE), if the source kept one.
     source_head: nn.Module | None

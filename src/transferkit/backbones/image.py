@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.base import Backbone, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,
@@ -242,8 +242,9 @@ def _imagenet_labels(num_classes: int) -> list[str] | None:
     return [info.index_to_description(i) for i in range(1000)]
 
 
-def _random_weights_id(seed: int) -> str:
-    return f"random-init:{seed}"
+def _random_weights_id(seed: int, arch: str) -> str:
+    """The identity of a random initialisation: its seed and architecture (a renamed one is another model)."""
+    return random_weights_id(seed, arch)
 
 
 def create_timm_backbone(
@@ -270,7 +271,7 @@ def create_timm_backbone(
         torch.manual_seed(seed)
         extra: dict[str, Any] = {"num_classes": num_classes} if num_classes else {}
         model = timm.create_model(arch, pretrained=False, **extra)
-        weights_id = _random_weights_id(seed)
+        weights_id = _random_weights_id(seed, arch)
     else:
         state = load_state_dict(weights)
         n_cls = num_classes

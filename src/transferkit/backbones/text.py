@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.base import Backbone, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,
@@ -507,7 +507,7 @@ def _load_transformer(folder: Path, weights: str | None, seed: int) -> tuple[nn.
         torch.manual_seed(seed)
         model = AutoModel.from_config(config, trust_remote_code=False, dtype=torch.float32)
     if weights == RANDOM:
-        return model, f"random-init:{seed}"
+        return model, random_weights_id(seed, str(getattr(config, "model_type", "transformer")))
     path = Path(weights)
     state = load_state_dict(path)
     expected = set(model.state_dict())

@@ -128,6 +128,18 @@ def as_labelled_data(X: Any, y: Sequence[Any] | None, what: str, *, modality: st
     return LabelledData(items=items, labels=[str(v) for v in y], source=what, modality=modality)
 
 
+MANIFEST_NAME = "transferkit.json"
+
+
+def _head_classes(tensors: dict[str, torch.Tensor]) -> int | None:
+    """How many classes the saved head predicts: the length of its last layer's bias."""
+    import re
+
+    biases = [(int(m.group(1)), key) for key in tensors
+              if (m := re.search(r"head\.(\d+)\.bias$", key)) is not None]
+    return int(tensors[max(biases)[1]].shape[0]) if biases else None
+
+
 # -- the contract ----------------------------------------------------------------------------------
 
 
@@ -291,6 +303,11 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         except TransferkitError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a manifest that does not fit its tensors
+            classes = _head_classes(tensors)
+            labels = manifest.get("labels") or []
+            if classes is not None and classes != len(labels):
+                raise BundleError(f"'{path}': its {MANIFEST_NAME} lists {len(labels)} labels but its weights hold a "
+                                  f"head for {classes} classes; the bundle was edited or damaged: fit it again") from exc
             raise BundleError(f"'{path}' is damaged or from an incompatible transferkit: {exc!r}") from exc
         estimator.manifest_ = manifest
         return estimator

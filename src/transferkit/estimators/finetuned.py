@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.base import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, check_is_fitted
@@ -462,7 +462,7 @@ class FinetunedClassifier(TransferEstimator):
             seed = info.get("random_seed")
             backbone = create_backbone(info["name"], weights=info.get("weights_source"),
                                        **({"seed": seed} if seed is not None else {}))
-            if backbone.weights_id != info["weights_id"]:
+            if not same_weights(info["weights_id"], backbone):
                 raise BundleError(f"'{path}' was fine-tuned from backbone '{info['name']}' with weights "
                                   f"{info['weights_id'][:12]}…, but the weights on this machine are "
                                   f"{backbone.weights_id[:12]}…; install the same weights")

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.base import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
@@ -246,7 +246,7 @@ class TransferClassifier(TransferEstimator):
         clf = cls(backbone=info["name"], weights=info.get("weights_source"), **{**saved, **overrides})
         clf.backbone_ = clf._create_backbone()
         clf._backbone_key = (clf.backbone, clf.weights, clf.long_text)
-        if clf.backbone_.weights_id != info["weights_id"]:
+        if not same_weights(info["weights_id"], clf.backbone_):
             raise BundleError(
                 f"'{path}' was trained on backbone '{info['name']}' with weights sha256 {info['weights_id'][:12]}…, "
                 f"but the weights on this machine are {clf.backbone_.weights_id[:12]}…; install the same weights")

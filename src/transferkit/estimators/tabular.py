@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.base import Backbone, same_weights
 from transferkit.backbones.registry import DEFAULT_BACKBONES
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
@@ -460,7 +460,7 @@ class TabularTransferClassifier(TransferEstimator):
         clf.backbones_ = {}
         for kind, info in manifest.get("encoders", {}).items():
             backbone = create_backbone(info["name"])
-            if backbone.weights_id != info["weights_id"]:
+            if not same_weights(info["weights_id"], backbone):
                 raise BundleError(f"'{path}': the {kind} encoder '{info['name']}' was trained with weights sha256 "
                                   f"{info['weights_id'][:12]}…, but this machine has {backbone.weights_id[:12]}…; "
                                   "install the same weights")

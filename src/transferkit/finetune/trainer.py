@@ -91,7 +91,10 @@ def train_module(
         state = load_checkpoint(Path(resume_from))
         module.lr = float(state.get("transferkit_lr", module.lr))
     outcome.lr = float(module.lr)
+    earlier = _read_rows(root / "logs" / "metrics.csv") if resume else []
     fit_guarded(trainer, module, dm, resume_from, batch_size)
+    if earlier:
+        _append_log(root / "logs" / "metrics.csv", earlier)
     outcome.trainer = trainer
     outcome.epochs_run = trainer.current_epoch
     outcome.world_size = trainer.world_size
@@ -208,6 +211,34 @@ def _loggers(root: Path) -> list[Any]:
 
     loggers.append(TensorBoardLogger(save_dir=str(root), name="logs", version="tensorboard"))
     return loggers
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _append_log(path: Path, earlier: list[dict[str, str]]) -> None:
+    """Put back the rows a resumed run's logger dropped (Lightning's CSVLogger rewrites its file):
+    the epochs before the resumed one, then the new rows. Written atomically."""
+    import csv
+    import tempfile
+
+    new = _read_rows(path)
+    first = min((int(float(r["epoch"])) for r in new if r.get("epoch")), default=None)
+    kept = [r for r in earlier if first is None or (r.get("epoch") and int(float(r["epoch"])) < first)]
+    rows = kept + new
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".csv")
+    with open(fd, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    Path(tmp).replace(path)
 
 
 def fit_guarded(trainer: Any, module: Any, dm: Any, ckpt_path: str | None, batch_size: int) -> None:
