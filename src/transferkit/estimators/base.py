@@ -307,7 +307,8 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             labels = manifest.get("labels") or []
             if classes is not None and classes != len(labels):
                 raise BundleError(f"'{path}': its {MANIFEST_NAME} lists {len(labels)} labels but its weights hold a "
-                                  f"head for {classes} classes; the bundle was edited or damaged: fit it again") from exc
+                                  f"head for {classes} classes; the bundle was edited or damaged: fit it "
+                                  "again") from exc
             raise BundleError(f"'{path}' is damaged or from an incompatible transferkit: {exc!r}") from exc
         estimator.manifest_ = manifest
         return estimator
