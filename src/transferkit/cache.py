@@ -59,6 +59,7 @@ from transferkit.errors import ConfigError
 
 if TYPE_CHECKING:  # only for annotations: reading the cache needs no torch
     from transferkit.backbones.base import Backbone
+from transferkit.data.augment import AugmentedItem
 
 #: bytes hashed at each end of a file for its content fingerprint
 FINGERPRINT_BLOCK = 4096
@@ -104,7 +105,12 @@ def fingerprint(path: str | Path, size: int) -> str:
 
 def item_key(item: Any, modality: str) -> str:
     """Stable identity of one input: path + size + mtime + content fingerprint for files (see the
-    module docstring), content for texts and rows; "" for in-memory objects (not cached)."""
+    module docstring), content for texts and rows; "" for in-memory objects (not cached). An
+    augmented view (`data.augment.AugmentedItem`) is keyed by its source's key and the view."""
+    if isinstance(item, AugmentedItem):
+        base = item_key(item.source, modality)
+        return hashlib.sha256(f"{base}|{item.token()}".encode()).hexdigest() \
+            if base and not base.startswith("missing:") else base
     if modality in ("image", "audio") and isinstance(item, str | Path):
         p = Path(item)
         try:

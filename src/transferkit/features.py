@@ -25,6 +25,7 @@ import torch
 
 from transferkit.backbones.base import Backbone
 from transferkit.cache import FeatureCache, item_key
+from transferkit.data.augment import augmenting
 from transferkit.errors import InputError
 from transferkit.runtime import autocast, resolve_device, resolve_precision
 
@@ -96,6 +97,8 @@ def extract_features(
     description: str = "extracting features",
 ) -> Features:
     """Pooled features of `items` from a frozen `backbone`, reading and filling `cache`."""
+    if len(backbone.parts()) > 1:  # a concatenation: each part extracted and cached on its own
+        return _side_by_side(backbone, items, options=options, cache=cache, description=description)
     opts = options or ExtractOptions()
     start = time.perf_counter()
     device = resolve_device(opts.device)
@@ -154,7 +157,7 @@ def _run(
 ) -> str:
     workers = opts.num_workers if opts.num_workers is not None else _default_workers(len(todo))
     loader = torch.utils.data.DataLoader(
-        _Inputs(items, todo, backbone.sample_loader()),
+        _Inputs(items, todo, augmenting(backbone.sample_loader())),
         batch_size=opts.batch_size,
         shuffle=False,
         num_workers=workers,
@@ -259,3 +262,25 @@ class _progress:
     ) -> None:
         if self.enabled:
             self._bar.__exit__(exc_type, exc, tb)
+
+
+def _side_by_side(backbone: Backbone, items: Sequence[Any], *, options: ExtractOptions | None,
+                  cache: FeatureCache | None, description: str) -> Features:
+    """The features of every part of a concatenation, side by side; an input any part cannot read fails."""
+    start = time.perf_counter()
+    results = [extract_features(part, items, options=options, cache=cache, description=f"{description}: {part.name}")
+               for part in backbone.parts()]
+    ok = np.logical_and.reduce([r.ok for r in results])
+    failed: dict[int, str] = {}
+    for r in results:
+        for i, reason in r.failed.items():
+            failed.setdefault(i, reason)
+    blocks = []
+    for r in results:
+        full = np.zeros((len(items), r.values.shape[1] if r.values.ndim == 2 else 0), np.float32)
+        full[r.ok] = r.values
+        blocks.append(full[ok])
+    return Features(values=np.concatenate(blocks, axis=1) if blocks else np.zeros((0, 0), np.float32), ok=ok,
+                    failed=dict(sorted(failed.items())), extracted=sum(r.extracted for r in results),
+                    cached=sum(r.cached for r in results), precision=results[0].precision,
+                    seconds=time.perf_counter() - start)

@@ -116,6 +116,12 @@ class FitOptions:
     long_text: str = _opt("truncate", "Texts longer than the model's window: truncate (counted, reported) or chunk "
                           "(embed overlapping chunks and average).", "--long-text",
                           modalities=frozenset({"text", "table"}), strategies=frozenset({"probe"}))
+    augment: int = _opt(0, "probe: also train the head on the features of N augmented views of each training "
+                        "input (images: crops, flips, colour jitter, grayscale; audio: speed, pitch, noise, gain).",
+                        "--augment", modalities=frozenset({"image", "audio"}), strategies=frozenset({"probe"}))
+    tta: int = _opt(0, "probe: average predictions over each input and N augmented views of it (test-time "
+                    "augmentation).", "--tta", modalities=frozenset({"image", "audio"}),
+                    strategies=frozenset({"probe"}))
     strict: bool = _opt(False, "Fail on unreadable inputs instead of skipping them.", "--strict",
                         strategies=frozenset({"probe"}))
     overwrite: bool = _opt(False, "Replace a trained model already at --out.", "--overwrite")

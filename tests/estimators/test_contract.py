@@ -24,7 +24,7 @@ from transferkit.finetune.config import FinetuneConfig
 NON_DEFAULT: dict[type[TransferEstimator], dict[str, Any]] = {
     TransferClassifier: dict(backbone="resnet10t", weights="random", head="mlp:32", class_weight="balanced",
                              val_fraction=0.2, seed=3, batch_size=7, precision="fp32", long_text="truncate",
-                             cache_dir=False, strict=True, progress=False, device="cpu"),
+                             augment=2, tta=1, cache_dir=False, strict=True, progress=False, device="cpu"),
     TabularTransferClassifier: dict(image_columns=["img"], text_columns=["t"], audio_columns=[],
                                     numeric_columns=["x"], categorical_columns=["c"], image_backbone="resnet10t",
                                     text_backbone="minilm", audio_backbone="ge2e", head="mlp", fusion="gated",

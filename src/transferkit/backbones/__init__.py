@@ -4,7 +4,7 @@ Importing this package registers the families (one module each) into the registr
 imports none of them.
 """
 
-from transferkit.backbones import audio, image, scratch, text, yamnet  # noqa: F401  (each registers its entries)
+from transferkit.backbones import audio, image, scratch, text, views, yamnet  # noqa: F401  (each registers)
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import (
     BackboneEntry,

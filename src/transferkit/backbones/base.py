@@ -117,6 +117,15 @@ class Backbone(nn.Module, ABC):
         `self` when there is nothing to gain. Never changes `self`: it may be fine-tuned later."""
         return self
 
+    def parts(self) -> list[Backbone]:
+        """The backbones whose features this one puts side by side (itself, unless a concatenation):
+        extraction runs and caches each part on its own."""
+        return [self]
+
+    def feature_blocks(self) -> list[int]:
+        """Widths of the blocks of `forward_features` that a head should weigh equally (one block here)."""
+        return [int(self.num_features)]
+
     def input_notes(self, items: Sequence[Any]) -> dict[str, Any]:
         """What preprocessing did to `items` that the user should hear about, as counts (text: how
         many were cut at the model's window). Empty for backbones that take every input whole."""

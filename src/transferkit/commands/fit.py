@@ -114,7 +114,8 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
         estimator = TransferClassifier(
             str(options.backbone), weights=options.weights, head=options.head, class_weight=options.class_weight,
             seed=options.seed, batch_size=options.batch_size, precision=options.precision,
-            long_text=options.long_text, cache_dir=options.cache(), strict=options.strict, progress=not quiet)
+            long_text=options.long_text, augment=options.augment, tta=options.tta, cache_dir=options.cache(),
+            strict=options.strict, progress=not quiet)
     return estimator.validate()
 
 

@@ -98,6 +98,8 @@ class FitReport:
     class_weighted: bool = False
     #: what preprocessing did to the inputs (text: truncation), from `Backbone.input_notes`
     notes: dict[str, Any] = field(default_factory=dict)
+    #: augmented views of training inputs the head was also trained on
+    augmented: int = 0
 
 
 # -- the bundle's estimator key --------------------------------------------------------------------

@@ -47,6 +47,9 @@ class TransferClassifier(TransferEstimator):
 
     `cache_dir=None` uses the default cache folder; `cache_dir=False` disables the cache.
     `long_text="chunk"` (text backbones) embeds overlapping windows of long texts and averages them.
+    `augment=K` also trains the head on the features of K augmented views of each training input
+    (images: crops, flips, colour jitter, grayscale; audio: speed, pitch, noise, gain — see
+    `data.augment`); `tta=K` averages the predictions over the input and K views of it.
     """
 
     kind: ClassVar[str] = "probe"
@@ -60,13 +63,17 @@ class TransferClassifier(TransferEstimator):
         "batch_size": POSITIVE_INT,
         "precision": PROBE_PRECISION,
         "long_text": LONG_TEXT,
+        "augment": Constraint(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 16,
+                              "a number of augmented views from 0 to 16"),
+        "tta": Constraint(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 16,
+                          "a number of test-time views from 0 to 16"),
         "cache_dir": CACHE,
         "strict": FLAG,
         "progress": FLAG,
         "device": OPTIONAL_NAME,
     }
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
-        {"cache_dir", "progress", "device", "batch_size", "precision"})
+        {"cache_dir", "progress", "device", "batch_size", "precision", "tta"})
 
     backbone_: Backbone
 
@@ -82,6 +89,8 @@ class TransferClassifier(TransferEstimator):
         batch_size: int = 32,
         precision: str = "auto",
         long_text: str = "truncate",
+        augment: int = 0,
+        tta: int = 0,
         cache_dir: str | Path | bool | FeatureCache | None = None,
         strict: bool = False,
         progress: bool = True,
@@ -96,6 +105,8 @@ class TransferClassifier(TransferEstimator):
         self.batch_size = batch_size
         self.precision = precision
         self.long_text = long_text
+        self.augment = augment
+        self.tta = tta
         self.cache_dir = cache_dir
         self.strict = strict
         self.progress = progress
@@ -192,22 +203,70 @@ class TransferClassifier(TransferEstimator):
                                   test_fraction=0.0, seed=self.seed)
             tr_idx, va_idx = train_ok[parts["train"]], train_ok[parts["val"]]
         y_all = np.array([index.get(label, -1) for label in labels])
+        if self.augment:
+            values, y_all, tr_idx = self._with_views(data, train_ok, tr_idx, values, y_all, report)
         weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
         head, choice = fit_head(spec, values[tr_idx], y_all[tr_idx], values[va_idx], y_all[va_idx],
-                                len(self.classes_), weights=weights, seed=self.seed)
+                                len(self.classes_), weights=weights, seed=self.seed,
+                                blocks=self.backbone_.feature_blocks())
         self.head_ = head
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
         report.head_choice, report.class_weighted = choice, weights is not None
+        if self.augment:
+            report.head_choice = {**choice, "augmented_views": report.augmented}
         report.notes = self.backbone_.input_notes(data.items)
         self.fit_report_ = report
         self.train_class_counts_ = kept.class_counts()
         return self
 
+    def _with_views(self, data: LabelledData, train_ok: np.ndarray, tr_idx: np.ndarray, values: np.ndarray,
+                    y_all: np.ndarray, report: FitReport) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The training rows plus the features of `augment` views of each (readable) training input."""
+        from transferkit.data.augment import views_of
+
+        chosen = [int(i) for i in tr_idx if i < len(data.items)]
+        views = views_of([data.items[i] for i in chosen], self.backbone_.modality, self.augment, self.seed)
+        feats = extract_features(self.backbone_, views, options=self._options(), cache=self._cache(),
+                                 description=f"features of {self.augment} augmented view(s) ({self.backbone_.name})")
+        report.extracted += feats.extracted
+        report.cached += feats.cached
+        labels = np.tile(y_all[chosen], self.augment)[feats.ok]
+        start = len(values)
+        values = np.concatenate([values, feats.values.astype(np.float32)])
+        y_all = np.concatenate([y_all, labels])
+        report.augmented = int(feats.ok.sum())
+        return values, y_all, np.concatenate([tr_idx, np.arange(start, len(values))])
+
     # -- predict ------------------------------------------------------------------------------------
     def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
+        """The backbone's features; with `tta=K`, those of the input and of K views side by side."""
         check_is_fitted(self, "head_")
-        return extract_features(self.backbone_, list(X), options=self._options(),
-                                cache=self._cache() if cache else None, description="features")
+        store = self._cache() if cache else None
+        items = list(X)
+        feats = extract_features(self.backbone_, items, options=self._options(), cache=store, description="features")
+        if not self.tta or not items:
+            return feats
+        from transferkit.data.augment import views_of
+
+        views = extract_features(self.backbone_, views_of(items, self.backbone_.modality, self.tta, self.seed),
+                                 options=self._options(), cache=store, description="test-time views")
+        full = np.zeros((len(items) * self.tta, self.backbone_.num_features), np.float32)
+        full[views.ok] = views.values
+        per_item = full.reshape(self.tta, len(items), -1)[:, feats.ok]  # a view that fails: the original stands in
+        ok_views = views.ok.reshape(self.tta, len(items))[:, feats.ok]
+        per_item = np.where(ok_views[..., None], per_item, feats.values[None])
+        values = np.concatenate([feats.values, *per_item], axis=1)
+        return Features(values=values, ok=feats.ok, failed=feats.failed, extracted=feats.extracted + views.extracted,
+                        cached=feats.cached + views.cached, precision=feats.precision,
+                        seconds=feats.seconds + views.seconds)
+
+    def proba_from_features(self, values: np.ndarray) -> np.ndarray:
+        """Class probabilities; with test-time views, the mean over the input and its views."""
+        width = self.backbone_.num_features
+        if self.tta and values.shape[1] == width * (1 + self.tta):
+            chunks = np.split(np.asarray(values), 1 + self.tta, axis=1)
+            return np.mean([super(TransferClassifier, self).proba_from_features(c) for c in chunks], axis=0)
+        return super().proba_from_features(values)
 
     def summary(self) -> dict[str, Any]:
         return {**super().summary(), "backbone": self.backbone_.name, "head": self.head,
@@ -242,7 +301,7 @@ class TransferClassifier(TransferEstimator):
         info = manifest["backbone"]
         training = manifest.get("training", {})
         saved = {k: training[k] for k in ("head", "class_weight", "val_fraction", "seed", "batch_size", "precision",
-                                          "strict", "long_text") if k in training}
+                                          "strict", "long_text", "augment", "tta") if k in training}
         clf = cls(backbone=info["name"], weights=info.get("weights_source"), **{**saved, **overrides})
         clf.backbone_ = clf._create_backbone()
         clf._backbone_key = (clf.backbone, clf.weights, clf.long_text)

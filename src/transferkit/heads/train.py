@@ -3,6 +3,7 @@ validation) and one minibatch loop for every torch head (MLP, layer specs, gated
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,17 +51,32 @@ def fit_head(
     weights: np.ndarray | None,
     seed: int,
     training: HeadTraining | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Train `spec` on features; returns the head and what was chosen (C, epochs…) for the record."""
+    """Train `spec` on features; returns the head and what was chosen (C, epochs…) for the record.
+
+    `blocks`: widths of feature blocks to weigh equally (a concatenation of backbones): after
+    standardisation each block is scaled so that every block has the same total variance.
+    """
     if spec.uses_feature_map:
         raise ConfigError(
             f"head '{spec.text}' starts with flatten, which needs the unpooled feature map: use "
             "--strategy finetune (with a frozen base for pure feature transfer)"
         )
     cfg = training or HeadTraining()
+    scale = block_scale(blocks, X.shape[1])
     if spec.kind == "linear":
-        return _fit_linear(X, y, X_val, y_val, num_classes, weights, seed, cfg)
-    return _fit_torch(spec, X, y, X_val, y_val, num_classes, weights, seed, cfg)
+        return _fit_linear(X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
+    return _fit_torch(spec, X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
+
+
+def block_scale(blocks: Sequence[int] | None, width: int) -> np.ndarray:
+    """Per-feature factor on the standard deviation that gives each block total variance width / n_blocks."""
+    if not blocks or len(blocks) < 2:
+        return np.ones(width, np.float64)
+    if sum(blocks) != width:
+        raise ConfigError(f"feature blocks {list(blocks)} do not add up to the {width} features")
+    return np.concatenate([np.full(b, np.sqrt(b * len(blocks) / width)) for b in blocks])
 
 
 def _fit_linear(
@@ -72,11 +88,12 @@ def _fit_linear(
     weights: np.ndarray | None,
     seed: int,
     cfg: HeadTraining,
+    scale: np.ndarray,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
     from sklearn.linear_model import LogisticRegression
 
     mean = X.mean(axis=0)
-    std = X.std(axis=0) + 1e-6
+    std = (X.std(axis=0) + 1e-6) * scale
 
     def fit(c: float, Xf: np.ndarray, yf: np.ndarray) -> LogisticRegression:
         sample_weight = None if weights is None else weights[yf]
@@ -93,7 +110,7 @@ def _fit_linear(
                 scores[c] = float(np.mean([np.mean(pred[y_val == k] == k) for k in np.unique(y_val)]))
         best_c = max(cfg.c_grid, key=lambda c: (scores[c], -abs(np.log10(c))))
         X_all, y_all = np.concatenate([X, X_val]), np.concatenate([y, y_val])
-        mean, std = X_all.mean(axis=0), X_all.std(axis=0) + 1e-6
+        mean, std = X_all.mean(axis=0), (X_all.std(axis=0) + 1e-6) * scale
         model = fit(best_c, X_all, y_all)
     else:
         best_c = 1.0
@@ -129,13 +146,14 @@ def _fit_torch(
     weights: np.ndarray | None,
     seed: int,
     cfg: HeadTraining,
+    scale: np.ndarray,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
     torch.manual_seed(seed)
     head = build_head(spec, X.shape[1], num_classes)
     standardize = head[0]
     assert isinstance(standardize, Standardize)  # build_head puts it first for pooled features
     standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))
-    standardize.std.copy_(torch.from_numpy((X.std(axis=0) + 1e-6).astype(np.float32)))
+    standardize.std.copy_(torch.from_numpy(((X.std(axis=0) + 1e-6) * scale).astype(np.float32)))
     return train_on_features(head, X, y, X_val, y_val, weights=weights, seed=seed, training=cfg)
 
 

@@ -1,0 +1,178 @@
+"""Other views of the same backbones: a spatial grid of the feature map, and concatenations.
+
+- `NAME:grid2` (image backbones): the pooled embedding plus the final feature map average-pooled
+  over a 2×2 grid — (1 + 4)·C features. Pooling everything away discards where things are; the
+  Keras recipe (Flatten of the unpooled map → Dense) keeps all of it, at C·H·W parameters per
+  unit. A coarse grid keeps the layout at a linear head's cost. `:grid3` is (1 + 9)·C.
+- `A+B` (same modality): the features of A and B side by side, e.g. `all-minilm-l6-v2+tfidf`
+  (pretrained text embedding and the from-scratch n-grams) or `ge2e+mfcc`. Each part is extracted
+  and cached on its own (`parts()`), and the head sees the blocks with equal weight
+  (`feature_blocks()`: after standardisation each block is scaled by 1/√width, so a 16384-wide
+  block does not drown a 384-wide one). A `+logmel` suffix stays part of its name.
+
+Both resolve through the registry (`register_resolver`), so they work wherever a backbone name does.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.registry import create_backbone, register_resolver
+from transferkit.errors import BackboneError
+
+GRID_SUFFIX = ":grid"
+
+
+class SpatialGrid(Backbone):
+    """An image backbone's pooled embedding plus its feature map pooled over a g×g grid."""
+
+    def __init__(self, inner: Backbone, grid: int) -> None:
+        super().__init__()
+        if inner.modality != "image":
+            raise BackboneError(f"'{inner.name}{GRID_SUFFIX}{grid}': a grid of the feature map needs an image "
+                                f"backbone; '{inner.name}' is a {inner.modality} backbone")
+        if not 1 <= grid <= 4:
+            raise BackboneError(f"'{inner.name}{GRID_SUFFIX}{grid}': the grid must be 1 to 4 cells a side")
+        self.inner, self.grid = inner, grid
+        self.name = f"{inner.name}{GRID_SUFFIX}{grid}"
+        self.modality = inner.modality
+        self.weights_id = inner.weights_id
+        self.source_head, self.source_labels = None, None
+        size = int(inner.preprocess_config().get("input_size", 224))
+        with torch.inference_mode():
+            channels = int(inner.eval().forward_feature_map(torch.zeros(1, 3, size, size)).shape[1])
+        self.num_features = channels * (1 + grid * grid)
+
+    def preprocess_config(self) -> dict[str, Any]:
+        return self.inner.preprocess_config()
+
+    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+        self.inner.apply_preprocess_config(config)
+
+    def load(self, item: Any) -> Any:
+        return self.inner.load(item)
+
+    def sample_loader(self) -> Callable[[Any], Any]:
+        return self.inner.sample_loader()
+
+    def collate(self, samples: Sequence[Any]) -> Any:
+        return self.inner.collate(samples)
+
+    def for_inference(self) -> Backbone:
+        return SpatialGrid(self.inner.for_inference(), self.grid)
+
+    def forward_feature_map(self, batch: Any) -> torch.Tensor:
+        return self.inner.forward_feature_map(batch)
+
+    def forward_features(self, batch: Any) -> torch.Tensor:
+        fmap = self.inner.forward_feature_map(batch).float()
+        if fmap.dim() != 4:
+            raise BackboneError(f"'{self.name}': the feature map of '{self.inner.name}' is not a [B, C, H, W] grid "
+                                f"(shape {tuple(fmap.shape)}); use '{self.inner.name}' without '{GRID_SUFFIX}'")
+        pooled = fmap.mean(dim=(2, 3))  # the global average the backbone's own pooled embedding is
+        return torch.cat([pooled, F.adaptive_avg_pool2d(fmap, self.grid).flatten(1)], dim=1)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return self.inner.layer_groups()
+
+
+class Concat(Backbone):
+    """Several backbones of one modality side by side; each part is extracted (and cached) on its own."""
+
+    def __init__(self, parts: Sequence[Backbone]) -> None:
+        super().__init__()
+        modalities = {p.modality for p in parts}
+        if len(parts) < 2 or len(modalities) != 1:
+            raise BackboneError(f"'{'+'.join(p.name for p in parts)}': concatenate two or more backbones of one "
+                                f"modality (got {', '.join(f'{p.name} ({p.modality})' for p in parts)})")
+        self.members = nn.ModuleList(parts)
+        self.name = "+".join(p.name for p in parts)
+        self.modality = parts[0].modality
+        self.num_features = int(sum(p.num_features for p in parts))
+        joined = "|".join(f"{p.name}={p.weights_id}" for p in parts)
+        self.weights_id = hashlib.sha256(joined.encode()).hexdigest()
+        self.source_head, self.source_labels = None, None
+
+    def parts(self) -> list[Backbone]:
+        return list(self.members)  # type: ignore[arg-type]
+
+    def feature_blocks(self) -> list[int]:
+        return [int(p.num_features) for p in self.parts()]
+
+    def preprocess_config(self) -> dict[str, Any]:
+        return {"kind": "concat", "parts": [{"name": p.name, "preprocess": p.preprocess_config()}
+                                            for p in self.parts()]}
+
+    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+        saved = config.get("parts", [])
+        if [s.get("name") for s in saved] != [p.name for p in self.parts()]:
+            raise BackboneError(f"'{self.name}': the saved preprocessing is for parts "
+                                f"{[s.get('name') for s in saved]}, not {[p.name for p in self.parts()]}")
+        for part, entry in zip(self.parts(), saved, strict=True):
+            part.apply_preprocess_config(entry["preprocess"])
+
+    def input_notes(self, items: Sequence[Any]) -> dict[str, Any]:
+        notes: dict[str, Any] = {}
+        for part in self.parts():
+            notes.update(part.input_notes(items))
+        return notes
+
+    def load(self, item: Any) -> Any:
+        return tuple(p.load(item) for p in self.parts())
+
+    def collate(self, samples: Sequence[Any]) -> Any:
+        return tuple(p.collate([s[i] for s in samples]) for i, p in enumerate(self.parts()))
+
+    def to_batch_device(self, batch: Any, device: torch.device) -> Any:
+        return tuple(p.to_batch_device(b, device) for p, b in zip(self.parts(), batch, strict=True))
+
+    def forward_features(self, batch: Any) -> torch.Tensor:
+        return torch.cat([p.forward_features(b).float() for p, b in zip(self.parts(), batch, strict=True)], dim=1)
+
+    def layer_groups(self) -> list[nn.Module]:
+        raise BackboneError(f"'{self.name}' is a concatenation of frozen feature extractors; fine-tune one "
+                            "backbone, or use it with the default --strategy probe")
+
+
+def split_concat(name: str) -> list[str]:
+    """'a+b+c' → ['a', 'b', 'c'], keeping a '+logmel' suffix with its image backbone."""
+    parts: list[str] = []
+    for token in name.split("+"):
+        if token == "logmel" and parts:
+            parts[-1] += "+logmel"
+        else:
+            parts.append(token)
+    return parts
+
+
+def _create_concat(names: Sequence[str], weights: str | None = None, **kwargs: Any) -> Concat:
+    if weights not in (None, "pretrained"):
+        raise BackboneError(f"'{'+'.join(names)}': weights apply to one backbone; give each part its own "
+                            "pretrained weights (a concatenation takes none)")
+    return Concat([create_backbone(n, **kwargs) for n in names])
+
+
+def _create_grid(inner: str, grid: int, weights: str | None = None, **kwargs: Any) -> SpatialGrid:
+    return SpatialGrid(create_backbone(inner, weights=weights, **kwargs), grid)
+
+
+def resolve_view_name(name: str) -> Callable[..., Backbone] | None:
+    """Registry hook: 'NAME:gridG' and 'A+B' (not a lone 'X+logmel') → a factory, else None."""
+    head, sep, grid = name.rpartition(GRID_SUFFIX)
+    if sep and head and grid.isdigit():
+        return functools.partial(_create_grid, head, int(grid))
+    parts = split_concat(name)
+    if len(parts) >= 2 and all(parts):
+        return functools.partial(_create_concat, parts)
+    return None
+
+
+register_resolver(resolve_view_name)

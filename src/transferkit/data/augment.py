@@ -1,0 +1,143 @@
+"""Augmented views of training inputs, for probes trained on features of more than the originals.
+
+A frozen backbone sees each training image once; a head trained on those features alone learns
+the training set's colours, crops and orientations as if they were the concept. Features of a
+few randomly altered views of each input (random resized crop, horizontal flip, colour jitter,
+grayscale for images; speed, pitch, noise and gain for audio, `data.augment_audio`) teach the
+head what does not matter — what changes between the training data and data from elsewhere.
+
+`AugmentedItem(source, view, seed)` names one view: the same source, view number and seed give
+the same pixels (or samples) on every machine, so a view's features are cached like any input's
+(`cache.item_key` keys it by its source's key and the view). `augmenting(loader)` wraps a
+backbone's loader so it takes views as well as plain inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ImageAugment:
+    """One random view of an image: crop (area fraction, aspect), flip, colour jitter, grayscale."""
+
+    scale: tuple[float, float] = (0.5, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    jitter: float = 0.3  # brightness, contrast and saturation each drawn in [1 - j, 1 + j]
+    grayscale: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ConfigError(f"crop scale must be 0 < low <= high <= 1; got {self.scale}")
+        for name in ("hflip", "grayscale"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be a probability; got {getattr(self, name)}")
+        if not 0 <= self.jitter < 1:
+            raise ConfigError(f"jitter must be in [0, 1); got {self.jitter}")
+
+    def apply(self, image: Any, rng: np.random.Generator) -> Any:
+        from PIL import Image, ImageEnhance, ImageOps
+
+        width, height = image.size
+        area = width * height
+        for _ in range(10):  # torchvision's RandomResizedCrop rule: 10 tries, then the whole image
+            target = area * rng.uniform(*self.scale)
+            aspect = float(np.exp(rng.uniform(np.log(self.ratio[0]), np.log(self.ratio[1]))))
+            w, h = round(np.sqrt(target * aspect)), round(np.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+                image = image.crop((left, top, left + w, top + h)).resize((width, height), Image.Resampling.BICUBIC)
+                break
+        if rng.random() < self.hflip:
+            image = ImageOps.mirror(image)
+        if self.jitter:
+            for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+                image = enhance(image).enhance(float(rng.uniform(1 - self.jitter, 1 + self.jitter)))
+        if rng.random() < self.grayscale:
+            image = image.convert("L").convert("RGB")
+        return image
+
+
+@dataclass(frozen=True)
+class AugmentedItem:
+    """View number `view` (≥ 1) of `source` under `policy` (a JSON string, so the item is hashable)."""
+
+    source: Any
+    view: int
+    seed: int = 0
+    policy: str = field(default="{}")
+
+    def token(self) -> str:
+        """What distinguishes this view from its source in a cache key."""
+        digest = hashlib.sha256(f"{self.view}|{self.seed}|{self.policy}".encode()).hexdigest()[:16]
+        return f"view:{digest}"
+
+    def rng(self) -> np.random.Generator:
+        key = hashlib.sha256(f"{self.source}|{self.view}|{self.seed}".encode("utf-8", "surrogatepass")).digest()
+        return np.random.default_rng(int.from_bytes(key[:8], "little"))
+
+    def __str__(self) -> str:
+        return f"{self.source} (augmented view {self.view})"
+
+
+def image_view(source: Any, view: int, seed: int, policy: ImageAugment | None = None) -> AugmentedItem:
+    return AugmentedItem(source, view, seed, json.dumps({"image": asdict(policy or ImageAugment())}))
+
+
+def audio_view(source: Any, view: int, seed: int, policy: Any = None) -> AugmentedItem:
+    from transferkit.data.augment_audio import AudioAugment
+
+    return AugmentedItem(source, view, seed, json.dumps({"audio": asdict(policy or AudioAugment())}))
+
+
+def views_of(items: list[Any], modality: str, n_views: int, seed: int) -> list[AugmentedItem]:
+    """`n_views` augmented views of each of `items` (view-major: all first views, then all second…)."""
+    if n_views < 0:
+        raise ConfigError(f"the number of augmented views must be >= 0; got {n_views}")
+    make = {"image": image_view, "audio": audio_view}.get(modality)
+    if make is None:
+        if n_views:
+            raise ConfigError(f"augmented views are made of images and audio clips; this is {modality} data "
+                              "(use augment=0)")
+        return []
+    return [make(item, view, seed) for view in range(1, n_views + 1) for item in items]
+
+
+def materialize(item: AugmentedItem) -> Any:
+    """The altered input a backbone's loader takes: a PIL image, or (samples, sample rate)."""
+    policy = json.loads(item.policy)
+    rng = item.rng()
+    if "image" in policy:
+        from transferkit.data.images import open_image
+
+        spec: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["image"].items()}
+        return ImageAugment(**spec).apply(open_image(item.source), rng)
+    if "audio" in policy:
+        from transferkit.data.audio import read_audio
+        from transferkit.data.augment_audio import AudioAugment, augment_waveform
+
+        spec = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["audio"].items()}
+        samples, rate = read_audio(Path(item.source)) if isinstance(item.source, str | Path) else item.source
+        mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+        return augment_waveform(mono.astype(np.float32), rng, AudioAugment(**spec)), rate
+    raise ConfigError(f"unknown augmentation policy {item.policy!r}")
+
+
+class augmenting:
+    """A backbone loader that also takes `AugmentedItem`s (it alters the input, then loads it). Picklable."""
+
+    def __init__(self, loader: Callable[[Any], Any]) -> None:
+        self.loader = loader
+
+    def __call__(self, item: Any) -> Any:
+        return self.loader(materialize(item) if isinstance(item, AugmentedItem) else item)
