@@ -346,3 +346,22 @@ def test_kill_9_at_random_points_leaves_a_consistent_cache(tmp_path) -> None:
     proc = _writer(tmp_path, "after", 2, 5)
     assert proc.communicate(timeout=60)[0].strip() == "done"
     assert _check_consistent(cache, folder) == before + 10
+
+
+def test_the_same_input_twice_in_one_write_reads_back_clean(tmp_path) -> None:
+    """Duplicate keys in one shard (the same text twice in one extraction, its rows slightly apart
+    under bf16) are stored once and never reported as corrupt."""
+    import warnings
+
+    import numpy as np
+
+    from transferkit.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path)
+    folder = tmp_path / "features" / "x"
+    rows = np.array([[1.0, 2.0], [3.0, 4.0], [1.0001, 2.0001]], np.float32)
+    cache.write(folder, ["a", "b", "a"], rows, {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vectors, _ = cache.lookup(folder, ["a", "b"])
+    assert set(vectors) == {"a", "b"} and np.allclose(vectors["a"], [1.0, 2.0])

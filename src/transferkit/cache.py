@@ -272,13 +272,13 @@ class FeatureCache:
                 entry, checksums = _parse_header(fh.metadata() or {})
                 rows = [(row, key) for row, key in enumerate(entry.keys) if key in wanted]
                 if not rows:
-                    picked: dict[str, Any] = {}
+                    picked: dict[int, Any] = {}
                 elif len(rows) >= _WHOLE_SHARD * len(entry.keys):
                     values = fh.get_tensor("features")
-                    picked = {key: values[row] for row, key in rows}
+                    picked = {row: values[row] for row, _ in rows}
                 else:
                     part = fh.get_slice("features")
-                    picked = {key: part[row : row + 1][0] for row, key in rows}
+                    picked = {row: part[row : row + 1][0] for row, _ in rows}
         except CorruptShard:
             raise
         except Exception as exc:  # safetensors reports a damaged file in several ways
@@ -288,8 +288,8 @@ class FeatureCache:
         if entry.failed_checksum != failed_checksum(entry.failed):
             raise CorruptShard("its list of unreadable inputs does not match its checksum")
         out: dict[str, np.ndarray] = {}
-        for row, key in rows:
-            value = np.array(picked[key], dtype=np.float32)
+        for row, key in rows:  # a key written twice (the same text twice in one call) is checked row by row
+            value = np.array(picked[row], dtype=np.float32)
             if value.ndim != 1 or row_checksum(key, value) != checksums[row]:
                 raise CorruptShard(f"row {row} does not match its checksum")
             out[key] = value
@@ -398,6 +398,10 @@ class FeatureCache:
         arr = np.ascontiguousarray(values if len(keys) else np.zeros((0, 1), np.float32), dtype=np.float32)
         if arr.shape[0] != len(keys):
             raise ValueError(f"{len(keys)} keys but {arr.shape[0]} rows of features")
+        first = list({key: i for i, key in reversed(list(enumerate(keys)))}.values())  # each key once
+        if len(first) != len(keys):
+            first.sort()
+            keys, arr = [keys[i] for i in first], arr[first]
         meta = {
             "format": SHARD_FORMAT,
             "version": SHARD_VERSION,

@@ -26,6 +26,9 @@ if typing.TYPE_CHECKING:
     from transferkit.data.dataset import LabelledData
     from transferkit.estimators.base import TransferEstimator
 
+#: `--backbone ensemble:A,B` fits probes on A and B and averages their probabilities
+ENSEMBLE_PREFIX = "ensemble:"
+
 # -- the command --------------------------------------------------------------------------------------
 
 
@@ -110,6 +113,13 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
             str(options.backbone), weights=options.weights, head=options.head, seed=options.seed,
             batch_size=options.batch_size, precision=options.precision, training=training,
             cache_dir=False, progress=not quiet, run_dir=options.out_folder(), resume=options.resume is not None)
+    elif str(options.backbone).startswith(ENSEMBLE_PREFIX):
+        from transferkit.estimators.ensemble import EnsembleClassifier
+
+        members = [n.strip() for n in str(options.backbone)[len(ENSEMBLE_PREFIX):].split(",") if n.strip()]
+        estimator = EnsembleClassifier(members, head=options.head, class_weight=options.class_weight,
+                                       seed=options.seed, batch_size=options.batch_size, precision=options.precision,
+                                       long_text=options.long_text, cache_dir=options.cache(), progress=not quiet)
     else:
         estimator = TransferClassifier(
             str(options.backbone), weights=options.weights, head=options.head, class_weight=options.class_weight,
@@ -248,22 +258,29 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
         if options.weights:
             raise ConfigError("--weights applies to one backbone; with --backbone auto name controls as "
                               "--backbone auto:NAME,NAME@random")
-        from transferkit.ranking.rank import rank, ranking_options
+        from transferkit.ranking.rank import ranking_options
+        from transferkit.ranking.select import select
 
-        fit_part = dataset.subset(sorted(splits["train"] + splits.get("val", [])))
-        names = str(options.backbone).partition(":")[2].strip() or None
-        table = rank(fit_part, backbones=names, subsample=options.subsample or None, seed=options.seed,
-                     cache=options.cache(),
-                     options=ranking_options(options.batch_size, options.precision, progress=out is not None))
-        best = table.best
-        if best is None:
-            raise ConfigError(f"--backbone auto could not rank any candidate: {table.reason}")
+        names = [n.strip() for n in str(options.backbone).partition(":")[2].split(",") if n.strip()] or None
+        given_val = dataset.splits is not None and "val" in dataset.splits
+        held = ("the data's own validation split" if given_val else "whole groups held out"
+                if dataset.groups is not None else "examples held out at random")
+        selection = select(dataset, splits["train"], splits.get("val", []), candidates=names, cache=options.cache(),
+                           options=ranking_options(options.batch_size, options.precision, progress=out is not None),
+                           seed=options.seed, validation=f"{len(splits.get('val', []))} examples, {held}")
+        winner = selection.winner
+        if winner is None:
+            raise ConfigError("--backbone auto could not score any candidate: "
+                              + "; ".join(f"{c.name}: {c.note}" for c in selection.candidates))
         if out is not None:
-            out.print(table)
-            out.print(f"[bold]--backbone auto:[/] fitting {best.name} (features of the ranked samples come from the "
-                      "cache)")
-        options = dataclasses.replace(options, backbone=best.backbone, weights=best.weights)
-        decisions["ranking"] = table.to_dict()
+            out.print(selection)
+        if winner.kind == "ensemble":
+            chosen, weights = "ensemble:" + ",".join(winner.members), None
+        else:
+            chosen, _, weights_text = winner.name.partition("@")
+            weights = weights_text or None
+        options = dataclasses.replace(options, backbone=chosen, weights=weights)
+        decisions["ranking"] = selection.to_dict()
     if options.strategy == "auto":
         from transferkit.ranking.strategy import decide_strategy
 

@@ -2,6 +2,7 @@
 
 - `probe.TransferClassifier`: feature transfer (frozen backbone, head on cached features);
 - `tabular.TabularTransferClassifier`: tables mixing images, text, audio, numbers and categories;
+- `ensemble.EnsembleClassifier`: probes on several backbones, probabilities averaged;
 - `finetuned.FinetunedClassifier`: parameter transfer (a facade over `transferkit.finetune`);
 - `load.load`: any bundle, dispatched on its manifest.
 
@@ -12,18 +13,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FinetunedClassifier", "TabularTransferClassifier", "TransferClassifier", "TransferEstimator", "load"]
+__all__ = ["EnsembleClassifier", "FinetunedClassifier", "TabularTransferClassifier", "TransferClassifier",
+           "TransferEstimator", "load"]
 
 _LAZY = {
     "TransferEstimator": "transferkit.estimators.base",
     "TransferClassifier": "transferkit.estimators.probe",
     "TabularTransferClassifier": "transferkit.estimators.tabular",
     "FinetunedClassifier": "transferkit.estimators.finetuned",
+    "EnsembleClassifier": "transferkit.estimators.ensemble",
     "load": "transferkit.estimators.load",
 }
 
 if TYPE_CHECKING:
     from transferkit.estimators.base import TransferEstimator
+    from transferkit.estimators.ensemble import EnsembleClassifier
     from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.estimators.load import load
     from transferkit.estimators.probe import TransferClassifier

@@ -23,6 +23,10 @@ def estimator_class(kind: str) -> type[TransferEstimator]:
         from transferkit.estimators.tabular import TabularTransferClassifier
 
         return TabularTransferClassifier
+    if kind == "ensemble":
+        from transferkit.estimators.ensemble import EnsembleClassifier
+
+        return EnsembleClassifier
     if kind == "finetuned":
         from transferkit.estimators.finetuned import FinetunedClassifier
 

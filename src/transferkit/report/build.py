@@ -330,6 +330,14 @@ def read_epoch_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def _ranking(ranking: dict[str, Any] | None) -> dict[str, Any] | None:
+    if ranking and ranking.get("rows"):  # `--backbone auto`'s selection on validation (ranking.select)
+        header = ["candidate", "kind", "val accuracy", "features", "seconds"]
+        rows = [{"cells": [c["name"], c["kind"], "—" if c.get("val_accuracy") is None
+                           else f"{100 * c['val_accuracy']:.1f}%", c.get("features"), f"{c.get('seconds', 0):.1f}"],
+                 "picked": c["name"] == ranking.get("winner")}
+                for c in sorted(ranking["rows"], key=lambda c: -(c.get("val_accuracy") or -1))]
+        return {"header": header, "rows": rows, "reason": ranking.get("verdict", ""),
+                "notes": [f"validation: {ranking.get('validation', '')}"]}
     if not ranking or not ranking.get("candidates"):
         return None
     metrics = list(ranking.get("metrics", []))
