@@ -20,6 +20,7 @@ the key, since every engine that is used has matched PyTorch's features first.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -331,7 +332,7 @@ def _run_parallel(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, f
     accelerator = "cuda" if job.device.type == "cuda" else "cpu"
     with tempfile.TemporaryDirectory(prefix="transferkit-extract-") as tmp:
         fabric = Fabric(accelerator=accelerator, devices=n, strategy="ddp_spawn")
-        fabric.launch(_extract_shard, worker_job, shards, tmp)
+        fabric.launch(functools.partial(_extract_shard, job=worker_job, shards=shards, tmp=tmp))
         for rank in range(n):
             with np.load(Path(tmp) / f"rank-{rank}.npz", allow_pickle=False) as part:
                 index, values = part["index"], part["values"]

@@ -16,6 +16,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,7 +110,7 @@ def export_onnx(
     return path
 
 
-def _shapes_for(module: nn.Module, shapes: tuple[dict[int, torch.export.Dim] | None, ...]) -> object:
+def _shapes_for(module: nn.Module, shapes: tuple[dict[int, torch.export.Dim] | None, ...]) -> tuple[Any, ...]:
     """`dynamic_shapes` in the structure of `module.forward`'s signature (positional or *args)."""
     import inspect
 

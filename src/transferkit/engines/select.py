@@ -32,7 +32,14 @@ import torch
 
 from transferkit.backbones.base import Backbone, GraphParts
 from transferkit.engines import ENGINES
-from transferkit.engines.graphs import backbone_graph, engines_dir, graph_key, key_digest, write_json_atomic
+from transferkit.engines.graphs import (
+    backbone_graph,
+    engines_dir,
+    graph_folder,
+    graph_key,
+    key_digest,
+    write_json_atomic,
+)
 from transferkit.engines.run import PACKAGES, GraphRunner, is_installed, open_graph, openvino_has_bf16
 from transferkit.errors import ConfigError, EngineError, EngineWarning
 from transferkit.runtime import autocast, cpu_supports_bf16
@@ -42,9 +49,11 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 MIN_COSINE = {"fp32": 0.99999, "bf16": 0.99, "int8": 0.95}
 #: samples of the first batch compared with PyTorch fp32
 PARITY_SAMPLES = 8
-#: below this many inputs to extract, `auto` does not export a graph just to race it (unless a
-#: previous run on this machine already chose one): the export would cost more than it saves
-AUTO_MIN_ITEMS = 512
+#: below this many inputs to extract, `auto` does not export a graph just to race it (unless the
+#: graph is exported already, or a previous run here chose an engine): a one-file predict would
+#: pay seconds of export for milliseconds of inference. Above it the export is paid once per
+#: machine (cached) and the engine chosen is remembered.
+AUTO_MIN_ITEMS = 128
 #: preference when timings are not taken (fastest first on the CPUs measured)
 _ORDER = ("openvino", "onnxruntime", "torch")
 
@@ -230,12 +239,13 @@ def select_engine(
             engines = ["torch"]
     choice: str | None = None
     if parts is not None and engine == "auto":
+        key = graph_key(backbone, parts)
         remembered = _Remembered(root, {
-            "graph": key_digest(graph_key(backbone, parts)), "precision": precision,
-            "batch": len(samples), "machine": _machine_signature(),
+            "graph": key_digest(key), "precision": precision, "batch": len(samples), "machine": _machine_signature(),
         })
         choice = remembered.get()
-        if choice is None and items_to_extract is not None and items_to_extract < AUTO_MIN_ITEMS:
+        small = items_to_extract is not None and items_to_extract < AUTO_MIN_ITEMS
+        if choice is None and small and not (graph_folder(backbone, key, root) / "model.onnx").is_file():
             engines = ["torch"]
     candidates = [(e, p) for e in engines for p in _precisions(e, precision, device)]
     if choice is not None:
@@ -250,33 +260,33 @@ def select_engine(
     built = _build(backbone, model, parts, candidates, engine, precision, device, channels_last, root,
                    calibration, selection)
     agreeing: list[tuple[BatchEngine, float]] = []
+    rejected: list[str] = []  # what the user must be told
+    quiet: list[str] = []  # bf16/int8 too far off under auto: expected on some models
     for candidate in built:
         try:
             cosine = _cosine(candidate(head), reference)
         except Exception as exc:
-            _warn(selection, f"{candidate.label} failed on the first batch ({type(exc).__name__}: "
-                             f"{str(exc)[:200]}); not used")
+            rejected.append(f"{candidate.label} failed on the first batch ({type(exc).__name__}: {str(exc)[:200]})")
             continue
         if cosine >= MIN_COSINE[candidate.precision]:
             agreeing.append((candidate, cosine))
-        elif engine != "auto" or candidate.precision == "fp32":
-            _warn(selection, f"{candidate.label} disagrees with PyTorch fp32 on the first batch (min cosine "
-                             f"{cosine:.6f} < {MIN_COSINE[candidate.precision]}); not used")
-        else:  # bf16/int8 too far off under auto: expected on some models, say it quietly
-            selection.notes.append(f"{candidate.label}: min cosine {cosine:.4f} to fp32 on the first batch; not used")
+            continue
+        reason = (f"{candidate.label} disagrees with PyTorch fp32 on the first batch (min cosine {cosine:.6f} "
+                  f"< {MIN_COSINE[candidate.precision]})")
+        (rejected if engine != "auto" or candidate.precision == "fp32" else quiet).append(reason)
 
+    selection.notes.extend(f"{reason}; not used" for reason in quiet)
     if not agreeing:
-        fallback = TorchEngine(model(), "fp32", device, channels_last)
         if precision == "int8":
             raise EngineError(
-                f"the int8 graph of '{backbone.name}' disagrees with PyTorch fp32 on the first batch "
-                f"(min cosine below {MIN_COSINE['int8']}): quantization lost too much here; use precision 'fp32'"
+                f"the int8 graph of '{backbone.name}' is too far from PyTorch fp32 on the first batch "
+                f"({'; '.join(rejected + quiet)}): quantization lost too much here; use precision 'fp32'"
             )
-        if engine != "auto" or precision != "auto":
-            _warn(selection, f"engine {engine} at precision {precision}: no candidate agreed with PyTorch; "
-                             "falling back to torch fp32")
-        selection.engine, selection.min_cosine = fallback, 1.0
+        selection.engine, selection.min_cosine = TorchEngine(model(), "fp32", device, channels_last), 1.0
+        _warn(selection, f"{'; '.join(rejected or quiet)}: falling back to torch fp32")
         return selection
+    if rejected:
+        _warn(selection, f"{'; '.join(rejected)}: not used")
     if len(agreeing) == 1:
         selection.engine, selection.min_cosine = agreeing[0]
     else:
