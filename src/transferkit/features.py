@@ -114,9 +114,11 @@ def _collate_pairs(batch: list[tuple[int, Any, str | None]]) -> list[tuple[int, 
     return batch
 
 
-def _default_workers(n_items: int) -> int:
+def _default_workers(n_items: int, modality: str) -> int:
+    """Loader processes: none for text (checking a string costs nothing; a worker only adds
+    inter-process traffic) or few inputs, else up to half the cores for decoding."""
     cpus = os.cpu_count() or 1
-    if n_items < 64:
+    if n_items < 64 or modality == "text":
         return 0
     return max(1, min(4, cpus // 2))
 
@@ -237,7 +239,7 @@ class _Job:
 def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: dict[int, str]) -> _Outcome:
     backbone, opts, keys = job.backbone, job.opts, job.keys
     cache, folder = job.cache, job.folder
-    workers = opts.num_workers if opts.num_workers is not None else _default_workers(len(todo))
+    workers = opts.num_workers if opts.num_workers is not None else _default_workers(len(todo), backbone.modality)
     loader = torch.utils.data.DataLoader(
         _Inputs(job.items, todo, backbone.sample_loader()),
         batch_size=opts.batch_size,
