@@ -112,7 +112,8 @@ def main() -> None:
             growth = row["peak_mb"] - row["before_mb"]
             label = "first" if not rows else f"{n:7d}"
             print(f"{label:>7s} {row['before_mb']:7.0f}M {row['peak_mb']:7.0f}M {growth:7.0f}M "
-                  f"{row['result_mb']:7.1f}M {growth - row['result_mb']:13.0f}M {row['workers_peak_mb']:7.0f}M {n / row['seconds']:7.1f}  "
+                  f"{row['result_mb']:7.1f}M {growth - row['result_mb']:13.0f}M {row['workers_peak_mb']:7.0f}M "
+                  f"{n / row['seconds']:7.1f}  "
                   f"{row['engine']}" + ("   (200 inputs, exports the graph)" if not rows else ""))
             rows.append(row)
     rows = rows[1:]
