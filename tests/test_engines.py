@@ -45,7 +45,8 @@ def inputs_for(b: Backbone, n: int = 5) -> list[Any]:
     """A few raw inputs of varied sizes/lengths, so padding and resizing are exercised."""
     rng = np.random.default_rng(0)
     if b.modality == "image":
-        return [Image.fromarray(rng.integers(0, 256, (60 + 20 * i, 90 - 10 * i, 3), dtype=np.uint8)) for i in range(n)]
+        return [Image.fromarray(rng.integers(0, 256, (60 + 20 * (i % 5), 90 - 10 * (i % 5), 3), dtype=np.uint8))
+                for i in range(n)]
     if b.modality == "text":
         words = "the quick brown fox jumps over a lazy dog while seven wizards box nightly".split()
         return [" ".join(rng.choice(words, size=3 + 9 * i)) for i in range(n)]

@@ -323,13 +323,19 @@ def _run_parallel(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, f
     from lightning.fabric import Fabric
 
     first, rest = todo[: job.opts.batch_size], todo[job.opts.batch_size :]
+    if job.opts.precision == "int8" and not job.opts.calibration:
+        from transferkit.engines.quantize import CALIBRATION_SAMPLES
+
+        pinned = tuple(job.items[i] for i in sorted(todo)[:CALIBRATION_SAMPLES])
+        job = replace(job, opts=replace(job.opts, calibration=pinned))
     outcome = _run(job, first, out, ok, failed)
     chosen = outcome.engine if outcome.engine in ("torch", "onnxruntime", "openvino") else job.opts.engine
     precision = outcome.precision if outcome.engine != "none" else job.opts.precision
     n = job.opts.devices
     shards = [rest[r::n] for r in range(n)]
+    calibration = job.opts.calibration  # pinned above for int8: every process uses the one int8 graph
     worker_job = replace(job, opts=replace(job.opts, engine=chosen, precision=precision, progress=False,
-                                           devices=1,
+                                           devices=1, calibration=calibration,
                                            num_workers=job.opts.num_workers if job.opts.num_workers else 0))
     accelerator = "cuda" if job.device.type == "cuda" else "cpu"
     with tempfile.TemporaryDirectory(prefix="transferkit-extract-") as tmp:

@@ -262,9 +262,11 @@ def select_engine(
     agreeing: list[tuple[BatchEngine, float]] = []
     rejected: list[str] = []  # what the user must be told
     quiet: list[str] = []  # bf16/int8 too far off under auto: expected on some models
+    head_out: dict[str, torch.Tensor] = {}
     for candidate in built:
         try:
-            cosine = _cosine(candidate(head), reference)
+            head_out[candidate.label] = candidate(head)
+            cosine = _cosine(head_out[candidate.label], reference)
         except Exception as exc:
             rejected.append(f"{candidate.label} failed on the first batch ({type(exc).__name__}: {str(exc)[:200]})")
             continue
@@ -289,6 +291,8 @@ def select_engine(
         _warn(selection, f"{'; '.join(rejected)}: not used")
     if len(agreeing) == 1:
         selection.engine, selection.min_cosine = agreeing[0]
+        if len(samples) <= PARITY_SAMPLES:  # the head was the whole batch: its features are done
+            selection.first = head_out[selection.engine.label]
     else:
         batch = backbone.collate(list(samples))
         timed: list[tuple[float, BatchEngine, float, torch.Tensor]] = []
