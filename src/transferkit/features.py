@@ -35,12 +35,19 @@ import torch
 
 from transferkit.backbones.base import Backbone
 from transferkit.cache import FeatureCache, default_cache_dir, item_key
-from transferkit.engines.select import BatchEngine, Calibration, Selection, check_request, select_engine
+from transferkit.engines.select import (
+    MIN_COSINE,
+    BatchEngine,
+    Calibration,
+    Selection,
+    check_request,
+    select_engine,
+)
 from transferkit.errors import ConfigError, InputError
 from transferkit.runtime import resolve_device, resolve_precision
 
-#: below this mean cosine similarity between bf16 and fp32 features, bf16 is not used.
-BF16_MIN_COSINE = 0.99
+#: below this cosine similarity to fp32 features (any sample of the first batch), bf16 is not used.
+BF16_MIN_COSINE = MIN_COSINE["bf16"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,8 @@ def extract_features(
             outcome = _run_parallel(job, todo, out, ok, failed)
         else:
             outcome = _run(job, todo, out, ok, failed)
+        if outcome.engine == "none":  # no input could be read: nothing ran
+            outcome.precision = precision
     values = out if ok.all() else _compact(out, ok)
     return Features(
         values=values,

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,30 @@ def engines_dir(root: str | Path | None = None) -> Path:
     return Path(root) / "engines" if root is not None else default_cache_dir() / "engines"
 
 
+#: digests computed in this process: (tensor identities and versions) → (weak refs, digest)
+_DIGESTS: dict[tuple[Any, ...], tuple[list[weakref.ref[torch.Tensor]], str]] = {}
+
+
 def state_digest(module: nn.Module) -> str:
-    """Content hash of a module's parameters and buffers (names, dtypes, shapes, values)."""
+    """Content hash of a module's parameters and buffers (names, dtypes, shapes, values).
+
+    Memoised per process on the identity of each parameter/buffer object and its version counter
+    (bumped by every in-place change, e.g. an optimiser step); weak references make sure an entry
+    is only used while those very tensors are alive. Hashing ~100 MB of weights is paid once."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    ident = tuple((name, id(t), t._version) for name, t in tensors)
+    hit = _DIGESTS.get(ident)
+    if hit is not None and all(ref() is t for ref, (_, t) in zip(hit[0], tensors, strict=True)):
+        return hit[1]
+    state = module.state_dict()
     digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in module.state_dict().items():
+    for name, tensor in state.items():
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if len(_DIGESTS) > 64:
+        _DIGESTS.clear()
+    _DIGESTS[ident] = ([weakref.ref(t) for _, t in tensors], digest.hexdigest())
     return digest.hexdigest()
 
 
