@@ -280,3 +280,21 @@ def test_int8_is_close_to_fp32_and_calibrated_once(graph_root: Path) -> None:
     mtime = quantized[0].stat().st_mtime_ns
     extract_features(b, items[:4], options=options(engine="openvino", precision="int8", calibration=tuple(items)))
     assert quantized[0].stat().st_mtime_ns == mtime, "the int8 graph is reused, not quantized again"
+
+
+@pytest.mark.parametrize("name", ["yamnet", "hog"])
+def test_a_backbone_with_its_own_engine_runs_as_it_is(name: str, graph_root: Path) -> None:
+    """YAMNet ships an ONNX graph (run on onnxruntime), a from-scratch featurizer has no network:
+    nothing to export; asking for another engine says it does not apply."""
+    try:
+        b = create_backbone(name)
+    except Exception as exc:  # weights not installed here
+        pytest.skip(f"{name}: {exc}")
+    items = inputs_for(b, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EngineWarning)
+        feats = extract_features(b, items, options=options())
+    assert feats.engine == b.native_engine and feats.values.shape == (3, b.num_features)
+    with pytest.warns(EngineWarning, match="runs on its own engine"):
+        forced = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
+    np.testing.assert_allclose(forced.values, feats.values, atol=1e-6)

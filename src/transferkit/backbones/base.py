@@ -87,6 +87,10 @@ class Backbone(nn.Module, ABC):
     source_head: nn.Module | None
     #: labels of `source_head`'s outputs, when known (e.g. the ImageNet class names).
     source_labels: list[str] | None
+    #: None: `forward_features` is a torch network that engines may export (`graph_parts`). Else
+    #: the engine the backbone runs on by itself ("onnxruntime" for a shipped ONNX graph, "numpy"
+    #: for a hand-made featurizer): extraction then runs it as it is, whatever engine is asked for.
+    native_engine: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
