@@ -27,6 +27,14 @@ class BundleError(TransferkitError):
     """A saved model folder is missing, damaged, or of another format."""
 
 
+class EngineError(TransferkitError):
+    """An inference engine (onnxruntime, OpenVINO) cannot run a backbone: export or compile failed."""
+
+
+class EngineWarning(UserWarning):
+    """Extraction ran on another engine or precision than asked for (the message names the fallback)."""
+
+
 class NotFittedError(TransferkitError, AttributeError):
     """An estimator was used before `fit`."""
 

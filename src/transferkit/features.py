@@ -1,21 +1,31 @@
-"""Batched feature extraction (the fast path) and the on-disk feature cache.
+"""Batched feature extraction (the fast path) on an engine, reading and filling the feature cache.
 
 Extraction streams the inputs through a DataLoader (decoding in a worker process while the model
-runs), under `torch.inference_mode`, on a copy of the backbone arranged for inference (BatchNorm
-folded into the convolutions, channels_last), with bf16 autocast where the CPU runs bf16
-natively. Before trusting bf16 it checks the first batch against fp32 and falls back to fp32 when
-the two disagree. Inputs that cannot be read are skipped and reported, never fatal here.
+runs): memory holds a few batches and the result array, whatever the number of inputs. Each
+batch runs on an engine (`transferkit.engines`): PyTorch (a copy of the backbone arranged for
+inference: BatchNorm folded, channels_last, bf16 autocast where the CPU runs bf16 natively), or
+the backbone's exported ONNX graph on onnxruntime or OpenVINO. The engine is chosen on the first
+batch (`engine="auto"`: the fastest installed one whose features agree with PyTorch fp32 there;
+see `transferkit.engines.select`) and named on the result, with any fallback in `notes`.
 
-Features are read from and written to the on-disk cache (`transferkit.cache`), so a second
-extraction of the same data extracts nothing.
+Text is batched longest first (`Backbone.batch_order`), so each batch pads to the length of
+texts like its own, not to the longest of a random mix; every result goes back to its input's
+place. With `devices=N`, the inputs are split over N processes (Lightning Fabric), each writing
+its shards into the one cache. Inputs that cannot be read are skipped and reported, never fatal.
+
+Features are read from and written to the on-disk cache (`transferkit.cache`), keyed by the
+precision asked for ("auto" resolved by the hardware; "int8" its own): the engine is not part of
+the key, since every engine that is used has matched PyTorch's features first.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,27 +34,43 @@ import numpy as np
 import torch
 
 from transferkit.backbones.base import Backbone
-from transferkit.cache import FeatureCache, item_key
+from transferkit.cache import FeatureCache, default_cache_dir, item_key
 from transferkit.data.augment import augmenting
-from transferkit.errors import InputError
-from transferkit.runtime import autocast, resolve_device, resolve_precision
+from transferkit.engines.select import (
+    MIN_COSINE,
+    BatchEngine,
+    Calibration,
+    Selection,
+    check_request,
+    select_engine,
+)
+from transferkit.errors import ConfigError, InputError
+from transferkit.runtime import resolve_device, resolve_precision
 
-#: below this mean cosine similarity between bf16 and fp32 features, bf16 is not used.
-BF16_MIN_COSINE = 0.99
+#: below this cosine similarity to fp32 features (any sample of the first batch), bf16 is not used.
+BF16_MIN_COSINE = MIN_COSINE["bf16"]
 
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """How to run extraction. Defaults are the fast path; every field is also a CLI flag."""
+    """How to run extraction. Defaults are the fast path."""
 
     batch_size: int = 32  # measured: faster than 64 or 128 on these CPUs (caches)
+    #: "auto" (bf16 where the hardware runs it natively and it agrees with fp32), "fp32", "bf16",
+    #: or "int8" (OpenVINO post-training quantization, calibrated on `calibration`)
     precision: str = "auto"
+    #: "auto" (the fastest installed engine that agrees with PyTorch), "torch", "onnxruntime", "openvino"
+    engine: str = "auto"
     #: run a copy arranged for inference (`Backbone.for_inference`: BatchNorm folded, channels_last)
     optimize: bool = True
     num_workers: int | None = None
     device: str | None = None
     progress: bool = True
     shard_size: int = 2048
+    #: processes to extract on (Lightning Fabric); each writes its shards into the one cache
+    devices: int = 1
+    #: inputs int8 quantization calibrates on (the training inputs); empty: the first 300 extracted
+    calibration: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -58,6 +84,21 @@ class Features:
     cached: int = 0  # read from the cache
     precision: str = "fp32"
     seconds: float = 0.0
+    #: the engine the features were computed on ("torch", "onnxruntime", "openvino"; "cache" when
+    #: everything came from the cache)
+    engine: str = "cache"
+    #: least cosine similarity to PyTorch fp32 features on the first batch (None: not checked)
+    parity: float | None = None
+    #: what the user should know: the engine auto chose and why, fallbacks and their reasons
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Outcome:
+    engine: str = "cache"
+    precision: str = "fp32"
+    parity: float | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class _Inputs(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -81,9 +122,11 @@ def _collate_pairs(batch: list[tuple[int, Any, str | None]]) -> list[tuple[int, 
     return batch
 
 
-def _default_workers(n_items: int) -> int:
+def _default_workers(n_items: int, modality: str) -> int:
+    """Loader processes: none for text (checking a string costs nothing; a worker only adds
+    inter-process traffic) or few inputs, else up to half the cores for decoding."""
     cpus = os.cpu_count() or 1
-    if n_items < 64:
+    if n_items < 64 or modality == "text":
         return 0
     return max(1, min(4, cpus // 2))
 
@@ -100,9 +143,12 @@ def extract_features(
     if len(backbone.parts()) > 1:  # a concatenation: each part extracted and cached on its own
         return _side_by_side(backbone, items, options=options, cache=cache, description=description)
     opts = options or ExtractOptions()
+    check_request(opts.engine, opts.precision)
+    if opts.devices < 1:
+        raise ConfigError(f"devices must be at least 1, got {opts.devices}")
     start = time.perf_counter()
     device = resolve_device(opts.device)
-    precision = resolve_precision(opts.precision, device)
+    precision = "int8" if opts.precision == "int8" else resolve_precision(opts.precision, device)
     n = len(items)
     dim = backbone.num_features
     out = np.zeros((n, dim), dtype=np.float32)
@@ -125,39 +171,89 @@ def extract_features(
                 n_cached += 1
             else:
                 todo.append(i)
+        del vectors, failures
 
+    outcome = _Outcome(precision=precision)
     if todo:
-        precision = _run(backbone, items, todo, out, ok, failed, keys, opts, device, precision, cache, folder,
-                         description)
+        order = backbone.batch_order([items[i] for i in todo])
+        if order is not None:
+            todo = [todo[j] for j in order]
+        job = _Job(backbone, items, keys, opts, device, cache, folder, description)
+        if opts.devices > 1 and len(todo) > opts.batch_size:
+            outcome = _run_parallel(job, todo, out, ok, failed)
+        else:
+            outcome = _run(job, todo, out, ok, failed)
+        if outcome.engine == "none":  # no input could be read: nothing ran
+            outcome.precision = precision
+    values = out if ok.all() else _compact(out, ok)
     return Features(
-        values=out[ok],
+        values=values,
         ok=ok,
         failed=dict(sorted(failed.items())),
         extracted=len(todo),
         cached=n_cached,
-        precision=precision,
+        precision=outcome.precision,
         seconds=time.perf_counter() - start,
+        engine=outcome.engine,
+        parity=outcome.parity,
+        notes=outcome.notes,
     )
 
 
-def _run(
-    backbone: Backbone,
-    items: Sequence[Any],
-    todo: list[int],
-    out: np.ndarray,
-    ok: np.ndarray,
-    failed: dict[int, str],
-    keys: list[str],
-    opts: ExtractOptions,
-    device: torch.device,
-    precision: str,
-    cache: FeatureCache | None,
-    folder: Path | None,
-    description: str,
-) -> str:
-    workers = opts.num_workers if opts.num_workers is not None else _default_workers(len(todo))
+def _compact(out: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """The rows of `out` where `ok`, in order, moved to the front in place (no second n×D copy)."""
+    kept = 0
+    for i in np.flatnonzero(ok):
+        if i != kept:
+            out[kept] = out[i]
+        kept += 1
+    return out[:kept]
+
+
+@dataclass
+class _Job:
+    """What every extraction process needs (picklable for `devices > 1`)."""
+
+    backbone: Backbone
+    items: Sequence[Any]
+    keys: list[str]
+    opts: ExtractOptions
+    device: torch.device
+    cache: FeatureCache | None
+    folder: Path | None
+    description: str
+
+    @property
+    def root(self) -> Path:
+        """The cache root: exported graphs go under root/engines even when features are not cached."""
+        return self.cache.root if self.cache else default_cache_dir()
+
+    def calibration(self, todo: list[int]) -> Calibration | None:
+        if self.opts.precision != "int8":
+            return None
+        from transferkit.engines.quantize import CALIBRATION_SAMPLES
+
+        chosen = list(self.opts.calibration) or [self.items[i] for i in sorted(todo)[:CALIBRATION_SAMPLES]]
+        modality = self.backbone.modality
+        digest = hashlib.sha256("\n".join(item_key(c, modality) or repr(c)[:200] for c in chosen).encode())
+        loader = self.backbone.sample_loader()
+
+        def samples() -> Any:
+            for item in chosen:
+                try:
+                    yield loader(item)
+                except InputError:
+                    continue
+
+        return Calibration(digest=digest.hexdigest(), samples=samples)
+
+
+def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: dict[int, str]) -> _Outcome:
+    backbone, opts, keys = job.backbone, job.opts, job.keys
+    cache, folder = job.cache, job.folder
+    workers = opts.num_workers if opts.num_workers is not None else _default_workers(len(todo), backbone.modality)
     loader = torch.utils.data.DataLoader(
-        _Inputs(items, todo, augmenting(backbone.sample_loader())),
+        _Inputs(job.items, todo, augmenting(backbone.sample_loader())),
         batch_size=opts.batch_size,
         shuffle=False,
         num_workers=workers,
@@ -165,9 +261,16 @@ def _run(
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
     )
-    model = backbone.for_inference() if opts.optimize else backbone
-    was_training = model.training
-    model.eval().to(device)
+    copies: list[Backbone] = []
+
+    def torch_model() -> Backbone:
+        """The backbone as the torch engine runs it: one copy arranged for inference, made on demand."""
+        if not copies:
+            copies.append((backbone.for_inference() if opts.optimize else backbone).eval().to(job.device))
+        return copies[0]
+
+    was_training = backbone.training
+    backbone.eval().to(job.device)
     pending_keys: list[str] = []
     pending_rows: list[np.ndarray] = []
     pending_failed: dict[str, str] = {}
@@ -180,47 +283,106 @@ def _run(
         pending_rows.clear()
         pending_failed.clear()
 
-    checked_bf16 = precision != "bf16"
-    with _progress(opts.progress, description, len(todo)) as advance, torch.inference_mode():
-        for batch in loader:
-            good = [(i, sample) for i, sample, _ in batch if sample is not None]
-            for i, _, reason in batch:
-                if reason is not None:
-                    failed[i] = reason
-                    if keys[i]:
-                        pending_failed[keys[i]] = reason
-            if good:
-                x = model.to_batch_device(model.collate([s for _, s in good]), device)
-                if opts.optimize and isinstance(x, torch.Tensor) and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(precision, device):
-                    feats = model.forward_features(x)
-                if not checked_bf16:
-                    checked_bf16 = True
-                    if not _bf16_agrees(model, x, feats):
-                        precision, feats = "fp32", model.forward_features(x)
-                rows = feats.float().cpu().numpy()
-                for (i, _), row in zip(good, rows, strict=True):
-                    out[i], ok[i] = row, True
-                    if keys[i]:
-                        pending_keys.append(keys[i])
-                        pending_rows.append(row)
-            if len(pending_keys) >= opts.shard_size:
-                flush()
-            advance(len(batch))
-    flush()
-    model.train(was_training)
-    return precision
+    engine: BatchEngine | None = None
+    selection: Selection | None = None
+    try:
+        with _progress(opts.progress, job.description, len(todo)) as advance:
+            for batch in loader:
+                good = [(i, sample) for i, sample, _ in batch if sample is not None]
+                for i, _, reason in batch:
+                    if reason is not None:
+                        failed[i] = reason
+                        if keys[i]:
+                            pending_failed[keys[i]] = reason
+                if good:
+                    samples = [s for _, s in good]
+                    feats: torch.Tensor | None = None
+                    if engine is None:
+                        selection = select_engine(
+                            backbone, torch_model, samples, engine=opts.engine, precision=opts.precision,
+                            device=job.device, channels_last=opts.optimize, root=job.root,
+                            items_to_extract=len(todo), calibration=job.calibration(todo),
+                        )
+                        engine, feats = selection.engine, selection.first
+                    if feats is None:
+                        feats = engine(backbone.collate(samples))
+                    rows = feats.numpy()
+                    for (i, _), row in zip(good, rows, strict=True):
+                        out[i], ok[i] = row, True
+                        if keys[i]:
+                            pending_keys.append(keys[i])
+                            pending_rows.append(row.copy())
+                if len(pending_keys) >= opts.shard_size:
+                    flush()
+                advance(len(batch))
+        flush()
+    finally:
+        backbone.train(was_training)
+    if selection is None:
+        return _Outcome(engine="none", precision=job.opts.precision)
+    return _Outcome(engine=selection.engine.engine, precision=selection.engine.precision,
+                    parity=selection.min_cosine, notes=selection.notes)
 
 
-def _bf16_agrees(backbone: Backbone, batch: Any, bf16_features: torch.Tensor, n: int = 8) -> bool:
-    """Compare bf16 features of the first `n` samples with fp32 ones (cosine ≥ BF16_MIN_COSINE)."""
-    head = batch[:n] if isinstance(batch, torch.Tensor) else {
-        k: v[:n] if isinstance(v, torch.Tensor) else v for k, v in batch.items()
-    }
-    reference = backbone.forward_features(head).float()
-    cosine = torch.nn.functional.cosine_similarity(bf16_features[: len(reference)].float(), reference, dim=1)
-    return bool(float(cosine.min()) >= BF16_MIN_COSINE)
+def _run_parallel(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: dict[int, str]) -> _Outcome:
+    """The first batch here (it chooses the engine), the rest split over `devices` processes.
+
+    Every process runs the engine chosen here (so all features come from one engine), writes its
+    features into the one cache, and hands its rows back through a file.
+    """
+    import tempfile
+
+    from lightning.fabric import Fabric
+
+    first, rest = todo[: job.opts.batch_size], todo[job.opts.batch_size :]
+    if job.opts.precision == "int8" and not job.opts.calibration:
+        from transferkit.engines.quantize import CALIBRATION_SAMPLES
+
+        pinned = tuple(job.items[i] for i in sorted(todo)[:CALIBRATION_SAMPLES])
+        job = replace(job, opts=replace(job.opts, calibration=pinned))
+    outcome = _run(job, first, out, ok, failed)
+    chosen = outcome.engine if outcome.engine in ("torch", "onnxruntime", "openvino") else job.opts.engine
+    precision = outcome.precision if outcome.engine != "none" else job.opts.precision
+    n = job.opts.devices
+    shards = [rest[r::n] for r in range(n)]
+    calibration = job.opts.calibration  # pinned above for int8: every process uses the one int8 graph
+    worker_job = replace(job, opts=replace(job.opts, engine=chosen, precision=precision, progress=False,
+                                           devices=1, calibration=calibration,
+                                           num_workers=job.opts.num_workers if job.opts.num_workers else 0))
+    accelerator = "cuda" if job.device.type == "cuda" else "cpu"
+    with tempfile.TemporaryDirectory(prefix="transferkit-extract-") as tmp:
+        fabric = Fabric(accelerator=accelerator, devices=n, strategy="ddp_spawn")
+        fabric.launch(functools.partial(_extract_shard, job=worker_job, shards=shards, tmp=tmp))
+        for rank in range(n):
+            with np.load(Path(tmp) / f"rank-{rank}.npz", allow_pickle=False) as part:
+                index, values = part["index"], part["values"]
+                out[index], ok[index] = values, True
+                reasons = part["failed_reason"]
+                for i, reason in zip(part["failed_index"].tolist(), reasons.tolist(), strict=True):
+                    failed[int(i)] = str(reason)
+    outcome.notes.append(f"extracted on {n} processes ({len(first)} inputs here, then {len(rest)} split over them)")
+    return outcome
+
+
+def _extract_shard(fabric: Any, job: _Job, shards: list[list[int]], tmp: str) -> None:
+    """One Fabric process: extract its shard into the cache and hand the rows back in a file."""
+    rank = int(fabric.global_rank)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, len(shards))))
+    if job.device.type == "cuda":
+        job = replace(job, device=fabric.device)
+    todo = shards[rank]
+    out = np.zeros((len(job.items), job.backbone.num_features), np.float32)
+    ok = np.zeros(len(job.items), bool)
+    failed: dict[int, str] = {}
+    if todo:
+        _run(job, todo, out, ok, failed)
+    index = np.flatnonzero(ok)
+    final = Path(tmp) / f"rank-{rank}.npz"
+    partial = Path(tmp) / f".rank-{rank}.npz"
+    np.savez(partial, index=index, values=out[index], failed_index=np.array(list(failed), dtype=np.int64),
+             failed_reason=np.array(list(failed.values()), dtype=str))
+    os.replace(partial, final)
+    fabric.barrier()
 
 
 class _progress:
@@ -283,4 +445,6 @@ def _side_by_side(backbone: Backbone, items: Sequence[Any], *, options: ExtractO
     return Features(values=np.concatenate(blocks, axis=1) if blocks else np.zeros((0, 0), np.float32), ok=ok,
                     failed=dict(sorted(failed.items())), extracted=sum(r.extracted for r in results),
                     cached=sum(r.cached for r in results), precision=results[0].precision,
-                    seconds=time.perf_counter() - start)
+                    seconds=time.perf_counter() - start, engine=",".join(dict.fromkeys(r.engine for r in results)),
+                    parity=min((r.parity for r in results if r.parity is not None), default=None),
+                    notes=[n for r in results for n in r.notes])

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.base import Backbone, random_weights_id
+from transferkit.backbones.base import Backbone, ForwardFeatures, GraphParts, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,
@@ -305,6 +305,23 @@ class WaveformBackbone(Backbone):
     def collate(self, samples: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         return collate_waveforms(samples)
 
+    def example_batch(self) -> dict[str, torch.Tensor]:
+        """Two clips of noise, 2 s and 3 s (seeded; export traces shapes, parity checks use them)."""
+        noise = torch.Generator().manual_seed(0)
+        rate = self.audio.sample_rate
+        return self.collate([0.1 * torch.randn(n * rate, generator=noise) for n in (2, 3)])
+
+
+class _PartialEmbedder(nn.Module):
+    """GE2E's LSTM + linear over mel partials [P, frames, 40] → [P, 256] (what an engine exports)."""
+
+    def __init__(self, encoder: GE2ESpeakerEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, partials: torch.Tensor) -> torch.Tensor:
+        return self.encoder.embed_partials(partials)
+
 
 class GE2ESpeakerEncoder(WaveformBackbone):
     """Speaker embeddings (256-d, L2-normalised) from the GE2E LSTM encoder.
@@ -443,6 +460,26 @@ class GE2ESpeakerEncoder(WaveformBackbone):
         mels, owner = self.partials(batch)
         partial_embeds = self.embed_partials(mels)
         return F.normalize(segment_mean(partial_embeds, owner, waveform.shape[0]), dim=1, eps=1e-12)
+
+    def graph_parts(self) -> GraphParts:
+        """The LSTM over partials is the graph; the mel partials and their averaging stay in torch."""
+        return GraphParts(
+            module=_PartialEmbedder(self).eval(),
+            example=self.example_batch(),
+            input_names=("partials",),
+            dynamic_axes={"partials": {0: "partials"}},
+            prepare=self._graph_inputs,
+            finish=self._graph_finish,
+        )
+
+    def _graph_inputs(self, batch: Any) -> tuple[dict[str, torch.Tensor], Any]:
+        mels, owner = self.partials(batch)
+        return {"partials": mels}, (owner, int(_unpack(batch)[0].shape[0]))
+
+    @staticmethod
+    def _graph_finish(rows: torch.Tensor, context: Any) -> torch.Tensor:
+        owner, count = context
+        return F.normalize(segment_mean(rows, owner.to(rows.device), count), dim=1, eps=1e-12)
 
     def layer_groups(self) -> list[nn.Module]:
         return [*self.lstm, self.linear]
@@ -727,6 +764,24 @@ class SpectrogramImageBackbone(WaveformBackbone):
         if x.shape[0] == waveform.shape[0]:
             return feats
         return segment_mean(feats, owner, waveform.shape[0])
+
+    def graph_parts(self) -> GraphParts:
+        """The image backbone is the graph; the spectrogram images and window averaging stay in torch."""
+        return GraphParts(
+            module=ForwardFeatures(self.image_backbone).eval(),
+            example=self.example_batch(),
+            prepare=self._graph_inputs,
+            finish=self._graph_finish,
+        )
+
+    def _graph_inputs(self, batch: Any) -> tuple[dict[str, torch.Tensor], Any]:
+        x, owner = self.images(batch)
+        return {"input": x}, (owner, int(_unpack(batch)[0].shape[0]))
+
+    @staticmethod
+    def _graph_finish(rows: torch.Tensor, context: Any) -> torch.Tensor:
+        owner, count = context
+        return rows if rows.shape[0] == count else segment_mean(rows, owner.to(rows.device), count)
 
     def forward_feature_map(self, batch: Any) -> torch.Tensor:
         """The image backbone's unpooled map of each clip's image (whole-clip images only)."""

@@ -12,12 +12,17 @@ The preprocessing is split in two, as a `Dataset` transform plus a `collate_fn`:
 
 `preprocess_config()` is a JSON-able description of both, saved in bundles and part of every
 feature-cache key, so that predict time preprocesses exactly as training did.
+
+For inference engines (ONNX Runtime, OpenVINO), `graph_parts()` splits `forward_features` into a
+tensor-only core that exports to ONNX (the network) and the torch code around it (spectrograms,
+partials, chunk averaging): `finish(module(*prepare(batch)))` computes what `forward_features` does.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -46,6 +51,48 @@ def same_weights(saved: str, backbone: Backbone) -> bool:
     return legacy and current.startswith(saved + ":")
 
 
+def _no_context(batch: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    return {"input": batch}, None
+
+
+def _rows_are_features(rows: torch.Tensor, context: Any) -> torch.Tensor:
+    return rows
+
+
+@dataclass(frozen=True)
+class GraphParts:
+    """The exportable core of a backbone's `forward_features`, and the torch code around it.
+
+    `prepare(batch)` turns a collated batch into the core's named input tensors (plus a context
+    for `finish`); `module(*inputs, in input_names order)` → rows [R, D]; `finish(rows, context)`
+    → features [B, num_features]. The defaults fit a backbone whose batch is one tensor and whose
+    `forward_features` is the whole network. `dynamic_axes` names the axes that vary between
+    batches (batch size, sequence length); the others are fixed by `example` (a collated batch).
+    """
+
+    module: nn.Module
+    example: Any
+    input_names: tuple[str, ...] = ("input",)
+    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=lambda: {"input": {0: "batch"}})
+    prepare: Callable[[Any], tuple[dict[str, torch.Tensor], Any]] = _no_context
+    finish: Callable[[torch.Tensor, Any], torch.Tensor] = _rows_are_features
+
+    def example_inputs(self) -> dict[str, torch.Tensor]:
+        inputs, _ = self.prepare(self.example)
+        return {name: inputs[name] for name in self.input_names}
+
+
+class ForwardFeatures(nn.Module):
+    """`backbone.forward_features` as a module of one tensor (what an engine exports)."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+
 class Backbone(nn.Module, ABC):
     """A pretrained encoder that maps a batch of raw inputs to pooled embeddings [B, num_features]."""
 
@@ -58,6 +105,10 @@ class Backbone(nn.Module, ABC):
     source_head: nn.Module | None
     #: labels of `source_head`'s outputs, when known (e.g. the ImageNet class names).
     source_labels: list[str] | None
+    #: None: `forward_features` is a torch network that engines may export (`graph_parts`). Else
+    #: the engine the backbone runs on by itself ("onnxruntime" for a shipped ONNX graph, "numpy"
+    #: for a hand-made featurizer): extraction then runs it as it is, whatever engine is asked for.
+    native_engine: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -111,6 +162,33 @@ class Backbone(nn.Module, ABC):
         if isinstance(batch, dict):
             return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return batch
+
+    # -- inference engines --------------------------------------------------------------------
+    def example_batch(self) -> Any:
+        """A small collated batch of the shapes `forward_features` takes (for export and checks)."""
+        raise BackboneError(
+            f"backbone '{self.name}' ({type(self).__name__}) gives no example batch, so it cannot be "
+            "exported for onnxruntime/openvino; use engine='torch' or implement example_batch()"
+        )
+
+    def graph_parts(self) -> GraphParts:
+        """The part of `forward_features` an engine runs as an exported graph (see `GraphParts`).
+
+        The default exports the whole `forward_features` of a one-tensor batch with a dynamic
+        batch axis; families whose forward has data-dependent torch code around the network
+        (audio partials, text chunks) override this."""
+        example = self.example_batch()
+        if not isinstance(example, torch.Tensor):
+            raise BackboneError(
+                f"backbone '{self.name}' batches as {type(example).__name__}, not one tensor: it must "
+                "override graph_parts() to say which tensors the exported graph takes"
+            )
+        return GraphParts(module=ForwardFeatures(self).eval(), example=example)
+
+    def batch_order(self, items: Sequence[Any]) -> list[int] | None:
+        """The order in which to batch `items` (e.g. by length, so padding is short), or None to
+        keep input order. Extraction puts every result back at its input's place."""
+        return None
 
     def for_inference(self) -> Backbone:
         """A copy arranged for fast frozen inference (e.g. BatchNorm folded into convolutions), or

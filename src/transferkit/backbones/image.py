@@ -175,6 +175,11 @@ class TimmImageBackbone(Backbone):
         fold_batchnorm(fast.model, torch.zeros(1, 3, size, size))
         return fast.to(memory_format=torch.channels_last)  # type: ignore[return-value]
 
+    def example_batch(self) -> torch.Tensor:
+        """Two normalised images of the input size (export traces shapes, not values)."""
+        size = self.preprocess_cfg.input_size
+        return self.collate([torch.zeros(3, size, size, dtype=torch.uint8)] * 2)
+
     def apply_preprocess_config(self, config: dict[str, Any]) -> None:
         self.preprocess_cfg = ImagePreprocess.from_dict(config)
         self.transform = ImageTransform(self.preprocess_cfg)

@@ -148,6 +148,8 @@ class HashedNgrams:
 class ScratchBackbone(Backbone):
     """A hand-made featurizer behind the backbone contract (nothing pretrained, nothing to train)."""
 
+    native_engine = "numpy"  # the features are made in `load`: no network for an engine to run
+
     def __init__(self, name: str, modality: Modality, num_features: int, featurize: Callable[[Any], torch.Tensor],
                  config: dict[str, Any]) -> None:
         super().__init__()

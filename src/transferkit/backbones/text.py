@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.base import Backbone, random_weights_id
+from transferkit.backbones.base import Backbone, GraphParts, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,
@@ -135,6 +135,26 @@ class TextPooling(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         return {"modes": list(self.modes), "dense_layers": len(self.dense), "normalize": self.normalize}
+
+
+class TextEncoderGraph(nn.Module):
+    """Transformer + pooling as one module of plain tensors (what an engine exports).
+
+    Takes the tokenizer's tensors in `graph_inputs` order (the attention mask always among them)
+    and returns pooled sentence (or chunk) embeddings [rows, out]."""
+
+    def __init__(
+        self, model: nn.Module, pooling: TextPooling, model_inputs: Sequence[str], graph_inputs: Sequence[str]
+    ) -> None:
+        super().__init__()
+        self.model, self.pooling = model, pooling
+        self.model_inputs, self.graph_inputs = tuple(model_inputs), tuple(graph_inputs)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.graph_inputs, tensors, strict=True))
+        out = self.model(**{k: named[k] for k in self.model_inputs})
+        tokens = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        return self.pooling(tokens, named["attention_mask"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,8 +428,11 @@ class SentenceTransformerBackbone(Backbone):
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         tokens = self.token_embeddings(batch)
+        return self._per_text(self.pooling(tokens, batch["attention_mask"]), batch)
+
+    def _per_text(self, pooled: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Row embeddings → one per text: the rows themselves, or the mean of each text's chunks."""
         mask = batch["attention_mask"]
-        pooled = self.pooling(tokens, mask)
         owner = batch.get("sample_index")
         if owner is None:
             return pooled
@@ -421,6 +444,33 @@ class SentenceTransformerBackbone(Backbone):
         norm = torch.zeros(count, dtype=pooled.dtype, device=pooled.device).index_add_(0, owner, weights)
         mean = total / norm.clamp_min(1e-9)[:, None]
         return F.normalize(mean, dim=-1) if self.pooling.normalize else mean
+
+    # -- inference engines --------------------------------------------------------------------
+    def example_batch(self) -> dict[str, torch.Tensor]:
+        """Two texts of different lengths (export traces a dynamic batch and sequence axis)."""
+        return self.collate(["an example sentence to export", "a second, somewhat longer example sentence to export"])
+
+    def graph_parts(self) -> GraphParts:
+        """Transformer + pooling with dynamic batch and sequence axes; chunk averaging stays in torch."""
+        names = tuple(self._input_names) + (() if "attention_mask" in self._input_names else ("attention_mask",))
+        return GraphParts(
+            module=TextEncoderGraph(self.model, self.pooling, self._input_names, names).eval(),
+            example=self.example_batch(),
+            input_names=names,
+            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
+            prepare=self._graph_inputs,
+            finish=self._per_text,  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def _graph_inputs(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
+        return batch, batch
+
+    def batch_order(self, items: Sequence[Any]) -> list[int]:
+        """Longest texts first (in tokens), so each batch pads to a length close to its own texts'."""
+        texts = [i for i, t in enumerate(items) if isinstance(t, str)]
+        lengths = dict(zip(texts, self.token_lengths([items[i] for i in texts]), strict=True)) if texts else {}
+        return sorted(range(len(items)), key=lambda i: -lengths.get(i, 0))
 
     def forward_feature_map(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token embeddings [B, T, D], zero at padding (truncate mode only)."""

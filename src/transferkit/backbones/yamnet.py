@@ -365,6 +365,7 @@ class YAMNetBackbone(WaveformBackbone):
 
     modality = "audio"
     num_features = NUM_FEATURES
+    native_engine = "onnxruntime"  # the shipped int8 graph: nothing to export
 
     def __init__(
         self,
