@@ -88,6 +88,9 @@ class FitOptions:
     batch_size: int = _opt(32, "Inputs per forward pass.", "--batch-size", resumable=True)
     precision: str = _opt("auto", "auto (bf16 where the CPU/GPU runs it natively), bf16, fp32 (finetune: also "
                           "fp16).", "--precision")
+    engine: str = _opt("auto", "How extraction runs: auto (the fastest installed engine whose features agree "
+                       "with PyTorch on the first batch; it says which), torch, onnxruntime or openvino.", "--engine",
+                       resumable=True)
     class_weight: str = _opt("auto", "auto (balanced if the largest class is ≥3x the smallest), balanced, none.",
                              "--class-weight")
     path_column: str = _opt("path", "Manifest column with input paths.", "--path-column")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sklearn.base import clone
 import transferkit
 from transferkit.errors import ConfigError, NotFittedError
 from transferkit.estimators.base import TransferEstimator, estimator_kind
+from transferkit.estimators.ensemble import EnsembleClassifier
 from transferkit.estimators.finetuned import FinetunedClassifier
 from transferkit.estimators.probe import TransferClassifier
 from transferkit.estimators.tabular import TabularTransferClassifier
@@ -23,18 +25,25 @@ from transferkit.finetune.config import FinetuneConfig
 #: per estimator: non-default values for every parameter (clone must keep each), and one bad value
 NON_DEFAULT: dict[type[TransferEstimator], dict[str, Any]] = {
     TransferClassifier: dict(backbone="resnet10t", weights="random", head="mlp:32", class_weight="balanced",
-                             val_fraction=0.2, seed=3, batch_size=7, precision="fp32", long_text="truncate",
+                             val_fraction=0.2, seed=3, batch_size=7, precision="fp32", engine="torch",
+                             long_text="truncate",
                              augment=2, tta=1, cache_dir=False, strict=True, progress=False, device="cpu"),
     TabularTransferClassifier: dict(image_columns=["img"], text_columns=["t"], audio_columns=[],
                                     numeric_columns=["x"], categorical_columns=["c"], image_backbone="resnet10t",
                                     text_backbone="minilm", audio_backbone="ge2e", head="mlp", fusion="gated",
                                     class_weight="none", val_fraction=0.25, seed=5, batch_size=9, precision="fp32",
-                                    long_text="chunk", cache_dir=False, progress=False, device="cpu"),
+                                    engine="onnxruntime", long_text="chunk", cache_dir=False, progress=False,
+                                    device="cpu"),
     FinetunedClassifier: dict(backbone="test_efficientnet", weights="random", head="dense:8:relu, dense:N", seed=2,
                               batch_size=4, precision="fp16", training=FinetuneConfig(epochs=3, freeze="gradual"),
-                              cache_dir=None, progress=False, device="cpu", run_dir="runs/x", resume=True),
+                              cache_dir=None, progress=False, device="cpu", engine="openvino", run_dir="runs/x",
+                              resume=True),
+    EnsembleClassifier: dict(backbones=["efficientnet_lite0", "hog"], head="mlp", class_weight="none", seed=4,
+                             batch_size=5, precision="fp32", engine="torch", long_text="chunk", cache_dir=False,
+                             progress=False, device="cpu"),
 }
 BAD: dict[type[TransferEstimator], tuple[str, Any]] = {
+    EnsembleClassifier: ("backbones", ["hog"]),
     TransferClassifier: ("class_weight", "heavy"),
     TabularTransferClassifier: ("fusion", "sum"),
     FinetunedClassifier: ("precision", "fp8"),
@@ -59,7 +68,7 @@ def test_bad_parameter_is_named_when_validated(cls: type[TransferEstimator]) -> 
     name, value = BAD[cls]
     estimator = cls(**{**NON_DEFAULT[cls], "resume": False} if cls is FinetunedClassifier else NON_DEFAULT[cls])
     estimator.set_params(**{name: value})  # __init__ and set_params store; validation is fit's (and the CLI's)
-    with pytest.raises(ConfigError, match=f"{name} must be .*got {value!r}"):
+    with pytest.raises(ConfigError, match=f"{name} must be .*got {re.escape(repr(value))}"):
         estimator.validate()
 
 
@@ -85,6 +94,9 @@ def _fitted(cls: type[TransferEstimator], image_folder: Path, tmp_path: Path) ->
         est = TabularTransferClassifier(numeric_columns=["x"], categorical_columns=["c"], progress=False)
         return est.fit(rows, labels), rows[:5]
     data = load_dataset(image_folder)
+    if cls is EnsembleClassifier:
+        return EnsembleClassifier(["efficientnet_lite0", "hog"], precision="fp32", progress=False,
+                                  cache_dir=tmp_path / "cache").fit(data), data.items[:5]
     if cls is TransferClassifier:
         est = TransferClassifier("test_efficientnet", weights="random", precision="fp32", progress=False,
                                  cache_dir=tmp_path / "cache")

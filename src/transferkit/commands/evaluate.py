@@ -14,6 +14,7 @@ from transferkit.commands._flags import (
     AsJson,
     CacheDir,
     Encoding,
+    Engine,
     LabelColumn,
     Model,
     NoCache,
@@ -32,6 +33,7 @@ def evaluate(
     path_column: PathColumn = "path",
     label_column: LabelColumn = "label",
     encoding: Encoding = None,
+    engine: Engine = "auto",
     report: Annotated[bool, typer.Option("--report", help="Also write MODEL/report-<DATA name>.html: the same "
                                                           "report as `transferkit report`, for this data.")] = False,
     as_json: AsJson = False,
@@ -40,17 +42,17 @@ def evaluate(
 ) -> None:
     """Score a trained model on new labelled data."""
     run_evaluate(model, data, path_column=path_column, label_column=label_column, as_json=as_json,
-                 cache_dir=cache_arg(cache_dir, no_cache), encoding=encoding, report=report)
+                 cache_dir=cache_arg(cache_dir, no_cache), encoding=encoding, report=report, engine=engine)
 
 
 def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_column: str = "label",
-                 as_json: bool = False, cache_dir: Any = None, encoding: str | None = None, report: bool = False,
-                 out: Console = console) -> dict[str, Any]:
+                 as_json: bool = False, cache_dir: Any = None, encoding: str | None = None, engine: str = "auto",
+                 report: bool = False, out: Console = console) -> dict[str, Any]:
     from transferkit.data import load_labelled
     from transferkit.errors import DataError
     from transferkit.estimators.load import load
 
-    clf = load(model, cache_dir=cache_dir, progress=not as_json)
+    clf = load(model, cache_dir=cache_dir, engine=engine, progress=not as_json)
     saved = clf.manifest_.get("data", {})
     layout = clf.manifest_.get("columns", [])
     dataset, messages = load_labelled(

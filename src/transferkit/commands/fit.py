@@ -101,8 +101,8 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
             text_backbone=encoders.get("text", DEFAULT_BACKBONES["text"]),
             audio_backbone=encoders.get("audio", DEFAULT_BACKBONES["audio"]),
             head=options.head, fusion=options.fusion, class_weight=options.class_weight, seed=options.seed,
-            batch_size=options.batch_size, precision=options.precision, long_text=options.long_text,
-            cache_dir=options.cache(), progress=not quiet)
+            batch_size=options.batch_size, precision=options.precision, engine=options.engine,
+            long_text=options.long_text, cache_dir=options.cache(), progress=not quiet)
     elif options.strategy == "finetune":
         training = options.training
         if "class_weight" in options.explicit and "class_balance" not in options.explicit:
@@ -112,18 +112,20 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
         estimator = FinetunedClassifier(
             str(options.backbone), weights=options.weights, head=options.head, seed=options.seed,
             batch_size=options.batch_size, precision=options.precision, training=training,
-            cache_dir=False, progress=not quiet, run_dir=options.out_folder(), resume=options.resume is not None)
+            cache_dir=False, progress=not quiet, engine=options.engine, run_dir=options.out_folder(),
+            resume=options.resume is not None)
     elif str(options.backbone).startswith(ENSEMBLE_PREFIX):
         from transferkit.estimators.ensemble import EnsembleClassifier
 
         members = [n.strip() for n in str(options.backbone)[len(ENSEMBLE_PREFIX):].split(",") if n.strip()]
         estimator = EnsembleClassifier(members, head=options.head, class_weight=options.class_weight,
                                        seed=options.seed, batch_size=options.batch_size, precision=options.precision,
-                                       long_text=options.long_text, cache_dir=options.cache(), progress=not quiet)
+                                       engine=options.engine, long_text=options.long_text, cache_dir=options.cache(),
+                                       progress=not quiet)
     else:
         estimator = TransferClassifier(
             str(options.backbone), weights=options.weights, head=options.head, class_weight=options.class_weight,
-            seed=options.seed, batch_size=options.batch_size, precision=options.precision,
+            seed=options.seed, batch_size=options.batch_size, precision=options.precision, engine=options.engine,
             long_text=options.long_text, augment=options.augment, tta=options.tta, cache_dir=options.cache(),
             strict=options.strict, progress=not quiet)
     return estimator.validate()
@@ -337,9 +339,11 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
                       + ", ".join(f"{n}={g:.2f}" for n, g in zip(names, gates, strict=False)), highlight=False)
     else:
         choice = ", ".join(f"{k}={v}" for k, v in report.head_choice.items() if not isinstance(v, dict))
-        out.print(f"features: {report.extracted} extracted, {report.cached} from cache ({report.precision}, "
-                  f"{report.extract_seconds:.1f}s); head: {summary['head']} ({choice}); "
+        out.print(f"features: {report.extracted} extracted, {report.cached} from cache ({report.precision} on "
+                  f"{report.engine}, {report.extract_seconds:.1f}s); head: {summary['head']} ({choice}); "
                   f"{'class-weighted' if report.class_weighted else 'unweighted'}")
+    for note in report.engine_notes:
+        out.print(f"engine: {note}", highlight=False)
     print_skipped(skipped, out)
     text_line = text_notes_line(summary)
     if text_line:

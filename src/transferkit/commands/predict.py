@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from transferkit.commands._console import console, print_skipped
-from transferkit.commands._flags import AsJson, CacheDir, Encoding, Model, NoCache, cache_arg
+from transferkit.commands._flags import AsJson, CacheDir, Encoding, Engine, Model, NoCache, cache_arg
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +34,7 @@ def predict(
         "--text-column", help="Text models: the column of tables to read (default: the training one).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels.")] = 1,
     encoding: Encoding = None,
+    engine: Engine = "auto",
     as_json: AsJson = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     cache_dir: CacheDir = None,
@@ -41,17 +42,18 @@ def predict(
 ) -> None:
     """Print the predicted label and its probability for each input."""
     run_predict(model, inputs or [], top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                cache_dir=cache_arg(cache_dir, no_cache), rows=row or [], text_column=text_column, encoding=encoding)
+                cache_dir=cache_arg(cache_dir, no_cache), rows=row or [], text_column=text_column, encoding=encoding,
+                engine=engine)
 
 
 def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str = "table", cache_dir: Any = None,
                 rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = None,
-                out: Console = console) -> list[dict[str, Any]]:
+                engine: str = "auto", out: Console = console) -> list[dict[str, Any]]:
     from transferkit.data.inputs import read_prediction_inputs
     from transferkit.errors import DataError
     from transferkit.estimators.load import load
 
-    clf = load(model, cache_dir=cache_dir, progress=fmt == "table")
+    clf = load(model, cache_dir=cache_dir, engine=engine, progress=fmt == "table")
     saved = clf.manifest_.get("data", {})
     modality = clf.modality_
     layout = clf.manifest_.get("columns", []) if modality == "table" else []  # a table model's column layout

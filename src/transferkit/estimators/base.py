@@ -63,8 +63,9 @@ CACHE = Constraint(lambda v: v is None or isinstance(v, bool | str | Path) or ha
 VAL_FRACTION = Constraint(lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 0.9,
                           "a fraction in [0, 0.9)")
 CLASS_WEIGHT = one_of("auto", "balanced", "none")
+ENGINE = one_of("auto", "torch", "onnxruntime", "openvino")
 LONG_TEXT = one_of("truncate", "chunk")
-PROBE_PRECISION = one_of("auto", "bf16", "fp32")
+PROBE_PRECISION = one_of("auto", "bf16", "fp32", "int8")
 
 
 def head_spec() -> Constraint:
@@ -100,6 +101,9 @@ class FitReport:
     notes: dict[str, Any] = field(default_factory=dict)
     #: augmented views of training inputs the head was also trained on
     augmented: int = 0
+    #: the engine extraction ran on ("cache" when every feature was cached), and what it reported
+    engine: str = "cache"
+    engine_notes: list[str] = field(default_factory=list)
 
 
 # -- the bundle's estimator key --------------------------------------------------------------------
@@ -153,7 +157,8 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     #: what each `__init__` parameter accepts, checked by `validate()`
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {}
     #: parameters `load(path, **overrides)` may set: how to run, never what was learned
-    _runtime_params: ClassVar[frozenset[str]] = frozenset({"cache_dir", "progress", "device", "batch_size"})
+    _runtime_params: ClassVar[frozenset[str]] = frozenset(
+        {"cache_dir", "progress", "device", "batch_size", "engine"})
 
     # learned state (declared for the type checker; absent until fit or load)
     classes_: np.ndarray
@@ -240,7 +245,8 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         report = self.fit_report_
         return {"estimator": self.kind, "modality": self.modality_, "n_train": report.n_train,
                 "n_val": report.n_val, "extracted": report.extracted, "cached": report.cached,
-                "precision": report.precision, "head_choice": report.head_choice, **report.notes}
+                "precision": report.precision, "engine": report.engine, "head_choice": report.head_choice,
+                **report.notes}
 
     # -- persistence --------------------------------------------------------------------------------
     def prepare_output(self, path: str | Path, *, overwrite: bool = False) -> None:

@@ -24,6 +24,7 @@ from transferkit.errors import ConfigError, check_is_fitted
 from transferkit.estimators.base import (
     CACHE,
     CLASS_WEIGHT,
+    ENGINE,
     FLAG,
     LONG_TEXT,
     OPTIONAL_NAME,
@@ -49,7 +50,8 @@ class EnsembleClassifier(TransferEstimator):
     kind: ClassVar[str] = "ensemble"
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "backbones": MEMBERS, "head": head_spec(), "class_weight": CLASS_WEIGHT, "seed": SEED,
-        "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION, "long_text": LONG_TEXT, "cache_dir": CACHE,
+        "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION, "engine": ENGINE, "long_text": LONG_TEXT,
+        "cache_dir": CACHE,
         "progress": FLAG, "device": OPTIONAL_NAME,
     }
 
@@ -64,6 +66,7 @@ class EnsembleClassifier(TransferEstimator):
         seed: int = 0,
         batch_size: int = 32,
         precision: str = "auto",
+        engine: str = "auto",
         long_text: str = "truncate",
         cache_dir: str | Path | bool | FeatureCache | None = None,
         progress: bool = True,
@@ -75,6 +78,7 @@ class EnsembleClassifier(TransferEstimator):
         self.seed = seed
         self.batch_size = batch_size
         self.precision = precision
+        self.engine = engine
         self.long_text = long_text
         self.cache_dir = cache_dir
         self.progress = progress
@@ -82,7 +86,8 @@ class EnsembleClassifier(TransferEstimator):
 
     def _member(self, backbone: str) -> TransferClassifier:
         return TransferClassifier(backbone, head=self.head, class_weight=self.class_weight, seed=self.seed,
-                                  batch_size=self.batch_size, precision=self.precision, cache_dir=self.cache_dir,
+                                  batch_size=self.batch_size, precision=self.precision, engine=self.engine,
+                                  cache_dir=self.cache_dir,
                                   progress=self.progress, device=self.device,
                                   long_text=self.long_text if _is_text(backbone) else "truncate")
 

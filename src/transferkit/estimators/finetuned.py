@@ -33,6 +33,7 @@ from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, check_is_fitted
 from transferkit.estimators.base import (
     CACHE,
+    ENGINE,
     FLAG,
     NAME,
     OPTIONAL_NAME,
@@ -105,10 +106,12 @@ class FinetunedClassifier(TransferEstimator):
         "cache_dir": CACHE,
         "progress": FLAG,
         "device": OPTIONAL_NAME,
+        "engine": ENGINE,
         "run_dir": Constraint(lambda v: v is None or isinstance(v, str | Path), "a folder or None"),
         "resume": FLAG,
     }
-    _runtime_params: ClassVar[frozenset[str]] = frozenset({"cache_dir", "progress", "device", "batch_size"})
+    _runtime_params: ClassVar[frozenset[str]] = frozenset(
+        {"cache_dir", "progress", "device", "batch_size", "engine"})
 
     fit_report_: FinetuneReport
     model_: FinetuneModel
@@ -129,6 +132,7 @@ class FinetunedClassifier(TransferEstimator):
         cache_dir: str | Path | bool | FeatureCache | None = False,
         progress: bool = True,
         device: str | None = None,
+        engine: str = "auto",
         run_dir: str | Path | None = None,
         resume: bool = False,
     ) -> None:
@@ -142,6 +146,7 @@ class FinetunedClassifier(TransferEstimator):
         self.cache_dir = cache_dir
         self.progress = progress
         self.device = device
+        self.engine = engine
         self.run_dir = run_dir
         self.resume = resume
 
@@ -357,8 +362,8 @@ class FinetunedClassifier(TransferEstimator):
         store = resolve_cache(self.cache_dir) if cache else None
         if self.backbone_.weights_id.startswith("unsaved:"):
             store = None
-        options = ExtractOptions(batch_size=self.batch_size, precision="auto", progress=self.progress,
-                                 device=self.device)
+        options = ExtractOptions(batch_size=self.batch_size, precision="auto", engine=self.engine,
+                                 progress=self.progress, device=self.device)
         return extract_features(self.backbone_, list(X), options=options, cache=store, description="predicting")
 
     def summary(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from transferkit.errors import BundleError, ConfigError, DataError, check_is_fit
 from transferkit.estimators.base import (
     CACHE,
     CLASS_WEIGHT,
+    ENGINE,
     FLAG,
     LONG_TEXT,
     NAME,
@@ -62,6 +63,7 @@ class TransferClassifier(TransferEstimator):
         "seed": SEED,
         "batch_size": POSITIVE_INT,
         "precision": PROBE_PRECISION,
+        "engine": ENGINE,
         "long_text": LONG_TEXT,
         "augment": Constraint(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 16,
                               "a number of augmented views from 0 to 16"),
@@ -73,7 +75,7 @@ class TransferClassifier(TransferEstimator):
         "device": OPTIONAL_NAME,
     }
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
-        {"cache_dir", "progress", "device", "batch_size", "precision", "tta"})
+        {"cache_dir", "progress", "device", "batch_size", "precision", "engine", "tta"})
 
     backbone_: Backbone
 
@@ -88,6 +90,7 @@ class TransferClassifier(TransferEstimator):
         seed: int = 0,
         batch_size: int = 32,
         precision: str = "auto",
+        engine: str = "auto",
         long_text: str = "truncate",
         augment: int = 0,
         tta: int = 0,
@@ -104,6 +107,7 @@ class TransferClassifier(TransferEstimator):
         self.seed = seed
         self.batch_size = batch_size
         self.precision = precision
+        self.engine = engine
         self.long_text = long_text
         self.augment = augment
         self.tta = tta
@@ -128,7 +132,8 @@ class TransferClassifier(TransferEstimator):
         return resolve_cache(self.cache_dir)
 
     def _options(self) -> ExtractOptions:
-        return ExtractOptions(batch_size=self.batch_size, precision=self.precision, progress=self.progress,
+        return ExtractOptions(batch_size=self.batch_size, precision=self.precision, engine=self.engine,
+                              progress=self.progress,
                               device=self.device)
 
     def _create_backbone(self) -> Backbone:
@@ -171,7 +176,7 @@ class TransferClassifier(TransferEstimator):
         feats = extract_features(self.backbone_, items, options=self._options(), cache=self._cache(),
                                  description=f"features ({self.backbone_.name})")
         report = FitReport(extracted=feats.extracted, cached=feats.cached, precision=feats.precision,
-                           extract_seconds=feats.seconds)
+                           extract_seconds=feats.seconds, engine=feats.engine, engine_notes=list(feats.notes))
         report.skipped = {str(items[i]): reason for i, reason in feats.failed.items()}
         if feats.failed and self.strict:
             first = next(iter(report.skipped.values()))

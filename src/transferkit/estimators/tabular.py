@@ -48,6 +48,7 @@ from transferkit.errors import BundleError, ConfigError, DataError, check_is_fit
 from transferkit.estimators.base import (
     CACHE,
     CLASS_WEIGHT,
+    ENGINE,
     FLAG,
     LONG_TEXT,
     NAME,
@@ -134,10 +135,11 @@ class TabularTransferClassifier(TransferEstimator):
         "image_backbone": NAME, "text_backbone": NAME, "audio_backbone": NAME,
         "head": head_spec(), "fusion": one_of(*FUSIONS), "class_weight": CLASS_WEIGHT,
         "val_fraction": VAL_FRACTION, "seed": SEED, "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION,
+        "engine": ENGINE,
         "long_text": LONG_TEXT, "cache_dir": CACHE, "progress": FLAG, "device": OPTIONAL_NAME,
     }
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
-        {"cache_dir", "progress", "device", "batch_size", "precision"})
+        {"cache_dir", "progress", "device", "batch_size", "precision", "engine"})
 
     fit_report_: TabularFitReport
     backbones_: dict[str, Backbone]
@@ -164,6 +166,7 @@ class TabularTransferClassifier(TransferEstimator):
         seed: int = 0,
         batch_size: int = 32,
         precision: str = "auto",
+        engine: str = "auto",
         long_text: str = "truncate",
         cache_dir: str | Path | bool | None = None,
         progress: bool = True,
@@ -184,6 +187,7 @@ class TabularTransferClassifier(TransferEstimator):
         self.seed = seed
         self.batch_size = batch_size
         self.precision = precision
+        self.engine = engine
         self.long_text = long_text
         self.cache_dir = cache_dir
         self.progress = progress
@@ -216,7 +220,8 @@ class TabularTransferClassifier(TransferEstimator):
         return resolve_cache(self.cache_dir)
 
     def _options(self) -> ExtractOptions:
-        return ExtractOptions(batch_size=self.batch_size, precision=self.precision, progress=self.progress,
+        return ExtractOptions(batch_size=self.batch_size, precision=self.precision, engine=self.engine,
+                              progress=self.progress,
                               device=self.device)
 
     def _backbone_name(self, kind: str) -> str:
