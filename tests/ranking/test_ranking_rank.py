@@ -107,9 +107,13 @@ def test_cli_rank_json_and_fit_backbone_auto(shapes: Path, cache_dir: Path, tmp_
                                  "--strategy", "auto", "--out", str(out), "--cache-dir", str(cache_dir)],
                            terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "--backbone auto:" in result.output and "fitting efficientnet_lite0 " in result.output
-    assert "pick: efficientnet_lite0, the highest LogME" in result.output
-    assert "Kendall" in result.output and "kNN acc" in result.output
+    # fit scores every candidate on validation with the real head, then their combinations
+    assert "candidates scored on validation" in result.output and "← fitted" in result.output
     assert "--strategy auto: probe" in result.output and "small data" in result.output
     manifest = json.loads((out / "transferkit.json").read_text())
-    assert manifest["backbone"]["name"] == "efficientnet_lite0" and manifest["backbone"]["weights_source"] is None
+    selection = manifest["ranking"]
+    assert {r["name"] for r in selection["rows"] if r["kind"] == "single"} == set(CANDIDATES)
+    assert {r["kind"] for r in selection["rows"]} == {"single", "concat", "ensemble"}
+    best = max(r["val_accuracy"] for r in selection["rows"])
+    winner = next(r for r in selection["rows"] if r["name"] == selection["winner"])
+    assert winner["val_accuracy"] == best  # what was fitted is what validated best

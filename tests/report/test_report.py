@@ -259,7 +259,7 @@ def test_candidates_and_data_efficiency_curve_appear_when_the_run_has_them(image
                                    "10,0.82,0.9\n")
     html = report_run(run).read_text()
     assert '<section id="candidates">' in html and '<tr class="picked">' in html
-    assert "test_resnet@random" in html and "test_efficientnet@random" in html and "logme" in html
+    assert "test_resnet@random" in html and "test_efficientnet@random" in html and "val accuracy" in html
     assert "plot-curve" in plot_ids(html) and "probe_accuracy" in html
 
 
