@@ -220,3 +220,8 @@ def test_a_curve_beside_a_model_is_the_models_own(image_folder: Path, small_curv
     check_writable(model, overwrite=True)  # fit --overwrite may replace the model and its curve
     with pytest.raises(BundleError, match="already holds a curve"):
         curves.check_curve_folder(model)
+    # the model's report shows the curve: its picture, and its points as a table
+    from transferkit.report import report_run
+
+    html = report_run(model, image_folder).read_text()
+    assert 'id="plot-curve"' in html and "from scratch" in html

@@ -623,10 +623,14 @@ def summarize(frame: pd.DataFrame) -> list[Verdict]:
         if stops is None:
             sentences.append(f"{label} pays at every point measured, up to {common[-1]} per class "
                              f"(points of accuracy over from scratch — {gaps}).")
-        elif stops == common[0]:
-            sentences.append(f"{label} does not pay here: from scratch is within {MATCH_POINTS:g} point of it or "
-                             f"better from {stops} label(s) per class on (points of accuracy over from scratch — "
+        elif stops == common[0] and all(means[(method, s)] < means[(SCRATCH, s)] - MATCH_POINTS / 100
+                                        for s in common):
+            sentences.append(f"{label} does not pay here: from scratch beats it at every point measured, from "
+                             f"{common[0]} label(s) per class to {common[-1]} (points of accuracy over from scratch — "
                              f"{gaps}).")
+        elif stops == common[0]:
+            sentences.append(f"{label} does not pay here: from scratch is within {MATCH_POINTS:g} point of it, or "
+                             f"better, at every point measured (points of accuracy over from scratch — {gaps}).")
         elif stops == ALL:
             sentences.append(f"{label} pays up to {common[-2]} labels per class; with all of them from scratch is "
                              f"within {MATCH_POINTS:g} point or better (points of accuracy over from scratch — "

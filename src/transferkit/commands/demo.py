@@ -105,6 +105,9 @@ def run_demo(*, out: Path, backbone: str, shots: str = "1,2,5,10,20,50,all", see
                   "labelled images at every point.", highlight=False)
     values = {"data": images, "out": out / "curve", "backbone": backbone, "weights": weights, "precision": precision,
               "seed": seed}
-    return run_curve(values, shots=shots, seeds=seeds, test=0.2, scratch=None, finetune=finetune, budget=budget,
-                     epochs=10, cache=cache_dir, overwrite=True, as_json=False, out=console,
-                     title="scikit-learn digits (8x8): test accuracy against labels per class")
+    frame = run_curve(values, shots=shots, seeds=seeds, test=0.2, scratch=None, finetune=finetune, budget=budget,
+                      epochs=10, cache=cache_dir, overwrite=True, as_json=False, out=console,
+                      title="scikit-learn digits (8x8): test accuracy against labels per class")
+    console.print("The same on your own data: transferkit curve DATA --out runs/mine-curve (--finetune to fine-tune "
+                  "too; --text-column for a table of texts).", highlight=False)
+    return frame
