@@ -225,3 +225,22 @@ def test_a_curve_beside_a_model_is_the_models_own(image_folder: Path, small_curv
 
     html = report_run(model, image_folder).read_text()
     assert 'id="plot-curve"' in html and "from scratch" in html
+
+
+def test_fine_tuned_points_beyond_the_budget_are_skipped_and_said(balanced: Path, tmp_path: Path) -> None:
+    frame = curves.curve(balanced, shots=(1, 2, "all"), seeds=1, test_fraction=0.25, cache_dir=tmp_path,
+                         methods=("transfer", "from scratch", "fine-tuned"), budget=0.001, **TINY)
+    assert "fine-tuned" not in set(frame["method"]) and len(frame) == 3 * 2
+    notes = " ".join(frame.attrs["notes"])
+    assert "over the 0.001-minute budget" in notes and "2/seed 0" in notes and "all/seed 0" in notes
+    assert "no 1-label point" in notes  # fine-tuning takes at least 2 examples of each class
+    with pytest.raises(ConfigError, match="fine-tuned"):
+        curves.curve(balanced, budget=5, **TINY)
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_point_runs_within_the_budget(balanced: Path, tmp_path: Path) -> None:
+    frame = curves.curve(balanced, shots=(2,), seeds=1, test_fraction=0.25, cache_dir=tmp_path,
+                         methods=("transfer", "fine-tuned"), budget=30, finetune_epochs=1, **TINY)
+    tuned = frame[frame["method"] == "fine-tuned"]
+    assert len(tuned) == 1 and tuned["n_train"].iloc[0] == 6 and 0 <= tuned["accuracy"].iloc[0] <= 1
