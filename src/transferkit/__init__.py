@@ -19,6 +19,7 @@ __all__ = [
     "TransferClassifier",
     "TransferkitError",
     "create_backbone",
+    "curve",
     "list_backbones",
     "load",
     "rank",
@@ -33,6 +34,7 @@ _LAZY = {
     "TransferClassifier": ("transferkit.estimators.probe", "TransferClassifier"),
     "TransferkitError": ("transferkit.errors", "TransferkitError"),
     "create_backbone": ("transferkit.backbones", "create_backbone"),
+    "curve": ("transferkit.curves", "curve"),
     "list_backbones": ("transferkit.backbones", "list_backbones"),
     "load": ("transferkit.estimators.load", "load"),
     "rank": ("transferkit.ranking.rank", "rank"),
@@ -41,6 +43,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from transferkit.backbones import create_backbone, list_backbones, register_backbone
+    from transferkit.curves import curve
     from transferkit.errors import TransferkitError
     from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.estimators.load import load

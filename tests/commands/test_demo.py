@@ -1,4 +1,4 @@
-"""The embedded demo's claim: frozen EfficientNet-Lite0 + linear head ≥ 93% on scikit-learn's digits."""
+"""The embedded demo: the digits it writes, and the curve it prints (transfer against from scratch)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,33 @@ def test_few_per_class_is_balanced_and_seeded(tmp_path) -> None:
     assert len(picked) == 30
     assert sorted({data.labels[i] for i in picked}) == data.classes
     assert picked == few_per_class(data, 3, seed=0) != few_per_class(data, 3, seed=1)
+
+
+def test_write_digits_never_writes_into_a_users_folder(tmp_path) -> None:
+    from transferkit.errors import BundleError
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(BundleError, match=r"holiday\.jpg"):
+        write_digits(tmp_path / "photos")
+    assert [p.name for p in (tmp_path / "photos").iterdir()] == ["holiday.jpg"]
+
+
+def test_demo_prints_the_curve_and_where_the_picture_is(tmp_path) -> None:
+    """The demo's road on a short grid with a tiny random-init backbone (the real one is `make demo`)."""
+    import re
+
+    from rich.console import Console
+
+    from transferkit.commands.demo import run_demo
+
+    console = Console(record=True, width=160)
+    frame = run_demo(out=tmp_path / "demo", backbone="test_efficientnet", weights="random", shots="1,5", seeds=1,
+                     console=console, cache_dir=tmp_path / "cache")
+    text = " ".join(console.export_text().split())
+    assert "1797 handwritten digits" in text and "from scratch: hog" in text
+    assert re.search(r"transfer \(probe\) (stops paying|pays at every|pays up to|does not pay)", text)
+    assert f"curve {tmp_path / 'demo' / 'curve' / 'curve.png'}" in text
+    assert (tmp_path / "demo" / "curve" / "curve.png").is_file() and len(frame) == 4
+    # from scratch on HOG: far above chance (10%) with 5 digits per class
+    assert frame[(frame["method"] == "from scratch") & (frame["shots"] == "5")]["accuracy"].iloc[0] > 0.6
