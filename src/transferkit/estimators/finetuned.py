@@ -69,9 +69,15 @@ class FinetuneReport(FitReport):
     input_size: int | None = None
 
 
+#: the smallest input size fine-tuning runs at: below it an ImageNet CNN's last feature map is
+#: a single cell, and fine-tuning 8×8 glyphs at 32 px collapsed to one class (96 px: 3×3 cells)
+MIN_FINETUNE_SIZE = 96
+
+
 def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> int | None:
     """The input size to fine-tune at: the images' median short side (read from file headers),
-    rounded up to a multiple of 32, when it is smaller than the model's input; else None."""
+    rounded up to a multiple of 32 and at least MIN_FINETUNE_SIZE, when that is smaller than the
+    model's input; else None (the model's own size)."""
     from PIL import Image
 
     sides = []
@@ -84,7 +90,7 @@ def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> 
     if not sides:
         return None
     median = float(np.median(sides))
-    size = max(32, int(np.ceil(median / 32.0)) * 32)
+    size = max(MIN_FINETUNE_SIZE, int(np.ceil(median / 32.0)) * 32)
     return size if size < model_size else None
 
 
@@ -309,7 +315,10 @@ class FinetunedClassifier(TransferEstimator):
             assert isinstance(standardize, Standardize) and isinstance(linear, nn.Linear)
             assert isinstance(target, nn.Linear)
             with torch.no_grad():  # fold (x - mean) / std into the linear layer the network trains
-                weight = linear.weight / standardize.std
+                # a nearly constant feature would get a huge weight: as the network trains and that feature
+                # moves, the logits would swing; its std is floored at a tenth of the typical one
+                std = standardize.std.clamp(min=0.1 * float(standardize.std.median()))
+                weight = linear.weight / std
                 target.weight.copy_(weight)
                 target.bias.copy_(linear.bias - weight @ standardize.mean)
         else:
