@@ -298,3 +298,38 @@ def test_a_backbone_with_its_own_engine_runs_as_it_is(name: str, graph_root: Pat
     with pytest.warns(EngineWarning, match="runs on its own engine"):
         forced = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
     np.testing.assert_allclose(forced.values, feats.values, atol=1e-6)
+
+
+def _signal_stack() -> tuple[int | None, int, int]:
+    import ctypes
+
+    class _SignalStack(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    stack = _SignalStack()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+    return stack.ss_sp, stack.ss_flags, stack.ss_size
+
+
+@pytest.mark.skipif(not (is_installed("openvino") and sys.platform.startswith("linux")),
+                    reason="needs openvino on Linux")
+def test_openvino_leaves_the_signal_stack_as_it_found_it(tmp_path: Path) -> None:
+    """OpenVINO's CPU plugin swaps this thread's alternate signal stack; left on freed memory, the
+    next signal (a DataLoader worker's SIGCHLD) killed the process with SIGSEGV."""
+    import gc
+
+    from transferkit.engines.run import open_graph
+
+    path = export_onnx(torch.nn.Linear(4, 3), {"input": torch.randn(2, 4)}, tmp_path / "model.onnx",
+                       dynamic_axes={"input": {0: "batch"}})
+    before = _signal_stack()
+    first = open_graph(path, "openvino", threads=1)
+    second = open_graph(path, "openvino", threads=1)
+    x = {"input": np.ones((2, 4), dtype=np.float32)}
+    np.testing.assert_allclose(first(x), second(x))
+    del first  # gone in the other order than they came
+    gc.collect()
+    del second
+    gc.collect()
+    openvino_has_bf16()
+    assert _signal_stack() == before

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit.engines.run import keep_signal_stack, openvino_core
 from transferkit.errors import EngineError
 
 #: calibration samples used by default (NNCF's default subset size)
@@ -47,11 +48,12 @@ def int8_graph(
     samples = [dict(s) for s in calibration()]
     if not samples:
         raise EngineError("precision 'int8' needs calibration inputs, and none could be read")
-    model = ov.Core().read_model(str(onnx_path))
+    model = openvino_core().read_model(str(onnx_path))
     extra = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
-    quantized = nncf.quantize(
-        model, nncf.Dataset(samples), subset_size=len(samples), preset=nncf.QuantizationPreset.MIXED, **extra
-    )
+    with keep_signal_stack():  # NNCF runs the graph on OpenVINO Cores of its own
+        quantized = nncf.quantize(
+            model, nncf.Dataset(samples), subset_size=len(samples), preset=nncf.QuantizationPreset.MIXED, **extra
+        )
     staging = Path(tempfile.mkdtemp(dir=onnx_path.parent, prefix=".tmp-int8-"))
     try:
         ov.save_model(quantized, str(staging / "model.xml"), compress_to_fp16=False)

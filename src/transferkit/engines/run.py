@@ -7,11 +7,16 @@ with a dict of named input arrays and returns the graph's first output as a floa
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib.util
 import os
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,12 +77,51 @@ class OnnxRuntimeRunner(GraphRunner):
         return np.asarray(out, dtype=np.float32)
 
 
-def openvino_has_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX)."""
+class _SignalStack(ctypes.Structure):
+    """POSIX `stack_t`, as sigaltstack(2) reads and writes it (Linux x86-64 and aarch64 layout)."""
+
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextmanager
+def keep_signal_stack() -> Iterator[None]:
+    """Leave this thread's alternate signal stack as it was, whatever runs inside.
+
+    OpenVINO's CPU plugin installs an alternate signal stack of its own on the thread that loads it
+    and puts back, when that plugin instance goes, the one it found; with two instances gone in the
+    other order the thread is left on freed memory. Python runs every signal handler on that stack
+    (SA_ONSTACK), so the next SIGCHLD, e.g. a DataLoader worker finishing, then kills the whole
+    process with SIGSEGV (seen in the test suite: an `auto` engine race, then extraction with
+    workers). Putting the old stack back after every call into OpenVINO keeps the thread on memory
+    that lives.
+    """
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _SignalStack()
+    saved = libc.sigaltstack(None, ctypes.byref(before)) == 0 and not before.ss_flags & 1  # not SS_ONSTACK
+    try:
+        yield
+    finally:
+        if saved:
+            libc.sigaltstack(ctypes.byref(before), None)
+
+
+@functools.lru_cache(maxsize=1)
+def openvino_core() -> Any:
+    """The one `openvino.Core` of this process: the CPU plugin is loaded once and never unloaded."""
     import openvino as ov
 
+    with keep_signal_stack():
+        return ov.Core()
+
+
+def openvino_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX)."""
     try:
-        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        with keep_signal_stack():
+            return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except RuntimeError:
         return False
 
@@ -89,8 +133,6 @@ class OpenVINORunner(GraphRunner):
     engine = "openvino"
 
     def __init__(self, path: str | Path, precision: str = "fp32", threads: int = 0) -> None:
-        import openvino as ov
-
         if precision not in ("fp32", "bf16", "int8"):
             raise ValueError(f"OpenVINO precision must be fp32, bf16 or int8, got {precision!r}")
         self.path = Path(path)
@@ -102,13 +144,15 @@ class OpenVINORunner(GraphRunner):
         }
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        core = openvino_core()
+        with keep_signal_stack():
+            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            self.request = self.compiled.create_infer_request()
         self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        self.request.infer(self._arrays(inputs))
+        with keep_signal_stack():
+            self.request.infer(self._arrays(inputs))
         # the output buffer is reused by the next call: copy it out
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
