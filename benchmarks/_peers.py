@@ -5,7 +5,8 @@ way their docs show, with the settings people use by default (nothing here is tu
 evaluation sets). A linear probe is scikit-learn's standard recipe, StandardScaler then
 LogisticRegression (C = 1, lbfgs), on every kind of feature. Every peer takes the three splits
 and returns `PeerResult` (accuracy on the val split, which is in-domain, and on the test split,
-which is shifted); none looks at the test split before scoring it. None imports transferkit.
+which is shifted): each returns its predictions on val and test, and the benchmark scores them;
+none looks at the test labels. None imports transferkit.
 
 - images: the Keras recipe (frozen EfficientNet-Lite0, Flatten of the unpooled 7x7x1280 map →
   Dense(1024, relu) → Dense(N, softmax), Adam 1e-4, batch 32, 10 epochs); a naive timm probe
@@ -34,16 +35,19 @@ SEED = 0
 
 @dataclass
 class Split:
-    """The items of one split (paths or texts) and their labels."""
+    """The items of one split (paths or texts), their labels and their groups (theme, speaker …)."""
 
     items: list[str]
     labels: list[str]
+    groups: list[str]
 
 
 @dataclass
 class PeerResult:
-    val_accuracy: float
-    test_accuracy: float
+    """A peer's predicted labels for the val and test items, in order."""
+
+    val_predictions: list[str]
+    test_predictions: list[str]
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,15 +64,11 @@ def _logreg(X_train: np.ndarray, y_train: Sequence[str], scale: bool = False, C:
     return clf.fit(X_train, list(y_train))
 
 
-def _score(clf: Any, X: np.ndarray, y: Sequence[str]) -> float:
-    return float(np.mean(clf.predict(X) == np.asarray(y)))
-
-
 def _fit_on_features(featurize: Callable[[list[str]], np.ndarray], train: Split, val: Split, test: Split,
                      scale: bool = False, C: float = 1.0) -> PeerResult:
     X_train, X_val, X_test = (featurize(s.items) for s in (train, val, test))
     clf = _logreg(X_train, train.labels, scale=scale, C=C)
-    return PeerResult(_score(clf, X_val, val.labels), _score(clf, X_test, test.labels),
+    return PeerResult([str(v) for v in clf.predict(X_val)], [str(v) for v in clf.predict(X_test)],
                       {"features": int(X_train.shape[1])})
 
 
@@ -165,12 +165,11 @@ def keras_recipe(train: Split, val: Split, test: Split, epochs: int = 10) -> Pee
             optimizer.step()
     head.eval()
 
-    def accuracy(x: torch.Tensor, labels: list[str]) -> float:
+    def predict(x: torch.Tensor) -> list[str]:
         with torch.no_grad():
-            predicted = head(x).argmax(1).tolist()
-        return float(np.mean([classes[p] == label for p, label in zip(predicted, labels, strict=True)]))
+            return [classes[i] for i in head(x).argmax(1).tolist()]
 
-    return PeerResult(accuracy(maps[1], val.labels), accuracy(maps[2], test.labels),
+    return PeerResult(predict(maps[1]), predict(maps[2]),
                       {"flatten": int(maps[0].shape[1]), "epochs": epochs, "final_loss": float(loss)})
 
 
@@ -214,7 +213,7 @@ def tfidf_logreg(train: Split, val: Split, test: Split) -> PeerResult:
                             TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2))
     clf = make_pipeline(vectorizer, LogisticRegression(max_iter=2000, C=10.0, random_state=SEED))
     clf.fit(train.items, train.labels)
-    return PeerResult(float(clf.score(val.items, val.labels)), float(clf.score(test.items, test.labels)),
+    return PeerResult([str(v) for v in clf.predict(val.items)], [str(v) for v in clf.predict(test.items)],
                       {"features": len(vectorizer.get_feature_names_out())})
 
 

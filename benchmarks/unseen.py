@@ -62,6 +62,7 @@ class Row:
     val_accuracy: float | None
     wall_s: float
     cpu_s: float
+    test_by_group: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -105,6 +106,7 @@ class Prepared:
     modality: str
     manifest: Path  # what fit reads
     test_manifest: Path  # the test rows alone, for evaluate
+    group_manifests: dict[str, Path]  # the test rows of each test group, when there are several
     splits: dict[str, Split]
     counts: dict[str, int]
     groups: dict[str, list[str]]
@@ -118,14 +120,21 @@ def prepare(name: str, out: Path, quick: bool, data_root: Path) -> Prepared:
     if quick:
         rows = _subsample(rows, name)
         manifest = _write_csv(out / "manifests" / f"{name}-quick.csv", rows)
-    test_manifest = _write_csv(out / "manifests" / f"{name}-test{'-quick' if quick else ''}.csv",
-                               [r for r in rows if r["split"] == "test"])
+    suffix = "-quick" if quick else ""
+    test_rows = [r for r in rows if r["split"] == "test"]
+    test_manifest = _write_csv(out / "manifests" / f"{name}-test{suffix}.csv", test_rows)
+    test_groups = sorted({r["group"] for r in test_rows})
+    group_manifests = {} if len(test_groups) < 2 else {
+        g: _write_csv(out / "manifests" / f"{name}-test-{g}{suffix}.csv", [r for r in test_rows if r["group"] == g])
+        for g in test_groups}
     item = "path" if "path" in rows[0] else "text"
-    splits = {s: Split([r[item] for r in rows if r["split"] == s], [r["label"] for r in rows if r["split"] == s])
-              for s in ("train", "val", "test")}
+    splits = {}
+    for s in ("train", "val", "test"):
+        members = [r for r in rows if r["split"] == s]
+        splits[s] = Split([r[item] for r in members], [r["label"] for r in members], [r["group"] for r in members])
     return Prepared(
         name=name, modality=unseen_data.MODALITY[name], manifest=manifest, test_manifest=test_manifest,
-        splits=splits, counts={s: len(v.items) for s, v in splits.items()},
+        group_manifests=group_manifests, splits=splits, counts={s: len(v.items) for s, v in splits.items()},
         groups={s: sorted({r["group"] for r in rows if r["split"] == s}) for s in ("train", "val", "test")},
         sha256=hashlib.sha256(manifest.read_bytes()).hexdigest(),
     )
@@ -178,13 +187,14 @@ def run_transferkit(data: Prepared, row: str, out: Path, precision: str | None) 
                "--out", str(run_dir), "--overwrite", "--cache-dir", str(cache), "--seed", "0", "--json"]
     if precision:
         command += ["--precision", precision]
-    what = "transferkit fit" + (" " + " ".join(TRANSFERKIT_ROWS[row]) if TRANSFERKIT_ROWS[row] else " (defaults)")
+    flags = [*TRANSFERKIT_ROWS[row], *(["--precision", precision] if precision else [])]
+    what = "transferkit fit" + (" " + " ".join(flags) if flags else " (defaults)")
     printable = " ".join(command)
     print(f"  $ {printable}", flush=True)
     load = _load()
     result, wall, cpu = _run(command)
     if result.returncode != 0:
-        return Row(data.name, row, "transferkit", what, None, None, wall, cpu, {"command": printable},
+        return Row(data.name, row, "transferkit", what, None, None, wall, cpu, details={"command": printable},
                    error=f"exit {result.returncode}: {(result.stderr or result.stdout).strip()[-1500:]}")
     report = _json_from(result.stdout)
     details: dict[str, Any] = {"command": printable, "load_before": load, "load_after": _load(), "fit": report}
@@ -206,11 +216,20 @@ def run_transferkit(data: Prepared, row: str, out: Path, precision: str | None) 
         if scored.get("n") != data.counts["test"] or abs(float(scored["accuracy"]) - float(report["accuracy"])) > 1e-9:
             problems.append(f"evaluate on the test rows: n={scored.get('n')} accuracy={scored.get('accuracy')}; "
                             f"fit printed n_test={report.get('n_test')} accuracy={report.get('accuracy')}")
+    by_group = {}
+    for group, path in data.group_manifests.items():
+        scored_group, _, _ = _run([*_transferkit(), "evaluate", str(run_dir), str(path), "--cache-dir", str(cache),
+                                   "--json"])
+        if scored_group.returncode == 0:
+            by_group[group] = float(_json_from(scored_group.stdout)["accuracy"])
+        else:
+            problems.append(f"evaluate on test group {group} failed: {scored_group.stderr.strip()[-300:]}")
     details["test_split_checked"] = not problems
     if problems:
         details["problems"] = problems
-    return Row(data.name, row, "transferkit", f"{what} → {report.get('backbone')} + {report.get('head')}",
-               float(report["accuracy"]), None if val is None else float(val), wall, cpu, details)
+    chosen = f"{report.get('backbone')} + {report.get('head')}, {report.get('precision')}"
+    return Row(data.name, row, "transferkit", f"{what} → {chosen}",
+               float(report["accuracy"]), None if val is None else float(val), wall, cpu, by_group, details)
 
 
 def run_peer(data: Prepared, name: str) -> Row:
@@ -223,8 +242,16 @@ def run_peer(data: Prepared, name: str) -> Row:
     except Exception as exc:  # a broken peer is a row with its error, not a lost run
         return Row(data.name, name, kind, what, None, None, time.perf_counter() - wall, time.process_time() - cpu,
                    error=f"{type(exc).__name__}: {exc}")
-    return Row(data.name, name, kind, what, result.test_accuracy, result.val_accuracy,
-               time.perf_counter() - wall, time.process_time() - cpu,
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    test, val = data.splits["test"], data.splits["val"]
+    hits = [p == y for p, y in zip(result.test_predictions, test.labels, strict=True)]
+    by_group = {}
+    if data.group_manifests:
+        for group in sorted(set(test.groups)):
+            mine = [h for h, g in zip(hits, test.groups, strict=True) if g == group]
+            by_group[group] = sum(mine) / len(mine)
+    val_accuracy = sum(p == y for p, y in zip(result.val_predictions, val.labels, strict=True)) / len(val.labels)
+    return Row(data.name, name, kind, what, sum(hits) / len(hits), val_accuracy, wall, cpu, by_group,
                {**result.notes, "load_before": load, "load_after": _load()})
 
 
@@ -249,8 +276,10 @@ def print_table(rows: Sequence[Row], prepared: dict[str, Prepared]) -> None:
         for r in (r for r in rows if r.set == name):
             what = r.what if r.error is None else f"FAILED {r.error.splitlines()[-1][:80]}"
             flag = "" if r.details.get("test_split_checked", True) else "  [test split check FAILED]"
+            groups = " ".join(f"{g} {100 * a:.1f}" for g, a in r.test_by_group.items())
+            groups = f" [test by group: {groups}]" if groups else ""
             print(f"{'':8s} {r.row:13s} {_pct(r.test_accuracy)} {_pct(r.val_accuracy)} {r.wall_s:7.1f} "
-                  f"{r.cpu_s:7.1f}  {what}{flag}")
+                  f"{r.cpu_s:7.1f}  {what}{groups}{flag}")
         mine = {r.row: r for r in rows if r.set == name and r.kind == "transferkit" and r.test_accuracy is not None}
         peers = [r for r in rows if r.set == name and r.kind != "transferkit" and r.test_accuracy is not None]
         if peers:
@@ -276,10 +305,11 @@ def write_outputs(out: Path, rows: Sequence[Row], prepared: dict[str, Prepared],
     (out / "unseen.json").write_text(json.dumps({**meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
     with (out / "unseen.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["set", "row", "kind", "test_accuracy", "val_accuracy", "wall_s", "cpu_s", "what", "error"])
+        writer.writerow(["set", "row", "kind", "test_accuracy", "val_accuracy", "test_by_group", "wall_s", "cpu_s",
+                         "what", "error"])
         for r in rows:
-            writer.writerow([r.set, r.row, r.kind, r.test_accuracy, r.val_accuracy, f"{r.wall_s:.1f}",
-                             f"{r.cpu_s:.1f}", r.what, r.error or ""])
+            writer.writerow([r.set, r.row, r.kind, r.test_accuracy, r.val_accuracy, json.dumps(r.test_by_group),
+                             f"{r.wall_s:.1f}", f"{r.cpu_s:.1f}", r.what, r.error or ""])
     print(f"written: {out / 'unseen.json'}, {out / 'unseen.csv'}")
 
 

@@ -645,12 +645,34 @@ def build_speech(root: Path) -> Path:
 BUILDERS = {"icons": build_icons, "debtext": build_debtext, "speech": build_speech}
 
 
+def check_shift(name: str, rows: list[dict[str, str]]) -> None:
+    """The promises of a set: three non-empty splits, no group (nor debtext source package) on both
+    sides of the train/test line, val inside the training groups, every test class trained on."""
+    splits = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
+    problems = [f"split {s} is empty" for s, members in splits.items() if not members]
+    for column in ("group", "source"):
+        if column not in rows[0]:
+            continue
+        seen = {s: {r[column] for r in members} for s, members in splits.items()}
+        if seen["test"] & (seen["train"] | seen["val"]):
+            problems.append(f"{column} on both sides of train/test: {sorted(seen['test'] & seen['train'])[:5]}")
+    if {r["group"] for r in splits["val"]} - {r["group"] for r in splits["train"]}:
+        problems.append("val has groups that train lacks")
+    untrained = {r["label"] for r in splits["test"]} - {r["label"] for r in splits["train"]}
+    if untrained:
+        problems.append(f"test classes never trained on: {sorted(untrained)}")
+    if problems:
+        raise SystemExit(f"{name}: " + "; ".join(problems))
+
+
 def build(names: Sequence[str], root: Path = DATA_ROOT) -> dict[str, Path]:
     """Build (or find built) each named set; returns name → its manifest."""
     manifests = {}
     for name in names:
         manifests[name] = BUILDERS[name](root)
-        print_counts(name, read_manifest(manifests[name]))
+        rows = read_manifest(manifests[name])
+        check_shift(name, rows)
+        print_counts(name, rows)
     return manifests
 
 
