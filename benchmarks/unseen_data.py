@@ -81,15 +81,24 @@ def rng_for(*parts: object) -> np.random.Generator:
 
 
 def assign_val(rows: list[dict[str, str]], key: str, salt: str) -> None:
-    """Mark VAL_FRACTION of each class's training rows (by a stable hash of `key`) as val."""
-    by_label: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
+    """Mark about VAL_FRACTION of each class's training rows as val, whole values of `key` at a time
+    (in an order fixed by a stable hash), so rows that share `key` stay on one side."""
+    by_label: dict[str, dict[str, list[dict[str, str]]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list))
     for row in rows:
         if row["split"] == "train":
-            by_label[row["label"]].append(row)
-    for label, members in by_label.items():
-        members.sort(key=lambda r: unit_hash(salt, label, r[key]))
-        for row in members[: round(VAL_FRACTION * len(members))]:
-            row["split"] = "val"
+            by_label[row["label"]][row[key]].append(row)
+    for label, units in by_label.items():
+        target = round(VAL_FRACTION * sum(len(members) for members in units.values()))
+        taken = 0
+        for unit in sorted(units, key=lambda u: unit_hash(salt, label, u)):
+            if taken >= target:
+                break
+            if taken + len(units[unit]) > target + len(units[unit]) // 2:
+                continue  # would overshoot by more than half of it: try a smaller one
+            for row in units[unit]:
+                row["split"] = "val"
+            taken += len(units[unit])
 
 
 def write_manifest(folder: Path, rows: list[dict[str, str]], fields: Sequence[str], params: dict[str, object],
@@ -330,7 +339,7 @@ def build_icons(root: Path) -> Path:
     params: dict[str, object] = {
         "debs": [f"{d.name}={d.version}" for d in ICON_DEBS], "test": list(ICON_TEST_THEMES),
         "concepts": ICON_CONCEPTS, "size": ICON_SIZE, "min_source": ICON_MIN_SOURCE,
-        "cap": ICON_MAX_PER_THEME_CLASS, "val": VAL_FRACTION, "version": 2,
+        "cap": ICON_MAX_PER_THEME_CLASS, "val": VAL_FRACTION, "version": 3,
     }
     if is_built(folder, params):
         print(f"icons: already built ({folder / 'manifest.csv'})")
@@ -358,13 +367,15 @@ def build_icons(root: Path) -> Path:
                     "path": str(target.relative_to(folder)), "label": concept, "group": theme,
                     "split": "test" if theme in ICON_TEST_THEMES else "train",
                     "icon_name": path.stem, "source_size": "scalable" if size == 4096 else str(size),
-                    "source_file": str(path.relative_to(roots[package])), "package": package, "key": key,
+                    "source_file": str(path.relative_to(roots[package])), "package": package,
+                    "drawing": f"{theme}/{path.stem}",
                 })
     missing = [(t, c) for t in ICON_TEST_THEMES for c in ICON_CONCEPTS
                if not any(r["group"] == t and r["label"] == c for r in rows)]
     if missing:
         print(f"icons: note, test themes lack {len(missing)} (theme, class) pairs: {missing}")
-    assign_val(rows, "key", "icons-val")
+    # val by drawing: the sizes of one icon (often the same design resized) stay on one side
+    assign_val(rows, "drawing", "icons-val")
     fields = ("path", "label", "group", "split", "icon_name", "source_size", "package", "source_file")
     return write_manifest(folder, rows, fields, params)
 
