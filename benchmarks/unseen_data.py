@@ -392,6 +392,8 @@ TEXT_MIN_LONG_WORDS = 15
 # names of packages that are parts of something else (files, debug symbols, translations …)
 _PART = re.compile(r"(-dev|-doc|-docs|-dbg|-dbgsym|-data|-common|-examples|-tests?|-plugins?|-l10n|-locales?|"
                    r"-bin|-utils|-tools|-extra|-theme|-themes|-dbgsym)$|^lib")
+# packages whose description says nothing about what they do
+_PLACEHOLDER = re.compile(r"transitional|dummy package|metapackage|meta-package", re.I)
 _DIST = "bookworm"
 
 
@@ -462,7 +464,8 @@ def build_debtext(root: Path) -> Path:
     folder = root / "debtext"
     params: dict[str, object] = {
         "dist": _DIST, "sections": list(TEXT_SECTIONS), "cap": TEXT_MAX_PER_CLASS, "test": TEXT_TEST_FRACTION,
-        "min_words": TEXT_MIN_LONG_WORDS, "part": _PART.pattern, "val": VAL_FRACTION, "version": 1,
+        "min_words": TEXT_MIN_LONG_WORDS, "part": _PART.pattern, "placeholder": _PLACEHOLDER.pattern,
+        "val": VAL_FRACTION, "version": 2,
     }
     if is_built(folder, params):
         print(f"debtext: already built ({folder / 'manifest.csv'})")
@@ -487,10 +490,20 @@ def build_debtext(root: Path) -> Path:
             continue
         synopsis, _, long = full.partition("\n")
         long = _clean_long(long)
-        if len(long.split()) < TEXT_MIN_LONG_WORDS or len(synopsis.split()) < 2:
+        if len(long.split()) < TEXT_MIN_LONG_WORDS or len(synopsis.split()) < 2 or _PLACEHOLDER.search(full):
             continue
         candidates[section].append({"source": source, "package": stanza["Package"], "synopsis": synopsis.strip(),
                                     "long": long})
+    # one copy of a text: sources that share a description (forks, versions) keep the first by hash
+    seen: set[str] = set()
+    for section in TEXT_SECTIONS:
+        unique = []
+        for member in sorted(candidates[section], key=lambda c: unit_hash("debtext", section, c["source"])):
+            if member["long"].lower() in seen or member["synopsis"].lower() in seen:
+                continue
+            seen.update((member["long"].lower(), member["synopsis"].lower()))
+            unique.append(member)
+        candidates[section] = unique
     rows: list[dict[str, str]] = []
     for section in TEXT_SECTIONS:
         members = sorted(candidates[section], key=lambda c: unit_hash("debtext", section, c["source"]))
