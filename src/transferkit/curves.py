@@ -386,7 +386,7 @@ def curve(
     """
     import pandas as pd
 
-    from transferkit.backbones.registry import DEFAULT_BACKBONES
+    from transferkit.backbones.registry import PRETRAINED_BACKBONES
     from transferkit.backbones.scratch import SCRATCH_BACKBONES
 
     asked = parse_shots(shots)
@@ -407,7 +407,7 @@ def curve(
         raise ConfigError(f"the curve compares one input column's transfer with its from-scratch features; this is "
                           f"{dataset.modality} data. Give one of --text-column, --image-column or --audio-column")
     dataset.validate_for_training()
-    pretrained = backbone or DEFAULT_BACKBONES[dataset.modality]
+    pretrained = backbone or PRETRAINED_BACKBONES[dataset.modality]
     scratch = scratch_backbone or SCRATCH_BACKBONES[dataset.modality]
     classes = dataset.classes
     y = np.array([classes.index(label) for label in dataset.labels])

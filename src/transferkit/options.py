@@ -347,13 +347,14 @@ def resolve(options: FitOptions) -> FitOptions:
     modality = resolve_modality(options)
     changes: dict[str, Any] = {"modality": modality}
     if modality in _SINGLE:
-        from transferkit.backbones.registry import DEFAULT_BACKBONES  # imports torch: not at import time
+        from transferkit.backbones.registry import DEFAULT_BACKBONES, PRETRAINED_BACKBONES  # imports torch
 
         column = split_columns(getattr(options, COLUMN_OPTIONS[modality]))
         if column:
             changes["path_column"] = column[0]
-        if options.backbone is None:
-            changes["backbone"] = DEFAULT_BACKBONES[modality]
+        if options.backbone is None:  # a concatenation is a probe's: fine-tuning starts from one network
+            defaults = DEFAULT_BACKBONES if options.strategy == "probe" else PRETRAINED_BACKBONES
+            changes["backbone"] = defaults[modality]
     resolved = dataclasses.replace(options, **changes)
     _check_applicable(resolved)
     return resolved

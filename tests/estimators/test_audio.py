@@ -81,8 +81,8 @@ def test_cli_audio_fit_predict_skips_and_counts_bad_clips(clips: Path, tmp_path:
     result = runner.invoke(app, ["fit", str(clips), "--modality", "audio", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{"):])
-    assert summary["backbone"] == "ge2e-speaker-encoder"  # the audio default
-    print(f"audio test accuracy (GE2E features, 4 classes, chance 0.25): {summary['accuracy']:.3f}")
+    assert summary["backbone"] == "ge2e-speaker-encoder+mfcc"  # the audio default: GE2E beside MFCC statistics
+    print(f"audio test accuracy (GE2E + MFCC features, 4 classes, chance 0.25): {summary['accuracy']:.3f}")
     assert summary["accuracy"] >= 0.75
     assert summary["skipped"] == 5  # empty, silent, too short, corrupt, unknown format (.mp3 not scanned)
     manifest = json.loads((out / "transferkit.json").read_text())
@@ -103,7 +103,7 @@ def test_modality_is_guessed_from_a_folder_of_clips(clips: Path) -> None:
     from transferkit.options import FitOptions, resolve
 
     resolved = resolve(FitOptions.from_values({"data": clips}))
-    assert resolved.modality == "audio" and resolved.backbone == "ge2e"
+    assert resolved.modality == "audio" and resolved.backbone == "ge2e+mfcc"
 
 
 def test_python_api_and_bundle_round_trip(clips: Path, tmp_path: Path) -> None:

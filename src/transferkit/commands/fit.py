@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import time
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -84,7 +85,7 @@ def _fit_command() -> Any:
 
 def build_estimator(options: FitOptions) -> TransferEstimator:
     """The estimator a resolved `FitOptions` asks for; its parameters are checked here, before any data."""
-    from transferkit.backbones.registry import DEFAULT_BACKBONES
+    from transferkit.backbones.registry import PRETRAINED_BACKBONES
     from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.estimators.probe import TransferClassifier
     from transferkit.estimators.tabular import TabularTransferClassifier
@@ -97,9 +98,9 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
         estimator = TabularTransferClassifier(
             image_columns=columns["image"], text_columns=columns["text"], audio_columns=columns["audio"],
             numeric_columns=columns["numeric"], categorical_columns=columns["categorical"],
-            image_backbone=encoders.get("image", DEFAULT_BACKBONES["image"]),
-            text_backbone=encoders.get("text", DEFAULT_BACKBONES["text"]),
-            audio_backbone=encoders.get("audio", DEFAULT_BACKBONES["audio"]),
+            image_backbone=encoders.get("image", PRETRAINED_BACKBONES["image"]),
+            text_backbone=encoders.get("text", PRETRAINED_BACKBONES["text"]),
+            audio_backbone=encoders.get("audio", PRETRAINED_BACKBONES["audio"]),
             head=options.head, fusion=options.fusion, class_weight=options.class_weight, seed=options.seed,
             batch_size=options.batch_size, precision=options.precision, engine=options.engine,
             long_text=options.long_text, cache_dir=options.cache(), progress=not quiet)
@@ -205,7 +206,10 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
     train, valid, test = (dataset.subset(splits.get(s, [])) for s in ("train", "val", "test"))
     has_val = len(valid) > 0
     extra: dict[str, Any] = {"run_record": options.to_record()} if estimator.kind == "finetuned" else {}
+    started = time.perf_counter()
     estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None, **extra)
+    if "strategy_decision" in decisions:  # the estimate beside what it cost
+        decisions["strategy_decision"]["actual_minutes"] = (time.perf_counter() - started) / 60.0
     if not rank0:
         return {}
     metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
@@ -218,6 +222,8 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
                "macro_f1": metrics.get("macro_f1"), "skipped": len(skipped), **dataset.notes()}
     if estimator.kind == "tabular":
         summary["test_columns"] = metrics.get("columns", {})
+    if "strategy_decision" in decisions:
+        summary["strategy_decision"] = decisions["strategy_decision"]
     if options.report:
         summary["report"] = str(_write_report(folder, dataset, splits, quiet=quiet, out=out))
     if quiet:
@@ -284,17 +290,40 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
         options = dataclasses.replace(options, backbone=chosen, weights=weights)
         decisions["ranking"] = selection.to_dict()
     if options.strategy == "auto":
-        from transferkit.ranking.strategy import decide_strategy
-
-        decision = decide_strategy(len(splits["train"]), len(dataset.classes), budget_minutes=options.budget,
-                                   epochs=options.training.epochs if "epochs" in options.explicit else None,
-                                   device=_device_kind(options))
-        if out is not None:
-            out.print(f"[bold]--strategy auto:[/] {decision}")
-        options = dataclasses.replace(options, strategy=decision.strategy)
-        decisions["strategy_decision"] = {"strategy": decision.strategy, "rule": decision.rule,
-                                          "reason": decision.reason, "estimated_minutes": decision.estimated_minutes}
+        options, decisions["strategy_decision"] = _decide_strategy(options, dataset, splits, out=out)
     return options, decisions
+
+
+def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,
+                     out: Console | None) -> tuple[FitOptions, dict[str, Any]]:
+    """`--strategy auto`: the small-data rule, then the budget rule on fine-tuning's rate measured here.
+    Fine-tuning, when chosen, keeps the probe it starts from instead if that scores higher on validation."""
+    from transferkit.errors import BackboneError, ConfigError
+    from transferkit.ranking.strategy import StrategyDecision, decide_strategy
+
+    epochs = options.training.epochs if "epochs" in options.explicit else None
+    args = dict(budget_minutes=options.budget, epochs=epochs, device=_device_kind(options))
+    n_train, n_classes = len(splits["train"]), len(dataset.classes)
+    decision = decide_strategy(n_train, n_classes, **args)  # type: ignore[arg-type]
+    rate = None
+    if decision.strategy == "finetune" or not decision.rule.startswith("small data"):
+        trial = dataclasses.replace(options, strategy="finetune")
+        try:
+            candidate = build_estimator(trial)
+            sample = [dataset.items[i] for i in splits["train"][: 3 * options.batch_size]]
+            rate = candidate.training_rate(sample, n_classes)  # type: ignore[attr-defined]
+            decision = decide_strategy(n_train, n_classes, measured_rate=rate, **args)  # type: ignore[arg-type]
+        except (BackboneError, ConfigError) as exc:  # e.g. a concatenation of backbones: a probe's, not a network to train
+            decision = StrategyDecision("probe", "cannot be fine-tuned → probe", str(exc), 0.0)
+    if out is not None:
+        out.print(f"[bold]--strategy auto:[/] {decision}")
+    record: dict[str, Any] = {"strategy": decision.strategy, "rule": decision.rule, "reason": decision.reason,
+                              "estimated_minutes": decision.estimated_minutes, "measured_rate": rate}
+    changes: dict[str, Any] = {"strategy": decision.strategy}
+    if decision.strategy == "finetune" and "keep" not in options.explicit and splits.get("val"):
+        changes["training"] = dataclasses.replace(options.training, keep="better")
+        record["keep"] = "better: the probe LP-FT starts from is kept if it scores higher on validation"
+    return dataclasses.replace(options, **changes), record
 
 
 def _device_kind(options: FitOptions) -> str:
@@ -344,6 +373,15 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
                   f"{'class-weighted' if report.class_weighted else 'unweighted'}")
     for note in report.engine_notes:
         out.print(f"engine: {note}", highlight=False)
+    kept = summary.get("kept")
+    if kept:
+        out.print(f"kept the {kept['kept']}: validation accuracy {100 * kept['val_accuracy_probe']:.1f}% for the probe "
+                  f"LP-FT started from, {100 * kept['val_accuracy_finetuned']:.1f}% fine-tuned "
+                  f"({kept['n_val']} examples)", highlight=False)
+    decision = summary.get("strategy_decision")
+    if decision and decision.get("actual_minutes") is not None and decision["strategy"] == "finetune":
+        out.print(f"--strategy auto estimated {decision['estimated_minutes']:.1f} min of fine-tuning; it took "
+                  f"{decision['actual_minutes']:.1f} min", highlight=False)
     print_skipped(skipped, out)
     text_line = text_notes_line(summary)
     if text_line:

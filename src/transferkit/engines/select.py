@@ -239,7 +239,8 @@ def select_engine(
         except Exception as exc:
             if engine != "auto":
                 raise
-            _warn(selection, f"engine auto: '{backbone.name}' has no exportable graph ({exc}); using torch")
+            # said, not warned: under auto, torch is a fine answer for a model with no graph to export
+            selection.notes.append(f"engine auto: '{backbone.name}' has no exportable graph ({exc}); using torch")
             engines = ["torch"]
     choice: str | None = None
     if parts is not None and engine == "auto":

@@ -56,6 +56,8 @@ from transferkit.heads import class_weights, parse_head
 class FinetuneReport(FitReport):
     """What happened during fine-tuning (the probe's report plus the training run)."""
 
+    #: `keep="better"`: which was kept (probe or finetuned) and both validation accuracies
+    kept: dict[str, Any] = field(default_factory=dict)
     epochs_run: int = 0
     best_epoch: int | None = None
     best_score: float | None = None
@@ -231,8 +233,11 @@ class FinetunedClassifier(TransferEstimator):
         model = FinetuneModel(backbone, spec, len(self.classes_))
         weights, sample_weights = self._balance(cfg, y_train)
         head_start: dict[str, Any] = {}
+        probe_state: dict[str, torch.Tensor] | None = None
         if cfg.head_init == "probe" and not spec.uses_feature_map and not resume:
             head_start = self._probe_head(model, data, y_train, val, y_val_idx, weights)
+            if cfg.keep == "better" and val is not None:  # the probe, as fine-tuning starts from it
+                probe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
         from transferkit.finetune.data import Augment, FinetuneData
         from transferkit.finetune.module import FinetuneModule
@@ -270,7 +275,44 @@ class FinetunedClassifier(TransferEstimator):
         self.fit_report_ = report
         self.train_class_counts_ = data.class_counts()
         self._set_predictor(model, "unsaved:" + str(id(model)))
+        if probe_state is not None and val is not None:
+            self._keep_better(model, probe_state, val, head_start, report)
         return self
+
+    def _keep_better(self, model: FinetuneModel, probe_state: dict[str, torch.Tensor], val: LabelledData,
+                     head_start: dict[str, Any], report: FinetuneReport) -> None:
+        """`keep="better"`: the fine-tuned network against the probe it started from, on validation."""
+        tuned = float(self.score(val.items, val.labels))
+        by_c = head_start.get("val_accuracy_by_C")
+        probe = None
+        if isinstance(by_c, dict) and head_start.get("C") is not None:
+            probe = by_c.get(head_start["C"], by_c.get(str(head_start["C"])))
+        if probe is None:  # not recorded (an MLP head): score the probe itself
+            tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(probe_state)
+            self._set_predictor(model, "unsaved:" + str(id(model)))
+            probe = float(self.score(val.items, val.labels))
+            model.load_state_dict(tuned_state)
+            self._set_predictor(model, "unsaved:" + str(id(model)))
+        kept = "probe" if float(probe) > tuned else "finetuned"
+        if kept == "probe":
+            model.load_state_dict(probe_state)
+            model.eval()
+            self._set_predictor(model, "unsaved:" + str(id(model)))
+        report.kept = {"kept": kept, "val_accuracy_probe": float(probe), "val_accuracy_finetuned": tuned,
+                       "n_val": len(val)}
+
+    def training_rate(self, X: Sequence[Any], n_classes: int) -> float:
+        """Examples per second this estimator's fine-tuning would train at here, timed on a few
+        batches of `X` at the resolution it would train at (`--strategy auto`'s estimate)."""
+        from transferkit.finetune.throughput import training_rate
+        from transferkit.finetune.trainer import lightning_precision
+
+        self.validate()
+        cfg = self.config
+        backbone = self._build_backbone(cfg, X)
+        return training_rate(backbone, X, n_classes, batch_size=self.batch_size, head=self.head,
+                             precision=lightning_precision(self.precision, cfg.accelerator))
 
     def _build_backbone(self, cfg: FinetuneConfig, items: Sequence[Any] = ()) -> Backbone:
         from transferkit.backbones import create_backbone
@@ -381,7 +423,7 @@ class FinetunedClassifier(TransferEstimator):
                 "freeze": "peft:" + cfg.peft if cfg.peft else cfg.freeze, "epochs_run": report.epochs_run,
                 "best_epoch": report.best_epoch, "lr": report.lr, "lr_found": report.lr_found,
                 "seconds": round(report.seconds, 2), "trainable_by_epoch": report.trainable_by_epoch,
-                "processes": report.world_size}
+                "processes": report.world_size, **({"kept": report.kept} if report.kept else {})}
 
     # -- persistence --------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -408,7 +450,7 @@ class FinetunedClassifier(TransferEstimator):
                 "config": cfg.to_dict(), "peft": self.peft_, "stored": "trained" if self.peft_ else "all",
                 "lr": report.lr, "lr_found": report.lr_found, "epochs_run": report.epochs_run,
                 "best_epoch": report.best_epoch, "best_score": report.best_score, "monitor": cfg.monitor,
-                "trainable_by_epoch": report.trainable_by_epoch,
+                "trainable_by_epoch": report.trainable_by_epoch, **({"kept": report.kept} if report.kept else {}),
             },
             "training": {"seed": self.seed, "batch_size": self.batch_size, "precision_setting": self.precision,
                          "n_train": report.n_train, "n_val": report.n_val, "class_counts": self.train_class_counts_,

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from transferkit.backbones.base import Backbone, same_weights
-from transferkit.backbones.registry import DEFAULT_BACKBONES
+from transferkit.backbones.registry import PRETRAINED_BACKBONES
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
@@ -156,9 +156,9 @@ class TabularTransferClassifier(TransferEstimator):
         audio_columns: Sequence[str] = (),
         numeric_columns: Sequence[str] = (),
         categorical_columns: Sequence[str] = (),
-        image_backbone: str = DEFAULT_BACKBONES["image"],
-        text_backbone: str = DEFAULT_BACKBONES["text"],
-        audio_backbone: str = DEFAULT_BACKBONES["audio"],
+        image_backbone: str = PRETRAINED_BACKBONES["image"],
+        text_backbone: str = PRETRAINED_BACKBONES["text"],
+        audio_backbone: str = PRETRAINED_BACKBONES["audio"],
         head: str = "linear",
         fusion: str = "concat",
         class_weight: str = "auto",

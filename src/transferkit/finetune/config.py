@@ -38,6 +38,10 @@ class FinetuneConfig:
     #: (LP-FT, Kumar et al., ICLR 2022: a short fine-tune then starts at the probe, and distorts the
     #: pretrained features less under a distribution shift); random: the head starts at random.
     head_init: str = "probe"
+    #: finetuned: keep the fine-tuned network; better: with a probe start and a validation split,
+    #: keep the probe LP-FT started from instead when it scores higher on validation (what
+    #: `--strategy auto` asks for: fine-tuning must earn its place against the probe).
+    keep: str = "finetuned"
     head_epochs: int = 1
     unfreeze_per_epoch: int = 1
     epochs: int = field(default=10, metadata=RESUMABLE)
@@ -88,6 +92,7 @@ class FinetuneConfig:
         checks: list[tuple[str, bool, str]] = [
             ("freeze", self.freeze in FREEZE_MODES, " | ".join(FREEZE_MODES)),
             ("head_init", self.head_init in ("probe", "random"), "probe | random"),
+            ("keep", self.keep in ("finetuned", "better"), "finetuned | better"),
             ("peft", self.peft is None or self.peft in PEFT_METHODS, "lora | bitfit"),
             ("optimizer", self.optimizer in OPTIMIZERS, " | ".join(OPTIMIZERS)),
             ("scheduler", self.scheduler in SCHEDULERS, " | ".join(SCHEDULERS)),

@@ -107,13 +107,13 @@ def default_candidates(modality: str) -> list[str]:
     """The contenders of a modality: its available pretrained backbones, the default image backbone's
     grid view, and its from-scratch baseline."""
     from transferkit.backbones import list_backbones
-    from transferkit.backbones.registry import DEFAULT_BACKBONES
+    from transferkit.backbones.registry import PRETRAINED_BACKBONES
     from transferkit.backbones.scratch import SCRATCH_BACKBONES
 
     names = [e.name for e in list_backbones(modality) if e.available() and e.name != SCRATCH_BACKBONES.get(modality)]
-    names.sort(key=lambda n: (n != DEFAULT_BACKBONES.get(modality), n))
-    if modality == "image" and DEFAULT_BACKBONES["image"] in names:
-        names.insert(1, DEFAULT_BACKBONES["image"] + ":grid2")
+    names.sort(key=lambda n: (n != PRETRAINED_BACKBONES.get(modality), n))
+    if modality == "image" and PRETRAINED_BACKBONES["image"] in names:
+        names.insert(1, PRETRAINED_BACKBONES["image"] + ":grid2")
     if modality in SCRATCH_BACKBONES:
         names.append(SCRATCH_BACKBONES[modality])
     return names

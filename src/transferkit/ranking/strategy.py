@@ -37,6 +37,7 @@ def decide_strategy(
     budget_minutes: float | None = None,
     epochs: int | None = None,
     device: str = "cpu",
+    measured_rate: float | None = None,
 ) -> StrategyDecision:
     """Probe or fine-tune, by two rules applied in order.
 
@@ -44,15 +45,19 @@ def decide_strategy(
        in all → probe. Fine-tuning millions of weights on so few examples overfits, and a linear
        probe on pretrained features is the stronger transfer in that regime (Kornblith et al.,
        CVPR 2019, find the gap to fine-tuning closes as data shrinks).
-    2. *budget*: the estimated fine-tuning time, epochs × n_train / TRAIN_IMAGES_PER_SECOND, above
-       the budget → probe (it trains in seconds on cached features). Otherwise fine-tune.
+    2. *budget*: the estimated fine-tuning time, epochs × n_train / rate, above the budget → probe
+       (it trains in seconds on cached features). Otherwise fine-tune. The rate is
+       `measured_rate` (examples/s timed on a few real training steps here) when given, else the
+       order-of-magnitude constant TRAIN_IMAGES_PER_SECOND.
     """
     budget = DEFAULT_BUDGET_MINUTES if budget_minutes is None else float(budget_minutes)
     if budget <= 0:
         raise ConfigError(f"--budget must be a positive number of minutes; got {budget_minutes}")
     n_epochs = DEFAULT_EPOCHS if epochs is None else int(epochs)
     kind = "gpu" if device not in ("cpu", "mps") else "cpu"
-    minutes = n_epochs * n_train / TRAIN_IMAGES_PER_SECOND[kind] / 60.0
+    rate = float(measured_rate) if measured_rate else TRAIN_IMAGES_PER_SECOND[kind]
+    how = "measured here" if measured_rate else "assumed"
+    minutes = n_epochs * n_train / rate / 60.0
     per_class = n_train / max(1, n_classes)
     if per_class < FINETUNE_MIN_PER_CLASS or n_train < FINETUNE_MIN_TOTAL:
         return StrategyDecision(
@@ -62,9 +67,9 @@ def decide_strategy(
     if minutes > budget:
         return StrategyDecision(
             "probe", "budget (estimated fine-tuning time > budget → probe)",
-            f"fine-tuning {n_epochs} epochs × {n_train} examples at ~{TRAIN_IMAGES_PER_SECOND[kind]:.0f} img/s "
-            f"on {kind} ≈ {minutes:.0f} min > budget {budget:.0f} min (raise --budget to fine-tune)", minutes)
+            f"fine-tuning {n_epochs} epochs × {n_train} examples at {rate:.1f} examples/s ({how}, {kind}) "
+            f"≈ {minutes:.0f} min > budget {budget:.0f} min (raise --budget to fine-tune)", minutes)
     return StrategyDecision(
         "finetune", "enough data within budget → fine-tune",
-        f"{n_train} training examples ({per_class:.0f} per class) and fine-tuning ≈ {minutes:.1f} min "
-        f"≤ budget {budget:.0f} min on {kind}", minutes)
+        f"{n_train} training examples ({per_class:.0f} per class) and fine-tuning {n_epochs} epochs at "
+        f"{rate:.1f} examples/s ({how}, {kind}) ≈ {minutes:.1f} min ≤ budget {budget:.0f} min", minutes)

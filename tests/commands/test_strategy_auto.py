@@ -1,0 +1,72 @@
+"""`--strategy auto` on enough data to fine-tune: the estimate comes from training steps timed here,
+it is shown beside the time fine-tuning took, and the probe LP-FT starts from is kept when it
+validates better (fine-tuning has to earn its place)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import make_image_folder
+
+
+@pytest.fixture(scope="module")
+def enough(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 3 classes × 100: past the small-data rule (≥ 20 per class and ≥ 200 training examples)
+    return make_image_folder(tmp_path_factory.mktemp("enough") / "data", n_per_class=100, size=(24, 24))
+
+
+def _fit(args: list[str]) -> dict:
+    from transferkit.commands import app
+
+    result = CliRunner().invoke(app, ["fit", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def test_auto_measures_its_rate_times_itself_and_keeps_the_better(enough: Path, tmp_path: Path) -> None:
+    summary = _fit([str(enough), "--backbone", "test_efficientnet", "--weights", "random", "--strategy", "auto",
+                    "--epochs", "1", "--budget", "60", "--out", str(tmp_path / "run"), "--cache-dir",
+                    str(tmp_path / "cache")])
+    decision = summary["strategy_decision"]
+    assert decision["strategy"] == "finetune" and decision["measured_rate"] > 0
+    assert "measured here" in decision["reason"]
+    assert decision["estimated_minutes"] > 0 and decision["actual_minutes"] > 0
+    kept = summary["kept"]
+    assert kept["n_val"] > 0
+    assert kept["kept"] == ("probe" if kept["val_accuracy_probe"] > kept["val_accuracy_finetuned"] else "finetuned")
+    manifest = json.loads((tmp_path / "run" / "transferkit.json").read_text())
+    assert manifest["finetune"]["kept"] == kept and manifest["strategy_decision"]["actual_minutes"] > 0
+
+
+def test_keep_better_puts_the_probe_back_when_it_validates_higher(enough: Path) -> None:
+    """A learning rate that wrecks the network: the probe it started from must come back."""
+    import numpy as np
+
+    from transferkit.data import load_dataset
+    from transferkit.estimators.finetuned import FinetunedClassifier
+    from transferkit.finetune.config import FinetuneConfig
+
+    data = load_dataset(enough)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(data.items))
+    train, val = order[:240], order[240:]
+    items, labels = list(data.items), list(data.labels)
+    clf = FinetunedClassifier(backbone="test_efficientnet", weights="random", progress=False,
+                              training=FinetuneConfig(epochs=1, lr=50.0, keep="better", augment=False))
+    clf.fit([items[i] for i in train], [labels[i] for i in train], X_val=[items[i] for i in val],
+            y_val=[labels[i] for i in val])
+    kept = clf.fit_report_.kept
+    assert kept["kept"] == "probe" and kept["val_accuracy_probe"] > kept["val_accuracy_finetuned"]
+    assert clf.score([items[i] for i in val], [labels[i] for i in val]) == pytest.approx(kept["val_accuracy_probe"],
+                                                                                        abs=1e-6)
+
+
+def test_a_concatenation_is_not_fine_tuned(enough: Path, tmp_path: Path) -> None:
+    summary = _fit([str(enough), "--backbone", "efficientnet_lite0+hog", "--strategy", "auto",
+                    "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")])
+    assert summary["strategy_decision"]["strategy"] == "probe" and "head_choice" in json.dumps(summary)
+    assert summary["strategy_decision"]["rule"].startswith("cannot be fine-tuned")
