@@ -46,7 +46,9 @@ import unseen_data
 from _peers import PEERS, PeerResult, Split
 
 SET_ALIASES = {"image": "icons", "text": "debtext", "audio": "speech"}
-TRANSFERKIT_ROWS = {"default": [], "auto": ["--backbone", "auto"]}
+TRANSFERKIT_ROWS = {"default": [], "auto": ["--backbone", "auto"], "strategy-auto": ["--strategy", "auto"]}
+#: rows run on some modalities only: --strategy auto (its fine-tuning estimate and time) on images
+ROW_MODALITIES = {"strategy-auto": {"image"}}
 MODALITY_FLAGS = {"image": [], "text": ["--text-column", "text"], "audio": ["--modality", "audio"]}
 # --quick: at most this many rows per class of each split
 QUICK_PER_CLASS = {"train": 12, "val": 3, "test": 6}
@@ -228,6 +230,14 @@ def run_transferkit(data: Prepared, row: str, out: Path, precision: str | None) 
     if problems:
         details["problems"] = problems
     chosen = f"{report.get('backbone')} + {report.get('head')}, {report.get('precision')}"
+    decision = report.get("strategy_decision")
+    if decision:
+        chosen += (f"; --strategy auto → {decision['strategy']} ({decision['rule']}), estimated "
+                   f"{decision['estimated_minutes']:.1f} min, took {decision.get('actual_minutes', 0):.1f} min")
+        if report.get("kept"):
+            kept = report["kept"]
+            chosen += (f", kept the {kept['kept']} (val {100 * kept['val_accuracy_probe']:.1f}% probe, "
+                       f"{100 * kept['val_accuracy_finetuned']:.1f}% fine-tuned)")
     return Row(data.name, row, "transferkit", f"{what} → {chosen}",
                float(report["accuracy"]), None if val is None else float(val), wall, cpu, by_group, details)
 
@@ -350,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"\n== {name}: {data.counts} — test groups {', '.join(data.groups['test'])}", flush=True)
         for row_name in [*TRANSFERKIT_ROWS, *PEERS[data.modality]]:
             if wanted is not None and row_name not in wanted:
+                continue
+            if data.modality not in ROW_MODALITIES.get(row_name, {data.modality}):
                 continue
             if row_name in TRANSFERKIT_ROWS:
                 row = run_transferkit(data, row_name, args.out, args.precision)

@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from tests.conftest import make_image_folder
+from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="module")

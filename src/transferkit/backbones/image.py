@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, cast
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -29,13 +28,6 @@ from transferkit.backbones.registry import (
 )
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError
-
-_INTERPOLATION = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-    "lanczos": Image.Resampling.LANCZOS,
-}
 
 
 class _TimmModel(Protocol):
@@ -102,26 +94,16 @@ class ImageTransform:
         self.cfg = cfg
 
     def resize_crop(self, img: Image.Image) -> Image.Image:
-        size = self.cfg.input_size
-        resample = _INTERPOLATION.get(self.cfg.interpolation, Image.Resampling.BICUBIC)
-        width, height = img.size
-        if min(width, height) < size and self.cfg.small_image == "resize_whole":
-            return img.resize((size, size), resample)
-        scale_size = int(size / self.cfg.crop_pct)
-        if width <= height:
-            new_w, new_h = scale_size, max(1, round(height * scale_size / width))
-        else:
-            new_w, new_h = max(1, round(width * scale_size / height)), scale_size
-        img = img.resize((new_w, new_h), resample)
-        left, top = (new_w - size) // 2, (new_h - size) // 2
-        return img.crop((left, top, left + size, top + size))
+        from transferkit.data.images import resize_and_crop
+
+        cfg = self.cfg
+        return resize_and_crop(img, cfg.input_size, interpolation=cfg.interpolation, crop_pct=cfg.crop_pct,
+                               small_image=cfg.small_image)
 
     def __call__(self, item: Any) -> torch.Tensor:
-        from transferkit.data.images import open_image
+        from transferkit.data.images import image_array
 
-        min_size = int(self.cfg.input_size / self.cfg.crop_pct)
-        img = self.resize_crop(open_image(item, max_pixels=self.cfg.max_pixels, min_size=min_size))
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy())
+        return torch.from_numpy(image_array(item, self.cfg.to_dict()))
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 3, H, W] → float [B, 3, H, W], scaled to [0, 1] then standardised by mean/std."""

@@ -25,4 +25,5 @@ def cache_arg(cache_dir: Path | None, no_cache: bool) -> Path | bool | None:
     """What estimators take as `cache_dir`: False with --no-cache, else the folder (None: the default)."""
     return False if no_cache else cache_dir
 Engine = Annotated[str, typer.Option("--engine", help="auto (the fastest installed engine whose features agree "
-                                                    "with PyTorch), torch, onnxruntime or openvino.")]
+                                                    "with PyTorch), torch, onnxruntime or openvino; predict also "
+                                                    "onnx (the export `transferkit export RUN` wrote).")]

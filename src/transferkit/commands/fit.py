@@ -313,7 +313,7 @@ def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[st
             sample = [dataset.items[i] for i in splits["train"][: 3 * options.batch_size]]
             rate = candidate.training_rate(sample, n_classes)  # type: ignore[attr-defined]
             decision = decide_strategy(n_train, n_classes, measured_rate=rate, **args)  # type: ignore[arg-type]
-        except (BackboneError, ConfigError) as exc:  # e.g. a concatenation of backbones: a probe's, not a network to train
+        except (BackboneError, ConfigError) as exc:  # a concatenation: a probe's, not a network to train
             decision = StrategyDecision("probe", "cannot be fine-tuned → probe", str(exc), 0.0)
     if out is not None:
         out.print(f"[bold]--strategy auto:[/] {decision}")

@@ -50,7 +50,16 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
                 rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = None,
                 engine: str = "auto", out: Console = console) -> list[dict[str, Any]]:
     from transferkit.data.inputs import read_prediction_inputs
+    from transferkit.engines.exported import is_export
     from transferkit.errors import DataError
+
+    if engine in ("onnx", "onnxruntime") and not is_export(model) and is_export(Path(model) / "onnx"):
+        model = Path(model) / "onnx"  # RUN --engine onnx: the export `transferkit export RUN` wrote
+    if is_export(model):
+        return _predict_exported(model, inputs, top_k=top_k, fmt=fmt, out=out)
+    if engine == "onnx":
+        raise DataError(f"--engine onnx runs an exported model, and {model} has none: "
+                        f"transferkit export {model}  (then predict {model} --engine onnx)")
     from transferkit.estimators.load import load
 
     clf = load(model, cache_dir=cache_dir, engine=engine, progress=fmt == "table")
@@ -83,6 +92,38 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
         (out.print(f"[yellow]note:[/] {note}", highlight=False) if fmt == "table"
          else print(f"note: {note}", file=sys.stderr))
     if results and all(r["label"] is None for r in results):
+        raise DataError(f"none of the {len(results)} input(s) could be read; first error: {results[0]['error']}")
+    return results
+
+
+def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: str, out: Console
+                      ) -> list[dict[str, Any]]:
+    """An export folder (`transferkit export`): ONNX Runtime on numpy, PyTorch never imported."""
+    from transferkit.data.images import IMAGE_EXTENSIONS
+    from transferkit.data.inputs import expand_inputs
+    from transferkit.engines.exported import ExportedModel
+    from transferkit.errors import DataError, InputError
+
+    exported = ExportedModel(folder)
+    paths = expand_inputs(inputs, IMAGE_EXTENSIONS)
+    if not paths:
+        raise DataError("give image files or folders to classify")
+    k = max(1, min(top_k, len(exported.labels)))
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            p = exported.predict_proba([path])[0]
+        except (InputError, OSError) as exc:
+            results.append({"input": path, "label": None, "probability": None, "error": str(exc)})
+            continue
+        order = np.argsort(-p)[:k]
+        result: dict[str, Any] = {"input": path, "label": str(exported.labels[order[0]]),
+                                  "probability": float(p[order[0]])}
+        if k > 1:
+            result["top"] = [{"label": str(exported.labels[j]), "probability": float(p[j])} for j in order]
+        results.append(result)
+    _print_results(results, fmt, k, out)
+    if all(r["label"] is None for r in results):
         raise DataError(f"none of the {len(results)} input(s) could be read; first error: {results[0]['error']}")
     return results
 

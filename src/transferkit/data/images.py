@@ -241,3 +241,40 @@ def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     else:  # a constant picture has no range to stretch: keep its value, clipped into 0..255
         scaled = data
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+#: PIL resampling filters by the names a preprocessing config uses
+INTERPOLATION = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def resize_and_crop(img: Image.Image, size: int, *, interpolation: str = "bicubic", crop_pct: float = 0.875,
+                    small_image: str = "resize_whole") -> Image.Image:
+    """timm's eval transform: short side to size / crop_pct, centre crop size² (an image whose short
+    side is under `size` is resized whole to size² with small_image="resize_whole")."""
+    resample = INTERPOLATION.get(interpolation, Image.Resampling.BICUBIC)
+    width, height = img.size
+    if min(width, height) < size and small_image == "resize_whole":
+        return img.resize((size, size), resample)
+    scale_size = int(size / crop_pct)
+    if width <= height:
+        new_w, new_h = scale_size, max(1, round(height * scale_size / width))
+    else:
+        new_w, new_h = max(1, round(width * scale_size / height)), scale_size
+    img = img.resize((new_w, new_h), resample)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def image_array(source: str | Path | Image.Image, config: dict) -> np.ndarray:
+    """One input → the uint8 CHW array a model of this image preprocessing `config` takes (no torch)."""
+    size, crop_pct = int(config["input_size"]), float(config.get("crop_pct", 0.875))
+    img = open_image(source, max_pixels=int(config.get("max_pixels", DEFAULT_MAX_PIXELS)),
+                     min_size=int(size / crop_pct))
+    img = resize_and_crop(img, size, interpolation=str(config.get("interpolation", "bicubic")), crop_pct=crop_pct,
+                          small_image=str(config.get("small_image", "resize_whole")))
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))

@@ -1,0 +1,53 @@
+"""Predict with an exported model: one ONNX graph (backbone + head + softmax) and its preprocessing.
+
+Imports neither torch nor any transferkit module that does (numpy, PIL, onnxruntime only), so a
+process that predicts from an export never loads PyTorch. `transferkit export RUN` writes the
+folder this reads: `model.onnx` (uint8 images [B, 3, H, W] in, probabilities [B, classes] out) and
+`export.json` (labels, preprocessing, the parity measured at export).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit.data.images import image_array
+from transferkit.engines.run import open_graph
+from transferkit.errors import ConfigError
+
+#: the file an export folder is recognised by
+EXPORT_FILE = "export.json"
+GRAPH_FILE = "model.onnx"
+
+
+def is_export(path: str | Path) -> bool:
+    return (Path(path) / EXPORT_FILE).is_file() and (Path(path) / GRAPH_FILE).is_file()
+
+
+class ExportedModel:
+    """`predict_proba` / `predict` of an export folder, on ONNX Runtime."""
+
+    def __init__(self, folder: str | Path, *, threads: int | None = None) -> None:
+        self.folder = Path(folder)
+        if not is_export(self.folder):
+            raise ConfigError(f"{self.folder} is not an export folder (no {EXPORT_FILE} + {GRAPH_FILE}); "
+                              "write one with: transferkit export RUN")
+        self.meta: dict[str, Any] = json.loads((self.folder / EXPORT_FILE).read_text(encoding="utf-8"))
+        self.labels = np.array(self.meta["labels"])
+        self.preprocess: dict[str, Any] = self.meta["preprocess"]
+        self.runner = open_graph(self.folder / GRAPH_FILE, "onnxruntime", threads=threads)
+
+    def arrays(self, items: Sequence[Any]) -> np.ndarray:
+        return np.stack([image_array(item, self.preprocess) for item in items])
+
+    def predict_proba(self, items: Sequence[Any], *, batch_size: int = 32) -> np.ndarray:
+        out = [self.runner({self.meta["input"]: self.arrays(items[i:i + batch_size])})
+               for i in range(0, len(items), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def predict(self, items: Sequence[Any]) -> np.ndarray:
+        return self.labels[np.argmax(self.predict_proba(items), axis=1)]

@@ -1,0 +1,117 @@
+"""`transferkit export`: a trained image model as one ONNX graph, checked against PyTorch.
+
+The graph takes uint8 images [B, 3, H, W] (resized and cropped as the bundle's preprocessing says)
+and returns class probabilities: normalisation, backbone, head and softmax all inside, so the
+runner (`transferkit.engines.exported`) needs only PIL, numpy and onnxruntime. Before anything is
+kept, the same inputs go through PyTorch and ONNX Runtime; a largest difference in probabilities
+above `MAX_PROBABILITY_DIFFERENCE` is an error and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.engines.export import export_onnx
+from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, ExportedModel, is_export
+from transferkit.errors import ConfigError, EngineError
+
+MAX_PROBABILITY_DIFFERENCE = 1e-4
+
+
+class _Probabilities(nn.Module):
+    """uint8 images → probabilities: the backbone's own normalisation, features, head, softmax."""
+
+    def __init__(self, backbone: Any, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head, self.normalize = backbone, head, backbone.transform.normalize
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.forward_features(self.normalize(images))
+        return torch.softmax(self.head(features.float()).float(), dim=1)
+
+
+@dataclass
+class ExportReport:
+    folder: Path
+    max_difference: float
+    n_checked: int
+    checked_on: str
+
+
+def export_model(run: str | Path, out: str | Path | None = None, *, samples: Sequence[Any] = (),
+                 overwrite: bool = False, tamper: Any = None) -> ExportReport:
+    """Export the bundle at `run` to `out` (default RUN/onnx); parity on `samples` (else generated
+    images). `tamper(path)` is for tests: it may change the graph before the parity check."""
+    from transferkit.backbones.image import TimmImageBackbone
+    from transferkit.estimators.load import load
+    from transferkit.estimators.probe import TransferClassifier
+
+    model = load(run)
+    folder = Path(out) if out is not None else Path(run) / "onnx"
+    backbone = getattr(model, "backbone_", None)
+    if not isinstance(model, TransferClassifier) or not isinstance(backbone, TimmImageBackbone):
+        raise ConfigError(f"transferkit export writes image probes (a frozen timm backbone + head) for now; "
+                          f"{run} is a {getattr(model, 'kind', type(model).__name__)} model of "
+                          f"{getattr(model, 'modality_', '?')} data")
+    if model.tta:
+        raise ConfigError("a model that averages test-time views (--tta) cannot be exported as one graph yet")
+    if folder.exists() and not (overwrite and is_export(folder)):
+        raise ConfigError(f"{folder} exists; choose another --out"
+                          + (", or --overwrite (it is an export)" if is_export(folder) else
+                             " (it is not an export transferkit wrote, so it is never overwritten)"))
+    config = backbone.preprocess_config()
+    size = int(config["input_size"])
+    module = _Probabilities(backbone, model.head_).eval()
+    rng = np.random.default_rng(0)
+    if samples:
+        from transferkit.data.images import image_array
+
+        arrays = np.stack([image_array(s, config) for s in samples[:16]])
+        checked_on = f"{len(arrays)} of the given inputs"
+    else:
+        arrays = rng.integers(0, 256, (8, 3, size, size), dtype=np.uint8)
+        checked_on = "8 random images (give DATA to check on real inputs)"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.export-"))
+    try:
+        example = {"images": torch.zeros(2, 3, size, size, dtype=torch.uint8)}
+        export_onnx(module, example, staging / GRAPH_FILE, dynamic_axes={"images": {0: "batch"}},
+                    output_names=("probabilities",))
+        meta = {"format": "onnx", "input": "images", "labels": [str(c) for c in model.classes_],
+                "preprocess": config, "backbone": backbone.name, "source": str(Path(run).resolve())}
+        (staging / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if tamper is not None:
+            tamper(staging / GRAPH_FILE)
+        with torch.inference_mode():
+            reference = module(torch.from_numpy(arrays)).numpy()
+            # the graph must be the model: the same inputs through the estimator's own road
+            own = model.proba_from_features(backbone.forward_features(backbone.transform.normalize(
+                torch.from_numpy(arrays))).numpy())
+        exported = ExportedModel(staging, threads=None).runner({"images": arrays})
+        difference = float(max(np.abs(exported - reference).max(), np.abs(reference - own).max()))
+        if not np.isfinite(difference) or difference > MAX_PROBABILITY_DIFFERENCE:
+            raise EngineError(f"the exported graph disagrees with PyTorch: largest probability difference "
+                              f"{difference:.3g} > {MAX_PROBABILITY_DIFFERENCE:g} on {checked_on}; nothing was written")
+        meta["parity"] = {"max_probability_difference": difference, "checked_on": checked_on}
+        (staging / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if folder.exists():  # an export we wrote (checked above): replaced whole
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(staging, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportReport(folder, difference, len(arrays), checked_on)

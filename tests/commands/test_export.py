@@ -1,0 +1,81 @@
+"""`transferkit export`: one ONNX graph that is the model (parity checked, failing when it should),
+and a predict from it in a process that never imports torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def probe(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transferkit.commands import app
+
+    out = tmp_path_factory.mktemp("export") / "run"
+    result = CliRunner().invoke(app, ["fit", str(image_folder), "--backbone", "test_efficientnet", "--weights",
+                                      "random", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_export_is_the_model_and_predicts_without_torch(probe: Path, image_folder: Path) -> None:
+    from transferkit.commands import app
+    from transferkit.estimators.load import load
+
+    result = CliRunner().invoke(app, ["export", str(probe), str(image_folder)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "largest probability difference" in " ".join(result.output.split())
+    meta = json.loads((probe / "onnx" / "export.json").read_text())
+    assert meta["parity"]["max_probability_difference"] <= 1e-4
+    images = sorted(str(p) for p in image_folder.rglob("*.jpg"))[:6]
+    script = (
+        "import json, sys\n"
+        "from transferkit.commands.predict import run_predict\n"
+        f"results = run_predict({str(probe)!r}, {images!r}, fmt='json', engine='onnx')\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    exported = json.loads(done.stdout[done.stdout.index("["):])
+    expected = load(probe).predict_proba(images)
+    for row, p in zip(exported, expected, strict=True):
+        assert row["probability"] == pytest.approx(float(p.max()), abs=1e-4)
+
+
+def test_a_perturbed_graph_fails_the_parity_check_and_nothing_is_written(probe: Path, tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from transferkit.errors import EngineError
+    from transferkit.estimators.export import export_model
+
+    def perturb(path: Path) -> None:
+        graph = onnx.load(str(path))
+        biggest = max(graph.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+        values = numpy_helper.to_array(biggest).copy()
+        values += 0.5
+        biggest.CopyFrom(numpy_helper.from_array(values, biggest.name))
+        onnx.save(graph, str(path))
+
+    with pytest.raises(EngineError, match="disagrees with PyTorch"):
+        export_model(probe, tmp_path / "bad", tamper=perturb)
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.export-*"))
+
+
+def test_export_refuses_a_folder_it_did_not_write(probe: Path, tmp_path: Path) -> None:
+    from transferkit.errors import ConfigError
+    from transferkit.estimators.export import export_model
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="never overwritten"):
+        export_model(probe, mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
