@@ -34,16 +34,22 @@ def test_auto_measures_its_rate_times_itself_and_keeps_the_better(enough: Path, 
     assert decision["strategy"] == "finetune" and decision["measured_rate"] > 0
     assert "measured here" in decision["reason"]
     assert decision["estimated_minutes"] > 0 and decision["actual_minutes"] > 0
-    kept = summary["kept"]
-    assert kept["n_val"] > 0
-    assert kept["kept"] == ("probe" if kept["val_accuracy_probe"] > kept["val_accuracy_finetuned"] else "finetuned")
+    compared = decision["compared"]  # the default probe against the fine-tuned network, on validation
+    assert compared["n_val"] > 0
+    assert compared["kept"] == ("finetuned" if compared["val_accuracy_finetuned"] > compared["val_accuracy_probe"]
+                                else "probe")
     manifest = json.loads((tmp_path / "run" / "transferkit.json").read_text())
-    assert manifest["finetune"]["kept"] == kept and manifest["strategy_decision"]["actual_minutes"] > 0
+    assert manifest["strategy_decision"]["compared"] == compared and manifest["strategy_decision"]["actual_minutes"] > 0
+    assert manifest["estimator"] == ("finetuned" if compared["kept"] == "finetuned" else "probe")
+    from transferkit import load
+
+    load(tmp_path / "run").predict([str(next(enough.rglob("*.jpg")))])  # whichever was kept, it predicts
 
 
 def test_keep_better_puts_the_probe_back_when_it_validates_higher(enough: Path) -> None:
     """A learning rate that wrecks the network: the probe it started from must come back."""
     import numpy as np
+    import torch
 
     from transferkit.data import load_dataset
     from transferkit.estimators.finetuned import FinetunedClassifier
@@ -60,8 +66,15 @@ def test_keep_better_puts_the_probe_back_when_it_validates_higher(enough: Path) 
             y_val=[labels[i] for i in val])
     kept = clf.fit_report_.kept
     assert kept["kept"] == "probe" and kept["val_accuracy_probe"] > kept["val_accuracy_finetuned"]
-    assert clf.score([items[i] for i in val], [labels[i] for i in val]) == pytest.approx(kept["val_accuracy_probe"],
-                                                                                        abs=1e-6)
+    # the probe's figure is from before its refit on train + val, never the refit one scored on val
+    assert kept["val_accuracy_probe"] == clf.fit_report_.head_choice["val_accuracy"]
+    # the network is back where fine-tuning started: the backbone's weights as they were
+    from transferkit.backbones import create_backbone
+
+    start = create_backbone("test_efficientnet", weights="random", seed=clf.seed).state_dict()
+    now = clf.model_.backbone.state_dict()
+    assert all(torch.equal(start[k], now[k]) for k in start)
+    assert np.isfinite(clf.predict_proba([items[i] for i in val[:4]])).all()
 
 
 def test_a_concatenation_is_not_fine_tuned(enough: Path, tmp_path: Path) -> None:

@@ -206,16 +206,23 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
     train, valid, test = (dataset.subset(splits.get(s, [])) for s in ("train", "val", "test"))
     has_val = len(valid) > 0
     extra: dict[str, Any] = {"run_record": options.to_record()} if estimator.kind == "finetuned" else {}
+    probe: TransferEstimator | None = None
+    if decisions.get("strategy_decision", {}).get("keep") and has_val and rank0:
+        # --strategy auto: the probe a plain `fit` gives, fitted first (seconds), to beat on validation
+        probe = build_estimator(_probe_options(options))
+        probe.fit(train, X_val=valid.items, y_val=valid.labels)
     started = time.perf_counter()
     estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None, **extra)
     if "strategy_decision" in decisions:  # the estimate beside what it cost
         decisions["strategy_decision"]["actual_minutes"] = (time.perf_counter() - started) / 60.0
     if not rank0:
         return {}
+    if probe is not None:
+        estimator = _keep_better(probe, estimator, valid, decisions["strategy_decision"])
     metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     estimator.save(folder, metrics={**metrics, "skipped": skipped},
-                   overwrite=options.overwrite or estimator.kind == "finetuned",
+                   overwrite=options.overwrite or estimator.kind == "finetuned" or probe is not None,
                    extra={"data": _data_record(options, splits, dataset), **decisions})
     summary = {"out": str(folder), **estimator.summary(), "n_test": metrics.get("n", 0),
                "accuracy": metrics.get("accuracy"), "balanced_accuracy": metrics.get("balanced_accuracy"),
@@ -322,8 +329,36 @@ def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[st
     changes: dict[str, Any] = {"strategy": decision.strategy}
     if decision.strategy == "finetune" and "keep" not in options.explicit and splits.get("val"):
         changes["training"] = dataclasses.replace(options.training, keep="better")
-        record["keep"] = "better: the probe LP-FT starts from is kept if it scores higher on validation"
+        record["keep"] = ("the better on validation: the default probe, or the fine-tuned network (itself kept "
+                          "only if it beats the probe LP-FT started from)")
     return dataclasses.replace(options, **changes), record
+
+
+def _probe_options(options: FitOptions) -> FitOptions:
+    """The options of the probe `--strategy auto` weighs fine-tuning against: the default probe of
+    the same data (its own default backbone when none was named)."""
+    from transferkit.backbones.registry import DEFAULT_BACKBONES
+
+    backbone = options.backbone if "backbone" in options.explicit else DEFAULT_BACKBONES.get(str(options.modality),
+                                                                                             options.backbone)
+    return dataclasses.replace(options, strategy="probe", backbone=backbone)
+
+
+def _keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,
+                 record: dict[str, Any]) -> TransferEstimator:
+    """The better on validation of the default probe and the fine-tuned network (a tie keeps the probe:
+    seconds to train, and no worse). The probe's figure is from before its head was refitted on
+    train + validation."""
+    choice = probe.fit_report_.head_choice
+    by_c = choice.get("val_accuracy_by_C") or {}
+    probe_val = by_c.get(str(choice.get("C")))
+    if probe_val is None:  # an MLP head (validation only stopped it): score it
+        probe_val = probe.score(valid.items, valid.labels)
+    tuned_val = float(tuned.score(valid.items, valid.labels))
+    kept = "finetuned" if tuned_val > float(probe_val) else "probe"
+    record["compared"] = {"kept": kept, "val_accuracy_probe": float(probe_val), "val_accuracy_finetuned": tuned_val,
+                          "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid)}
+    return tuned if kept == "finetuned" else probe
 
 
 def _device_kind(options: FitOptions) -> str:
@@ -382,6 +417,12 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
     if decision and decision.get("actual_minutes") is not None and decision["strategy"] == "finetune":
         out.print(f"--strategy auto estimated {decision['estimated_minutes']:.1f} min of fine-tuning; it took "
                   f"{decision['actual_minutes']:.1f} min", highlight=False)
+    compared = (decision or {}).get("compared")
+    if compared:
+        other = "fine-tuned network" if compared["kept"] == "probe" else f"probe ({compared['probe_backbone']})"
+        out.print(f"[bold]--strategy auto kept the {compared['kept']}[/]: validation accuracy "
+                  f"{100 * compared['val_accuracy_probe']:.1f}% probe, {100 * compared['val_accuracy_finetuned']:.1f}% "
+                  f"fine-tuned ({compared['n_val']} examples); the {other} was set aside", highlight=False)
     print_skipped(skipped, out)
     text_line = text_notes_line(summary)
     if text_line:

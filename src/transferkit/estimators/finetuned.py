@@ -283,11 +283,10 @@ class FinetunedClassifier(TransferEstimator):
                      head_start: dict[str, Any], report: FinetuneReport) -> None:
         """`keep="better"`: the fine-tuned network against the probe it started from, on validation."""
         tuned = float(self.score(val.items, val.labels))
-        by_c = head_start.get("val_accuracy_by_C")
-        probe = None
-        if isinstance(by_c, dict) and head_start.get("C") is not None:
-            probe = by_c.get(head_start["C"], by_c.get(str(head_start["C"])))
-        if probe is None:  # not recorded (an MLP head): score the probe itself
+        # the linear probe's accuracy on validation from before its refit on train + val (scoring the
+        # refitted probe on validation would score it on data it was fitted to)
+        probe = head_start.get("val_accuracy")
+        if probe is None:  # an MLP head, trained on train only (validation stopped it): score it
             tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.load_state_dict(probe_state)
             self._set_predictor(model, "unsaved:" + str(id(model)))
@@ -366,7 +365,10 @@ class FinetunedClassifier(TransferEstimator):
         else:
             _, choice = train_on_features(model.head, values[tr], y_all[tr], values[va], y_all[va], weights=class_w,
                                           seed=self.seed, training=HeadTraining(epochs=100, patience=10))
-        return {"head_init": "probe (LP-FT)", **{k: v for k, v in choice.items() if not isinstance(v, dict)}}
+        by_c = choice.get("val_accuracy_by_C") or {}
+        honest = by_c.get(str(choice.get("C")))  # scored before the head was refitted on train + val
+        return {"head_init": "probe (LP-FT)", **{k: v for k, v in choice.items() if not isinstance(v, dict)},
+                **({"val_accuracy": float(honest)} if honest is not None else {})}
 
     def _modality_hint(self) -> str:
         from transferkit.backbones import get_entry
