@@ -234,9 +234,9 @@ def run_transferkit(data: Prepared, row: str, out: Path, precision: str | None) 
     if decision:
         chosen += (f"; --strategy auto → {decision['strategy']} ({decision['rule']}), estimated "
                    f"{decision['estimated_minutes']:.1f} min, took {decision.get('actual_minutes', 0):.1f} min")
-        if report.get("kept"):
-            kept = report["kept"]
-            chosen += (f", kept the {kept['kept']} (val {100 * kept['val_accuracy_probe']:.1f}% probe, "
+        if decision.get("compared"):
+            kept = decision["compared"]
+            chosen += (f", kept the {kept['kept']} (val {100 * kept['val_accuracy_probe']:.1f}% default probe, "
                        f"{100 * kept['val_accuracy_finetuned']:.1f}% fine-tuned)")
     return Row(data.name, row, "transferkit", f"{what} → {chosen}",
                float(report["accuracy"]), None if val is None else float(val), wall, cpu, by_group, details)

@@ -74,8 +74,9 @@ def train_module(
     outcome = TrainOutcome()
 
     def build() -> tuple[Any, Any]:
-        return _trainer(cfg=cfg, root=root, has_val=has_val, precision=precision, progress=progress,
-                        outcome=outcome, callbacks=callbacks)
+        with quiet_lightning():  # the Trainer's start-up lines (precision, GPU/TPU available, tips)
+            return _trainer(cfg=cfg, root=root, has_val=has_val, precision=precision, progress=progress,
+                            outcome=outcome, callbacks=callbacks)
 
     trainer, ckpt = build()
     if cfg.lr == "auto" and not resume:
