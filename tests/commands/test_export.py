@@ -79,3 +79,22 @@ def test_export_refuses_a_folder_it_did_not_write(probe: Path, tmp_path: Path) -
     with pytest.raises(ConfigError, match="never overwritten"):
         export_model(probe, mine, overwrite=True)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_a_fine_tuned_network_exports_whole(image_folder: Path, tmp_path: Path) -> None:
+    from transferkit.commands import app
+    from transferkit.engines.exported import ExportedModel
+    from transferkit.estimators.export import export_model
+    from transferkit.estimators.load import load
+
+    run = tmp_path / "ft"
+    result = CliRunner().invoke(app, ["fit", str(image_folder), "--strategy", "finetune", "--backbone",
+                                      "test_efficientnet", "--weights", "random", "--epochs", "1", "--out", str(run),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    images = sorted(str(p) for p in image_folder.rglob("*.jpg"))[:5]
+    report = export_model(run, samples=images)
+    assert report.max_difference <= 1e-4
+    exported = ExportedModel(report.folder).predict_proba(images)
+    assert abs(exported - load(run).predict_proba(images)).max() <= 1e-4
+    assert json.loads((report.folder / "export.json").read_text())["estimator"] == "finetuned"

@@ -1,4 +1,4 @@
-"""`transferkit export`: a trained image model as one ONNX graph, checked against PyTorch.
+"""`transferkit export`: a trained image model (probe or fine-tuned) as one ONNX graph, checked against PyTorch.
 
 The graph takes uint8 images [B, 3, H, W] (resized and cropped as the bundle's preprocessing says)
 and returns class probabilities: normalisation, backbone, head and softmax all inside, so the
@@ -30,15 +30,27 @@ MAX_PROBABILITY_DIFFERENCE = 1e-4
 
 
 class _Probabilities(nn.Module):
-    """uint8 images → probabilities: the backbone's own normalisation, features, head, softmax."""
+    """uint8 images → probabilities: the image backbone's own normalisation, the model's features
+    (a probe's backbone, or a fine-tuned network's logits), its head, softmax."""
 
-    def __init__(self, backbone: Any, head: nn.Module) -> None:
+    def __init__(self, backbone: Any, head: nn.Module, normalize: Any) -> None:
         super().__init__()
-        self.backbone, self.head, self.normalize = backbone, head, backbone.transform.normalize
+        self.backbone, self.head, self.normalize = backbone, head, normalize
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.backbone.forward_features(self.normalize(images))
         return torch.softmax(self.head(features.float()).float(), dim=1)
+
+
+def _image_backbone(model: Any) -> Any:
+    """The timm image backbone under a probe or a fine-tuned network, or None."""
+    from transferkit.backbones.image import TimmImageBackbone
+    from transferkit.finetune.model import LogitsBackbone
+
+    backbone = getattr(model, "backbone_", None)
+    if isinstance(backbone, LogitsBackbone):
+        backbone = backbone.inner.backbone
+    return backbone if isinstance(backbone, TimmImageBackbone) else None
 
 
 @dataclass
@@ -53,26 +65,28 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
                  overwrite: bool = False, tamper: Any = None) -> ExportReport:
     """Export the bundle at `run` to `out` (default RUN/onnx); parity on `samples` (else generated
     images). `tamper(path)` is for tests: it may change the graph before the parity check."""
-    from transferkit.backbones.image import TimmImageBackbone
+    from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.estimators.load import load
     from transferkit.estimators.probe import TransferClassifier
 
     model = load(run)
     folder = Path(out) if out is not None else Path(run) / "onnx"
-    backbone = getattr(model, "backbone_", None)
-    if not isinstance(model, TransferClassifier) or not isinstance(backbone, TimmImageBackbone):
-        raise ConfigError(f"transferkit export writes image probes (a frozen timm backbone + head) for now; "
-                          f"{run} is a {getattr(model, 'kind', type(model).__name__)} model of "
+    image = _image_backbone(model)
+    if not isinstance(model, (TransferClassifier, FinetunedClassifier)) or image is None:
+        raise ConfigError(f"transferkit export writes image models (a timm backbone + head, probed or fine-tuned) "
+                          f"for now; {run} is a {getattr(model, 'kind', type(model).__name__)} model of "
                           f"{getattr(model, 'modality_', '?')} data")
-    if model.tta:
+    backbone = model.backbone_
+    if getattr(model, "tta", 0):
         raise ConfigError("a model that averages test-time views (--tta) cannot be exported as one graph yet")
     if folder.exists() and not (overwrite and is_export(folder)):
         raise ConfigError(f"{folder} exists; choose another --out"
                           + (", or --overwrite (it is an export)" if is_export(folder) else
                              " (it is not an export transferkit wrote, so it is never overwritten)"))
-    config = backbone.preprocess_config()
+    config = image.preprocess_config()
     size = int(config["input_size"])
-    module = _Probabilities(backbone, model.head_).eval()
+    normalize = image.transform.normalize
+    module = _Probabilities(backbone, model.head_, normalize).eval()
     rng = np.random.default_rng(0)
     if samples:
         from transferkit.data.images import image_array
@@ -89,15 +103,16 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
         export_onnx(module, example, staging / GRAPH_FILE, dynamic_axes={"images": {0: "batch"}},
                     output_names=("probabilities",))
         meta = {"format": "onnx", "input": "images", "labels": [str(c) for c in model.classes_],
-                "preprocess": config, "backbone": backbone.name, "source": str(Path(run).resolve())}
+                "preprocess": config, "backbone": backbone.name, "estimator": model.kind,
+                "source": str(Path(run).resolve())}
         (staging / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if tamper is not None:
             tamper(staging / GRAPH_FILE)
         with torch.inference_mode():
             reference = module(torch.from_numpy(arrays)).numpy()
             # the graph must be the model: the same inputs through the estimator's own road
-            own = model.proba_from_features(backbone.forward_features(backbone.transform.normalize(
-                torch.from_numpy(arrays))).numpy())
+            own = model.proba_from_features(backbone.forward_features(normalize(torch.from_numpy(arrays))).float()
+                                            .numpy())
         exported = ExportedModel(staging, threads=None).runner({"images": arrays})
         difference = float(max(np.abs(exported - reference).max(), np.abs(reference - own).max()))
         if not np.isfinite(difference) or difference > MAX_PROBABILITY_DIFFERENCE:
