@@ -35,7 +35,7 @@ def test_auto_measures_its_rate_times_itself_and_keeps_the_better(enough: Path, 
     assert "measured here" in decision["reason"]
     assert decision["estimated_minutes"] > 0 and decision["actual_minutes"] > 0
     compared = decision["compared"]  # the default probe against the fine-tuned network, on validation
-    assert compared["n_val"] > 0
+    assert compared["n_val"] > 0 and decision["probe_minutes"] > 0
     assert compared["kept"] == ("finetuned" if compared["val_accuracy_finetuned"] > compared["val_accuracy_probe"]
                                 else "probe")
     manifest = json.loads((tmp_path / "run" / "transferkit.json").read_text())

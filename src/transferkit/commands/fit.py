@@ -210,7 +210,9 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
     if decisions.get("strategy_decision", {}).get("keep") and has_val and rank0:
         # --strategy auto: the probe a plain `fit` gives, fitted first (seconds), to beat on validation
         probe = build_estimator(_probe_options(options))
+        probe_started = time.perf_counter()
         probe.fit(train, X_val=valid.items, y_val=valid.labels)
+        decisions["strategy_decision"]["probe_minutes"] = (time.perf_counter() - probe_started) / 60.0
     started = time.perf_counter()
     estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None, **extra)
     if "strategy_decision" in decisions:  # the estimate beside what it cost
@@ -334,6 +336,10 @@ def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[st
     return dataclasses.replace(options, **changes), record
 
 
+def _duration(minutes: float) -> str:
+    return f"{60 * minutes:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
+
+
 def _probe_options(options: FitOptions) -> FitOptions:
     """The options of the probe `--strategy auto` weighs fine-tuning against: the default probe of
     the same data (its own default backbone when none was named)."""
@@ -415,14 +421,21 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
                   f"({kept['n_val']} examples)", highlight=False)
     decision = summary.get("strategy_decision")
     if decision and decision.get("actual_minutes") is not None and decision["strategy"] == "finetune":
-        out.print(f"--strategy auto estimated {decision['estimated_minutes']:.1f} min of fine-tuning; it took "
-                  f"{decision['actual_minutes']:.1f} min", highlight=False)
+        out.print(f"--strategy auto estimated {_duration(decision['estimated_minutes'])} of fine-tuning; it took "
+                  f"{_duration(decision['actual_minutes'])}", highlight=False)
     compared = (decision or {}).get("compared")
-    if compared:
+    if compared and decision:
         other = "fine-tuned network" if compared["kept"] == "probe" else f"probe ({compared['probe_backbone']})"
         out.print(f"[bold]--strategy auto kept the {compared['kept']}[/]: validation accuracy "
                   f"{100 * compared['val_accuracy_probe']:.1f}% probe, {100 * compared['val_accuracy_finetuned']:.1f}% "
                   f"fine-tuned ({compared['n_val']} examples); the {other} was set aside", highlight=False)
+        if decision.get("probe_minutes") is not None and decision.get("actual_minutes") is not None:
+            gain = 100 * (compared["val_accuracy_finetuned"] - compared["val_accuracy_probe"])
+            extra_minutes = decision["actual_minutes"]  # fine-tuning's own time, after the probe
+            out.print(f"what the minutes bought: the probe {100 * compared['val_accuracy_probe']:.1f}% in "
+                      f"{_duration(decision['probe_minutes'])}; fine-tuning {gain:+.1f} points for "
+                      f"{_duration(extra_minutes)} more ({gain / max(extra_minutes, 1e-9):+.1f} points a minute)",
+                      highlight=False)
     print_skipped(skipped, out)
     text_line = text_notes_line(summary)
     if text_line:
