@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol, cast
 
 import torch
-from PIL import Image
 from torch import nn
 
 from transferkit.backbones.base import Backbone, random_weights_id
@@ -92,18 +91,12 @@ class ImageTransform:
 
     def __init__(self, cfg: ImagePreprocess) -> None:
         self.cfg = cfg
-
-    def resize_crop(self, img: Image.Image) -> Image.Image:
-        from transferkit.data.images import resize_and_crop
-
-        cfg = self.cfg
-        return resize_and_crop(img, cfg.input_size, interpolation=cfg.interpolation, crop_pct=cfg.crop_pct,
-                               small_image=cfg.small_image)
+        self.config = cfg.to_dict()  # what `image_array` reads, built once rather than per image
 
     def __call__(self, item: Any) -> torch.Tensor:
         from transferkit.data.images import image_array
 
-        return torch.from_numpy(image_array(item, self.cfg.to_dict()))
+        return torch.from_numpy(image_array(item, self.config))
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 3, H, W] → float [B, 3, H, W], scaled to [0, 1] then standardised by mean/std."""

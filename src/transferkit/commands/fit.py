@@ -308,14 +308,14 @@ def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[st
     """`--strategy auto`: the small-data rule, then the budget rule on fine-tuning's rate measured here.
     Fine-tuning, when chosen, keeps the probe it starts from instead if that scores higher on validation."""
     from transferkit.errors import BackboneError, ConfigError
-    from transferkit.ranking.strategy import StrategyDecision, decide_strategy
+    from transferkit.ranking.strategy import StrategyDecision, decide_strategy, too_little_data
 
     epochs = options.training.epochs if "epochs" in options.explicit else None
     args = dict(budget_minutes=options.budget, epochs=epochs, device=_device_kind(options))
     n_train, n_classes = len(splits["train"]), len(dataset.classes)
     decision = decide_strategy(n_train, n_classes, **args)  # type: ignore[arg-type]
     rate = None
-    if decision.strategy == "finetune" or not decision.rule.startswith("small data"):
+    if not too_little_data(n_train, n_classes):  # only then does the rate matter
         trial = dataclasses.replace(options, strategy="finetune")
         try:
             candidate = build_estimator(trial)
@@ -355,9 +355,9 @@ def _keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: Labe
     """The better on validation of the default probe and the fine-tuned network (a tie keeps the probe:
     seconds to train, and no worse). The probe's figure is from before its head was refitted on
     train + validation."""
-    choice = probe.fit_report_.head_choice
-    by_c = choice.get("val_accuracy_by_C") or {}
-    probe_val = by_c.get(str(choice.get("C")))
+    from transferkit.heads import chosen_val_accuracy
+
+    probe_val = chosen_val_accuracy(probe.fit_report_.head_choice)
     if probe_val is None:  # an MLP head (validation only stopped it): score it
         probe_val = probe.score(valid.items, valid.labels)
     tuned_val = float(tuned.score(valid.items, valid.labels))

@@ -108,14 +108,23 @@ def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: s
     paths = expand_inputs(inputs, IMAGE_EXTENSIONS)
     if not paths:
         raise DataError("give image files or folders to classify")
+    from transferkit.data.images import image_array
+
     k = max(1, min(top_k, len(exported.labels)))
-    results: list[dict[str, Any]] = []
-    for path in paths:
+    arrays: list[np.ndarray] = []
+    errors: dict[int, str] = {}
+    for i, path in enumerate(paths):  # read one by one, so that one bad file is reported, not fatal
         try:
-            p = exported.predict_proba([path])[0]
+            arrays.append(image_array(path, exported.preprocess))
         except (InputError, OSError) as exc:
-            results.append({"input": path, "label": None, "probability": None, "error": str(exc)})
+            errors[i] = str(exc)
+    proba = iter(exported.probabilities(np.stack(arrays)) if arrays else [])
+    results: list[dict[str, Any]] = []
+    for i, path in enumerate(paths):
+        if i in errors:
+            results.append({"input": path, "label": None, "probability": None, "error": errors[i]})
             continue
+        p = next(proba)
         order = np.argsort(-p)[:k]
         result: dict[str, Any] = {"input": path, "label": str(exported.labels[order[0]]),
                                   "probability": float(p[order[0]])}

@@ -45,8 +45,11 @@ class ExportedModel:
         return np.stack([image_array(item, self.preprocess) for item in items])
 
     def predict_proba(self, items: Sequence[Any], *, batch_size: int = 32) -> np.ndarray:
-        out = [self.runner({self.meta["input"]: self.arrays(items[i:i + batch_size])})
-               for i in range(0, len(items), batch_size)]
+        return self.probabilities(self.arrays(items), batch_size=batch_size)
+
+    def probabilities(self, arrays: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """Probabilities of preprocessed uint8 images [N, 3, H, W] (what `arrays` gives), in batches."""
+        out = [self.runner({self.meta["input"]: arrays[i:i + batch_size]}) for i in range(0, len(arrays), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
     def predict(self, items: Sequence[Any]) -> np.ndarray:

@@ -83,6 +83,11 @@ class _SignalStack(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 @contextmanager
 def keep_signal_stack() -> Iterator[None]:
     """Leave this thread's alternate signal stack as it was, whatever runs inside.
@@ -98,7 +103,7 @@ def keep_signal_stack() -> Iterator[None]:
     if not sys.platform.startswith("linux"):
         yield
         return
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     before = _SignalStack()
     saved = libc.sigaltstack(None, ctypes.byref(before)) == 0 and not before.ss_flags & 1  # not SS_ONSTACK
     try:

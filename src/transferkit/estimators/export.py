@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from transferkit.engines.export import export_onnx
-from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, ExportedModel, is_export
+from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, is_export
+from transferkit.engines.run import open_graph
 from transferkit.errors import ConfigError, EngineError
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4
@@ -102,10 +103,6 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
         example = {"images": torch.zeros(2, 3, size, size, dtype=torch.uint8)}
         export_onnx(module, example, staging / GRAPH_FILE, dynamic_axes={"images": {0: "batch"}},
                     output_names=("probabilities",))
-        meta = {"format": "onnx", "input": "images", "labels": [str(c) for c in model.classes_],
-                "preprocess": config, "backbone": backbone.name, "estimator": model.kind,
-                "source": str(Path(run).resolve())}
-        (staging / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if tamper is not None:
             tamper(staging / GRAPH_FILE)
         with torch.inference_mode():
@@ -113,12 +110,15 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
             # the graph must be the model: the same inputs through the estimator's own road
             own = model.proba_from_features(backbone.forward_features(normalize(torch.from_numpy(arrays))).float()
                                             .numpy())
-        exported = ExportedModel(staging, threads=None).runner({"images": arrays})
+        exported = open_graph(staging / GRAPH_FILE, "onnxruntime")({"images": arrays})
         difference = float(max(np.abs(exported - reference).max(), np.abs(reference - own).max()))
         if not np.isfinite(difference) or difference > MAX_PROBABILITY_DIFFERENCE:
             raise EngineError(f"the exported graph disagrees with PyTorch: largest probability difference "
                               f"{difference:.3g} > {MAX_PROBABILITY_DIFFERENCE:g} on {checked_on}; nothing was written")
-        meta["parity"] = {"max_probability_difference": difference, "checked_on": checked_on}
+        meta = {"format": "onnx", "input": "images", "labels": [str(c) for c in model.classes_],
+                "preprocess": config, "backbone": backbone.name, "estimator": model.kind,
+                "source": str(Path(run).resolve()),
+                "parity": {"max_probability_difference": difference, "checked_on": checked_on}}
         (staging / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if folder.exists():  # an export we wrote (checked above): replaced whole
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")

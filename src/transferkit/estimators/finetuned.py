@@ -49,7 +49,7 @@ from transferkit.estimators.base import (
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.finetune.config import PRECISIONS, FinetuneConfig
 from transferkit.finetune.model import FinetuneModel, LogitsBackbone
-from transferkit.heads import class_weights, parse_head
+from transferkit.heads import chosen_val_accuracy, class_weights, parse_head
 
 
 @dataclass
@@ -365,10 +365,9 @@ class FinetunedClassifier(TransferEstimator):
         else:
             _, choice = train_on_features(model.head, values[tr], y_all[tr], values[va], y_all[va], weights=class_w,
                                           seed=self.seed, training=HeadTraining(epochs=100, patience=10))
-        by_c = choice.get("val_accuracy_by_C") or {}
-        honest = by_c.get(str(choice.get("C")))  # scored before the head was refitted on train + val
+        honest = chosen_val_accuracy(choice)
         return {"head_init": "probe (LP-FT)", **{k: v for k, v in choice.items() if not isinstance(v, dict)},
-                **({"val_accuracy": float(honest)} if honest is not None else {})}
+                **({"val_accuracy": honest} if honest is not None else {})}
 
     def _modality_hint(self) -> str:
         from transferkit.backbones import get_entry

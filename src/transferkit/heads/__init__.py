@@ -8,7 +8,7 @@
 """
 
 from transferkit.heads.spec import HeadSpec, Layer, Standardize, build_head, parse_head
-from transferkit.heads.train import HeadTraining, class_weights, fit_head, train_on_features
+from transferkit.heads.train import HeadTraining, chosen_val_accuracy, class_weights, fit_head, train_on_features
 
 __all__ = [
     "HeadSpec",
@@ -16,6 +16,7 @@ __all__ = [
     "Layer",
     "Standardize",
     "build_head",
+    "chosen_val_accuracy",
     "class_weights",
     "fit_head",
     "parse_head",

@@ -79,6 +79,14 @@ def block_scale(blocks: Sequence[int] | None, width: int) -> np.ndarray:
     return np.concatenate([np.full(b, np.sqrt(b * len(blocks) / width)) for b in blocks])
 
 
+def chosen_val_accuracy(choice: dict[str, Any]) -> float | None:
+    """A linear head's validation accuracy at the C it chose, scored before its refit on train +
+    validation (the refitted head, scored on validation, would be scored on data it was fitted to).
+    None for a head that records none (an MLP: its validation only stopped the training)."""
+    score = (choice.get("val_accuracy_by_C") or {}).get(str(choice.get("C")))
+    return None if score is None else float(score)
+
+
 def _fit_linear(
     X: np.ndarray,
     y: np.ndarray,

@@ -30,6 +30,11 @@ class StrategyDecision:
         return f"{self.strategy} — {self.rule}: {self.reason}"
 
 
+def too_little_data(n_train: int, n_classes: int) -> bool:
+    """The small-data rule: fewer than FINETUNE_MIN_PER_CLASS examples per class or FINETUNE_MIN_TOTAL in all."""
+    return n_train / max(1, n_classes) < FINETUNE_MIN_PER_CLASS or n_train < FINETUNE_MIN_TOTAL
+
+
 def decide_strategy(
     n_train: int,
     n_classes: int,
@@ -59,7 +64,7 @@ def decide_strategy(
     how = "measured here" if measured_rate else "assumed"
     minutes = n_epochs * n_train / rate / 60.0
     per_class = n_train / max(1, n_classes)
-    if per_class < FINETUNE_MIN_PER_CLASS or n_train < FINETUNE_MIN_TOTAL:
+    if too_little_data(n_train, n_classes):
         return StrategyDecision(
             "probe", f"small data (< {FINETUNE_MIN_PER_CLASS} per class or < {FINETUNE_MIN_TOTAL} in all → probe)",
             f"{n_train} training examples, {per_class:.0f} per class: fine-tuning would overfit, a linear "
