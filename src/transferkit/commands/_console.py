@@ -12,8 +12,23 @@ from rich.table import Table
 
 from transferkit.data.dataset import LabelledData
 
-console = Console()
-err = Console(stderr=True)
+
+
+class Terminal(Console):
+    """A rich Console whose lines of text are never broken by us: a path stays whole to copy out of a log.
+
+    Rich folds a word longer than the width (80 columns when the output is a pipe), which split paths
+    mid-name; lines of text are printed soft-wrapped (the terminal wraps them), tables still fit the width.
+    """
+
+    def print(self, *objects: Any, **options: Any) -> None:  # type: ignore[override]
+        if "soft_wrap" not in options and all(isinstance(o, str) for o in objects):
+            options["soft_wrap"] = True
+        super().print(*objects, **options)
+
+
+console = Terminal()
+err = Terminal(stderr=True)
 
 
 def print_class_counts(data: LabelledData, splits: dict[str, list[int]], out: Console) -> None:
