@@ -10,7 +10,7 @@ both see the same drift). Prints requests/s, p50 and p95 latency of both, and th
 the rounds' throughput ratios.
 
     python benchmarks/serve.py [--modality image|text] [--requests 400] [--rounds 4] [--concurrency 8]
-                               [--precision fp32] [--threads N]
+                               [--precision fp32] [--engine auto] [--threads N]
 
 Loopback only; the server and the clients share this machine's cores (the clients are light:
 http.client in threads).
@@ -74,10 +74,10 @@ def fit(modality: str, root: Path, precision: str) -> tuple[Path, list[tuple[byt
     return out, bodies
 
 
-def start_server(run: Path, port: int, *, batching: bool, precision: str, max_batch: int, threads: int | None
-                 ) -> subprocess.Popen[bytes]:
+def start_server(run: Path, port: int, *, batching: bool, precision: str, max_batch: int, threads: int | None,
+                 engine: str) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "transferkit", "serve", str(run), "--port", str(port), "--log-level", "warning",
-            "--precision", precision, "--max-batch", str(max_batch)]
+            "--precision", precision, "--max-batch", str(max_batch), "--engine", engine]
     if threads:
         args += ["--threads", str(threads)]
     if not batching:
@@ -130,7 +130,7 @@ def load(port: int, bodies: list[tuple[bytes, str]], requests: int, concurrency:
 
 
 def model_alone(run: Path, bodies: list[tuple[bytes, str]], batch: int, threads: int | None, precision: str,
-                seconds: float = 2.0) -> tuple[float, float]:
+                engine: str, seconds: float = 2.0) -> tuple[float, float, str]:
     """Inputs/s of the server's model path alone (no HTTP) at batch 1 and at `batch`, alternated."""
     import torch
 
@@ -140,7 +140,8 @@ def model_alone(run: Path, bodies: list[tuple[bytes, str]], batch: int, threads:
 
     if threads:
         torch.set_num_threads(threads)
-    predictor = Predictor(transferkit.load(run, cache_dir=False, progress=False), precision=precision)
+    predictor = Predictor(transferkit.load(run, cache_dir=False, progress=False), precision=precision, engine=engine)
+    chosen = "; ".join(line.split(" (")[0] for line in predictor.warm_up(batch))
     samples = []
     for body, content_type in bodies[:batch]:
         item = (decode_image(body, "x", 10**9, predictor.jpeg_min_size) if content_type.startswith("image/")
@@ -155,7 +156,7 @@ def model_alone(run: Path, bodies: list[tuple[bytes, str]], batch: int, threads:
                 predictor.predict(samples[:size])
                 n += size
             rates[size].append(n / (time.perf_counter() - start))
-    return float(np.median(rates[1])), float(np.median(rates[batch]))
+    return float(np.median(rates[1])), float(np.median(rates[batch])), chosen
 
 
 def health(port: int) -> dict[str, float]:
@@ -172,6 +173,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--precision", default="fp32", help="fp32 (every CPU), auto or bf16")
     parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--engine", default="auto", help="the servers' --engine: auto, torch, onnxruntime, openvino")
     parser.add_argument("--threads", type=int, default=None, help="the server's torch threads (default: per core)")
     args = parser.parse_args()
     import torch
@@ -183,7 +185,8 @@ def main() -> None:
         run, bodies = fit(args.modality, Path(tmp), args.precision)
         ports = {batching: free_port() for batching in names}
         procs = {batching: start_server(run, ports[batching], batching=batching, precision=args.precision,
-                                        max_batch=args.max_batch, threads=args.threads) for batching in names}
+                                        max_batch=args.max_batch, threads=args.threads, engine=args.engine)
+                 for batching in names}
         try:
             for batching in names:
                 load(ports[batching], bodies, 4 * args.concurrency, args.concurrency)  # warm-up
@@ -199,9 +202,9 @@ def main() -> None:
             for proc in procs.values():
                 proc.terminate()
                 proc.wait(timeout=60)
-        alone = model_alone(run, bodies, args.concurrency, args.threads, args.precision)
+        alone = model_alone(run, bodies, args.concurrency, args.threads, args.precision, args.engine)
     print(f"{args.modality} model, {args.rounds} rounds x {per_round} requests of one input per configuration, "
-          f"concurrency {args.concurrency}, precision {args.precision}, "
+          f"concurrency {args.concurrency}, precision {args.precision}, engine {args.engine} ({alone[2]}), "
           f"server threads {args.threads or torch.get_num_threads()}, {os.cpu_count()} CPU cores, "
           f"torch {torch.__version__}")
     for name, results in rounds.items():

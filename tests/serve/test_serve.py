@@ -61,12 +61,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(run: Path, options: ServeOptions) -> Iterator[Any]:
+def running(run: Path, options: ServeOptions, engine: str = "auto") -> Iterator[Any]:
     """The app for `run` served by uvicorn in a thread; yields the app (its port as `app.port`)."""
     import transferkit
     from transferkit.serve import build_server
 
-    app = create_app(transferkit.load(run, cache_dir=False, progress=False), options, name=run.name)
+    app = create_app(transferkit.load(run, cache_dir=False, progress=False), options, name=run.name, engine=engine)
     app.port = free_port()
     server = build_server(app, port=app.port, options=options, log_level="warning", access_log=False)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -181,11 +181,72 @@ def test_health_and_metadata(image_server: Any) -> None:
     status, meta, _ = request(image_server.port, "GET", "/metadata")
     assert status == 200
     assert meta["labels"] == sorted(COLOURS) and meta["modality"] == "image"
-    assert meta["backbone"]["name"] == "test_efficientnet" and meta["engine"]["name"] == "torch"
-    assert meta["engine"]["precision"] == "fp32" and "accuracy" in meta["metrics"]
+    assert meta["backbone"]["name"] == "test_efficientnet" and "accuracy" in meta["metrics"]
+    # the engine chosen at start-up (the fastest that agrees with PyTorch), at the bundle's precision
+    engine = meta["engine"]
+    assert engine["name"] in ("torch", "onnxruntime", "openvino") and engine["precision"] == "fp32"
+    assert [b["backbone"] for b in engine["backbones"]] == ["test_efficientnet"]
     assert meta["limits"]["max_batch"] == 8 and meta["micro_batching"]["enabled"]
     status, schema, _ = request(image_server.port, "GET", "/openapi.json")
     assert status == 200 and "/predict" in schema["paths"]
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_each_engine_serves_the_predictions_of_transferkit_predict(image_run: Path, images: Path,
+                                                                    engine: str) -> None:
+    files = sorted(p for p in images.rglob("*.png"))[:6]
+    want = predict_cli(image_run, *files, "--top-k", "3", "--engine", "torch")
+    with running(image_run, LIMITS, engine=engine) as app:
+        data, content_type = multipart([(f.name, f.read_bytes()) for f in files])
+        status, body, _ = post(app.port, data, content_type, path="/predict?top_k=3")
+        assert status == 200, body
+        same_predictions(body["predictions"], want)
+        _, meta, _ = request(app.port, "GET", "/metadata")
+    assert meta["engine"]["name"] == engine and meta["engine"]["backbones"][0]["engine"] == engine
+
+
+def test_an_engine_that_disagrees_on_real_inputs_is_dropped_for_torch(image_run: Path, images: Path) -> None:
+    import transferkit
+    from transferkit.serve.predictor import Predictor
+
+    model = transferkit.load(image_run, cache_dir=False, progress=False)
+    files = sorted(str(p) for p in images.rglob("*.png"))[:4]
+    predictor = Predictor(model, engine="torch")
+    predictor.warm_up(4)
+    samples = [predictor.prepare(Image.open(f).convert("RGB"), f) for f in files]
+    want = predictor.predict(samples)
+
+    class Wrong:  # agreed on the generated warm-up inputs, but not on these
+        engine, precision, label = "onnxruntime", "fp32", "onnxruntime fp32"
+
+        def __call__(self, batch: Any) -> Any:
+            import torch
+
+            return torch.randn(len(batch), model.backbone_.num_features)
+
+    part = predictor.parts[0]
+    part.engine, part.verified = Wrong(), False
+    np.testing.assert_allclose(predictor.predict(samples), want, atol=1e-5)
+    assert part.engine.label == "torch fp32" and "disagrees" in part.notes[-1]
+
+
+def test_an_ensemble_from_backbone_auto_is_served(images: Path, tmp_path: Path) -> None:
+    from transferkit.data import load_dataset
+    from transferkit.estimators import EnsembleClassifier
+
+    data = load_dataset(images)
+    model = EnsembleClassifier(["efficientnet_lite0", "hog"], precision="fp32", progress=False, cache_dir=False)
+    run = model.fit(data).save(tmp_path / "ensemble")
+    files = sorted(p for p in images.rglob("*.jpg"))[:5]
+    want = predict_cli(run, *files, "--top-k", "2")
+    with running(run, LIMITS) as app:
+        data_, content_type = multipart([(f.name, f.read_bytes()) for f in files])
+        status, body, _ = post(app.port, data_, content_type, path="/predict?top_k=2")
+        assert status == 200, body
+        same_predictions(body["predictions"], want)
+        _, meta, _ = request(app.port, "GET", "/metadata")
+    assert [b["backbone"] for b in meta["engine"]["backbones"]] == ["efficientnet_lite0", "hog"]
+    assert meta["engine"]["backbones"][1]["engine"] == "numpy"
 
 
 def _bad_requests(images: Path) -> list[tuple[str, bytes, str | None, int, str]]:

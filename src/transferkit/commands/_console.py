@@ -13,7 +13,6 @@ from rich.table import Table
 from transferkit.data.dataset import LabelledData
 
 
-
 class Terminal(Console):
     """A rich Console whose lines of text are never broken by us: a path stays whole to copy out of a log.
 

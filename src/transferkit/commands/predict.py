@@ -143,7 +143,9 @@ def _notes_after(clf: Any, items: Sequence[Any]) -> list[str]:
 
     if clf.modality_ == "table":
         return column_notes(getattr(clf, "last_columns_", {}), "")
-    notes = clf.backbone_.input_notes(items)
+    notes: dict[str, Any] = {}
+    for member in getattr(clf, "members_", [clf]):  # an ensemble: every member's backbone
+        notes.update(member.backbone_.input_notes(items))
     if "long_text" not in notes:
         return []
     n = notes.get("truncated_texts", 0)

@@ -37,6 +37,9 @@ def serve(
                                                     help="Run each request alone (for comparison).")] = False,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32 (default: as the bundle predicts).")
                          ] = None,
+    engine: Annotated[str, typer.Option(
+        help="auto (the fastest installed engine that agrees with PyTorch), torch, onnxruntime or openvino.")
+                      ] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch threads for the model (default: one per core).")
                        ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
@@ -47,5 +50,5 @@ def serve(
     options = ServeOptions(max_body_mb=max_body_mb, max_pixels=max_pixels, max_audio_s=max_audio_s,
                            max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
                            timeout_s=timeout_s, micro_batching=not no_micro_batching).validate()
-    run_server(run, host=host, port=port, options=options, precision=precision, threads=threads,
+    run_server(run, host=host, port=port, options=options, precision=precision, engine=engine, threads=threads,
                log_level=log_level)

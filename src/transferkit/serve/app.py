@@ -21,6 +21,7 @@ a result is late. Uploads are decoded from memory; no path named in a request is
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -128,13 +129,15 @@ _REQUEST_BODY_DOC = {
 
 
 def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "model",
-               precision: str | None = None) -> Any:
+               precision: str | None = None, engine: str = "auto", cache_dir: Any = None) -> Any:
     """The FastAPI app serving `model` (a loaded bundle) under `options`; `precision` ('auto',
-    'bf16', 'fp32') overrides the one `transferkit predict` would use for this bundle."""
+    'bf16', 'fp32') overrides the one `transferkit predict` would use for this bundle; `engine`
+    (auto, torch, onnxruntime, openvino) is chosen per backbone at start-up, exported graphs cached
+    under `cache_dir` (default: the feature cache root)."""
     from transferkit import __version__
 
     opts = (options or ServeOptions()).validate()
-    predictor = Predictor(model, precision=precision)
+    predictor = Predictor(model, precision=precision, engine=engine, cache_dir=cache_dir)
     batcher = MicroBatcher(predictor.predict, max_batch=opts.max_batch, window_s=opts.batch_window_ms / 1000.0,
                            max_queue=opts.max_queue, timeout_s=opts.timeout_s, enabled=opts.micro_batching)
     metadata = _metadata(model, predictor, opts, name, __version__)
@@ -143,6 +146,11 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
+        # before the first request: each backbone's engine, raced on generated inputs (uvicorn binds
+        # its socket only after this, so no request waits on an export)
+        chosen = await anyio.to_thread.run_sync(predictor.warm_up, min(8, opts.max_batch))
+        for line in chosen:
+            logging.getLogger("uvicorn.error").info("engine for %s", line)
         await batcher.start()
         try:
             yield
@@ -191,7 +199,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     @app.get("/metadata")
     async def get_metadata() -> dict[str, Any]:
         """Labels, backbone, test metrics, engine, limits and how to send inputs."""
-        return metadata
+        return {**metadata, "engine": predictor.engine()}
 
     @app.post("/predict", openapi_extra={"requestBody": _REQUEST_BODY_DOC})
     async def predict(request: Request, top_k: int = Query(1, ge=1, le=10_000,
@@ -321,7 +329,6 @@ def _metadata(model: Any, predictor: Predictor, opts: ServeOptions, name: str, v
         "head": (manifest.get("head") or {}).get("spec"),
         "columns": predictor.columns or None,
         "metrics": metrics,
-        "engine": predictor.engine(),
         "limits": upload_limits(opts),
         "micro_batching": {"enabled": opts.micro_batching, "batch_window_ms": opts.batch_window_ms,
                            "max_batch": opts.max_batch, "max_queue": opts.max_queue, "timeout_s": opts.timeout_s},

@@ -30,10 +30,13 @@ def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, options
 
 
 def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, options: ServeOptions | None = None,
-          precision: str | None = None, threads: int | None = None, log_level: str = "info") -> None:
+          precision: str | None = None, engine: str = "auto", threads: int | None = None,
+          log_level: str = "info") -> None:
     """Load the bundle at `run` and serve it until SIGTERM/SIGINT.
 
-    `threads`: torch's intra-op threads for the model (default: torch's own choice, one per core).
+    `engine`: auto (the fastest installed engine that agrees with PyTorch, per backbone), torch,
+    onnxruntime or openvino. `threads`: torch's intra-op threads for the model (default: torch's own
+    choice, one per core).
     On a host shared with other busy processes, fewer threads than cores avoids threads waiting
     on each other for a core.
     """
@@ -49,5 +52,5 @@ def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, options
             raise ConfigError(f"--threads must be at least 1; got {threads}")
         torch.set_num_threads(threads)
     model = load(Path(run), cache_dir=False, progress=False)
-    app = create_app(model, opts, name=Path(run).resolve().name, precision=precision)
+    app = create_app(model, opts, name=Path(run).resolve().name, precision=precision, engine=engine)
     build_server(app, host=host, port=port, options=opts, log_level=log_level).run()
