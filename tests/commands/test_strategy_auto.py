@@ -44,6 +44,14 @@ def test_auto_measures_its_rate_times_itself_and_keeps_the_better(enough: Path, 
     from transferkit import load
 
     load(tmp_path / "run").predict([str(next(enough.rglob("*.jpg")))])  # whichever was kept, it predicts
+    # what each minute bought: the probe head LP-FT starts from (epoch 0), then each epoch, timed
+    timeline = manifest["strategy_decision"]["timeline"]
+    assert [row[0] for row in timeline] == [0, 1] and 0 <= timeline[0][1] <= timeline[1][1]
+    assert all(0 <= row[2] <= 1 for row in timeline)
+    from transferkit.report import report_run
+
+    html = report_run(tmp_path / "run").read_text(encoding="utf-8")
+    assert 'id="plot-minutes"' in html and f"auto kept the {compared['kept']}" in html
 
 
 def test_keep_better_puts_the_probe_back_when_it_validates_higher(enough: Path) -> None:

@@ -203,7 +203,7 @@ def test_report_of_every_kind_has_every_plot_and_renders(kind: str, request: pyt
     assert written == run / "report.html"
     html = written.read_text(encoding="utf-8")
     plots = plot_ids(html)
-    expected = set(ALWAYS) | ({"plot-training"} if kind == "finetune" else set())
+    expected = set(ALWAYS) | ({"plot-training", "plot-minutes"} if kind == "finetune" else set())
     assert expected <= set(plots), f"missing plots: {expected - set(plots)}"
     for data in plots.values():
         img = Image.open(io.BytesIO(data))

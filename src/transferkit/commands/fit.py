@@ -364,6 +364,8 @@ def _keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: Labe
     kept = "finetuned" if tuned_val > float(probe_val) else "probe"
     record["compared"] = {"kept": kept, "val_accuracy_probe": float(probe_val), "val_accuracy_finetuned": tuned_val,
                           "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid)}
+    # fine-tuning epoch by epoch, kept with the decision: the report draws it whichever was kept
+    record["timeline"] = list(getattr(tuned.fit_report_, "timeline", []))
     return tuned if kept == "finetuned" else probe
 
 

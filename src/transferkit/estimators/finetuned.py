@@ -64,6 +64,9 @@ class FinetuneReport(FitReport):
     lr: float = 0.0
     lr_found: bool = False
     trainable_by_epoch: dict[int, int] = field(default_factory=dict)
+    #: [epoch, seconds since fit began, validation accuracy or None]; epoch 0 is the probe head
+    #: LP-FT starts from (its seconds: extracting features and fitting it)
+    timeline: list[list[Any]] = field(default_factory=list)
     seconds: float = 0.0
     dropped: int = 0
     checkpoint: str | None = None
@@ -234,6 +237,7 @@ class FinetunedClassifier(TransferEstimator):
         weights, sample_weights = self._balance(cfg, y_train)
         head_start: dict[str, Any] = {}
         probe_state: dict[str, torch.Tensor] | None = None
+        lp_started = time.perf_counter()
         if cfg.head_init == "probe" and not spec.uses_feature_map and not resume:
             head_start = self._probe_head(model, data, y_train, val, y_val_idx, weights)
             if cfg.keep == "better" and val is not None:  # the probe, as fine-tuning starts from it
@@ -265,6 +269,10 @@ class FinetunedClassifier(TransferEstimator):
         report.best_epoch, report.best_score, report.checkpoint = (outcome.best_epoch, outcome.best_score,
                                                                    outcome.checkpoint)
         report.trainable_by_epoch = outcome.trainable_by_epoch
+        head_seconds = start - lp_started
+        report.timeline = ([[0, round(head_seconds, 3), head_start.get("val_accuracy")]] if head_start else []) + [
+            [epoch + 1, round(head_seconds + seconds, 3), accuracy]
+            for epoch, (seconds, accuracy) in sorted(outcome.timeline.items())]
         report.dropped = dm.dropped
         report.precision = lightning_precision(self.precision, cfg.accelerator)
         report.notes = backbone.input_notes(data.items)
@@ -452,6 +460,7 @@ class FinetunedClassifier(TransferEstimator):
                 "lr": report.lr, "lr_found": report.lr_found, "epochs_run": report.epochs_run,
                 "best_epoch": report.best_epoch, "best_score": report.best_score, "monitor": cfg.monitor,
                 "trainable_by_epoch": report.trainable_by_epoch, **({"kept": report.kept} if report.kept else {}),
+                "timeline": report.timeline,
             },
             "training": {"seed": self.seed, "batch_size": self.batch_size, "precision_setting": self.precision,
                          "n_train": report.n_train, "n_val": report.n_val, "class_counts": self.train_class_counts_,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,3 +23,39 @@ class LrInCheckpoint(pl.Callback):
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferkit_lr"] = float(pl_module.lr)
+
+
+class EpochClock(pl.Callback):
+    """Wall seconds of training at the end of each epoch, with the validation accuracy then: what
+    each minute of fine-tuning bought (the report draws it). `record[epoch] = (seconds, val_accuracy
+    or None)`, epochs from 0. A resumed run carries on from the seconds and epochs its checkpoint
+    holds."""
+
+    def __init__(self, record: dict[int, tuple[float, float | None]]) -> None:
+        self.record = record
+        self.offset = 0.0
+        self.started: float | None = None
+
+    def elapsed(self) -> float:
+        return self.offset + (time.perf_counter() - self.started if self.started is not None else 0.0)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or self.started is None:
+            return
+        accuracy = trainer.callback_metrics.get("val_accuracy")
+        self.record[trainer.current_epoch] = (self.elapsed(), float(accuracy) if accuracy is not None else None)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self.record.setdefault(trainer.current_epoch, (self.elapsed(), None))  # no validation this epoch
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        checkpoint["transferkit_seconds"] = self.elapsed()
+        checkpoint["transferkit_timeline"] = [[e, s, a] for e, (s, a) in sorted(self.record.items())]
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        self.offset = float(checkpoint.get("transferkit_seconds", 0.0))
+        for epoch, seconds, accuracy in checkpoint.get("transferkit_timeline", []):
+            self.record[int(epoch)] = (float(seconds), None if accuracy is None else float(accuracy))

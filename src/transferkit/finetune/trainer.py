@@ -41,6 +41,8 @@ class TrainOutcome:
     best_score: float | None = None
     checkpoint: str | None = None
     trainable_by_epoch: dict[int, int] = field(default_factory=dict)
+    #: epoch (from 0) → (wall seconds of training at its end, validation accuracy then or None)
+    timeline: dict[int, tuple[float, float | None]] = field(default_factory=dict)
     #: the Lightning Trainer that ran (its optimizers, loggers, callbacks), for inspection
     trainer: Any = None
 
@@ -117,7 +119,7 @@ def _trainer(*, cfg: FinetuneConfig, root: Path, has_val: bool, precision: str, 
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    from transferkit.finetune.callbacks import FreezeRecorder, LrInCheckpoint
+    from transferkit.finetune.callbacks import EpochClock, FreezeRecorder, LrInCheckpoint
     from transferkit.finetune.freeze import FreezeSchedule
 
     monitor = cfg.monitor if has_val else None
@@ -129,6 +131,7 @@ def _trainer(*, cfg: FinetuneConfig, root: Path, has_val: bool, precision: str, 
         ckpt,
         FreezeRecorder(outcome.trainable_by_epoch),
         LrInCheckpoint(),
+        EpochClock(outcome.timeline),
     ]
     if has_val and cfg.patience:
         cbs.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))

@@ -103,11 +103,13 @@ def render(manifest: dict[str, Any], report_data: ReportData, result: Analysis, 
     context["wrong"] = _wrong_examples(manifest, report_data.data, result, modality)
     context["embedding_plot"], context["embedding_note"] = _embedding(manifest, result, seed)
     context["training_plot"], context["training_note"] = _training(manifest, run_dir)
+    context["minutes_plot"], context["minutes_note"] = _minutes(manifest)
     context["ranking"] = _ranking(manifest.get("ranking"))
     context["curve_plot"], context["curve_table"] = _curve(run_dir)
     context["sections"] = [(sid, name) for sid, name, shown in (
         ("configuration", "configuration", True), ("data", "data", True),
         ("training", "training", bool(context["training_plot"] or context["training_note"])),
+        ("minutes", "minutes", bool(context["minutes_plot"])),
         ("candidates", "candidates", bool(context["ranking"])),
         ("data-efficiency", "data efficiency", bool(context["curve_plot"] or context["curve_table"])),
         ("confusion", "confusion matrix", True), ("per-class", "per class", True),
@@ -306,6 +308,27 @@ def _training(manifest: dict[str, Any], run_dir: Path | None) -> tuple[str | Non
     ft = manifest.get("finetune", {})
     trainable = {int(k): int(v) for k, v in (ft.get("trainable_by_epoch") or {}).items()}  # 0-based epochs
     return plots.training_curves(epochs, ft.get("best_epoch"), trainable), None
+
+
+def _minutes(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Validation accuracy against wall time: fine-tuning per epoch, and under `--strategy auto`
+    the probe it was weighed against (whichever of the two the bundle holds)."""
+    decision = manifest.get("strategy_decision") or {}
+    compared = decision.get("compared") or {}
+    timeline = decision.get("timeline") or (manifest.get("finetune") or {}).get("timeline") or []
+    if not any(row[2] is not None for row in timeline):
+        return None, None
+    probe, offset, note = None, 0.0, None
+    if compared and decision.get("probe_minutes") is not None:
+        offset = float(decision["probe_minutes"])  # the probe is fitted first, fine-tuning after it
+        probe = (offset, float(compared["val_accuracy_probe"]), str(compared.get("probe_backbone", "")))
+        gain = 100 * (compared["val_accuracy_finetuned"] - compared["val_accuracy_probe"])
+        minutes = decision.get("actual_minutes") or 0.0
+        note = (f"The probe reached {100 * compared['val_accuracy_probe']:.1f}% in {60 * offset:.0f} s; "
+                f"fine-tuning, {minutes:.1f} min more, ended at {100 * compared['val_accuracy_finetuned']:.1f}% "
+                f"({gain:+.1f} points). --strategy auto kept the {compared['kept']}.")
+    plot = plots.minutes_bought(timeline, offset_minutes=offset, probe=probe, kept=compared.get("kept"))
+    return plot, note
 
 
 def read_epoch_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:

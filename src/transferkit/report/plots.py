@@ -178,6 +178,38 @@ def training_curves(epochs: dict[str, list[tuple[float, float]]], best_epoch: in
     return to_data_uri(fig)
 
 
+def minutes_bought(timeline: Sequence[Sequence[Any]], *, offset_minutes: float = 0.0,
+                   probe: tuple[float, float, str] | None = None, kept: str | None = None) -> str:
+    """Validation accuracy against wall-clock time: fine-tuning epoch by epoch (`timeline`:
+    [epoch, seconds, accuracy]; epoch 0 the probe head LP-FT starts from), started `offset_minutes`
+    into the fit, beside the probe `--strategy auto` weighed it against (`probe`: minutes, accuracy,
+    name); `kept` says which the bundle holds. Seconds on the axis when it all took under 2 minutes."""
+    points = [(offset_minutes + float(s) / 60.0, 100 * float(a), int(e)) for e, s, a in timeline if a is not None]
+    end = max([p[0] for p in points] + [probe[0] if probe else 0.0])
+    scale, unit = (60.0, "seconds") if end < 2 else (1.0, "minutes")
+    fig = _figure(6.4, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    if points:
+        ax.plot([scale * p[0] for p in points], [p[1] for p in points], marker="o", markersize=4, color="#4c72b0",
+                label="fine-tuning (validation, per epoch)" + (" — kept" if kept == "finetuned" else ""))
+        for x, y, epoch in points:
+            ax.annotate(str(epoch), (scale * x, y), textcoords="offset points", xytext=(0, 5), fontsize=7,
+                        ha="center", color="#4c72b0")
+    if probe is not None:
+        minutes, accuracy, name = probe
+        ax.plot([scale * minutes], [100 * accuracy], marker="*", markersize=13, linestyle="none", color="#dd8452",
+                label=f"probe {name}" + (" — kept" if kept == "probe" else ""))
+        ax.axhline(100 * accuracy, color="#dd8452", linestyle=":", linewidth=1)
+    ax.set_xlabel(f"{unit} since the fit began")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("what each minute bought (numbers: epochs; 0 = the probe head it starts from)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlim(left=0)
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(0.0, min(low, high - 2)), min(high, 101.0))
+    return to_data_uri(fig)
+
+
 def curve(x: Sequence[float], series: Mapping[str, Sequence[float]], x_label: str) -> str:
     """A generic line plot of a data-efficiency curve's columns against its first column."""
     fig = _figure(6.0, 3.6)
