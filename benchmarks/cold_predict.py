@@ -1,7 +1,8 @@
 """Cold `transferkit predict` of one image: the bundle (PyTorch) against its ONNX export (no PyTorch).
 
 Fits an EfficientNet-Lite0 probe on generated shapes, exports it (`transferkit export`), then runs
-each command in a fresh process, interleaved, `--repeats` times, and prints the median wall time
+each command in a fresh process (the bundle forced with `--engine torch`; a plain `predict RUN` uses
+RUN's export once there is one of its weights), interleaved, `--repeats` times, and prints the median wall time
 and peak RSS of each (RSS of that process alone: each is measured by a wrapper of its own).
 
     python benchmarks/cold_predict.py
@@ -52,8 +53,9 @@ def main() -> None:
         subprocess.run([tk, "export", str(run)], check=True, capture_output=True)
         image = str(next(data.rglob("*.jpg")))
         commands = {
-            "predict RUN one.jpg (PyTorch bundle)": [tk, "predict", str(run), image, "--no-cache"],
-            "predict RUN --engine onnx one.jpg (export)": [tk, "predict", str(run), image, "--engine", "onnx"],
+            "predict RUN one.jpg --engine torch (bundle)": [tk, "predict", str(run), image, "--no-cache",
+                                                            "--engine", "torch"],
+            "predict RUN one.jpg (auto: RUN's export)": [tk, "predict", str(run), image],
         }
         results: dict[str, list[dict]] = {name: [] for name in commands}
         for _ in range(args.repeats):  # interleaved: the machine's noise hits both alike

@@ -38,15 +38,40 @@ def test_export_is_the_model_and_predicts_without_torch(probe: Path, image_folde
     script = (
         "import json, sys\n"
         "from transferkit.commands.predict import run_predict\n"
-        f"results = run_predict({str(probe)!r}, {images!r}, fmt='json', engine='onnx')\n"
+        f"results = run_predict({str(probe)!r}, {images!r}, fmt='json', engine=sys.argv[1])\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    exported = json.loads(done.stdout[done.stdout.index("["):])
     expected = load(probe).predict_proba(images)
-    for row, p in zip(exported, expected, strict=True):
-        assert row["probability"] == pytest.approx(float(p.max()), abs=1e-4)
+    for engine in ("onnx", "auto"):  # auto: RUN's own export, as it is of RUN's weights now
+        done = subprocess.run([sys.executable, "-c", script, engine], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert (engine == "auto") == ("predicted from the export" in done.stderr)
+        exported = json.loads(done.stdout[done.stdout.index("["):])
+        for row, p in zip(exported, expected, strict=True):
+            assert row["probability"] == pytest.approx(float(p.max()), abs=1e-4)
+
+
+def test_an_export_of_other_weights_is_not_used(probe: Path, image_folder: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from transferkit import bundle
+    from transferkit.commands.predict import run_predict
+    from transferkit.engines import exported
+    from transferkit.estimators.export import export_model
+
+    assert exported.BUNDLE_WEIGHTS == bundle.WEIGHTS
+    run = tmp_path / "run"
+    shutil.copytree(probe, run, ignore=shutil.ignore_patterns("onnx"))
+    export_model(run)
+    meta = json.loads((run / "onnx" / "export.json").read_text())
+    assert meta["bundle_weights_sha256"] == exported.bundle_digest(run)
+    meta["bundle_weights_sha256"] = "0" * 64  # as if the bundle had been refitted since
+    (run / "onnx" / "export.json").write_text(json.dumps(meta))
+    image = str(next(image_folder.rglob("*.jpg")))
+    rows = run_predict(run, [image], fmt="json")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "exported from other weights" in err and "transferkit export" in err and rows[0]["label"] is not None
 
 
 def test_a_perturbed_graph_fails_the_parity_check_and_nothing_is_written(probe: Path, tmp_path: Path) -> None:

@@ -3,33 +3,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from transferkit.errors import BackboneError
-from transferkit.packages import package_file
+from transferkit.packages import package_file, sha256_file
 
 __all__ = ["load_state_dict", "package_file", "sha256_file"]
-
-
-@lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file's bytes (memoised on path, size and mtime within a process)."""
-    p = Path(path)
-    st = p.stat()
-    return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def package_glob(package: str, pattern: str) -> list[Path]:

@@ -50,13 +50,21 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
                 rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = None,
                 engine: str = "auto", out: Console = console) -> list[dict[str, Any]]:
     from transferkit.data.inputs import read_prediction_inputs
-    from transferkit.engines.exported import is_export
+    from transferkit.engines.exported import current_export, is_export
     from transferkit.errors import DataError
 
-    if engine in ("onnx", "onnxruntime") and not is_export(model) and is_export(Path(model) / "onnx"):
-        model = Path(model) / "onnx"  # RUN --engine onnx: the export `transferkit export RUN` wrote
+    notes: list[str] = []
+    if engine in ("auto", "onnx", "onnxruntime") and not is_export(model):
+        export, stale = current_export(model)
+        if export is not None:  # the export `transferkit export RUN` wrote, of these weights: no PyTorch
+            if engine == "auto":
+                notes.append(f"predicted from the export {export} (ONNX Runtime, checked against the bundle when "
+                             "exported); --engine torch runs the bundle itself")
+            model = export
+        elif stale is not None:
+            notes.append(stale)
     if is_export(model):
-        return _predict_exported(model, inputs, top_k=top_k, fmt=fmt, out=out)
+        return _predict_exported(model, inputs, top_k=top_k, fmt=fmt, out=out, notes=notes)
     if engine == "onnx":
         raise DataError(f"--engine onnx runs an exported model, and {model} has none: "
                         f"transferkit export {model}  (then predict {model} --engine onnx)")
@@ -71,7 +79,7 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
     got = read_prediction_inputs(modality, inputs, rows=rows, columns=columns, path_columns=path_columns,
                                  text_column=text_column or str(saved.get("path_column") or "text"), encoding=encoding)
     feats = clf.features(got.items)
-    notes = list(got.notes) + _notes_after(clf, got.items)
+    notes += list(got.notes) + _notes_after(clf, got.items)
     proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))
     results: list[dict[str, Any]] = []
     row_of = np.cumsum(feats.ok) - 1
@@ -88,16 +96,20 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
             result["top"] = [{"label": str(clf.classes_[j]), "probability": float(p[j])} for j in order]
         results.append(result)
     _print_results(results, fmt, k, out)
-    for note in notes:  # truncated texts, empty texts, missing table cells: said, never silent
-        (out.print(f"[yellow]note:[/] {note}", highlight=False) if fmt == "table"
-         else print(f"note: {note}", file=sys.stderr))
+    _print_notes(notes, fmt, out)
     if results and all(r["label"] is None for r in results):
         raise DataError(f"none of the {len(results)} input(s) could be read; first error: {results[0]['error']}")
     return results
 
 
-def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: str, out: Console
-                      ) -> list[dict[str, Any]]:
+def _print_notes(notes: Sequence[str], fmt: str, out: Console) -> None:
+    for note in notes:  # truncated texts, empty texts, missing table cells, the export used: said, never silent
+        (out.print(f"[yellow]note:[/] {note}", highlight=False) if fmt == "table"
+         else print(f"note: {note}", file=sys.stderr))
+
+
+def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: str, out: Console,
+                      notes: Sequence[str] = ()) -> list[dict[str, Any]]:
     """An export folder (`transferkit export`): ONNX Runtime on numpy, PyTorch never imported."""
     from transferkit.data.images import IMAGE_EXTENSIONS
     from transferkit.data.inputs import expand_inputs
@@ -132,6 +144,7 @@ def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: s
             result["top"] = [{"label": str(exported.labels[j]), "probability": float(p[j])} for j in order]
         results.append(result)
     _print_results(results, fmt, k, out)
+    _print_notes(notes, fmt, out)
     if all(r["label"] is None for r in results):
         raise DataError(f"none of the {len(results)} input(s) could be read; first error: {results[0]['error']}")
     return results

@@ -24,8 +24,36 @@ EXPORT_FILE = "export.json"
 GRAPH_FILE = "model.onnx"
 
 
+#: the weights file of the bundle an export was made from (`bundle.WEIGHTS`)
+BUNDLE_WEIGHTS = "model.safetensors"
+
+
 def is_export(path: str | Path) -> bool:
     return (Path(path) / EXPORT_FILE).is_file() and (Path(path) / GRAPH_FILE).is_file()
+
+
+def bundle_digest(run: str | Path) -> str | None:
+    """sha256 of a bundle's weights file (None without one): what an export records of its source."""
+    from transferkit.packages import sha256_file
+
+    weights = Path(run) / BUNDLE_WEIGHTS
+    return sha256_file(weights) if weights.is_file() else None
+
+
+def current_export(run: str | Path) -> tuple[Path | None, str | None]:
+    """`RUN/onnx` when it is an export of RUN's weights as they are now, else None and why not
+    (None, None: there is no export)."""
+    folder = Path(run) / "onnx"
+    if not is_export(folder):
+        return None, None
+    try:
+        recorded = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8")).get("bundle_weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None, f"{folder / EXPORT_FILE} cannot be read"
+    if recorded is None or recorded != bundle_digest(run):
+        return None, (f"{folder} was exported from other weights than {run} holds now (or by an older "
+                      f"transferkit); re-export it: transferkit export {run} --overwrite")
+    return folder, None
 
 
 class ExportedModel:

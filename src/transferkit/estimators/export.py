@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from transferkit.engines.export import export_onnx
-from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, is_export
+from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, bundle_digest, is_export
 from transferkit.engines.run import open_graph
 from transferkit.errors import ConfigError, EngineError
 
@@ -74,8 +74,9 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
     folder = Path(out) if out is not None else Path(run) / "onnx"
     image = _image_backbone(model)
     if not isinstance(model, (TransferClassifier, FinetunedClassifier)) or image is None:
+        kind = str(getattr(model, "kind", type(model).__name__))
         raise ConfigError(f"transferkit export writes image models (a timm backbone + head, probed or fine-tuned) "
-                          f"for now; {run} is a {getattr(model, 'kind', type(model).__name__)} model of "
+                          f"for now; {run} is {'an' if kind[:1] in 'aeiou' else 'a'} {kind} model of "
                           f"{getattr(model, 'modality_', '?')} data")
     backbone = model.backbone_
     if getattr(model, "tta", 0):
@@ -117,7 +118,7 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
                               f"{difference:.3g} > {MAX_PROBABILITY_DIFFERENCE:g} on {checked_on}; nothing was written")
         meta = {"format": "onnx", "input": "images", "labels": [str(c) for c in model.classes_],
                 "preprocess": config, "backbone": backbone.name, "estimator": model.kind,
-                "source": str(Path(run).resolve()),
+                "source": str(Path(run).resolve()), "bundle_weights_sha256": bundle_digest(run),
                 "parity": {"max_probability_difference": difference, "checked_on": checked_on}}
         (staging / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if folder.exists():  # an export we wrote (checked above): replaced whole
