@@ -291,10 +291,12 @@ def test_a_backbone_with_its_own_engine_runs_as_it_is(name: str, graph_root: Pat
     except Exception as exc:  # weights not installed here
         pytest.skip(f"{name}: {exc}")
     items = inputs_for(b, 3)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # bf16 (what auto picks on some CPUs) is no request to warn about
         warnings.simplefilter("error", EngineWarning)
         feats = extract_features(b, items, options=options())
+        exact = extract_features(b, items, options=options(precision="bf16"))
     assert feats.engine == b.native_engine and feats.values.shape == (3, b.num_features)
+    np.testing.assert_array_equal(exact.values, feats.values)
     with pytest.warns(EngineWarning, match="runs on its own engine"):
         forced = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
     np.testing.assert_allclose(forced.values, feats.values, atol=1e-6)

@@ -158,6 +158,13 @@ def test_cli_fit_predict_evaluate_text(tmp_path: Path, monkeypatch: pytest.Monke
     result = runner.invoke(app, ["evaluate", str(out), str(data), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout[result.stdout.index("{"):])["accuracy"] >= 0.8
+    renamed = tmp_path / "renamed.csv"  # the same texts under another column: --text-column, as fit and predict
+    raw = data.read_bytes()
+    assert raw.startswith(b"text,")
+    renamed.write_bytes(b"body," + raw[len(b"text,"):])
+    result = runner.invoke(app, ["evaluate", str(out), str(renamed), "--text-column", "body", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout[result.stdout.index("{"):])["accuracy"] >= 0.8
 
 
 def test_long_texts_chunked_when_asked(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ CacheDir = Annotated[Path | None, typer.Option("--cache-dir",
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 PathColumn = Annotated[str, typer.Option(help="Manifest column with input paths (text: the texts).")]
+TextColumn = Annotated[str | None, typer.Option(
+    "--text-column", help="Text models: the column of tables to read (default: the training one).")]
 Encoding = Annotated[str | None, typer.Option("--encoding", help="How a table is encoded when it is not UTF-8 "
                                                                  "(e.g. cp1252, latin-1).")]
 LabelColumn = Annotated[str, typer.Option(help="Manifest column with labels.")]

@@ -19,6 +19,7 @@ from transferkit.commands._flags import (
     Model,
     NoCache,
     PathColumn,
+    TextColumn,
     cache_arg,
 )
 
@@ -32,6 +33,7 @@ def evaluate(
     data: Annotated[Path, typer.Argument(help="Labelled data in the same layout as for fit.")],
     path_column: PathColumn = "path",
     label_column: LabelColumn = "label",
+    text_column: TextColumn = None,
     encoding: Encoding = None,
     engine: Engine = "auto",
     report: Annotated[bool, typer.Option("--report", help="Also write MODEL/report-<DATA name>.html: the same "
@@ -41,7 +43,7 @@ def evaluate(
     no_cache: NoCache = False,
 ) -> None:
     """Score a trained model on new labelled data."""
-    run_evaluate(model, data, path_column=path_column, label_column=label_column, as_json=as_json,
+    run_evaluate(model, data, path_column=text_column or path_column, label_column=label_column, as_json=as_json,
                  cache_dir=cache_arg(cache_dir, no_cache), encoding=encoding, report=report, engine=engine)
 
 

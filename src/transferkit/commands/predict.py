@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from transferkit.commands._console import console, print_skipped
-from transferkit.commands._flags import AsJson, CacheDir, Encoding, Engine, Model, NoCache, cache_arg
+from transferkit.commands._flags import AsJson, CacheDir, Encoding, Engine, Model, NoCache, TextColumn, cache_arg
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +30,7 @@ def predict(
              "tables; for a table model, tables of rows.")] = None,
     row: Annotated[list[str] | None, typer.Option(
         "--row", help="Table models: one row as JSON, e.g. '{\"title\": \"…\", \"price\": 3}' (repeatable).")] = None,
-    text_column: Annotated[str | None, typer.Option(
-        "--text-column", help="Text models: the column of tables to read (default: the training one).")] = None,
+    text_column: TextColumn = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels.")] = 1,
     encoding: Encoding = None,
     engine: Engine = "auto",

@@ -328,9 +328,12 @@ def _native(backbone: Backbone, engine: str, precision: str, device: torch.devic
     runner = TorchEngine(backbone, "fp32", device, channels_last=False)
     runner.engine = str(backbone.native_engine)
     selection = Selection(engine=runner, min_cosine=1.0)
-    if engine not in ("auto", runner.engine) or precision not in ("auto", "fp32"):
+    if engine not in ("auto", runner.engine):  # an engine asked for by name that it cannot run on: warned
         _warn(selection, f"'{backbone.name}' runs on its own engine ({runner.engine}, as it ships); engine "
-                         f"'{engine}' at precision '{precision}' does not apply to it, it ran as it is")
+                         f"'{engine}' does not apply to it, it ran as it is")
+    elif precision not in ("auto", "fp32"):  # e.g. bf16 chosen for the CPU: it runs exactly (fp32), said
+        selection.notes.append(f"'{backbone.name}' runs on its own engine ({runner.engine}) in fp32; precision "
+                               f"'{precision}' does not apply to it")
     return selection
 
 
