@@ -261,6 +261,20 @@ def test_candidates_and_data_efficiency_curve_appear_when_the_run_has_them(image
     assert '<section id="candidates">' in html and '<tr class="picked">' in html
     assert "test_resnet@random" in html and "test_efficientnet@random" in html and "val accuracy" in html
     assert "plot-curve" in plot_ids(html) and "probe_accuracy" in html
+    # `transferkit curve`'s own points: one row per labels-per-class, a column per method, mean (range)
+    from transferkit import curves
+
+    rows = [[method, "test_efficientnet", shots, seed, 3 * (2 if shots == "2" else 9), acc, acc, acc, 0.1]
+            for method, shots, seed, acc in [("transfer", "2", 0, 0.5), ("transfer", "2", 1, 0.7),
+                                             ("from scratch", "2", 0, 0.4), ("from scratch", "2", 1, 0.4),
+                                             ("transfer", "all", 0, 0.9), ("transfer", "all", 1, 0.9),
+                                             ("from scratch", "all", 0, 0.8), ("from scratch", "all", 1, 0.8)]]
+    import pandas as pd
+
+    curves.write_csv(pd.DataFrame(rows, columns=list(curves.COLUMNS)), run / "curve.csv")
+    html = " ".join(report_run(run).read_text().split())
+    assert "<th class=\"n\">labels per class</th><th class=\"n\">transfer</th><th class=\"n\">from scratch</th>" in html
+    assert "<td class=\"n\">60.0% (50.0–70.0)</td><td class=\"n\">40.0% (40.0–40.0)</td>" in html
 
 
 def test_cli_report_command(probe_run: Path, images: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from transferkit import curves
 from transferkit.bundle import REPORT_GENERATOR, is_report
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
@@ -390,10 +391,33 @@ def _curve(run_dir: Path | None) -> tuple[str | None, dict[str, Any] | None]:
             records = [r for r in csv.reader(fh) if r]
         if len(records) > 1:
             header, rows = records[0], records[1:]
-            table = {"header": header, "rows": [[_fmt_cell(v) for v in r] for r in rows]}
+            table = _curve_table(path) if tuple(header) == curves.COLUMNS else None
+            if table is None:  # another layout: shown as it is
+                table = {"header": header, "rows": [[_fmt_cell(v) for v in r] for r in rows]}
             if plot is None:
                 plot = _plot_curve(header, rows)
     return plot, table
+
+
+def _curve_table(path: Path) -> dict[str, Any] | None:
+    """`transferkit curve`'s points as one row per labels-per-class and one column per method:
+    mean test accuracy over the seeds, with their range."""
+    try:
+        means = curves.mean_table(curves.read_curve(path))
+    except (ValueError, KeyError):
+        return None
+    methods = list(dict.fromkeys(means["method"]))
+    shots = list(dict.fromkeys(means["shots"]))
+    cells = {(r.method, r.shots): r for r in means.itertuples()}
+    rows = []
+    for shot in shots:
+        row = [str(shot)]
+        for method in methods:
+            r = cells.get((method, shot))
+            row.append("—" if r is None else f"{100 * r.mean:.1f}%" + (
+                f" ({100 * r.min:.1f}–{100 * r.max:.1f})" if r.seeds > 1 else ""))
+        rows.append(row)
+    return {"header": ["labels per class", *methods], "rows": rows}
 
 
 def _fmt_cell(value: str) -> str:
