@@ -74,7 +74,8 @@ class FitOptions:
                       "CSV/TSV/Parquet/JSONL manifest with path,label columns.", resumable=True, cli=False)
     out: Path | None = _opt(None, "Where to save the trained model (default runs/<data name>).", "--out", "-o")
     backbone: str | None = _opt(None, "Backbone name (see `transferkit models`). Default by modality: image "
-                                "efficientnet_lite0, text all-minilm-l6-v2, audio ge2e; for a table, KIND=NAME "
+                                "efficientnet_lite0, text all-minilm-l6-v2+tfidf, audio ge2e+mfcc (fine-tuning: "
+                                "all-minilm-l6-v2, ge2e); for a table, KIND=NAME "
                                 "pairs (text=…,image=…,audio=…); 'auto' ranks the available ones and fits the "
                                 "best ('auto:NAME,NAME@random' names the candidates).", "--backbone", "-b")
     weights: str | None = _opt(None, "Backbone weights: a local file, 'random' (control), or 'hub' (online). "

@@ -137,7 +137,7 @@ def test_cli_fit_predict_evaluate_text(tmp_path: Path, monkeypatch: pytest.Monke
                                  "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{"):])
-    assert summary["backbone"] == "all-minilm-l6-v2"  # the text default, not the image one
+    assert summary["backbone"] == "all-minilm-l6-v2+tfidf"  # the text default (MiniLM + n-grams), not the image one
     assert summary["non_utf8_rows"] == 1 and summary["empty_texts"] == 1 and summary["skipped"] == 1
     assert summary["truncated_texts"] == 0 and summary["long_text"] == "truncate"
     manifest = json.loads((out / "transferkit.json").read_text())

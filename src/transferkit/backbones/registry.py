@@ -24,11 +24,16 @@ from transferkit.errors import BackboneError
 #: the pretrained backbone of each modality: what fine-tuning starts from, and what "transfer" means in a curve
 PRETRAINED_BACKBONES: dict[str, str] = {"image": "efficientnet_lite0", "text": "all-minilm-l6-v2", "audio": "ge2e"}
 
-#: the backbone a probe uses when the user names none. Audio concatenates the speaker encoder with
-#: MFCC statistics (blocks weighed equally): GE2E is trained to tell speakers apart, not words or
-#: sounds, and on spoken words from voices never heard in training GE2E alone (28.3%) and MFCCs
-#: alone (32.5%) both lose to the pair (38.1%; `benchmarks/unseen.py --sets audio`).
-DEFAULT_BACKBONES: dict[str, str] = {**PRETRAINED_BACKBONES, "audio": "ge2e+mfcc"}
+#: the backbone a probe uses when the user names none. Audio and text put the pretrained encoder
+#: beside the from-scratch features of the same input (blocks weighed equally):
+#: - audio, GE2E + MFCC statistics: GE2E is trained to tell speakers apart, not words or sounds; on
+#:   spoken words from voices never heard in training GE2E alone (28.3%) and MFCCs alone (32.5%)
+#:   both lose to the pair (38.1%; `benchmarks/unseen.py --sets audio`);
+#: - text, MiniLM + hashed n-grams: a sentence embedding carries meaning, not the words and word
+#:   forms that mark a style or a field; on two shifted sets MiniLM alone loses to the pair, which
+#:   costs seconds more (package descriptions 70.0% → 72.9%, `benchmarks/unseen.py --sets text`;
+#:   man pages by manual section, unseen packages, 52.1% → 58.6%, `benchmarks/manpages.py`).
+DEFAULT_BACKBONES: dict[str, str] = {**PRETRAINED_BACKBONES, "audio": "ge2e+mfcc", "text": "all-minilm-l6-v2+tfidf"}
 
 #: `weights=` values every factory understands besides a local path.
 PRETRAINED = "pretrained"
