@@ -325,11 +325,15 @@ def _minutes(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
         probe = (offset, float(compared["val_accuracy_probe"]), str(compared.get("probe_backbone", "")))
         gain = 100 * (compared["val_accuracy_finetuned"] - compared["val_accuracy_probe"])
         minutes = decision.get("actual_minutes") or 0.0
-        note = (f"The probe reached {100 * compared['val_accuracy_probe']:.1f}% in {60 * offset:.0f} s; "
-                f"fine-tuning, {minutes:.1f} min more, ended at {100 * compared['val_accuracy_finetuned']:.1f}% "
+        note = (f"The probe reached {100 * compared['val_accuracy_probe']:.1f}% in {_duration(offset)}; "
+                f"fine-tuning, {_duration(minutes)} more, ended at {100 * compared['val_accuracy_finetuned']:.1f}% "
                 f"({gain:+.1f} points). --strategy auto kept the {compared['kept']}.")
     plot = plots.minutes_bought(timeline, offset_minutes=offset, probe=probe, kept=compared.get("kept"))
     return plot, note
+
+
+def _duration(minutes: float) -> str:
+    return f"{60 * minutes:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
 
 
 def read_epoch_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
