@@ -258,3 +258,76 @@ def test_bomb_warning_zone_becomes_input_error(tmp_path: Path, action: str) -> N
         warnings.simplefilter(action, Image.DecompressionBombWarning)
         with pytest.raises(InputError, match=r"warn\.png.*(bomb|pixels)"):
             open_image(path)
+
+
+# -- vector images ---------------------------------------------------------------------------------
+
+SVG = ('<svg xmlns="http://www.w3.org/2000/svg" {size}>'
+       '<rect x="0" y="0" width="32" height="32" fill="#ff0000"/></svg>')
+
+
+def test_an_svg_is_rendered_at_its_shape_on_white(tmp_path: Path) -> None:
+    pytest.importorskip("cairosvg")
+    from transferkit.data.images import SVG_SHORT_SIDE
+
+    path = tmp_path / "wide.svg"
+    path.write_text(SVG.format(size='viewBox="0 0 64 32" width="64px" height="32px"'))
+    img = open_image(path)
+    assert img.mode == "RGB" and img.size == (2 * SVG_SHORT_SIDE, SVG_SHORT_SIDE)  # the viewBox's shape
+    pixels = np.asarray(img)
+    assert tuple(pixels[SVG_SHORT_SIDE // 2, SVG_SHORT_SIDE // 2]) == (255, 0, 0)  # the red square, left half
+    assert tuple(pixels[SVG_SHORT_SIDE // 2, -5]) == (255, 255, 255)  # transparent → white, as elsewhere
+    assert ".svg" in IMAGE_EXTENSIONS and ".svgz" in IMAGE_EXTENSIONS
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    (SVG.format(size='viewBox="0 0 2000 10"'), "times longer"),
+    (SVG.format(size=""), "no size"),
+    ('<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 8 8"><text>&b;</text></svg>',
+     "not an SVG cairosvg can read"),
+    ("<svg this is not xml", "not an SVG cairosvg can read"),
+])
+def test_a_hostile_or_broken_svg_is_refused_by_name(tmp_path: Path, text: str, reason: str) -> None:
+    pytest.importorskip("cairosvg")
+    path = tmp_path / "bad.svg"
+    path.write_text(text)
+    with pytest.raises(InputError, match=reason) as info:
+        open_image(path)
+    assert str(path) in str(info.value)
+
+
+def test_without_cairosvg_an_svg_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from transferkit.data.images import sniff_image
+
+    real_import = builtins.__import__
+
+    def no_cairosvg(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("cairosvg"):
+            raise ImportError("No module named 'cairosvg'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_cairosvg)
+    path = tmp_path / "icon.svg"
+    path.write_text(SVG.format(size='viewBox="0 0 8 8"'))
+    assert "transferkit[svg]" in (sniff_image(path) or "")  # a folder scan skips it, counted, with this reason
+    with pytest.raises(InputError, match=r"pip install 'transferkit\[svg\]'"):
+        open_image(path)
+
+
+def test_a_folder_of_svg_icons_is_data(tmp_path: Path) -> None:
+    pytest.importorskip("cairosvg")
+    from transferkit.backbones import create_backbone
+    from transferkit.data import load_dataset
+
+    for name, colour in (("red", "#ff0000"), ("blue", "#0000ff")):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            (tmp_path / name / f"{i}.svg").write_text(SVG.format(size='viewBox="0 0 32 32"').replace("#ff0000", colour))
+    (tmp_path / "red" / "broken.svg").write_text("<svg")
+    data = load_dataset(tmp_path)
+    assert data.classes == ["blue", "red"] and len(data) == 7
+    batch = create_backbone("test_efficientnet", weights="random").preprocess([data.items[0]])
+    assert batch.shape[0] == 1 and float(batch.std()) > 0

@@ -19,16 +19,26 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from transferkit.errors import InputError
 
+#: Vector images: rendered with cairosvg (an optional dependency: `pip install 'transferkit[svg]'`).
+SVG_EXTENSIONS: frozenset[str] = frozenset({".svg", ".svgz"})
+
 #: File extensions (lower case, with the dot) that folder scans treat as images.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
+) | SVG_EXTENSIONS
+
+#: An SVG is rendered with this many pixels on its shorter side (more than any backbone's input
+#: needs; the model's own resize takes it from there) …
+SVG_SHORT_SIDE = 384
+#: … and refused when its longer side is more than this many times its shorter one.
+SVG_MAX_ASPECT = 20.0
 
 #: PIL's own default limit (about 89.5 megapixels, a 0.25 GB 24-bit image).
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -61,6 +71,8 @@ def open_image(
     path = Path(source)
     name = str(path)
     _check_file(path)
+    if path.suffix.lower() in SVG_EXTENSIONS:
+        return _to_rgb(_loaded(render_svg(path), name), name)
     try:
         opened = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -99,6 +111,12 @@ def sniff_image(path: str | Path) -> str | None:
         return f"cannot read the file ({exc.strerror or exc})"
     if not prefix:
         return "empty file (0 bytes), not an image"
+    if Path(path).suffix.lower() in SVG_EXTENSIONS:  # text (or gzip): read when rendered
+        try:
+            _cairosvg()
+        except InputError as exc:
+            return str(exc)
+        return None
     Image.init()
     for ident in Image.ID:
         accept = Image.OPEN[ident][1]
@@ -116,6 +134,67 @@ def sniff_image(path: str | Path) -> str | None:
             f"not an image ({kind})" if kind else
             "not an image: its first bytes match no image format PIL reads (another kind of file, renamed?)"
         )
+
+
+def _cairosvg() -> Any:
+    """The cairosvg module, or an `InputError` saying how to get it (it needs the Cairo library too)."""
+    try:
+        import cairosvg
+    except (ImportError, OSError) as exc:  # OSError: cairocffi found no libcairo
+        raise InputError(
+            f"SVG (vector) images are rendered with cairosvg, which is not usable here ({type(exc).__name__}: "
+            f"{exc}); pip install 'transferkit[svg]' (and the Cairo library: apt-get install libcairo2), "
+            "or convert the files to PNG"
+        ) from None
+    return cairosvg
+
+
+def render_svg(path: str | Path) -> Image.Image:
+    """An SVG file rendered to an RGBA `PIL.Image`, its shorter side `SVG_SHORT_SIDE` pixels.
+
+    Rendered with cairosvg in its safe mode (no external files, URLs or XML entities). The size
+    comes from the root's viewBox (else its width and height), so the picture keeps its shape; one
+    longer than `SVG_MAX_ASPECT` times its width, or with no size at all, is refused rather than
+    rendered to an unbounded surface.
+    """
+    import io
+
+    name = str(path)
+    cairosvg = _cairosvg()
+    try:
+        from cairosvg.parser import Tree
+
+        tree = Tree(url=str(path), unsafe=False)
+        width, height = _svg_size(tree)
+    except InputError:
+        raise
+    except Exception as exc:  # XML errors, refused entities, unreadable gzip …
+        raise InputError(f"{name}: not an SVG cairosvg can read ({type(exc).__name__}: {exc})") from exc
+    if not (width > 0 and height > 0):
+        raise InputError(f"{name}: the SVG declares no size (no viewBox, width or height); cannot render it")
+    if max(width, height) / min(width, height) > SVG_MAX_ASPECT:
+        raise InputError(f"{name}: the SVG is {width:g}x{height:g}, more than {SVG_MAX_ASPECT:g} times longer "
+                         "than wide; refused (render it yourself if it is genuine)")
+    scale = SVG_SHORT_SIDE / min(width, height)
+    try:
+        png = cairosvg.svg2png(url=str(path), output_width=round(width * scale), output_height=round(height * scale),
+                               unsafe=False)
+        return Image.open(io.BytesIO(png))
+    except Exception as exc:
+        raise InputError(f"{name}: cannot render the SVG ({type(exc).__name__}: {exc})") from exc
+
+
+def _svg_size(tree: Any) -> tuple[float, float]:
+    """Width and height of an SVG root in its own units: the viewBox's, else plain width/height numbers."""
+    import re
+
+    box = tree.get("viewBox")
+    if box:
+        parts = [float(v) for v in re.split(r"[\s,]+", box.strip()) if v]
+        if len(parts) == 4:
+            return parts[2], parts[3]
+    numbers = [re.match(r"\s*([0-9.]+(?:e[-+]?\d+)?)", tree.get(k) or "") for k in ("width", "height")]
+    return (float(numbers[0].group(1)) if numbers[0] else 0.0, float(numbers[1].group(1)) if numbers[1] else 0.0)
 
 
 #: signatures of common files that are not images, to say what a misplaced file is
