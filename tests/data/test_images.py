@@ -266,8 +266,16 @@ SVG = ('<svg xmlns="http://www.w3.org/2000/svg" {size}>'
        '<rect x="0" y="0" width="32" height="32" fill="#ff0000"/></svg>')
 
 
+def needs_cairosvg() -> None:
+    """Skip where cairosvg is not installed (`make test` installs it) or finds no Cairo library."""
+    try:
+        import cairosvg  # noqa: F401
+    except (ImportError, OSError) as exc:
+        pytest.skip(f"cairosvg is not usable here: {exc}")
+
+
 def test_an_svg_is_rendered_at_its_shape_on_white(tmp_path: Path) -> None:
-    pytest.importorskip("cairosvg")
+    needs_cairosvg()
     from transferkit.data.images import SVG_SHORT_SIDE
 
     path = tmp_path / "wide.svg"
@@ -289,7 +297,7 @@ def test_an_svg_is_rendered_at_its_shape_on_white(tmp_path: Path) -> None:
     ("<svg this is not xml", "not an SVG cairosvg can read"),
 ])
 def test_a_hostile_or_broken_svg_is_refused_by_name(tmp_path: Path, text: str, reason: str) -> None:
-    pytest.importorskip("cairosvg")
+    needs_cairosvg()
     path = tmp_path / "bad.svg"
     path.write_text(text)
     with pytest.raises(InputError, match=reason) as info:
@@ -318,7 +326,7 @@ def test_without_cairosvg_an_svg_says_what_to_install(tmp_path: Path, monkeypatc
 
 
 def test_a_folder_of_svg_icons_is_data(tmp_path: Path) -> None:
-    pytest.importorskip("cairosvg")
+    needs_cairosvg()
     from transferkit.backbones import create_backbone
     from transferkit.data import load_dataset
 
