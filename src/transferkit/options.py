@@ -135,6 +135,10 @@ class FitOptions:
     as_json: bool = _opt(False, "Print JSON instead of tables.", "--json", resumable=True)
     report: bool = _opt(False, "Also write RUN/report.html: plots of the data, the training, the errors and the "
                         "embeddings (`transferkit report RUN` writes it later).", "--report", resumable=True)
+    export: bool = _opt(False, "Also write RUN/onnx: the whole image model as one ONNX graph, checked against "
+                        "PyTorch on the test images (`transferkit export RUN` does it later); `transferkit "
+                        "predict RUN` then runs it without PyTorch.", "--export", modalities=frozenset({"image"}),
+                        resumable=True)
     strategy: str = _opt("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
                          "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",
                          "--strategy")

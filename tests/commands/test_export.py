@@ -123,3 +123,36 @@ def test_a_fine_tuned_network_exports_whole(image_folder: Path, tmp_path: Path) 
     exported = ExportedModel(report.folder).predict_proba(images)
     assert abs(exported - load(run).predict_proba(images)).max() <= 1e-4
     assert json.loads((report.folder / "export.json").read_text())["estimator"] == "finetuned"
+
+
+def test_fit_export_writes_the_export_beside_the_bundle(image_folder: Path, tmp_path: Path) -> None:
+    from transferkit.commands import app
+    from transferkit.engines.exported import bundle_digest
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["fit", str(image_folder), "--backbone", "test_efficientnet", "--weights",
+                                      "random", "--out", str(run), "--export", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["export"]["max_probability_difference"] <= 1e-4 and "given inputs" in summary["export"]["checked_on"]
+    meta = json.loads((run / "onnx" / "export.json").read_text())
+    assert meta["bundle_weights_sha256"] == bundle_digest(run)
+    # an ensemble cannot be one graph: the bundle stands, and the summary says why there is no export
+    result = CliRunner().invoke(app, ["fit", str(image_folder), "--backbone", "ensemble:efficientnet_lite0,hog",
+                                      "--out", str(tmp_path / "ens"), "--export", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert "ensemble" in summary["export"]["error"] and not (tmp_path / "ens" / "onnx").exists()
+
+
+def test_fit_export_is_for_images(tmp_path: Path) -> None:
+    from transferkit.commands import app
+
+    data = tmp_path / "texts.csv"
+    data.write_text("text,label\n" + "".join(f"text number {i},{'ab'[i % 2]}\n" for i in range(20)))
+    result = CliRunner().invoke(app, ["fit", str(data), "--text-column", "text", "--export", "--out",
+                                      str(tmp_path / "run")])
+    from transferkit.errors import ConfigError
+
+    assert isinstance(result.exception, ConfigError) and "--export applies to image data" in str(result.exception)
+    assert not (tmp_path / "run").exists()  # refused before anything was fitted or written

@@ -235,11 +235,36 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
         summary["strategy_decision"] = decisions["strategy_decision"]
     if options.report:
         summary["report"] = str(_write_report(folder, dataset, splits, quiet=quiet, out=out))
+    if options.export:
+        summary["export"] = _export(folder, dataset, splits, quiet=quiet, out=out)
     if quiet:
         print(json.dumps(summary, indent=2, default=str))
         return summary
     _print_summary(estimator, summary, metrics, skipped, folder, out)
     return summary
+
+
+def _export(folder: Path, dataset: LabelledData, splits: dict[str, list[int]], *, quiet: bool,
+            out: Console) -> dict[str, Any]:
+    """RUN/onnx, checked on up to 16 test (else validation) images; a model that cannot be exported
+    as one graph (an ensemble, a concatenation, --tta) keeps its bundle and says why, in yellow."""
+    from transferkit.errors import ConfigError, EngineError
+    from transferkit.estimators.export import export_model
+
+    part = "test" if splits.get("test") else "val"
+    samples = [dataset.items[i] for i in splits.get(part, [])[:16]]
+    try:
+        if quiet:
+            report = export_model(folder, samples=samples, overwrite=True)
+        else:
+            with out.status("exporting and checking against PyTorch…"):
+                report = export_model(folder, samples=samples, overwrite=True)
+    except (ConfigError, EngineError) as exc:
+        if not quiet:
+            out.print(f"[yellow]not exported:[/] {exc}", highlight=False)
+        return {"error": str(exc)}
+    return {"folder": str(report.folder), "max_probability_difference": report.max_difference,
+            "checked_on": report.checked_on}
 
 
 def _write_report(folder: Path, dataset: LabelledData, splits: dict[str, list[int]], *, quiet: bool,
@@ -443,4 +468,9 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
     if text_line:
         out.print(text_line, highlight=False)
     rows = " ROWS.csv  (or --row '{…}')" if estimator.kind == "tabular" else " FILES…"
+    exported = summary.get("export") or {}
+    if exported.get("folder"):
+        out.print(f"[green]exported[/] {exported['folder']} (largest probability difference against PyTorch "
+                  f"{exported['max_probability_difference']:.2g} on {exported['checked_on']}): predict runs it "
+                  "without PyTorch", highlight=False)
     out.print(f"[green]saved[/] {folder}  →  transferkit predict {folder}{rows}")
