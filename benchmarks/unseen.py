@@ -46,9 +46,13 @@ import unseen_data
 from _peers import PEERS, PeerResult, Split
 
 SET_ALIASES = {"image": "icons", "text": "debtext", "audio": "speech"}
-TRANSFERKIT_ROWS = {"default": [], "auto": ["--backbone", "auto"], "strategy-auto": ["--strategy", "auto"]}
-#: rows run on some modalities only: --strategy auto (its fine-tuning estimate and time) on images
-ROW_MODALITIES = {"strategy-auto": {"image"}}
+TRANSFERKIT_ROWS = {"default": [], "auto": ["--backbone", "auto"], "strategy-auto": ["--strategy", "auto"],
+                    "augment": ["--augment", "2"], "augment-tta": ["--augment", "2", "--tta", "2"]}
+#: rows run on some modalities only: --strategy auto (its fine-tuning estimate and time) on images;
+#: training and test-time views on images and audio (text has none)
+ROW_MODALITIES = {"strategy-auto": {"image"}, "augment": {"image", "audio"}, "augment-tta": {"image", "audio"}}
+#: rows run only when named in --rows
+OPT_IN_ROWS = {"augment", "augment-tta"}
 MODALITY_FLAGS = {"image": [], "text": ["--text-column", "text"], "audio": ["--modality", "audio"]}
 # --quick: at most this many rows per class of each split
 QUICK_PER_CLASS = {"train": 12, "val": 3, "test": 6}
@@ -338,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sets", default="image,text,audio",
                         help="comma-separated: image (icons), text (debtext), audio (speech)")
     parser.add_argument("--rows", default=None,
-                        help="comma-separated row names (default: all): default, auto, and the peers "
+                        help="comma-separated row names (default: all but augment, augment-tta): default, auto, "
+                             "strategy-auto, augment (--augment 2), augment-tta (and --tta 2), and the peers "
                              f"{', '.join(n for peers in PEERS.values() for n in peers)}")
     parser.add_argument("--quick", action="store_true",
                         help=f"a stratified subsample (per class: {QUICK_PER_CLASS}) so a run takes minutes")
@@ -359,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prepared[name] = data
         print(f"\n== {name}: {data.counts} — test groups {', '.join(data.groups['test'])}", flush=True)
         for row_name in [*TRANSFERKIT_ROWS, *PEERS[data.modality]]:
-            if wanted is not None and row_name not in wanted:
+            if (row_name not in wanted) if wanted is not None else row_name in OPT_IN_ROWS:
                 continue
             if data.modality not in ROW_MODALITIES.get(row_name, {data.modality}):
                 continue

@@ -197,7 +197,9 @@ class FitOptions:
     # -- derived --------------------------------------------------------------------------------------
     def value(self, name: str) -> Any:
         """Any option by its flat name (a top-level field or a fine-tuning setting)."""
-        return getattr(self.training if name in FinetuneConfig.field_names() else self, name)
+        # a name both declare (`augment`: the probe's views; fine-tuning's own is set under `training`)
+        # is the top-level option, as `_split_values` reads it
+        return getattr(self if name in FitOptions.declared() else self.training, name)
 
     def table_columns(self) -> dict[str, list[str]]:
         """Column kind → the columns named for it (empty lists for the kinds not given)."""
@@ -380,7 +382,7 @@ def _check_applicable(options: FitOptions) -> None:
         strategies = {"probe"}
     for name in sorted(options.explicit):
         flag = "--" + name.replace("_", "-") if name != "as_json" else "--json"
-        if name in FinetuneConfig.field_names():
+        if name in FinetuneConfig.field_names() and name not in declared:
             if "finetune" not in strategies:
                 raise ConfigError(f"{flag} applies to --strategy finetune; add --strategy finetune (the strategy "
                                   f"here, {strategy}, trains a head on frozen features)"

@@ -126,3 +126,15 @@ def test_resume_compares_normalised_values_and_refuses_another_out(tmp_path: Pat
         resumed(from_sources({"resume": run, "out": tmp_path / "other"}, data=tmp_path / "d"), saved, run)
     with pytest.raises(ConfigError, match="--seed differs"):
         resumed(from_sources({"resume": run, "seed": 7}, data=tmp_path / "d"), saved, run)
+
+
+def test_a_probe_takes_augment_and_tta_where_views_exist(datasets: dict[str, list[str]], tmp_path: Path) -> None:
+    """`--augment` is the probe's views (fine-tuning's own augmentation shares the name): it was refused
+    as a fine-tuning flag on every probe."""
+    for modality in ("image", "audio"):
+        options = resolve(from_sources({"augment": 2, "tta": 1}, data=Path(datasets[modality][0])))
+        assert (options.augment, options.tta, options.value("augment")) == (2, 1, 2), modality
+    code, message = fit(*datasets["text"], "--augment", "2", "--out", str(tmp_path / "m"))
+    assert code == 2 and "--augment applies to audio / image data" in message
+    code, message = fit(*datasets["image"], "--augment", "2", "--strategy", "finetune", "--out", str(tmp_path / "m"))
+    assert code == 2 and "--augment applies to --strategy probe" in message
