@@ -578,3 +578,16 @@ def test_table_server_takes_rows_and_never_opens_a_path(table_run: Path) -> None
         assert status == 422
         meta = request(app.port, "GET", "/metadata")[1]
         assert meta["modality"] == "table" and meta["columns"] == ["photo", "size", "shape"]
+
+
+def test_a_model_with_test_time_views_says_the_server_predicts_on_the_input_alone(images: Path) -> None:
+    from transferkit import TransferClassifier
+    from transferkit.data import load_dataset
+    from transferkit.serve.predictor import Predictor
+
+    model = TransferClassifier("test_efficientnet", weights="random", tta=1, precision="fp32", progress=False,
+                               cache_dir=False).fit(load_dataset(images))
+    predictor = Predictor(model, engine="torch")
+    assert len(predictor.notes) == 1 and "1 test-time views" in predictor.notes[0]
+    assert Predictor(TransferClassifier("test_efficientnet", weights="random", precision="fp32", progress=False,
+                                        cache_dir=False).fit(load_dataset(images))).notes == []

@@ -151,6 +151,8 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         chosen = await anyio.to_thread.run_sync(predictor.warm_up, min(8, opts.max_batch))
         for line in chosen:
             logging.getLogger("uvicorn.error").info("engine for %s", line)
+        for note in predictor.notes:
+            logging.getLogger("uvicorn.error").warning("%s", note)
         await batcher.start()
         try:
             yield
@@ -333,5 +335,6 @@ def _metadata(model: Any, predictor: Predictor, opts: ServeOptions, name: str, v
         "micro_batching": {"enabled": opts.micro_batching, "batch_window_ms": opts.batch_window_ms,
                            "max_batch": opts.max_batch, "max_queue": opts.max_queue, "timeout_s": opts.timeout_s},
         "input": _how_to_send(predictor.modality),
+        "notes": predictor.notes,
         "transferkit": version,
     }

@@ -97,6 +97,7 @@ class Predictor:
         self.columns: list[str] = []
         self.path_columns: list[str] = []
         self.parts: list[_Part] = []
+        self.notes: list[str] = []
         self.engine_request = engine
         self.cache_dir = cache_dir  # where exported graphs are cached (None: the default cache root)
         self.jpeg_min_size: int | None = None
@@ -111,6 +112,10 @@ class Predictor:
             return
         self.precision = precision or predict_precision(model)
         members = list(model.members_) if hasattr(model, "members_") else [model]
+        #: what the server does differently from `transferkit predict` on the same bundle
+        self.notes = [f"'{m.backbone_.name}' averages {m.tta} test-time views in `transferkit predict`; the "
+                      "server predicts on each input alone (a view is drawn from its file, which uploads lack)"
+                      for m in members if getattr(m, "tta", 0)]
         for member in members:
             for backbone in member.backbone_.parts():
                 self.parts.append(_Part(backbone.eval().to(self.device), backbone.sample_loader()))
