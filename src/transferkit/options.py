@@ -64,6 +64,15 @@ TRAINING_FLAGS: dict[str, str] = {
 }
 #: YAML spellings accepted for option names
 _ALIASES = {"json": "as_json", "batch-size": "batch_size", "learning_rate": "lr"}
+#: fine-tuning settings whose name a top-level option also has, under the name they travel by in
+#: records and `explicit`: `augment` is the probe's number of views (`--augment 2`) and, as a
+#: true/false, fine-tuning's batch augmentation (`augment: false` in a YAML recipe)
+_TRAINING_AS = {"training_augment": "augment"}
+
+
+def _routed(key: str, value: Any) -> str:
+    """The name `key` travels by: `augment` given a bool is fine-tuning's switch."""
+    return "training_augment" if key == "augment" and isinstance(value, bool) else key
 
 
 #: Augmented training views a probe's head also learns from unless `--augment` says otherwise, on the
@@ -171,11 +180,13 @@ class FitOptions:
 
     @staticmethod
     def known_names() -> frozenset[str]:
-        return frozenset(FitOptions.declared()) | FinetuneConfig.field_names()
+        return frozenset(FitOptions.declared()) | FinetuneConfig.field_names() | frozenset(_TRAINING_AS)
 
     @staticmethod
     def resumable_names() -> frozenset[str]:
-        return frozenset(n for n, o in FitOptions.declared().items() if o.resumable) | FinetuneConfig.resumable()
+        training = FinetuneConfig.resumable()
+        return (frozenset(n for n, o in FitOptions.declared().items() if o.resumable) | training
+                | frozenset(alias for alias, name in _TRAINING_AS.items() if name in training))
 
     # -- building -------------------------------------------------------------------------------------
     @classmethod
@@ -185,14 +196,15 @@ class FitOptions:
         Unknown names are errors naming the close matches; `explicit` defaults to the names given.
         """
         top, training = _split_values(values, where="options")
-        given = frozenset(values) if explicit is None else explicit
+        given = frozenset(_routed(k, v) for k, v in values.items()) if explicit is None else explicit
         return cls(**top, training=_training(FinetuneConfig(), training), explicit=given)
 
     def merged(self, values: Mapping[str, Any], *, explicit: bool = True) -> FitOptions:
         """These options with `values` laid over them (`explicit`: the user set them)."""
         top, training = _split_values(values, where="options")
+        given = frozenset(_routed(k, v) for k, v in values.items()) if explicit else frozenset()
         return dataclasses.replace(self, **top, training=_training(self.training, training),
-                                   explicit=self.explicit | (frozenset(values) if explicit else frozenset()))
+                                   explicit=self.explicit | given)
 
     def to_record(self) -> dict[str, Any]:
         """Flat JSON-able values (saved with a run so that `--resume` rebuilds the same options)."""
@@ -200,14 +212,15 @@ class FitOptions:
         for name in self.declared():
             value = getattr(self, name)
             out[name] = str(value) if isinstance(value, Path) else value
-        out.update(self.training.to_dict())
+        aliases = {name: alias for alias, name in _TRAINING_AS.items()}
+        out.update({aliases.get(k, k): v for k, v in self.training.to_dict().items()})
         return out
 
     # -- derived --------------------------------------------------------------------------------------
     def value(self, name: str) -> Any:
         """Any option by its flat name (a top-level field or a fine-tuning setting)."""
-        # a name both declare (`augment`: the probe's views; fine-tuning's own is set under `training`)
-        # is the top-level option, as `_split_values` reads it
+        if name in _TRAINING_AS:  # fine-tuning's setting of a name a top-level option also has
+            return getattr(self.training, _TRAINING_AS[name])
         return getattr(self if name in FitOptions.declared() else self.training, name)
 
     def table_columns(self) -> dict[str, list[str]]:
@@ -247,7 +260,10 @@ def _split_values(values: Mapping[str, Any], *, where: str) -> tuple[dict[str, A
     top: dict[str, Any] = {}
     training: dict[str, Any] = {}
     for key, value in values.items():
-        if key in top_names:
+        key = _routed(key, value)
+        if key in _TRAINING_AS:
+            training[_TRAINING_AS[key]] = value
+        elif key in top_names:
             top[key] = Path(value) if key in ("data", "out", "cache_dir", "config", "resume") and value is not None \
                 else value
         elif key in training_names:
@@ -393,7 +409,9 @@ def _check_applicable(options: FitOptions) -> None:
         strategies = {"probe"}
     for name in sorted(options.explicit):
         flag = "--" + name.replace("_", "-") if name != "as_json" else "--json"
-        if name in FinetuneConfig.field_names() and name not in declared:
+        if name in _TRAINING_AS:
+            flag = f"{_TRAINING_AS[name]}: true/false (fine-tuning's batch augmentation)"
+        if name in _TRAINING_AS or (name in FinetuneConfig.field_names() and name not in declared):
             if "finetune" not in strategies:
                 raise ConfigError(f"{flag} applies to --strategy finetune; add --strategy finetune (the strategy "
                                   f"here, {strategy}, trains a head on frozen features)"

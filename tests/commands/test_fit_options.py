@@ -138,3 +138,19 @@ def test_a_probe_takes_augment_and_tta_where_views_exist(datasets: dict[str, lis
     assert code == 2 and "--augment applies to audio / image data" in message
     code, message = fit(*datasets["image"], "--augment", "2", "--strategy", "finetune", "--out", str(tmp_path / "m"))
     assert code == 2 and "--augment applies to --strategy probe" in message
+
+
+def test_augment_true_or_false_is_fine_tunings_switch_and_a_number_the_probes_views(tmp_path: Path) -> None:
+    """The Keras recipe's `augment: false` used to land on the probe's views, so its fine-tuning trained on
+    augmented batches after all; a record keeps both apart, so that `--resume` reads back the same."""
+    recipe = Path(__file__).parents[2] / "examples" / "keras_vgg16.yaml"
+    options = from_sources({"config": recipe}, data=tmp_path / "photos")
+    assert options.training.augment is False and options.augment == 0
+    assert "training_augment" in options.explicit and "augment" not in options.explicit
+    resolved = resolve(dataclasses.replace(options, data=tmp_path / "photos", modality="image"))
+    again = FitOptions.from_values(resolved.to_record(), explicit=frozenset())
+    assert again.training.augment is False and again.augment == resolved.augment
+    probe = from_sources({"augment": 3}, data=tmp_path / "photos")
+    assert probe.augment == 3 and probe.training.augment is True
+    with pytest.raises(ConfigError, match="fine-tuning's batch augmentation"):
+        resolve(from_sources({"augment": False, "modality": "image"}, data=tmp_path / "photos"))
