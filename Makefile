@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint bench install install-dev speech-tools clean
+.PHONY: demo test test-fast test-nobf16 lint bench install install-dev speech-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: install-dev speech-tools $(VENV)/.chromium
 
 test-fast: install-dev speech-tools $(VENV)/.chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# the fast tests as on a CPU without native bf16 (AVX2 only), whatever this machine has
+test-nobf16: install-dev speech-tools $(VENV)/.chromium
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" -p tests.nobf16 $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
