@@ -564,6 +564,16 @@ def mean_table(frame: pd.DataFrame) -> pd.DataFrame:
             .reset_index(drop=True))
 
 
+def accuracy_grid(frame: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, str], Any]]:
+    """`mean_table` as a grid: the methods run (in `METHODS` order), the shot counts (in grid order),
+    and each (method, shots) row of the table (with `mean`, `min`, `max`, `seeds`, `n_train`)."""
+    table = mean_table(frame)
+    present = list(dict.fromkeys(table["method"]))
+    methods = [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
+    shots = sorted(set(table["shots"]), key=_shot_order)
+    return methods, shots, {(r.method, r.shots): r for r in table.itertuples()}
+
+
 def _shot_order(shots: str) -> float:
     return math.inf if shots == ALL else float(shots)
 

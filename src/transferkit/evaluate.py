@@ -48,3 +48,14 @@ def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.nd
     if unknown:
         metrics["unknown_classes"] = unknown
     return metrics
+
+
+def prediction_row(name: str, proba: np.ndarray, classes: Sequence[str], top_k: int = 1) -> dict[str, Any]:
+    """One input's prediction as `predict --json` prints it and the server answers it: the label,
+    its probability, and with `top_k` > 1 the most likely labels (ties in class order)."""
+    k = max(1, min(top_k, len(classes)))
+    order = np.argsort(-np.asarray(proba), kind="stable")[:k]
+    row: dict[str, Any] = {"input": name, "label": str(classes[int(order[0])]), "probability": float(proba[order[0]])}
+    if k > 1:
+        row["top"] = [{"label": str(classes[int(j)]), "probability": float(proba[j])} for j in order]
+    return row

@@ -186,13 +186,10 @@ def print_curve(frame: pd.DataFrame, out: Console) -> None:
 
     from transferkit import curves as tk_curve
 
-    table = tk_curve.mean_table(frame)
-    methods = [m for m in tk_curve.METHODS if m in set(table["method"])]
-    shots = sorted(set(table["shots"]), key=lambda s: float("inf") if s == tk_curve.ALL else float(s))
-    cells = {(r.method, r.shots): r for r in table.itertuples()}
+    methods, shots, cells = tk_curve.accuracy_grid(frame)
     backbones = {m: str(frame.loc[frame["method"] == m, "backbone"].iloc[0]) for m in methods}
     n_classes = max(int(frame.attrs.get("n_classes", 1)), 1)
-    seeds = int(table["seeds"].max()) if len(table) else 0
+    seeds = max((int(c.seeds) for c in cells.values()), default=0)
     rich_table = Table(title=f"test accuracy ({frame.attrs.get('n_test', '?')} examples), mean of {seeds} seed(s)"
                              + (" (lowest–highest)" if seeds > 1 else ""),
                        caption="; ".join(f"{m}: {backbones[m]}" for m in methods))

@@ -361,9 +361,6 @@ def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[st
     return dataclasses.replace(options, **changes), record
 
 
-def _duration(minutes: float) -> str:
-    return f"{60 * minutes:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
-
 
 def _probe_options(options: FitOptions) -> FitOptions:
     """The options of the probe `--strategy auto` weighs fine-tuning against: the default probe of
@@ -414,6 +411,7 @@ def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: Lab
 def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metrics: dict[str, Any],
                    skipped: dict[str, str], folder: Path, out: Console) -> None:
     from transferkit.commands._console import column_notes, text_notes_line
+    from transferkit.ranking.strategy import duration
 
     if metrics:
         print_metrics(metrics, out)
@@ -448,8 +446,8 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
                   f"({kept['n_val']} examples)", highlight=False)
     decision = summary.get("strategy_decision")
     if decision and decision.get("actual_minutes") is not None and decision["strategy"] == "finetune":
-        out.print(f"--strategy auto estimated {_duration(decision['estimated_minutes'])} of fine-tuning; it took "
-                  f"{_duration(decision['actual_minutes'])}", highlight=False)
+        out.print(f"--strategy auto estimated {duration(decision['estimated_minutes'])} of fine-tuning; it took "
+                  f"{duration(decision['actual_minutes'])}", highlight=False)
     compared = (decision or {}).get("compared")
     if compared and decision:
         other = "fine-tuned network" if compared["kept"] == "probe" else f"probe ({compared['probe_backbone']})"
@@ -460,8 +458,8 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
             gain = 100 * (compared["val_accuracy_finetuned"] - compared["val_accuracy_probe"])
             extra_minutes = decision["actual_minutes"]  # fine-tuning's own time, after the probe
             out.print(f"what the minutes bought: the probe {100 * compared['val_accuracy_probe']:.1f}% in "
-                      f"{_duration(decision['probe_minutes'])}; fine-tuning {gain:+.1f} points for "
-                      f"{_duration(extra_minutes)} more ({gain / max(extra_minutes, 1e-9):+.1f} points a minute)",
+                      f"{duration(decision['probe_minutes'])}; fine-tuning {gain:+.1f} points for "
+                      f"{duration(extra_minutes)} more ({gain / max(extra_minutes, 1e-9):+.1f} points a minute)",
                       highlight=False)
     print_skipped(skipped, out)
     text_line = text_notes_line(summary)

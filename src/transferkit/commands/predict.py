@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -80,31 +80,30 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
     feats = clf.features(got.items)
     notes += list(got.notes) + _notes_after(clf, got.items)
     proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))
-    results: list[dict[str, Any]] = []
     row_of = np.cumsum(feats.ok) - 1
-    k = max(1, min(top_k, len(clf.classes_)))
-    for i in range(len(got.items)):
-        if not feats.ok[i]:
-            results.append({"input": got.names[i], "label": None, "probability": None, "error": feats.failed.get(i)})
-            continue
-        p = proba[row_of[i]]
-        order = np.argsort(-p)[:k]
-        result: dict[str, Any] = {"input": got.names[i], "label": str(clf.classes_[order[0]]),
-                                  "probability": float(p[order[0]])}
-        if k > 1:
-            result["top"] = [{"label": str(clf.classes_[j]), "probability": float(p[j])} for j in order]
-        results.append(result)
-    _print_results(results, fmt, k, out)
-    _print_notes(notes, fmt, out)
-    if results and all(r["label"] is None for r in results):
-        raise DataError(f"none of the {len(results)} input(s) could be read; first error: {results[0]['error']}")
-    return results
+    errors = {i: feats.failed.get(i) for i in range(len(got.items)) if not feats.ok[i]}
+    return _results(got.names, [proba[row_of[i]] for i in range(len(got.items)) if feats.ok[i]], errors,
+                    list(clf.classes_), top_k=top_k, fmt=fmt, notes=notes, out=out)
 
 
-def _print_notes(notes: Sequence[str], fmt: str, out: Console) -> None:
+def _results(names: Sequence[str], proba: Sequence[np.ndarray], errors: Mapping[int, str | None],
+             classes: Sequence[str], *,
+             top_k: int, fmt: str, notes: Sequence[str], out: Console) -> list[dict[str, Any]]:
+    """One row per input (`proba`: those of the inputs not in `errors`, in order), printed with the
+    notes; exit 2 (`DataError`) when no input could be read."""
+    from transferkit.errors import DataError
+    from transferkit.evaluate import prediction_row
+
+    readable = iter(proba)
+    results = [{"input": name, "label": None, "probability": None, "error": errors[i]} if i in errors
+               else prediction_row(name, next(readable), classes, top_k) for i, name in enumerate(names)]
+    _print_results(results, fmt, max(1, min(top_k, len(classes))), out)
     for note in notes:  # truncated texts, empty texts, missing table cells, the export used: said, never silent
         (out.print(f"[yellow]note:[/] {note}", highlight=False) if fmt == "table"
          else print(f"note: {note}", file=sys.stderr))
+    if results and all(r["label"] is None for r in results):
+        raise DataError(f"none of the {len(results)} input(s) could be read; first error: {results[0]['error']}")
+    return results
 
 
 def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: str, out: Console,
@@ -121,7 +120,6 @@ def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: s
         raise DataError("give image files or folders to classify")
     from transferkit.data.images import image_array
 
-    k = max(1, min(top_k, len(exported.labels)))
     arrays: list[np.ndarray] = []
     errors: dict[int, str] = {}
     for i, path in enumerate(paths):  # read one by one, so that one bad file is reported, not fatal
@@ -129,24 +127,9 @@ def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: s
             arrays.append(image_array(path, exported.preprocess))
         except (InputError, OSError) as exc:
             errors[i] = str(exc)
-    proba = iter(exported.probabilities(np.stack(arrays)) if arrays else [])
-    results: list[dict[str, Any]] = []
-    for i, path in enumerate(paths):
-        if i in errors:
-            results.append({"input": path, "label": None, "probability": None, "error": errors[i]})
-            continue
-        p = next(proba)
-        order = np.argsort(-p)[:k]
-        result: dict[str, Any] = {"input": path, "label": str(exported.labels[order[0]]),
-                                  "probability": float(p[order[0]])}
-        if k > 1:
-            result["top"] = [{"label": str(exported.labels[j]), "probability": float(p[j])} for j in order]
-        results.append(result)
-    _print_results(results, fmt, k, out)
-    _print_notes(notes, fmt, out)
-    if all(r["label"] is None for r in results):
-        raise DataError(f"none of the {len(results)} input(s) could be read; first error: {results[0]['error']}")
-    return results
+    proba = list(exported.probabilities(np.stack(arrays))) if arrays else []
+    return _results(paths, proba, errors, [str(c) for c in exported.labels], top_k=top_k, fmt=fmt, notes=notes,
+                    out=out)
 
 
 def _notes_after(clf: Any, items: Sequence[Any]) -> list[str]:

@@ -160,7 +160,7 @@ def render_svg(path: str | Path) -> Image.Image:
     import io
 
     name = str(path)
-    cairosvg = _cairosvg()
+    _cairosvg()
     try:
         from cairosvg.parser import Tree
 
@@ -177,9 +177,12 @@ def render_svg(path: str | Path) -> Image.Image:
                          "than wide; refused (render it yourself if it is genuine)")
     scale = SVG_SHORT_SIDE / min(width, height)
     try:
-        png = cairosvg.svg2png(url=str(path), output_width=round(width * scale), output_height=round(height * scale),
-                               unsafe=False)
-        return Image.open(io.BytesIO(png))
+        from cairosvg.surface import PNGSurface
+
+        png = io.BytesIO()  # rendered from the tree parsed above (what `cairosvg.svg2png` does after parsing)
+        PNGSurface(tree, png, 96, output_width=round(width * scale), output_height=round(height * scale)).finish()
+        png.seek(0)
+        return Image.open(png)
     except Exception as exc:
         raise InputError(f"{name}: cannot render the SVG ({type(exc).__name__}: {exc})") from exc
 

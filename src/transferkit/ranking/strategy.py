@@ -78,3 +78,8 @@ def decide_strategy(
         "finetune", "enough data within budget → fine-tune",
         f"{n_train} training examples ({per_class:.0f} per class) and fine-tuning {n_epochs} epochs at "
         f"{rate:.1f} examples/s ({how}, {kind}) ≈ {minutes:.1f} min ≤ budget {budget:.0f} min", minutes)
+
+
+def duration(minutes: float) -> str:
+    """A time `--strategy auto` reports (its estimate, what fine-tuning took): seconds under a minute."""
+    return f"{60 * minutes:.0f} s" if minutes < 1 else f"{minutes:.1f} min"

@@ -314,6 +314,8 @@ def _training(manifest: dict[str, Any], run_dir: Path | None) -> tuple[str | Non
 def _minutes(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
     """Validation accuracy against wall time: fine-tuning per epoch, and under `--strategy auto`
     the probe it was weighed against (whichever of the two the bundle holds)."""
+    from transferkit.ranking.strategy import duration
+
     decision = manifest.get("strategy_decision") or {}
     compared = decision.get("compared") or {}
     timeline = decision.get("timeline") or (manifest.get("finetune") or {}).get("timeline") or []
@@ -325,15 +327,12 @@ def _minutes(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
         probe = (offset, float(compared["val_accuracy_probe"]), str(compared.get("probe_backbone", "")))
         gain = 100 * (compared["val_accuracy_finetuned"] - compared["val_accuracy_probe"])
         minutes = decision.get("actual_minutes") or 0.0
-        note = (f"The probe reached {100 * compared['val_accuracy_probe']:.1f}% in {_duration(offset)}; "
-                f"fine-tuning, {_duration(minutes)} more, ended at {100 * compared['val_accuracy_finetuned']:.1f}% "
+        note = (f"The probe reached {100 * compared['val_accuracy_probe']:.1f}% in {duration(offset)}; "
+                f"fine-tuning, {duration(minutes)} more, ended at {100 * compared['val_accuracy_finetuned']:.1f}% "
                 f"({gain:+.1f} points). --strategy auto kept the {compared['kept']}.")
     plot = plots.minutes_bought(timeline, offset_minutes=offset, probe=probe, kept=compared.get("kept"))
     return plot, note
 
-
-def _duration(minutes: float) -> str:
-    return f"{60 * minutes:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
 
 
 def read_epoch_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
@@ -407,12 +406,9 @@ def _curve_table(path: Path) -> dict[str, Any] | None:
     """`transferkit curve`'s points as one row per labels-per-class and one column per method:
     mean test accuracy over the seeds, with their range."""
     try:
-        means = curves.mean_table(curves.read_curve(path))
+        methods, shots, cells = curves.accuracy_grid(curves.read_curve(path))
     except (ValueError, KeyError):
         return None
-    methods = list(dict.fromkeys(means["method"]))
-    shots = list(dict.fromkeys(means["shots"]))
-    cells = {(r.method, r.shots): r for r in means.itertuples()}
     rows = []
     for shot in shots:
         row = [str(shot)]

@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from transferkit.evaluate import prediction_row
 from transferkit.serve.batcher import MicroBatcher, Overloaded
 from transferkit.serve.decode import RequestError, decode_audio, decode_image, json_inputs, parse_json, upload_limits
 from transferkit.serve.options import ServeOptions
@@ -250,7 +251,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         else:  # texts and rows are checked in microseconds
             samples = [predictor.prepare(x, n) for x, n in zip(items, names, strict=True)]
         rows = await batcher.submit(samples)
-        return JSONResponse({"predictions": [_prediction(name, np.asarray(p), predictor.classes, top_k)
+        return JSONResponse({"predictions": [prediction_row(name, np.asarray(p), predictor.classes, top_k)
                                              for name, p in zip(names, rows, strict=True)]})
 
     return app
@@ -301,15 +302,6 @@ def _utf8(body: bytes) -> str:
     except UnicodeDecodeError as exc:
         raise RequestError(400, f"the text body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})"
                            ) from exc
-
-
-def _prediction(name: str, proba: np.ndarray, classes: list[str], top_k: int) -> dict[str, Any]:
-    k = max(1, min(top_k, len(classes)))
-    order = np.argsort(-proba, kind="stable")[:k]
-    row: dict[str, Any] = {"input": name, "label": classes[int(order[0])], "probability": float(proba[order[0]])}
-    if k > 1:
-        row["top"] = [{"label": classes[int(j)], "probability": float(proba[j])} for j in order]
-    return row
 
 
 def _metadata(model: Any, predictor: Predictor, opts: ServeOptions, name: str, version: str) -> dict[str, Any]:
