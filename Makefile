@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# apt-get, waiting (at most APT_LOCK_WAIT seconds) for a lock another apt or dpkg holds
+APT    := tools/apt-get-wait
 
 .PHONY: demo test test-fast test-nobf16 lint bench install install-dev speech-tools clean
 
@@ -25,8 +27,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 # Debian's flite synthesises the speech some audio tests listen to (they skip, counted, without it)
 speech-tools:
-	@command -v flite >/dev/null 2>&1 || apt-get install -y -q flite >/dev/null 2>&1 || \
-	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q flite >/dev/null 2>&1) || \
+	@command -v flite >/dev/null 2>&1 || $(APT) install -y -q flite >/dev/null 2>&1 || \
+	  ($(APT) update -q >/dev/null 2>&1 && $(APT) install -y -q flite >/dev/null 2>&1) || \
 	  echo "flite could not be installed: the tests that need synthesized speech will be skipped"
 
 install: $(VENV)/.installed
@@ -34,7 +36,7 @@ install-dev: $(VENV)/.installed-dev
 
 # Debian's chromium: the report tests open the HTML report in it (headless)
 $(VENV)/.chromium: | $(BIN)/python
-	command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+	command -v chromium >/dev/null 2>&1 || ($(APT) update && $(APT) install -y chromium)
 	touch $@
 
 demo: install
