@@ -7,6 +7,26 @@ from typing import Any
 
 import numpy as np
 
+from transferkit.errors import EngineError
+
+
+def check_probabilities(proba: np.ndarray, n_classes: int, names: Sequence[str] | None = None) -> None:
+    """Raise `EngineError` naming the first input unless `proba` is [n, n_classes] of finite numbers:
+    a model that gives NaN or infinity (a damaged graph or weights) or the wrong number of
+    probabilities makes no prediction, whatever engine ran it."""
+    values = np.asarray(proba)
+    if values.ndim != 2 or values.shape[1] != n_classes:
+        raise EngineError(f"the model gave probabilities of shape {values.shape} for {n_classes} labels: it is not "
+                          "the model its labels describe (damaged, or edited); nothing was predicted")
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        first = int(bad[0])
+        name = f"'{names[first]}'" if names is not None and first < len(names) else f"input {first}"
+        others = f" (and {len(bad) - 1} other input(s))" if len(bad) > 1 else ""
+        raise EngineError(f"the model gave non-finite probabilities ({values[first][:4].tolist()}) for {name}{others}: "
+                          "its weights or graph are damaged; nothing was predicted. Predict with the bundle "
+                          "(--engine torch), or save / export the model again")
+
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix."""
@@ -38,10 +58,14 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
     }
 
 
-def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.ndarray) -> dict[str, Any]:
+def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.ndarray,
+                        names: Sequence[str] | None = None) -> dict[str, Any]:
     """Metrics of a model's class probabilities [n, len(classes)] against true labels; labels the
-    model never saw are scored as errors and listed in `unknown_classes`."""
+    model never saw are scored as errors and listed in `unknown_classes`. Non-finite probabilities
+    are an error naming the input (`names[i]`, when given)."""
     true = [str(label) for label in y_true]
+    if len(true):
+        check_probabilities(proba, len(classes), names)
     pred = classes[np.argmax(proba, axis=1)] if len(proba) else np.array([])
     metrics = classification_metrics(true, [str(p) for p in pred], sorted(set(map(str, classes)) | set(true)))
     unknown = sorted(set(true) - set(map(str, classes)))
@@ -52,7 +76,9 @@ def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.nd
 
 def prediction_row(name: str, proba: np.ndarray, classes: Sequence[str], top_k: int = 1) -> dict[str, Any]:
     """One input's prediction as `predict --json` prints it and the server answers it: the label,
-    its probability, and with `top_k` > 1 the most likely labels (ties in class order)."""
+    its probability, and with `top_k` > 1 the most likely labels (ties in class order).
+    Probabilities that are not one finite number per class are an `EngineError` naming `name`."""
+    check_probabilities(np.asarray(proba)[None, :], len(classes), [name])
     k = max(1, min(top_k, len(classes)))
     order = np.argsort(-np.asarray(proba), kind="stable")[:k]
     row: dict[str, Any] = {"input": name, "label": str(classes[int(order[0])]), "probability": float(proba[order[0]])}

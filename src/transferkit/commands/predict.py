@@ -55,13 +55,17 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
     notes: list[str] = []
     if engine in ("auto", "onnx", "onnxruntime") and not is_export(model):
         export, stale = current_export(model)
-        if export is not None:  # the export `transferkit export RUN` wrote, of these weights: no PyTorch
+        if export is not None:  # the export `transferkit export RUN` wrote, of these weights, intact: no PyTorch
             if engine == "auto":
-                notes.append(f"predicted from the export {export} (ONNX Runtime, checked against the bundle when "
-                             "exported); --engine torch runs the bundle itself")
+                notes.append(f"predicted from the export {export} (ONNX Runtime; its files checked against the "
+                             "sha256 recorded when it was exported); --engine torch runs the bundle itself")
             model = export
         elif stale is not None:
-            notes.append(stale)
+            if engine == "onnx":  # asked for the export, and it cannot be trusted: never a silent substitute
+                from transferkit.engines.exported import ExportIntegrityError
+
+                raise ExportIntegrityError(f"--engine onnx: {stale}")
+            notes.append(f"{stale}; predicted with the bundle instead")
     if is_export(model):
         return _predict_exported(model, inputs, top_k=top_k, fmt=fmt, out=out, notes=notes)
     if engine == "onnx":

@@ -1,7 +1,8 @@
 """Run an exported ONNX graph with onnxruntime or OpenVINO, on numpy arrays only.
 
-Imports neither torch nor any other part of transferkit (only numpy and the engine itself), so
-that a process holding an exported model needs nothing else to predict. Every runner is called
+Imports neither torch nor any other part of transferkit (only numpy, the engine itself, and the
+leaf `transferkit.errors` when a graph cannot be read), so that a process holding an exported model
+needs nothing else to predict. Every runner is called
 with a dict of named input arrays and returns the graph's first output as a float32 array.
 """
 
@@ -43,6 +44,10 @@ class GraphRunner(ABC):
     @abstractmethod
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
+    def output_width(self) -> int | None:
+        """The last dimension of the first output as the graph declares it (None when symbolic)."""
+        return None
+
     def _arrays(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in inputs]
         if missing:
@@ -69,8 +74,15 @@ class OnnxRuntimeRunner(GraphRunner):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, InvalidGraph, NoSuchFile…
+            raise unreadable_graph(self.path, exc) from exc
         self.input_names = tuple(i.name for i in self.session.get_inputs())
+
+    def output_width(self) -> int | None:
+        shape = self.session.get_outputs()[0].shape
+        return shape[-1] if shape and isinstance(shape[-1], int) else None
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         out = self.session.run(None, self._arrays(inputs))[0]
@@ -151,15 +163,37 @@ class OpenVINORunner(GraphRunner):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         core = openvino_core()
         with keep_signal_stack():
-            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            try:
+                self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            except Exception as exc:  # a damaged file: OpenVINO raises RuntimeError with its parser's message
+                raise unreadable_graph(self.path, exc) from exc
             self.request = self.compiled.create_infer_request()
         self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
+
+    def output_width(self) -> int | None:
+        shape = self.compiled.outputs[0].get_partial_shape()
+        last = shape[shape.rank.get_length() - 1] if shape.rank.is_static and shape.rank.get_length() else None
+        return int(last.get_length()) if last is not None and last.is_static else None
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         with keep_signal_stack():
             self.request.infer(self._arrays(inputs))
         # the output buffer is reused by the next call: copy it out
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+
+def unreadable_graph(path: Path, exc: BaseException) -> Exception:
+    """One clear error for a graph file an engine cannot read (damaged, truncated, not a graph)."""
+    from transferkit.errors import EngineError
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[0][:200] if lines else type(exc).__name__
+    try:
+        size = f"{path.stat().st_size:,} bytes"
+    except OSError:
+        size = "missing"
+    return EngineError(f"{path} cannot be read as a graph ({size}; {type(exc).__name__}: {detail}): the file is "
+                       "damaged, truncated or not a model; export it again (transferkit export RUN --overwrite)")
 
 
 def open_graph(path: str | Path, engine: str, precision: str = "fp32", threads: int | None = None) -> GraphRunner:

@@ -226,7 +226,8 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         data = self._as_data(X, y, "evaluation data")
         feats = self.features(data.items)
         true = [str(label) for label, ok in zip(data.labels, feats.ok, strict=True) if ok]
-        metrics = score_probabilities(self.classes_, true, self.proba_from_features(feats.values))
+        names = [str(item) for item, ok in zip(data.items, feats.ok, strict=True) if ok]
+        metrics = score_probabilities(self.classes_, true, self.proba_from_features(feats.values), names)
         metrics["skipped"] = {str(data.items[i]): reason for i, reason in feats.failed.items()}
         metrics.update(self._evaluation_extras())
         return metrics

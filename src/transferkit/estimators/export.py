@@ -4,7 +4,8 @@ The graph takes uint8 images [B, 3, H, W] (resized and cropped as the bundle's p
 and returns class probabilities: normalisation, backbone, head and softmax all inside, so the
 runner (`transferkit.engines.exported`) needs only PIL, numpy and onnxruntime. Before anything is
 kept, the same inputs go through PyTorch and ONNX Runtime; a largest difference in probabilities
-above `MAX_PROBABILITY_DIFFERENCE` is an error and nothing is written.
+above `MAX_PROBABILITY_DIFFERENCE` is an error and nothing is written. `export.json` records the
+sha256 of the graph (and of itself), so that a file changed afterwards is never used.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from transferkit.engines.export import export_onnx
-from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, bundle_digest, is_export
+from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, bundle_digest, is_export, seal_record
 from transferkit.engines.run import open_graph
 from transferkit.errors import ConfigError, EngineError
 
@@ -120,6 +121,7 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
                 "preprocess": config, "backbone": backbone.name, "estimator": model.kind,
                 "source": str(Path(run).resolve()), "bundle_weights_sha256": bundle_digest(run),
                 "parity": {"max_probability_difference": difference, "checked_on": checked_on}}
+        meta = seal_record(meta, staging)  # the sha256 of every file, checked before each use
         (staging / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if folder.exists():  # an export we wrote (checked above): replaced whole
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
