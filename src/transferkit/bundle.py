@@ -299,7 +299,7 @@ def save_bundle(
     transferkit wrote (`check_writable`). If writing fails (a full disk, say), whatever was at
     `out` is left as it was, and the `BundleError` says so.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     target = Path(out)
     if target.is_symlink() and target.is_dir():  # write into the folder the link points at, keep the link
@@ -318,13 +318,22 @@ def save_bundle(
     }
     existed = target.exists()
     tmp: Path | None = None
+    # serialised in memory first: what the save needs is known, and a full disk is an OSError with its errno
+    # (safetensors' own file writer reports it as a SafetensorError without one)
+    files = {
+        WEIGHTS: save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}),
+        CARD: card.encode("utf-8"),
+        MANIFEST: (json.dumps(full, indent=2, sort_keys=False) + "\n").encode("utf-8"),
+    }
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(target)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
-        (tmp / CARD).write_text(card, encoding="utf-8")
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        for name, data in files.items():
+            with open(tmp / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
         if target.exists():
             check_writable(target, overwrite=True)  # again, just before replacing: nothing new in it
             _replace_folder(tmp, target)
@@ -333,7 +342,9 @@ def save_bundle(
     except OSError as exc:
         kept = f"the model already at '{target}' is intact" if existed else "nothing was saved"
         full_disk = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        reason = "the disk is full" if full_disk else (exc.strerror or str(exc))
+        needed = _size(sum(map(len, files.values())))
+        reason = (f"the disk is full (the model needs {needed}; {_free_space(target.parent)} free in "
+                  f"'{target.parent}')") if full_disk else (exc.strerror or str(exc))
         raise BundleError(
             f"cannot save the model to '{target}': {reason}; {kept}. "
             + ("Free some space and run again." if full_disk else "Check the folder and run again.")
@@ -342,6 +353,21 @@ def save_bundle(
         if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return _size(shutil.disk_usage(folder).free)
+    except OSError:
+        return "an unknown amount"
 
 
 def add_files(folder: str | Path, names: Iterable[str]) -> None:

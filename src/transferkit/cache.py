@@ -390,7 +390,7 @@ class FeatureCache:
 
         Never raises for a failed write (a full disk, say): it warns once and stops writing.
         """
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         if (not keys and not failed) or self.write_error is not None:
             return
@@ -416,8 +416,9 @@ class FeatureCache:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
-            os.close(fd)
-            save_file({"features": arr}, tmp, metadata=meta)
+            # serialised in memory, written here: a full disk is then an OSError with its errno
+            # (safetensors' own file writer reports it as a SafetensorError without one)
+            write_all(fd, save({"features": arr}, metadata=meta))
             os.replace(tmp, folder / name)
         except OSError as exc:
             self._write_failed(folder, exc)
@@ -429,6 +430,16 @@ class FeatureCache:
                 except OSError:
                     pass
         self._append_index(folder, name, _Entry(keys, dict(failed)))
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write `data` to the open file `fd` and close it (closed also when a write fails)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 class _LegacyShard(CorruptShard):

@@ -28,6 +28,12 @@ COMMANDS = ("fit", "predict", "evaluate", "models", "rank", "curve", "report", "
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     _state["debug"] = debug
+    if not debug:  # warnings are the CLI's one-line notes (--debug keeps Python's format, with the source line)
+        import warnings
+
+        from transferkit.commands._console import warning_as_note
+
+        warnings.showwarning = warning_as_note
 
 
 for _name in COMMANDS:

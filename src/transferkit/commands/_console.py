@@ -30,6 +30,16 @@ console = Terminal()
 err = Terminal(stderr=True)
 
 
+def warning_as_note(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    file: Any = None, line: str | None = None) -> None:
+    """`warnings.showwarning` for the CLI: a warning (a corrupt cache shard, a full disk…) is one
+    `note:` line on stderr, like the CLI's own notes, never Python's format with source lines."""
+    from rich.markup import escape
+
+    text = " ".join(str(message).split())
+    err.print(f"[yellow]note:[/] {escape(text)}", highlight=False)
+
+
 def print_class_counts(data: LabelledData, splits: dict[str, list[int]], out: Console) -> None:
     table = Table(title=f"{data.source}: {len(data)} inputs, {len(data.classes)} classes")
     table.add_column("class")
