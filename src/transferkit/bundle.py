@@ -453,17 +453,32 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
+#: characters that mean something to Markdown inside a line (links, images, emphasis, code, tables)
+_MARKDOWN_SPECIAL = frozenset("\\`*_[]|!~")
+
+
+def markdown_text(value: object) -> str:
+    """`value` as literal text inside a line of Markdown: one line, HTML's `<`, `>`, `&` as entities
+    (no tag a model hub would render), Markdown's punctuation backslash-escaped (no link, image or
+    emphasis). For anything a model card quotes from the user: labels, column names, specs."""
+    import html
+
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
+
+
 def model_card(manifest: dict[str, Any], *, title: str, facts: list[str], unit: str, usage: str) -> str:
     """The short README.md of a bundle: what it is, what it was trained on, how well it did, how to use it.
 
-    `facts` are the lines particular to one kind of model (strategy, columns, weights…); `unit` names
-    what an example is ("examples", "rows").
+    `facts` are the lines particular to one kind of model (strategy, columns, weights…), with what
+    they quote already escaped (`markdown_text`); `unit` names what an example is ("examples",
+    "rows"). The title and the labels are escaped here.
     """
-    labels = manifest["labels"]
+    labels = [markdown_text(label) for label in manifest["labels"]]
     training = manifest.get("training", {})
     metrics = manifest.get("metrics") or {}
     lines = [
-        f"# {title}",
+        f"# {markdown_text(title)}",
         "",
         f"- task: {manifest['task']} over {len(labels)} classes: "
         + ", ".join(labels[:20]) + (" …" if len(labels) > 20 else ""),

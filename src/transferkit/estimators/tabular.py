@@ -442,7 +442,9 @@ class TabularTransferClassifier(TransferEstimator):
         }
 
     def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
-        cols = ", ".join(f"{c['name']} ({c['kind']})" for c in manifest["columns"])
+        from transferkit.bundle import markdown_text
+
+        cols = ", ".join(f"{markdown_text(c['name'])} ({c['kind']})" for c in manifest["columns"])
         encoders = ", ".join(f"{k}: {v['name']}" for k, v in manifest["encoders"].items()) or "none"
         return (f"transferkit table model: {manifest['head']['fusion']} fusion + {manifest['head']['spec']} head",
                 [f"- columns: {cols}", f"- encoders (frozen): {encoders}"],
