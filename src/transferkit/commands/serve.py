@@ -33,6 +33,12 @@ def serve(
                                                                "Retry-After.")] = _D.max_queue,
     timeout_s: Annotated[float, typer.Option("--timeout-s", help="Longest a request waits for its result.")
                          ] = _D.timeout_s,
+    idle_timeout_s: Annotated[float, typer.Option(
+        "--idle-timeout-s", help="Drop a client that sends nothing for this long mid-request (408).")
+                              ] = _D.idle_timeout_s,
+    request_timeout_s: Annotated[float, typer.Option(
+        "--request-timeout-s", help="Answer every request within this long of its first byte (408/503 after).")
+                                 ] = _D.request_timeout_s,
     no_micro_batching: Annotated[bool, typer.Option("--no-micro-batching",
                                                     help="Run each request alone (for comparison).")] = False,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32 (default: as the bundle predicts).")
@@ -49,6 +55,7 @@ def serve(
 
     options = ServeOptions(max_body_mb=max_body_mb, max_pixels=max_pixels, max_audio_s=max_audio_s,
                            max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
-                           timeout_s=timeout_s, micro_batching=not no_micro_batching).validate()
+                           timeout_s=timeout_s, micro_batching=not no_micro_batching,
+                           idle_timeout_s=idle_timeout_s, request_timeout_s=request_timeout_s).validate()
     run_server(run, host=host, port=port, options=options, precision=precision, engine=engine, threads=threads,
                log_level=log_level)

@@ -180,4 +180,5 @@ def _cell(value: Any) -> Any:
 def upload_limits(options: ServeOptions) -> dict[str, Any]:
     """The limits a client should know, for `/metadata`."""
     return {"max_body_mb": options.max_body_mb, "max_pixels": options.max_pixels,
-            "max_audio_s": options.max_audio_s, "max_batch": options.max_batch}
+            "max_audio_s": options.max_audio_s, "max_batch": options.max_batch,
+            "idle_timeout_s": options.idle_timeout_s, "request_timeout_s": options.request_timeout_s}

@@ -31,6 +31,12 @@ class ServeOptions:
     timeout_s: float = 30.0
     #: batch requests together on the model (False: each request runs alone, for comparison)
     micro_batching: bool = True
+    #: a client that sends nothing for this long while the server waits on it (mid-headers,
+    #: mid-body, or between requests) is dropped, in seconds (408, then the connection is closed)
+    idle_timeout_s: float = 10.0
+    #: every request is answered within this many seconds of its first byte, however slowly it
+    #: arrives (408 or 503 after it, then the connection is closed)
+    request_timeout_s: float = 60.0
 
     def validate(self) -> ServeOptions:
         checks: list[tuple[str, bool, str]] = [
@@ -41,6 +47,8 @@ class ServeOptions:
             ("batch_window_ms", 0 <= self.batch_window_ms <= 10_000, "between 0 and 10000 milliseconds"),
             ("max_queue", self.max_queue >= 1, "at least 1"),
             ("timeout_s", self.timeout_s > 0, "a positive number of seconds"),
+            ("idle_timeout_s", self.idle_timeout_s > 0, "a positive number of seconds"),
+            ("request_timeout_s", self.request_timeout_s > 0, "a positive number of seconds"),
         ]
         for name, ok, expected in checks:
             if not ok:

@@ -18,10 +18,13 @@ def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, options
     """A `uvicorn.Server` for `app` (call `.run()`; it handles SIGTERM/SIGINT in the main thread)."""
     import uvicorn
 
+    from transferkit.serve.guard import guarded_protocol
+
     opts = options or ServeOptions()
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=access_log,
-        timeout_graceful_shutdown=int(opts.timeout_s) + 5,
+        http=guarded_protocol(opts),  # stalled clients are dropped (--idle-timeout-s, --request-timeout-s)
+        timeout_graceful_shutdown=int(min(opts.timeout_s, opts.request_timeout_s)) + 5,
         # a backstop above the batcher's own queue: connections beyond it get 503 from uvicorn
         limit_concurrency=opts.max_queue + 64, backlog=max(128, opts.max_queue), lifespan="on",
         h11_max_incomplete_event_size=64 * 1024,
