@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from transferkit.errors import ConfigError
+from transferkit.outputs import mark_output
 
 if TYPE_CHECKING:  # only for annotations: reading the cache needs no torch
     from transferkit.backbones.base import Backbone
@@ -191,6 +192,7 @@ class FeatureCache:
         target = self.root / "features"
         try:
             target.mkdir(parents=True, exist_ok=True)
+            mark_output(self.root, "feature cache")  # never read as data, wherever the cache sits
             fd, probe = tempfile.mkstemp(dir=target, prefix=".probe-")
             os.close(fd)
             os.unlink(probe)

@@ -100,6 +100,9 @@ def run_curve(values: dict[str, Any], *, shots: str, seeds: int, test: float, sc
         raise ConfigError("--backbone auto ranks backbones; the curve measures one: name it (e.g. "
                           "--backbone efficientnet_lite0), or run `transferkit rank` first")
     folder = Path(options.out) if options.out is not None else _default_out(Path(options.data))
+    from transferkit.outputs import check_out_outside
+
+    check_out_outside(folder, options.data)
     tk_curve.check_curve_folder(folder, overwrite=overwrite)
     dataset, messages = load_data(options)
     quiet = as_json

@@ -177,6 +177,10 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
     options = resolve(options)
     quiet, rank0 = options.as_json, is_rank_zero()
     folder = options.out_folder()
+    if options.resume is None:
+        from transferkit.outputs import check_out_outside
+
+        check_out_outside(folder, options.data)
     estimator = build_estimator(options) if not is_auto_backbone(options.backbone) else None
     if rank0 and estimator is not None:
         estimator.prepare_output(folder, overwrite=options.overwrite)

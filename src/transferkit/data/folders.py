@@ -38,6 +38,7 @@ from pathlib import Path
 
 from transferkit.data.dataset import SPLITS, LabelledData, canonical_split
 from transferkit.errors import DataError
+from transferkit.outputs import output_kind
 
 _IGNORED_NAMES = frozenset({"__MACOSX"})
 
@@ -218,12 +219,20 @@ def _scan_classes(
                 "is read under two labels"
             )
             continue
+        made = output_kind(class_dir)
+        if made:
+            skipped[str(class_dir)] = _OUTPUT_SKIPPED.format(made)
+            continue
         class_dirs.append((split, class_dir))
         found += [
             _Found(split, class_dir.name, path, order, identity, via_link)
             for order, path, identity, via_link in _files_under(class_dir, wanted, skipped)
         ]
     return found
+
+
+#: why a folder transferkit wrote is not read as data
+_OUTPUT_SKIPPED = "a folder transferkit wrote (its {} says so): its outputs are never read as data"
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -257,6 +266,10 @@ def _files_under(
             try:
                 is_link = entry.is_symlink()
                 if not is_link and entry.is_dir(follow_symlinks=False):
+                    made = output_kind(path)
+                    if made:
+                        skipped[path] = _OUTPUT_SKIPPED.format(made)
+                        continue
                     stack.append((path, (*parts, entry.name), via_link, os.path.join(real_dir, entry.name)))
                     continue
                 if is_link:
