@@ -18,8 +18,10 @@ own inputs. The classes with the highest domain accuracy are where the target lo
 
 Verdict rule (balanced domain accuracy): ≤ 0.60 little, ≤ 0.80 moderately, above strongly.
 
-`shift_map` draws the 2-D map: PCA of the pooled features (fitted on both domains), coloured by
-domain and, for DATA, by class; before and after alignment when aligned features are given.
+`map_coordinates` / `draw_map` make the 2-D map: PCA of the pooled features (fitted on both
+domains), coloured by domain and, for DATA, by class; before and after alignment when aligned
+features are given. `shift_record` is what a fit with `--adapt-to` stores (numbers, verdict, map
+points), read back by the fit summary and the report.
 """
 
 from __future__ import annotations
@@ -172,6 +174,21 @@ def diagnose_shift(
     return report
 
 
+def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None = None, *,
+                            method: str = "auto", seed: int = 0) -> tuple[ShiftDiagnostic, np.ndarray | None]:
+    """`diagnose_shift` before and after the alignment `method` (`adapt.align`: the target's features
+    mapped into the source's), and the aligned target features (None for method `none`)."""
+    from transferkit.adapt.align import fit_alignment, resolve_method
+
+    alignment = fit_alignment(np.asarray(source, np.float32), np.asarray(target, np.float32), method)
+    if alignment is None:
+        return diagnose_shift(source, target, labels, seed=seed), None
+    aligned = alignment.apply(target)
+    name = resolve_method(method) if method != "self-training" else "coral"
+    return diagnose_shift(source, target, labels, source_aligned=source, target_aligned=aligned, alignment=name,
+                          seed=seed), aligned
+
+
 def domain_classifier_accuracy(x: np.ndarray, domain: np.ndarray, *, folds: int = FOLDS,
                                seed: int = 0) -> tuple[float, np.ndarray]:
     """Held-out balanced accuracy of a logistic-regression domain classifier (stratified k-fold), and
@@ -214,7 +231,7 @@ def _per_class(source: np.ndarray, target: np.ndarray, labels: np.ndarray, corre
     return rows
 
 
-def shift_map(
+def map_coordinates(
     source: np.ndarray,
     target: np.ndarray,
     labels: Sequence[Any] | None = None,
@@ -223,13 +240,11 @@ def shift_map(
     target_aligned: np.ndarray | None = None,
     alignment: str | None = None,
     seed: int = 0,
-    max_points: int = 1000,
-    title: str | None = None,
-) -> bytes:
-    """PNG bytes: a 2-D PCA map of both domains' features, coloured by domain and (DATA) by class,
-    before and (when given) after alignment. Each domain shows at most `max_points` (seeded)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    max_points: int = 500,
+) -> dict[str, Any]:
+    """The 2-D map's points (JSON-able, so a bundle can keep them and its report draw them): a PCA of
+    the pooled, standardised features of both domains, before and (when given) after alignment; at
+    most `max_points` of each domain (seeded), rounded to 3 decimals."""
     from sklearn.decomposition import PCA
 
     source, target = _check(source, "DATA"), _check(target, "TARGET")
@@ -238,26 +253,40 @@ def shift_map(
     panels: list[tuple[str, np.ndarray, np.ndarray]] = [("before alignment", source, target)]
     if source_aligned is not None and target_aligned is not None:
         panels.append((f"after {alignment or 'alignment'}", source_aligned, target_aligned))
-    classes: list[str] = []
-    lab = None
+    out: dict[str, Any] = {"n_source": len(source), "n_target": len(target), "method": "pca", "panels": []}
     if labels is not None:
-        lab = np.asarray([str(v) for v in labels], dtype=object)[keep_s]
-        classes = sorted(set(lab.tolist()))
-    cols = 2 if lab is not None else 1
-    fig = Figure(figsize=(4.6 * cols, 4.0 * len(panels)), dpi=100, layout="constrained")
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    for r, (name, s, t) in enumerate(panels):
+        out["labels"] = [str(v) for v in np.asarray(list(labels), dtype=object)[keep_s]]
+    for name, s, t in panels:
         xs, xt = np.asarray(s, np.float64)[keep_s], np.asarray(t, np.float64)[keep_t]
         pooled = np.concatenate([xs, xt])
         pooled = (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)
         xy = PCA(n_components=2, random_state=seed).fit_transform(pooled)
-        ps, pt = xy[: len(xs)], xy[len(xs):]
+        out["panels"].append({"name": name, "source": np.round(xy[: len(xs)], 3).tolist(),
+                              "target": np.round(xy[len(xs):], 3).tolist()})
+    return out
+
+
+def draw_map(coordinates: dict[str, Any], *, title: str | None = None, dpi: int = 100) -> bytes:
+    """PNG bytes of `map_coordinates`' points: by domain, and DATA by class (target in grey), a row
+    of panels before and after alignment."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = coordinates["panels"]
+    lab = np.asarray(coordinates["labels"], dtype=object) if coordinates.get("labels") is not None else None
+    classes = sorted(set(lab.tolist())) if lab is not None else []
+    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    cols = 2 if lab is not None else 1
+    fig = Figure(figsize=(4.6 * cols, 4.0 * len(panels)), dpi=dpi, layout="constrained")
+    for r, panel in enumerate(panels):
+        ps = np.asarray(panel["source"], float).reshape(-1, 2)
+        pt = np.asarray(panel["target"], float).reshape(-1, 2)
         ax = fig.add_subplot(len(panels), cols, r * cols + 1)
-        ax.scatter(ps[:, 0], ps[:, 1], s=6, alpha=0.6, color="tab:blue", label=f"DATA ({len(source)})")
-        ax.scatter(pt[:, 0], pt[:, 1], s=6, alpha=0.6, color="tab:orange", label=f"TARGET ({len(target)})")
-        ax.set_title(f"by domain, {name}", fontsize=9)
+        ax.scatter(ps[:, 0], ps[:, 1], s=6, alpha=0.6, color="tab:blue", label=f"DATA ({coordinates['n_source']})")
+        ax.scatter(pt[:, 0], pt[:, 1], s=6, alpha=0.6, color="tab:orange",
+                   label=f"TARGET ({coordinates['n_target']})")
+        ax.set_title(f"by domain, {panel['name']}", fontsize=9)
         ax.legend(fontsize=7, markerscale=2, loc="best")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -267,7 +296,7 @@ def shift_map(
             for i, c in enumerate(classes):
                 m = lab == c
                 ax.scatter(ps[m, 0], ps[m, 1], s=6, alpha=0.8, color=cmap(i % cmap.N), label=c[:18])
-            ax.set_title(f"DATA by class, {name}", fontsize=9)
+            ax.set_title(f"DATA by class, {panel['name']}", fontsize=9)
             if len(classes) <= 12:
                 ax.legend(fontsize=6, markerscale=2, loc="best")
             ax.set_xticks([])
@@ -278,6 +307,31 @@ def shift_map(
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def shift_map(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None = None, *,
+              source_aligned: np.ndarray | None = None, target_aligned: np.ndarray | None = None,
+              alignment: str | None = None, seed: int = 0, max_points: int = 1000, title: str | None = None) -> bytes:
+    """PNG bytes of the 2-D map (`map_coordinates`, then `draw_map`)."""
+    coords = map_coordinates(source, target, labels, source_aligned=source_aligned, target_aligned=target_aligned,
+                             alignment=alignment, seed=seed, max_points=max_points)
+    return draw_map(coords, title=title)
+
+
+def shift_record(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None, *,
+                 target_aligned: np.ndarray | None = None, alignment: str | None = None, seed: int = 0,
+                 max_per_domain: int = 1000) -> dict[str, Any]:
+    """What a fit with `--adapt-to` keeps (the bundle's `adaptation.shift`, the fit summary, the report):
+    the diagnostic's numbers and verdict, and the map's points. `target_aligned`: the target's
+    features after the alignment the model carries (the source's are unchanged by it). Each domain is
+    capped at `max_per_domain` inputs (fewer than the command's: it runs inside every adapted fit)."""
+    source_aligned = source if target_aligned is not None else None
+    diagnostic = diagnose_shift(source, target, labels, source_aligned=source_aligned, target_aligned=target_aligned,
+                                alignment=alignment, seed=seed, max_per_domain=max_per_domain)
+    record = diagnostic.to_dict()
+    record["map"] = map_coordinates(source, target, labels, source_aligned=source_aligned,
+                                    target_aligned=target_aligned, alignment=alignment, seed=seed)
+    return record
 
 
 def _check(x: Any, name: str) -> np.ndarray:
