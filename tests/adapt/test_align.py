@@ -157,3 +157,20 @@ def test_self_training_uses_only_target_predictions() -> None:
     assert report.per_round and report.per_round[0] > 0
     assert len(seen) == 1 + len(report.per_round)
     assert (predict(alignment.apply(xt)).argmax(axis=1) == yt).mean() > 0.8
+
+
+def test_blocks_of_a_concatenation_are_aligned_each_on_its_own() -> None:
+    from transferkit.adapt import MAX_CORAL_DIM, BlockAlignment, alignment_from_tensors
+
+    rng = np.random.default_rng(10)
+    source = rng.normal(size=(60, 3 + MAX_CORAL_DIM + 1)).astype(np.float32)
+    target = (rng.normal(size=(40, source.shape[1])) * 2 + 1).astype(np.float32)
+    alignment = fit_alignment(source, target, "coral", blocks=[3, MAX_CORAL_DIM + 1])
+    assert isinstance(alignment, BlockAlignment)
+    assert [p.method for p in alignment.parts] == ["coral", "standardize"]  # too wide for a [d, d] matrix
+    module = alignment.module()
+    tensors = {f"align.{k}": v for k, v in module.state_dict().items()}
+    restored = alignment_from_tensors(tensors)
+    assert restored is not None and restored.dim == source.shape[1]
+    x = torch.from_numpy(target[:5])
+    np.testing.assert_allclose(restored(x).numpy(), alignment.apply(target[:5]), rtol=1e-5, atol=1e-5)

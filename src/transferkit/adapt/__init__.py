@@ -10,11 +10,15 @@ Below the estimators (which use it) and above features and data (which it reads 
 """
 
 from transferkit.adapt.align import (
+    MAX_CORAL_DIM,
     METHODS,
     MIN_BATCH_INPUTS,
     MIN_TARGET_INPUTS,
     Alignment,
     AlignModule,
+    BlockAlignment,
+    BlockAlignModule,
+    alignment_from_tensors,
     batch_standardizer,
     fit_alignment,
     fit_coral,
@@ -26,13 +30,17 @@ from transferkit.adapt.selftrain import SelfTrainingReport, confident_pseudo_lab
 from transferkit.adapt.target import TargetInputs, read_target
 
 __all__ = [
+    "MAX_CORAL_DIM",
     "METHODS",
     "MIN_BATCH_INPUTS",
     "MIN_TARGET_INPUTS",
     "AlignModule",
     "Alignment",
+    "BlockAlignModule",
+    "BlockAlignment",
     "SelfTrainingReport",
     "TargetInputs",
+    "alignment_from_tensors",
     "batch_standardizer",
     "confident_pseudo_labels",
     "fit_alignment",

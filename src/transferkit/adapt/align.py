@@ -57,6 +57,9 @@ MIN_TARGET_INPUTS = 10
 #: from n inputs is off by about 1/sqrt(2n) relative (25% at n = 8, 12.5% at 32), and a batch
 #: of a few inputs is mostly one class, so its mean is the class's, not the domain's
 MIN_BATCH_INPUTS = 32
+#: CORAL's matrix is [d, d]: a feature block wider than this (hashed n-grams: 16,384) is aligned per
+#: dimension (standardisation) instead — its covariance could be neither stored nor estimated
+MAX_CORAL_DIM = 4096
 #: a dimension whose spread is below this (relative to the largest) is constant: it is not rescaled
 _EPS = 1e-6
 
@@ -228,14 +231,76 @@ def fit_coral(source: np.ndarray, target: np.ndarray, *, shrink: bool = True) ->
                            "source_shrinkage": round(shrink_s, 4), "target_shrinkage": round(shrink_t, 4)})
 
 
-def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto") -> Alignment | None:
-    """The alignment `method` fits (None for `none`). Self-training starts from CORAL's alignment."""
+def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
+                  blocks: list[int] | None = None) -> Alignment | BlockAlignment | None:
+    """The alignment `method` fits (None for `none`). Self-training starts from CORAL's alignment.
+
+    `blocks`: the widths of the feature blocks of a concatenation (`A+B`); each block is aligned on its
+    own (the blocks come from different backbones), and CORAL falls back to standardisation on a
+    block wider than `MAX_CORAL_DIM`.
+    """
     resolved = resolve_method(method)
     if resolved == "none":
         return None
-    if resolved == "standardize":
-        return fit_standardize(source, target)
-    return fit_coral(source, target)
+    widths = list(blocks) if blocks and sum(blocks) == np.shape(source)[1] else [int(np.shape(source)[1])]
+    parts: list[Alignment] = []
+    start = 0
+    for width in widths:
+        s, t = np.asarray(source)[:, start:start + width], np.asarray(target)[:, start:start + width]
+        coral = resolved != "standardize" and width <= MAX_CORAL_DIM
+        parts.append(fit_coral(s, t) if coral else fit_standardize(s, t))
+        start += width
+    return parts[0] if len(parts) == 1 else BlockAlignment(parts)
+
+
+@dataclass
+class BlockAlignment:
+    """One alignment per feature block of a concatenation, side by side."""
+
+    parts: list[Alignment]
+
+    @property
+    def method(self) -> str:
+        return "+".join(p.method for p in self.parts)
+
+    @property
+    def info(self) -> dict[str, float]:
+        return {f"block{i}_{k}": v for i, p in enumerate(self.parts) for k, v in (p.info or {}).items()}
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.module()(torch.from_numpy(np.asarray(values, np.float32))).numpy()
+
+    def module(self) -> BlockAlignModule:
+        return BlockAlignModule([p.module() for p in self.parts])
+
+
+class BlockAlignModule(nn.Module):
+    """Alignments of consecutive feature blocks (tensors `align.<i>.mean_in`, …)."""
+
+    def __init__(self, parts: list[AlignModule]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.widths = [p.dim for p in parts]
+
+    @property
+    def dim(self) -> int:
+        return sum(self.widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(x, self.widths, dim=1)
+        return torch.cat([part(c) for part, c in zip(self.parts, chunks, strict=True)], dim=1)
+
+
+def alignment_from_tensors(tensors: dict[str, torch.Tensor]) -> AlignModule | BlockAlignModule | None:
+    """The alignment a bundle holds (`align.*` or, per block, `align.<i>.*`), or None when it has none."""
+    single = AlignModule.from_tensors(tensors)
+    if single is not None:
+        return single
+    parts: list[AlignModule] = []
+    while (part := AlignModule.from_tensors(tensors, prefix=f"align.parts.{len(parts)}.")) is not None:
+        parts.append(part)
+    return BlockAlignModule(parts) if parts else None
 
 
 def _check_dims(s: np.ndarray, t: np.ndarray) -> None:
