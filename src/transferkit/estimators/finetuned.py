@@ -485,7 +485,23 @@ class FinetunedClassifier(TransferEstimator):
                 "best_epoch": report.best_epoch, "lr": report.lr, "lr_found": report.lr_found,
                 "seconds": round(report.seconds, 2), "trainable_by_epoch": report.trainable_by_epoch,
                 "processes": report.world_size, **({"kept": report.kept} if report.kept else {}),
-                **({"target": report.target} if report.target else {})}
+                **({"target": report.target, "adaptation": self._adaptation_line()} if report.target else {})}
+
+    def _adaptation_line(self) -> dict[str, Any]:
+        """What the fit summary says about fine-tuning with a target (`fit --adapt-to`)."""
+        target, cfg = self.fit_report_.target, self.config
+        parts = []
+        if target.get("loss"):
+            mcc = target.get("mcc_by_epoch") or {}
+            trend = (f", {mcc[min(mcc)]:.3f} → {mcc[max(mcc)]:.3f} over epochs {min(mcc)}–{max(mcc)}"
+                     if len(mcc) > 1 else "")
+            parts.append(f"Minimum Class Confusion on target batches (weight {cfg.target_weight:g}, temperature "
+                         f"{cfg.mcc_temperature:g}{trend})")
+        if target.get("adabn"):
+            parts.append(f"AdaBN: {target['adabn'].get('layers', 0)} BatchNorm layers' statistics re-estimated on "
+                         "the target")
+        return {"applied": " + ".join(p.split(":")[0].split(" (")[0] for p in parts) or "none",
+                "why": "; ".join(parts) or "target_weight 0 and adabn off"}
 
     # -- persistence --------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
