@@ -65,6 +65,7 @@ def test_finetune_with_a_target_through_the_cli(image_folder: Path, target: Path
     code, output = cli("fit", *args, "--out", out)
     assert code == 0, output
     assert "Minimum Class Confusion" in output and "AdaBN" in output and "adapted to" in output
+    assert "how far is the target?" in output and "after fine-tuning with the target + AdaBN" in output
     target_record = json.loads((out / "transferkit.json").read_text())["finetune"]["target"]
     assert target_record["n_target"] == 30 and sorted(target_record["mcc_by_epoch"]) == ["1", "2"]
     assert target_record["adabn"]["layers"] > 0

@@ -126,6 +126,12 @@ def test_finetune_with_a_target_runs_trains_mcc_and_adapts_bn(xy: Any, tiny: Any
     assert not torch.allclose(kept[f"{name}.running_mean"], trained[f"model.{name}.running_mean"])
     assert len(adapted.predict(target)) == len(target)
     assert adapted.summary()["target"]["n_target"] == len(target)
+    # the shift diagnostic: the pretrained network's features, then the adapted network's, same inputs
+    shift = report["shift"]
+    assert shift["n_source"] == len(X) and shift["n_target"] == len(target)
+    assert shift["domain_accuracy"] > 0.5 and shift["domain_accuracy_aligned"] is not None
+    assert shift["alignment"] == "fine-tuning with the target + AdaBN" and len(shift["map"]["panels"]) == 2
+    assert adapted.summary()["adaptation"]["shift"]["verdict"] == shift["verdict"]
 
 
 def test_target_batches_change_training(xy: Any, tiny: Any, target: list[str]) -> None:

@@ -257,6 +257,8 @@ class FinetunedClassifier(TransferEstimator):
             if cfg.keep == "better" and val is not None:  # the probe, as fine-tuning starts from it
                 probe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+        shift_before = self._shift_features(model, data, target, cached=True) if target else None
+
         from transferkit.finetune.data import Augment, FinetuneData
         from transferkit.finetune.module import FinetuneModule
 
@@ -312,7 +314,54 @@ class FinetunedClassifier(TransferEstimator):
             if cfg.adabn:
                 report.target["adabn"] = self._adabn(model, list(data.items), target)
                 self._set_predictor(model, "unsaved:" + str(id(model)))
+            if shift_before is not None:
+                report.target["shift"] = self._shift_record(model, data, target, shift_before)
         return self
+
+    #: inputs of each domain the fine-tuning shift diagnostic compares (a seeded subsample): it
+    #: extracts them twice, with the pretrained network and with the adapted one
+    SHIFT_INPUTS: ClassVar[int] = 500
+
+    def _shift_features(self, model: FinetuneModel, data: LabelledData, target: Sequence[Any], *,
+                        cached: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Pooled features of a seeded subsample of the training and target inputs, with the network
+        as it is now (`cached`: only for the pretrained network, whose weights id names its features)."""
+        from transferkit.finetune.adabn import subsample
+
+        idx = subsample(list(range(len(data.items))), self.SHIFT_INPUTS, self.seed)
+        tgt = subsample(list(target), self.SHIFT_INPUTS, self.seed + 1)
+        options = ExtractOptions(batch_size=self.batch_size, precision="fp32", engine="torch", progress=False,
+                                 device=self.device)
+        store = resolve_cache(self.cache_dir) if cached else None
+        was_training = model.training
+        model.eval()
+        try:
+            src = extract_features(model.backbone, [data.items[i] for i in idx], options=options, cache=store,
+                                   description="shift diagnostic (training inputs)")
+            tf = extract_features(model.backbone, tgt, options=options, cache=store,
+                                  description="shift diagnostic (target inputs)")
+        finally:
+            model.train(was_training)
+        labels = [str(data.labels[i]) for i, ok in zip(idx, src.ok, strict=True) if ok]
+        return src.values, tf.values, labels
+
+    def _shift_record(self, model: FinetuneModel, data: LabelledData, target: Sequence[Any],
+                      before: tuple[np.ndarray, np.ndarray, list[str]]) -> dict[str, Any] | None:
+        """The shift diagnostic (`adapt.shift`) on the pretrained network's features, and on the
+        fine-tuned, target-adapted network's (the 'after' columns) for the same inputs."""
+        from transferkit.adapt.shift import diagnose_shift, map_coordinates
+
+        source, tgt, labels = before
+        after_s, after_t, _ = self._shift_features(model, data, target, cached=False)
+        if len(source) < 2 or len(tgt) < 2 or after_s.shape[0] != source.shape[0] or after_t.shape != tgt.shape:
+            return None  # inputs read before but not now (or the reverse): nothing comparable to say
+        name = "fine-tuning with the target" + (" + AdaBN" if self.config.adabn else "")
+        diagnostic = diagnose_shift(source, tgt, labels, source_aligned=after_s, target_aligned=after_t,
+                                    alignment=name, seed=self.seed)
+        record = diagnostic.to_dict()
+        record["map"] = map_coordinates(source, tgt, labels, source_aligned=after_s, target_aligned=after_t,
+                                        alignment=name, seed=self.seed)
+        return record
 
     def _adabn(self, model: FinetuneModel, source: Sequence[Any], target: Sequence[Any]) -> dict[str, Any]:
         """AdaBN after training: the BatchNorm statistics re-estimated for the target inputs."""
@@ -500,8 +549,11 @@ class FinetunedClassifier(TransferEstimator):
         if target.get("adabn"):
             parts.append(f"AdaBN: {target['adabn'].get('layers', 0)} BatchNorm layers' statistics re-estimated on "
                          "the target")
-        return {"applied": " + ".join(p.split(":")[0].split(" (")[0] for p in parts) or "none",
-                "why": "; ".join(parts) or "target_weight 0 and adabn off"}
+        line: dict[str, Any] = {"applied": " + ".join(p.split(":")[0].split(" (")[0] for p in parts) or "none",
+                                "why": "; ".join(parts) or "target_weight 0 and adabn off"}
+        if target.get("shift"):
+            line["shift"] = target["shift"]
+        return line
 
     # -- persistence --------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -531,6 +583,7 @@ class FinetunedClassifier(TransferEstimator):
                 "trainable_by_epoch": report.trainable_by_epoch, **({"kept": report.kept} if report.kept else {}),
                 "timeline": report.timeline, **({"target": report.target} if report.target else {}),
             },
+            **({"adaptation": self._adaptation_line()} if report.target else {}),
             "training": {"seed": self.seed, "batch_size": self.batch_size, "precision_setting": self.precision,
                          "n_train": report.n_train, "n_val": report.n_val, "class_counts": self.train_class_counts_,
                          "class_weighted": report.class_weighted, "precision": report.precision,
