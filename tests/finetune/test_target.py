@@ -177,3 +177,15 @@ def test_kill_and_resume_with_a_target(xy: Any, tiny: Any, target: list[str], tm
 def test_an_empty_target_is_refused(xy: Any, tiny: Any) -> None:
     with pytest.raises(ConfigError, match="no target inputs"):
         tiny(epochs=1).fit(*xy, X_target=[])
+
+
+def test_a_peft_bundle_keeps_the_adabn_statistics(xy: Any, tiny: Any, target: list[str], tmp_path: Path) -> None:
+    """PEFT bundles store only what trained; AdaBN's statistics are kept too, or loading would undo them."""
+    from transferkit import load
+
+    X, y = xy
+    clf = tiny(epochs=1, peft="bitfit", target_weight=0.0).fit(X, y, X_target=target)
+    clf.save(tmp_path / "bundle")
+    loaded = load(tmp_path / "bundle", progress=False)
+    name, layer = bn_layers(clf.model_)[-1]
+    assert torch.equal(loaded.model_.state_dict()[f"{name}.running_mean"], layer.running_mean)

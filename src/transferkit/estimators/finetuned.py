@@ -564,9 +564,11 @@ class FinetunedClassifier(TransferEstimator):
         from transferkit.finetune.peft import is_peft_parameter
 
         method = self.peft_["method"]
+        adabn = bool(self.fit_report_.target.get("adabn"))  # AdaBN changed the BatchNorm statistics: keep them
         keep = {k: v for k, v in everything.items()
                 if k.startswith("head.") or (k.startswith("backbone.") and isinstance(v, nn.Parameter)
-                                             and is_peft_parameter(k.removeprefix("backbone."), method))}
+                                             and is_peft_parameter(k.removeprefix("backbone."), method))
+                or (adabn and k.endswith((".running_mean", ".running_var")))}
         return {f"model.{k}": v for k, v in keep.items()}
 
     def _manifest(self) -> dict[str, Any]:
