@@ -174,3 +174,17 @@ def test_blocks_of_a_concatenation_are_aligned_each_on_its_own() -> None:
     assert restored is not None and restored.dim == source.shape[1]
     x = torch.from_numpy(target[:5])
     np.testing.assert_allclose(restored(x).numpy(), alignment.apply(target[:5]), rtol=1e-5, atol=1e-5)
+
+
+def test_shrinkage_intensity_is_ledoit_wolf() -> None:
+    from sklearn.covariance import ledoit_wolf
+
+    from transferkit.adapt.align import _ledoit_wolf
+
+    rng = np.random.default_rng(11)
+    x = _correlated(rng, 30, 12)
+    x -= x.mean(axis=0)
+    expected, intensity = ledoit_wolf(x, assume_centered=True)
+    got, got_intensity = _ledoit_wolf(x)
+    assert got_intensity == pytest.approx(intensity, rel=1e-9)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)

@@ -41,3 +41,13 @@ def test_from_scratch_wins_where_the_pretrained_features_carry_no_signal(tmp_pat
     other = next(c for c in selection.candidates if c.name != "hog")
     assert other.val_accuracy < selection.winner.val_accuracy
     assert "from scratch wins" in selection.verdict()
+
+
+def test_a_validation_accuracy_tie_goes_to_the_lower_log_loss_whatever_the_order() -> None:
+    from transferkit.ranking.select import Candidate, pick_winner
+
+    sharp = Candidate("mfcc", "single", ["mfcc"], val_accuracy=1.0, val_log_loss=0.02, features=256)
+    vague = Candidate("ge2e", "single", ["ge2e"], val_accuracy=1.0, val_log_loss=0.4, features=40)
+    worse = Candidate("yamnet", "single", ["yamnet"], val_accuracy=0.9, val_log_loss=0.01, features=1024)
+    for order in ([sharp, vague, worse], [worse, vague, sharp], [vague, sharp, worse]):
+        assert pick_winner(order) is sharp

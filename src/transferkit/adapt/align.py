@@ -182,12 +182,25 @@ def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
     variance; only the off-diagonal correlations are shrunk, by the Ledoit–Wolf analytic intensity
     computed on the standardised features (Schäfer & Strimmer's target D).
     """
-    from sklearn.covariance import ledoit_wolf
-
     std = _spread(x)
     z = (x - x.mean(axis=0)) / std
-    correlation, shrinkage = ledoit_wolf(z, assume_centered=True)
-    return correlation * np.outer(std, std), float(shrinkage)
+    correlation, shrinkage = _ledoit_wolf(z)
+    return correlation * np.outer(std, std), shrinkage
+
+
+def _ledoit_wolf(z: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ledoit & Wolf (2004), Lemma 3.2–3.4, on centred `z` [n, d]: S shrunk toward mu·I with the analytic
+    intensity (the formula of scikit-learn's `ledoit_wolf`, with one [d, d] product instead of three)."""
+    n, d = z.shape
+    sample = z.T @ z / n
+    mu = float(np.trace(sample)) / d
+    delta = float(np.sum(sample**2)) - 2 * mu * float(np.trace(sample)) + d * mu**2  # ||S - mu I||_F^2
+    # (1/n^2) sum_k ||z_k z_k' - S||_F^2
+    beta = float(np.sum(np.sum(z**2, axis=1) ** 2)) / n**2 - float(np.sum(sample**2)) / n
+    shrinkage = 1.0 if delta <= 0 else min(max(beta, 0.0), delta) / delta
+    shrunk = (1 - shrinkage) * sample
+    shrunk[np.diag_indices(d)] += shrinkage * mu
+    return shrunk, shrinkage
 
 
 def _matrix_power(c: np.ndarray, power: float) -> np.ndarray:

@@ -12,9 +12,11 @@ the accuracy of the head that will be fitted, on data the head did not train on.
    out whole groups, so the score measures what a new speaker, site or design will meet;
 3. the best two and three are also tried side by side (a concatenation, blocks weighed equally)
    and as a probability ensemble;
-4. the best validation accuracy wins; a tie goes to the simpler model (single < concatenation <
-   ensemble). The table says by how much the winner beat from scratch — and when from scratch
-   wins, it says so and that is what is fitted.
+4. the best validation accuracy wins; a tie (easy source data reads 100% for several) goes to the
+   lower validation log-loss — the better-calibrated, more confident-when-right model — and only
+   then to the simpler model (single < concatenation < ensemble), never to the order tried. The
+   table says by how much the winner beat from scratch — and when from scratch wins, it says so
+   and that is what is fitted.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Candidate:
     kind: str  # single | concat | ensemble
     members: list[str]
     val_accuracy: float | None = None
+    #: mean negative log-probability of the true class on validation: breaks accuracy ties
+    val_log_loss: float | None = None
     features: int = 0
     seconds: float = 0.0
     note: str = ""
@@ -81,6 +85,7 @@ class Selection:
                 "winner": self.winner.name if self.winner else None,
                 "gain_over_scratch_points": self.gain_over_scratch,
                 "rows": [{"name": c.name, "kind": c.kind, "members": c.members, "val_accuracy": c.val_accuracy,
+                          "val_log_loss": c.val_log_loss,
                           "features": c.features, "seconds": round(c.seconds, 2), "note": c.note,
                           "from_scratch": c.scratch} for c in self.candidates]}
 
@@ -89,12 +94,13 @@ class Selection:
 
         table = Table(title=f"--backbone auto: candidates scored on validation ({self.validation})")
         for column, justify in (("candidate", "left"), ("kind", "left"), ("val accuracy", "right"),
-                                ("features", "right"), ("seconds", "right"), ("", "left")):
+                                ("val log-loss", "right"), ("features", "right"), ("seconds", "right"), ("", "left")):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         ranked = sorted(self.candidates, key=lambda c: -(c.val_accuracy if c.val_accuracy is not None else -1))
         for c in ranked:
             mark = "[bold green]← fitted[/]" if c is self.winner else ("from scratch" if c.scratch else c.note)
-            table.add_row(c.name, c.kind, _pct(c.val_accuracy), str(c.features), f"{c.seconds:.1f}", mark)
+            loss = "" if c.val_log_loss is None else f"{c.val_log_loss:.3f}"
+            table.add_row(c.name, c.kind, _pct(c.val_accuracy), loss, str(c.features), f"{c.seconds:.1f}", mark)
         yield table
         yield self.verdict()
 
@@ -167,6 +173,7 @@ def select(
         values[feats.ok] = feats.values
         proba, acc = _score(values, y, feats.ok, n_train, len(classes), seed, blocks=backbone.feature_blocks())
         cand.val_accuracy, cand.features, cand.seconds = acc, backbone.num_features, time.perf_counter() - start
+        cand.val_log_loss = log_loss(proba, y[n_train:])
         scored[name] = (values, feats.ok, proba)
         result.candidates.append(cand)
         if cand.scratch:
@@ -181,18 +188,32 @@ def select(
             start = time.perf_counter()
             values = np.concatenate([scored[m][0] for m in members], axis=1)
             ok = np.logical_and.reduce([scored[m][1] for m in members])
-            _, acc = _score(values, y, ok, n_train, len(classes), seed, blocks=[scored[m][0].shape[1] for m in members])
-            result.candidates.append(Candidate("+".join(members), "concat", members, acc, values.shape[1],
-                                               time.perf_counter() - start))
+            proba, acc = _score(values, y, ok, n_train, len(classes), seed,
+                                blocks=[scored[m][0].shape[1] for m in members])
+            result.candidates.append(Candidate("+".join(members), "concat", members, acc, log_loss(proba, y[n_train:]),
+                                               values.shape[1], time.perf_counter() - start))
             mean = np.mean([scored[m][2] for m in members], axis=0)
             truth = y[n_train:]
             acc = float(np.mean(np.argmax(mean, axis=1) == truth))
-            result.candidates.append(Candidate(" | ".join(members), "ensemble", members, acc,
+            result.candidates.append(Candidate(" | ".join(members), "ensemble", members, acc, log_loss(mean, truth),
                                                int(sum(scored[m][0].shape[1] for m in members)), 0.0))
     valid = [c for c in result.candidates if c.val_accuracy is not None]
     if valid:
-        result.winner = max(valid, key=lambda c: (round(c.val_accuracy or 0.0, 6), -KINDS.index(c.kind), -c.features))
+        result.winner = pick_winner(valid)
     return result
+
+
+def pick_winner(candidates: Sequence[Candidate]) -> Candidate:
+    """The best validation accuracy; a tie goes to the lower validation log-loss, then to the simpler kind,
+    then to fewer features — never to the order the candidates were tried in."""
+    return max(candidates, key=lambda c: (round(c.val_accuracy or 0.0, 6), -round(c.val_log_loss or 0.0, 6),
+                                          -KINDS.index(c.kind), -c.features))
+
+
+def log_loss(proba: np.ndarray, truth: np.ndarray) -> float:
+    """Mean negative log-probability of the true class (probabilities floored at 1e-12)."""
+    p = np.asarray(proba, np.float64)[np.arange(len(truth)), np.asarray(truth, np.int64)]
+    return float(-np.mean(np.log(np.clip(p, 1e-12, None)))) if len(truth) else 0.0
 
 
 def _score(values: np.ndarray, y: np.ndarray, ok: np.ndarray, n_train: int, n_classes: int, seed: int,
