@@ -159,8 +159,10 @@ class FitOptions:
                         resumable=True)
     adapt_to: Path | None = _opt(None, "Unlabelled inputs from where the model will be used (a folder of images or "
                                  "clips in any layout, a table with the input column, or texts one per line): the "
-                                 "probe aligns their features to the training data's (labels in it are ignored).",
-                                 "--adapt-to", modalities=_SINGLE, strategies=frozenset({"probe"}))
+                                 "probe aligns their features to the training data's; fine-tuning trains on them "
+                                 "beside the labelled batches (Minimum Class Confusion) and re-estimates BatchNorm "
+                                 "statistics on them (AdaBN). Labels in it are ignored.",
+                                 "--adapt-to", modalities=_SINGLE, strategies=frozenset({"probe", "finetune"}))
     adapt_method: str = _opt("auto", "With --adapt-to: auto (CORAL with shrunk covariances), standardize (per-domain "
                              "standardisation), coral, self-training (CORAL + confident target pseudo-labels) or "
                              "none.", "--adapt-method", modalities=_SINGLE, strategies=frozenset({"probe"}))

@@ -22,7 +22,7 @@ app = typer.Typer(
 _state = {"debug": False}
 
 #: the command modules, in the order `--help` lists them; each has `register(app)`
-COMMANDS = ("fit", "predict", "evaluate", "models", "rank", "curve", "report", "serve", "export", "demo")
+COMMANDS = ("fit", "predict", "evaluate", "models", "rank", "shift", "curve", "report", "serve", "export", "demo")
 
 
 @app.callback()

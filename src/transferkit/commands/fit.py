@@ -226,15 +226,15 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
         # --strategy auto: the probe a plain `fit` gives, fitted first (seconds), to beat on validation
         probe = build_estimator(_probe_options(options))
         probe_started = time.perf_counter()
-        probe.fit(train, X_val=valid.items, y_val=valid.labels)
+        probe.fit(train, X_val=valid.items, y_val=valid.labels,
+                  **({"X_target": target.items} if target is not None else {}))  # adapted like the fine-tune
         decisions["strategy_decision"]["probe_minutes"] = (time.perf_counter() - probe_started) / 60.0
     if target is not None:
-        if estimator.kind not in ("probe", "ensemble"):
+        if estimator.kind not in ("probe", "ensemble", "finetuned"):
             from transferkit.errors import ConfigError
 
-            raise ConfigError(f"--adapt-to aligns a probe's features; this fit chose a {estimator.kind} model "
-                              "(--strategy auto picked fine-tuning): add --strategy probe")
-        extra["X_target"] = target.items
+            raise ConfigError(f"--adapt-to cannot adapt a {estimator.kind} model; use --strategy probe or finetune")
+        extra["X_target"] = target.items  # fine-tuning: MCC on target batches, then AdaBN (finetune/)
     started = time.perf_counter()
     estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None, **extra)
     if "strategy_decision" in decisions:  # the estimate beside what it cost
@@ -258,6 +258,8 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
                "macro_f1": metrics.get("macro_f1"), "skipped": len(skipped), **dataset.notes()}
     if target is not None:
         summary["adaptation"] = {**summary.get("adaptation", {}), **decisions["adapt_target"]}
+        if "shift" in summary["adaptation"]:  # the numbers and verdict; the map's points stay in the bundle
+            summary["adaptation"]["shift"] = {k: v for k, v in summary["adaptation"]["shift"].items() if k != "map"}
     if estimator.kind == "tabular":
         summary["test_columns"] = metrics.get("columns", {})
     if "strategy_decision" in decisions:
@@ -469,12 +471,20 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
     for note in report.engine_notes:
         out.print(f"engine: {note}", highlight=False)
     adaptation = summary.get("adaptation")
+    if adaptation and adaptation.get("shift"):
+        from transferkit.commands.shift import print_shift
+
+        print_shift(adaptation["shift"], out, heading="how far is the target? (features of the training data vs "
+                                                      "--adapt-to's)")
     if adaptation:
         labels = f"; labels: {adaptation['target_labels']}" if adaptation.get("target_labels") else ""
         out.print(f"[bold]adapted to[/] {adaptation.get('target')} ({adaptation.get('target_inputs')} unlabelled "
                   f"inputs, {adaptation.get('target_skipped', 0)} unreadable skipped{labels}): "
-                  f"{adaptation.get('applied')} — {adaptation.get('why')}. The target's features were aligned to the "
-                  "training data's; the head trained on the training data alone", highlight=False)
+                  f"{adaptation.get('applied')} — {adaptation.get('why')}. " + (
+                      "The network trained on the labelled batches with target batches beside them (their labels "
+                      "never used)" if summary.get("strategy") == "finetune" else
+                      "The target's features were aligned to the training data's; the head trained on the training "
+                      "data alone"), highlight=False)
     kept = summary.get("kept")
     if kept:
         out.print(f"kept the {kept['kept']}: validation accuracy {100 * kept['val_accuracy_probe']:.1f}% for the probe "

@@ -72,6 +72,9 @@ class FinetuneReport(FitReport):
     checkpoint: str | None = None
     world_size: int = 1
     input_size: int | None = None
+    #: with target inputs (`X_target`): how many, the MCC loss's weight and temperature, its value by
+    #: epoch, and what AdaBN changed
+    target: dict[str, Any] = field(default_factory=dict)
 
 
 #: the smallest input size fine-tuning runs at: below it an ImageNet CNN's last feature map is
@@ -186,6 +189,7 @@ class FinetunedClassifier(TransferEstimator):
         y_val: Sequence[Any] | None = None,
         run_record: dict[str, Any] | None = None,
         callbacks: Sequence[Any] = (),
+        X_target: Sequence[Any] | None = None,
     ) -> FinetunedClassifier:
         """Fine-tune on (X, y), validating on (X_val, y_val) when given; returns `self`.
 
@@ -194,6 +198,12 @@ class FinetunedClassifier(TransferEstimator):
         started with the same backbone and training data. `run_record` is stored in `run.json`
         beside them (the CLI keeps the options it was started with there); `callbacks` are extra
         Lightning callbacks.
+
+        `X_target`: unlabelled inputs of the domain the model will be used on (`fit --adapt-to`).
+        Each labelled batch then has a target batch beside it, on which the Minimum Class Confusion
+        loss trains (weight `training.target_weight`; `transferkit.finetune.mcc`), and after
+        training the BatchNorm statistics are re-estimated on them (AdaBN, `training.adabn`;
+        `transferkit.finetune.adabn`). They never enter the labels, validation or the probe's fit.
         """
         run_dir, resume = self.run_dir, self.resume
         import lightning.pytorch as pl
@@ -210,11 +220,15 @@ class FinetunedClassifier(TransferEstimator):
         data.modality = backbone.modality
         self.backbone_reference_ = {**backbone.describe(), "weights_source": self.weights,
                                     "random_seed": self.seed if self.weights == "random" else None}
+        target = list(X_target) if X_target is not None else []
+        if X_target is not None and not target:
+            raise ConfigError("X_target: no target inputs were given (an empty list); give the unlabelled inputs "
+                              "of the domain to adapt to, or None")
         if run_dir is not None and resume:  # first: resuming on other data or another backbone is refused
-            self._record_run(Path(run_dir), data, resume=True, record=run_record or {})
+            self._record_run(Path(run_dir), data, resume=True, record=run_record or {}, target=target)
         data.validate_for_training()
         if run_dir is not None and not resume:
-            self._record_run(Path(run_dir), data, resume=False, record=run_record or {})
+            self._record_run(Path(run_dir), data, resume=False, record=run_record or {}, target=target)
         val = (as_labelled_data(X_val, y_val, "validation data", modality=backbone.modality)
                if X_val is not None and len(X_val) else None)
         self.classes_ = np.array(data.classes)
@@ -243,6 +257,8 @@ class FinetunedClassifier(TransferEstimator):
             if cfg.keep == "better" and val is not None:  # the probe, as fine-tuning starts from it
                 probe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+        shift_before = self._shift_features(model, data, target, cached=True) if target else None
+
         from transferkit.finetune.data import Augment, FinetuneData
         from transferkit.finetune.module import FinetuneModule
 
@@ -251,11 +267,16 @@ class FinetunedClassifier(TransferEstimator):
         dm = FinetuneData(backbone, (list(data.items), y_train.tolist()),
                           (list(val.items), y_val_idx) if val is not None else None, batch_size=self.batch_size,
                           seed=self.seed, augment=augment, sample_weights=sample_weights,
-                          num_workers=cfg.num_workers)
+                          num_workers=cfg.num_workers, target=target if cfg.target_weight > 0 else None)
         root = Path(tempfile.mkdtemp(prefix="transferkit-ft-")) if run_dir is None else Path(run_dir)
         report = FinetuneReport(n_train=len(data), n_val=len(val) if val is not None else 0,
                                 class_weighted=weights is not None)
         start = time.perf_counter()
+        from transferkit.finetune.callbacks import EpochMetric
+
+        mcc_by_epoch: dict[int, float] = {}
+        if target and cfg.target_weight > 0:
+            callbacks = [*callbacks, EpochMetric("train_mcc", mcc_by_epoch)]
         try:
             outcome = train_module(module, dm, cfg, root=root, has_val=val is not None, precision=self.precision,
                                    batch_size=self.batch_size, progress=self.progress and is_rank_zero(),
@@ -285,7 +306,78 @@ class FinetunedClassifier(TransferEstimator):
         self._set_predictor(model, "unsaved:" + str(id(model)))
         if probe_state is not None and val is not None:
             self._keep_better(model, probe_state, val, head_start, report)
+        if target:
+            report.target = {"n_target": len(target), "dropped": dm.dropped_target,
+                             "loss": "mcc" if cfg.target_weight > 0 else None, "target_weight": cfg.target_weight,
+                             "mcc_temperature": cfg.mcc_temperature,
+                             "mcc_by_epoch": {int(k) + 1: round(v, 5) for k, v in sorted(mcc_by_epoch.items())}}
+            if cfg.adabn:
+                report.target["adabn"] = self._adabn(model, list(data.items), target)
+                self._set_predictor(model, "unsaved:" + str(id(model)))
+            if shift_before is not None:
+                report.target["shift"] = self._shift_record(model, data, target, shift_before)
         return self
+
+    #: inputs of each domain the fine-tuning shift diagnostic compares (a seeded subsample): it
+    #: extracts them twice, with the pretrained network and with the adapted one
+    SHIFT_INPUTS: ClassVar[int] = 500
+
+    def _shift_features(self, model: FinetuneModel, data: LabelledData, target: Sequence[Any], *,
+                        cached: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Pooled features of a seeded subsample of the training and target inputs, with the network
+        as it is now (`cached`: only for the pretrained network, whose weights id names its features)."""
+        from transferkit.finetune.adabn import subsample
+
+        idx = subsample(list(range(len(data.items))), self.SHIFT_INPUTS, self.seed)
+        tgt = subsample(list(target), self.SHIFT_INPUTS, self.seed + 1)
+        options = ExtractOptions(batch_size=self.batch_size, precision="fp32", engine="torch", progress=False,
+                                 device=self.device)
+        store = resolve_cache(self.cache_dir) if cached else None
+        was_training = model.training
+        model.eval()
+        try:
+            src = extract_features(model.backbone, [data.items[i] for i in idx], options=options, cache=store,
+                                   description="shift diagnostic (training inputs)")
+            tf = extract_features(model.backbone, tgt, options=options, cache=store,
+                                  description="shift diagnostic (target inputs)")
+        finally:
+            model.train(was_training)
+        labels = [str(data.labels[i]) for i, ok in zip(idx, src.ok, strict=True) if ok]
+        return src.values, tf.values, labels
+
+    def _shift_record(self, model: FinetuneModel, data: LabelledData, target: Sequence[Any],
+                      before: tuple[np.ndarray, np.ndarray, list[str]]) -> dict[str, Any] | None:
+        """The shift diagnostic (`adapt.shift`) on the pretrained network's features, and on the
+        fine-tuned, target-adapted network's (the 'after' columns) for the same inputs."""
+        from transferkit.adapt.shift import diagnose_shift, map_coordinates
+
+        source, tgt, labels = before
+        after_s, after_t, _ = self._shift_features(model, data, target, cached=False)
+        if len(source) < 2 or len(tgt) < 2 or after_s.shape[0] != source.shape[0] or after_t.shape != tgt.shape:
+            return None  # inputs read before but not now (or the reverse): nothing comparable to say
+        name = "fine-tuning with the target" + (" + AdaBN" if self.config.adabn else "")
+        diagnostic = diagnose_shift(source, tgt, labels, source_aligned=after_s, target_aligned=after_t,
+                                    alignment=name, seed=self.seed)
+        record = diagnostic.to_dict()
+        record["map"] = map_coordinates(source, tgt, labels, source_aligned=after_s, target_aligned=after_t,
+                                        alignment=name, seed=self.seed)
+        return record
+
+    def _adabn(self, model: FinetuneModel, source: Sequence[Any], target: Sequence[Any]) -> dict[str, Any]:
+        """AdaBN after training: the BatchNorm statistics re-estimated for the target inputs."""
+        from transferkit.finetune.adabn import MAX_INPUTS, adapt_batchnorm, item_batches, subsample
+
+        device = next(model.parameters()).device
+        backbone = model.backbone
+
+        def forward(batch: Any) -> Any:
+            return model(backbone.to_batch_device(batch, device))
+
+        result = adapt_batchnorm(
+            model, item_batches(backbone, subsample(source, MAX_INPUTS, self.seed), self.batch_size),
+            item_batches(backbone, subsample(target, MAX_INPUTS, self.seed + 1), self.batch_size), forward)
+        model.eval()
+        return result
 
     def _keep_better(self, model: FinetuneModel, probe_state: dict[str, torch.Tensor], val: LabelledData,
                      head_start: dict[str, Any], report: FinetuneReport) -> None:
@@ -394,16 +486,25 @@ class FinetunedClassifier(TransferEstimator):
             return None, 1.0 / counts[y_train]
         return None, None
 
-    def _record_run(self, run_dir: Path, data: LabelledData, *, resume: bool, record: dict[str, Any]) -> None:
+    def _record_run(self, run_dir: Path, data: LabelledData, *, resume: bool, record: dict[str, Any],
+                    target: Sequence[Any] = ()) -> None:
         """A new run writes `run.json` (what is trained on what); a resumed one checks it is the same."""
         from transferkit.finetune.checkpoint import check_same_run, data_fingerprint, read_run, write_run
         from transferkit.runtime import is_rank_zero
 
         fingerprint = data_fingerprint([str(i) for i in data.items], data.labels)
+        target_print = data_fingerprint([str(i) for i in target], [""] * len(target)) if target else None
         if resume:
-            check_same_run(run_dir, read_run(run_dir), backbone=self.backbone_reference_, data=fingerprint)
+            info = read_run(run_dir)
+            check_same_run(run_dir, info, backbone=self.backbone_reference_, data=fingerprint)
+            if info.get("target_fingerprint") != target_print:
+                before = f"{info.get('n_target')} target inputs" if info.get("target_fingerprint") else "no target"
+                now = f"{len(target)} target inputs" if target else "none"
+                raise ConfigError(f"--resume '{run_dir}' was trained with {before} (--adapt-to); this run gives "
+                                  f"{now}: resume it with the same target, or start a new run")
         elif is_rank_zero():
             write_run(run_dir, {"status": "running", "data_source": data.source, "data_fingerprint": fingerprint,
+                                **({"target_fingerprint": target_print, "n_target": len(target)} if target else {}),
                                 "n_train": len(data), "params": self._params_record(),
                                 "backbone": self.backbone_reference_, "options": record})
 
@@ -432,7 +533,27 @@ class FinetunedClassifier(TransferEstimator):
                 "freeze": "peft:" + cfg.peft if cfg.peft else cfg.freeze, "epochs_run": report.epochs_run,
                 "best_epoch": report.best_epoch, "lr": report.lr, "lr_found": report.lr_found,
                 "seconds": round(report.seconds, 2), "trainable_by_epoch": report.trainable_by_epoch,
-                "processes": report.world_size, **({"kept": report.kept} if report.kept else {})}
+                "processes": report.world_size, **({"kept": report.kept} if report.kept else {}),
+                **({"target": report.target, "adaptation": self._adaptation_line()} if report.target else {})}
+
+    def _adaptation_line(self) -> dict[str, Any]:
+        """What the fit summary says about fine-tuning with a target (`fit --adapt-to`)."""
+        target, cfg = self.fit_report_.target, self.config
+        parts = []
+        if target.get("loss"):
+            mcc = target.get("mcc_by_epoch") or {}
+            trend = (f", {mcc[min(mcc)]:.3f} → {mcc[max(mcc)]:.3f} over epochs {min(mcc)}–{max(mcc)}"
+                     if len(mcc) > 1 else "")
+            parts.append(f"Minimum Class Confusion on target batches (weight {cfg.target_weight:g}, temperature "
+                         f"{cfg.mcc_temperature:g}{trend})")
+        if target.get("adabn"):
+            parts.append(f"AdaBN: {target['adabn'].get('layers', 0)} BatchNorm layers' statistics re-estimated on "
+                         "the target")
+        line: dict[str, Any] = {"applied": " + ".join(p.split(":")[0].split(" (")[0] for p in parts) or "none",
+                                "why": "; ".join(parts) or "target_weight 0 and adabn off"}
+        if target.get("shift"):
+            line["shift"] = target["shift"]
+        return line
 
     # -- persistence --------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -443,9 +564,11 @@ class FinetunedClassifier(TransferEstimator):
         from transferkit.finetune.peft import is_peft_parameter
 
         method = self.peft_["method"]
+        adabn = bool(self.fit_report_.target.get("adabn"))  # AdaBN changed the BatchNorm statistics: keep them
         keep = {k: v for k, v in everything.items()
                 if k.startswith("head.") or (k.startswith("backbone.") and isinstance(v, nn.Parameter)
-                                             and is_peft_parameter(k.removeprefix("backbone."), method))}
+                                             and is_peft_parameter(k.removeprefix("backbone."), method))
+                or (adabn and k.endswith((".running_mean", ".running_var")))}
         return {f"model.{k}": v for k, v in keep.items()}
 
     def _manifest(self) -> dict[str, Any]:
@@ -460,8 +583,9 @@ class FinetunedClassifier(TransferEstimator):
                 "lr": report.lr, "lr_found": report.lr_found, "epochs_run": report.epochs_run,
                 "best_epoch": report.best_epoch, "best_score": report.best_score, "monitor": cfg.monitor,
                 "trainable_by_epoch": report.trainable_by_epoch, **({"kept": report.kept} if report.kept else {}),
-                "timeline": report.timeline,
+                "timeline": report.timeline, **({"target": report.target} if report.target else {}),
             },
+            **({"adaptation": self._adaptation_line()} if report.target else {}),
             "training": {"seed": self.seed, "batch_size": self.batch_size, "precision_setting": self.precision,
                          "n_train": report.n_train, "n_val": report.n_val, "class_counts": self.train_class_counts_,
                          "class_weighted": report.class_weighted, "precision": report.precision,

@@ -243,6 +243,7 @@ class TransferClassifier(TransferEstimator):
         self.adaptation_: dict[str, Any] | None = None
         if target is not None:
             head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
+            self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(feats.ok)])
         self.head_ = head
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
         report.head_choice, report.class_weighted = choice, weights is not None
@@ -311,6 +312,23 @@ class TransferClassifier(TransferEstimator):
         record["seconds"] = round(time.perf_counter() - started, 3)
         self.adaptation_ = record
         return head
+
+    def _diagnose_shift(self, source: np.ndarray, target: np.ndarray, labels: list[Any]) -> None:
+        """How far the target is, before and after the alignment (`adapt.shift`): kept in `adaptation_`."""
+        import time
+
+        from transferkit.adapt.shift import shift_record
+
+        if self.adaptation_ is None:
+            return
+        started = time.perf_counter()
+        aligned = None
+        if self.align_ is not None:
+            with torch.no_grad():
+                aligned = self.align_(torch.from_numpy(target.astype(np.float32))).numpy()
+        self.adaptation_["shift"] = shift_record(source, target, labels, target_aligned=aligned,
+                                                 alignment=self.adaptation_.get("alignment"), seed=self.seed)
+        self.adaptation_["shift_seconds"] = round(time.perf_counter() - started, 3)
 
     def scoring_head(self) -> torch.nn.Module:
         check_is_fitted(self, "head_")

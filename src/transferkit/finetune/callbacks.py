@@ -59,3 +59,15 @@ class EpochClock(pl.Callback):
         self.offset = float(checkpoint.get("transferkit_seconds", 0.0))
         for epoch, seconds, accuracy in checkpoint.get("transferkit_timeline", []):
             self.record[int(epoch)] = (float(seconds), None if accuracy is None else float(accuracy))
+
+
+class EpochMetric(pl.Callback):
+    """Records a logged epoch metric (e.g. `train_mcc`) at the end of each training epoch: `record[epoch]`."""
+
+    def __init__(self, name: str, record: dict[int, float]) -> None:
+        self.name, self.record = name, record
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        value = trainer.callback_metrics.get(self.name)
+        if value is not None:
+            self.record[trainer.current_epoch] = float(value)

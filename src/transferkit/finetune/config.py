@@ -82,6 +82,13 @@ class FinetuneConfig:
     devices: int | str = field(default=1, metadata=RESUMABLE)
     accelerator: str = field(default="auto", metadata=RESUMABLE)
     num_workers: int | None = field(default=None, metadata=RESUMABLE)
+    #: with unlabelled target inputs (`fit --adapt-to`): the weight μ of the Minimum Class Confusion
+    #: loss on target batches beside the labelled ones (loss = CE + μ·MCC; Jin et al. 2020 use μ = 1
+    #: on every benchmark, and so do we), 0 for none; its temperature (the paper's 2.5)
+    target_weight: float = 1.0
+    mcc_temperature: float = 2.5
+    #: with target inputs: re-estimate the BatchNorm statistics on them after training (AdaBN)
+    adabn: bool = True
     monitor: str = "val_loss"
     patience: int = 5
     lr_find_steps: int = 60
@@ -118,6 +125,9 @@ class FinetuneConfig:
             ("lora_alpha", _pos_int(self.lora_alpha), "a positive integer"),
             ("lora_dropout", _num(self.lora_dropout) and 0 <= self.lora_dropout < 1, "a number in [0, 1)"),
             ("channels_last", isinstance(self.channels_last, bool), "true or false"),
+            ("target_weight", _num(self.target_weight) and self.target_weight >= 0, "a number ≥ 0"),
+            ("mcc_temperature", _num(self.mcc_temperature) and self.mcc_temperature > 0, "a positive number"),
+            ("adabn", isinstance(self.adabn, bool), "true or false"),
             ("patience", _int(self.patience) and self.patience >= 0, "an integer ≥ 0 (0: off)"),
             ("lr_find_steps", _pos_int(self.lr_find_steps), "a positive integer"),
             ("input_size", self.input_size is None or _pos_int(self.input_size), "a positive integer"),

@@ -8,6 +8,10 @@ counted.
 Reproducibility, including across `--resume`: the sampler's order depends only on (seed, epoch),
 and each sample's augmentation is seeded from (seed, epoch, position), whatever worker loads it.
 Under DDP the sampler shards the order itself (rank r takes every world-th index).
+
+With unlabelled target inputs (`target`, fine-tuning with `--adapt-to`), each training batch is a
+pair `{"source": (x, y), "target": x_t}`: a target batch drawn beside every labelled one, from
+seeded passes over the target inputs (`TargetSampler`), as many as the labelled batches of the epoch.
 """
 
 from __future__ import annotations
@@ -108,6 +112,29 @@ class SeededSampler(torch.utils.data.Sampler):  # type: ignore[type-arg]
             yield order[pos], (base + pos) % (2**31)
 
 
+class TargetSampler(SeededSampler):
+    """Yields `length` (index, sample_seed) over the target inputs: seeded permutations of them, one
+    after another, cut to the labelled sampler's length (so that each labelled batch gets a target
+    batch); the order depends on (seed, epoch) only, like the labelled sampler's."""
+
+    def __init__(self, n: int, length: int, *, seed: int, rank: int = 0, world: int = 1) -> None:
+        super().__init__(n, seed=seed, shuffle=True, rank=rank, world=world)
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7_919)
+        order: list[int] = []
+        total = self.length * self.world  # every rank draws its own share of one order
+        while len(order) < total:
+            order += torch.randperm(self.n, generator=g).tolist()
+        base = (self.seed * 1_000_003 + self.epoch * 65_537 + 104_729) % (2**31)
+        for pos in range(self.rank, total, self.world):
+            yield order[pos], (base + pos) % (2**31)
+
+
 class SampleDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """(index, seed) → (sample or None, label); the loader runs under the sample's own RNG seed."""
 
@@ -152,14 +179,17 @@ class FinetuneData(pl.LightningDataModule):
         augment: Augment | None,
         sample_weights: np.ndarray | None = None,
         num_workers: int | None = None,
+        target: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.train_items, self.val_items = train, val
+        self.target_items = list(target) if target is not None and len(target) else None
         self.batch_size, self.seed = batch_size, seed
         self.augment, self.sample_weights = augment, sample_weights
         self.num_workers = num_workers
         self.dropped = 0
+        self.dropped_target = 0
 
     def _workers(self, n: int) -> int:
         if self.num_workers is not None:
@@ -200,8 +230,26 @@ class FinetuneData(pl.LightningDataModule):
             drop_last=False,
         )
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader(*self.train_items, train=True)
+    def train_dataloader(self) -> Any:
+        source = self._loader(*self.train_items, train=True)
+        if self.target_items is None:
+            return source
+        from lightning.pytorch.utilities import CombinedLoader
+
+        items = self.target_items
+        rank, world = self._rank_world()
+        workers = self._workers(len(items))
+        target = torch.utils.data.DataLoader(
+            SampleDataset(items, [-1] * len(items), self.train_loader_fn(), seeded=True),
+            batch_size=self.batch_size,
+            sampler=TargetSampler(len(items), len(source.sampler),  # type: ignore[arg-type]
+                                  seed=self.seed, rank=rank, world=world),
+            num_workers=workers,
+            collate_fn=keep_pairs,
+            persistent_workers=workers > 0,
+            drop_last=False,
+        )
+        return CombinedLoader({"source": source, "target": target}, mode="min_size")
 
     def val_dataloader(self) -> Any:
         if not self.val_items or not len(self.val_items[0]):
@@ -209,6 +257,11 @@ class FinetuneData(pl.LightningDataModule):
         return self._loader(*self.val_items, train=False)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict):  # a labelled batch and a target batch beside it
+            source = self.on_before_batch_transfer(batch["source"], dataloader_idx)
+            good_t = [s for s, _ in batch["target"] if s is not None]
+            self.dropped_target += len(batch["target"]) - len(good_t)
+            return {"source": source, "target": self.backbone.collate(good_t) if good_t else None}
         good = [(s, y) for s, y in batch if s is not None]
         self.dropped += len(batch) - len(good)
         if not good:

@@ -15,6 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferkit.finetune.config import FinetuneConfig
 from transferkit.finetune.freeze import set_frozen_bn_eval
+from transferkit.finetune.mcc import minimum_class_confusion
 from transferkit.finetune.model import FinetuneModel
 from transferkit.finetune.optim import (
     WarmupCosine,
@@ -117,12 +118,23 @@ class FinetuneModule(pl.LightningModule):
             return torch.zeros((), device=self.device)
         return self.l2sp()
 
+    def target_loss(self, x_target: Any) -> torch.Tensor:
+        """Minimum Class Confusion on a batch of unlabelled target inputs (`transferkit.finetune.mcc`)."""
+        return minimum_class_confusion(self(x_target), self.config.mcc_temperature)
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        target = None
+        if isinstance(batch, dict):  # {"source": (x, y) or None, "target": x_t or None}
+            batch, target = batch["source"], batch["target"]
         if batch is None:
             return None
         x, y = batch
         logits = self(x)
         loss = self.data_loss(logits, y)
+        if target is not None and self.config.target_weight > 0:
+            mcc = self.target_loss(target)
+            loss = loss + self.config.target_weight * mcc
+            self.log("train_mcc", mcc, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         if self.l2sp is not None:
             loss = loss + self.regularizer()
         acc = (logits.argmax(1) == y).float().mean()

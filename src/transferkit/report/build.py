@@ -107,12 +107,14 @@ def render(manifest: dict[str, Any], report_data: ReportData, result: Analysis, 
     context["minutes_plot"], context["minutes_note"] = _minutes(manifest)
     context["ranking"] = _ranking(manifest.get("ranking"))
     context["curve_plot"], context["curve_table"] = _curve(run_dir)
+    context["shift"] = _shift(manifest)
     context["sections"] = [(sid, name) for sid, name, shown in (
         ("configuration", "configuration", True), ("data", "data", True),
         ("training", "training", bool(context["training_plot"] or context["training_note"])),
         ("minutes", "minutes", bool(context["minutes_plot"])),
         ("candidates", "candidates", bool(context["ranking"])),
         ("data-efficiency", "data efficiency", bool(context["curve_plot"] or context["curve_table"])),
+        ("target-shift", "target shift", bool(context["shift"])),
         ("confusion", "confusion matrix", True), ("per-class", "per class", True),
         ("calibration", "calibration", True), ("wrong", "confidently wrong", True),
         ("embeddings", "embedding map", True)) if shown]
@@ -380,6 +382,35 @@ def _ranking(ranking: dict[str, Any] | None) -> dict[str, Any] | None:
     reason = f"Picked {ranking.get('pick')} by {ranking.get('picked_by') or ranking.get('selected_metric')}: " \
              f"{ranking.get('reason', '')}"
     return {"header": header, "rows": rows, "reason": reason, "notes": list(ranking.get("notes", []))}
+
+
+def _shift(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """A fit with --adapt-to: how far the target was from the training data, before and after the
+    alignment the model carries (`adapt.shift`: numbers, verdict and map points kept in the bundle)."""
+    record = (manifest.get("adaptation") or {}).get("shift")
+    if not record:
+        return None
+    from transferkit.adapt.shift import ShiftDiagnostic, draw_map
+
+    diag = ShiftDiagnostic.from_dict(record)
+    after = diag.domain_accuracy_aligned is not None
+    header = ["", "before alignment"] + ([f"after {diag.alignment or 'alignment'}"] if after else [])
+    rows = [["inputs (training / target)", f"{diag.n_source} / {diag.n_target}"] + ([""] if after else []),
+            ["domain classifier accuracy", f"{diag.domain_accuracy:.1%}"]
+            + ([f"{diag.domain_accuracy_aligned:.1%}"] if after else []),
+            ["proxy A-distance (0–2)", f"{diag.proxy_a_distance:.2f}"]
+            + ([f"{diag.proxy_a_distance_aligned:.2f}"] if after else [])]
+    per_header = ["class", "training inputs", "target nearest", "domain accuracy"] + (["after"] if after else [])
+    per_rows = [[c.label, str(c.n_source), str(c.n_target), _pct(c.domain_accuracy)]
+                + ([_pct(c.domain_accuracy_aligned)] if after else [])
+                for c in sorted(diag.per_class, key=lambda c: -(c.domain_accuracy or 0.0))[:15]]
+    plot = plots.png_uri(draw_map(record["map"], dpi=plots.DPI)) if record.get("map") else None
+    return {"verdict": diag.verdict(), "header": header, "rows": rows, "per_header": per_header,
+            "per_rows": per_rows, "plot": plot}
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
 
 
 def _curve(run_dir: Path | None) -> tuple[str | None, dict[str, Any] | None]:

@@ -1,0 +1,179 @@
+"""AdaBN (Li, Wang, Shi, Liu & Hou, 2016): BatchNorm statistics re-estimated on the target domain.
+
+AdaBN's idea: the network's weights hold what it learned; the BatchNorm statistics hold the domain.
+Normalising the target's activations by the target's own statistics (where training normalised the
+source's by the source's) removes the shift each layer sees, with no labels and no training.
+
+Ours is the same rule written for a network whose running statistics need not be the source's
+(fine-tuning keeps the pretrained statistics by default, `FinetuneConfig.bn_stats="frozen"`): each
+BatchNorm layer is given running statistics under which the target's activations come out with the
+per-channel mean and variance the source's had during training. With the layer's running statistics
+(μ_r, σ_r²), the source's input statistics (μ_S, σ_S²) and the target's (μ_T, σ_T²):
+
+    σ_new = σ_T · σ_r / σ_S
+    μ_new = μ_T − (μ_S − μ_r) · σ_T / σ_S
+
+so (x_T − μ_new) / σ_new has mean (μ_S − μ_r)/σ_r and std σ_S/σ_r, as the source had. When the
+running statistics are the source's (μ_r = μ_S, σ_r = σ_S), this is AdaBN exactly: μ_new = μ_T,
+σ_new = σ_T. Layers are adapted together in one pass over the target: while it runs, each layer
+already normalises its batch this way (with the batch's statistics), so a deeper layer's statistics
+are those it will see once the layers below it are adapted. Statistics are pooled exactly over
+inputs (sums, not a moving average). Both passes are capped (`max_inputs`, a seeded subsample).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+#: inputs of each domain AdaBN reads at most (a seeded subsample): enough for per-channel statistics
+MAX_INPUTS = 2048
+
+
+@dataclass
+class _Moments:
+    """Per-channel sums of a layer's inputs, for exact pooled mean and (biased) variance."""
+
+    total: torch.Tensor
+    squares: torch.Tensor
+    count: int = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        dims = [d for d in range(x.dim()) if d != 1]
+        xf = x.detach().double()
+        self.total += xf.sum(dims)
+        self.squares += (xf * xf).sum(dims)
+        self.count += x.numel() // x.shape[1]
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.total / max(self.count, 1)
+        return mean, (self.squares / max(self.count, 1) - mean * mean).clamp(min=0.0)
+
+
+def bn_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats
+            and m.running_mean is not None and m.running_var is not None]
+
+
+def _channel_shape(x: torch.Tensor) -> list[int]:
+    return [1, -1] + [1] * (x.dim() - 2)
+
+
+@torch.no_grad()
+def input_statistics(model: nn.Module, batches: Iterable[Any], forward: Callable[[Any], Any]
+                     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each BatchNorm layer's per-channel input mean and variance over `batches`, the network in eval mode."""
+    layers = bn_layers(model)
+    moments = {n: _Moments(torch.zeros(m.num_features, dtype=torch.double),
+                           torch.zeros(m.num_features, dtype=torch.double)) for n, m in layers}
+    hooks = [m.register_forward_pre_hook(lambda _m, inp, n=n: moments[n].add(inp[0])) for n, m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            forward(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {n: mo.mean_var() for n, mo in moments.items() if mo.count}
+
+
+@torch.no_grad()
+def adapt_batchnorm(model: nn.Module, source_batches: Iterable[Any], target_batches: Iterable[Any],
+                    forward: Callable[[Any], Any]) -> dict[str, Any]:
+    """Re-estimate every BatchNorm layer's running statistics for the target (see the module's rule).
+
+    `forward(batch)` runs the network on one batch (moving it to the device). Returns what changed:
+    the layers adapted and the mean absolute change of their running means and standard deviations.
+    """
+    layers = bn_layers(model)
+    if not layers:
+        return {"layers": 0}
+    source = input_statistics(model, source_batches, forward)
+    moments = {n: _Moments(torch.zeros(m.num_features, dtype=torch.double),
+                           torch.zeros(m.num_features, dtype=torch.double)) for n, m in layers}
+    old = {n: (m.running_mean.detach().double().cpu().clone(),  # type: ignore[union-attr]
+               m.running_var.detach().double().cpu().clone()) for n, m in layers}  # type: ignore[union-attr]
+
+    def recolour(name: str, module: _BatchNorm) -> Callable[..., torch.Tensor]:
+        def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> torch.Tensor:
+            x = inp[0]
+            moments[name].add(x)
+            mu_s, var_s = source[name]
+            mu_r, var_r = old[name]
+            dims = [d for d in range(x.dim()) if d != 1]
+            xd = x.double()
+            mu_b, var_b = xd.mean(dims), xd.var(dims, unbiased=False)
+            sd_s, sd_r = (var_s + module.eps).sqrt(), (var_r + module.eps).sqrt()
+            sd_b = (var_b + module.eps).sqrt()
+            scale = (sd_s / sd_r).to(x.device)
+            shift = ((mu_s - mu_r) / sd_r).to(x.device)
+            shape = _channel_shape(x)
+            y = (xd - mu_b.view(shape)) / sd_b.view(shape) * scale.view(shape) + shift.view(shape)
+            if module.affine:
+                y = y * module.weight.double().view(shape) + module.bias.double().view(shape)
+            return y.to(x.dtype)
+        return hook
+
+    hooks = [m.register_forward_hook(recolour(n, m)) for n, m in layers if n in source]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in target_batches:
+            forward(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    moved_mean, moved_std = [], []
+    for name, module in layers:
+        if name not in source or not moments[name].count:
+            continue
+        mu_t, var_t = moments[name].mean_var()
+        mu_s, var_s = source[name]
+        mu_r, var_r = old[name]
+        eps = module.eps
+        sd_t, sd_s, sd_r = (var_t + eps).sqrt(), (var_s + eps).sqrt(), (var_r + eps).sqrt()
+        sd_new = sd_t * sd_r / sd_s
+        mu_new = mu_t - (mu_s - mu_r) * sd_t / sd_s
+        running_mean, running_var = module.running_mean, module.running_var
+        assert running_mean is not None and running_var is not None
+        running_mean.copy_(mu_new.to(running_mean))
+        running_var.copy_((sd_new * sd_new - eps).clamp(min=0.0).to(running_var))
+        moved_mean.append(float((mu_new - mu_r).abs().mean()))
+        moved_std.append(float((sd_new - sd_r).abs().mean()))
+    return {"layers": len(moved_mean), "mean_shift": float(np.mean(moved_mean)) if moved_mean else 0.0,
+            "std_shift": float(np.mean(moved_std)) if moved_std else 0.0}
+
+
+def item_batches(backbone: Any, items: Sequence[Any], batch_size: int) -> Iterable[Any]:
+    """Collated batches of `items` with the backbone's (evaluation) preprocessing; unreadable inputs skipped."""
+    from transferkit.errors import InputError
+
+    load = backbone.sample_loader()
+    samples: list[Any] = []
+    for item in items:
+        try:
+            samples.append(load(item))
+        except InputError:
+            continue
+        if len(samples) == batch_size:
+            yield backbone.collate(samples)
+            samples = []
+    if samples:
+        yield backbone.collate(samples)
+
+
+def subsample(items: Sequence[Any], limit: int, seed: int) -> list[Any]:
+    """At most `limit` of `items`, a seeded choice in their order."""
+    if len(items) <= limit:
+        return list(items)
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
+    return [items[i] for i in keep]
