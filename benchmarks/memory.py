@@ -11,6 +11,17 @@ of the result itself (N × D float32, which the caller asked for and which must 
 streams when the peak minus the result stays flat from 2,000 to 20,000 inputs.
 
     python benchmarks/memory.py [--sizes 2000,20000] [--backbone efficientnet_lite0]
+
+With `--fits`, the peak RSS of a default `transferkit fit` of each modality instead, one
+subprocess per fit, on a fresh cache folder (so the first fit's graph export and engine race are
+inside it, as on a new machine): ~3,000 generated texts in a CSV (MiniLM + hashed n-grams),
+~3,000 small (96 px) JPEGs in class folders (EfficientNet-Lite0 and its 2 augmented views per
+training image), ~3,000 one-second WAV clips (GE2E + MFCC statistics, 2 augmented views). Each
+must stay under 1.5 GB. Shown: the peak of the fit's own process, of its loader workers (each a
+process of its own: the largest one), the RSS once everything is imported, and with `--where`
+the fit's main-thread stack at the moment its RSS peaked (sampled every 50 ms).
+
+    python benchmarks/memory.py --fits text,image,audio [--n 3000] [--where]
 """
 
 from __future__ import annotations
@@ -83,14 +94,180 @@ def child(n: int, folder: Path, cache: Path, backbone_name: str) -> None:
     }))
 
 
+WORDS = {
+    "kitchen": "pan oven stir boil salt pepper garlic onion simmer bake flour sugar butter knife spoon".split(),
+    "garden": "soil seed water sun leaf root rake weed bloom prune hedge shovel compost rose tulip".split(),
+    "travel": "train ticket station hotel airport bag passport map beach road tour flight delay guide".split(),
+    "money": "bank loan rate price budget invoice tax salary saving account credit debt fund cash".split(),
+}
+FILLER = "the a my our this that and but so very quite it was is were with for on in of to".split()
+
+
+def write_texts(path: Path, n: int) -> Path:
+    """A CSV of `n` texts (`text,label`), 4 topics, 4 to 80 words each (lengths vary as real data's do)."""
+    import csv
+
+    import numpy as np
+
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    topics = sorted(WORDS)
+    lengths = np.clip(rng.lognormal(mean=2.6, sigma=0.7, size=n), 4, 80).astype(int)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for i, k in enumerate(lengths):
+            topic = topics[i % len(topics)]
+            words = [str(rng.choice(WORDS[topic])) if rng.random() < 0.35 else str(rng.choice(FILLER))
+                     for _ in range(int(k))]
+            writer.writerow([" ".join(words).capitalize() + ".", topic])
+    tmp.replace(path)
+    return path
+
+
+def write_clips(root: Path, n: int) -> Path:
+    """root/<class>/<i>.wav: `n` one-second 16 kHz clips, 4 classes of tone patterns in noise."""
+    import numpy as np
+    import soundfile as sf
+
+    marker = root / f".complete-{n}"
+    if marker.exists():
+        return root
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    kinds = ("low", "high", "chirp", "pulse")
+    for i in range(n):
+        kind = kinds[i % 4]
+        f0 = rng.uniform(150, 400) if kind == "low" else rng.uniform(900, 2000)
+        if kind == "chirp":
+            wave = np.sin(2 * np.pi * (f0 + 800 * t) * t)
+        elif kind == "pulse":
+            wave = np.sin(2 * np.pi * f0 * t) * (np.sin(2 * np.pi * rng.uniform(3, 8) * t) > 0)
+        else:
+            wave = np.sin(2 * np.pi * f0 * t)
+        wave = 0.3 * wave + rng.normal(0, 0.03, t.size)
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        sf.write(root / kind / f"{i:05d}.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
+    marker.write_text("ok\n")
+    return root
+
+
+def fit_data(modality: str, folder: Path, n: int) -> Path:
+    """The generated data a default fit of `modality` reads (written once, then reused)."""
+    if modality == "text":
+        return write_texts(folder / f"texts-{n}.csv", n)
+    if modality == "image":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _data import write_shapes
+
+        return write_shapes(folder / f"images-{n}", per_class=n // 4, size=(96, 96))
+    if modality == "audio":
+        return write_clips(folder / f"clips-{n}", n)
+    raise SystemExit(f"--fits takes text, image and audio; got {modality!r}")
+
+
+def fit_flags(data: Path) -> list[str]:
+    """What a user types for this data: the text column of a CSV, the modality of a folder of clips."""
+    if data.suffix == ".csv":
+        return ["--text-column", "text"]
+    if data.name.startswith("clips-"):
+        return ["--modality", "audio"]
+    return []
+
+
+def fit_child(data: Path, out: Path, report: Path, where: bool) -> None:
+    """One default `transferkit fit DATA`, then its peaks written to `report` (JSON)."""
+    import threading
+    import traceback
+
+    main_thread = threading.main_thread()
+    peak = {"rss": 0.0, "stack": [], "t": 0.0}
+    done = threading.Event()
+    start = time.perf_counter()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            rss = rss_mb()
+            if rss > peak["rss"]:
+                peak["rss"], peak["t"] = rss, time.perf_counter() - start
+                if where:
+                    frame = sys._current_frames().get(main_thread.ident or 0)
+                    stack = traceback.extract_stack(frame) if frame is not None else []
+                    peak["stack"] = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack
+                                     if "transferkit" in f.filename or "sklearn" in f.filename][-8:]
+
+    import torch  # noqa: F401  - what every fit imports first: not counted as the fit's own
+
+    from transferkit.commands import app
+
+    imported = rss_mb()
+    threading.Thread(target=sample, daemon=True).start()
+    try:
+        app(["fit", str(data), *fit_flags(data), "--out", str(out), "--overwrite", "--json"], standalone_mode=False)
+    finally:
+        done.set()
+    report.write_text(json.dumps({
+        "imported_mb": imported,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "workers_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "seconds": time.perf_counter() - start,
+        "peak_at_s": peak["t"],
+        "stack": peak["stack"],
+    }))
+
+
+def fits(modalities: list[str], n: int, folder: Path, where: bool) -> None:
+    print(f"default `transferkit fit` of {n} generated inputs per modality, fresh cache each; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'modality':>8s} {'imported':>9s} {'peak':>8s} {'workers':>8s} {'minutes':>8s}  accuracy  under 1.5 GB")
+    for modality in modalities:
+        data = fit_data(modality, folder, n)
+        with tempfile.TemporaryDirectory(prefix="transferkit-memory-fit-") as tmp:
+            report = Path(tmp) / "report.json"
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFERKIT_CACHE": str(Path(tmp) / "cache")}
+            out = subprocess.run(
+                [sys.executable, __file__, "--fit-child", str(data), "--cache", str(Path(tmp) / "run"),
+                 "--report", str(report), *(["--where"] if where else [])],
+                capture_output=True, text=True, env=env,
+            )
+            if out.returncode != 0 or not report.exists():
+                print(f"{modality:>8s} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+                continue
+            row = json.loads(report.read_text())
+            try:
+                summary = json.loads(out.stdout[out.stdout.index("{"):])
+                accuracy = f"{100 * summary['accuracy']:7.1f}%"
+            except (ValueError, KeyError, TypeError):
+                accuracy = "      ?"
+        ok = "yes" if row["peak_mb"] < 1536 else "NO"
+        print(f"{modality:>8s} {row['imported_mb']:8.0f}M {row['peak_mb']:7.0f}M {row['workers_peak_mb']:7.0f}M "
+              f"{row['seconds'] / 60:8.1f}  {accuracy}  {ok}")
+        if where:
+            print(f"{'':>8s} peak at {row['peak_at_s']:.0f}s in: " + " < ".join(reversed(row["stack"])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,20000")
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "transferkit-bench-memory")
+    parser.add_argument("--fits", default=None, help="comma-separated modalities: peak RSS of a default fit of each")
+    parser.add_argument("--n", type=int, default=3000, help="inputs per fit (--fits)")
+    parser.add_argument("--where", action="store_true", help="(--fits) where in the code each fit's RSS peaked")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--fit-child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fit_child is not None:
+        fit_child(args.fit_child, args.cache, args.report, args.where)
+        return
+    if args.fits:
+        fits([m.strip() for m in args.fits.split(",") if m.strip()], args.n, args.data, args.where)
+        return
     if args.child is not None:
         child(args.child, args.data, args.cache, args.backbone)
         return

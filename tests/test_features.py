@@ -140,3 +140,20 @@ def test_fold_batchnorm_handles_plain_conv_bn_relu() -> None:
     expected = model(x)
     assert fold_batchnorm(model, x) == 2
     torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_wide_features_are_cached_in_bounded_shards(tmp_path, monkeypatch) -> None:
+    """Hashed n-grams (16k floats a row) go to the cache in shards of bounded bytes, read back whole."""
+    import transferkit.features as features
+    from transferkit.backbones import create_backbone
+
+    monkeypatch.setattr(features, "SHARD_BYTES", 10 * 4 * 16384)  # 10 rows a shard
+    tfidf = create_backbone("tfidf")
+    texts = [f"text number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(35)]
+    cache = FeatureCache(tmp_path)
+    first = extract_features(tfidf, texts, options=ExtractOptions(progress=False, batch_size=5), cache=cache)
+    shards = list(cache.folder(tfidf, first.precision).glob("shard-*.safetensors"))
+    assert len(shards) == 4
+    again = extract_features(tfidf, texts, options=ExtractOptions(progress=False), cache=cache)
+    assert again.extracted == 0 and again.cached == 35
+    np.testing.assert_array_equal(again.values, first.values)

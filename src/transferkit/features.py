@@ -47,6 +47,8 @@ from transferkit.engines.select import (
 from transferkit.errors import ConfigError, InputError
 from transferkit.runtime import resolve_device, resolve_precision
 
+#: the most bytes of features a cache shard holds (fewer rows than `shard_size` for wide features)
+SHARD_BYTES = 32 * 2**20
 #: below this cosine similarity to fp32 features (any sample of the first batch), bf16 is not used.
 BF16_MIN_COSINE = MIN_COSINE["bf16"]
 
@@ -272,13 +274,15 @@ def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: di
     was_training = backbone.training
     backbone.eval().to(job.device)
     pending_keys: list[str] = []
-    pending_rows: list[np.ndarray] = []
+    pending_rows: list[int] = []  # their rows of `out`, copied only when the shard is written
     pending_failed: dict[str, str] = {}
+    # a shard holds at most `shard_size` rows and ~SHARD_BYTES: wide features (hashed n-grams,
+    # 16k floats a row) would otherwise hold 130 MB per shard, copied twice on the way to disk
+    shard_rows = max(1, min(opts.shard_size, SHARD_BYTES // max(1, 4 * out.shape[1])))
 
     def flush() -> None:
         if cache and folder is not None and (pending_keys or pending_failed):
-            values = np.stack(pending_rows) if pending_rows else np.zeros((0, out.shape[1]), np.float32)
-            cache.write(folder, list(pending_keys), values, dict(pending_failed))
+            cache.write(folder, list(pending_keys), out[pending_rows], dict(pending_failed))
         pending_keys.clear()
         pending_rows.clear()
         pending_failed.clear()
@@ -304,6 +308,8 @@ def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: di
                             items_to_extract=len(todo), calibration=job.calibration(todo),
                         )
                         engine, feats = selection.engine, selection.first
+                        if engine.engine != "torch":  # the torch copy only raced: not kept alive
+                            copies.clear()
                     if feats is None:
                         feats = engine(backbone.collate(samples))
                     rows = feats.numpy()
@@ -311,8 +317,8 @@ def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: di
                         out[i], ok[i] = row, True
                         if keys[i]:
                             pending_keys.append(keys[i])
-                            pending_rows.append(row.copy())
-                if len(pending_keys) >= opts.shard_size:
+                            pending_rows.append(i)
+                if len(pending_keys) >= shard_rows:
                     flush()
                 advance(len(batch))
         flush()
@@ -437,12 +443,17 @@ def _side_by_side(backbone: Backbone, items: Sequence[Any], *, options: ExtractO
     for r in results:
         for i, reason in r.failed.items():
             failed.setdefault(i, reason)
-    blocks = []
-    for r in results:
-        full = np.zeros((len(items), r.values.shape[1] if r.values.ndim == 2 else 0), np.float32)
-        full[r.ok] = r.values
-        blocks.append(full[ok])
-    return Features(values=np.concatenate(blocks, axis=1) if blocks else np.zeros((0, 0), np.float32), ok=ok,
+    # one array for the result, each part's block written into its columns, each part's own array
+    # released once copied: no n×D copy per part beside it
+    widths = [r.values.shape[1] if r.values.ndim == 2 else 0 for r in results]
+    values = np.empty((int(ok.sum()), sum(widths)), np.float32)
+    column = 0
+    for r, width in zip(results, widths, strict=True):
+        rows = ok[r.ok]  # of this part's rows (its readable inputs), those every part could read
+        values[:, column : column + width] = r.values if rows.all() else r.values[rows]
+        column += width
+        r.values = np.zeros((0, width), np.float32)
+    return Features(values=values, ok=ok,
                     failed=dict(sorted(failed.items())), extracted=sum(r.extracted for r in results),
                     cached=sum(r.cached for r in results), precision=results[0].precision,
                     seconds=time.perf_counter() - start, engine=",".join(dict.fromkeys(r.engine for r in results)),

@@ -335,3 +335,38 @@ def test_openvino_leaves_the_signal_stack_as_it_found_it(tmp_path: Path) -> None
     gc.collect()
     openvino_has_bf16()
     assert _signal_stack() == before
+
+
+def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """The choice remembered for this machine is timed again against its race's runner-up on real
+    batches now and then; slower by more than the margin, it is replaced (and the new one remembered)."""
+    import time as clock
+
+    monkeypatch.setattr(select, "AUTO_MIN_ITEMS", 0)
+    monkeypatch.setattr(select, "RECHECK_EVERY", 1)
+    b = backbone("efficientnet_lite0")
+    rng = np.random.default_rng(1)
+    items = [Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for _ in range(20)]
+    opts = options(precision="fp32", batch_size=2)
+    first = extract_features(b, items[:4], options=opts)  # the race: a choice and a runner-up remembered
+    choice_file = max((graph_root / "engines" / "choices").glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
+    record = json.loads(choice_file.read_text())
+    assert record["runner_up"] and record["choice"] == f"{first.engine} fp32", record
+    chosen, runner_up = record["choice"], record["runner_up"]
+
+    slow_engine = chosen.split()[0]
+    original = select.GraphEngine.__call__ if slow_engine != "torch" else select.TorchEngine.__call__
+    cls = select.GraphEngine if slow_engine != "torch" else select.TorchEngine
+
+    def slowed(self: Any, batch: Any) -> torch.Tensor:
+        if self.engine == slow_engine:
+            clock.sleep(0.3)  # the remembered engine has become slow on this machine
+        return original(self, batch)
+
+    monkeypatch.setattr(cls, "__call__", slowed)
+    again = extract_features(b, items, options=opts)
+    assert again.engine == runner_up.split()[0], again.notes
+    assert any("stopped winning" in n for n in again.notes), again.notes
+    assert json.loads(choice_file.read_text())["choice"] == runner_up
+    np.testing.assert_allclose(again.values, reference(b, items), rtol=1e-3, atol=1e-4)

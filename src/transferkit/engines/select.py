@@ -17,13 +17,15 @@ fallback, said in a note and an `EngineWarning`: never silently different number
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import platform
+import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,14 @@ PARITY_SAMPLES = 8
 #: pay seconds of export for milliseconds of inference. Above it the export is paid once per
 #: machine (cached) and the engine chosen is remembered.
 AUTO_MIN_ITEMS = 128
+#: timed runs of each engine in the race (after one warm-up run each), interleaved; medians compared
+TIMED_ROUNDS = 3
+#: a remembered choice is timed again against the runner-up of its race every this many runs
+RECHECK_EVERY = 5
+#: real batches each engine runs in such a check (alternating), after one warm-up of the runner-up
+RECHECK_ROUNDS = 3
+#: the runner-up must be this much faster (median seconds per sample) to replace the remembered choice
+RECHECK_MARGIN = 0.05
 #: preference when timings are not taken (fastest first on the CPUs measured)
 _ORDER = ("openvino", "onnxruntime", "torch")
 
@@ -182,21 +192,47 @@ def _machine_signature() -> str:
 
 
 class _Remembered:
-    """The engine `auto` chose for a (graph, request, batch size, machine): one small JSON file."""
+    """The engine `auto` chose for a (graph, request, batch size, machine): one small JSON file with
+    the runner-up of its race and how many runs have used it since it was last timed."""
 
     def __init__(self, root: str | Path | None, ident: dict[str, Any]) -> None:
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
         self.path = engines_dir(root) / "choices" / f"{digest}.json"
 
-    def get(self) -> str | None:
+    def _read(self) -> dict[str, Any]:
         try:
-            return str(json.loads(self.path.read_text(encoding="utf-8"))["choice"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
 
-    def put(self, label: str, rates: dict[str, float]) -> None:
+    def get(self) -> str | None:
+        choice = self._read().get("choice")
+        return str(choice) if choice else None
+
+    def runner_up(self) -> str | None:
+        other = self._read().get("runner_up")
+        return str(other) if other else None
+
+    def recheck_due(self, items_to_extract: int | None, batch: int) -> bool:
+        """Whether this run times the choice against the runner-up again: every `RECHECK_EVERY`
+        runs, when the run has enough batches for the check (and a runner-up is known)."""
+        data = self._read()
+        enough = items_to_extract is not None and items_to_extract >= batch * (2 * RECHECK_ROUNDS + 4)
+        return bool(data.get("runner_up")) and enough and int(data.get("uses", 0)) + 1 >= RECHECK_EVERY
+
+    def count_use(self) -> None:
+        data = self._read()
+        if data:
+            data["uses"] = int(data.get("uses", 0)) + 1
+            self._write(data)
+
+    def put(self, label: str, rates: dict[str, float], runner_up: str | None = None) -> None:
+        self._write({"choice": label, "samples_per_s": rates, "runner_up": runner_up, "uses": 0})
+
+    def _write(self, data: dict[str, Any]) -> None:
         try:
-            write_json_atomic(self.path, {"choice": label, "samples_per_s": rates})
+            write_json_atomic(self.path, data)
         except OSError:
             pass  # a read-only cache only costs the next run a race
 
@@ -252,7 +288,7 @@ def select_engine(
         small = items_to_extract is not None and items_to_extract < AUTO_MIN_ITEMS
         if choice is None and small and not (graph_folder(backbone, key, root) / "model.onnx").is_file():
             engines = ["torch"]
-    candidates = [(e, p) for e in engines for p in _precisions(e, precision, device)]
+    candidates = _all_candidates(engines, precision, device)
     if choice is not None:
         candidates = [c for c in candidates if f"{c[0]} {c[1]}" == choice] or candidates
     if not candidates:
@@ -262,25 +298,39 @@ def select_engine(
             "Use precision 'auto' or 'fp32', or another engine."
         )
 
-    built = _build(backbone, model, parts, candidates, engine, precision, device, channels_last, root,
-                   calibration, selection)
+    race = engine == "auto" and len(candidates) > 1 and any(name != "torch" for name, _ in candidates)
+    recheck = remembered is not None and choice is not None and remembered.recheck_due(items_to_extract, len(samples))
+    if recheck and remembered is not None:
+        runner_up = remembered.runner_up()
+        pair = [c for c in _all_candidates(engines, precision, device) if f"{c[0]} {c[1]}" in (choice, runner_up)]
+        candidates = sorted(pair, key=lambda c: f"{c[0]} {c[1]}" != choice)  # the choice first
+        recheck = len(candidates) == 2
+    batch = backbone.collate(list(samples)) if race else None
     agreeing: list[tuple[BatchEngine, float]] = []
     rejected: list[str] = []  # what the user must be told
     quiet: list[str] = []  # bf16/int8 too far off under auto: expected on some models
     head_out: dict[str, torch.Tensor] = {}
-    for candidate in built:
+    best: _Timed | None = None  # under a race, only the fastest so far is kept (bounded memory)
+    for candidate in _built(backbone, model, parts, candidates, engine, precision, device, channels_last, root,
+                            calibration, selection):
         try:
             head_out[candidate.label] = candidate(head)
             cosine = _cosine(head_out[candidate.label], reference)
         except Exception as exc:
             rejected.append(f"{candidate.label} failed on the first batch ({type(exc).__name__}: {str(exc)[:200]})")
             continue
-        if cosine >= MIN_COSINE[candidate.precision]:
+        if cosine < MIN_COSINE[candidate.precision]:
+            reason = (f"{candidate.label} disagrees with PyTorch fp32 on the first batch (min cosine {cosine:.6f} "
+                      f"< {MIN_COSINE[candidate.precision]})")
+            (rejected if engine != "auto" or candidate.precision == "fp32" else quiet).append(reason)
+            continue
+        if batch is None:
             agreeing.append((candidate, cosine))
             continue
-        reason = (f"{candidate.label} disagrees with PyTorch fp32 on the first batch (min cosine {cosine:.6f} "
-                  f"< {MIN_COSINE[candidate.precision]})")
-        (rejected if engine != "auto" or candidate.precision == "fp32" else quiet).append(reason)
+        best = _race(best, _Timed(candidate, cosine), batch, selection.rates)
+        agreeing = [(best.engine, best.cosine)]
+        del candidate
+        release_memory()
 
     selection.notes.extend(f"{reason}; not used" for reason in quiet)
     if not agreeing:
@@ -294,33 +344,135 @@ def select_engine(
         return selection
     if rejected:
         _warn(selection, f"{'; '.join(rejected)}: not used")
+    if best is not None:
+        selection.engine, selection.min_cosine, selection.first = best.engine, best.cosine, best.out
+        ranked = sorted(selection.rates.items(), key=lambda kv: -kv[1])
+        rates = ", ".join(f"{label} {rate:.0f}/s" for label, rate in ranked)
+        selection.notes.append(f"engine {engine} chose {best.engine.label} (first batch, median of {TIMED_ROUNDS} "
+                               f"interleaved runs after a warm-up: {rates})")
+        if remembered is not None and len(ranked) > 1:
+            remembered.put(best.engine.label, selection.rates, runner_up=ranked[1][0])
+        return selection
     if len(agreeing) > 1 and all(c.engine == "torch" for c, _ in agreeing):
         # torch alone: no race, so that the same data gives the same features run after run; bf16
         # where it agrees (on CPUs with native bf16 it is ~1.7x faster than fp32, measured)
         agreeing = sorted(agreeing, key=lambda pair: pair[0].precision != "bf16")[:1]
-    if len(agreeing) == 1:
-        selection.engine, selection.min_cosine = agreeing[0]
-        if len(samples) <= PARITY_SAMPLES:  # the head was the whole batch: its features are done
-            selection.first = head_out[selection.engine.label]
-    else:
-        batch = backbone.collate(list(samples))
-        timed: list[tuple[float, BatchEngine, float, torch.Tensor]] = []
-        for candidate, cosine in agreeing:
-            start = time.perf_counter()
-            out = candidate(batch)
-            seconds = time.perf_counter() - start
-            selection.rates[candidate.label] = len(samples) / max(seconds, 1e-9)
-            timed.append((seconds, candidate, cosine, out))
-        seconds, chosen, cosine, out = min(timed, key=lambda t: t[0])
-        selection.engine, selection.min_cosine, selection.first = chosen, cosine, out
-        rates = ", ".join(f"{label} {rate:.0f}/s" for label, rate in
-                          sorted(selection.rates.items(), key=lambda kv: -kv[1]))
-        selection.notes.append(f"engine {engine} chose {chosen.label} (first batch: {rates})")
-        if remembered is not None and any(c.engine != "torch" for c, _ in agreeing):
-            remembered.put(chosen.label, selection.rates)
-    if engine == "auto" and not selection.rates and selection.engine.engine != "torch":
-        selection.notes.append(f"engine auto: {selection.engine.label} (chosen on this machine before)")
+    if recheck and remembered is not None and len(agreeing) == 2:
+        chosen_engine, cosine = agreeing[0]
+        selection.engine = Rechecked(chosen_engine, agreeing[1][0], remembered, selection.notes)
+        selection.min_cosine = min(cosine, agreeing[1][1])
+        return selection
+    selection.engine, selection.min_cosine = agreeing[0]
+    if len(samples) <= PARITY_SAMPLES:  # the head was the whole batch: its features are done
+        selection.first = head_out[selection.engine.label]
+    if engine == "auto" and choice is not None:
+        if selection.engine.engine != "torch":
+            selection.notes.append(f"engine auto: {selection.engine.label} (chosen on this machine before)")
+        if remembered is not None:
+            remembered.count_use()
     return selection
+
+
+@dataclass
+class _Timed:
+    """A candidate of the race: its engine, its parity, its features of the race batch, its times."""
+
+    engine: BatchEngine
+    cosine: float
+    out: torch.Tensor | None = None
+    seconds: list[float] = field(default_factory=list)
+
+    def run(self, batch: Any) -> None:
+        start = time.perf_counter()
+        self.out = self.engine(batch)
+        self.seconds.append(time.perf_counter() - start)
+
+
+def _race(best: _Timed | None, challenger: _Timed, batch: Any, rates: dict[str, float]) -> _Timed:
+    """The faster of `best` and `challenger` on `batch`: one warm-up run each, then `TIMED_ROUNDS`
+    runs interleaved (A B A B …: a burst of load on a shared machine hits both alike), medians
+    compared. The loser is dropped by the caller: at most two engines are alive at once."""
+    challenger.run(batch)  # warm-up: first-call allocations, lazy compilation, caches
+    challenger.seconds.clear()
+    if best is None:
+        for _ in range(TIMED_ROUNDS):
+            challenger.run(batch)
+    else:
+        best.seconds = best.seconds[-TIMED_ROUNDS:]
+        for _ in range(TIMED_ROUNDS):
+            best.run(batch)
+            challenger.run(batch)
+        best.seconds = best.seconds[-TIMED_ROUNDS:]
+    n = _batch_len(batch, challenger.out)
+    for timed in (best, challenger):
+        if timed is not None:
+            rates[timed.engine.label] = n / max(float(np.median(timed.seconds)), 1e-9)
+    if best is None or np.median(challenger.seconds) < np.median(best.seconds):
+        return challenger
+    return best
+
+
+def _batch_len(batch: Any, out: torch.Tensor | None) -> int:
+    return int(out.shape[0]) if out is not None else 1
+
+
+class Rechecked(BatchEngine):
+    """The engine remembered for this machine, timed against the runner-up of its race on real batches.
+
+    The first batch warms the runner-up; the next `2 * RECHECK_ROUNDS` batches alternate between
+    the two (each engine's features agree with PyTorch's: both passed the parity check), and the
+    medians of their seconds per sample decide. A choice that stops winning by `RECHECK_MARGIN` is
+    forgotten: the runner-up takes over for the rest of the run and is remembered instead. The
+    loser is dropped, so two engines are alive only during the check."""
+
+    def __init__(self, chosen: BatchEngine, runner_up: BatchEngine, remembered: _Remembered,
+                 notes: list[str]) -> None:
+        self.current: BatchEngine | None = chosen
+        self.chosen: BatchEngine | None = chosen
+        self.runner_up: BatchEngine | None = runner_up
+        self.remembered, self.notes = remembered, notes
+        self.engine, self.precision = chosen.engine, chosen.precision
+        self.seconds: dict[str, list[float]] = {chosen.label: [], runner_up.label: []}
+        self.calls = 0
+
+    def __call__(self, batch: Any) -> torch.Tensor:
+        if self.runner_up is None or self.chosen is None:
+            assert self.current is not None
+            return self.current(batch)
+        self.calls += 1
+        if self.calls == 1:  # warm-up of the runner-up (its first call allocates)
+            return self.runner_up(batch)
+        which = self.chosen if self.calls % 2 == 0 else self.runner_up
+        start = time.perf_counter()
+        out = which(batch)
+        self.seconds[which.label].append((time.perf_counter() - start) / max(1, int(out.shape[0])))
+        if self.calls > 2 * RECHECK_ROUNDS:
+            self._decide()
+        return out
+
+    def _decide(self) -> None:
+        assert self.chosen is not None and self.runner_up is not None
+        kept, other = self.chosen.label, self.runner_up.label
+        a, b = (float(np.median(self.seconds[label])) for label in (kept, other))
+        rates = {kept: 1 / max(a, 1e-12), other: 1 / max(b, 1e-12)}
+        if b < a * (1 - RECHECK_MARGIN):
+            self.current = self.runner_up
+            self.remembered.put(other, rates, runner_up=kept)
+            self.notes.append(f"engine auto: {kept} (chosen on this machine before) stopped winning on this run's "
+                              f"batches ({rates[kept]:.0f}/s against {other} {rates[other]:.0f}/s); switched to "
+                              f"{other}, remembered from now on")
+        else:
+            self.current = self.chosen
+            self.remembered.put(kept, rates, runner_up=other)
+            self.notes.append(f"engine auto: {kept} (chosen on this machine before), checked again on this run's "
+                              f"batches against {other}: {rates[kept]:.0f}/s against {rates[other]:.0f}/s; kept")
+        self.engine, self.precision = self.current.engine, self.current.precision
+        self.chosen = self.runner_up = None
+        release_memory()
+
+
+def _all_candidates(engines: list[str], precision: str, device: torch.device) -> list[tuple[str, str]]:
+    return [(e, p) for e in engines for p in _precisions(e, precision, device)]
 
 
 def _native(backbone: Backbone, engine: str, precision: str, device: torch.device) -> Selection:
@@ -362,7 +514,7 @@ def _engines_to_try(engine: str, precision: str, device: torch.device, selection
     return [fallback]
 
 
-def _build(
+def _built(
     backbone: Backbone,
     model: Callable[[], Backbone],
     parts: GraphParts | None,
@@ -374,38 +526,57 @@ def _build(
     root: str | Path | None,
     calibration: Calibration | None,
     selection: Selection,
-) -> list[BatchEngine]:
-    """An engine per candidate; graph engines share one exported (cached) graph."""
-    built: list[BatchEngine] = []
+) -> Iterator[BatchEngine]:
+    """An engine per candidate, one at a time (the caller drops the ones it does not keep); graph
+    engines share one exported (cached) graph."""
+    count = 0
     graph: Path | None = None
     graph_failed = False
     threads = torch.get_num_threads()
     for name, prec in candidates:
         if name == "torch":
-            built.append(TorchEngine(model(), prec, device, channels_last))
+            count += 1
+            yield TorchEngine(model(), prec, device, channels_last)
             continue
         if graph_failed or parts is None:
             continue
         try:
             if graph is None:
                 graph, _ = backbone_graph(backbone, parts, root=root)
+                release_memory()  # what the export held (a traced program, the graph in memory)
             path = _int8_path(backbone, parts, graph, calibration) if prec == "int8" else graph
-            built.append(GraphEngine(parts, open_graph(path, name, prec, threads)))
+            runner = open_graph(path, name, prec, threads)
         except EngineError as exc:
             if requested != "auto" or precision == "int8":
                 raise
             _warn(selection, f"engine auto: {exc} Using torch.")
             graph_failed = True
+            continue
         except Exception as exc:  # the engine itself failed to compile or run the graph
             if precision == "int8":
                 raise EngineError(f"OpenVINO could not run the int8 graph of '{backbone.name}' "
                                   f"({type(exc).__name__}: {str(exc)[:200]})") from exc
             _warn(selection, f"{name} could not compile the graph of '{backbone.name}' "
                              f"({type(exc).__name__}: {str(exc)[:200]}); not used")
-    if not built:
-        built.append(TorchEngine(model(), "fp32", device, channels_last))
+            continue
+        count += 1
+        yield GraphEngine(parts, runner)
+    if not count:
         _warn(selection, f"no engine of {[f'{n} {p}' for n, p in candidates]} could run; falling back to torch fp32")
-    return built
+        yield TorchEngine(model(), "fp32", device, channels_last)
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the OS (glibc keeps it otherwise: an exported graph or a
+    dropped engine would stay in the process's RSS for the rest of the run)."""
+    import gc
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def _int8_path(backbone: Backbone, parts: GraphParts, graph: Path, calibration: Calibration | None) -> Path:

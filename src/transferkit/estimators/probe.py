@@ -206,17 +206,22 @@ class TransferClassifier(TransferEstimator):
                             f"{next(iter(report.skipped.values()), 'unknown')}")
 
         labels = np.array([str(v) for v in data.labels] + ([str(v) for v in val.labels] if val else []))
-        values = np.zeros((len(items), feats.values.shape[1]), np.float32)
-        values[feats.ok] = feats.values
+        if feats.ok.all():  # the usual case: the features as they are, not a copy
+            values = feats.values
+        else:
+            values = np.zeros((len(items), feats.values.shape[1]), np.float32)
+            values[feats.ok] = feats.values
+        ok = feats.ok
+        del feats
         n_train = len(data.items)
-        train_ok = np.flatnonzero(feats.ok[:n_train])
+        train_ok = np.flatnonzero(ok[:n_train])
         kept = data.subset(train_ok.tolist())
         kept.validate_for_training()
         self.classes_ = np.array(kept.classes)
         index = {c: i for i, c in enumerate(self.classes_)}
 
         if val is not None:
-            val_ok = np.flatnonzero(feats.ok[n_train:]) + n_train
+            val_ok = np.flatnonzero(ok[n_train:]) + n_train
             unknown = sorted({labels[i] for i in val_ok} - set(index))
             if unknown:
                 raise DataError(f"validation data has classes not in the training data: {unknown[:5]}")

@@ -100,29 +100,29 @@ def _fit_linear(
 ) -> tuple[nn.Sequential, dict[str, Any]]:
     from sklearn.linear_model import LogisticRegression
 
-    mean = X.mean(axis=0)
-    std = (X.std(axis=0) + 1e-6) * scale
-
-    def fit(c: float, Xf: np.ndarray, yf: np.ndarray) -> LogisticRegression:
+    def fit(c: float, Xs: np.ndarray, yf: np.ndarray) -> LogisticRegression:
         sample_weight = None if weights is None else weights[yf]
         model = LogisticRegression(C=c, max_iter=cfg.max_iter, random_state=seed)
-        return model.fit((Xf - mean) / std, yf, sample_weight=sample_weight)
+        return model.fit(Xs, yf, sample_weight=sample_weight)
 
+    # each set standardised once, in float32 (what the head computes in): the C grid reuses it
+    mean, std = _moments((X,), scale)
     scores: dict[float, float] = {}
     if len(X_val):
+        Xs, Xv = _standardized((X,), mean, std), _standardized((X_val,), mean, std)
         for c in cfg.c_grid:
-            pred = fit(c, X, y).predict((X_val - mean) / std)
+            pred = fit(c, Xs, y).predict(Xv)
             if weights is None:
                 scores[c] = float(np.mean(pred == y_val))
             else:
                 scores[c] = float(np.mean([np.mean(pred[y_val == k] == k) for k in np.unique(y_val)]))
+        del Xs, Xv
         best_c = max(cfg.c_grid, key=lambda c: (scores[c], -abs(np.log10(c))))
-        X_all, y_all = np.concatenate([X, X_val]), np.concatenate([y, y_val])
-        mean, std = X_all.mean(axis=0), (X_all.std(axis=0) + 1e-6) * scale
-        model = fit(best_c, X_all, y_all)
+        mean, std = _moments((X, X_val), scale)
+        model = fit(best_c, _standardized((X, X_val), mean, std), np.concatenate([y, y_val]))
     else:
         best_c = 1.0
-        model = fit(best_c, X, y)
+        model = fit(best_c, _standardized((X,), mean, std), y)
     head = build_head(HeadSpec("linear", "linear"), X.shape[1], num_classes)
     standardize, linear = head[0], head[1]
     assert isinstance(standardize, Standardize) and isinstance(linear, nn.Linear)  # build_head's linear layout
@@ -144,6 +144,43 @@ def _fit_linear(
     return head.eval(), chosen
 
 
+#: rows standardised at a time: bounds the float64 temporaries to ~32 MB whatever the width
+_BLOCK_VALUES = 1 << 22
+
+
+def _blocks(arrays: Sequence[np.ndarray]) -> Any:
+    """(array, start, stop) row blocks over `arrays`, each of at most ~`_BLOCK_VALUES` values."""
+    for a in arrays:
+        step = max(1, _BLOCK_VALUES // max(1, a.shape[1]))
+        for start in range(0, len(a), step):
+            yield a, start, min(start + step, len(a))
+
+
+def _moments(arrays: Sequence[np.ndarray], scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and (std + 1e-6) * scale over the rows of `arrays` taken together, in float64,
+    a block of rows at a time (two passes: no copy of the data, no catastrophic cancellation)."""
+    n = sum(len(a) for a in arrays)
+    width = arrays[0].shape[1]
+    total = np.zeros(width, np.float64)
+    for a, i, j in _blocks(arrays):
+        total += a[i:j].sum(axis=0, dtype=np.float64)
+    mean = total / max(n, 1)
+    squares = np.zeros(width, np.float64)
+    for a, i, j in _blocks(arrays):
+        squares += np.square(a[i:j] - mean).sum(axis=0)
+    return mean, (np.sqrt(squares / max(n, 1)) + 1e-6) * scale
+
+
+def _standardized(arrays: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(rows of `arrays`, stacked − mean) / std as one float32 array, filled a block of rows at a time."""
+    out = np.empty((sum(len(a) for a in arrays), len(mean)), np.float32)
+    row = 0
+    for a, i, j in _blocks(arrays):
+        out[row : row + j - i] = (a[i:j] - mean) / std
+        row += j - i
+    return out
+
+
 def _fit_torch(
     spec: HeadSpec,
     X: np.ndarray,
@@ -160,8 +197,9 @@ def _fit_torch(
     head = build_head(spec, X.shape[1], num_classes)
     standardize = head[0]
     assert isinstance(standardize, Standardize)  # build_head puts it first for pooled features
-    standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))
-    standardize.std.copy_(torch.from_numpy(((X.std(axis=0) + 1e-6) * scale).astype(np.float32)))
+    mean, std = _moments((X,), scale)
+    standardize.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+    standardize.std.copy_(torch.from_numpy(std.astype(np.float32)))
     return train_on_features(head, X, y, X_val, y_val, weights=weights, seed=seed, training=cfg)
 
 
@@ -183,8 +221,9 @@ def train_on_features(
     """
     cfg = training
     generator = torch.Generator().manual_seed(seed)
-    Xt, yt = torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
-    Xv, yv = torch.from_numpy(X_val.astype(np.float32)), torch.from_numpy(y_val.astype(np.int64))
+    # as they are when already float32 (no copy of the features)
+    Xt, yt = torch.from_numpy(np.asarray(X, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
+    Xv, yv = torch.from_numpy(np.asarray(X_val, dtype=np.float32)), torch.from_numpy(y_val.astype(np.int64))
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights))
     optimiser = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     has_batchnorm = any(isinstance(m, nn.BatchNorm1d) for m in head.modules())
