@@ -58,12 +58,14 @@ def test_demo_prints_the_curve_and_where_the_picture_is(tmp_path) -> None:
     assert frame[(frame["method"] == "from scratch") & (frame["shots"] == "5")]["accuracy"].iloc[0] > 0.6
 
 
+@pytest.mark.slow
 def test_cards_demo_end_to_end_on_fixture_decks(tmp_path) -> None:
     """The cards demo's whole road — decks rendered, curve, plain fit (+ adapted when `fit --adapt-to`
-    exists), report, predictions — on six small fixture decks and a tiny random-init backbone."""
+    exists), report, predictions — on six fixture decks, 2 cards per suit and side, and a tiny
+    random-init backbone (the report's drawing takes most of its time)."""
     from rich.console import Console
-
     from tests.data.test_cards import write_fixture_package
+
     from transferkit.commands.demo import adaptation_available, run_cards_demo
     from transferkit.data.cards import resvg_binary
 
@@ -73,13 +75,13 @@ def test_cards_demo_end_to_end_on_fixture_decks(tmp_path) -> None:
     console = Console(record=True, width=200)
     result = run_cards_demo(out=tmp_path / "demo", backbone="test_efficientnet", weights="random", shots="1,all",
                             seeds=1, console=console, cache_dir=tmp_path / "cache", source=source,
-                            labelled=("a", "b", "c", "d"), shifted=("e", "f"))
+                            labelled=("a", "b", "c", "d"), shifted=("e", "f"), sample=2)
     text = " ".join(console.export_text().split())
-    assert "312 cards of 6 decks" in text and "labelled: 208 cards of a, b, c, d" in text
-    assert "unseen decks: e, f — 56 held out with labels (to score), 48 without labels" in text
+    assert "64 cards of 6 decks" in text and "labelled: 32 cards of a, b, c, d" in text
+    assert "unseen decks: e, f — 16 held out with labels (to score), 16 without labels" in text
     assert "from scratch: hog" in text and f"curve {tmp_path / 'demo' / 'curve' / 'curve.png'}" in text
     assert len(result["curve"]) == 4 and (tmp_path / "demo" / "curve" / "curve.png").is_file()
-    assert 0.0 <= result["plain"] <= 1.0 and f"on the 56 held-out cards of the unseen decks → {tmp_path}" in text
+    assert 0.0 <= result["plain"] <= 1.0 and f"on the 16 held-out cards of the unseen decks → {tmp_path}" in text
     if adaptation_available():
         assert result["adapted"] is not None and "plain →" in text and "adapted" in text
     else:

@@ -78,7 +78,8 @@ def test_no_deck_on_both_sides_and_halves_by_suit(built) -> None:
     for deck in ("gamma", "delta"):
         for suit in cards.SUITS:
             sides = [r["split"] for r in rows if r["deck"] == deck and r["label"] == suit]
-            assert sorted(set(sides)) == ["test", "unlabelled"] and abs(sides.count("test") - sides.count("unlabelled")) <= 1
+            assert sorted(set(sides)) == ["test", "unlabelled"]
+            assert abs(sides.count("test") - sides.count("unlabelled")) <= 1
     # the labelled table holds train and test only; the unlabelled folder is flat (no class folders)
     with built.labelled.open(newline="") as f:
         table = list(csv.DictReader(f))

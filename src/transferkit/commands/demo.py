@@ -152,11 +152,13 @@ def adaptation_available() -> bool:
 def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: int = 3, finetune: bool = False,
                    budget: float | None = None, seed: int = 0, precision: str = "auto", console: Console = stdout,
                    cache_dir: Any = None, weights: str | None = None, source: Path | None = None,
-                   labelled: tuple[str, ...] | None = None, shifted: tuple[str, ...] | None = None) -> dict[str, Any]:
+                   labelled: tuple[str, ...] | None = None, shifted: tuple[str, ...] | None = None,
+                   sample: int | None = None) -> dict[str, Any]:
     """The cards demo into OUT (cards/, curve/, model/, model-adapted/); see the module docstring.
 
     `source`: an unpacked card-deck package (default: fetched with apt-get into OUT/source);
-    `labelled` / `shifted`: the decks on each side (default `transferkit.data.cards`'s). Returns the
+    `labelled` / `shifted`: the decks on each side (default `transferkit.data.cards`'s); `sample`:
+    that many cards per suit of each deck (and side), for a quick check. Returns the
     curve frame and the accuracies measured.
     """
     from transferkit.commands.curve import run_curve
@@ -169,7 +171,7 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
                   "on decks drawn by other artists.", highlight=False)
     try:
         card_set = _card_data(out, console, source=source, labelled=labelled or cards.LABELLED_DECKS,
-                              shifted=shifted or cards.SHIFTED_DECKS)
+                              shifted=shifted or cards.SHIFTED_DECKS, sample=sample)
     except DataError as exc:
         console.print(f"[yellow]The card decks cannot be had here: {exc}[/]", highlight=False)
         console.print("[yellow]Running the digits demo instead (`transferkit demo digits`).[/]", highlight=False)
@@ -223,7 +225,7 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
 
 
 def _card_data(out: Path, console: Console, *, source: Path | None, labelled: tuple[str, ...],
-               shifted: tuple[str, ...]) -> Any:
+               shifted: tuple[str, ...], sample: int | None) -> Any:
     """The card set under OUT/cards, fetched and rendered when not already built, with progress."""
     from transferkit.data import cards
 
@@ -235,7 +237,8 @@ def _card_data(out: Path, console: Console, *, source: Path | None, labelled: tu
         def on_deck(deck: str, done: int, total: int) -> None:
             status.update(f"rendering the decks with resvg: {done}/{total}{' — ' + deck if deck else ''}")
 
-        card_set = cards.build_cards(out / "cards", source, labelled=labelled, shifted=shifted, on_deck=on_deck)
+        card_set = cards.build_cards(out / "cards", source, labelled=labelled, shifted=shifted, on_deck=on_deck,
+                                      sample=sample)
     rows = card_set.rows
     counts = {s: sum(1 for r in rows if r["split"] == s) for s in ("train", "test", "unlabelled")}
     decks = {s: sorted({r["deck"] for r in rows if r["split"] == s}) for s in ("train", "test")}

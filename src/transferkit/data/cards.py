@@ -267,16 +267,17 @@ def assign_sides(decks: Sequence[str], labelled: Sequence[str] = LABELLED_DECKS,
 
 def build_cards(root: Path, unpacked: Path, *, resvg: str | None = None, labelled: Sequence[str] = LABELLED_DECKS,
                 shifted: Sequence[str] = SHIFTED_DECKS, on_deck: Callable[[str, int, int], None] | None = None,
-                ) -> CardSet:
+                sample: int | None = None) -> CardSet:
     """Render the decks of `unpacked` into root/images/<deck>/<card>.png and write root/cards.csv
     (labelled decks as train, the shifted decks' held-out half as test) and root/unlabelled/ (their
     other half, no labels). Idempotent: a root whose build.json matches is read back, not rebuilt.
 
     A deck whose cards fail `card_problem` is left out whole (a note says why); a labelled or
-    shifted deck missing from `unpacked` is an error.
+    shifted deck missing from `unpacked` is an error. `sample`: keep only that many cards of each
+    suit of each deck (chosen by a hash; for quick checks), of each side of a shifted deck's halves.
     """
     params = {"package": list(PACKAGE), "labelled": list(labelled), "shifted": list(shifted), "size": IMAGE_SIZE,
-              "version": 1}
+              "sample": sample, "version": 1}
     built = root / "build.json"
     if built.is_file() and json.loads(built.read_text()).get("params") == params:
         return _read_back(root)
@@ -289,6 +290,15 @@ def build_cards(root: Path, unpacked: Path, *, resvg: str | None = None, labelle
         raise DataError(f"{unpacked / DECKS_DIR}: no deck {', '.join(missing)} (found: {', '.join(decks) or 'none'})")
     wanted = [d for d in decks if d in labelled or d in shifted]
     sides = assign_sides(wanted, labelled, shifted)
+    if sample is not None:
+        kept: dict[tuple[str, str], str] = {}
+        for deck in wanted:
+            for suit in SUITS:
+                for split in sorted({sides[(deck, f"{r}_{suit}")] for r in RANKS}):
+                    same = sorted((f"{r}_{suit}" for r in RANKS if sides[(deck, f"{r}_{suit}")] == split),
+                                  key=lambda c, d=deck: unit_hash("sample", d, c))
+                    kept.update({(deck, card): split for card in same[:sample]})
+        sides = kept
     images = root / "images"
     _clear_ours(root)
     rows: list[dict[str, str]] = []
@@ -312,6 +322,8 @@ def build_cards(root: Path, unpacked: Path, *, resvg: str | None = None, labelle
         cuts = {card: cut for card, cut in cuts.items() if card not in problems}
         (images / deck).mkdir(parents=True, exist_ok=True)
         for card, cut in cuts.items():
+            if (deck, card) not in sides:
+                continue
             split = sides[(deck, card)]
             match = CARD_ID.fullmatch(card)
             assert match is not None
