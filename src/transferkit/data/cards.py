@@ -26,6 +26,7 @@ fail: five decks whose SVG structure defeats resvg's box query are not used (`DE
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -296,7 +297,7 @@ def build_cards(root: Path, unpacked: Path, *, resvg: str | None = None, labelle
             for suit in SUITS:
                 for split in sorted({sides[(deck, f"{r}_{suit}")] for r in RANKS}):
                     same = sorted((f"{r}_{suit}" for r in RANKS if sides[(deck, f"{r}_{suit}")] == split),
-                                  key=lambda c, d=deck: unit_hash("sample", d, c))
+                                  key=functools.partial(unit_hash, "sample", deck))
                     kept.update({(deck, card): split for card in same[:sample]})
         sides = kept
     images = root / "images"
