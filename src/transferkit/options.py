@@ -157,6 +157,13 @@ class FitOptions:
                         "PyTorch on the test images (`transferkit export RUN` does it later); `transferkit "
                         "predict RUN` then runs it without PyTorch.", "--export", modalities=frozenset({"image"}),
                         resumable=True)
+    adapt_to: Path | None = _opt(None, "Unlabelled inputs from where the model will be used (a folder of images or "
+                                 "clips in any layout, a table with the input column, or texts one per line): the "
+                                 "probe aligns their features to the training data's (labels in it are ignored).",
+                                 "--adapt-to", modalities=_SINGLE, strategies=frozenset({"probe"}))
+    adapt_method: str = _opt("auto", "With --adapt-to: auto (CORAL with shrunk covariances), standardize (per-domain "
+                             "standardisation), coral, self-training (CORAL + confident target pseudo-labels) or "
+                             "none.", "--adapt-method", modalities=_SINGLE, strategies=frozenset({"probe"}))
     strategy: str = _opt("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
                          "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",
                          "--strategy")
@@ -425,6 +432,9 @@ def _check_applicable(options: FitOptions) -> None:
                               "data (drop the flag, or set --modality)")
         if not strategies & option.strategies:
             raise ConfigError(f"{flag} applies to --strategy {' / '.join(sorted(option.strategies))}, not {strategy}")
+    if "adapt_method" in options.explicit and options.adapt_to is None:
+        raise ConfigError("--adapt-method chooses how to align to --adapt-to TARGET; give TARGET (unlabelled inputs "
+                          "from where the model will be used), or drop --adapt-method")
     if "budget" in options.explicit and strategy != "auto":
         raise ConfigError("--budget applies to --strategy auto (it decides between probe and fine-tuning)")
 

@@ -27,7 +27,8 @@ NON_DEFAULT: dict[type[TransferEstimator], dict[str, Any]] = {
     TransferClassifier: dict(backbone="resnet10t", weights="random", head="mlp:32", class_weight="balanced",
                              val_fraction=0.2, seed=3, batch_size=7, precision="fp32", engine="torch",
                              long_text="truncate",
-                             augment=2, tta=1, cache_dir=False, strict=True, progress=False, device="cpu"),
+                             augment=2, tta=1, cache_dir=False, strict=True, progress=False, device="cpu",
+                             adapt_method="standardize", adapt_batch=True),
     TabularTransferClassifier: dict(image_columns=["img"], text_columns=["t"], audio_columns=[],
                                     numeric_columns=["x"], categorical_columns=["c"], image_backbone="resnet10t",
                                     text_backbone="minilm", audio_backbone="ge2e", head="mlp", fusion="gated",
@@ -40,7 +41,7 @@ NON_DEFAULT: dict[type[TransferEstimator], dict[str, Any]] = {
                               resume=True),
     EnsembleClassifier: dict(backbones=["efficientnet_lite0", "hog"], head="mlp", class_weight="none", seed=4,
                              batch_size=5, precision="fp32", engine="torch", long_text="chunk", cache_dir=False,
-                             progress=False, device="cpu"),
+                             progress=False, device="cpu", adapt_method="coral", adapt_batch=True),
 }
 BAD: dict[type[TransferEstimator], tuple[str, Any]] = {
     EnsembleClassifier: ("backbones", ["hog"]),

@@ -23,6 +23,24 @@ Encoding = Annotated[str | None, typer.Option("--encoding", help="How a table is
 LabelColumn = Annotated[str, typer.Option(help="Manifest column with labels.")]
 
 
+AdaptBatch = Annotated[bool, typer.Option(
+    "--adapt-batch", help="Probes: standardise the features of the inputs given, all together, with their own "
+                          "statistics before the head reads them (test-time adaptation to a new domain; at least "
+                          "32 readable inputs).")]
+
+
+def with_batch_adaptation(clf: object) -> None:
+    """Turn on `--adapt-batch` on a loaded probe or ensemble; any other model is refused with the reason."""
+    from transferkit.errors import ConfigError
+
+    kind = getattr(clf, "kind", "")
+    if kind not in ("probe", "ensemble"):
+        raise ConfigError(f"--adapt-batch standardises a probe's frozen features; this is a {kind} model, whose "
+                          "features are not frozen (fine-tuned) or mix columns (table)")
+    for model in [clf, *getattr(clf, "members_", [])]:
+        model.adapt_batch = True  # type: ignore[attr-defined]
+
+
 def cache_arg(cache_dir: Path | None, no_cache: bool) -> Path | bool | None:
     """What estimators take as `cache_dir`: False with --no-cache, else the folder (None: the default)."""
     return False if no_cache else cache_dir

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from transferkit.commands._console import console, print_metrics, print_skipped
 from transferkit.commands._flags import (
+    AdaptBatch,
     AsJson,
     CacheDir,
     Encoding,
@@ -21,6 +22,7 @@ from transferkit.commands._flags import (
     PathColumn,
     TextColumn,
     cache_arg,
+    with_batch_adaptation,
 )
 
 
@@ -41,20 +43,24 @@ def evaluate(
     as_json: AsJson = False,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    adapt_batch: AdaptBatch = False,
 ) -> None:
     """Score a trained model on new labelled data."""
     run_evaluate(model, data, path_column=text_column or path_column, label_column=label_column, as_json=as_json,
-                 cache_dir=cache_arg(cache_dir, no_cache), encoding=encoding, report=report, engine=engine)
+                 cache_dir=cache_arg(cache_dir, no_cache), encoding=encoding, report=report, engine=engine,
+                 adapt_batch=adapt_batch)
 
 
 def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_column: str = "label",
                  as_json: bool = False, cache_dir: Any = None, encoding: str | None = None, engine: str = "auto",
-                 report: bool = False, out: Console = console) -> dict[str, Any]:
+                 report: bool = False, adapt_batch: bool = False, out: Console = console) -> dict[str, Any]:
     from transferkit.data import load_labelled
     from transferkit.errors import DataError
     from transferkit.estimators.load import load
 
     clf = load(model, cache_dir=cache_dir, engine=engine, progress=not as_json)
+    if adapt_batch:
+        with_batch_adaptation(clf)
     saved = clf.manifest_.get("data", {})
     layout = clf.manifest_.get("columns", [])
     dataset, messages = load_labelled(

@@ -122,13 +122,13 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
         estimator = EnsembleClassifier(members, head=options.head, class_weight=options.class_weight,
                                        seed=options.seed, batch_size=options.batch_size, precision=options.precision,
                                        engine=options.engine, long_text=options.long_text, cache_dir=options.cache(),
-                                       progress=not quiet)
+                                       progress=not quiet, adapt_method=options.adapt_method)
     else:
         estimator = TransferClassifier(
             str(options.backbone), weights=options.weights, head=options.head, class_weight=options.class_weight,
             seed=options.seed, batch_size=options.batch_size, precision=options.precision, engine=options.engine,
             long_text=options.long_text, augment=options.augment, tta=options.tta, cache_dir=options.cache(),
-            strict=options.strict, progress=not quiet)
+            strict=options.strict, progress=not quiet, adapt_method=options.adapt_method)
     return estimator.validate()
 
 
@@ -163,6 +163,16 @@ def load_data(options: FitOptions) -> tuple[LabelledData, list[str]]:
     return dataset, messages
 
 
+def read_adapt_target(options: FitOptions) -> Any:
+    """`--adapt-to TARGET`'s unlabelled inputs (`adapt.TargetInputs`), read before any training; None without it."""
+    if options.adapt_to is None:
+        return None
+    from transferkit.adapt import read_target
+
+    return read_target(options.adapt_to, str(options.modality), path_column=options.path_column,
+                       text_column=options.path_column, encoding=options.encoding, strict=options.strict)
+
+
 def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
     """`transferkit fit` from its options: the whole road, printing as it goes (JSON at the end with --json)."""
     from transferkit.data.split import split_indices
@@ -185,6 +195,7 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
 
         check_writable(folder, overwrite=options.overwrite)
     dataset, messages = load_data(options)
+    target = read_adapt_target(options)
     splits = split_indices(dataset.labels, val_fraction=options.val, test_fraction=options.test, seed=options.seed,
                            splits=dataset.splits, groups=dataset.groups)
     if not quiet and rank0:
@@ -213,6 +224,13 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
         probe_started = time.perf_counter()
         probe.fit(train, X_val=valid.items, y_val=valid.labels)
         decisions["strategy_decision"]["probe_minutes"] = (time.perf_counter() - probe_started) / 60.0
+    if target is not None:
+        if estimator.kind not in ("probe", "ensemble"):
+            from transferkit.errors import ConfigError
+
+            raise ConfigError(f"--adapt-to aligns a probe's features; this fit chose a {estimator.kind} model "
+                              "(--strategy auto picked fine-tuning): add --strategy probe")
+        extra["X_target"] = target.items
     started = time.perf_counter()
     estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None, **extra)
     if "strategy_decision" in decisions:  # the estimate beside what it cost
@@ -223,12 +241,19 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
         estimator = _keep_better(probe, estimator, valid, decisions["strategy_decision"])
     metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
+    if target is not None:  # the target's unreadable inputs: counted and named with the rest
+        members = getattr(estimator, "members_", [estimator])
+        failed = {k: v for m in members for k, v in getattr(m, "target_skipped_", {}).items()}
+        skipped.update({f"target {k}": v for k, v in {**target.skipped, **failed}.items()})
+        decisions["adapt_target"] = {**target.summary(), "target_skipped": len(target.skipped) + len(failed)}
     estimator.save(folder, metrics={**metrics, "skipped": skipped},
                    overwrite=options.overwrite or estimator.kind == "finetuned" or probe is not None,
                    extra={"data": _data_record(options, splits, dataset), **decisions})
     summary = {"out": str(folder), **estimator.summary(), "n_test": metrics.get("n", 0),
                "accuracy": metrics.get("accuracy"), "balanced_accuracy": metrics.get("balanced_accuracy"),
                "macro_f1": metrics.get("macro_f1"), "skipped": len(skipped), **dataset.notes()}
+    if target is not None:
+        summary["adaptation"] = {**summary.get("adaptation", {}), **decisions["adapt_target"]}
     if estimator.kind == "tabular":
         summary["test_columns"] = metrics.get("columns", {})
     if "strategy_decision" in decisions:
@@ -439,6 +464,13 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
                   f"{'class-weighted' if report.class_weighted else 'unweighted'}")
     for note in report.engine_notes:
         out.print(f"engine: {note}", highlight=False)
+    adaptation = summary.get("adaptation")
+    if adaptation:
+        labels = f"; labels: {adaptation['target_labels']}" if adaptation.get("target_labels") else ""
+        out.print(f"[bold]adapted to[/] {adaptation.get('target')} ({adaptation.get('target_inputs')} unlabelled "
+                  f"inputs, {adaptation.get('target_skipped', 0)} unreadable skipped{labels}): "
+                  f"{adaptation.get('applied')} — {adaptation.get('why')}. The target's features were aligned to the "
+                  "training data's; the head trained on the training data alone", highlight=False)
     kept = summary.get("kept")
     if kept:
         out.print(f"kept the {kept['kept']}: validation accuracy {100 * kept['val_accuracy_probe']:.1f}% for the probe "

@@ -16,7 +16,18 @@ from rich.console import Console
 from rich.table import Table
 
 from transferkit.commands._console import console, print_skipped
-from transferkit.commands._flags import AsJson, CacheDir, Encoding, Engine, Model, NoCache, TextColumn, cache_arg
+from transferkit.commands._flags import (
+    AdaptBatch,
+    AsJson,
+    CacheDir,
+    Encoding,
+    Engine,
+    Model,
+    NoCache,
+    TextColumn,
+    cache_arg,
+    with_batch_adaptation,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -38,22 +49,27 @@ def predict(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    adapt_batch: AdaptBatch = False,
 ) -> None:
     """Print the predicted label and its probability for each input."""
     run_predict(model, inputs or [], top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
                 cache_dir=cache_arg(cache_dir, no_cache), rows=row or [], text_column=text_column, encoding=encoding,
-                engine=engine)
+                engine=engine, adapt_batch=adapt_batch)
 
 
 def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str = "table", cache_dir: Any = None,
                 rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = None,
-                engine: str = "auto", out: Console = console) -> list[dict[str, Any]]:
+                engine: str = "auto", adapt_batch: bool = False, out: Console = console) -> list[dict[str, Any]]:
     from transferkit.data.inputs import read_prediction_inputs
     from transferkit.engines.exported import current_export, is_export
-    from transferkit.errors import DataError
+    from transferkit.errors import ConfigError, DataError
 
     notes: list[str] = []
-    if engine in ("auto", "onnx", "onnxruntime") and not is_export(model):
+    if adapt_batch and (is_export(model) or engine == "onnx"):
+        raise ConfigError(f"--adapt-batch standardises features with the batch's statistics, which an exported graph "
+                          f"cannot do: predict with the bundle ({'its source folder' if is_export(model) else model}, "
+                          "--engine torch)")
+    if engine in ("auto", "onnx", "onnxruntime") and not is_export(model) and not adapt_batch:
         export, stale = current_export(model)
         if export is not None:  # the export `transferkit export RUN` wrote, of these weights: no PyTorch
             if engine == "auto":
@@ -70,6 +86,8 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
     from transferkit.estimators.load import load
 
     clf = load(model, cache_dir=cache_dir, engine=engine, progress=fmt == "table")
+    if adapt_batch:
+        with_batch_adaptation(clf)
     saved = clf.manifest_.get("data", {})
     modality = clf.modality_
     layout = clf.manifest_.get("columns", []) if modality == "table" else []  # a table model's column layout
@@ -79,6 +97,9 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
                                  text_column=text_column or str(saved.get("path_column") or "text"), encoding=encoding)
     feats = clf.features(got.items)
     notes += list(got.notes) + _notes_after(clf, got.items)
+    if adapt_batch:
+        notes.append(f"--adapt-batch: the {len(feats.values)} readable inputs were standardised with their own "
+                     "feature statistics before the head read them")
     proba = clf.proba_from_features(feats.values) if len(feats.values) else np.zeros((0, len(clf.classes_)))
     row_of = np.cumsum(feats.ok) - 1
     errors = {i: feats.failed.get(i) for i in range(len(got.items)) if not feats.ok[i]}

@@ -195,11 +195,17 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
         """What the head sees for each input (unreadable inputs are reported in `failed`, not raised)."""
 
+    def scoring_head(self) -> torch.nn.Module:
+        """What maps `features(X).values` to logits: the head, after any feature alignment the model
+        carries (`--adapt-to`); the exported graph uses the same module."""
+        check_is_fitted(self, "head_")
+        return self.head_
+
     def proba_from_features(self, values: np.ndarray) -> np.ndarray:
         """Class probabilities [n, n_classes] (columns in `classes_` order) from `features(X).values`."""
         check_is_fitted(self, "head_")
         with torch.no_grad():
-            logits = self.head_(torch.from_numpy(np.asarray(values, np.float32)))
+            logits = self.scoring_head()(torch.from_numpy(np.asarray(values, np.float32)))
         return torch.softmax(logits.float(), dim=1).numpy()
 
     def predict_proba(self, X: Sequence[Any]) -> np.ndarray:

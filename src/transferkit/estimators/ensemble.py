@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from transferkit.adapt import METHODS
 from transferkit.cache import FeatureCache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError, check_is_fitted
@@ -36,6 +37,7 @@ from transferkit.estimators.base import (
     TransferEstimator,
     as_labelled_data,
     head_spec,
+    one_of,
 )
 from transferkit.estimators.probe import TransferClassifier
 from transferkit.features import Features
@@ -52,8 +54,10 @@ class EnsembleClassifier(TransferEstimator):
         "backbones": MEMBERS, "head": head_spec(), "class_weight": CLASS_WEIGHT, "seed": SEED,
         "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION, "engine": ENGINE, "long_text": LONG_TEXT,
         "cache_dir": CACHE,
-        "progress": FLAG, "device": OPTIONAL_NAME,
+        "progress": FLAG, "device": OPTIONAL_NAME, "adapt_method": one_of(*METHODS), "adapt_batch": FLAG,
     }
+    _runtime_params: ClassVar[frozenset[str]] = frozenset(
+        {"cache_dir", "progress", "device", "batch_size", "engine", "adapt_batch"})
 
     members_: list[TransferClassifier]
 
@@ -71,6 +75,8 @@ class EnsembleClassifier(TransferEstimator):
         cache_dir: str | Path | bool | FeatureCache | None = None,
         progress: bool = True,
         device: str | None = None,
+        adapt_method: str = "auto",
+        adapt_batch: bool = False,
     ) -> None:
         self.backbones = backbones
         self.head = head
@@ -83,12 +89,15 @@ class EnsembleClassifier(TransferEstimator):
         self.cache_dir = cache_dir
         self.progress = progress
         self.device = device
+        self.adapt_method = adapt_method
+        self.adapt_batch = adapt_batch
 
     def _member(self, backbone: str) -> TransferClassifier:
         return TransferClassifier(backbone, head=self.head, class_weight=self.class_weight, seed=self.seed,
                                   batch_size=self.batch_size, precision=self.precision, engine=self.engine,
                                   cache_dir=self.cache_dir,
-                                  progress=self.progress, device=self.device,
+                                  progress=self.progress, device=self.device, adapt_method=self.adapt_method,
+                                  adapt_batch=self.adapt_batch,
                                   long_text=self.long_text if _is_text(backbone) else "truncate")
 
     @property
@@ -97,11 +106,12 @@ class EnsembleClassifier(TransferEstimator):
         return self.members_[0].modality_
 
     def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
-            y_val: Sequence[Any] | None = None) -> EnsembleClassifier:
+            y_val: Sequence[Any] | None = None, X_target: Sequence[Any] | None = None) -> EnsembleClassifier:
+        """Fit a probe per backbone; with `X_target`, each aligns its own features to the target's."""
         self.validate()
         members = [self._member(name) for name in self.backbones]
         for member in members:
-            member.fit(X, y, X_val=X_val, y_val=y_val)
+            member.fit(X, y, X_val=X_val, y_val=y_val, X_target=X_target)
         modalities = {m.modality_ for m in members}
         if len(modalities) != 1:
             raise ConfigError(f"an ensemble's members must take the same inputs; got {sorted(modalities)}")
@@ -155,8 +165,12 @@ class EnsembleClassifier(TransferEstimator):
         return np.mean([m.proba_from_features(c) for m, c in zip(self.members_, chunks, strict=True)], axis=0)
 
     def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "backbone": " | ".join(m.backbone_.name for m in self.members_),
-                "members": [m.backbone_.name for m in self.members_], "head": self.head}
+        out = {**super().summary(), "backbone": " | ".join(m.backbone_.name for m in self.members_),
+               "members": [m.backbone_.name for m in self.members_], "head": self.head}
+        adapted = [m.adaptation_ for m in self.members_ if getattr(m, "adaptation_", None) is not None]
+        if adapted:
+            out["adaptation"] = {**(adapted[0] or {}), "members": "each member aligned its own features"}
+        return out
 
     # -- persistence --------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
@@ -169,7 +183,8 @@ class EnsembleClassifier(TransferEstimator):
             "members": members,
             "training": {"backbones": list(self.backbones), "head": self.head, "class_weight": self.class_weight,
                          "seed": self.seed, "batch_size": self.batch_size, "precision": self.precision,
-                         "long_text": self.long_text, "n_train": self.fit_report_.n_train,
+                         "long_text": self.long_text, "adapt_method": self.adapt_method,
+                         "n_train": self.fit_report_.n_train,
                          "n_val": self.fit_report_.n_val, "class_counts": self.train_class_counts_},
         }
 
@@ -189,8 +204,8 @@ class EnsembleClassifier(TransferEstimator):
     def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
                  overrides: dict[str, Any]) -> EnsembleClassifier:
         training = manifest.get("training", {})
-        saved = {k: training[k] for k in ("head", "class_weight", "seed", "batch_size", "precision", "long_text")
-                 if k in training}
+        saved = {k: training[k] for k in ("head", "class_weight", "seed", "batch_size", "precision", "long_text",
+                                          "adapt_method") if k in training}
         clf = cls(list(training.get("backbones", [])), **{**saved, **overrides})
         members = []
         for i, part in enumerate(manifest["members"]):

@@ -88,7 +88,7 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
     config = image.preprocess_config()
     size = int(config["input_size"])
     normalize = image.transform.normalize
-    module = _Probabilities(backbone, model.head_, normalize).eval()
+    module = _Probabilities(backbone, model.scoring_head(), normalize).eval()  # alignment inside
     rng = np.random.default_rng(0)
     if samples:
         from transferkit.data.images import image_array

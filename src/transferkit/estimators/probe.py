@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from transferkit.adapt import METHODS, AlignModule, BlockAlignModule, alignment_from_tensors
 from transferkit.backbones.base import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
@@ -38,6 +39,7 @@ from transferkit.estimators.base import (
     TransferEstimator,
     as_labelled_data,
     head_spec,
+    one_of,
 )
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.heads import build_head, class_weights, fit_head, parse_head
@@ -51,6 +53,16 @@ class TransferClassifier(TransferEstimator):
     `augment=K` also trains the head on the features of K augmented views of each training input
     (images: crops, flips, colour jitter, grayscale; audio: speed, pitch, noise, gain — see
     `data.augment`); `tta=K` averages the predictions over the input and K views of it.
+
+    Domain adaptation: `fit(X, y, X_target=T)` also extracts the features of T, unlabelled inputs
+    from where the model will be used, and fits the alignment `adapt_method` names (`adapt.align`:
+    auto = CORAL with shrunk covariances, standardize, coral, self-training, none) that maps the
+    target's features into the training data's; the head is trained on the training data's own
+    features (T never enters labels, validation or the head's choice of settings) and the alignment
+    sits in front of it in every prediction (`scoring_head`), in the bundle and in the export.
+    `adapt_batch=True` (a runtime setting: `load(path, adapt_batch=True)`) instead standardises each
+    batch given to `predict_proba` with its own statistics (test-time adaptation, at least
+    `adapt.MIN_BATCH_INPUTS` inputs).
     """
 
     kind: ClassVar[str] = "probe"
@@ -73,9 +85,11 @@ class TransferClassifier(TransferEstimator):
         "strict": FLAG,
         "progress": FLAG,
         "device": OPTIONAL_NAME,
+        "adapt_method": one_of(*METHODS),
+        "adapt_batch": FLAG,
     }
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
-        {"cache_dir", "progress", "device", "batch_size", "precision", "engine", "tta"})
+        {"cache_dir", "progress", "device", "batch_size", "precision", "engine", "tta", "adapt_batch"})
 
     backbone_: Backbone
 
@@ -98,6 +112,8 @@ class TransferClassifier(TransferEstimator):
         strict: bool = False,
         progress: bool = True,
         device: str | None = None,
+        adapt_method: str = "auto",
+        adapt_batch: bool = False,
     ) -> None:
         self.backbone = backbone
         self.weights = weights
@@ -115,6 +131,8 @@ class TransferClassifier(TransferEstimator):
         self.strict = strict
         self.progress = progress
         self.device = device
+        self.adapt_method = adapt_method
+        self.adapt_batch = adapt_batch
 
     def _validate_combination(self) -> None:
         if parse_head(self.head).uses_feature_map:
@@ -155,11 +173,13 @@ class TransferClassifier(TransferEstimator):
         *,
         X_val: Sequence[Any] | None = None,
         y_val: Sequence[Any] | None = None,
+        X_target: Sequence[Any] | None = None,
     ) -> TransferClassifier:
         """Extract features of `X` (and `X_val`), train the head, and return `self`.
 
         Without `X_val`, a stratified `val_fraction` of `X` selects the head's settings; the final
-        linear head is then refitted on all of `X`.
+        linear head is then refitted on all of `X`. `X_target`: unlabelled inputs of the domain the
+        model will be used in, to align to (`adapt_method`); only their features are read.
         """
         self.validate()
         spec = parse_head(self.head)
@@ -208,12 +228,21 @@ class TransferClassifier(TransferEstimator):
                                   test_fraction=0.0, seed=self.seed)
             tr_idx, va_idx = train_ok[parts["train"]], train_ok[parts["val"]]
         y_all = np.array([index.get(label, -1) for label in labels])
+        source = values[np.flatnonzero(feats.ok)].astype(np.float64)  # the training domain: train + val, no views
+        self.source_mean_, self.source_std_ = source.mean(axis=0), source.std(axis=0)
+        self.target_skipped_: dict[str, str] = {}
+        target = self._target_features(X_target, report) if X_target is not None else None
         if self.augment:
             values, y_all, tr_idx = self._with_views(data, train_ok, tr_idx, values, y_all, report)
         weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
+        head: torch.nn.Module
         head, choice = fit_head(spec, values[tr_idx], y_all[tr_idx], values[va_idx], y_all[va_idx],
                                 len(self.classes_), weights=weights, seed=self.seed,
                                 blocks=self.backbone_.feature_blocks())
+        self.align_: AlignModule | BlockAlignModule | None = None
+        self.adaptation_: dict[str, Any] | None = None
+        if target is not None:
+            head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
         self.head_ = head
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
         report.head_choice, report.class_weighted = choice, weights is not None
@@ -223,6 +252,70 @@ class TransferClassifier(TransferEstimator):
         self.fit_report_ = report
         self.train_class_counts_ = kept.class_counts()
         return self
+
+    def _target_features(self, X_target: Sequence[Any], report: FitReport) -> np.ndarray:
+        """The features of the target's inputs (cached like any others); unreadable ones skipped and named."""
+        items = list(X_target)
+        feats = extract_features(self.backbone_, items, options=self._options(), cache=self._cache(),
+                                 description=f"target features ({self.backbone_.name})")
+        report.extracted += feats.extracted
+        report.cached += feats.cached
+        report.extract_seconds += feats.seconds
+        self.target_skipped_ = {str(items[i]): reason for i, reason in feats.failed.items()}
+        if feats.failed and self.strict:
+            first, reason = next(iter(self.target_skipped_.items()))
+            raise DataError(f"{len(feats.failed)} target input(s) could not be read (--strict): {first}: {reason}")
+        if not feats.ok.any():
+            raise DataError(f"none of the {len(items)} target inputs could be read; first error: "
+                            f"{next(iter(self.target_skipped_.values()), 'none given')}")
+        return np.asarray(feats.values, np.float64)
+
+    def _adapt(self, spec: Any, head: torch.nn.Module, source: np.ndarray, target: np.ndarray, values: np.ndarray,
+               y_all: np.ndarray, tr_idx: np.ndarray, va_idx: np.ndarray, report: FitReport) -> torch.nn.Module:
+        """Fit the alignment of the target to the source; with self-training, retrain the head on
+        source + confidently pseudo-labelled target. Returns the head to keep."""
+        import time
+
+        from transferkit.adapt import fit_alignment, resolve_method, self_train
+
+        started = time.perf_counter()
+        method = resolve_method(self.adapt_method)
+        alignment = fit_alignment(source, target, "coral" if method == "self-training" else method,
+                                  blocks=self.backbone_.feature_blocks())
+        record: dict[str, Any] = {"method": self.adapt_method, "applied": method,
+                                  "why": _WHY[self.adapt_method], "target_inputs": len(target),
+                                  "target_skipped": len(getattr(self, "target_skipped_", {}))}
+        if alignment is not None:
+            self.align_ = alignment.module().eval()
+            record["alignment"] = alignment.method
+            record.update(alignment.info or {})
+        if method == "self-training" and alignment is not None:
+            weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
+
+            def fit(x: np.ndarray, y: np.ndarray) -> Any:
+                w = class_weights(y, len(self.classes_), self.class_weight) if weights is not None else None
+                fitted, _ = fit_head(spec, x, y, values[va_idx], y_all[va_idx], len(self.classes_), weights=w,
+                                     seed=self.seed, blocks=self.backbone_.feature_blocks())
+                fitted.eval()
+
+                def predict(z: np.ndarray) -> np.ndarray:
+                    with torch.no_grad():
+                        return torch.softmax(fitted(torch.from_numpy(z.astype(np.float32))).float(), 1).numpy()
+
+                predict.head = fitted  # type: ignore[attr-defined]
+                return predict
+
+            predict, st = self_train(fit, values[tr_idx], y_all[tr_idx], alignment.apply(target))
+            head = predict.head  # type: ignore[attr-defined]
+            record["pseudo_labelled_per_round"] = st.per_round
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        self.adaptation_ = record
+        return head
+
+    def scoring_head(self) -> torch.nn.Module:
+        check_is_fitted(self, "head_")
+        align = getattr(self, "align_", None)
+        return self.head_ if align is None else torch.nn.Sequential(align, self.head_)
 
     def _with_views(self, data: LabelledData, train_ok: np.ndarray, tr_idx: np.ndarray, values: np.ndarray,
                     y_all: np.ndarray, report: FitReport) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -266,22 +359,40 @@ class TransferClassifier(TransferEstimator):
                         seconds=feats.seconds + views.seconds)
 
     def proba_from_features(self, values: np.ndarray) -> np.ndarray:
-        """Class probabilities; with test-time views, the mean over the input and its views."""
+        """Class probabilities; with test-time views, the mean over the input and its views; with
+        `adapt_batch`, after standardising the batch with its own statistics."""
+        check_is_fitted(self, "head_")
+        x = np.asarray(values, np.float32)
         width = self.backbone_.num_features
-        if self.tta and values.shape[1] == width * (1 + self.tta):
-            chunks = np.split(np.asarray(values), 1 + self.tta, axis=1)
-            return np.mean([super(TransferClassifier, self).proba_from_features(c) for c in chunks], axis=0)
-        return super().proba_from_features(values)
+        chunks = np.split(x, 1 + self.tta, axis=1) if self.tta and x.shape[1] == width * (1 + self.tta) else [x]
+        head = self._batch_head(chunks[0]) if self.adapt_batch else self.scoring_head()
+        with torch.no_grad():
+            return np.mean([torch.softmax(head(torch.from_numpy(np.ascontiguousarray(c))).float(), dim=1).numpy()
+                            for c in chunks], axis=0)
+
+    def _batch_head(self, values: np.ndarray) -> torch.nn.Module:
+        """The head behind a standardisation of this batch into the training domain's statistics."""
+        from transferkit.adapt import batch_standardizer
+
+        mean, std = getattr(self, "source_mean_", None), getattr(self, "source_std_", None)
+        if mean is None or std is None:
+            raise ConfigError("--adapt-batch needs the training data's feature statistics, which this bundle "
+                              "does not have (it was saved before transferkit stored them): fit it again")
+        return torch.nn.Sequential(batch_standardizer(values, mean, std).module().eval(), self.head_)
 
     def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "backbone": self.backbone_.name, "head": self.head,
-                "class_weighted": self.fit_report_.class_weighted,
-                "extract_seconds": round(self.fit_report_.extract_seconds, 2)}
+        out = {**super().summary(), "backbone": self.backbone_.name, "head": self.head,
+               "class_weighted": self.fit_report_.class_weighted,
+               "extract_seconds": round(self.fit_report_.extract_seconds, 2)}
+        if getattr(self, "adaptation_", None):
+            out["adaptation"] = self.adaptation_
+        return out
 
     # -- persistence --------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
         report = self.fit_report_
-        params = {k: v for k, v in self.get_params().items() if k not in ("cache_dir", "progress", "device")}
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in ("cache_dir", "progress", "device", "adapt_batch")}
         return {
             "strategy": "probe",
             "backbone": {**self.backbone_.describe(), "weights_source": self.weights,
@@ -291,7 +402,20 @@ class TransferClassifier(TransferEstimator):
             "training": {**params, "n_train": report.n_train, "n_val": report.n_val,
                          "class_counts": self.train_class_counts_, "class_weighted": report.class_weighted,
                          "skipped": len(report.skipped), "precision": report.precision},
+            **({"adaptation": self.adaptation_} if getattr(self, "adaptation_", None) else {}),
         }
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """The head's tensors, the alignment's (`align.*`) and the training domain's feature statistics
+        (`domain.*`, read by `--adapt-batch`)."""
+        tensors = super()._tensors()
+        align = getattr(self, "align_", None)
+        if align is not None:
+            tensors.update({f"align.{k}": v.contiguous() for k, v in align.state_dict().items()})
+        if getattr(self, "source_mean_", None) is not None:
+            tensors["domain.source_mean"] = torch.from_numpy(np.asarray(self.source_mean_, np.float32))
+            tensors["domain.source_std"] = torch.from_numpy(np.asarray(self.source_std_, np.float32))
+        return tensors
 
     def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
         return (f"transferkit model: {manifest['backbone']['name']} + {manifest['head']['spec']} head",
@@ -306,7 +430,7 @@ class TransferClassifier(TransferEstimator):
         info = manifest["backbone"]
         training = manifest.get("training", {})
         saved = {k: training[k] for k in ("head", "class_weight", "val_fraction", "seed", "batch_size", "precision",
-                                          "strict", "long_text", "augment", "tta") if k in training}
+                                          "strict", "long_text", "augment", "tta", "adapt_method") if k in training}
         clf = cls(backbone=info["name"], weights=info.get("weights_source"), **{**saved, **overrides})
         clf.backbone_ = clf._create_backbone()
         clf._backbone_key = (clf.backbone, clf.weights, clf.long_text)
@@ -319,8 +443,29 @@ class TransferClassifier(TransferEstimator):
         head = build_head(parse_head(manifest["head"]["spec"]), int(manifest["head"]["in_features"]), len(labels))
         head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
         clf.head_ = head.eval()
+        align = alignment_from_tensors(tensors)  # None in a bundle fitted without --adapt-to
+        if align is not None and align.dim != int(manifest["head"]["in_features"]):
+            raise BundleError(f"'{path}': its alignment takes {align.dim} features, its head "
+                              f"{manifest['head']['in_features']}; the bundle was edited or damaged")
+        clf.align_ = align.eval() if align is not None else None
+        clf.adaptation_ = manifest.get("adaptation")
+        if "domain.source_mean" in tensors:
+            clf.source_mean_ = tensors["domain.source_mean"].double().numpy()
+            clf.source_std_ = tensors["domain.source_std"].double().numpy()
         clf.classes_ = np.array(labels)
         clf.fit_report_ = FitReport(n_train=training.get("n_train", 0), n_val=training.get("n_val", 0),
                                     head_choice=manifest["head"].get("choice", {}))
         clf.train_class_counts_ = training.get("class_counts", {})
         return clf
+
+
+#: why each --adapt-method was applied, for the fit summary
+_WHY = {
+    "auto": "auto = CORAL with Ledoit-Wolf-shrunk covariances (Sun, Feng & Saenko, AAAI 2016): second-order "
+            "alignment, which becomes per-domain standardisation when the target is too small to estimate "
+            "correlations",
+    "coral": "asked for: CORAL (covariances shrunk by Ledoit-Wolf)",
+    "standardize": "asked for: per-domain standardisation (means and spreads per feature)",
+    "self-training": "asked for: CORAL, then class-balanced self-training on confident target pseudo-labels",
+    "none": "asked for: no alignment (target features read, nothing changed)",
+}

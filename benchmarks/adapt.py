@@ -1,0 +1,244 @@
+"""Domain adaptation (`fit --adapt-to`): the shifted sets, half of the test inputs given without labels.
+
+For each set built by `benchmarks/unseen_data.py` (icons: unseen icon themes; debtext: synopses of
+unseen packages; speech: unseen voices) and the man-page set of `benchmarks/manpages.py` (unseen
+packages), the test split's inputs are cut in two halves by a fixed seed: half A is given to
+`--adapt-to` without its labels, half B is scored. Rows, all in this process, on one feature cache
+per set (so every row reads the same features):
+
+- `default`: the probe `transferkit fit` trains by default (its default backbone, views for images);
+- `adapt-<method>`: the same, with `X_target` = half A and `adapt_method` auto, standardize, coral,
+  self-training, none;
+- peers on the same (un-augmented) features: `peer-plain` (standardised features + logistic
+  regression) and `peer-coral` (the textbook CORAL of Sun, Feng & Saenko 2016, written here: source
+  re-coloured with C_t + I after whitening with C_s + I, then the same regression; a block wider
+  than 4,096 features — hashed n-grams — is left as it is, the textbook has no answer for it);
+- `transductive`: the whole test split as the target, scored on the whole test split (beside
+  `default` scored on the whole split);
+- `control`: no shift — fitted on the training split alone, the in-domain validation split cut in
+  halves (A the target, B scored): adaptation must not cost accuracy where there is no shift.
+
+Cost: adaptation's own seconds (the alignment, plus self-training's refits) against a probe fit on
+warm features; CORAL on 1,280-d features with 5,000 target inputs (generated); peak RSS.
+The machine is shared (2 cores, other jobs running): times are noisy, ratios are in one process.
+
+    python benchmarks/adapt.py --sets icons,debtext,manpages [--root /work/data/unseen] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+METHODS = ("auto", "standardize", "coral", "self-training", "none")
+SEED = 0
+
+
+def load_set(name: str, root: Path, quick: bool) -> tuple[str, dict[str, tuple[list[str], list[str]]]]:
+    """(modality, {split: (inputs, labels)}) of a set; --quick keeps 10 training inputs per class."""
+    if name == "manpages":
+        import manpages
+
+        train, test = manpages.build()
+        rng = np.random.default_rng(SEED)
+        order = rng.permutation(len(train.items))
+        n_val = len(order) * 15 // 100
+        pick = lambda idx: ([train.items[i] for i in idx], [train.labels[i] for i in idx])  # noqa: E731
+        splits = {"val": pick(order[:n_val]), "train": pick(order[n_val:]), "test": (test.items, test.labels)}
+        modality = "text"
+    else:
+        manifest = root / name / "manifest.csv"
+        if not manifest.is_file():
+            raise SystemExit(f"{manifest} is missing: build it with benchmarks/unseen_data.py --root {root}")
+        rows = list(csv.DictReader(manifest.open(encoding="utf-8")))
+        key = "text" if "text" in rows[0] else "path"
+        modality = {"icons": "image", "debtext": "text", "speech": "audio"}[name]
+        splits = {}
+        for s in ("train", "val", "test"):
+            members = [r for r in rows if r["split"] == s]
+            items = [r[key] if key == "text" else str((manifest.parent / r[key]).resolve()) for r in members]
+            splits[s] = (items, [r["label"] for r in members])
+    if quick:
+        items, labels = splits["train"]
+        seen: dict[str, int] = {}
+        keep = [i for i, y in enumerate(labels) if seen.setdefault(y, 0) < 10 and not seen.update({y: seen[y] + 1})]
+        splits["train"] = ([items[i] for i in keep], [labels[i] for i in keep])
+    return modality, splits
+
+
+def halves(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2:])
+
+
+def take(split: tuple[list[str], list[str]], idx: np.ndarray) -> tuple[list[str], list[str]]:
+    return [split[0][i] for i in idx], [split[1][i] for i in idx]
+
+
+# -- the textbook peers (written here, on the probe's own features) ------------------------------------
+
+
+def _sqrtm(c: np.ndarray, power: float) -> np.ndarray:
+    w, v = np.linalg.eigh(c)
+    return (v * np.clip(w, 1e-12, None) ** power) @ v.T
+
+
+def textbook_coral(source: np.ndarray, target: np.ndarray, blocks: list[int]) -> np.ndarray:
+    """Sun, Feng & Saenko (2016), Algorithm 1: Ds = Ds · (Cs + I)^(-1/2) · (Ct + I)^(1/2), per block."""
+    out, start = [], 0
+    for width in blocks:
+        s, t = source[:, start:start + width], target[:, start:start + width]
+        if width > 4096:
+            out.append(s)
+        else:
+            cs = np.cov(s, rowvar=False) + np.eye(width)
+            ct = np.cov(t, rowvar=False) + np.eye(width)
+            out.append(s @ _sqrtm(cs, -0.5) @ _sqrtm(ct, 0.5))
+        start += width
+    return np.concatenate(out, axis=1)
+
+
+def logistic(train_x: np.ndarray, train_y: list[str], test_x: np.ndarray) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_x)
+    clf = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(train_x), train_y)
+    return clf.predict(scaler.transform(test_x))
+
+
+# -- rows ----------------------------------------------------------------------------------------------
+
+
+def accuracy(clf: Any, split: tuple[list[str], list[str]]) -> float:
+    feats = clf.features(split[0])
+    predicted = clf.classes_[clf.proba_from_features(feats.values).argmax(1)]
+    truth = np.array([y for y, ok in zip(split[1], feats.ok, strict=True) if ok])
+    return float((predicted == truth).mean())
+
+
+def run_set(name: str, root: Path, quick: bool, out: Path) -> dict[str, Any]:
+    from transferkit import TransferClassifier
+    from transferkit.backbones.registry import DEFAULT_BACKBONES
+    from transferkit.cache import FeatureCache
+
+    modality, splits = load_set(name, root, quick)
+    backbone = DEFAULT_BACKBONES[modality]
+    views = 2 if modality in ("image", "audio") else 0
+    cache = FeatureCache(out / "cache" / name)
+    a_idx, b_idx = halves(len(splits["test"][0]))
+    half_a, half_b = take(splits["test"], a_idx), take(splits["test"], b_idx)
+    print(f"\n== {name} ({modality}, {backbone}): train {len(splits['train'][0])}, val {len(splits['val'][0])}, "
+          f"test {len(splits['test'][0])} → target half A {len(half_a[0])}, scored half B {len(half_b[0])}",
+          flush=True)
+
+    def probe(**kw: Any) -> Any:
+        return TransferClassifier(backbone, augment=views, cache_dir=cache, progress=False, seed=SEED, **kw)
+
+    rows: list[dict[str, Any]] = []
+
+    def record(row: str, acc: float, seconds: float, **extra: Any) -> None:
+        rows.append({"set": name, "row": row, "accuracy": round(100 * acc, 2), "seconds": round(seconds, 1), **extra})
+        print(f"  {row:<28} {100 * acc:6.2f}%  ({seconds:.1f}s) {json.dumps(extra) if extra else ''}", flush=True)
+
+    train, val = splits["train"], splits["val"]
+    started = time.perf_counter()
+    default = probe().fit(*train, X_val=val[0], y_val=val[1])
+    cold = time.perf_counter() - started
+    record("default", accuracy(default, half_b), cold, cold_cache=True)
+    started = time.perf_counter()
+    probe().fit(*train, X_val=val[0], y_val=val[1])
+    warm = time.perf_counter() - started
+    record("default (warm features)", accuracy(default, half_b), warm)
+    adapt_seconds: dict[str, float] = {}
+    for method in METHODS:
+        started = time.perf_counter()
+        clf = probe(adapt_method=method).fit(*train, X_val=val[0], y_val=val[1], X_target=half_a[0])
+        took = time.perf_counter() - started
+        adapt_seconds[method] = float(clf.adaptation_["seconds"])
+        record(f"adapt-{method}", accuracy(clf, half_b), took, alignment_s=adapt_seconds[method],
+               alignment=clf.adaptation_.get("alignment"))
+
+    # peers on the same features (no views): extract once (cached) and fit by hand
+    plain = probe()
+    plain.fit(*train, X_val=val[0], y_val=val[1])
+    fx = {k: np.asarray(plain.features(v[0]).values, np.float64) for k, v in
+          (("train", train), ("a", half_a), ("b", half_b))}
+    truth_b = np.array(half_b[1])
+    started = time.perf_counter()
+    record("peer-plain (LR, same features)", float((logistic(fx["train"], train[1], fx["b"]) == truth_b).mean()),
+           time.perf_counter() - started)
+    started = time.perf_counter()
+    blocks = list(plain.backbone_.feature_blocks() or [fx["train"].shape[1]])
+    recoloured = textbook_coral(fx["train"], fx["a"], blocks)
+    record("peer-coral (textbook)", float((logistic(recoloured, train[1], fx["b"]) == truth_b).mean()),
+           time.perf_counter() - started)
+
+    whole = splits["test"]
+    record("default, whole test", accuracy(default, whole), 0.0)
+    started = time.perf_counter()
+    clf = probe(adapt_method="auto").fit(*train, X_val=val[0], y_val=val[1], X_target=whole[0])
+    record("transductive (auto, whole test)", accuracy(clf, whole), time.perf_counter() - started)
+
+    # control: no shift — in-domain validation halves
+    va, vb = halves(len(val[0]), SEED + 1)
+    control_a, control_b = take(val, va), take(val, vb)
+    base = probe().fit(*train)
+    record("control: default", accuracy(base, control_b), 0.0)
+    clf = probe(adapt_method="auto").fit(*train, X_target=control_a[0])
+    record("control: adapt-auto", accuracy(clf, control_b), 0.0)
+    return {"set": name, "modality": modality, "backbone": backbone, "rows": rows,
+            "cost": {"probe_fit_cold_s": round(cold, 1), "probe_fit_warm_s": round(warm, 1),
+                     "alignment_s": adapt_seconds,
+                     "alignment_over_warm_fit": {k: round(v / warm, 3) for k, v in adapt_seconds.items()}}}
+
+
+def coral_cost() -> dict[str, float]:
+    """CORAL (with its shrinkage) on 1,280-d features: 5,000 source and 5,000 target inputs, generated."""
+    from transferkit.adapt import fit_coral
+
+    rng = np.random.default_rng(SEED)
+    mixing = rng.normal(size=(1280, 1280)) / 40
+    source = rng.normal(size=(5000, 1280)) @ mixing
+    target = rng.normal(size=(5000, 1280)) @ mixing * 1.5 + 0.3
+    started = time.perf_counter()
+    fit_coral(source, target)
+    return {"coral_1280d_5000_target_s": round(time.perf_counter() - started, 2)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--sets", default="icons,debtext,manpages,speech")
+    parser.add_argument("--root", type=Path, default=Path("/work/data/unseen"))
+    parser.add_argument("--out", type=Path, default=Path("runs/adapt"))
+    parser.add_argument("--quick", action="store_true", help="10 training inputs per class (a smoke run)")
+    parser.add_argument("--cost-only", action="store_true", help="only the generated CORAL timing")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"cost": coral_cost()}
+    print(f"CORAL, 1,280-d, 5,000 + 5,000 inputs: {results['cost']['coral_1280d_5000_target_s']}s", flush=True)
+    if not args.cost_only:
+        for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+            try:
+                results[name] = run_set(name, args.root, args.quick, args.out)
+            except SystemExit as exc:
+                print(f"== {name}: skipped: {exc}", flush=True)
+                results[name] = {"error": str(exc)}
+            (args.out / "adapt.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(f"peak RSS {results['peak_rss_mb']} MB (shared 2-core machine)", flush=True)
+    (args.out / "adapt.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

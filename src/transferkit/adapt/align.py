@@ -1,0 +1,345 @@
+"""Feature alignment between a labelled source domain and an unlabelled target domain.
+
+A probe's head is trained on the backbone's features of the training data (the *source*); the
+model is used on inputs from somewhere else (the *target*), whose features are shifted. Given the
+target's unlabelled features, an alignment is an affine map fitted once and applied to every
+feature vector before the head sees it — at prediction time, in the bundle and in the exported
+graph:
+
+    x  ->  (x - mean_in) @ A + mean_out        (row vectors; mean_in, mean_out: [d]; A: [d, d] or diagonal)
+
+It maps the target's features into the source's feature distribution, so the head trained on the
+source reads them as it read its training data. Two ways to fit it, from the literature:
+
+- **standardize** (per-domain standardisation): each feature dimension of the target is given the
+  source's mean and standard deviation, A = diag(std_source / std_target). First and second
+  moments per dimension; the feature-level analogue of AdaBN (Li et al., ICLR-W 2017).
+- **coral** (CORrelation ALignment; Sun, Feng & Saenko, AAAI 2016): the target is whitened with its
+  own covariance and re-coloured with the source's, A = C_t^(-1/2) C_s^(1/2), so its second-order
+  statistics — correlations included — match the source's. (The paper writes the mirror image,
+  source re-coloured by the target, and trains the classifier on that; mapping the target into the
+  source instead puts the transform in the prediction path, where a saved model can carry it.)
+
+**Covariance shrinkage** (the stated rule). A covariance of d = 1,280 dimensions from a few hundred
+target inputs is singular; its inverse square root is noise. Each covariance is estimated by
+Ledoit–Wolf shrinkage (Ledoit & Wolf, J. Multivariate Anal. 2004; scikit-learn's `ledoit_wolf`)
+applied to the *standardised* features, i.e. the correlation matrix is shrunk toward the identity
+with the analytic, data-chosen intensity — Schäfer & Strimmer's (2005) "target D", which keeps each
+dimension's own variance. The sample covariance is never inverted; with few inputs the shrinkage
+tends to 1 and CORAL becomes per-domain standardisation, so it degrades gracefully instead of
+blowing up. The paper's own choice, C + I, depends on the features' scale; this rule does not.
+
+**auto** = CORAL with that shrinkage: Sun, Feng & Saenko (2016, Tables 1–2) report CORAL at least as
+good as per-domain standardisation and the other feature-level methods they compare; the shrinkage
+makes it valid for any target of at least `MIN_TARGET_INPUTS` inputs. Self-training (pseudo-labels
+on the target, `adapt.selftrain`) is an option, not part of auto: under a large shift confident
+wrong labels reinforce themselves (Zou et al., ECCV 2018).
+
+`batch_standardizer` is test-time adaptation: a batch's own statistics stand in for a stored target
+(refused below `MIN_BATCH_INPUTS`; see its docstring).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.errors import ConfigError, DataError
+
+#: the alignments `fit_alignment` knows (`auto` resolves to one of them; `none` is no alignment)
+METHODS = ("auto", "standardize", "coral", "self-training", "none")
+#: fewer target inputs than this cannot estimate a domain's mean and spread: an error
+MIN_TARGET_INPUTS = 10
+#: a batch adapted with its own statistics must have at least this many inputs: a standard deviation
+#: from n inputs is off by about 1/sqrt(2n) relative (25% at n = 8, 12.5% at 32), and a batch
+#: of a few inputs is mostly one class, so its mean is the class's, not the domain's
+MIN_BATCH_INPUTS = 32
+#: CORAL's matrix is [d, d]: a feature block wider than this (hashed n-grams: 16,384) is aligned per
+#: dimension (standardisation) instead — its covariance could be neither stored nor estimated
+MAX_CORAL_DIM = 4096
+#: a dimension whose spread is below this (relative to the largest) is constant: it is not rescaled
+_EPS = 1e-6
+
+
+def resolve_method(method: str) -> str:
+    """`auto` → the method it stands for (CORAL; see the module docstring); others unchanged."""
+    if method not in METHODS:
+        raise ConfigError(f"adapt method must be one of {' | '.join(METHODS)}; got {method!r}")
+    return "coral" if method == "auto" else method
+
+
+# -- the fitted transform --------------------------------------------------------------------------
+
+
+@dataclass
+class Alignment:
+    """A fitted affine map x -> (x - mean_in) @ A + mean_out; `matrix` None means A = diag(scale)."""
+
+    method: str
+    mean_in: np.ndarray
+    mean_out: np.ndarray
+    scale: np.ndarray | None = None
+    matrix: np.ndarray | None = None
+    #: facts for the summary: inputs on each side, the shrinkage intensities used
+    info: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.scale is None) == (self.matrix is None):
+            raise ValueError("an Alignment has exactly one of scale (diagonal) or matrix")
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean_in.shape[0])
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """The aligned features (float32), computed as the torch module computes them."""
+        with torch.no_grad():
+            return self.module()(torch.from_numpy(np.asarray(values, np.float32))).numpy()
+
+    def module(self) -> AlignModule:
+        return AlignModule.from_alignment(self)
+
+    def tensors(self, prefix: str = "align.") -> dict[str, torch.Tensor]:
+        """What a bundle stores (safetensors), read back by `AlignModule.from_tensors`."""
+        return {prefix + k: v.clone().contiguous() for k, v in self.module().state_dict().items()}
+
+
+class AlignModule(nn.Module):
+    """The alignment as a torch module (a bundle's `align.*` tensors; a node of the exported graph).
+
+    Buffers: `mean_in` [d], `mean_out` [d], and either `matrix` [d, d] or `scale` [d].
+    """
+
+    mean_in: torch.Tensor
+    mean_out: torch.Tensor
+    weight: torch.Tensor
+
+    def __init__(self, mean_in: torch.Tensor, mean_out: torch.Tensor, weight: torch.Tensor) -> None:
+        super().__init__()
+        if weight.dim() not in (1, 2) or mean_in.shape != mean_out.shape or weight.shape[0] != mean_in.shape[0]:
+            raise ValueError(f"inconsistent alignment shapes: {tuple(mean_in.shape)}, {tuple(mean_out.shape)}, "
+                             f"{tuple(weight.shape)}")
+        self.register_buffer("mean_in", mean_in.float())
+        self.register_buffer("mean_out", mean_out.float())
+        self.register_buffer("weight", weight.float())
+        self.diagonal = weight.dim() == 1
+
+    @classmethod
+    def from_alignment(cls, alignment: Alignment) -> AlignModule:
+        weight = alignment.scale if alignment.matrix is None else alignment.matrix
+        assert weight is not None
+        return cls(torch.from_numpy(np.asarray(alignment.mean_in, np.float32)),
+                   torch.from_numpy(np.asarray(alignment.mean_out, np.float32)),
+                   torch.from_numpy(np.asarray(weight, np.float32)))
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str = "align.") -> AlignModule | None:
+        """The module saved under `prefix`, or None when the bundle has none (a bundle without adaptation)."""
+        keys = [prefix + k for k in ("mean_in", "mean_out", "weight")]
+        if not all(k in tensors for k in keys):
+            return None
+        return cls(*(tensors[k] for k in keys))
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean_in.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x.float() - self.mean_in
+        moved = centred * self.weight if self.diagonal else centred @ self.weight
+        return moved + self.mean_out
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+
+def _as_matrix(values: np.ndarray, what: str, minimum: int) -> np.ndarray:
+    x = np.asarray(values, np.float64)
+    if x.ndim != 2:
+        raise DataError(f"{what}: expected features [n, d]; got shape {x.shape}")
+    if len(x) < minimum:
+        raise DataError(f"{what}: {len(x)} input(s); adaptation needs at least {minimum} to estimate the domain's "
+                        "statistics")
+    if not np.isfinite(x).all():
+        raise DataError(f"{what}: features contain NaN or infinity")
+    return x
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    """Per-dimension standard deviation, with constant dimensions held at 1 (they are not rescaled)."""
+    std = x.std(axis=0)
+    floor = _EPS * max(float(std.max(initial=0.0)), 1.0)
+    return np.where(std > floor, std, 1.0)
+
+
+def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """The covariance of `x` [n, d] by Ledoit–Wolf shrinkage of its correlations toward the identity.
+
+    Returns (covariance [d, d], shrinkage intensity in [0, 1]). Each dimension keeps its own
+    variance; only the off-diagonal correlations are shrunk, by the Ledoit–Wolf analytic intensity
+    computed on the standardised features (Schäfer & Strimmer's target D).
+    """
+    std = _spread(x)
+    z = (x - x.mean(axis=0)) / std
+    correlation, shrinkage = _ledoit_wolf(z)
+    return correlation * np.outer(std, std), shrinkage
+
+
+def _ledoit_wolf(z: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ledoit & Wolf (2004), Lemma 3.2–3.4, on centred `z` [n, d]: S shrunk toward mu·I with the analytic
+    intensity (the formula of scikit-learn's `ledoit_wolf`, with one [d, d] product instead of three)."""
+    n, d = z.shape
+    sample = z.T @ z / n
+    mu = float(np.trace(sample)) / d
+    delta = float(np.sum(sample**2)) - 2 * mu * float(np.trace(sample)) + d * mu**2  # ||S - mu I||_F^2
+    # (1/n^2) sum_k ||z_k z_k' - S||_F^2
+    beta = float(np.sum(np.sum(z**2, axis=1) ** 2)) / n**2 - float(np.sum(sample**2)) / n
+    shrinkage = 1.0 if delta <= 0 else min(max(beta, 0.0), delta) / delta
+    shrunk = (1 - shrinkage) * sample
+    shrunk[np.diag_indices(d)] += shrinkage * mu
+    return shrunk, shrinkage
+
+
+def _matrix_power(c: np.ndarray, power: float) -> np.ndarray:
+    """c^power of a symmetric positive semi-definite matrix (eigenvalues floored relative to the largest)."""
+    w, v = np.linalg.eigh((c + c.T) / 2)
+    floor = max(float(w.max(initial=0.0)), 1e-12) * 1e-10
+    w = np.clip(w, floor, None)
+    return (v * w**power) @ v.T
+
+
+# -- fitting ---------------------------------------------------------------------------------------
+
+
+def fit_standardize(source: np.ndarray, target: np.ndarray) -> Alignment:
+    """Per-domain standardisation: the target's per-dimension mean and spread become the source's."""
+    s = _as_matrix(source, "source features", 2)
+    t = _as_matrix(target, "target features", MIN_TARGET_INPUTS)
+    _check_dims(s, t)
+    return Alignment("standardize", mean_in=t.mean(axis=0), mean_out=s.mean(axis=0), scale=_spread(s) / _spread(t),
+                     info={"source_inputs": len(s), "target_inputs": len(t)})
+
+
+def fit_coral(source: np.ndarray, target: np.ndarray, *, shrink: bool = True) -> Alignment:
+    """CORAL mapping the target into the source: A = C_t^(-1/2) C_s^(1/2), means moved too.
+
+    `shrink=False` uses the plain sample covariances (the closed form of the paper without its +I;
+    for tests and for targets with many more inputs than dimensions).
+    """
+    s = _as_matrix(source, "source features", 2)
+    t = _as_matrix(target, "target features", MIN_TARGET_INPUTS)
+    _check_dims(s, t)
+    if shrink:
+        cs, shrink_s = shrunk_covariance(s)
+        ct, shrink_t = shrunk_covariance(t)
+    else:
+        cs, ct = np.cov(s, rowvar=False, bias=True), np.cov(t, rowvar=False, bias=True)
+        shrink_s = shrink_t = 0.0
+    matrix = _matrix_power(ct, -0.5) @ _matrix_power(cs, 0.5)
+    return Alignment("coral", mean_in=t.mean(axis=0), mean_out=s.mean(axis=0), matrix=matrix,
+                     info={"source_inputs": len(s), "target_inputs": len(t),
+                           "source_shrinkage": round(shrink_s, 4), "target_shrinkage": round(shrink_t, 4)})
+
+
+def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
+                  blocks: list[int] | None = None) -> Alignment | BlockAlignment | None:
+    """The alignment `method` fits (None for `none`). Self-training starts from CORAL's alignment.
+
+    `blocks`: the widths of the feature blocks of a concatenation (`A+B`); each block is aligned on its
+    own (the blocks come from different backbones), and CORAL falls back to standardisation on a
+    block wider than `MAX_CORAL_DIM`.
+    """
+    resolved = resolve_method(method)
+    if resolved == "none":
+        return None
+    widths = list(blocks) if blocks and sum(blocks) == np.shape(source)[1] else [int(np.shape(source)[1])]
+    parts: list[Alignment] = []
+    start = 0
+    for width in widths:
+        s, t = np.asarray(source)[:, start:start + width], np.asarray(target)[:, start:start + width]
+        coral = resolved != "standardize" and width <= MAX_CORAL_DIM
+        parts.append(fit_coral(s, t) if coral else fit_standardize(s, t))
+        start += width
+    return parts[0] if len(parts) == 1 else BlockAlignment(parts)
+
+
+@dataclass
+class BlockAlignment:
+    """One alignment per feature block of a concatenation, side by side."""
+
+    parts: list[Alignment]
+
+    @property
+    def method(self) -> str:
+        return "+".join(p.method for p in self.parts)
+
+    @property
+    def info(self) -> dict[str, float]:
+        return {f"block{i}_{k}": v for i, p in enumerate(self.parts) for k, v in (p.info or {}).items()}
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.module()(torch.from_numpy(np.asarray(values, np.float32))).numpy()
+
+    def module(self) -> BlockAlignModule:
+        return BlockAlignModule([p.module() for p in self.parts])
+
+
+class BlockAlignModule(nn.Module):
+    """Alignments of consecutive feature blocks (tensors `align.<i>.mean_in`, …)."""
+
+    def __init__(self, parts: list[AlignModule]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.widths = [p.dim for p in parts]
+
+    @property
+    def dim(self) -> int:
+        return sum(self.widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(x, self.widths, dim=1)
+        return torch.cat([part(c) for part, c in zip(self.parts, chunks, strict=True)], dim=1)
+
+
+def alignment_from_tensors(tensors: dict[str, torch.Tensor]) -> AlignModule | BlockAlignModule | None:
+    """The alignment a bundle holds (`align.*` or, per block, `align.<i>.*`), or None when it has none."""
+    single = AlignModule.from_tensors(tensors)
+    if single is not None:
+        return single
+    parts: list[AlignModule] = []
+    while (part := AlignModule.from_tensors(tensors, prefix=f"align.parts.{len(parts)}.")) is not None:
+        parts.append(part)
+    return BlockAlignModule(parts) if parts else None
+
+
+def _check_dims(s: np.ndarray, t: np.ndarray) -> None:
+    if s.shape[1] != t.shape[1]:
+        raise DataError(f"source features have {s.shape[1]} dimensions, target features {t.shape[1]}: they must "
+                        "come from the same backbone")
+
+
+# -- test-time adaptation --------------------------------------------------------------------------
+
+
+def batch_standardizer(batch: np.ndarray, source_mean: np.ndarray, source_std: np.ndarray) -> Alignment:
+    """Standardise a batch's features with its own statistics into the source's (test-time adaptation).
+
+    Refused (`ConfigError`, with the reason) below `MIN_BATCH_INPUTS` inputs.
+    """
+    x = np.asarray(batch, np.float64)
+    if len(x) < MIN_BATCH_INPUTS:
+        raise ConfigError(f"--adapt-batch needs at least {MIN_BATCH_INPUTS} readable inputs to standardise a batch "
+                          f"with its own statistics; got {len(x)}. A spread estimated from fewer inputs is off by "
+                          "more than 1/sqrt(2n), and a small batch's mean is its classes', not its domain's: give more "
+                          "inputs at once, or fit with --adapt-to TARGET")
+    x = _as_matrix(x, "batch features", MIN_BATCH_INPUTS)
+    mean = np.asarray(source_mean, np.float64)
+    if mean.shape[0] != x.shape[1]:
+        raise ConfigError(f"the batch's features have {x.shape[1]} dimensions; the model's source statistics "
+                          f"{mean.shape[0]}")
+    return Alignment("batch", mean_in=x.mean(axis=0), mean_out=mean,
+                     scale=np.asarray(source_std, np.float64) / _spread(x), info={"batch_inputs": len(x)})

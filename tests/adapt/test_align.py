@@ -1,0 +1,190 @@
+"""The alignment maths: CORAL against its closed form, standardisation, recovery of a known shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from transferkit.adapt import (
+    MIN_BATCH_INPUTS,
+    AlignModule,
+    batch_standardizer,
+    confident_pseudo_labels,
+    fit_alignment,
+    fit_coral,
+    fit_standardize,
+    resolve_method,
+    self_train,
+    shrunk_covariance,
+)
+from transferkit.errors import ConfigError, DataError
+
+
+def _correlated(rng: np.random.Generator, n: int, d: int, shift: float = 0.0) -> np.ndarray:
+    mixing = rng.normal(size=(d, d))
+    return rng.normal(size=(n, d)) @ mixing + shift
+
+
+def test_coral_matches_closed_form_on_small_matrices() -> None:
+    rng = np.random.default_rng(0)
+    source, target = _correlated(rng, 400, 4), _correlated(rng, 300, 4, shift=3.0)
+    got = fit_coral(source, target, shrink=False)
+    cs, ct = np.cov(source, rowvar=False, bias=True), np.cov(target, rowvar=False, bias=True)
+    expected = np.real(scipy.linalg.inv(scipy.linalg.sqrtm(ct)) @ scipy.linalg.sqrtm(cs))
+    assert got.matrix is not None
+    np.testing.assert_allclose(got.matrix, expected, rtol=1e-6, atol=1e-8)
+    moved = got.apply(target).astype(np.float64)
+    np.testing.assert_allclose(np.cov(moved, rowvar=False, bias=True), cs, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(moved.mean(axis=0), source.mean(axis=0), atol=1e-3)
+
+
+def test_standardize_gives_target_the_source_moments() -> None:
+    rng = np.random.default_rng(1)
+    source = rng.normal(2.0, 3.0, (200, 6))
+    target = rng.normal(-1.0, 0.5, (150, 6))
+    moved = fit_standardize(source, target).apply(target)
+    np.testing.assert_allclose(moved.mean(axis=0), source.mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(moved.std(axis=0), source.std(axis=0), rtol=1e-4)
+
+
+def test_shrinkage_keeps_coral_stable_with_fewer_inputs_than_dimensions() -> None:
+    rng = np.random.default_rng(2)
+    source, target = _correlated(rng, 300, 64), _correlated(rng, 20, 64, shift=1.0)
+    cov, shrinkage = shrunk_covariance(target)
+    assert 0 < shrinkage <= 1
+    assert np.linalg.eigvalsh(cov).min() > 0  # positive definite although n < d
+    np.testing.assert_allclose(np.diag(cov), target.var(axis=0), rtol=1e-6)  # each variance kept
+    moved = fit_coral(source, target).apply(target)
+    assert np.isfinite(moved).all()
+    assert np.abs(moved).max() < 100 * np.abs(source).max()
+
+
+def _shifted_problem(seed: int) -> tuple[np.ndarray, ...]:
+    """Two Gaussian classes (apart along dimension 0); the target is the same classes rotated by 30° in two
+    planes and moved by a constant offset (a class-independent shift)."""
+    rng = np.random.default_rng(seed)
+    d = 8
+    means = np.zeros((2, d))
+    means[1, 0] = 3.0
+    scales = np.linspace(1.0, 3.0, d)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 2, n)
+        return means[y] + rng.normal(size=(n, d)) * scales, y
+
+    xs, ys = draw(600)
+    xt, yt = draw(600)
+    rotation = np.eye(d)
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    for i, j in ((0, 1), (2, 5)):
+        plane = np.eye(d)
+        plane[i, i] = plane[j, j] = c
+        plane[i, j], plane[j, i] = -s, s
+        rotation = rotation @ plane
+    return xs, ys, xt @ rotation + 4.0, yt
+
+
+@pytest.mark.parametrize("method", ["standardize", "coral", "auto"])
+def test_alignment_recovers_accuracy_under_a_known_shift(method: str) -> None:
+    xs, ys, xt, yt = _shifted_problem(3)
+    clf = LogisticRegression(max_iter=1000).fit(xs, ys)
+    plain = clf.score(xt[300:], yt[300:])
+    source_level = clf.score(*_shifted_problem(4)[:2])
+    alignment = fit_alignment(xs, xt[:300], method)  # fitted on one half of the target, scored on the other
+    assert alignment is not None
+    aligned = clf.score(alignment.apply(xt[300:]), yt[300:])
+    assert plain < 0.6 < source_level
+    assert aligned > plain + 0.25
+    assert aligned > source_level - 0.1
+
+
+def test_module_round_trips_through_tensors_and_matches_numpy() -> None:
+    rng = np.random.default_rng(5)
+    alignment = fit_coral(rng.normal(size=(50, 5)), rng.normal(size=(40, 5)) * 2)
+    module = AlignModule.from_tensors(alignment.tensors())
+    assert module is not None and module.dim == 5
+    x = rng.normal(size=(7, 5)).astype(np.float32)
+    np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(),
+                               (x - alignment.mean_in) @ alignment.matrix + alignment.mean_out, rtol=1e-5, atol=1e-5)
+    assert AlignModule.from_tensors({}) is None
+
+
+def test_none_and_unknown_methods() -> None:
+    rng = np.random.default_rng(6)
+    assert fit_alignment(rng.normal(size=(20, 3)), rng.normal(size=(20, 3)), "none") is None
+    assert resolve_method("auto") == "coral"
+    with pytest.raises(ConfigError, match="standardize"):
+        resolve_method("mmd")
+
+
+def test_too_small_or_mismatched_target_is_an_error() -> None:
+    rng = np.random.default_rng(7)
+    with pytest.raises(DataError, match="at least 10"):
+        fit_coral(rng.normal(size=(50, 3)), rng.normal(size=(3, 3)))
+    with pytest.raises(DataError, match="same backbone"):
+        fit_standardize(rng.normal(size=(50, 3)), rng.normal(size=(30, 4)))
+
+
+def test_batch_standardizer_refuses_small_batches() -> None:
+    rng = np.random.default_rng(8)
+    with pytest.raises(ConfigError, match=f"at least {MIN_BATCH_INPUTS}"):
+        batch_standardizer(rng.normal(size=(MIN_BATCH_INPUTS - 1, 4)), np.zeros(4), np.ones(4))
+    batch = rng.normal(5.0, 2.0, (64, 4))
+    moved = batch_standardizer(batch, np.zeros(4), np.ones(4)).apply(batch)
+    np.testing.assert_allclose(moved.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(moved.std(axis=0), 1, rtol=1e-4)
+
+
+def test_pseudo_labels_are_confident_and_class_balanced() -> None:
+    proba = np.array([[0.99, 0.01], [0.95, 0.05], [0.97, 0.03], [0.2, 0.8], [0.05, 0.95]])
+    index, labels = confident_pseudo_labels(proba, threshold=0.9, per_class=2)
+    assert index.tolist() == [0, 2, 4] and labels.tolist() == [0, 0, 1]
+
+
+def test_self_training_uses_only_target_predictions() -> None:
+    xs, ys, xt, yt = _shifted_problem(9)
+    alignment = fit_coral(xs, xt)
+    seen: list[np.ndarray] = []
+
+    def fit(x: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+        seen.append(y)
+        return LogisticRegression(max_iter=1000).fit(x, y).predict_proba
+
+    predict, report = self_train(fit, xs, ys, alignment.apply(xt))
+    assert report.per_round and report.per_round[0] > 0
+    assert len(seen) == 1 + len(report.per_round)
+    assert (predict(alignment.apply(xt)).argmax(axis=1) == yt).mean() > 0.8
+
+
+def test_blocks_of_a_concatenation_are_aligned_each_on_its_own() -> None:
+    from transferkit.adapt import MAX_CORAL_DIM, BlockAlignment, alignment_from_tensors
+
+    rng = np.random.default_rng(10)
+    source = rng.normal(size=(60, 3 + MAX_CORAL_DIM + 1)).astype(np.float32)
+    target = (rng.normal(size=(40, source.shape[1])) * 2 + 1).astype(np.float32)
+    alignment = fit_alignment(source, target, "coral", blocks=[3, MAX_CORAL_DIM + 1])
+    assert isinstance(alignment, BlockAlignment)
+    assert [p.method for p in alignment.parts] == ["coral", "standardize"]  # too wide for a [d, d] matrix
+    module = alignment.module()
+    tensors = {f"align.{k}": v for k, v in module.state_dict().items()}
+    restored = alignment_from_tensors(tensors)
+    assert restored is not None and restored.dim == source.shape[1]
+    x = torch.from_numpy(target[:5])
+    np.testing.assert_allclose(restored(x).numpy(), alignment.apply(target[:5]), rtol=1e-5, atol=1e-5)
+
+
+def test_shrinkage_intensity_is_ledoit_wolf() -> None:
+    from sklearn.covariance import ledoit_wolf
+
+    from transferkit.adapt.align import _ledoit_wolf
+
+    rng = np.random.default_rng(11)
+    x = _correlated(rng, 30, 12)
+    x -= x.mean(axis=0)
+    expected, intensity = ledoit_wolf(x, assume_centered=True)
+    got, got_intensity = _ledoit_wolf(x)
+    assert got_intensity == pytest.approx(intensity, rel=1e-9)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)

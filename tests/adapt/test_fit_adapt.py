@@ -1,0 +1,138 @@
+"""`fit --adapt-to`: the alignment travels with the model (bundle, predict, evaluate, export, serve),
+the target's labels never reach training, and a bad TARGET is a clear error that writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from transferkit.commands import app
+from transferkit.errors import TransferkitError
+
+pytestmark = pytest.mark.slow  # each test fits a probe (a random-init network on 30 images): seconds to a minute
+
+FAST = ["--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32", "--augment", "0"]
+
+
+def cli(*args: Any) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True, terminal_width=240)
+    if isinstance(result.exception, TransferkitError):
+        return 2, str(result.exception)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def target(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training images made paler (a class-independent shift), in a nested layout without labels."""
+    root = tmp_path_factory.mktemp("target") / "target"
+    for i, p in enumerate(sorted(image_folder.rglob("*.jpg"))):
+        pixels = (np.asarray(Image.open(p), np.float64) * 0.5 + 100).clip(0, 255).astype(np.uint8)
+        out = root / f"batch{i % 3}" / f"{i:03d}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(out)
+    return root
+
+
+@pytest.fixture(scope="module")
+def adapted(image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "adapted"
+    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache")
+    assert code == 0, output
+    assert "adapted to" in output and "coral" in output
+    return out
+
+
+def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: Path, target: Path) -> None:
+    import transferkit
+    from transferkit.estimators.export import export_model
+
+    tensors = load_file(str(adapted / "model.safetensors"))
+    assert tensors["align.weight"].shape == (tensors["align.mean_in"].shape[0],) * 2
+    manifest = json.loads((adapted / "transferkit.json").read_text())
+    assert manifest["adaptation"]["applied"] == "coral" and manifest["adapt_target"]["target_inputs"] == 30
+
+    model = transferkit.load(adapted, cache_dir=False, progress=False)
+    files = sorted(str(p) for p in target.rglob("*.png"))[:9]
+    values = model.features(files).values
+    with_alignment = model.predict_proba(files)
+    without = model.head_  # the same head, the alignment left out, reads these features differently
+    import torch
+
+    plain = torch.softmax(without(torch.from_numpy(values)), 1).detach().numpy()
+    assert not np.allclose(with_alignment, plain, atol=1e-3)
+
+    report = export_model(adapted, samples=files, overwrite=True)
+    assert report.max_difference <= 1e-4  # parity with the alignment inside the graph
+
+    code, output = cli("predict", adapted, *files, "--json", "--no-cache", "--engine", "torch")
+    assert code == 0, output
+    rows = json.loads(output[output.index("["):])
+    assert [r["label"] for r in rows] == list(model.classes_[with_alignment.argmax(1)])
+
+    from fastapi.testclient import TestClient
+
+    from transferkit.serve import ServeOptions, create_app
+
+    server = TestClient(create_app(model, ServeOptions(max_batch=8, batch_window_ms=5), name="adapted"))
+    with server:
+        got = server.post("/predict", content=Path(files[0]).read_bytes(), headers={"Content-Type": "image/png"})
+    assert got.status_code == 200, got.text
+    assert got.json()["predictions"][0]["probability"] == pytest.approx(float(with_alignment[0].max()), abs=1e-5)
+
+
+def test_target_labels_never_reach_training(image_folder: Path, target: Path, tmp_path: Path) -> None:
+    """The same target inputs, unlabelled (a folder) or labelled all one class (a table): the same model."""
+    files = sorted(target.rglob("*.png"))
+    table = tmp_path / "target.csv"
+    table.write_text("path,label\n" + "".join(f"{f},red\n" for f in files))
+    heads = []
+    for name, given in (("folder", target), ("table", table)):
+        code, output = cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / name, "--no-cache")
+        assert code == 0, output
+        heads.append(load_file(str(tmp_path / name / "model.safetensors")))
+    assert "ignored (column 'label')" in (tmp_path / "table" / "transferkit.json").read_text()
+    assert heads[0].keys() == heads[1].keys()
+    for key in heads[0]:
+        assert np.array_equal(heads[0][key].numpy(), heads[1][key].numpy()), key
+
+
+@pytest.mark.parametrize("case", ["empty", "unreadable", "other-modality", "missing"])
+def test_bad_target_is_an_error_and_nothing_is_written(image_folder: Path, tmp_path: Path, case: str) -> None:
+    given = tmp_path / "target"
+    if case != "missing":
+        given.mkdir()
+    if case == "unreadable":
+        (given / "a.png").write_bytes(b"not a png")
+    if case == "other-modality":
+        (given / "a.wav").write_bytes(b"RIFF....WAVE")
+    code, output = cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / "run", "--no-cache")
+    assert code != 0
+    assert str(given) in output
+    assert not (tmp_path / "run").exists()
+
+
+def test_adapt_batch_is_refused_below_its_minimum_and_works_above(adapted: Path, image_folder: Path,
+                                                                  target: Path) -> None:
+    files = sorted(str(p) for p in target.rglob("*.png"))
+    code, output = cli("predict", adapted, *files[:5], "--adapt-batch", "--no-cache")
+    assert code != 0 and "at least 32" in output
+    table = target.parent / "labelled.csv"  # 60 labelled inputs: the training images, twice
+    table.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in
+                                              sorted(image_folder.rglob("*.jpg")) * 2))
+    code, output = cli("evaluate", adapted, table, "--adapt-batch", "--json", "--no-cache")
+    assert code == 0, output
+    assert json.loads(output[output.index("{"):])["n"] == 60
+
+
+def test_adapt_method_without_target_is_refused(image_folder: Path, tmp_path: Path) -> None:
+    code, output = cli("fit", image_folder, *FAST, "--adapt-method", "coral", "--out", tmp_path / "run")
+    assert code != 0 and "--adapt-to" in output
