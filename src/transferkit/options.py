@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transferkit.errors import ConfigError
 from transferkit.finetune.config import FinetuneConfig
+
+if TYPE_CHECKING:
+    from transferkit.backbones.spec import BackboneSpec
 
 STRATEGIES = ("probe", "finetune", "auto")
 MODALITIES = ("image", "text", "audio", "table")
@@ -171,12 +175,20 @@ class FitOptions:
     training: FinetuneConfig = field(default_factory=FinetuneConfig)
     #: the option names the user set (typed flags, YAML keys): only these can be "inapplicable"
     explicit: frozenset[str] = frozenset()
+    #: `backbone` parsed (by `resolve`, once): what every later step reads instead of the text
+    backbone_spec: BackboneSpec | None = field(default=None, compare=False, repr=False)
 
     # -- the declarations -----------------------------------------------------------------------------
     @staticmethod
     def declared() -> dict[str, Option]:
         """Every top-level option (not `training`) and its declaration."""
         return {f.name: f.metadata["option"] for f in dataclasses.fields(FitOptions) if "option" in f.metadata}
+
+    @staticmethod
+    def option_types() -> dict[str, Any]:
+        """Each field's type, for generating flags. `BackboneSpec` stands in as `object`: it is no flag, and
+        importing it would import torch (`--help` stays fast)."""
+        return typing.get_type_hints(FitOptions, localns={"BackboneSpec": object})
 
     @staticmethod
     def known_names() -> frozenset[str]:
@@ -364,8 +376,14 @@ def resolve_modality(options: FitOptions) -> str:
     return modality
 
 
-def is_auto_backbone(value: str | None) -> bool:
-    return isinstance(value, str) and (value == "auto" or value.startswith("auto:"))
+def is_auto_backbone(options: FitOptions) -> bool:
+    """`--backbone auto` (or `auto:NAME,NAME`) on resolved options."""
+    return options.backbone_spec is not None and options.backbone_spec.kind == "auto"
+
+
+def with_backbone(options: FitOptions, spec: BackboneSpec, weights: str | None) -> FitOptions:
+    """The options with another backbone (the one `--backbone auto` chose), its text and spec together."""
+    return dataclasses.replace(options, backbone=str(spec), backbone_spec=spec, weights=weights)
 
 
 def resolve(options: FitOptions) -> FitOptions:
@@ -387,6 +405,11 @@ def resolve(options: FitOptions) -> FitOptions:
         if options.backbone is None:  # a concatenation is a probe's: fine-tuning starts from one network
             defaults = DEFAULT_BACKBONES if options.strategy == "probe" else PRETRAINED_BACKBONES
             changes["backbone"] = defaults[modality]
+    backbone = changes.get("backbone", options.backbone)
+    if backbone is not None:  # the one place the --backbone text is parsed
+        from transferkit.backbones.spec import parse_backbone
+
+        changes["backbone_spec"] = parse_backbone(backbone)
         if modality in VIEW_MODALITIES and options.strategy in ("probe", "auto") and "augment" not in options.explicit:
             changes["augment"] = DEFAULT_VIEWS
     resolved = dataclasses.replace(options, **changes)
@@ -400,7 +423,7 @@ def _check_applicable(options: FitOptions) -> None:
     if modality == "table" and strategy == "finetune":
         raise ConfigError("a multimodal table trains on frozen encoders: use the default --strategy probe, "
                           "with --fusion concat (default) or --fusion gated (learned per-column gates)")
-    if modality == "table" and is_auto_backbone(options.backbone):
+    if modality == "table" and is_auto_backbone(options):
         raise ConfigError("--backbone auto ranks the backbones of one input column; for a table name one per kind "
                           "(--backbone text=…,image=…)")
     declared = FitOptions.declared()
