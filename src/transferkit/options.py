@@ -68,15 +68,19 @@ TRAINING_FLAGS: dict[str, str] = {
 }
 #: YAML spellings accepted for option names
 _ALIASES = {"json": "as_json", "batch-size": "batch_size", "learning_rate": "lr"}
-#: fine-tuning settings whose name a top-level option also has, under the name they travel by in
-#: records and `explicit`: `augment` is the probe's number of views (`--augment 2`) and, as a
-#: true/false, fine-tuning's batch augmentation (`augment: false` in a YAML recipe)
-_TRAINING_AS = {"training_augment": "augment"}
+#: fine-tuning settings under the name they travel by in options, records and `explicit` (the field of
+#: `FinetuneConfig` they set): `batch_augment` is fine-tuning's batch augmentation, `views` (a top-level
+#: option) the probe's augmented views; two names for two things
+_TRAINING_AS = {"batch_augment": "augment"}
 
 
 def _routed(key: str, value: Any) -> str:
-    """The name `key` travels by: `augment` given a bool is fine-tuning's switch."""
-    return "training_augment" if key == "augment" and isinstance(value, bool) else key
+    """The name `key` travels by. `augment`, the one name both once had, stays an alias: true/false (a YAML
+    recipe's `augment: false`) is fine-tuning's `batch_augment`, a number (`--augment 2`) the probe's `views`;
+    `training_augment` is how records before the split saved `batch_augment`."""
+    if key == "augment":
+        return "batch_augment" if isinstance(value, bool) else "views"
+    return "batch_augment" if key == "training_augment" else key
 
 
 #: Augmented training views a probe's head also learns from unless `--augment` says otherwise, on the
@@ -141,10 +145,12 @@ class FitOptions:
     long_text: str = _opt("truncate", "Texts longer than the model's window: truncate (counted, reported) or chunk "
                           "(embed overlapping chunks and average).", "--long-text",
                           modalities=frozenset({"text", "table"}), strategies=frozenset({"probe"}))
-    augment: int = _opt(0, "probe: also train the head on the features of N augmented views of each training "
-                        "input (images: crops, flips, colour jitter, grayscale; audio: speed, pitch, noise, gain). "
-                        "Default 2 for images and audio (0: extract the training set once, faster).",
-                        "--augment", modalities=frozenset({"image", "audio"}), strategies=frozenset({"probe"}))
+    views: int | None = _opt(None, "probe: also train the head on the features of N augmented views of each "
+                             "training input (images: crops, flips, colour jitter, grayscale; audio: speed, pitch, "
+                             "noise, gain). Default: 2 for images and audio (0: extract the training set once, "
+                             "faster). --augment N is the same option.",
+                             "--views", "--augment", modalities=frozenset({"image", "audio"}),
+                             strategies=frozenset({"probe"}))
     tta: int = _opt(0, "probe: average predictions over each input and N augmented views of it (test-time "
                     "augmentation).", "--tta", modalities=frozenset({"image", "audio"}),
                     strategies=frozenset({"probe"}))
@@ -410,8 +416,8 @@ def resolve(options: FitOptions) -> FitOptions:
         from transferkit.backbones.spec import parse_backbone
 
         changes["backbone_spec"] = parse_backbone(backbone)
-        if modality in VIEW_MODALITIES and options.strategy in ("probe", "auto") and "augment" not in options.explicit:
-            changes["augment"] = DEFAULT_VIEWS
+        if modality in VIEW_MODALITIES and options.strategy in ("probe", "auto") and "views" not in options.explicit:
+            changes["views"] = DEFAULT_VIEWS
     resolved = dataclasses.replace(options, **changes)
     _check_applicable(resolved)
     return resolved
@@ -433,7 +439,7 @@ def _check_applicable(options: FitOptions) -> None:
     for name in sorted(options.explicit):
         flag = "--" + name.replace("_", "-") if name != "as_json" else "--json"
         if name in _TRAINING_AS:
-            flag = f"{_TRAINING_AS[name]}: true/false (fine-tuning's batch augmentation)"
+            flag = f"{name} (augment: true/false, fine-tuning's batch augmentation)"
         if name in _TRAINING_AS or (name in FinetuneConfig.field_names() and name not in declared):
             if "finetune" not in strategies:
                 raise ConfigError(f"{flag} applies to --strategy finetune; add --strategy finetune (the strategy "
@@ -443,6 +449,8 @@ def _check_applicable(options: FitOptions) -> None:
                                   "encoders)")
             continue
         option = declared[name]
+        if len(option.flags) > 1 and all(f.startswith("--") for f in option.flags):  # --views / --augment
+            flag = " / ".join(option.flags)
         if modality not in option.modalities:
             raise ConfigError(f"{flag} applies to {' / '.join(sorted(option.modalities))} data; this is {modality} "
                               "data (drop the flag, or set --modality)")

@@ -127,7 +127,7 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
         estimator = TransferClassifier(
             _architecture(spec), weights=_weights(options), head=options.head, class_weight=options.class_weight,
             seed=options.seed, batch_size=options.batch_size, precision=options.precision, engine=options.engine,
-            long_text=options.long_text, augment=options.augment, tta=options.tta, cache_dir=options.cache(),
+            long_text=options.long_text, augment=options.views or 0, tta=options.tta, cache_dir=options.cache(),
             strict=options.strict, progress=not quiet)
     return estimator.validate()
 
