@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -41,3 +45,37 @@ def lite0():
     from transferkit.backbones import create_backbone
 
     return create_backbone("efficientnet_lite0")
+
+
+class CliRun(NamedTuple):
+    """What a user running `transferkit ARGS…` sees: the exit code, and stdout and stderr as printed together."""
+
+    code: int
+    output: str
+
+
+def run_cli(*args: object) -> CliRun:
+    """The real entry point (`transferkit.commands:main`, the console script's target) in this process, with
+    `sys.argv` as a user's shell gives it: transferkit errors become exit code 2 and one line on stderr there,
+    not here. Any other exception propagates (a user would see a traceback: a bug)."""
+    from typer.testing import CliRunner
+
+    from transferkit.commands import main
+
+    argv = ["transferkit", *(str(a) for a in args)]
+    with CliRunner().isolation() as (_, _, output), mock.patch.object(sys, "argv", argv):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        text = output.getvalue().decode(errors="replace")
+    return CliRun(code, text)
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., CliRun]:
+    """`cli("fit", folder, "--json")` → (exit code, output): see `run_cli`."""
+    return run_cli

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from transferkit.bundle import (
     MANIFEST,
@@ -23,22 +22,10 @@ from transferkit.bundle import (
     read_manifest,
     save_bundle,
 )
-from transferkit.errors import BundleError, ConfigError, TransferkitError
+from transferkit.errors import BundleError, ConfigError
 from transferkit.finetune.checkpoint import read_run, write_run
 
 FAST = ["--backbone", "resnet18", "--weights", "random", "--batch-size", "16"]
-
-
-def run(*args: object) -> tuple[int, str]:
-    """The CLI in-process: (exit code, output); a transferkit error counts as exit 2 with its message."""
-    from transferkit.commands import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        if isinstance(result.exception, TransferkitError):
-            return 2, str(result.exception)
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -60,39 +47,41 @@ def tiny_bundle(folder: Path, **manifest: object) -> Path:
 # -- issue 12 item 2: probe --overwrite trusted any file named transferkit.json ------------------
 
 
-def test_overwrite_refuses_a_folder_with_a_fake_manifest_through_the_cli(image_folder: Path, tmp_path: Path) -> None:
+def test_overwrite_refuses_a_folder_with_a_fake_manifest_through_the_cli(
+        cli, image_folder: Path, tmp_path: Path) -> None:
     """Issue 12 item 2: `echo '{}' > P/transferkit.json; P/src/main.py; fit --out P --overwrite` deleted P/src."""
     out = tmp_path / "P"
     (out / "src").mkdir(parents=True)
     (out / MANIFEST).write_text("{}")
     (out / "src" / "main.py").write_text("print('years of work')\n")
     before = tree(out)
-    code, output = run("fit", image_folder, "--out", out, "--overwrite", *FAST)
+    code, output = cli("fit", image_folder, "--out", out, "--overwrite", *FAST)
     assert code != 0
     assert "src" in output and "not a transferkit bundle" in output
     assert tree(out) == before
 
 
-def test_overwrite_keeps_a_users_file_beside_a_real_bundle_through_the_cli(image_folder: Path, tmp_path: Path) -> None:
+def test_overwrite_keeps_a_users_file_beside_a_real_bundle_through_the_cli(
+        cli, image_folder: Path, tmp_path: Path) -> None:
     """Issue 12 item 2: a real bundle with the user's notes.txt beside it lost that file on --overwrite."""
     out = tmp_path / "model"
-    code, output = run("fit", image_folder, "--out", out, "--json", *FAST)
+    code, output = cli("fit", image_folder, "--out", out, "--json", *FAST)
     assert code == 0, output
     (out / "notes.txt").write_text("what I tried")
     before = tree(out)
-    code, output = run("fit", image_folder, "--out", out, "--overwrite", "--json", *FAST)
+    code, output = cli("fit", image_folder, "--out", out, "--overwrite", "--json", *FAST)
     assert code != 0
     assert "notes.txt" in output and "did not write" in output
     assert tree(out) == before
 
 
-def test_overwrite_of_a_real_bundle_replaces_it(image_folder: Path, tmp_path: Path) -> None:
+def test_overwrite_of_a_real_bundle_replaces_it(cli, image_folder: Path, tmp_path: Path) -> None:
     """Issue 12 item 2: what --overwrite may replace, it replaces, atomically (no temp folder left)."""
     out = tmp_path / "model"
-    assert run("fit", image_folder, "--out", out, "--json", *FAST)[0] == 0
+    assert cli("fit", image_folder, "--out", out, "--json", *FAST)[0] == 0
     first = read_manifest(out)
     assert first["files"] == ["README.md", "model.safetensors", "transferkit.json"]
-    code, output = run("fit", image_folder, "--out", out, "--overwrite", "--json", "--seed", "1", *FAST)
+    code, output = cli("fit", image_folder, "--out", out, "--overwrite", "--json", "--seed", "1", *FAST)
     assert code == 0, output
     assert read_manifest(out)["training"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
@@ -110,14 +99,14 @@ def _fake_run(folder: Path) -> dict[str, bytes]:
     return tree(folder)
 
 
-def test_finetune_overwrite_refuses_a_folder_with_a_fake_run_json_through_the_cli(
+def test_finetune_overwrite_refuses_a_folder_with_a_fake_run_json_through_the_cli(cli,
     image_folder: Path, tmp_path: Path
 ) -> None:
     """Issue 12 item 1: `echo '{}' > X/run.json` + another tool's checkpoints; `fit --strategy finetune
     --out X --overwrite` deleted them and wrote a bundle there."""
     out = tmp_path / "X"
     before = _fake_run(out)
-    code, output = run("fit", image_folder, "--strategy", "finetune", "--epochs", "1", "--out", out,
+    code, output = cli("fit", image_folder, "--strategy", "finetune", "--epochs", "1", "--out", out,
                        "--overwrite", *FAST)
     assert code != 0 and "not a transferkit bundle" in output
     assert tree(out) == before

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transferkit.errors import ConfigError
 from transferkit.finetune.config import FinetuneConfig
+
+if TYPE_CHECKING:
+    from transferkit.backbones.spec import BackboneSpec
 
 STRATEGIES = ("probe", "finetune", "auto")
 MODALITIES = ("image", "text", "audio", "table")
@@ -64,15 +68,19 @@ TRAINING_FLAGS: dict[str, str] = {
 }
 #: YAML spellings accepted for option names
 _ALIASES = {"json": "as_json", "batch-size": "batch_size", "learning_rate": "lr"}
-#: fine-tuning settings whose name a top-level option also has, under the name they travel by in
-#: records and `explicit`: `augment` is the probe's number of views (`--augment 2`) and, as a
-#: true/false, fine-tuning's batch augmentation (`augment: false` in a YAML recipe)
-_TRAINING_AS = {"training_augment": "augment"}
+#: fine-tuning settings under the name they travel by in options, records and `explicit` (the field of
+#: `FinetuneConfig` they set): `batch_augment` is fine-tuning's batch augmentation, `views` (a top-level
+#: option) the probe's augmented views; two names for two things
+_TRAINING_AS = {"batch_augment": "augment"}
 
 
 def _routed(key: str, value: Any) -> str:
-    """The name `key` travels by: `augment` given a bool is fine-tuning's switch."""
-    return "training_augment" if key == "augment" and isinstance(value, bool) else key
+    """The name `key` travels by. `augment`, the one name both once had, stays an alias: true/false (a YAML
+    recipe's `augment: false`) is fine-tuning's `batch_augment`, a number (`--augment 2`) the probe's `views`;
+    `training_augment` is how records before the split saved `batch_augment`."""
+    if key == "augment":
+        return "batch_augment" if isinstance(value, bool) else "views"
+    return "batch_augment" if key == "training_augment" else key
 
 
 #: Augmented training views a probe's head also learns from unless `--augment` says otherwise, on the
@@ -137,10 +145,12 @@ class FitOptions:
     long_text: str = _opt("truncate", "Texts longer than the model's window: truncate (counted, reported) or chunk "
                           "(embed overlapping chunks and average).", "--long-text",
                           modalities=frozenset({"text", "table"}), strategies=frozenset({"probe"}))
-    augment: int = _opt(0, "probe: also train the head on the features of N augmented views of each training "
-                        "input (images: crops, flips, colour jitter, grayscale; audio: speed, pitch, noise, gain). "
-                        "Default 2 for images and audio (0: extract the training set once, faster).",
-                        "--augment", modalities=frozenset({"image", "audio"}), strategies=frozenset({"probe"}))
+    views: int | None = _opt(None, "probe: also train the head on the features of N augmented views of each "
+                             "training input (images: crops, flips, colour jitter, grayscale; audio: speed, pitch, "
+                             "noise, gain). Default: 2 for images and audio (0: extract the training set once, "
+                             "faster). --augment N is the same option.",
+                             "--views", "--augment", modalities=frozenset({"image", "audio"}),
+                             strategies=frozenset({"probe"}))
     tta: int = _opt(0, "probe: average predictions over each input and N augmented views of it (test-time "
                     "augmentation).", "--tta", modalities=frozenset({"image", "audio"}),
                     strategies=frozenset({"probe"}))
@@ -180,12 +190,20 @@ class FitOptions:
     training: FinetuneConfig = field(default_factory=FinetuneConfig)
     #: the option names the user set (typed flags, YAML keys): only these can be "inapplicable"
     explicit: frozenset[str] = frozenset()
+    #: `backbone` parsed (by `resolve`, once): what every later step reads instead of the text
+    backbone_spec: BackboneSpec | None = field(default=None, compare=False, repr=False)
 
     # -- the declarations -----------------------------------------------------------------------------
     @staticmethod
     def declared() -> dict[str, Option]:
         """Every top-level option (not `training`) and its declaration."""
         return {f.name: f.metadata["option"] for f in dataclasses.fields(FitOptions) if "option" in f.metadata}
+
+    @staticmethod
+    def option_types() -> dict[str, Any]:
+        """Each field's type, for generating flags. `BackboneSpec` stands in as `object`: it is no flag, and
+        importing it would import torch (`--help` stays fast)."""
+        return typing.get_type_hints(FitOptions, localns={"BackboneSpec": object})
 
     @staticmethod
     def known_names() -> frozenset[str]:
@@ -373,8 +391,14 @@ def resolve_modality(options: FitOptions) -> str:
     return modality
 
 
-def is_auto_backbone(value: str | None) -> bool:
-    return isinstance(value, str) and (value == "auto" or value.startswith("auto:"))
+def is_auto_backbone(options: FitOptions) -> bool:
+    """`--backbone auto` (or `auto:NAME,NAME`) on resolved options."""
+    return options.backbone_spec is not None and options.backbone_spec.kind == "auto"
+
+
+def with_backbone(options: FitOptions, spec: BackboneSpec, weights: str | None) -> FitOptions:
+    """The options with another backbone (the one `--backbone auto` chose), its text and spec together."""
+    return dataclasses.replace(options, backbone=str(spec), backbone_spec=spec, weights=weights)
 
 
 def resolve(options: FitOptions) -> FitOptions:
@@ -396,8 +420,13 @@ def resolve(options: FitOptions) -> FitOptions:
         if options.backbone is None:  # a concatenation is a probe's: fine-tuning starts from one network
             defaults = DEFAULT_BACKBONES if options.strategy == "probe" else PRETRAINED_BACKBONES
             changes["backbone"] = defaults[modality]
-        if modality in VIEW_MODALITIES and options.strategy in ("probe", "auto") and "augment" not in options.explicit:
-            changes["augment"] = DEFAULT_VIEWS
+    backbone = changes.get("backbone", options.backbone)
+    if backbone is not None:  # the one place the --backbone text is parsed
+        from transferkit.backbones.spec import parse_backbone
+
+        changes["backbone_spec"] = parse_backbone(backbone)
+        if modality in VIEW_MODALITIES and options.strategy in ("probe", "auto") and "views" not in options.explicit:
+            changes["views"] = DEFAULT_VIEWS
     resolved = dataclasses.replace(options, **changes)
     _check_applicable(resolved)
     return resolved
@@ -409,7 +438,7 @@ def _check_applicable(options: FitOptions) -> None:
     if modality == "table" and strategy == "finetune":
         raise ConfigError("a multimodal table trains on frozen encoders: use the default --strategy probe, "
                           "with --fusion concat (default) or --fusion gated (learned per-column gates)")
-    if modality == "table" and is_auto_backbone(options.backbone):
+    if modality == "table" and is_auto_backbone(options):
         raise ConfigError("--backbone auto ranks the backbones of one input column; for a table name one per kind "
                           "(--backbone text=…,image=…)")
     declared = FitOptions.declared()
@@ -419,7 +448,7 @@ def _check_applicable(options: FitOptions) -> None:
     for name in sorted(options.explicit):
         flag = "--" + name.replace("_", "-") if name != "as_json" else "--json"
         if name in _TRAINING_AS:
-            flag = f"{_TRAINING_AS[name]}: true/false (fine-tuning's batch augmentation)"
+            flag = f"{name} (augment: true/false, fine-tuning's batch augmentation)"
         if name in _TRAINING_AS or (name in FinetuneConfig.field_names() and name not in declared):
             if "finetune" not in strategies:
                 raise ConfigError(f"{flag} applies to --strategy finetune; add --strategy finetune (the strategy "
@@ -429,6 +458,8 @@ def _check_applicable(options: FitOptions) -> None:
                                   "encoders)")
             continue
         option = declared[name]
+        if len(option.flags) > 1 and all(f.startswith("--") for f in option.flags):  # --views / --augment
+            flag = " / ".join(option.flags)
         if modality not in option.modalities:
             raise ConfigError(f"{flag} applies to {' / '.join(sorted(option.modalities))} data; this is {modality} "
                               "data (drop the flag, or set --modality)")

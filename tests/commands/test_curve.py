@@ -1,4 +1,4 @@
-"""`transferkit curve` end to end on a tiny generated set (in-process, through typer's runner)."""
+"""`transferkit curve` end to end on a tiny generated set, in-process through the real entry point."""
 
 from __future__ import annotations
 
@@ -8,29 +8,15 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from typer.testing import CliRunner
 
 from transferkit import curves
-from transferkit.commands import app
 
-runner = CliRunner()
 TINY = ("--backbone", "test_efficientnet", "--weights", "random")
 
 
-def run(*args: object) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        from transferkit.errors import TransferkitError
-
-        if isinstance(result.exception, TransferkitError):
-            return 2, str(result.exception)
-        raise result.exception
-    return result.exit_code, result.output
-
-
-def test_curve_writes_the_picture_the_points_and_says_the_verdict(image_folder: Path, tmp_path: Path) -> None:
+def test_curve_writes_the_picture_the_points_and_says_the_verdict(cli, image_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "colours-curve"
-    code, output = run("curve", image_folder, "--out", out, "--shots", "1,2,all", "--seeds", "2", "--test", "0.3",
+    code, output = cli("curve", image_folder, "--out", out, "--shots", "1,2,all", "--seeds", "2", "--test", "0.3",
                        "--cache-dir", tmp_path / "cache", *TINY)
     assert code == 0, output
     flat = " ".join(output.split())
@@ -43,22 +29,22 @@ def test_curve_writes_the_picture_the_points_and_says_the_verdict(image_folder: 
         assert np.asarray(img.convert("L"), np.float32).std() > 20
     assert json.loads((out / "curve.json").read_text())["status"] == "complete"
     # a second run into the same folder needs --overwrite; a user's folder is never written into
-    code, message = run("curve", image_folder, "--out", out, "--shots", "1", *TINY)
+    code, message = cli("curve", image_folder, "--out", out, "--shots", "1", *TINY)
     assert code == 2 and "--overwrite" in message
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("mine")
-    code, message = run("curve", image_folder, "--out", mine, "--overwrite", *TINY)
+    code, message = cli("curve", image_folder, "--out", mine, "--overwrite", *TINY)
     assert code == 2 and "thesis.tex" in message and sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
 
 
-def test_curve_refuses_bad_shots_and_flags_that_do_not_apply(image_folder: Path, tmp_path: Path) -> None:
-    code, message = run("curve", image_folder, "--out", tmp_path / "a", "--shots", "0,5")
+def test_curve_refuses_bad_shots_and_flags_that_do_not_apply(cli, image_folder: Path, tmp_path: Path) -> None:
+    code, message = cli("curve", image_folder, "--out", tmp_path / "a", "--shots", "0,5")
     assert code == 2 and "0 labels per class" in message
-    code, message = run("curve", image_folder, "--out", tmp_path / "b", "--shots", "-3")
+    code, message = cli("curve", image_folder, "--out", tmp_path / "b", "--shots", "-3")
     assert code == 2 and "shots" in message
-    code, message = run("curve", image_folder, "--out", tmp_path / "c", "--budget", "5")
+    code, message = cli("curve", image_folder, "--out", tmp_path / "c", "--budget", "5")
     assert code == 2 and "--finetune" in message
-    code, message = run("curve", image_folder, "--out", tmp_path / "d", "--text-column", "text")
+    code, message = cli("curve", image_folder, "--out", tmp_path / "d", "--text-column", "text")
     assert code == 2 and "table" in message  # texts come in a table, not a folder of images
     assert not any((tmp_path / name).exists() for name in "abcd")

@@ -38,45 +38,38 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     }
 
 
-def fit(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["fit", *args], catch_exceptions=True)
-    if isinstance(result.exception, ConfigError):
-        return 2, str(result.exception)
-    return result.exit_code, result.output
-
-
 MODALITIES = ("image", "text", "audio", "table")
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-def test_unknown_strategy_is_refused_for_every_modality(datasets: dict[str, list[str]], modality: str,
+def test_unknown_strategy_is_refused_for_every_modality(cli, datasets: dict[str, list[str]], modality: str,
                                                         tmp_path: Path) -> None:
-    code, message = fit(*datasets[modality], "--strategy", "bogus", "--out", str(tmp_path / "m"))
+    code, message = cli("fit", *datasets[modality], "--strategy", "bogus", "--out", str(tmp_path / "m"))
     assert code == 2 and "--strategy must be one of probe, finetune, auto; got 'bogus'" in message
     assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
 @pytest.mark.parametrize("flag", [("--epochs", "5"), ("--freeze", "gradual"), ("--lr", "1e-3")])
-def test_fine_tune_only_flags_are_refused_on_a_probe(datasets: dict[str, list[str]], modality: str,
+def test_fine_tune_only_flags_are_refused_on_a_probe(cli, datasets: dict[str, list[str]], modality: str,
                                                      flag: tuple[str, str], tmp_path: Path) -> None:
-    code, message = fit(*datasets[modality], *flag, "--out", str(tmp_path / "m"))
+    code, message = cli("fit", *datasets[modality], *flag, "--out", str(tmp_path / "m"))
     assert code == 2 and flag[0] in message and ("finetune" in message or "fine-tuning" in message)
 
 
 @pytest.mark.parametrize("modality", ("image", "text", "audio"))
-def test_table_only_flags_are_refused_elsewhere(datasets: dict[str, list[str]], modality: str,
+def test_table_only_flags_are_refused_elsewhere(cli, datasets: dict[str, list[str]], modality: str,
                                                 tmp_path: Path) -> None:
-    code, message = fit(*datasets[modality], "--fusion", "gated", "--out", str(tmp_path / "m"))
+    code, message = cli("fit", *datasets[modality], "--fusion", "gated", "--out", str(tmp_path / "m"))
     assert code == 2 and "--fusion applies to table data" in message and modality in message
 
 
-def test_a_table_does_not_fine_tune_and_budget_needs_auto(datasets: dict[str, list[str]], tmp_path: Path) -> None:
-    code, message = fit(*datasets["table"], "--strategy", "finetune", "--out", str(tmp_path / "m"))
+def test_a_table_does_not_fine_tune_and_budget_needs_auto(cli, datasets: dict[str, list[str]], tmp_path: Path) -> None:
+    code, message = cli("fit", *datasets["table"], "--strategy", "finetune", "--out", str(tmp_path / "m"))
     assert code == 2 and "frozen encoders" in message
-    code, message = fit(*datasets["image"], "--budget", "5", "--out", str(tmp_path / "m"))
+    code, message = cli("fit", *datasets["image"], "--budget", "5", "--out", str(tmp_path / "m"))
     assert code == 2 and "--budget applies to --strategy auto" in message
-    code, message = fit(*datasets["image"], "--long-text", "chunk", "--out", str(tmp_path / "m"))
+    code, message = cli("fit", *datasets["image"], "--long-text", "chunk", "--out", str(tmp_path / "m"))
     assert code == 2 and "--long-text applies to table / text data" in message
 
 
@@ -128,16 +121,17 @@ def test_resume_compares_normalised_values_and_refuses_another_out(tmp_path: Pat
         resumed(from_sources({"resume": run, "seed": 7}, data=tmp_path / "d"), saved, run)
 
 
-def test_a_probe_takes_augment_and_tta_where_views_exist(datasets: dict[str, list[str]], tmp_path: Path) -> None:
+def test_a_probe_takes_augment_and_tta_where_views_exist(cli, datasets: dict[str, list[str]], tmp_path: Path) -> None:
     """`--augment` is the probe's views (fine-tuning's own augmentation shares the name): it was refused
     as a fine-tuning flag on every probe."""
     for modality in ("image", "audio"):
         options = resolve(from_sources({"augment": 2, "tta": 1}, data=Path(datasets[modality][0])))
-        assert (options.augment, options.tta, options.value("augment")) == (2, 1, 2), modality
-    code, message = fit(*datasets["text"], "--augment", "2", "--out", str(tmp_path / "m"))
-    assert code == 2 and "--augment applies to audio / image data" in message
-    code, message = fit(*datasets["image"], "--augment", "2", "--strategy", "finetune", "--out", str(tmp_path / "m"))
-    assert code == 2 and "--augment applies to --strategy probe" in message
+        assert (options.views, options.tta, options.value("views")) == (2, 1, 2), modality
+    code, message = cli("fit", *datasets["text"], "--augment", "2", "--out", str(tmp_path / "m"))
+    assert code == 2 and "--views / --augment applies to audio / image data" in message
+    code, message = cli("fit", *datasets["image"], "--augment", "2", "--strategy", "finetune",
+                        "--out", str(tmp_path / "m"))
+    assert code == 2 and "--views / --augment applies to --strategy probe" in message
 
 
 def test_augment_true_or_false_is_fine_tunings_switch_and_a_number_the_probes_views(tmp_path: Path) -> None:
@@ -145,12 +139,26 @@ def test_augment_true_or_false_is_fine_tunings_switch_and_a_number_the_probes_vi
     augmented batches after all; a record keeps both apart, so that `--resume` reads back the same."""
     recipe = Path(__file__).parents[2] / "examples" / "keras_vgg16.yaml"
     options = from_sources({"config": recipe}, data=tmp_path / "photos")
-    assert options.training.augment is False and options.augment == 0
-    assert "training_augment" in options.explicit and "augment" not in options.explicit
+    assert options.training.augment is False and options.views is None
+    assert "batch_augment" in options.explicit and "views" not in options.explicit
     resolved = resolve(dataclasses.replace(options, data=tmp_path / "photos", modality="image"))
     again = FitOptions.from_values(resolved.to_record(), explicit=frozenset())
-    assert again.training.augment is False and again.augment == resolved.augment
+    assert again.training.augment is False and again.views == resolved.views
     probe = from_sources({"augment": 3}, data=tmp_path / "photos")
-    assert probe.augment == 3 and probe.training.augment is True
+    assert probe.views == 3 and probe.training.augment is True
     with pytest.raises(ConfigError, match="fine-tuning's batch augmentation"):
         resolve(from_sources({"augment": False, "modality": "image"}, data=tmp_path / "photos"))
+
+
+def test_views_and_batch_augment_are_two_names_and_old_records_still_read(tmp_path: Path) -> None:
+    """The probe's views and fine-tuning's batch augmentation have a name each; `augment` stays an alias of
+    both (by its value) and records written before the split (`augment`: N, `training_augment`) read the same."""
+    options = from_sources({"views": 1, "batch_augment": False}, data=tmp_path / "photos")
+    assert options.views == 1 and options.training.augment is False
+    old = FitOptions.from_values({"augment": 4, "training_augment": False}, explicit=frozenset())
+    assert old.views == 4 and old.training.augment is False
+    record = old.to_record()
+    assert record["views"] == 4 and record["batch_augment"] is False and "augment" not in record
+    declared = FitOptions.declared()["views"]
+    assert FitOptions().views is None and "Default: 2 for images and audio" in declared.help  # None: by modality
+    assert declared.flags == ("--views", "--augment")

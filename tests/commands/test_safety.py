@@ -10,25 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from transferkit.commands import app
-from transferkit.errors import BundleError, TransferkitError
+from transferkit.errors import BundleError
 
 FAST = ["--backbone", "test_efficientnet", "--weights", "random"]
 
 
-def cli(*args: Any) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
-    if isinstance(result.exception, TransferkitError):
-        return 2, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
 @pytest.fixture(scope="module")
-def text_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def text_bundle(cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("text")
     sport, cooking = ("football", "match", "goal", "team", "score"), ("oven", "bread", "soup", "flour", "bake")
     rows = [f"{a} {b} {c},sport" for a in sport for b in sport for c in sport[:2] if a != b]
@@ -40,7 +29,7 @@ def text_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "model"
 
 
-def test_item4_a_photo_is_never_read_as_text(text_bundle: Path, image_folder: Path) -> None:
+def test_item4_a_photo_is_never_read_as_text(cli, text_bundle: Path, image_folder: Path) -> None:
     photo = image_folder / "red" / "000.jpg"
     code, message = cli("predict", text_bundle, photo)
     assert code == 2 and "000.jpg" in message and "image file" in message and "text model" in message
@@ -48,7 +37,7 @@ def test_item4_a_photo_is_never_read_as_text(text_bundle: Path, image_folder: Pa
     assert code == 0 and json.loads(output)[0]["label"] == "sport"
 
 
-def test_item8_a_bundle_whose_labels_do_not_fit_its_weights_is_refused(text_bundle: Path, tmp_path: Path) -> None:
+def test_item8_a_bundle_whose_labels_do_not_fit_its_weights_is_refused(cli, text_bundle: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(text_bundle, broken)
     manifest = json.loads((broken / "transferkit.json").read_text())
@@ -58,7 +47,7 @@ def test_item8_a_bundle_whose_labels_do_not_fit_its_weights_is_refused(text_bund
     assert code == 2 and "3 labels" in message and "2 classes" in message
 
 
-def test_item8_a_damaged_checkpoint_on_resume_is_refused_safely(image_folder: Path, tmp_path: Path) -> None:
+def test_item8_a_damaged_checkpoint_on_resume_is_refused_safely(cli, image_folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     code, output = cli("fit", image_folder, "--strategy", "finetune", "--epochs", "1", *FAST, "--out", run, "--json")
     assert code == 0, output
@@ -68,7 +57,7 @@ def test_item8_a_damaged_checkpoint_on_resume_is_refused_safely(image_folder: Pa
     assert code == 2 and "last.ckpt" in message and "weights_only=False" not in message
 
 
-def test_item8_disk_full_on_save_keeps_the_old_bundle(image_folder: Path, tmp_path: Path,
+def test_item8_disk_full_on_save_keeps_the_old_bundle(cli, image_folder: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "m"
     code, output = cli("fit", image_folder, *FAST, "--out", out, "--json")
@@ -90,7 +79,7 @@ def test_item8_disk_full_on_save_keeps_the_old_bundle(image_folder: Path, tmp_pa
     assert len(load(out, progress=False).classes_) == 3
 
 
-def test_item10_a_renamed_random_init_backbone_is_detected(image_folder: Path, tmp_path: Path) -> None:
+def test_item10_a_renamed_random_init_backbone_is_detected(cli, image_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
     code, output = cli("fit", image_folder, "--backbone", "resnet10t", "--weights", "random", "--out", out, "--json")
     assert code == 0, output
@@ -103,7 +92,8 @@ def test_item10_a_renamed_random_init_backbone_is_detected(image_folder: Path, t
         load(out, progress=False)
 
 
-def test_item10_evaluate_with_nothing_readable_fails(text_bundle: Path, image_folder: Path, tmp_path: Path) -> None:
+def test_item10_evaluate_with_nothing_readable_fails(
+        cli, text_bundle: Path, image_folder: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "img"
     code, output = cli("fit", image_folder, *FAST, "--out", bundle, "--json")
     assert code == 0, output

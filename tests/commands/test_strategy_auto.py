@@ -89,4 +89,7 @@ def test_a_concatenation_is_not_fine_tuned(enough: Path, tmp_path: Path) -> None
     summary = _fit([str(enough), "--backbone", "efficientnet_lite0+hog", "--strategy", "auto",
                     "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")])
     assert summary["strategy_decision"]["strategy"] == "probe" and "head_choice" in json.dumps(summary)
-    assert summary["strategy_decision"]["rule"].startswith("cannot be fine-tuned")
+    # why: the concatenation itself refuses to be trained (not some other error on the way)
+    decision = summary["strategy_decision"]
+    assert decision["rule"].startswith("cannot be fine-tuned")
+    assert "'efficientnet_lite0+hog' is a concatenation of frozen feature extractors" in decision["reason"], decision

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.utils import estimator_checks
 
 import transferkit
 from transferkit.errors import ConfigError, NotFittedError
@@ -21,6 +22,7 @@ from transferkit.estimators.finetuned import FinetunedClassifier
 from transferkit.estimators.probe import TransferClassifier
 from transferkit.estimators.tabular import TabularTransferClassifier
 from transferkit.finetune.config import FinetuneConfig
+from transferkit.ranking import GBC, LEEP, NCE, SFDA, HScore, KNNAccuracy, LogME
 
 #: per estimator: non-default values for every parameter (clone must keep each), and one bad value
 NON_DEFAULT: dict[type[TransferEstimator], dict[str, Any]] = {
@@ -50,6 +52,40 @@ BAD: dict[type[TransferEstimator], tuple[str, Any]] = {
     FinetunedClassifier: ("precision", "fp8"),
 }
 ESTIMATORS = list(NON_DEFAULT)
+#: the 7 ranking estimators beside the 4 classifiers: the same scikit-learn machinery for all 11
+RANKING_NON_DEFAULT: dict[type[Any], dict[str, Any]] = {
+    GBC: dict(n_components=8, var_floor=1e-3), HScore: dict(shrinkage=0.5), SFDA: dict(shrinkage=0.3),
+    KNNAccuracy: dict(n_neighbors=3, n_splits=3, metric="euclidean"), LogME: dict(tol=1e-8, max_iter=50),
+    LEEP: {}, NCE: {},
+}
+ALL = {**NON_DEFAULT, **RANKING_NON_DEFAULT}
+#: scikit-learn's own estimator checks that apply to estimators whose fit takes images, texts or rows
+SKLEARN_CHECKS = ["check_no_attributes_set_in_init", "check_parameters_default_constructible",
+                  "check_get_params_invariance", "check_set_params", "check_estimator_cloneable",
+                  "check_do_not_raise_errors_in_init_or_set_params"]
+
+
+@pytest.mark.parametrize("cls", list(ALL), ids=lambda c: c.__name__)
+def test_scikit_learn_machinery_on_all_eleven(cls: type[Any]) -> None:
+    """clone keeps every parameter; scikit-learn's own `_validate_params` runs on the declared constraints;
+    scikit-learn's estimator checks of the parameter contract pass."""
+    params = ALL[cls]
+    assert set(params) == set(cls().get_params(deep=False)), "the tables above list every parameter"
+    estimator = cls(**params)
+    copy = clone(estimator)
+    assert copy is not estimator and copy.get_params(deep=False) == params
+    cls()._validate_params()  # scikit-learn's, on our constraints: the defaults pass
+    estimator._validate_params()
+    assert set(cls._parameter_constraints) == set(params), "every parameter has a constraint"
+    for name in SKLEARN_CHECKS:
+        getattr(estimator_checks, name)(cls.__name__, cls(**params))
+
+
+@pytest.mark.parametrize("cls", list(ALL), ids=lambda c: c.__name__)
+def test_scikit_learn_param_validation_check(cls: type[Any]) -> None:
+    """scikit-learn's `check_param_validation`: every parameter, given a bad type or value, raises its
+    InvalidParameterError (ours is also a ConfigError) from fit, naming the parameter."""
+    estimator_checks.check_param_validation(cls.__name__, cls(**{"progress": False} if cls in NON_DEFAULT else {}))
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
@@ -69,7 +105,8 @@ def test_bad_parameter_is_named_when_validated(cls: type[TransferEstimator]) -> 
     name, value = BAD[cls]
     estimator = cls(**{**NON_DEFAULT[cls], "resume": False} if cls is FinetunedClassifier else NON_DEFAULT[cls])
     estimator.set_params(**{name: value})  # __init__ and set_params store; validation is fit's (and the CLI's)
-    with pytest.raises(ConfigError, match=f"{name} must be .*got {re.escape(repr(value))}"):
+    expected = f"'{name}' parameter of {cls.__name__} must be .*Got {re.escape(repr(value))}"
+    with pytest.raises(ConfigError, match=expected):
         estimator.validate()
 
 

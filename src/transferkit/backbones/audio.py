@@ -56,6 +56,7 @@ from transferkit.backbones.registry import (
     register_backbone,
     register_resolver,
 )
+from transferkit.backbones.spec import parse_backbone
 from transferkit.backbones.weights import load_state_dict, package_file, sha256_file
 from transferkit.data.audio import AudioLoadConfig, load_audio_input
 from transferkit.errors import BackboneError, ConfigError
@@ -818,8 +819,9 @@ def resolve_audio_name(name: str) -> Callable[..., Backbone] | None:
     The factory takes `weights=` (passed on to the image backbone) and the keyword arguments of
     `SpectrogramImageBackbone`.
     """
-    if not name.endswith(LOGMEL_SUFFIX) or len(name) == len(LOGMEL_SUFFIX):
+    spec = parse_backbone(name) if name.strip().lower() != LOGMEL_SUFFIX else None
+    if spec is None or spec.kind != "model" or not spec.logmel:
         return None
-    return functools.partial(create_logmel_backbone, name[: -len(LOGMEL_SUFFIX)])
+    return functools.partial(create_logmel_backbone, spec.inner().architecture)
 
 register_resolver(resolve_audio_name)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transferkit.backbones.base import Backbone, Modality
+from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.errors import BackboneError
 
 #: the pretrained backbone of each modality: what fine-tuning starts from, and what "transfer" means in a curve
@@ -97,21 +98,32 @@ def get_entry(name: str) -> BackboneEntry | None:
     return _REGISTRY.get(name)
 
 
-def create_backbone(name: str, weights: str | None = None, **kwargs: Any) -> Backbone:
-    """Build backbone `name`.
+def create_backbone(name: str | BackboneSpec, weights: str | None = None, **kwargs: Any) -> Backbone:
+    """Build backbone `name` (a registry name, any name of the `--backbone` language, or its `BackboneSpec`).
 
     `weights`: `None`/"pretrained" for the entry's own pretrained weights, "random" for a random
     initialisation (a control), "hub" to download (online only), or a path to a local weight file
-    (.safetensors, or a .pth/.pt state dict loaded with `weights_only=True`).
+    (.safetensors, or a .pth/.pt state dict loaded with `weights_only=True`). `NAME@WEIGHTS` says the same.
     """
-    entry = _REGISTRY.get(name)
+    entry = _REGISTRY.get(name) if isinstance(name, str) else None
+    if entry is not None:
+        return entry.factory(weights=weights, **kwargs)
+    spec = parse_backbone(name)
+    if spec.kind not in ("model", "concat"):
+        raise BackboneError(f"'{spec}' names several backbones; create_backbone builds one (a model or A+B)")
+    if spec.weights is not None:
+        if weights not in (None, spec.weights):
+            raise BackboneError(f"'{spec}' names weights '{spec.weights}', and weights='{weights}' too; give one")
+        weights, spec = spec.weights, spec.without_weights()
+    architecture = spec.architecture
+    entry = _REGISTRY.get(architecture)
     if entry is not None:
         return entry.factory(weights=weights, **kwargs)
     for _, resolve in _RESOLVERS:
-        factory = resolve(name)
+        factory = resolve(architecture)
         if factory is not None:
             return factory(weights=weights, **kwargs)
-    raise BackboneError(_unknown_message(name))
+    raise BackboneError(_unknown_message(architecture))
 
 
 def _unknown_message(name: str) -> str:

@@ -26,6 +26,7 @@ from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import create_backbone, register_resolver
+from transferkit.backbones.spec import parse_backbone
 from transferkit.errors import BackboneError
 
 GRID_SUFFIX = ":grid"
@@ -142,17 +143,6 @@ class Concat(Backbone):
                             "backbone, or use it with the default --strategy probe")
 
 
-def split_concat(name: str) -> list[str]:
-    """'a+b+c' → ['a', 'b', 'c'], keeping a '+logmel' suffix with its image backbone."""
-    parts: list[str] = []
-    for token in name.split("+"):
-        if token == "logmel" and parts:
-            parts[-1] += "+logmel"
-        else:
-            parts.append(token)
-    return parts
-
-
 def _create_concat(names: Sequence[str], weights: str | None = None, **kwargs: Any) -> Concat:
     if weights not in (None, "pretrained"):
         raise BackboneError(f"'{'+'.join(names)}': weights apply to one backbone; give each part its own "
@@ -166,12 +156,11 @@ def _create_grid(inner: str, grid: int, weights: str | None = None, **kwargs: An
 
 def resolve_view_name(name: str) -> Callable[..., Backbone] | None:
     """Registry hook: 'NAME:gridG' and 'A+B' (not a lone 'X+logmel') → a factory, else None."""
-    head, sep, grid = name.rpartition(GRID_SUFFIX)
-    if sep and head and grid.isdigit():
-        return functools.partial(_create_grid, head, int(grid))
-    parts = split_concat(name)
-    if len(parts) >= 2 and all(parts):
-        return functools.partial(_create_concat, parts)
+    spec = parse_backbone(name)
+    if spec.kind == "concat":
+        return functools.partial(_create_concat, [str(m) for m in spec.members])
+    if spec.kind == "model" and spec.grid is not None and not spec.logmel:
+        return functools.partial(_create_grid, spec.name, spec.grid)
     return None
 
 

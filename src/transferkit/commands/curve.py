@@ -96,7 +96,7 @@ def run_curve(values: dict[str, Any], *, shots: str, seeds: int, test: float, sc
     if options.modality == "table":
         raise ConfigError("the curve compares one input column's transfer with its from-scratch features: give one "
                           "of --text-column, --image-column or --audio-column")
-    if is_auto_backbone(options.backbone):
+    if is_auto_backbone(options):
         raise ConfigError("--backbone auto ranks backbones; the curve measures one: name it (e.g. "
                           "--backbone efficientnet_lite0), or run `transferkit rank` first")
     folder = Path(options.out) if options.out is not None else _default_out(Path(options.data))

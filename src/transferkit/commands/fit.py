@@ -21,14 +21,13 @@ import typer
 from rich.console import Console
 
 from transferkit.commands._console import console, print_class_counts, print_metrics, print_skipped
+from transferkit.errors import ConfigError
 from transferkit.options import TRAINING_FLAGS, FitOptions
 
 if typing.TYPE_CHECKING:
+    from transferkit.backbones.spec import BackboneSpec
     from transferkit.data.dataset import LabelledData
     from transferkit.estimators.base import TransferEstimator
-
-#: `--backbone ensemble:A,B` fits probes on A and B and averages their probabilities
-ENSEMBLE_PREFIX = "ensemble:"
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -57,7 +56,7 @@ def _fit_command() -> Any:
 
         run_fit(from_sources(flags, data=data), out=console)
 
-    hints = typing.get_type_hints(FitOptions)
+    hints = FitOptions.option_types()
     params = [
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
         inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -91,10 +90,11 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
     from transferkit.estimators.tabular import TabularTransferClassifier
 
     quiet = options.as_json
+    spec = options.backbone_spec
     estimator: TransferEstimator
     if options.modality == "table":
         columns = options.table_columns()
-        encoders = table_backbones(options.backbone)
+        encoders = table_backbones(spec)
         estimator = TabularTransferClassifier(
             image_columns=columns["image"], text_columns=columns["text"], audio_columns=columns["audio"],
             numeric_columns=columns["numeric"], categorical_columns=columns["categorical"],
@@ -111,42 +111,51 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
                                                                     "none": "none"}.get(options.class_weight,
                                                                                         options.class_weight))
         estimator = FinetunedClassifier(
-            str(options.backbone), weights=options.weights, head=options.head, seed=options.seed,
+            _architecture(spec), weights=_weights(options), head=options.head, seed=options.seed,
             batch_size=options.batch_size, precision=options.precision, training=training,
             cache_dir=False, progress=not quiet, engine=options.engine, run_dir=options.out_folder(),
             resume=options.resume is not None)
-    elif str(options.backbone).startswith(ENSEMBLE_PREFIX):
+    elif spec is not None and spec.kind == "ensemble":
         from transferkit.estimators.ensemble import EnsembleClassifier
 
-        members = [n.strip() for n in str(options.backbone)[len(ENSEMBLE_PREFIX):].split(",") if n.strip()]
+        members = [str(m) for m in spec.members]
         estimator = EnsembleClassifier(members, head=options.head, class_weight=options.class_weight,
                                        seed=options.seed, batch_size=options.batch_size, precision=options.precision,
                                        engine=options.engine, long_text=options.long_text, cache_dir=options.cache(),
                                        progress=not quiet, adapt_method=options.adapt_method)
     else:
         estimator = TransferClassifier(
-            str(options.backbone), weights=options.weights, head=options.head, class_weight=options.class_weight,
+            _architecture(spec), weights=_weights(options), head=options.head, class_weight=options.class_weight,
             seed=options.seed, batch_size=options.batch_size, precision=options.precision, engine=options.engine,
-            long_text=options.long_text, augment=options.augment, tta=options.tta, cache_dir=options.cache(),
+            long_text=options.long_text, augment=options.views or 0, tta=options.tta, cache_dir=options.cache(),
             strict=options.strict, progress=not quiet, adapt_method=options.adapt_method)
     return estimator.validate()
 
 
-def table_backbones(value: str | None) -> dict[str, str]:
-    """'--backbone text=minilm,image=efficientnet_lite2' → per-kind encoders of a table model."""
-    from transferkit.errors import ConfigError
-    from transferkit.options import split_columns
+def _architecture(spec: BackboneSpec | None) -> str:
+    """What an estimator's `backbone` parameter takes: the network without its `@weights`."""
+    if spec is None:
+        raise ConfigError("no backbone resolved; name one with --backbone")
+    return spec.architecture
 
-    if not value:
+
+def _weights(options: FitOptions) -> str | None:
+    """--weights, or the `@WEIGHTS` of `--backbone NAME@WEIGHTS` (not both)."""
+    spec = options.backbone_spec
+    given = spec.weights if spec is not None and spec.kind == "model" else None
+    if given is not None and options.weights is not None and given != options.weights:
+        raise ConfigError(f"--backbone '{spec}' names weights '{given}' and --weights '{options.weights}'; give one")
+    return options.weights if given is None else given
+
+
+def table_backbones(spec: BackboneSpec | None) -> dict[str, str]:
+    """'--backbone text=minilm,image=efficientnet_lite2' → per-kind encoders of a table model."""
+    if spec is None:
         return {}
-    out: dict[str, str] = {}
-    for part in split_columns(value):
-        kind, sep, name = part.partition("=")
-        if not sep or kind.strip() not in ("image", "text", "audio"):
-            raise ConfigError(f"for a table, --backbone takes KIND=NAME pairs such as "
-                              f"'text=all-minilm-l6-v2,image=efficientnet_lite0'; got {value!r}")
-        out[kind.strip()] = name.strip()
-    return out
+    if spec.kind != "table":
+        raise ConfigError(f"for a table, --backbone takes KIND=NAME pairs such as "
+                          f"'text=all-minilm-l6-v2,image=efficientnet_lite0'; got '{spec}'")
+    return {kind: str(model) for kind, model in spec.encoders().items()}
 
 
 def load_data(options: FitOptions) -> tuple[LabelledData, list[str]]:
@@ -191,7 +200,7 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
         from transferkit.outputs import check_out_outside
 
         check_out_outside(folder, options.data)
-    estimator = build_estimator(options) if not is_auto_backbone(options.backbone) else None
+    estimator = build_estimator(options) if not is_auto_backbone(options) else None
     if rank0 and estimator is not None:
         estimator.prepare_output(folder, overwrite=options.overwrite)
     elif rank0:
@@ -324,17 +333,17 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
             out: Console | None) -> tuple[FitOptions, dict[str, Any]]:
     """`--backbone auto` (rank on train + val: the test split never steers it) and `--strategy auto`."""
     from transferkit.errors import ConfigError
-    from transferkit.options import is_auto_backbone
+    from transferkit.options import is_auto_backbone, with_backbone
 
     decisions: dict[str, Any] = {}
-    if is_auto_backbone(options.backbone):
+    if is_auto_backbone(options):
         if options.weights:
             raise ConfigError("--weights applies to one backbone; with --backbone auto name controls as "
                               "--backbone auto:NAME,NAME@random")
         from transferkit.ranking.rank import ranking_options
         from transferkit.ranking.select import select
 
-        names = [n.strip() for n in str(options.backbone).partition(":")[2].split(",") if n.strip()] or None
+        names = [str(m) for m in options.backbone_spec.members] if options.backbone_spec else None
         given_val = dataset.splits is not None and "val" in dataset.splits
         held = ("the data's own validation split" if given_val else "whole groups held out"
                 if dataset.groups is not None else "examples held out at random")
@@ -347,12 +356,7 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
                               + "; ".join(f"{c.name}: {c.note}" for c in selection.candidates))
         if out is not None:
             out.print(selection)
-        if winner.kind == "ensemble":
-            chosen, weights = "ensemble:" + ",".join(winner.members), None
-        else:
-            chosen, _, weights_text = winner.name.partition("@")
-            weights = weights_text or None
-        options = dataclasses.replace(options, backbone=chosen, weights=weights)
+        options = with_backbone(options, *winner.backbone())
         decisions["ranking"] = selection.to_dict()
     if options.strategy == "auto":
         options, decisions["strategy_decision"] = _decide_strategy(options, dataset, splits, out=out)

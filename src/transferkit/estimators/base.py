@@ -19,56 +19,62 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
 from transferkit.features import Features
+from transferkit.ranking.base import validate_parameters
 
 # -- parameter constraints -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Constraint:
-    """What one parameter accepts: a check and the words for it ("a positive integer")."""
+class Constraint(Options):
+    """A constraint of our own in scikit-learn's format (`_parameter_constraints`: name → a list of
+    constraints, any one of which may hold): a check, and the words for it ("a non-empty name").
 
-    check: Callable[[Any], bool]
-    expected: str
+    scikit-learn takes any `Options` as a constraint, so its own `_validate_params` checks these
+    beside its `Interval`, `StrOptions`, types and None.
+    """
 
-    def validate(self, name: str, value: Any) -> None:
-        if not self.check(value):
-            raise ConfigError(f"{name} must be {self.expected}; got {value!r}")
+    def __init__(self, check: Callable[[Any], bool], expected: str) -> None:
+        super().__init__(object, set())
+        self.check, self.expected = check, expected
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        return bool(self.check(val))
+
+    def __str__(self) -> str:
+        return self.expected
 
 
-def one_of(*options: Any) -> Constraint:
-    return Constraint(lambda v: v in options, " | ".join(map(str, options)))
+def one_of(*options: str) -> list[Any]:
+    return [StrOptions(set(options))]
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-POSITIVE_INT = Constraint(lambda v: _is_int(v) and v > 0, "a positive integer")
-SEED = Constraint(lambda v: _is_int(v) and v >= 0, "a non-negative integer")
-NAME = Constraint(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty name")
-FLAG = Constraint(lambda v: isinstance(v, bool), "true or false")
-OPTIONAL_NAME = Constraint(lambda v: v is None or (isinstance(v, str) and bool(v.strip())), "a name or None")
-CACHE = Constraint(lambda v: v is None or isinstance(v, bool | str | Path) or hasattr(v, "folder"),
-                   "a folder, None (the default cache) or False (no cache)")
-VAL_FRACTION = Constraint(lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 0.9,
-                          "a fraction in [0, 0.9)")
+POSITIVE_INT: list[Any] = [Interval(Integral, 1, None, closed="left")]
+SEED: list[Any] = [Interval(Integral, 0, None, closed="left")]
+NAME: list[Any] = [Constraint(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty name")]
+FLAG: list[Any] = ["boolean"]
+OPTIONAL_NAME: list[Any] = [None, *NAME]
+CACHE: list[Any] = [None, bool, str, Path, HasMethods(["folder"])]
+VAL_FRACTION: list[Any] = [Interval(Real, 0, 0.9, closed="left")]
+#: augmented (training) or test-time views of each input
+VIEWS: list[Any] = [Interval(Integral, 0, 16, closed="both")]
 CLASS_WEIGHT = one_of("auto", "balanced", "none")
 ENGINE = one_of("auto", "torch", "onnxruntime", "openvino")
 LONG_TEXT = one_of("truncate", "chunk")
 PROBE_PRECISION = one_of("auto", "bf16", "fp32", "int8")
 
 
-def head_spec() -> Constraint:
+def head_spec() -> list[Any]:
     """A head spec that parses (`linear`, `mlp:256`, `dense:512:relu, dense:N`)."""
     from transferkit.heads import parse_head
 
@@ -78,7 +84,7 @@ def head_spec() -> Constraint:
         parse_head(value)  # raises a ConfigError that points at the bad layer
         return True
 
-    return Constraint(check, "a head spec such as 'linear', 'mlp' or 'dense:512:relu, dense:N'")
+    return [Constraint(check, "a head spec such as 'linear', 'mlp' or 'dense:512:relu, dense:N'")]
 
 
 # -- what fit reports ------------------------------------------------------------------------------
@@ -154,8 +160,8 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     #: the bundle manifest's `estimator` value for this class
     kind: ClassVar[str]
-    #: what each `__init__` parameter accepts, checked by `validate()`
-    _parameter_constraints: ClassVar[dict[str, Constraint]] = {}
+    #: what each `__init__` parameter accepts, in scikit-learn's format, checked by its `_validate_params`
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
     #: parameters `load(path, **overrides)` may set: how to run, never what was learned
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "engine"})
@@ -169,10 +175,9 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     # -- parameters ---------------------------------------------------------------------------------
     def validate(self) -> Self:
-        """Check every parameter against its declared constraint; a `ConfigError` names the first bad one."""
-        params = self.get_params(deep=False)
-        for name, constraint in self._parameter_constraints.items():
-            constraint.validate(name, params[name])
+        """Check every parameter against its declared constraint (scikit-learn's `_validate_params`); a
+        `ConfigError` names the first bad one."""
+        validate_parameters(self)
         self._validate_combination()
         return self
 

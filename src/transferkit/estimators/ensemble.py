@@ -42,15 +42,15 @@ from transferkit.estimators.base import (
 from transferkit.estimators.probe import TransferClassifier
 from transferkit.features import Features
 
-MEMBERS = Constraint(lambda v: isinstance(v, Sequence) and not isinstance(v, str) and len(v) >= 2
-                     and all(isinstance(n, str) and n.strip() for n in v), "a list of two or more backbone names")
+MEMBERS = [Constraint(lambda v: isinstance(v, Sequence) and not isinstance(v, str) and len(v) >= 2
+                      and all(isinstance(n, str) and n.strip() for n in v), "a list of two or more backbone names")]
 
 
 class EnsembleClassifier(TransferEstimator):
     """Probes on several backbones of one modality; predictions are the mean of their probabilities."""
 
     kind: ClassVar[str] = "ensemble"
-    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbones": MEMBERS, "head": head_spec(), "class_weight": CLASS_WEIGHT, "seed": SEED,
         "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION, "engine": ENGINE, "long_text": LONG_TEXT,
         "cache_dir": CACHE,

@@ -39,7 +39,6 @@ from transferkit.estimators.base import (
     OPTIONAL_NAME,
     POSITIVE_INT,
     SEED,
-    Constraint,
     FitReport,
     TransferEstimator,
     as_labelled_data,
@@ -102,14 +101,14 @@ def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> 
     return size if size < model_size else None
 
 
-TRAINING = Constraint(lambda v: v is None or isinstance(v, FinetuneConfig), "a FinetuneConfig or None")
+TRAINING: list[Any] = [None, FinetuneConfig]
 
 
 class FinetunedClassifier(TransferEstimator):
     """Backbone + head fine-tuned end to end on Lightning; `training` says how (see `FinetuneConfig`)."""
 
     kind: ClassVar[str] = "finetuned"
-    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbone": NAME,
         "weights": OPTIONAL_NAME,
         "head": head_spec(),
@@ -121,7 +120,7 @@ class FinetunedClassifier(TransferEstimator):
         "progress": FLAG,
         "device": OPTIONAL_NAME,
         "engine": ENGINE,
-        "run_dir": Constraint(lambda v: v is None or isinstance(v, str | Path), "a folder or None"),
+        "run_dir": [None, str, Path],
         "resume": FLAG,
     }
     _runtime_params: ClassVar[frozenset[str]] = frozenset(

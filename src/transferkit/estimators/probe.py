@@ -34,7 +34,7 @@ from transferkit.estimators.base import (
     PROBE_PRECISION,
     SEED,
     VAL_FRACTION,
-    Constraint,
+    VIEWS,
     FitReport,
     TransferEstimator,
     as_labelled_data,
@@ -66,7 +66,7 @@ class TransferClassifier(TransferEstimator):
     """
 
     kind: ClassVar[str] = "probe"
-    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbone": NAME,
         "weights": OPTIONAL_NAME,
         "head": head_spec(),
@@ -77,10 +77,8 @@ class TransferClassifier(TransferEstimator):
         "precision": PROBE_PRECISION,
         "engine": ENGINE,
         "long_text": LONG_TEXT,
-        "augment": Constraint(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 16,
-                              "a number of augmented views from 0 to 16"),
-        "tta": Constraint(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 16,
-                          "a number of test-time views from 0 to 16"),
+        "augment": VIEWS,
+        "tta": VIEWS,
         "cache_dir": CACHE,
         "strict": FLAG,
         "progress": FLAG,

@@ -119,7 +119,7 @@ def _column_names(value: Any) -> bool:
         isinstance(c, str) and c.strip() for c in value)
 
 
-COLUMNS = Constraint(_column_names, "a list of column names")
+COLUMNS = [Constraint(_column_names, "a list of column names")]
 
 
 class TabularTransferClassifier(TransferEstimator):
@@ -129,7 +129,7 @@ class TabularTransferClassifier(TransferEstimator):
     """
 
     kind: ClassVar[str] = "tabular"
-    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "image_columns": COLUMNS, "text_columns": COLUMNS, "audio_columns": COLUMNS,
         "numeric_columns": COLUMNS, "categorical_columns": COLUMNS,
         "image_backbone": NAME, "text_backbone": NAME, "audio_backbone": NAME,

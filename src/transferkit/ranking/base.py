@@ -10,14 +10,15 @@ modified) and labels of any type (ints, strings…), encoded to ``0..C-1`` by so
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import InvalidParameterError
 
-from transferkit.errors import DataError, NotFittedError
+from transferkit.errors import ConfigError, DataError, NotFittedError
 
 InputKind = Literal["features", "source_probabilities"]
 
@@ -127,7 +128,20 @@ def encode_labels(
     return codes, classes
 
 
-class TransferabilityEstimator(ABC):
+class ParameterError(ConfigError, InvalidParameterError):
+    """A constructor parameter outside its declared constraint: ours (`ConfigError`, shown by the CLI without a
+    traceback) and scikit-learn's (`InvalidParameterError`, what its estimator checks expect)."""
+
+
+def validate_parameters(estimator: BaseEstimator) -> None:
+    """scikit-learn's `_validate_params` on `estimator`'s `_parameter_constraints`, raising `ParameterError`."""
+    try:
+        estimator._validate_params()
+    except InvalidParameterError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+class TransferabilityEstimator(BaseEstimator, ABC):
     """Base of the ranking estimators: ``fit(X, y)`` stores the score in ``score_``.
 
     Subclasses set ``min_samples_per_class`` and ``input_kind`` and implement ``_compute`` on
@@ -141,6 +155,8 @@ class TransferabilityEstimator(ABC):
     input_kind: ClassVar[InputKind] = "features"
     #: Fewest samples a class may have; fewer raises `DataError`.
     min_samples_per_class: ClassVar[int] = 1
+    #: What each ``__init__`` parameter accepts, in scikit-learn's format (checked at the start of ``fit``).
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     score_: float
     classes_: np.ndarray
@@ -181,23 +197,12 @@ class TransferabilityEstimator(ABC):
             raise NotFittedError(f"This {cls} is not fitted yet: call {cls}.fit(...) before reading {name}.")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor's keyword parameters and their current values (scikit-learn style)."""
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self" and p.kind is not p.VAR_KEYWORD
-        ]
-        return {name: getattr(self, name) for name in names}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
-
     # -- for subclasses -------------------------------------------------------------------------
 
-    def _check_params(self) -> None:  # noqa: B027 (an optional hook: by default every parameter is valid)
-        """Raise `ConfigError` for an invalid constructor parameter (called at the start of ``fit``)."""
+    def _check_params(self) -> None:
+        """Raise `ConfigError` for an invalid constructor parameter (called at the start of ``fit``): scikit-learn's
+        `_validate_params` against the class's `_parameter_constraints`."""
+        validate_parameters(self)
 
     def _validate_input(self, X: ArrayLike) -> FloatArray:
         """Return a validated float64 copy of ``X``; estimators on probabilities override this."""

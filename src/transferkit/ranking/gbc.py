@@ -26,9 +26,12 @@ component (d = 0): every pair overlaps fully and the score is −C(C − 1).
 
 from __future__ import annotations
 
-import numpy as np
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
-from transferkit.errors import ConfigError
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
 from transferkit.ranking._linalg import class_means, principal_coordinates
 from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
 
@@ -69,15 +72,14 @@ class GBC(TransferabilityEstimator):
 
     min_samples_per_class = 2
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "var_floor": [Interval(Real, 0, None, closed="neither")],
+    }
+
     def __init__(self, *, n_components: int = 64, var_floor: float = 1e-6) -> None:
         self.n_components = n_components
         self.var_floor = var_floor
-
-    def _check_params(self) -> None:
-        if not (isinstance(self.n_components, int) and self.n_components >= 1):
-            raise ConfigError(f"GBC n_components must be an integer >= 1; got {self.n_components!r}.")
-        if not (isinstance(self.var_floor, (int, float)) and self.var_floor > 0):
-            raise ConfigError(f"GBC var_floor must be a positive number; got {self.var_floor!r}.")
 
     def _compute(self, X: FloatArray, y: IntArray, n_classes: int) -> float:
         Z, component_var = principal_coordinates(X, self.n_components)

@@ -31,9 +31,12 @@ itself). Constant features have no spread and no class-mean differences: the sco
 
 from __future__ import annotations
 
-import numpy as np
+from numbers import Real
+from typing import Any, ClassVar
 
-from transferkit.errors import ConfigError
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
 from transferkit.ranking._linalg import class_means, principal_coordinates, solve_psd
 from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
 
@@ -72,14 +75,12 @@ class HScore(TransferabilityEstimator):
         The α used.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "shrinkage": [None, Interval(Real, 0, 1, closed="both")],
+    }
+
     def __init__(self, *, shrinkage: float | None = None) -> None:
         self.shrinkage = shrinkage
-
-    def _check_params(self) -> None:
-        if self.shrinkage is not None and not (
-            isinstance(self.shrinkage, (int, float)) and 0.0 <= self.shrinkage <= 1.0
-        ):
-            raise ConfigError(f"HScore shrinkage must be None or a number in [0, 1]; got {self.shrinkage!r}.")
 
     def _compute(self, X: FloatArray, y: IntArray, n_classes: int) -> float:
         n, d = X.shape

@@ -22,11 +22,12 @@ needs 2 samples so that a held-out sample can have a same-class neighbour.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from numbers import Integral
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from transferkit.errors import ConfigError
 from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
 
 
@@ -97,20 +98,18 @@ class KNNAccuracy(TransferabilityEstimator):
 
     min_samples_per_class = 2
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_splits": [Interval(Integral, 2, None, closed="left")],
+        "metric": [StrOptions({"cosine", "euclidean"})],
+    }
+
     def __init__(
         self, *, n_neighbors: int = 5, n_splits: int = 5, metric: Literal["cosine", "euclidean"] = "cosine"
     ) -> None:
         self.n_neighbors = n_neighbors
         self.n_splits = n_splits
         self.metric = metric
-
-    def _check_params(self) -> None:
-        if not (isinstance(self.n_neighbors, int) and self.n_neighbors >= 1):
-            raise ConfigError(f"KNNAccuracy n_neighbors must be an integer >= 1; got {self.n_neighbors!r}.")
-        if not (isinstance(self.n_splits, int) and self.n_splits >= 2):
-            raise ConfigError(f"KNNAccuracy n_splits must be an integer >= 2; got {self.n_splits!r}.")
-        if self.metric not in ("cosine", "euclidean"):
-            raise ConfigError(f"KNNAccuracy metric must be 'cosine' or 'euclidean'; got {self.metric!r}.")
 
     def _compute(self, X: FloatArray, y: IntArray, n_classes: int) -> float:
         folds = content_folds(X, y, self.n_splits)

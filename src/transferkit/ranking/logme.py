@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
-from transferkit.errors import ConfigError
 from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
 
 # α (in units of the largest σ²) and β stay in this range; optima beyond it are limits whose
@@ -172,15 +174,14 @@ class LogME(TransferabilityEstimator):
         Fixed-point rounds run.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(self, *, tol: float = 1e-10, max_iter: int = 10_000) -> None:
         self.tol = tol
         self.max_iter = max_iter
-
-    def _check_params(self) -> None:
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ConfigError(f"LogME tol must be a positive number; got {self.tol!r}.")
-        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
-            raise ConfigError(f"LogME max_iter must be an integer >= 1; got {self.max_iter!r}.")
 
     def _compute(self, X: FloatArray, y: IntArray, n_classes: int) -> float:
         n = X.shape[0]

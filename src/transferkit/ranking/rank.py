@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.backbones.base import Backbone
+from transferkit.backbones.spec import parse_backbone, parse_backbone_list
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BackboneError, ConfigError, DataError
@@ -54,10 +55,10 @@ class CandidateSpec:
     @classmethod
     def parse(cls, text: str) -> CandidateSpec:
         """'efficientnet_lite0' or 'efficientnet_lite0@random' (or @hub, @path/to/weights.pth)."""
-        name, sep, weights = text.strip().partition("@")
-        if not name or (sep and not weights):
+        spec = parse_backbone(text)
+        if spec.kind not in ("model", "concat"):
             raise ConfigError(f"backbone candidate {text!r} must be NAME or NAME@WEIGHTS (e.g. resnet18@random)")
-        return cls(name.strip(), weights.strip() or None)
+        return cls(spec.architecture, spec.weights)
 
 
 def parse_backbones(backbones: str | Sequence[str | CandidateSpec] | None, modality: str) -> list[CandidateSpec]:
@@ -72,7 +73,7 @@ def parse_backbones(backbones: str | Sequence[str | CandidateSpec] | None, modal
                 "(pip install 'transferkit[zoo]') or pass backbones=['name@weights', …]"
             )
         return [CandidateSpec(e.name) for e in entries]
-    raw = backbones.split(",") if isinstance(backbones, str) else list(backbones)
+    raw = [str(s) for s in parse_backbone_list(backbones)] if isinstance(backbones, str) else list(backbones)
     specs = [b if isinstance(b, CandidateSpec) else CandidateSpec.parse(b) for b in raw if str(b).strip()]
     if not specs:
         raise ConfigError("backbones is empty; pass at least one backbone name (see `transferkit models`)")

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
 from transferkit.features import ExtractOptions, extract_features
@@ -51,6 +52,13 @@ class Candidate:
     seconds: float = 0.0
     note: str = ""
     scratch: bool = False
+
+    def backbone(self) -> tuple[BackboneSpec, str | None]:
+        """What fit builds for this candidate: its backbone spec (without weights) and the weights."""
+        if self.kind == "ensemble":
+            return BackboneSpec("ensemble", members=tuple(parse_backbone(m) for m in self.members)), None
+        spec = parse_backbone(self.name)
+        return spec.without_weights(), spec.weights
 
 
 @dataclass
@@ -119,7 +127,7 @@ def default_candidates(modality: str) -> list[str]:
     names = [e.name for e in list_backbones(modality) if e.available() and e.name != SCRATCH_BACKBONES.get(modality)]
     names.sort(key=lambda n: (n != PRETRAINED_BACKBONES.get(modality), n))
     if modality == "image" and PRETRAINED_BACKBONES["image"] in names:
-        names.insert(1, PRETRAINED_BACKBONES["image"] + ":grid2")
+        names.insert(1, str(BackboneSpec("model", PRETRAINED_BACKBONES["image"], grid=2)))
     if modality in SCRATCH_BACKBONES:
         names.append(SCRATCH_BACKBONES[modality])
     return names
@@ -162,8 +170,9 @@ def select(
         start = time.perf_counter()
         cand = Candidate(name, "single", [name], scratch=name == scratch_name)
         try:
-            arch, _, weights = name.partition("@")
-            backbone = create_backbone(arch, weights=weights or None, **({"seed": seed} if weights == "random" else {}))
+            spec = parse_backbone(name)
+            seeded: dict[str, Any] = {"seed": seed} if spec.weights == "random" else {}
+            backbone = create_backbone(spec, **seeded)
             feats = extract_features(backbone, items, options=opts, cache=store, description=f"candidate {name}")
         except Exception as exc:  # a candidate that cannot run here is listed, not fatal
             cand.note = f"skipped: {str(exc).splitlines()[0][:80]}"
@@ -190,7 +199,8 @@ def select(
             ok = np.logical_and.reduce([scored[m][1] for m in members])
             proba, acc = _score(values, y, ok, n_train, len(classes), seed,
                                 blocks=[scored[m][0].shape[1] for m in members])
-            result.candidates.append(Candidate("+".join(members), "concat", members, acc, log_loss(proba, y[n_train:]),
+            concat = BackboneSpec("concat", members=tuple(parse_backbone(m) for m in members))
+            result.candidates.append(Candidate(str(concat), "concat", members, acc, log_loss(proba, y[n_train:]),
                                                values.shape[1], time.perf_counter() - start))
             mean = np.mean([scored[m][2] for m in members], axis=0)
             truth = y[n_train:]

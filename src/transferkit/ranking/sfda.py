@@ -45,10 +45,13 @@ pass a fixed ``shrinkage``.
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import Any, ClassVar
+
 import numpy as np
 from scipy.special import log_softmax, softmax
+from sklearn.utils._param_validation import Interval
 
-from transferkit.errors import ConfigError
 from transferkit.ranking._linalg import class_means, largest_eigenvalue, principal_coordinates, solve_psd
 from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
 
@@ -103,14 +106,12 @@ class SFDA(TransferabilityEstimator):
         The λ used in both Fisher fits.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "shrinkage": [None, Interval(Real, 0, 1, closed="right")],
+    }
+
     def __init__(self, *, shrinkage: float | None = None) -> None:
         self.shrinkage = shrinkage
-
-    def _check_params(self) -> None:
-        if self.shrinkage is not None and not (
-            isinstance(self.shrinkage, (int, float)) and 0.0 < self.shrinkage <= 1.0
-        ):
-            raise ConfigError(f"SFDA shrinkage must be None or a number in (0, 1]; got {self.shrinkage!r}.")
 
     def _compute(self, X: FloatArray, y: IntArray, n_classes: int) -> float:
         n, d = X.shape
