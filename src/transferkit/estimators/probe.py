@@ -231,7 +231,7 @@ class TransferClassifier(TransferEstimator):
                                   test_fraction=0.0, seed=self.seed)
             tr_idx, va_idx = train_ok[parts["train"]], train_ok[parts["val"]]
         y_all = np.array([index.get(label, -1) for label in labels])
-        source = values[np.flatnonzero(feats.ok)].astype(np.float64)  # the training domain: train + val, no views
+        source = values[np.flatnonzero(ok)].astype(np.float64)  # the training domain: train + val, no views
         self.source_mean_, self.source_std_ = source.mean(axis=0), source.std(axis=0)
         self.target_skipped_: dict[str, str] = {}
         target = self._target_features(X_target, report) if X_target is not None else None
@@ -246,7 +246,7 @@ class TransferClassifier(TransferEstimator):
         self.adaptation_: dict[str, Any] | None = None
         if target is not None:
             head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
-            self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(feats.ok)])
+            self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(ok)])
         self.head_ = head
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
         report.head_choice, report.class_weighted = choice, weights is not None
