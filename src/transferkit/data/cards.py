@@ -20,7 +20,7 @@ answered by very differently drawn pips and court cards. The domain is the deck:
 A deck is on one side only, every choice is a hash or a fixed list (the same on every machine),
 and a card whose cut-out is blank (no pixel variance), mostly transparent or not card-shaped (a
 box that missed its card) is left out, its whole deck when more than `MAX_BAD_CARDS` of them
-fail: five decks whose SVG structure defeats resvg's box query are not used (`DECK_PROBLEMS`).
+fail (so is nicu-ornamental). Five decks that resvg renders wrongly are not used (`DECK_PROBLEMS`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ CARD_ID = re.compile(r"(?P<rank>[1-9]|10|jack|queen|king)_(?P<suit>club|diamond|
 LABELLED_DECKS = ("dondorf", "gm-paris", "nicu-ornamental", "oxygen", "oxygen-air", "oxygen-white", "standard",
                   "xskat-french")
 SHIFTED_DECKS = ("ancient-egyptians", "konqi-modern", "penguins")
-#: decks of the package the builder leaves out, and why (its own checks find these; listed to say so)
+#: decks of the package not used, and why (seen in a montage of the renders; the builder's checks
+#: leave out four of them by themselves, not jolly-royal, whose half-cut cards pass them)
 DECK_PROBLEMS = {
     "future": "resvg's boxes miss its cards (transformed <use> sheets)",
     "jolly-royal": "resvg's boxes cut some of its cards in half",
