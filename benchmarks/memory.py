@@ -155,15 +155,31 @@ def write_clips(root: Path, n: int) -> Path:
     return root
 
 
+def write_small_images(root: Path, n: int) -> Path:
+    """root/<shape>/<i>.jpg: `n` 96x96 JPEGs, one shape each (drawn at 240 px, then shrunk)."""
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _data import SHAPES, draw_shape
+
+    marker = root / f".complete-{n}"
+    if marker.exists():
+        return root
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        kind = SHAPES[i % len(SHAPES)]
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        draw_shape(kind, rng, (240, 240)).resize((96, 96)).save(root / kind / f"{i:05d}.jpg", quality=88)
+    marker.write_text("ok\n")
+    return root
+
+
 def fit_data(modality: str, folder: Path, n: int) -> Path:
     """The generated data a default fit of `modality` reads (written once, then reused)."""
     if modality == "text":
         return write_texts(folder / f"texts-{n}.csv", n)
     if modality == "image":
-        sys.path.insert(0, str(Path(__file__).parent))
-        from _data import write_shapes
-
-        return write_shapes(folder / f"images-{n}", per_class=n // 4, size=(96, 96))
+        return write_small_images(folder / f"images-{n}", n)
     if modality == "audio":
         return write_clips(folder / f"clips-{n}", n)
     raise SystemExit(f"--fits takes text, image and audio; got {modality!r}")

@@ -41,7 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=600)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "auto"))
-    parser.add_argument("--repeats", type=int, default=2, help="timed rounds (interleaved); the best of each is shown")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed rounds (interleaved); the median of each is shown")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -71,16 +72,17 @@ def main() -> None:
     print("first transferkit run: " + "; ".join(first.notes))  # type: ignore[attr-defined]
 
     engines = ["auto"] + [e for e in ("torch", "onnxruntime", "openvino") if is_installed(e)]
-    best: dict[str, float] = {}
+    times: dict[str, list[float]] = {}
     results: dict[str, object] = {}
     for _ in range(args.repeats):
         start = time.perf_counter()
         baseline = model.encode(texts, convert_to_numpy=True)
-        best["baseline"] = min(best.get("baseline", float("inf")), time.perf_counter() - start)
+        times.setdefault("baseline", []).append(time.perf_counter() - start)
         for engine in engines:
             seconds, feats = ours(engine)
-            best[engine] = min(best.get(engine, float("inf")), seconds)
+            times.setdefault(engine, []).append(seconds)
             results[engine] = feats
+    best = {label: float(np.median(t)) for label, t in times.items()}
 
     base_rate = len(texts) / best["baseline"]
     print(f"\n{'':34s} {'texts/s':>8s} {'vs encode':>10s} {'min cosine':>11s}   engine")
@@ -93,7 +95,9 @@ def main() -> None:
         label = "transferkit (engine auto)" if engine == "auto" else f"  engine {engine}"
         print(f"{label:34s} {rate:8.1f} {rate / base_rate:9.2f}x {cosine.min():11.6f}   "
               f"{feats.engine} {feats.precision}")  # type: ignore[attr-defined]
-    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f} (medians of {args.repeats} interleaved rounds)")
+    print(f"auto vs encode {best['baseline'] / best['auto']:.2f}x; auto vs torch alone "
+          f"{best['torch'] / best['auto']:.2f}x")
 
 
 if __name__ == "__main__":

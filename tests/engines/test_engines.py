@@ -361,7 +361,7 @@ def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, m
 
     def slowed(self: Any, batch: Any) -> torch.Tensor:
         if self.engine == slow_engine:
-            clock.sleep(0.3)  # the remembered engine has become slow on this machine
+            clock.sleep(2.0)  # the remembered engine has become slow on this machine (far beyond noise)
         return original(self, batch)
 
     monkeypatch.setattr(cls, "__call__", slowed)
