@@ -259,8 +259,9 @@ def test_disk_full_while_saving_leaves_the_old_bundle_intact(tmp_path: Path, mon
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("safetensors.torch.save_file", full)
-    with pytest.raises(BundleError, match=r"disk is full.*already at .* is intact"):
+    # a full disk surfaces when the written bytes are flushed (the real thing: tests/commands/test_full_disk.py)
+    monkeypatch.setattr("transferkit.bundle.os.fsync", full)
+    with pytest.raises(BundleError, match=r"disk is full \(the model needs .* free in .*already at .* is intact"):
         save_bundle(folder, {"task": "classification", "labels": ["x"]}, {"w": torch.ones(1)}, "#", overwrite=True)
     assert tree(folder) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

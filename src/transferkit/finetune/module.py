@@ -18,6 +18,7 @@ from transferkit.finetune.freeze import set_frozen_bn_eval
 from transferkit.finetune.mcc import minimum_class_confusion
 from transferkit.finetune.model import FinetuneModel
 from transferkit.finetune.optim import (
+    LPFT_BACKBONE_LR,
     WarmupCosine,
     backbone_group_params,
     make_optimizer,
@@ -64,6 +65,8 @@ class FinetuneModule(pl.LightningModule):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.unfrozen = -1
+        #: LP-FT: the head starts as the probe fitted on the frozen features (the backbone then learns slower)
+        self.starts_from_probe = config.head_init == "probe" and not model.uses_feature_map
 
     # -- freezing ---------------------------------------------------------------------------------
     def set_trainable_groups(self, k: int) -> None:
@@ -163,6 +166,7 @@ class FinetuneModule(pl.LightningModule):
             layer_decay=cfg.layer_decay,
             weight_decay=wd,
             peft_params=self.peft_params,
+            backbone_scale=LPFT_BACKBONE_LR if self.starts_from_probe else 1.0,
         )
         optimizer = make_optimizer(cfg.optimizer, groups, self.lr)
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
