@@ -42,7 +42,10 @@ $(VENV)/.chromium: | $(BIN)/python
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/transferkit demo
 
+# ruff, mypy (the strict flags in pyproject.toml) and the layer contract first: a lint error fails fast
 test: install-dev speech-tools $(VENV)/.chromium
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src/transferkit
 	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -103,7 +103,7 @@ class _Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-class _Inputs(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class _Inputs(torch.utils.data.Dataset):
     """Loads one input per index; a bad input becomes (index, None, reason) instead of an error."""
 
     def __init__(self, items: Sequence[Any], indices: Sequence[int], loader: Any) -> None:

@@ -148,7 +148,7 @@ class TimmImageBackbone(Backbone):
         fast = copy.deepcopy(self).eval()
         size = self.preprocess_cfg.input_size
         fold_batchnorm(fast.model, torch.zeros(1, 3, size, size))
-        return fast.to(memory_format=torch.channels_last)  # type: ignore[return-value]
+        return fast.to(memory_format=torch.channels_last)
 
     def example_batch(self) -> torch.Tensor:
         """Two normalised images of the input size (export traces shapes, not values)."""

@@ -459,7 +459,7 @@ class SentenceTransformerBackbone(Backbone):
             input_names=names,
             dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
             prepare=self._graph_inputs,
-            finish=self._per_text,  # type: ignore[arg-type]
+            finish=self._per_text,
         )
 
     @staticmethod

@@ -20,7 +20,7 @@ class Terminal(Console):
     mid-name; lines of text are printed soft-wrapped (the terminal wraps them), tables still fit the width.
     """
 
-    def print(self, *objects: Any, **options: Any) -> None:  # type: ignore[override]
+    def print(self, *objects: Any, **options: Any) -> None:
         if "soft_wrap" not in options and all(isinstance(o, str) for o in objects):
             options["soft_wrap"] = True
         super().print(*objects, **options)

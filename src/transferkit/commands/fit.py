@@ -380,7 +380,7 @@ def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[st
         try:
             candidate = build_estimator(trial)
             sample = [dataset.items[i] for i in splits["train"][: 3 * options.batch_size]]
-            rate = candidate.training_rate(sample, n_classes)  # type: ignore[attr-defined]
+            rate = candidate.training_rate(sample, n_classes)
             decision = decide_strategy(n_train, n_classes, measured_rate=rate, **args)  # type: ignore[arg-type]
         except (BackboneError, ConfigError) as exc:  # a concatenation: a probe's, not a network to train
             decision = StrategyDecision("probe", "cannot be fine-tuned → probe", str(exc), 0.0)

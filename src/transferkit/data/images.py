@@ -352,7 +352,7 @@ def resize_and_crop(img: Image.Image, size: int, *, interpolation: str = "bicubi
     return img.crop((left, top, left + size, top + size))
 
 
-def image_array(source: str | Path | Image.Image, config: dict) -> np.ndarray:
+def image_array(source: str | Path | Image.Image, config: dict[str, Any]) -> np.ndarray:
     """One input → the uint8 CHW array a model of this image preprocessing `config` takes (no torch)."""
     size, crop_pct = int(config["input_size"]), float(config.get("crop_pct", 0.875))
     img = open_image(source, max_pixels=int(config.get("max_pixels", DEFAULT_MAX_PIXELS)),

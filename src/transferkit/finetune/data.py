@@ -70,7 +70,7 @@ class AugmentedImageLoader:
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy())
 
 
-class SeededSampler(torch.utils.data.Sampler):  # type: ignore[type-arg]
+class SeededSampler(torch.utils.data.Sampler):
     """Yields (index, sample_seed); the order depends on (seed, epoch) only. Shards for DDP.
 
     `weights` (per sample) draws with replacement in proportion: the balanced sampler.
@@ -135,7 +135,7 @@ class TargetSampler(SeededSampler):
             yield order[pos], (base + pos) % (2**31)
 
 
-class SampleDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class SampleDataset(torch.utils.data.Dataset):
     """(index, seed) → (sample or None, label); the loader runs under the sample's own RNG seed."""
 
     def __init__(self, items: Sequence[Any], labels: Sequence[int], loader: Any, seeded: bool) -> None:

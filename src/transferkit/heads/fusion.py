@@ -91,8 +91,8 @@ def fit_gated_fusion(
     cfg = training or HeadTraining(lr=3e-3, weight_decay=1e-3)
     torch.manual_seed(seed)
     head = GatedFusionHead(block_dims, num_classes, hidden=hidden)
-    head.standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))  # type: ignore[operator]
-    head.standardize.std.copy_(torch.from_numpy(block_scales(X, head.block_dims)))  # type: ignore[operator]
+    head.standardize.mean.copy_(torch.from_numpy(X.mean(axis=0).astype(np.float32)))
+    head.standardize.std.copy_(torch.from_numpy(block_scales(X, head.block_dims)))
     head, record = train_on_features(head, X, y, X_val, y_val, weights=weights, seed=seed, training=cfg)
     with torch.no_grad():
         reference = torch.from_numpy((X_val if len(X_val) else X).astype(np.float32))

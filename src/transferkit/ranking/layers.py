@@ -103,7 +103,7 @@ class LayerFeatures(Backbone):
 
     def forward_features(self, batch: Any) -> torch.Tensor:
         if self._timm:
-            model = self.inner.model  # type: ignore[union-attr]
+            model = self.inner.model
             final, maps = model.forward_intermediates(batch)  # type: ignore[union-attr,operator]
             pooled = [_pool(m) for m in maps]
             last = model.forward_head(final, pre_logits=True)  # type: ignore[union-attr,operator]

@@ -111,7 +111,7 @@ def source_probabilities(backbone: Backbone, features: np.ndarray) -> np.ndarray
     import torch
 
     with torch.inference_mode():
-        logits = head.float()(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))  # type: ignore[operator]
+        logits = head.float()(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
         return torch.softmax(logits.double(), dim=1).numpy()
 
 

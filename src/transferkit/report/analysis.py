@@ -123,7 +123,7 @@ def embedding_map(features: np.ndarray, seed: int = 0, max_points: int = 2000) -
         coords[:, : min(2, x.shape[1])] = x[:, :2]
         return index, coords, "raw features"
     try:
-        import umap  # type: ignore[import-not-found]
+        import umap
 
         if len(x) >= 10:
             reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(x) - 1))

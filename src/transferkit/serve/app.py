@@ -162,7 +162,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
 
     app = FastAPI(title=f"transferkit: {name}", version=__version__, lifespan=lifespan,
                   description=f"Predictions of the transferkit model '{name}' ({predictor.modality}).")
-    app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes)
     app.state.batcher, app.state.predictor = batcher, predictor
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
