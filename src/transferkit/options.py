@@ -173,9 +173,10 @@ class FitOptions:
                                  "beside the labelled batches (Minimum Class Confusion) and re-estimates BatchNorm "
                                  "statistics on them (AdaBN). Labels in it are ignored.",
                                  "--adapt-to", modalities=_SINGLE, strategies=frozenset({"probe", "finetune"}))
-    adapt_method: str = _opt("auto", "With --adapt-to: auto (CORAL with shrunk covariances), standardize (per-domain "
-                             "standardisation), coral, self-training (CORAL + confident target pseudo-labels) or "
-                             "none.", "--adapt-method", modalities=_SINGLE, strategies=frozenset({"probe"}))
+    adapt_method: str = _opt("auto", "With --adapt-to: auto (per-domain standardisation), standardize (the same), "
+                             "coral (CORAL with shrunk covariances), self-training (CORAL + confident target "
+                             "pseudo-labels) or none.", "--adapt-method", modalities=_SINGLE,
+                             strategies=frozenset({"probe"}))
     strategy: str = _opt("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
                          "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",
                          "--strategy")

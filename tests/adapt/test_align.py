@@ -115,7 +115,7 @@ def test_module_round_trips_through_tensors_and_matches_numpy() -> None:
 def test_none_and_unknown_methods() -> None:
     rng = np.random.default_rng(6)
     assert fit_alignment(rng.normal(size=(20, 3)), rng.normal(size=(20, 3)), "none") is None
-    assert resolve_method("auto") == "coral"
+    assert resolve_method("auto") == "standardize"
     with pytest.raises(ConfigError, match="standardize"):
         resolve_method("mmd")
 

@@ -45,7 +45,8 @@ def target(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def adapted(image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "adapted"
-    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache")
+    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--adapt-method", "coral", "--out", out,
+                       "--no-cache")
     assert code == 0, output
     assert "adapted to" in output and "coral" in output
     return out

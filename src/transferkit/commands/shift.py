@@ -46,8 +46,9 @@ def shift(
                                                 "line); labels in it are ignored.")],
     backbone: Annotated[str | None, typer.Option(help="The backbone whose features are compared (default: fit's "
                                                       "default for the data's modality).")] = None,
-    adapt_method: Annotated[str, typer.Option("--adapt-method", help="The alignment measured after: auto (CORAL), "
-                                                                     "standardize, coral or none.")] = "auto",
+    adapt_method: Annotated[str, typer.Option(
+        "--adapt-method", help="The alignment measured after: auto (standardisation), standardize, coral or none."
+    )] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for shift.png (the 2-D map) and shift.json.")] = Path("shift"),
     max_inputs: Annotated[int, typer.Option("--max-inputs", help="Compare at most N inputs of each domain "
                                                                  "(a seeded subsample).")] = 2000,

@@ -56,7 +56,7 @@ class TransferClassifier(TransferEstimator):
 
     Domain adaptation: `fit(X, y, X_target=T)` also extracts the features of T, unlabelled inputs
     from where the model will be used, and fits the alignment `adapt_method` names (`adapt.align`:
-    auto = CORAL with shrunk covariances, standardize, coral, self-training, none) that maps the
+    auto = per-domain standardisation, standardize, coral, self-training, none) that maps the
     target's features into the training data's; the head is trained on the training data's own
     features (T never enters labels, validation or the head's choice of settings) and the alignment
     sits in front of it in every prediction (`scoring_head`), in the bundle and in the export.
@@ -482,9 +482,9 @@ class TransferClassifier(TransferEstimator):
 
 #: why each --adapt-method was applied, for the fit summary
 _WHY = {
-    "auto": "auto = CORAL with Ledoit-Wolf-shrunk covariances (Sun, Feng & Saenko, AAAI 2016): second-order "
-            "alignment, which becomes per-domain standardisation when the target is too small to estimate "
-            "correlations",
+    "auto": "auto = per-domain standardisation (each feature's mean and spread; the feature level of AdaBN): "
+            "the alignment that never rotates the features (CORAL lost on our own shifted sets; see "
+            "transferkit.adapt.align)",
     "coral": "asked for: CORAL (covariances shrunk by Ledoit-Wolf)",
     "standardize": "asked for: per-domain standardisation (means and spreads per feature)",
     "self-training": "asked for: CORAL, then class-balanced self-training on confident target pseudo-labels",
