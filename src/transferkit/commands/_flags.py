@@ -38,7 +38,7 @@ def with_batch_adaptation(clf: object) -> None:
         raise ConfigError(f"--adapt-batch standardises a probe's frozen features; this is a {kind} model, whose "
                           "features are not frozen (fine-tuned) or mix columns (table)")
     for model in [clf, *getattr(clf, "members_", [])]:
-        model.adapt_batch = True  # type: ignore[attr-defined]
+        model.adapt_batch = True
 
 
 def cache_arg(cache_dir: Path | None, no_cache: bool) -> Path | bool | None:
