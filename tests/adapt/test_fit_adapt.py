@@ -137,3 +137,21 @@ def test_adapt_batch_is_refused_below_its_minimum_and_works_above(adapted: Path,
 def test_adapt_method_without_target_is_refused(image_folder: Path, tmp_path: Path) -> None:
     code, output = cli("fit", image_folder, *FAST, "--adapt-method", "coral", "--out", tmp_path / "run")
     assert code != 0 and "--adapt-to" in output
+
+
+def test_auto_aligns_only_a_target_that_differs(image_folder: Path, target: Path, tmp_path: Path) -> None:
+    """auto checks the shift first: the training images themselves as TARGET (no shift) leave the model
+    unaligned; the paler copies (a strong shift) are standardised."""
+    same = tmp_path / "same"
+    for i, p in enumerate(sorted(image_folder.rglob("*.jpg"))):
+        (same / f"b{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.open(p).save(same / f"b{i % 2}" / f"{i:03d}.png")
+    applied = {}
+    for name, folder in (("same", same), ("paler", target)):
+        out = tmp_path / "runs" / name
+        code, output = cli("fit", image_folder, *FAST, "--adapt-to", folder, "--out", out, "--no-cache")
+        assert code == 0, output
+        adaptation = json.loads((out / "transferkit.json").read_text())["adaptation"]
+        applied[name] = (adaptation["applied"], adaptation["domain_accuracy_before"])
+    assert applied["same"][0] == "none" and applied["same"][1] <= 0.8, applied
+    assert applied["paler"][0] == "standardize" and applied["paler"][1] > 0.8, applied
