@@ -244,3 +244,12 @@ def test_a_fine_tuned_point_runs_within_the_budget(balanced: Path, tmp_path: Pat
                          methods=("transfer", "fine-tuned"), budget=30, finetune_epochs=1, **TINY)
     tuned = frame[frame["method"] == "fine-tuned"]
     assert len(tuned) == 1 and tuned["n_train"].iloc[0] == 6 and 0 <= tuned["accuracy"].iloc[0] <= 1
+
+
+def test_a_dip_in_the_middle_is_not_called_paying_at_every_point() -> None:
+    """The cards demo's curve: transfer ahead at 1, 2, 5, 20 and all, behind at 10 per class."""
+    dip = _frame({"transfer": {"1": 0.29, "5": 0.59, "10": 0.575, "20": 0.70, "all": 0.76},
+                  "from scratch": {"1": 0.25, "5": 0.45, "10": 0.615, "20": 0.66, "all": 0.62}})
+    (v,) = curves.summarize(dip)
+    assert v.stops_paying_at is None
+    assert "pays at every point" not in v.sentences[1] and "not at every point: at 10 per class" in v.sentences[1]

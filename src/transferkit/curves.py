@@ -630,7 +630,12 @@ def summarize(frame: pd.DataFrame) -> list[Verdict]:
                 stops = s
                 break
         gaps = ", ".join(f"{s}: {100 * (means[(method, s)] - means[(SCRATCH, s)]):+.1f}" for s in common)
-        if stops is None:
+        misses = [s for s, paid in zip(common, pays, strict=True) if not paid]
+        if stops is None and misses:
+            sentences.append(f"{label} pays up to {common[-1]} per class, but not at every point: at "
+                             f"{', '.join(misses)} per class from scratch is within {MATCH_POINTS:g} point of it, or "
+                             f"better (points of accuracy over from scratch — {gaps}).")
+        elif stops is None:
             sentences.append(f"{label} pays at every point measured, up to {common[-1]} per class "
                              f"(points of accuracy over from scratch — {gaps}).")
         elif stops == common[0] and all(means[(method, s)] < means[(SCRATCH, s)] - MATCH_POINTS / 100
