@@ -22,7 +22,7 @@ Cost: adaptation's own seconds (the alignment, plus self-training's refits) agai
 warm features; CORAL on 1,280-d features with 5,000 target inputs (generated); peak RSS.
 The machine is shared (2 cores, other jobs running): times are noisy, ratios are in one process.
 
-    python benchmarks/adapt.py --sets icons,debtext,manpages [--root /work/data/unseen] [--quick]
+    python benchmarks/adapt.py --sets icons,debtext,manpages [--root benchmarks/.data] [--quick]
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+import unseen_data
 
 METHODS = ("auto", "standardize", "coral", "self-training", "none")
 SEED = 0
@@ -219,7 +221,8 @@ def coral_cost() -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sets", default="icons,debtext,manpages,speech")
-    parser.add_argument("--root", type=Path, default=Path("/work/data/unseen"))
+    parser.add_argument("--root", type=Path, default=unseen_data.DATA_ROOT,
+                        help="where benchmarks/unseen_data.py built the sets (default benchmarks/.data)")
     parser.add_argument("--out", type=Path, default=Path("runs/adapt"))
     parser.add_argument("--quick", action="store_true", help="10 training inputs per class (a smoke run)")
     parser.add_argument("--cost-only", action="store_true", help="only the generated CORAL timing")

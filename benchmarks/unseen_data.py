@@ -19,6 +19,10 @@ validation.
   padded with silence and with low noise. Train: speakers kal, slt, rms (6 voices); test:
   speakers awb (Scottish English) and ked, never heard.
 
+The unpacked festival binary links PulseAudio's client library: on a machine without it, `apt-get
+install libpulse0` first (the speech set's festival voices make 0 clips otherwise, and the build
+says so).
+
 Everything comes from pinned Debian package versions, fetched with `apt-get download` into
 `<root>/debs` and unpacked with `dpkg-deb -x` (nothing is installed), plus the bookworm
 package index with its English descriptions, fetched by `apt-get update` into a private
