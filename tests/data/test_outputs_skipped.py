@@ -1,5 +1,5 @@
 """transferkit's own outputs never become training data: folders it wrote are skipped (said,
-counted) wherever they sit, and `curve` / `fit` refuse an --out inside the data they read."""
+counted) wherever they sit, and `curve` / `fit` / `report` refuse an --out inside the data they read."""
 
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ def test_curve_and_fit_refuse_an_out_inside_their_data(tmp_path: Path, image_fol
     for command in (["curve", str(data), "--backbone", "test_efficientnet", "--weights", "random", "--out",
                      str(data / "red" / "cv")],
                     ["fit", str(data), "--backbone", "test_efficientnet", "--weights", "random", "--out",
-                     str(data / "sub")]):
+                     str(data / "sub")],
+                    ["report", str(tmp_path / "no-run-needed"), str(data), "--out", str(data / "red" / "r.html")]):
         result = CliRunner().invoke(app, command)
         assert isinstance(result.exception, ConfigError), (command[0], result.output)
         assert "inside the data folder" in str(result.exception)
     assert not (data / "red" / "cv").exists() and not (data / "sub").exists()
+    assert not (data / "red" / "r.html").exists()

@@ -35,8 +35,11 @@ def report(
     confidently wrong examples and a map of the embeddings.
     """
     from transferkit.commands._console import console
+    from transferkit.outputs import check_out_outside
     from transferkit.report import report_run
 
+    if out is not None and data is not None:  # the report among the data would be read as an input next time
+        check_out_outside(out.parent, data)
     with console.status("evaluating the model and drawing the report…"):
         written = report_run(run, data, out=out, title=title, path_column=path_column, label_column=label_column,
                              cache_dir=False if no_cache else cache_dir)
