@@ -196,7 +196,10 @@ def test_a_sine_tone_is_heard_as_a_tone(yamnet: YAMNetBackbone, freq: float) -> 
 
 def test_white_noise_is_heard_as_noise(yamnet: YAMNetBackbone) -> None:
     noise = (0.1 * np.random.default_rng(0).standard_normal(SR * 3)).astype(np.float32)
-    assert top_classes(yamnet, noise)[0] in {"White noise", "Static", "Noise", "Pink noise"}
+    # a noise class among the top 3: on an AVX2-only CPU (AMD EPYC here) the 8-bit graph's scores differ
+    # from an AVX-512 one's (onnxruntime's u8 x s8 kernels) and 'Spray' (a hiss) came first, White noise second
+    top = top_classes(yamnet, noise)
+    assert {"White noise", "Static", "Noise", "Pink noise"} & set(top), top
 
 
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite (Debian) not installed; `make test` installs it")

@@ -82,5 +82,10 @@ def test_discriminative_learning_rates(xy: Any, tiny: Any) -> None:
     lrs = {g["name"]: g["lr"] for g in groups}
     n = len(clf.module_.group_params)
     assert lrs["head"] == pytest.approx(0.1)
+    # LP-FT (the default) starts the backbone at a tenth of its rate so it begins where its probe ended
+    from transferkit.finetune.optim import LPFT_BACKBONE_LR
+
+    scale = LPFT_BACKBONE_LR if clf.module_.starts_from_probe else 1.0
+    assert clf.module_.starts_from_probe  # the default
     for i in range(n):
-        assert lrs[f"backbone.{i}"] == pytest.approx(0.1 * 0.5 ** (n - i))
+        assert lrs[f"backbone.{i}"] == pytest.approx(scale * 0.1 * 0.5 ** (n - i))

@@ -463,7 +463,10 @@ class TransferClassifier(TransferEstimator):
         training = manifest.get("training", {})
         saved = {k: training[k] for k in ("head", "class_weight", "val_fraction", "seed", "batch_size", "precision",
                                           "strict", "long_text", "augment", "tta", "adapt_method") if k in training}
-        clf = cls(backbone=info["name"], weights=info.get("weights_source"), **{**saved, **overrides})
+        # the estimator's own `backbone` parameter when recorded: a concatenation's members keep their
+        # `@weights` there (`a@random+b@random`), which the backbone's display name drops
+        name = training.get("backbone") if isinstance(training.get("backbone"), str) else info["name"]
+        clf = cls(backbone=name, weights=info.get("weights_source"), **{**saved, **overrides})
         clf.backbone_ = clf._create_backbone()
         clf._backbone_key = (clf.backbone, clf.weights, clf.long_text)
         if not same_weights(info["weights_id"], clf.backbone_):
