@@ -10,6 +10,7 @@ validation split carved from the training data when none is given.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -465,7 +466,11 @@ class TransferClassifier(TransferEstimator):
                                           "strict", "long_text", "augment", "tta", "adapt_method") if k in training}
         # the estimator's own `backbone` parameter when recorded: a concatenation's members keep their
         # `@weights` there (`a@random+b@random`), which the backbone's display name drops
-        name = training.get("backbone") if isinstance(training.get("backbone"), str) else info["name"]
+        # (used only where it names the same networks as the manifest's backbone, so an edited name is still
+        # caught by the weights check below)
+        recorded = training.get("backbone")
+        same = isinstance(recorded, str) and re.sub(r"@[^+,]*", "", recorded) == info["name"]
+        name = recorded if same else info["name"]
         clf = cls(backbone=name, weights=info.get("weights_source"), **{**saved, **overrides})
         clf.backbone_ = clf._create_backbone()
         clf._backbone_key = (clf.backbone, clf.weights, clf.long_text)
