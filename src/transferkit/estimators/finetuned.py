@@ -433,7 +433,7 @@ class FinetunedClassifier(TransferEstimator):
     def _probe_head(self, model: FinetuneModel, data: LabelledData, y_train: np.ndarray, val: LabelledData | None,
                     y_val: list[int], weights: torch.Tensor | None) -> dict[str, Any]:
         """LP-FT's first step: fit the new head on the frozen backbone's pooled features (cached), copied in."""
-        from transferkit.heads import HeadTraining, Standardize, fit_head, train_on_features
+        from transferkit.heads import HeadTraining, Standardize, train_on_features, train_probe
 
         items = list(data.items) + (list(val.items) if val is not None else [])
         options = ExtractOptions(batch_size=self.batch_size, precision="fp32" if self.precision == "fp32" else "auto",
@@ -449,9 +449,10 @@ class FinetunedClassifier(TransferEstimator):
         class_w = None if weights is None else weights.numpy()
         spec, n_classes = model.spec, model.num_classes
         if spec.kind == "linear":
-            probe, choice = fit_head(spec, values[tr], y_all[tr], values[va], y_all[va], n_classes,
-                                     weights=class_w, seed=self.seed)
-            standardize, linear, target = probe[0], probe[1], model.head[-1]
+            probe = train_probe(spec, values[tr], y_all[tr], values[va], y_all[va], n_classes, class_weight=class_w,
+                                seed=self.seed)
+            choice = probe.choice
+            standardize, linear, target = probe.head[0], probe.head[1], model.head[-1]
             assert isinstance(standardize, Standardize) and isinstance(linear, nn.Linear)
             assert isinstance(target, nn.Linear)
             with torch.no_grad():  # fold (x - mean) / std into the linear layer the network trains

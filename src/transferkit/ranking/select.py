@@ -231,18 +231,14 @@ def _score(values: np.ndarray, y: np.ndarray, ok: np.ndarray, n_train: int, n_cl
     """Validation probabilities and accuracy of the linear head fitted on the training rows (C chosen by
     an inner split of them, so the validation rows stay unseen); an unreadable val input counts as wrong."""
     from transferkit.data.split import split_indices
-    from transferkit.heads import fit_head, parse_head
+    from transferkit.heads import parse_head, train_probe
 
     train_rows = np.flatnonzero(ok[:n_train])
     inner = split_indices([int(v) for v in y[train_rows]], val_fraction=0.2, test_fraction=0.0, seed=seed)
     fit_rows, c_rows = train_rows[inner["train"]], train_rows[inner["val"]]
-    head, _ = fit_head(parse_head("linear"), values[fit_rows], y[fit_rows], values[c_rows], y[c_rows], n_classes,
-                            weights=None, seed=seed, blocks=blocks)
-    import torch
-
-    with torch.no_grad():
-        logits = head(torch.from_numpy(values[n_train:]))
-    proba = torch.softmax(logits.float(), dim=1).numpy()
+    probe = train_probe(parse_head("linear"), values[fit_rows], y[fit_rows], values[c_rows], y[c_rows], n_classes,
+                        class_weight=None, seed=seed, blocks=blocks)
+    proba = probe.proba(values[n_train:])
     proba[~ok[n_train:]] = 1.0 / n_classes
     accuracy = float(np.mean(np.argmax(proba, axis=1) == y[n_train:]))
     return proba, accuracy
