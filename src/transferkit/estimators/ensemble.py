@@ -50,6 +50,7 @@ class EnsembleClassifier(TransferEstimator):
     """Probes on several backbones of one modality; predictions are the mean of their probabilities."""
 
     kind: ClassVar[str] = "ensemble"
+    adapts_to_target: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbones": MEMBERS, "head": head_spec(), "class_weight": CLASS_WEIGHT, "seed": SEED,
         "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION, "engine": ENGINE, "long_text": LONG_TEXT,

@@ -108,6 +108,8 @@ class FinetunedClassifier(TransferEstimator):
     """Backbone + head fine-tuned end to end on Lightning; `training` says how (see `FinetuneConfig`)."""
 
     kind: ClassVar[str] = "finetuned"
+    adapts_to_target: ClassVar[bool] = True
+    writes_run_folder: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbone": NAME,
         "weights": OPTIONAL_NAME,

@@ -67,6 +67,7 @@ class TransferClassifier(TransferEstimator):
     """
 
     kind: ClassVar[str] = "probe"
+    adapts_to_target: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbone": NAME,
         "weights": OPTIONAL_NAME,
