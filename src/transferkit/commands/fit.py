@@ -236,6 +236,7 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     from transferkit.data.split import split_indices
     from transferkit.options import is_auto_backbone, resolve, resumed
     from transferkit.runtime import is_rank_zero
+    from transferkit.selection import keep_better
 
     if options.resume is not None:
         from transferkit.finetune.checkpoint import read_run
@@ -290,7 +291,7 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     if not rank0:
         return None
     if choice.rival is not None:
-        estimator = _keep_better(choice.rival, estimator, valid, decisions["strategy_decision"])
+        estimator = keep_better(choice.rival, estimator, valid, decisions["strategy_decision"])
     metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     if target is not None:  # the target's unreadable inputs: counted and named with the rest
@@ -389,7 +390,7 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
             raise ConfigError("--weights applies to one backbone; with --backbone auto name controls as "
                               "--backbone auto:NAME,NAME@random")
         from transferkit.ranking.rank import ranking_options
-        from transferkit.ranking.select import select
+        from transferkit.selection import select
 
         names = [str(m) for m in options.backbone_spec.members] if options.backbone_spec else None
         given_val = dataset.splits is not None and "val" in dataset.splits
@@ -417,29 +418,19 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
 
 def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,
                      out: Console | None) -> tuple[FitOptions, TransferEstimator, dict[str, Any]]:
-    """`--strategy auto`: the small-data rule, then the budget rule on fine-tuning's rate measured here
-    with the fine-tuning estimator itself (kept when chosen). Fine-tuning, when chosen, keeps the probe
-    it starts from instead if that scores higher on validation."""
-    from transferkit.errors import BackboneError
-    from transferkit.ranking.strategy import StrategyDecision, decide_strategy, too_little_data
+    """`--strategy auto` (`selection.choose_strategy`) on these options: the fine-tuning estimator it
+    measures is the one fitted when chosen. Fine-tuning, when chosen, keeps the probe it starts from
+    instead if that scores higher on validation."""
+    from transferkit.selection import choose_strategy
 
-    epochs = options.training.epochs if "epochs" in options.explicit else None
-    args = dict(budget_minutes=options.budget, epochs=epochs, device=_device_kind(options))
-    n_train, n_classes = len(splits["train"]), len(dataset.classes)
-    decision = decide_strategy(n_train, n_classes, **args)  # type: ignore[arg-type]
     keep_better = "keep" not in options.explicit and bool(splits.get("val"))
     tuned = dataclasses.replace(options, strategy="finetune", training=dataclasses.replace(
         options.training, keep="better") if keep_better else options.training)
-    rate, candidate = None, None
-    if not too_little_data(n_train, n_classes):  # only then does the rate matter
-        try:
-            candidate = build_estimator(tuned)
-            sample = [dataset.items[i] for i in splits["train"][: 3 * options.batch_size]]
-            rate = candidate.training_rate(sample, n_classes)
-            decision = decide_strategy(n_train, n_classes, measured_rate=rate, **args)  # type: ignore[arg-type]
-        except (BackboneError, ConfigError) as exc:  # a concatenation: a probe's, not a network to train
-            candidate = None
-            decision = StrategyDecision("probe", "cannot be fine-tuned → probe", str(exc), 0.0)
+    sample = [dataset.items[i] for i in splits["train"][: 3 * options.batch_size]]
+    decision, candidate, rate = choose_strategy(
+        len(splits["train"]), len(dataset.classes), sample, lambda: build_estimator(tuned),
+        budget_minutes=options.budget, epochs=options.training.epochs if "epochs" in options.explicit else None,
+        device=_device_kind(options))
     if out is not None:
         out.print(f"[bold]--strategy auto:[/] {decision}")
     record: dict[str, Any] = {"strategy": decision.strategy, "rule": decision.rule, "reason": decision.reason,
@@ -463,25 +454,6 @@ def _probe_options(options: FitOptions) -> FitOptions:
     return dataclasses.replace(options, strategy="probe", backbone=backbone)
 
 
-def _keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,
-                 record: dict[str, Any]) -> TransferEstimator:
-    """The better on validation of the default probe and the fine-tuned network (a tie keeps the probe:
-    seconds to train, and no worse). The probe's figure is from before its head was refitted on
-    train + validation."""
-    from transferkit.heads import chosen_val_accuracy
-
-    probe_val = chosen_val_accuracy(probe.fit_report_.head_choice)
-    if probe_val is None:  # an MLP head (validation only stopped it): score it
-        probe_val = probe.score(valid.items, valid.labels)
-    tuned_val = float(tuned.score(valid.items, valid.labels))
-    kept = "finetuned" if tuned_val > float(probe_val) else "probe"
-    record["compared"] = {"kept": kept, "val_accuracy_probe": float(probe_val), "val_accuracy_finetuned": tuned_val,
-                          "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid)}
-    # fine-tuning epoch by epoch, kept with the decision: the report draws it whichever was kept
-    record["timeline"] = list(getattr(tuned.fit_report_, "timeline", []))
-    return tuned if kept == "finetuned" else probe
-
-
 def _device_kind(options: FitOptions) -> str:
     if options.training.accelerator in ("cpu", "gpu"):
         return options.training.accelerator
@@ -501,7 +473,7 @@ def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: Lab
 
 def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> None:
     from transferkit.commands._console import column_notes, text_notes_line
-    from transferkit.ranking.strategy import duration
+    from transferkit.selection.strategy import duration
 
     estimator, metrics, skipped, folder = result.estimator, result.metrics, result.skipped, result.folder
     if metrics:

@@ -316,7 +316,7 @@ def _training(manifest: dict[str, Any], run_dir: Path | None) -> tuple[str | Non
 def _minutes(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
     """Validation accuracy against wall time: fine-tuning per epoch, and under `--strategy auto`
     the probe it was weighed against (whichever of the two the bundle holds)."""
-    from transferkit.ranking.strategy import duration
+    from transferkit.selection.strategy import duration
 
     decision = manifest.get("strategy_decision") or {}
     compared = decision.get("compared") or {}
@@ -359,7 +359,7 @@ def read_epoch_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def _ranking(ranking: dict[str, Any] | None) -> dict[str, Any] | None:
-    if ranking and ranking.get("rows"):  # `--backbone auto`'s selection on validation (ranking.select)
+    if ranking and ranking.get("rows"):  # `--backbone auto`'s selection on validation (selection.backbone)
         header = ["candidate", "kind", "val accuracy", "features", "seconds"]
         rows = [{"cells": [c["name"], c["kind"], "—" if c.get("val_accuracy") is None
                            else f"{100 * c['val_accuracy']:.1f}%", c.get("features"), f"{c.get('seconds', 0):.1f}"],
