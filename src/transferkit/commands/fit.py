@@ -234,7 +234,7 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
 def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | None:
     """Resolve, check --out, load + split once, choose, fit, evaluate, save; None on a DDP rank other than 0."""
     from transferkit.data.split import split_indices
-    from transferkit.options import is_auto_backbone, resolve, resumed
+    from transferkit.options import resolve, resumed
     from transferkit.runtime import is_rank_zero
     from transferkit.selection import keep_better
 
@@ -246,18 +246,7 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     options = resolve(options)
     quiet, rank0 = options.as_json, is_rank_zero()
     folder = options.out_folder()
-    if options.resume is None:
-        from transferkit.outputs import check_out_outside
-
-        check_out_outside(folder, options.data)
-    # nothing to choose: the estimator is built (its parameters checked) before any data is read
-    chosen = None if is_auto_backbone(options) or options.strategy == "auto" else build_estimator(options)
-    if rank0 and chosen is not None:
-        chosen.prepare_output(folder, overwrite=options.overwrite)
-    elif rank0:
-        from transferkit.bundle import check_writable
-
-        check_writable(folder, overwrite=options.overwrite)
+    chosen = _prepare(options, folder, rank0=rank0)
     dataset, messages = load_data(options)
     target = read_adapt_target(options)
     splits = split_indices(dataset.labels, val_fraction=options.val, test_fraction=options.test, seed=options.seed,
@@ -295,14 +284,38 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     if target is not None:  # the target's unreadable inputs: counted and named with the rest
-        members = getattr(estimator, "members_", [estimator])
-        failed = {k: v for m in members for k, v in getattr(m, "target_skipped_", {}).items()}
-        skipped.update({f"target {k}": v for k, v in {**target.skipped, **failed}.items()})
-        decisions["adapt_target"] = {**target.summary(), "target_skipped": len(target.skipped) + len(failed)}
+        decisions["adapt_target"] = _target_skipped(estimator, target, skipped)
     estimator.save(folder, metrics={**metrics, "skipped": skipped},
                    overwrite=options.overwrite or estimator.writes_run_folder or choice.rival is not None,
                    extra={"data": _data_record(options, splits, dataset), **decisions})
     return FitResult(folder, options, estimator, dataset, splits, metrics, skipped, decisions)
+
+
+def _prepare(options: FitOptions, folder: Path, *, rank0: bool) -> TransferEstimator | None:
+    """Check --out before any data is read; with nothing to choose, build the estimator now (its parameters
+    checked, its output prepared). None: --backbone/--strategy auto will build it."""
+    from transferkit.options import is_auto_backbone
+
+    if options.resume is None:
+        from transferkit.outputs import check_out_outside
+
+        check_out_outside(folder, options.data)
+    chosen = None if is_auto_backbone(options) or options.strategy == "auto" else build_estimator(options)
+    if rank0 and chosen is not None:
+        chosen.prepare_output(folder, overwrite=options.overwrite)
+    elif rank0:
+        from transferkit.bundle import check_writable
+
+        check_writable(folder, overwrite=options.overwrite)
+    return chosen
+
+
+def _target_skipped(estimator: TransferEstimator, target: Any, skipped: dict[str, str]) -> dict[str, Any]:
+    """Add --adapt-to's unreadable target inputs to `skipped` (named 'target …'); the target's record."""
+    members = getattr(estimator, "members_", [estimator])
+    failed = {k: v for m in members for k, v in getattr(m, "target_skipped_", {}).items()}
+    skipped.update({f"target {k}": v for k, v in {**target.skipped, **failed}.items()})
+    return {**target.summary(), "target_skipped": len(target.skipped) + len(failed)}
 
 
 def _print_data(dataset: LabelledData, splits: dict[str, list[int]], messages: list[str], out: Console) -> None:

@@ -189,28 +189,35 @@ def select(
             result.scratch = cand
     singles = sorted((c for c in result.candidates if c.val_accuracy is not None), key=lambda c: -(c.val_accuracy or 0))
     if combine and len(singles) >= 2:
-        for k in (2, 3):
-            if len(singles) < k:
-                break
-            top = singles[:k]
-            members = [c.name for c in top]
-            start = time.perf_counter()
-            values = np.concatenate([scored[m][0] for m in members], axis=1)
-            ok = np.logical_and.reduce([scored[m][1] for m in members])
-            proba, acc = _score(values, y, ok, n_train, len(classes), seed,
-                                blocks=[scored[m][0].shape[1] for m in members])
-            concat = BackboneSpec("concat", members=tuple(parse_backbone(m) for m in members))
-            result.candidates.append(Candidate(str(concat), "concat", members, acc, log_loss(proba, y[n_train:]),
-                                               values.shape[1], time.perf_counter() - start))
-            mean = np.mean([scored[m][2] for m in members], axis=0)
-            truth = y[n_train:]
-            acc = float(np.mean(np.argmax(mean, axis=1) == truth))
-            result.candidates.append(Candidate(" | ".join(members), "ensemble", members, acc, log_loss(mean, truth),
-                                               int(sum(scored[m][0].shape[1] for m in members)), 0.0))
+        result.candidates.extend(_combinations(singles, scored, y, n_train, len(classes), seed))
     valid = [c for c in result.candidates if c.val_accuracy is not None]
     if valid:
         result.winner = pick_winner(valid)
     return result
+
+
+def _combinations(singles: Sequence[Candidate], scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  y: np.ndarray, n_train: int, n_classes: int, seed: int) -> list[Candidate]:
+    """The best two and three side by side (a concatenation, blocks weighed equally) and as a probability
+    ensemble, scored on validation like the single candidates."""
+    out: list[Candidate] = []
+    for k in (2, 3):
+        if len(singles) < k:
+            break
+        members = [c.name for c in singles[:k]]
+        start = time.perf_counter()
+        values = np.concatenate([scored[m][0] for m in members], axis=1)
+        ok = np.logical_and.reduce([scored[m][1] for m in members])
+        proba, acc = _score(values, y, ok, n_train, n_classes, seed, blocks=[scored[m][0].shape[1] for m in members])
+        concat = BackboneSpec("concat", members=tuple(parse_backbone(m) for m in members))
+        out.append(Candidate(str(concat), "concat", members, acc, log_loss(proba, y[n_train:]), values.shape[1],
+                             time.perf_counter() - start))
+        mean = np.mean([scored[m][2] for m in members], axis=0)
+        truth = y[n_train:]
+        acc = float(np.mean(np.argmax(mean, axis=1) == truth))
+        out.append(Candidate(" | ".join(members), "ensemble", members, acc, log_loss(mean, truth),
+                             int(sum(scored[m][0].shape[1] for m in members)), 0.0))
+    return out
 
 
 def pick_winner(candidates: Sequence[Candidate]) -> Candidate:
