@@ -42,7 +42,7 @@ def adapted(image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathF
 
 def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: Path, target: Path) -> None:
     import transferkit
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     tensors = load_file(str(adapted / "model.safetensors"))
     assert tensors["align.weight"].shape == (tensors["align.mean_in"].shape[0],) * 2

@@ -47,7 +47,7 @@ def test_an_export_of_other_weights_is_not_used(probe_run: Path, image_folder: P
     from transferkit import bundle
     from transferkit.commands.predict import run_predict
     from transferkit.engines import exported
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     assert exported.BUNDLE_WEIGHTS == bundle.WEIGHTS
     run = tmp_path / "run"
@@ -68,7 +68,7 @@ def test_a_perturbed_graph_fails_the_parity_check_and_nothing_is_written(probe_r
     from onnx import numpy_helper
 
     from transferkit.errors import EngineError
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     def perturb(path: Path) -> None:
         graph = onnx.load(str(path))
@@ -85,7 +85,7 @@ def test_a_perturbed_graph_fails_the_parity_check_and_nothing_is_written(probe_r
 
 def test_export_refuses_a_folder_it_did_not_write(probe_run: Path, tmp_path: Path) -> None:
     from transferkit.errors import ConfigError
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -98,8 +98,8 @@ def test_export_refuses_a_folder_it_did_not_write(probe_run: Path, tmp_path: Pat
 def test_a_fine_tuned_network_exports_whole(image_folder: Path, tmp_path: Path) -> None:
     from transferkit.commands import app
     from transferkit.engines.exported import ExportedModel
-    from transferkit.estimators.export import export_model
     from transferkit.estimators.load import load
+    from transferkit.estimators.onnx_export import export_model
 
     run = tmp_path / "ft"
     result = CliRunner().invoke(app, ["fit", str(image_folder), "--strategy", "finetune", "--backbone",

@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def exported_run(probe_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     out = tmp_path_factory.mktemp("integrity") / "run"
     shutil.copytree(probe_run, out, ignore=shutil.ignore_patterns("onnx"))

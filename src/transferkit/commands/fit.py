@@ -29,7 +29,7 @@ from transferkit.options import TRAINING_FLAGS, FitOptions
 if typing.TYPE_CHECKING:
     from transferkit.backbones.spec import BackboneSpec
     from transferkit.data.dataset import LabelledData
-    from transferkit.estimators.base import TransferEstimator
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -351,7 +351,7 @@ def _export(folder: Path, dataset: LabelledData, splits: dict[str, list[int]], *
     """RUN/onnx, checked on up to 16 test (else validation) images; a model that cannot be exported
     as one graph (an ensemble, a concatenation, --tta) keeps its bundle and says why, in yellow."""
     from transferkit.errors import ConfigError, EngineError
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     part = "test" if splits.get("test") else "val"
     samples = [dataset.items[i] for i in splits.get(part, [])[:16]]
@@ -375,7 +375,7 @@ def _write_report(folder: Path, dataset: LabelledData, splits: dict[str, list[in
     from transferkit.errors import DataError
     from transferkit.estimators.load import load
     from transferkit.report import default_report_path, write_report
-    from transferkit.report.data import from_labelled
+    from transferkit.report.labelled import from_labelled
 
     part = "test" if splits.get("test") else "val"
     if not splits.get(part):
@@ -402,7 +402,7 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
         if options.weights:
             raise ConfigError("--weights applies to one backbone; with --backbone auto name controls as "
                               "--backbone auto:NAME,NAME@random")
-        from transferkit.ranking.rank import ranking_options
+        from transferkit.ranking.rank_backbones import ranking_options
         from transferkit.selection import select
 
         names = [str(m) for m in options.backbone_spec.members] if options.backbone_spec else None

@@ -71,7 +71,7 @@ def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: li
 
 
 def metrics(classes: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    from transferkit.evaluate import classification_metrics
+    from transferkit.metrics import classification_metrics
 
     m = classification_metrics([classes[i] for i in y_true], [classes[i] if i >= 0 else "" for i in y_pred], classes)
     return {"accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"]}

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, same_weights
+from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, check_is_fitted
-from transferkit.estimators.base import (
+from transferkit.estimators.transfer_estimator import (
     CACHE,
     ENGINE,
     FLAG,
@@ -260,7 +260,7 @@ class FinetunedClassifier(TransferEstimator):
 
         shift_before = self._shift_features(model, data, target, cached=True) if target else None
 
-        from transferkit.finetune.data import Augment, FinetuneData
+        from transferkit.finetune.datamodule import Augment, FinetuneData
         from transferkit.finetune.module import FinetuneModule
 
         module = FinetuneModule(model, cfg, seed=self.seed, class_weights=weights, peft=peft)
@@ -350,7 +350,7 @@ class FinetunedClassifier(TransferEstimator):
                       before: tuple[np.ndarray, np.ndarray, list[str]]) -> dict[str, Any] | None:
         """The shift diagnostic (`adapt.shift`) on the pretrained network's features, and on the
         fine-tuned, target-adapted network's (the 'after' columns) for the same inputs."""
-        from transferkit.adapt.shift import diagnose_shift, map_coordinates
+        from transferkit.adapt.shift_diagnostic import diagnose_shift, map_coordinates
 
         source, tgt, labels = before
         after_s, after_t, _ = self._shift_features(model, data, target, cached=False)

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from transferkit.adapt import METHODS, AlignModule, BlockAlignModule, alignment_from_tensors
-from transferkit.backbones.base import Backbone, same_weights
+from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.estimators.base import (
+from transferkit.estimators.transfer_estimator import (
     CACHE,
     CLASS_WEIGHT,
     ENGINE,
@@ -330,7 +330,7 @@ class TransferClassifier(TransferEstimator):
         """How far the target is, before and after the alignment (`adapt.shift`): kept in `adaptation_`."""
         import time
 
-        from transferkit.adapt.shift import shift_record
+        from transferkit.adapt.shift_diagnostic import shift_record
 
         if self.adaptation_ is None:
             return
@@ -509,7 +509,7 @@ _AUTO_CHECK_INPUTS = 1000
 
 def _domain_separability(source: np.ndarray, target: np.ndarray, seed: int) -> float:
     """Held-out balanced accuracy of a domain classifier between source and target features (0.5: none)."""
-    from transferkit.adapt.shift import domain_classifier_accuracy
+    from transferkit.adapt.shift_diagnostic import domain_classifier_accuracy
 
     rng = np.random.default_rng(seed)
     s = source[rng.permutation(len(source))[:_AUTO_CHECK_INPUTS]]

@@ -40,12 +40,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from transferkit.backbones.base import Backbone, same_weights
+from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.backbones.registry import PRETRAINED_BACKBONES
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.estimators.base import (
+from transferkit.estimators.transfer_estimator import (
     CACHE,
     CLASS_WEIGHT,
     ENGINE,

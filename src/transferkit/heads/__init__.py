@@ -7,7 +7,7 @@
 - `fusion`: learned per-column gates over the blocks of a multimodal table.
 """
 
-from transferkit.heads.spec import HeadSpec, Layer, Standardize, build_head, parse_head
+from transferkit.heads.head_spec import HeadSpec, Layer, Standardize, build_head, parse_head
 from transferkit.heads.train import (
     FittedProbe,
     HeadTraining,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from transferkit.errors import ConfigError
-from transferkit.heads.spec import HeadSpec, Standardize, build_head
+from transferkit.heads.head_spec import HeadSpec, Standardize, build_head
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
 from transferkit.report import plots
 from transferkit.report.analysis import Analysis, analyse, embedding_map
-from transferkit.report.data import ReportData, from_labelled, model_modality
+from transferkit.report.labelled import ReportData, from_labelled, model_modality
 
 GENERATOR = REPORT_GENERATOR  # what `bundle.is_report` recognises
 #: skipped inputs listed on the page (the bundle lists them all)
@@ -390,7 +390,7 @@ def _shift(manifest: dict[str, Any]) -> dict[str, Any] | None:
     record = (manifest.get("adaptation") or {}).get("shift")
     if not record:
         return None
-    from transferkit.adapt.shift import ShiftDiagnostic, draw_map
+    from transferkit.adapt.shift_diagnostic import ShiftDiagnostic, draw_map
 
     diag = ShiftDiagnostic.from_dict(record)
     after = diag.domain_accuracy_aligned is not None

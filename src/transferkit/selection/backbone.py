@@ -254,7 +254,7 @@ def _score(values: np.ndarray, y: np.ndarray, ok: np.ndarray, n_train: int, n_cl
 def _shortlist(data: LabelledData, train: Sequence[int], val: Sequence[int], names: list[str],
                scratch: str | None, keep: int, store: Any, opts: ExtractOptions, seed: int) -> list[str]:
     """The `keep` candidates LogME ranks best on a subsample of the training split, plus from scratch."""
-    from transferkit.ranking.rank import rank
+    from transferkit.ranking.rank_backbones import rank
 
     others = [n for n in names if n != scratch]
     table = rank(data.subset(list(train)), backbones=others, metrics="logme", select="logme", subsample=500,

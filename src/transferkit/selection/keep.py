@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transferkit.data.dataset import LabelledData
-    from transferkit.estimators.base import TransferEstimator
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 
 def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from transferkit.errors import BackboneError, ConfigError
 
 if TYPE_CHECKING:
-    from transferkit.estimators.base import TransferEstimator
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 #: fewest training examples per class, and in total, for fine-tuning to be considered.
 FINETUNE_MIN_PER_CLASS = 20

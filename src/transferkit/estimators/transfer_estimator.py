@@ -31,7 +31,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOp
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
 from transferkit.features import Features
-from transferkit.ranking.base import validate_parameters
+from transferkit.ranking.transferability import validate_parameters
 
 # -- parameter constraints -------------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     def evaluate(self, X: Any, y: Sequence[Any] | None = None) -> dict[str, Any]:
         """Metrics on labelled data; unreadable inputs are skipped and listed in `skipped`."""
-        from transferkit.evaluate import score_probabilities
+        from transferkit.metrics import score_probabilities
 
         data = self._as_data(X, y, "evaluation data")
         feats = self.features(data.items)
