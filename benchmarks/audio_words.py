@@ -50,7 +50,7 @@ def synthesize(root: Path, renditions: int, seed: int, noise: bool = True) -> li
     """root/<voice>/<word>-<i>.wav: padded, noisy renditions; returns (path, word, voice)."""
     import soundfile as sf
 
-    from transferkit.data.audio import read_audio
+    from transferkit.data.audio_clips import read_audio
 
     rng = np.random.default_rng(seed)
     out = []
@@ -106,7 +106,7 @@ def main() -> None:
     import torch
 
     from transferkit.backbones import create_backbone
-    from transferkit.data.audio import AudioLoadConfig, load_audio_input
+    from transferkit.data.audio_clips import AudioLoadConfig, load_audio_input
     from transferkit.features import ExtractOptions, extract_features
 
     torch.manual_seed(args.seed)

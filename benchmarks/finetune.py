@@ -79,7 +79,7 @@ def engine_rate(clf: Any, items: list[str], labels: list[str], warmup: int) -> f
 
 def plain_rate(clf: Any, items: list[str], labels: list[str], warmup: int) -> float:
     """What a user writes by hand: the same model, batches, optimiser groups and autocast."""
-    from transferkit.finetune.data import FinetuneData
+    from transferkit.finetune.datamodule import FinetuneData
     from transferkit.finetune.model import FinetuneModel
     from transferkit.finetune.optim import backbone_group_params, make_optimizer, parameter_groups
     from transferkit.finetune.trainer import lightning_precision

@@ -39,7 +39,7 @@ from transferkit.features import ExtractOptions, extract_features
 from transferkit.heads import fit_head, parse_head
 from transferkit.ranking.layers import LayerFeatures
 from transferkit.ranking.policy import CandidateFeatures, score_candidates, stratified_subsample
-from transferkit.ranking.rank import source_probabilities
+from transferkit.ranking.rank_backbones import source_probabilities
 
 METRICS = ("logme", "sfda", "hscore", "gbc", "leep", "nce", "knn")
 #: extractor → candidates it yields (name → layer of LayerFeatures, or None for the final embedding)

@@ -37,7 +37,7 @@ _LAZY = {
     "curve": ("transferkit.curves", "curve"),
     "list_backbones": ("transferkit.backbones", "list_backbones"),
     "load": ("transferkit.estimators.load", "load"),
-    "rank": ("transferkit.ranking.rank", "rank"),
+    "rank": ("transferkit.ranking.rank_backbones", "rank"),
     "register_backbone": ("transferkit.backbones", "register_backbone"),
 }
 
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from transferkit.estimators.probe import TransferClassifier
     from transferkit.estimators.tabular import TabularTransferClassifier
     from transferkit.finetune.config import FinetuneConfig
-    from transferkit.ranking.rank import rank
+    from transferkit.ranking.rank_backbones import rank
 
 
 def __getattr__(name: str) -> Any:

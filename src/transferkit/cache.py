@@ -59,7 +59,7 @@ from transferkit.errors import ConfigError
 from transferkit.outputs import mark_output
 
 if TYPE_CHECKING:  # only for annotations: reading the cache needs no torch
-    from transferkit.backbones.base import Backbone
+    from transferkit.backbones.contract import Backbone
 from transferkit.data.augment import AugmentedItem
 
 #: bytes hashed at each end of a file for its content fingerprint

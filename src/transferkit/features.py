@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.cache import FeatureCache, default_cache_dir, item_key
 from transferkit.data.augment import augmenting
 from transferkit.engines.select import (

@@ -355,7 +355,7 @@ def from_sources(flags: Mapping[str, Any], *, data: Path) -> FitOptions:
 
 def guess_folder_modality(folder: Path, limit: int = 500) -> str:
     """'audio' when a class folder tree holds more audio files than images, else 'image'."""
-    from transferkit.data.audio import AUDIO_EXTENSIONS
+    from transferkit.data.audio_clips import AUDIO_EXTENSIONS
     from transferkit.data.images import IMAGE_EXTENSIONS
 
     images = audio = 0

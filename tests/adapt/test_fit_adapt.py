@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 from safetensors.torch import load_file
-from typer.testing import CliRunner
-
-from transferkit.commands import app
-from transferkit.errors import TransferkitError
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # each test fits a probe (a random-init network on 30 images): seconds to a minute
 
 FAST = ["--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32", "--augment", "0"]
 
-
-def cli(*args: Any) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True, terminal_width=240)
-    if isinstance(result.exception, TransferkitError):
-        return 2, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +33,7 @@ def target(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def adapted(image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "adapted"
-    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--adapt-method", "coral", "--out", out,
+    code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", target, "--adapt-method", "coral", "--out", out,
                        "--no-cache")
     assert code == 0, output
     assert "adapted to" in output and "coral" in output
@@ -54,7 +42,7 @@ def adapted(image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathF
 
 def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: Path, target: Path) -> None:
     import transferkit
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     tensors = load_file(str(adapted / "model.safetensors"))
     assert tensors["align.weight"].shape == (tensors["align.mean_in"].shape[0],) * 2
@@ -74,7 +62,7 @@ def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: 
     report = export_model(adapted, samples=files, overwrite=True)
     assert report.max_difference <= 1e-4  # parity with the alignment inside the graph
 
-    code, output = cli("predict", adapted, *files, "--json", "--no-cache", "--engine", "torch")
+    code, output = run_cli("predict", adapted, *files, "--json", "--no-cache", "--engine", "torch")
     assert code == 0, output
     rows = json.loads(output[output.index("["):])
     assert [r["label"] for r in rows] == list(model.classes_[with_alignment.argmax(1)])
@@ -97,7 +85,7 @@ def test_target_labels_never_reach_training(image_folder: Path, target: Path, tm
     table.write_text("path,label\n" + "".join(f"{f},red\n" for f in files))
     heads = []
     for name, given in (("folder", target), ("table", table)):
-        code, output = cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / name, "--no-cache")
+        code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / name, "--no-cache")
         assert code == 0, output
         heads.append(load_file(str(tmp_path / name / "model.safetensors")))
     assert "ignored (column 'label')" in (tmp_path / "table" / "transferkit.json").read_text()
@@ -115,7 +103,7 @@ def test_bad_target_is_an_error_and_nothing_is_written(image_folder: Path, tmp_p
         (given / "a.png").write_bytes(b"not a png")
     if case == "other-modality":
         (given / "a.wav").write_bytes(b"RIFF....WAVE")
-    code, output = cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / "run", "--no-cache")
+    code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / "run", "--no-cache")
     assert code != 0
     assert str(given) in output
     assert not (tmp_path / "run").exists()
@@ -124,18 +112,18 @@ def test_bad_target_is_an_error_and_nothing_is_written(image_folder: Path, tmp_p
 def test_adapt_batch_is_refused_below_its_minimum_and_works_above(adapted: Path, image_folder: Path,
                                                                   target: Path) -> None:
     files = sorted(str(p) for p in target.rglob("*.png"))
-    code, output = cli("predict", adapted, *files[:5], "--adapt-batch", "--no-cache")
+    code, output = run_cli("predict", adapted, *files[:5], "--adapt-batch", "--no-cache")
     assert code != 0 and "at least 32" in output
     table = target.parent / "labelled.csv"  # 60 labelled inputs: the training images, twice
     table.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in
                                               sorted(image_folder.rglob("*.jpg")) * 2))
-    code, output = cli("evaluate", adapted, table, "--adapt-batch", "--json", "--no-cache")
+    code, output = run_cli("evaluate", adapted, table, "--adapt-batch", "--json", "--no-cache")
     assert code == 0, output
     assert json.loads(output[output.index("{"):])["n"] == 60
 
 
 def test_adapt_method_without_target_is_refused(image_folder: Path, tmp_path: Path) -> None:
-    code, output = cli("fit", image_folder, *FAST, "--adapt-method", "coral", "--out", tmp_path / "run")
+    code, output = run_cli("fit", image_folder, *FAST, "--adapt-method", "coral", "--out", tmp_path / "run")
     assert code != 0 and "--adapt-to" in output
 
 
@@ -149,7 +137,7 @@ def test_auto_aligns_only_a_target_that_differs(image_folder: Path, target: Path
     applied = {}
     for name, folder in (("same", same), ("paler", target)):
         out = tmp_path / "runs" / name
-        code, output = cli("fit", image_folder, *FAST, "--adapt-to", folder, "--out", out, "--no-cache")
+        code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", folder, "--out", out, "--no-cache")
         assert code == 0, output
         adaptation = json.loads((out / "transferkit.json").read_text())["adaptation"]
         applied[name] = (adaptation["applied"], adaptation["domain_accuracy_before"])

@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-from transferkit.commands import app
-from transferkit.errors import TransferkitError
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # each test fits (a random-init network on 30 images): a minute on 2 shared cores
 
 FAST = ["--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32", "--augment", "0"]
 
-
-def cli(*args: Any) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True, terminal_width=240)
-    if isinstance(result.exception, TransferkitError):
-        return 2, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +31,7 @@ def target(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def test_probe_fit_shows_and_keeps_the_shift_diagnostic(image_folder: Path, target: Path, tmp_path: Path) -> None:
     out = tmp_path / "probe"
-    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--report")
+    code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--report")
     assert code == 0, output
     assert "how far is the target?" in output and "proxy A-distance" in output and "verdict:" in output
     shift = json.loads((out / "transferkit.json").read_text())["adaptation"]["shift"]
@@ -51,7 +39,7 @@ def test_probe_fit_shows_and_keeps_the_shift_diagnostic(image_folder: Path, targ
     assert shift["alignment"] == "standardize" and len(shift["map"]["panels"]) == 2  # auto
     html = (out / "report.html").read_text()
     assert '<section id="target-shift">' in html and 'id="plot-shift"' in html
-    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--overwrite",
+    code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--overwrite",
                        "--json")
     summary = json.loads(output[output.index("{"):])
     assert "map" not in summary["adaptation"]["shift"] and summary["adaptation"]["shift"]["verdict"]
@@ -62,7 +50,7 @@ def test_finetune_with_a_target_through_the_cli(image_folder: Path, target: Path
     out = tmp_path / "ft"
     args = [image_folder, *FAST[:-2], "--strategy", "finetune", "--epochs", "2", "--batch-size", "8",
             "--adapt-to", target, "--no-cache"]
-    code, output = cli("fit", *args, "--out", out)
+    code, output = run_cli("fit", *args, "--out", out)
     assert code == 0, output
     assert "Minimum Class Confusion" in output and "AdaBN" in output and "adapted to" in output
     assert "how far is the target?" in output and "after fine-tuning with the target + AdaBN" in output

@@ -24,7 +24,7 @@ from transferkit.backbones.audio import (
     mel_filterbank,
     resolve_audio_name,
 )
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.backbones.registry import get_entry, list_backbones
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError, ConfigError, InputError

@@ -27,7 +27,7 @@ from transferkit.backbones.yamnet import (
     log_mel_patches,
     yamnet_weight_file,
 )
-from transferkit.data.audio import AudioLoadConfig
+from transferkit.data.audio_clips import AudioLoadConfig
 from transferkit.errors import BackboneError
 from transferkit.features import ExtractOptions, extract_features
 

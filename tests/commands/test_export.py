@@ -14,34 +14,23 @@ from typer.testing import CliRunner
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(scope="module")
-def probe(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transferkit.commands import app
-
-    out = tmp_path_factory.mktemp("export") / "run"
-    result = CliRunner().invoke(app, ["fit", str(image_folder), "--backbone", "test_efficientnet", "--weights",
-                                      "random", "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def test_export_is_the_model_and_predicts_without_torch(probe: Path, image_folder: Path) -> None:
+def test_export_is_the_model_and_predicts_without_torch(probe_run: Path, image_folder: Path) -> None:
     from transferkit.commands import app
     from transferkit.estimators.load import load
 
-    result = CliRunner().invoke(app, ["export", str(probe), str(image_folder)], terminal_width=200)
+    result = CliRunner().invoke(app, ["export", str(probe_run), str(image_folder)], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "largest probability difference" in " ".join(result.output.split())
-    meta = json.loads((probe / "onnx" / "export.json").read_text())
+    meta = json.loads((probe_run / "onnx" / "export.json").read_text())
     assert meta["parity"]["max_probability_difference"] <= 1e-4
     images = sorted(str(p) for p in image_folder.rglob("*.jpg"))[:6]
     script = (
         "import json, sys\n"
         "from transferkit.commands.predict import run_predict\n"
-        f"results = run_predict({str(probe)!r}, {images!r}, fmt='json', engine=sys.argv[1])\n"
+        f"results = run_predict({str(probe_run)!r}, {images!r}, fmt='json', engine=sys.argv[1])\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    expected = load(probe).set_params(precision="fp32").predict_proba(images)  # the export is the fp32 model
+    expected = load(probe_run).set_params(precision="fp32").predict_proba(images)  # the export is the fp32 model
     for engine in ("onnx", "auto"):  # auto: RUN's own export, as it is of RUN's weights now
         done = subprocess.run([sys.executable, "-c", script, engine], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
@@ -51,18 +40,18 @@ def test_export_is_the_model_and_predicts_without_torch(probe: Path, image_folde
             assert row["probability"] == pytest.approx(float(p.max()), abs=1e-4)
 
 
-def test_an_export_of_other_weights_is_not_used(probe: Path, image_folder: Path, tmp_path: Path,
+def test_an_export_of_other_weights_is_not_used(probe_run: Path, image_folder: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
     from transferkit import bundle
     from transferkit.commands.predict import run_predict
     from transferkit.engines import exported
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     assert exported.BUNDLE_WEIGHTS == bundle.WEIGHTS
     run = tmp_path / "run"
-    shutil.copytree(probe, run, ignore=shutil.ignore_patterns("onnx"))
+    shutil.copytree(probe_run, run, ignore=shutil.ignore_patterns("onnx"))
     export_model(run)
     meta = json.loads((run / "onnx" / "export.json").read_text())
     assert meta["bundle_weights_sha256"] == exported.bundle_digest(run)
@@ -74,12 +63,12 @@ def test_an_export_of_other_weights_is_not_used(probe: Path, image_folder: Path,
     assert "exported from other weights" in err and "transferkit export" in err and rows[0]["label"] is not None
 
 
-def test_a_perturbed_graph_fails_the_parity_check_and_nothing_is_written(probe: Path, tmp_path: Path) -> None:
+def test_a_perturbed_graph_fails_the_parity_check_and_nothing_is_written(probe_run: Path, tmp_path: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
     from transferkit.errors import EngineError
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     def perturb(path: Path) -> None:
         graph = onnx.load(str(path))
@@ -90,27 +79,27 @@ def test_a_perturbed_graph_fails_the_parity_check_and_nothing_is_written(probe: 
         onnx.save(graph, str(path))
 
     with pytest.raises(EngineError, match="disagrees with PyTorch"):
-        export_model(probe, tmp_path / "bad", tamper=perturb)
+        export_model(probe_run, tmp_path / "bad", tamper=perturb)
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.export-*"))
 
 
-def test_export_refuses_a_folder_it_did_not_write(probe: Path, tmp_path: Path) -> None:
+def test_export_refuses_a_folder_it_did_not_write(probe_run: Path, tmp_path: Path) -> None:
     from transferkit.errors import ConfigError
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="never overwritten"):
-        export_model(probe, mine, overwrite=True)
+        export_model(probe_run, mine, overwrite=True)
     assert (mine / "notes.txt").read_text() == "keep me"
 
 
 def test_a_fine_tuned_network_exports_whole(image_folder: Path, tmp_path: Path) -> None:
     from transferkit.commands import app
     from transferkit.engines.exported import ExportedModel
-    from transferkit.estimators.export import export_model
     from transferkit.estimators.load import load
+    from transferkit.estimators.onnx_export import export_model
 
     run = tmp_path / "ft"
     result = CliRunner().invoke(app, ["fit", str(image_folder), "--strategy", "finetune", "--backbone",

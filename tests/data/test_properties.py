@@ -415,7 +415,7 @@ def test_random_bytes_as_an_image(base: Path, raw: bytes, suffix: str) -> None:
 def test_random_bytes_as_audio(base: Path, raw: bytes, suffix: str) -> None:
     """Issue 12 items 10 (property): any bytes named as audio load or raise InputError naming the file,
     and numpy never prints a RuntimeWarning."""
-    from transferkit.data.audio import load_audio, sniff_audio
+    from transferkit.data.audio_clips import load_audio, sniff_audio
 
     path = Path(tempfile.mkdtemp(dir=base)) / f"x{suffix}"
     path.write_bytes(raw)
@@ -440,7 +440,7 @@ def test_random_bytes_as_audio(base: Path, raw: bytes, suffix: str) -> None:
 def test_random_bytes_as_text(base: Path, raw: bytes, suffix: str) -> None:
     """Issue 12 item 4 (property): a file given to a text model is read as text only if it is text."""
     from transferkit.data.tables import binary_kind
-    from transferkit.data.text import read_text_inputs
+    from transferkit.data.text_tables import read_text_inputs
 
     path = Path(tempfile.mkdtemp(dir=base)) / f"x{suffix}"
     path.write_bytes(raw)

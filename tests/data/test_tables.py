@@ -302,7 +302,7 @@ def test_encoding_is_threaded_through_every_text_table_loader(tmp_path: Path, fm
     """Issue 12 item 7: load_dataset, load_manifest, load_text_table and load_table_rows take `encoding=`."""
     from transferkit.data import load_dataset
     from transferkit.data.rows import load_table_rows
-    from transferkit.data.text import load_text_table
+    from transferkit.data.text_tables import load_text_table
 
     rows = [{"path": "a.jpg", "label": "café"}, {"path": "b.jpg", "label": "cafè"}]
     _images(tmp_path, "a.jpg", "b.jpg")
@@ -402,7 +402,7 @@ def test_load_dataset_errors(tmp_path: Path) -> None:
 
 
 def test_load_dataset_audio_folders(tmp_path: Path) -> None:
-    pytest.importorskip("transferkit.data.audio")
+    pytest.importorskip("transferkit.data.audio_clips")
     from transferkit.data import load_dataset
 
     _images(tmp_path, "yes/a.wav", "no/b.FLAC", "no/c.ogg", "no/d.mp3")

@@ -16,7 +16,7 @@ import torch
 from transferkit.backbones import create_backbone
 from transferkit.backbones.audio import audio_config_from_dict
 from transferkit.cache import FeatureCache
-from transferkit.data.audio import AudioLoadConfig, load_audio_input, resample
+from transferkit.data.audio_clips import AudioLoadConfig, load_audio_input, resample
 from transferkit.data.vad import speech_probabilities, speech_segments, trim_silence, vad_model_file
 from transferkit.errors import ConfigError
 

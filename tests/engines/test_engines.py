@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 
 from transferkit.backbones import create_backbone
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.cache import FeatureCache
 from transferkit.engines import select
-from transferkit.engines.export import export_onnx
 from transferkit.engines.graphs import backbone_graph
+from transferkit.engines.onnx_graph import export_onnx
 from transferkit.engines.run import OnnxRuntimeRunner, is_installed, openvino_has_bf16
 from transferkit.errors import ConfigError, EngineError, EngineWarning
 from transferkit.features import ExtractOptions, extract_features

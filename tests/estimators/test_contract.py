@@ -16,11 +16,11 @@ from sklearn.utils import estimator_checks
 
 import transferkit
 from transferkit.errors import ConfigError, NotFittedError
-from transferkit.estimators.base import TransferEstimator, estimator_kind
 from transferkit.estimators.ensemble import EnsembleClassifier
 from transferkit.estimators.finetuned import FinetunedClassifier
 from transferkit.estimators.probe import TransferClassifier
 from transferkit.estimators.tabular import TabularTransferClassifier
+from transferkit.estimators.transfer_estimator import TransferEstimator, estimator_kind
 from transferkit.finetune.config import FinetuneConfig
 from transferkit.ranking import GBC, LEEP, NCE, SFDA, HScore, KNNAccuracy, LogME
 

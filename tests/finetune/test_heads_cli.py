@@ -12,7 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from transferkit.backbones import create_backbone
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.commands import app
 from transferkit.errors import ConfigError, TransferkitError
 from transferkit.finetune.model import FinetuneModel

@@ -12,7 +12,7 @@ from transferkit.ranking.policy import (
     score_candidates,
     stratified_subsample,
 )
-from transferkit.ranking.strategy import decide_strategy
+from transferkit.selection.strategy import decide_strategy
 
 
 def make_blobs(n_per_class: int, n_classes: int, dim: int, separation: float, seed: int = 0

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from transferkit.commands import app
 from transferkit.errors import ConfigError, DataError
-from transferkit.report import data as report_data
+from transferkit.report import labelled as report_data
 from transferkit.report import report_run, write_report
 from transferkit.report.analysis import calibration
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
-from transferkit.adapt.shift import shift_record
+from transferkit.adapt.shift_diagnostic import shift_record
 from transferkit.commands import app
 from transferkit.report import report_run
 from transferkit.report.build import _shift

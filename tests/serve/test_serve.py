@@ -17,27 +17,24 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from tests.serve.conftest import SERVE_COLOURS as COLOURS
+from tests.serve.conftest import free_port, running
 from typer.testing import CliRunner
 
 from transferkit.commands import app as cli_app
-from transferkit.serve import ServeOptions, create_app
+from transferkit.serve import ServeOptions
 from transferkit.serve.batcher import MicroBatcher, Overloaded
-
-COLOURS = {"red": (190, 50, 50), "green": (50, 170, 70), "blue": (50, 70, 200)}
-
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -52,34 +49,6 @@ def predict_cli(run: Path, *args: Any) -> list[dict[str, Any]]:
     output = cli("predict", run, *args, "--json", "--no-cache")
     rows, _ = json.JSONDecoder().raw_decode(output[output.index("[") :])  # notes may follow on stderr
     return list(rows)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running(run: Path, options: ServeOptions, engine: str = "auto") -> Iterator[Any]:
-    """The app for `run` served by uvicorn in a thread; yields the app (its port as `app.port`)."""
-    import transferkit
-    from transferkit.serve import build_server
-
-    app = create_app(transferkit.load(run, cache_dir=False, progress=False), options, name=run.name, engine=engine)
-    app.port = free_port()
-    server = build_server(app, port=app.port, options=options, log_level="warning", access_log=False)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
@@ -126,26 +95,6 @@ def same_predictions(server: list[dict[str, Any]], cli_rows: list[dict[str, Any]
 
 
 # -- an image model ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("serve-images") / "colours"
-    rng = np.random.default_rng(0)
-    for name, colour in COLOURS.items():
-        (root / name).mkdir(parents=True)
-        for i in range(10):
-            pixels = (np.array(colour)[None, None, :] + rng.normal(0, 60, (36, 44, 3))).clip(0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{i:03d}.{'jpg' if i % 2 else 'png'}")
-    return root
-
-
-@pytest.fixture(scope="module")
-def image_run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("serve-runs") / "colours"
-    cli("fit", images, "--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32",
-        "--out", out, "--json", "--no-cache")
-    return out
 
 
 LIMITS = ServeOptions(max_batch=8, max_body_mb=2, max_pixels=4_000_000, batch_window_ms=5)

@@ -6,55 +6,24 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from tests.serve.conftest import running
 
-from transferkit.serve import ServeOptions, create_app
+from transferkit.serve import ServeOptions
 
 IDLE_S, DEADLINE_S = 1.0, 3.0
 OPTIONS = ServeOptions(max_batch=4, max_body_mb=1, max_pixels=1_000_000, idle_timeout_s=IDLE_S,
                        request_timeout_s=DEADLINE_S)
 
 
-@contextmanager
-def running(run: Path, options: ServeOptions) -> Iterator[int]:
-    import transferkit
-    from transferkit.serve import build_server
-
-    app = create_app(transferkit.load(run, cache_dir=False, progress=False), options, name=run.name)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = build_server(app, host="127.0.0.1", port=port, options=options, log_level="critical", access_log=False)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def port(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    from transferkit.commands import app
-
-    out = tmp_path_factory.mktemp("stalls") / "run"
-    result = CliRunner().invoke(app, ["fit", str(image_folder), "--backbone", "test_efficientnet", "--weights",
-                                      "random", "--precision", "fp32", "--out", str(out), "--no-cache", "--json"])
-    assert result.exit_code == 0, result.output
-    with running(out, OPTIONS) as p:
-        yield p
+def port(image_run: Path) -> Iterator[int]:
+    with running(image_run, OPTIONS, log_level="critical") as app:
+        yield app.port
 
 
 def _health(port: int) -> int:

@@ -55,7 +55,7 @@ class TargetInputs:
 
 
 def _extensions() -> dict[str, frozenset[str]]:
-    from transferkit.data.audio import AUDIO_EXTENSIONS
+    from transferkit.data.audio_clips import AUDIO_EXTENSIONS
     from transferkit.data.images import IMAGE_EXTENSIONS
     from transferkit.data.tables import TABLE_FORMATS
 
@@ -209,7 +209,7 @@ def _from_file(path: Path, modality: str, *, encoding: str | None) -> TargetInpu
     if modality == "text":
         if kind in ("image", "audio"):
             raise _refuse(name, modality, f"is an {kind} file")
-        from transferkit.data.text import read_text_file
+        from transferkit.data.text_tables import read_text_file
 
         try:
             text = read_text_file(path, encoding=encoding)

@@ -5,7 +5,7 @@ imports none of them.
 """
 
 from transferkit.backbones import audio, image, scratch, text, views, yamnet  # noqa: F401  (each registers)
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.backbones.registry import (
     BackboneEntry,
     create_backbone,

@@ -1,6 +1,6 @@
 """Audio backbones: the GE2E speaker encoder, and any image backbone over log-mel spectrograms.
 
-Both read clips through `transferkit.data.audio` (`load` → one mono float32 waveform at the
+Both read clips through `transferkit.data.audio_clips` (`load` → one mono float32 waveform at the
 configured rate) and batch them as `{"waveform": [B, N], "lengths": [B]}`: clips are zero-padded
 to the longest, and `lengths` keeps each clip's own length, so padding never leaks into a clip's
 embedding. Spectrograms are computed inside `forward_features` with torch (on the model's device).
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.base import Backbone, ForwardFeatures, GraphParts, random_weights_id
+from transferkit.backbones.contract import Backbone, ForwardFeatures, GraphParts, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,
@@ -58,7 +58,7 @@ from transferkit.backbones.registry import (
 )
 from transferkit.backbones.spec import parse_backbone
 from transferkit.backbones.weights import load_state_dict, package_file, sha256_file
-from transferkit.data.audio import AudioLoadConfig, load_audio_input
+from transferkit.data.audio_clips import AudioLoadConfig, load_audio_input
 from transferkit.errors import BackboneError, ConfigError
 
 LOGMEL_SUFFIX = "+logmel"

@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, random_weights_id
+from transferkit.backbones.contract import Backbone, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from transferkit.backbones.base import Backbone, Modality
+from transferkit.backbones.contract import Backbone, Modality
 from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.errors import BackboneError
 

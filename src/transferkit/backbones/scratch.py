@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, Modality
+from transferkit.backbones.contract import Backbone, Modality
 from transferkit.backbones.registry import BackboneEntry, register_backbone
 from transferkit.errors import BackboneError, InputError
 
@@ -86,7 +86,7 @@ class MfccStats:
     """Clip → mean and std over time of 20 MFCCs and their deltas (picklable)."""
 
     def __init__(self) -> None:
-        from transferkit.data.audio import AudioLoadConfig
+        from transferkit.data.audio_clips import AudioLoadConfig
 
         self.config = AudioLoadConfig(sample_rate=16000)
         self._filters: np.ndarray | None = None
@@ -101,7 +101,7 @@ class MfccStats:
     def __call__(self, item: Any) -> torch.Tensor:
         from scipy.fft import dct
 
-        from transferkit.data.audio import load_audio_input
+        from transferkit.data.audio_clips import load_audio_input
 
         wave = load_audio_input(item, self.config).numpy().astype(np.float64)
         win, hop, n_fft = 400, 160, 512

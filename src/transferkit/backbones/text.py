@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.base import Backbone, GraphParts, random_weights_id
+from transferkit.backbones.contract import Backbone, GraphParts, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.backbones.registry import create_backbone, register_resolver
 from transferkit.backbones.spec import parse_backbone
 from transferkit.errors import BackboneError

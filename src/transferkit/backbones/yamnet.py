@@ -53,7 +53,7 @@ from torch import nn
 from transferkit.backbones.audio import WaveformBackbone, _check_reproduced, _unpack, audio_config_from_dict
 from transferkit.backbones.registry import HUB, PRETRAINED, RANDOM, BackboneEntry, register_backbone
 from transferkit.backbones.weights import package_file, sha256_file
-from transferkit.data.audio import AudioLoadConfig
+from transferkit.data.audio_clips import AudioLoadConfig
 from transferkit.errors import BackboneError, ConfigError
 
 YAMNET_NAME = "yamnet"

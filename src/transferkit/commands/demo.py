@@ -164,7 +164,7 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
     from transferkit.commands.curve import run_curve
     from transferkit.data import cards
     from transferkit.errors import DataError
-    from transferkit.ranking.strategy import duration
+    from transferkit.selection.strategy import duration
 
     started = time.perf_counter()
     console.print("[bold]transferkit demo[/]: which suit is this playing card? Labelled on some deck designs, asked "

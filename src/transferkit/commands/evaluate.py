@@ -74,7 +74,7 @@ def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_co
     metrics["skipped"] = {**dataset.skipped, **metrics.get("skipped", {})}
     if report and metrics.get("n"):
         from transferkit.report import write_report
-        from transferkit.report.data import from_labelled
+        from transferkit.report.labelled import from_labelled
 
         target = Path(model) / f"report-{Path(data).stem or 'data'}.html"
         written = write_report(clf, from_labelled(clf.manifest_, dataset, description=f"{data} (all {len(dataset)} "

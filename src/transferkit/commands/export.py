@@ -31,7 +31,7 @@ def export(
         raise ConfigError(f"--format must be onnx; got {format!r}")
     from transferkit.data.images import IMAGE_EXTENSIONS
     from transferkit.data.inputs import expand_inputs
-    from transferkit.estimators.export import MAX_PROBABILITY_DIFFERENCE, export_model
+    from transferkit.estimators.onnx_export import MAX_PROBABILITY_DIFFERENCE, export_model
 
     samples = expand_inputs(data, IMAGE_EXTENSIONS) if data else []
     with console.status("exporting and checking against PyTorch…"):

@@ -1,10 +1,12 @@
 """`transferkit fit`: THE fit pipeline, for every strategy and modality.
 
     resolve options → build the estimator (its parameters checked) → check --out → load + split once
-    → --backbone auto / --strategy auto → fit → evaluate on test → save → summary
+    → --backbone auto / --strategy auto (they build it instead) → fit → evaluate on test → save
+    → a `FitResult` → summary, report, export
 
-Strategy and modality only choose the estimator (`build_estimator`); everything else is the same
-road. The flags are generated from `FitOptions`, where each option is declared once.
+Strategy and modality only choose the estimator (`build_estimator`, called once for the model
+fitted); everything else is the same road, through the estimator contract (it never asks the
+estimator's kind). The flags are generated from `FitOptions`, where each option is declared once.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from transferkit.options import TRAINING_FLAGS, FitOptions
 if typing.TYPE_CHECKING:
     from transferkit.backbones.spec import BackboneSpec
     from transferkit.data.dataset import LabelledData
-    from transferkit.estimators.base import TransferEstimator
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -182,11 +184,59 @@ def read_adapt_target(options: FitOptions) -> Any:
                        text_column=options.path_column, encoding=options.encoding, strict=options.strict)
 
 
+@dataclasses.dataclass
+class FitResult:
+    """What one `fit` produced: what its summary, its bundle and its report need."""
+
+    folder: Path
+    options: FitOptions
+    estimator: TransferEstimator
+    dataset: LabelledData
+    splits: dict[str, list[int]]
+    #: the test split's metrics ({} without a test split)
+    metrics: dict[str, Any]
+    #: every input left out (data, fit, test, --adapt-to's target), by name → why
+    skipped: dict[str, str]
+    #: what --backbone auto / --strategy auto / --adapt-to decided, as the bundle records it
+    decisions: dict[str, Any]
+
+
+@dataclasses.dataclass
+class _Choice:
+    """The estimator to fit, chosen once; with --strategy auto, the probe it must beat on validation."""
+
+    options: FitOptions
+    estimator: TransferEstimator
+    rival: TransferEstimator | None
+    decisions: dict[str, Any]
+
+
 def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
     """`transferkit fit` from its options: the whole road, printing as it goes (JSON at the end with --json)."""
-    from transferkit.data.split import split_indices
-    from transferkit.options import is_auto_backbone, resolve, resumed
     from transferkit.runtime import is_rank_zero
+
+    result = fit_pipeline(options, out=out)
+    if result is None or not is_rank_zero():
+        return {}
+    summary = _summary(result)
+    quiet = result.options.as_json
+    if result.options.report:
+        summary["report"] = str(_write_report(result.folder, result.dataset, result.splits, quiet=quiet, out=out))
+    if result.options.export:
+        summary["export"] = _export(result.folder, result.dataset, result.splits, quiet=quiet, out=out)
+    if quiet:
+        print(json.dumps(summary, indent=2, default=str))
+        return summary
+    _print_summary(result, summary, out)
+    return summary
+
+
+def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | None:
+    """Resolve, check --out, load + split once, choose, fit, evaluate, save; None on a DDP rank other than 0."""
+    from transferkit.data.split import split_indices
+    from transferkit.options import resolve, resumed
+    from transferkit.runtime import is_rank_zero
+    from transferkit.selection import keep_better
 
     if options.resume is not None:
         from transferkit.finetune.checkpoint import read_run
@@ -196,91 +246,103 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
     options = resolve(options)
     quiet, rank0 = options.as_json, is_rank_zero()
     folder = options.out_folder()
-    if options.resume is None:
-        from transferkit.outputs import check_out_outside
-
-        check_out_outside(folder, options.data)
-    estimator = build_estimator(options) if not is_auto_backbone(options) else None
-    if rank0 and estimator is not None:
-        estimator.prepare_output(folder, overwrite=options.overwrite)
-    elif rank0:
-        from transferkit.bundle import check_writable
-
-        check_writable(folder, overwrite=options.overwrite)
+    chosen = _prepare(options, folder, rank0=rank0)
     dataset, messages = load_data(options)
     target = read_adapt_target(options)
     splits = split_indices(dataset.labels, val_fraction=options.val, test_fraction=options.test, seed=options.seed,
                            splits=dataset.splits, groups=dataset.groups)
     if not quiet and rank0:
-        print_class_counts(dataset, splits, out)
-        if dataset.groups is not None:
-            held = {s: sorted({dataset.groups[i] for i in splits[s]}) for s in ("val", "test") if splits.get(s)}
-            out.print("groups held out: " + "; ".join(f"{s} {', '.join(g[:6])}{' …' if len(g) > 6 else ''}"
-                                                     for s, g in held.items()), highlight=False)
-        for message in messages:
-            out.print(f"[yellow]{message}[/]", highlight=False)
-
-    decisions: dict[str, Any] = {}
-    options, decisions = _choose(options, dataset, splits, out=out if rank0 and not quiet else None)
-    if estimator is None or decisions:
-        estimator = build_estimator(options)
-        if rank0 and "strategy_decision" in decisions:
-            estimator.prepare_output(folder, overwrite=options.overwrite)
+        _print_data(dataset, splits, messages, out)
+    if chosen is None:
+        choice = _choose(options, dataset, splits, rank0=rank0, out=out if rank0 and not quiet else None)
+        if rank0:
+            choice.estimator.prepare_output(folder, overwrite=options.overwrite)
+    else:
+        choice = _Choice(options, chosen, None, {})
+    options, estimator, decisions = choice.options, choice.estimator, choice.decisions
+    if target is not None and not estimator.adapts_to_target:
+        raise ConfigError(f"--adapt-to cannot adapt a {estimator.kind} model; use --strategy probe or finetune")
 
     train, valid, test = (dataset.subset(splits.get(s, [])) for s in ("train", "val", "test"))
     has_val = len(valid) > 0
-    extra: dict[str, Any] = {"run_record": options.to_record()} if estimator.kind == "finetuned" else {}
-    probe: TransferEstimator | None = None
-    if decisions.get("strategy_decision", {}).get("keep") and has_val and rank0:
+    targets: dict[str, Any] = {"X_target": target.items} if target is not None else {}
+    if choice.rival is not None:
         # --strategy auto: the probe a plain `fit` gives, fitted first (seconds), to beat on validation
-        probe = build_estimator(_probe_options(options))
-        probe_started = time.perf_counter()
-        probe.fit(train, X_val=valid.items, y_val=valid.labels,
-                  **({"X_target": target.items} if target is not None else {}))  # adapted like the fine-tune
-        decisions["strategy_decision"]["probe_minutes"] = (time.perf_counter() - probe_started) / 60.0
-    if target is not None:
-        if estimator.kind not in ("probe", "ensemble", "finetuned"):
-            from transferkit.errors import ConfigError
-
-            raise ConfigError(f"--adapt-to cannot adapt a {estimator.kind} model; use --strategy probe or finetune")
-        extra["X_target"] = target.items  # fine-tuning: MCC on target batches, then AdaBN (finetune/)
+        started = time.perf_counter()
+        choice.rival.fit(train, X_val=valid.items, y_val=valid.labels, **targets)  # adapted like the fine-tune
+        decisions["strategy_decision"]["probe_minutes"] = (time.perf_counter() - started) / 60.0
+    extra: dict[str, Any] = {"run_record": options.to_record()} if estimator.writes_run_folder else {}
     started = time.perf_counter()
-    estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None, **extra)
+    estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None,
+                  **extra, **targets)  # fine-tuning with a target: MCC on target batches, then AdaBN (finetune/)
     if "strategy_decision" in decisions:  # the estimate beside what it cost
         decisions["strategy_decision"]["actual_minutes"] = (time.perf_counter() - started) / 60.0
     if not rank0:
-        return {}
-    if probe is not None:
-        estimator = _keep_better(probe, estimator, valid, decisions["strategy_decision"])
+        return None
+    if choice.rival is not None:
+        estimator = keep_better(choice.rival, estimator, valid, decisions["strategy_decision"])
     metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     if target is not None:  # the target's unreadable inputs: counted and named with the rest
-        members = getattr(estimator, "members_", [estimator])
-        failed = {k: v for m in members for k, v in getattr(m, "target_skipped_", {}).items()}
-        skipped.update({f"target {k}": v for k, v in {**target.skipped, **failed}.items()})
-        decisions["adapt_target"] = {**target.summary(), "target_skipped": len(target.skipped) + len(failed)}
+        decisions["adapt_target"] = _target_skipped(estimator, target, skipped)
     estimator.save(folder, metrics={**metrics, "skipped": skipped},
-                   overwrite=options.overwrite or estimator.kind == "finetuned" or probe is not None,
+                   overwrite=options.overwrite or estimator.writes_run_folder or choice.rival is not None,
                    extra={"data": _data_record(options, splits, dataset), **decisions})
-    summary = {"out": str(folder), **estimator.summary(), "n_test": metrics.get("n", 0),
+    return FitResult(folder, options, estimator, dataset, splits, metrics, skipped, decisions)
+
+
+def _prepare(options: FitOptions, folder: Path, *, rank0: bool) -> TransferEstimator | None:
+    """Check --out before any data is read; with nothing to choose, build the estimator now (its parameters
+    checked, its output prepared). None: --backbone/--strategy auto will build it."""
+    from transferkit.options import is_auto_backbone
+
+    if options.resume is None:
+        from transferkit.outputs import check_out_outside
+
+        check_out_outside(folder, options.data)
+    chosen = None if is_auto_backbone(options) or options.strategy == "auto" else build_estimator(options)
+    if rank0 and chosen is not None:
+        chosen.prepare_output(folder, overwrite=options.overwrite)
+    elif rank0:
+        from transferkit.bundle import check_writable
+
+        check_writable(folder, overwrite=options.overwrite)
+    return chosen
+
+
+def _target_skipped(estimator: TransferEstimator, target: Any, skipped: dict[str, str]) -> dict[str, Any]:
+    """Add --adapt-to's unreadable target inputs to `skipped` (named 'target …'); the target's record."""
+    members = getattr(estimator, "members_", [estimator])
+    failed = {k: v for m in members for k, v in getattr(m, "target_skipped_", {}).items()}
+    skipped.update({f"target {k}": v for k, v in {**target.skipped, **failed}.items()})
+    return {**target.summary(), "target_skipped": len(target.skipped) + len(failed)}
+
+
+def _print_data(dataset: LabelledData, splits: dict[str, list[int]], messages: list[str], out: Console) -> None:
+    """The class counts per split, the groups held out, and what was repaired in the data."""
+    print_class_counts(dataset, splits, out)
+    if dataset.groups is not None:
+        held = {s: sorted({dataset.groups[i] for i in splits[s]}) for s in ("val", "test") if splits.get(s)}
+        out.print("groups held out: " + "; ".join(f"{s} {', '.join(g[:6])}{' …' if len(g) > 6 else ''}"
+                                                 for s, g in held.items()), highlight=False)
+    for message in messages:
+        out.print(f"[yellow]{message}[/]", highlight=False)
+
+
+def _summary(result: FitResult) -> dict[str, Any]:
+    """What `fit` prints, and dumps with --json."""
+    metrics, decisions = result.metrics, result.decisions
+    summary = {"out": str(result.folder), **result.estimator.summary(), "n_test": metrics.get("n", 0),
                "accuracy": metrics.get("accuracy"), "balanced_accuracy": metrics.get("balanced_accuracy"),
-               "macro_f1": metrics.get("macro_f1"), "skipped": len(skipped), **dataset.notes()}
-    if target is not None:
+               "macro_f1": metrics.get("macro_f1"), "skipped": len(result.skipped), **result.dataset.notes()}
+    if "adapt_target" in decisions:
         summary["adaptation"] = {**summary.get("adaptation", {}), **decisions["adapt_target"]}
         if "shift" in summary["adaptation"]:  # the numbers and verdict; the map's points stay in the bundle
             summary["adaptation"]["shift"] = {k: v for k, v in summary["adaptation"]["shift"].items() if k != "map"}
-    if estimator.kind == "tabular":
-        summary["test_columns"] = metrics.get("columns", {})
+    if "columns" in metrics:  # a table: what each column met on the test split
+        summary["test_columns"] = metrics["columns"]
     if "strategy_decision" in decisions:
         summary["strategy_decision"] = decisions["strategy_decision"]
-    if options.report:
-        summary["report"] = str(_write_report(folder, dataset, splits, quiet=quiet, out=out))
-    if options.export:
-        summary["export"] = _export(folder, dataset, splits, quiet=quiet, out=out)
-    if quiet:
-        print(json.dumps(summary, indent=2, default=str))
-        return summary
-    _print_summary(estimator, summary, metrics, skipped, folder, out)
     return summary
 
 
@@ -289,7 +351,7 @@ def _export(folder: Path, dataset: LabelledData, splits: dict[str, list[int]], *
     """RUN/onnx, checked on up to 16 test (else validation) images; a model that cannot be exported
     as one graph (an ensemble, a concatenation, --tta) keeps its bundle and says why, in yellow."""
     from transferkit.errors import ConfigError, EngineError
-    from transferkit.estimators.export import export_model
+    from transferkit.estimators.onnx_export import export_model
 
     part = "test" if splits.get("test") else "val"
     samples = [dataset.items[i] for i in splits.get(part, [])[:16]]
@@ -313,7 +375,7 @@ def _write_report(folder: Path, dataset: LabelledData, splits: dict[str, list[in
     from transferkit.errors import DataError
     from transferkit.estimators.load import load
     from transferkit.report import default_report_path, write_report
-    from transferkit.report.data import from_labelled
+    from transferkit.report.labelled import from_labelled
 
     part = "test" if splits.get("test") else "val"
     if not splits.get(part):
@@ -329,10 +391,10 @@ def _write_report(folder: Path, dataset: LabelledData, splits: dict[str, list[in
     return written
 
 
-def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,
-            out: Console | None) -> tuple[FitOptions, dict[str, Any]]:
-    """`--backbone auto` (rank on train + val: the test split never steers it) and `--strategy auto`."""
-    from transferkit.errors import ConfigError
+def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *, rank0: bool,
+            out: Console | None) -> _Choice:
+    """`--backbone auto` (rank on train + val: the test split never steers it) and `--strategy auto`; the
+    estimator they choose, built once."""
     from transferkit.options import is_auto_backbone, with_backbone
 
     decisions: dict[str, Any] = {}
@@ -340,8 +402,8 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
         if options.weights:
             raise ConfigError("--weights applies to one backbone; with --backbone auto name controls as "
                               "--backbone auto:NAME,NAME@random")
-        from transferkit.ranking.rank import ranking_options
-        from transferkit.ranking.select import select
+        from transferkit.ranking.rank_backbones import ranking_options
+        from transferkit.selection import select
 
         names = [str(m) for m in options.backbone_spec.members] if options.backbone_spec else None
         given_val = dataset.splits is not None and "val" in dataset.splits
@@ -358,43 +420,41 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
             out.print(selection)
         options = with_backbone(options, *winner.backbone())
         decisions["ranking"] = selection.to_dict()
-    if options.strategy == "auto":
-        options, decisions["strategy_decision"] = _decide_strategy(options, dataset, splits, out=out)
-    return options, decisions
+    if options.strategy != "auto":
+        return _Choice(options, build_estimator(options), None, decisions)
+    options, estimator, decisions["strategy_decision"] = _decide_strategy(options, dataset, splits, out=out)
+    rival = None
+    if decisions["strategy_decision"].get("keep") and splits.get("val") and rank0:
+        rival = build_estimator(_probe_options(options))
+    return _Choice(options, estimator, rival, decisions)
 
 
 def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,
-                     out: Console | None) -> tuple[FitOptions, dict[str, Any]]:
-    """`--strategy auto`: the small-data rule, then the budget rule on fine-tuning's rate measured here.
-    Fine-tuning, when chosen, keeps the probe it starts from instead if that scores higher on validation."""
-    from transferkit.errors import BackboneError, ConfigError
-    from transferkit.ranking.strategy import StrategyDecision, decide_strategy, too_little_data
+                     out: Console | None) -> tuple[FitOptions, TransferEstimator, dict[str, Any]]:
+    """`--strategy auto` (`selection.choose_strategy`) on these options: the fine-tuning estimator it
+    measures is the one fitted when chosen. Fine-tuning, when chosen, keeps the probe it starts from
+    instead if that scores higher on validation."""
+    from transferkit.selection import choose_strategy
 
-    epochs = options.training.epochs if "epochs" in options.explicit else None
-    args = dict(budget_minutes=options.budget, epochs=epochs, device=_device_kind(options))
-    n_train, n_classes = len(splits["train"]), len(dataset.classes)
-    decision = decide_strategy(n_train, n_classes, **args)  # type: ignore[arg-type]
-    rate = None
-    if not too_little_data(n_train, n_classes):  # only then does the rate matter
-        trial = dataclasses.replace(options, strategy="finetune")
-        try:
-            candidate = build_estimator(trial)
-            sample = [dataset.items[i] for i in splits["train"][: 3 * options.batch_size]]
-            rate = candidate.training_rate(sample, n_classes)
-            decision = decide_strategy(n_train, n_classes, measured_rate=rate, **args)  # type: ignore[arg-type]
-        except (BackboneError, ConfigError) as exc:  # a concatenation: a probe's, not a network to train
-            decision = StrategyDecision("probe", "cannot be fine-tuned → probe", str(exc), 0.0)
+    keep_better = "keep" not in options.explicit and bool(splits.get("val"))
+    tuned = dataclasses.replace(options, strategy="finetune", training=dataclasses.replace(
+        options.training, keep="better") if keep_better else options.training)
+    sample = [dataset.items[i] for i in splits["train"][: 3 * options.batch_size]]
+    decision, candidate, rate = choose_strategy(
+        len(splits["train"]), len(dataset.classes), sample, lambda: build_estimator(tuned),
+        budget_minutes=options.budget, epochs=options.training.epochs if "epochs" in options.explicit else None,
+        device=_device_kind(options))
     if out is not None:
         out.print(f"[bold]--strategy auto:[/] {decision}")
     record: dict[str, Any] = {"strategy": decision.strategy, "rule": decision.rule, "reason": decision.reason,
                               "estimated_minutes": decision.estimated_minutes, "measured_rate": rate}
-    changes: dict[str, Any] = {"strategy": decision.strategy}
-    if decision.strategy == "finetune" and "keep" not in options.explicit and splits.get("val"):
-        changes["training"] = dataclasses.replace(options.training, keep="better")
+    if decision.strategy != "finetune":
+        chosen = dataclasses.replace(options, strategy=decision.strategy)
+        return chosen, build_estimator(chosen), record
+    if keep_better:
         record["keep"] = ("the better on validation: the default probe, or the fine-tuned network (itself kept "
                           "only if it beats the probe LP-FT started from)")
-    return dataclasses.replace(options, **changes), record
-
+    return tuned, candidate if candidate is not None else build_estimator(tuned), record
 
 
 def _probe_options(options: FitOptions) -> FitOptions:
@@ -405,25 +465,6 @@ def _probe_options(options: FitOptions) -> FitOptions:
     backbone = options.backbone if "backbone" in options.explicit else DEFAULT_BACKBONES.get(str(options.modality),
                                                                                              options.backbone)
     return dataclasses.replace(options, strategy="probe", backbone=backbone)
-
-
-def _keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,
-                 record: dict[str, Any]) -> TransferEstimator:
-    """The better on validation of the default probe and the fine-tuned network (a tie keeps the probe:
-    seconds to train, and no worse). The probe's figure is from before its head was refitted on
-    train + validation."""
-    from transferkit.heads import chosen_val_accuracy
-
-    probe_val = chosen_val_accuracy(probe.fit_report_.head_choice)
-    if probe_val is None:  # an MLP head (validation only stopped it): score it
-        probe_val = probe.score(valid.items, valid.labels)
-    tuned_val = float(tuned.score(valid.items, valid.labels))
-    kept = "finetuned" if tuned_val > float(probe_val) else "probe"
-    record["compared"] = {"kept": kept, "val_accuracy_probe": float(probe_val), "val_accuracy_finetuned": tuned_val,
-                          "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid)}
-    # fine-tuning epoch by epoch, kept with the decision: the report draws it whichever was kept
-    record["timeline"] = list(getattr(tuned.fit_report_, "timeline", []))
-    return tuned if kept == "finetuned" else probe
 
 
 def _device_kind(options: FitOptions) -> str:
@@ -443,22 +484,22 @@ def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: Lab
             "encoding": options.encoding, **dataset.notes()}
 
 
-def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metrics: dict[str, Any],
-                   skipped: dict[str, str], folder: Path, out: Console) -> None:
+def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> None:
     from transferkit.commands._console import column_notes, text_notes_line
-    from transferkit.ranking.strategy import duration
+    from transferkit.selection.strategy import duration
 
+    estimator, metrics, skipped, folder = result.estimator, result.metrics, result.skipped, result.folder
     if metrics:
         print_metrics(metrics, out)
     report = estimator.fit_report_
-    if estimator.kind == "finetuned":
+    if "epochs_run" in summary:  # a network was trained
         if summary.get("lr_found"):
             out.print(f"[bold]--lr auto:[/] the learning-rate finder chose {summary['lr']:.3g} (steepest loss "
                       "descent); saved in the bundle")
         out.print(f"fine-tuned {summary['backbone']} ({summary['freeze']}) for {summary['epochs_run']} epochs in "
                   f"{summary['seconds']:.1f}s, lr {summary['lr']:.3g}, best epoch {summary['best_epoch']}, "
                   f"{summary['precision']}; logs in {folder / 'logs'}")
-    elif estimator.kind == "tabular":
+    elif estimator.modality_ == "table":
         for line in column_notes(summary.get("columns", {}), "training + validation: ") + column_notes(
                 summary.get("test_columns", {}), "test: "):
             out.print(f"[yellow]{line}[/]", highlight=False)
@@ -515,7 +556,7 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
     text_line = text_notes_line(summary)
     if text_line:
         out.print(text_line, highlight=False)
-    rows = " ROWS.csv  (or --row '{…}')" if estimator.kind == "tabular" else " FILES…"
+    rows = " ROWS.csv  (or --row '{…}')" if estimator.modality_ == "table" else " FILES…"
     exported = summary.get("export") or {}
     if exported.get("folder"):
         out.print(f"[green]exported[/] {exported['folder']} (largest probability difference against PyTorch "

@@ -117,7 +117,7 @@ def _results(names: Sequence[str], proba: Sequence[np.ndarray], errors: Mapping[
     """One row per input (`proba`: those of the inputs not in `errors`, in order), printed with the
     notes; exit 2 (`DataError`) when no input could be read."""
     from transferkit.errors import DataError
-    from transferkit.evaluate import prediction_row
+    from transferkit.metrics import prediction_row
 
     readable = iter(proba)
     results = [{"input": name, "label": None, "probability": None, "error": errors[i]} if i in errors

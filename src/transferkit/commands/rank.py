@@ -69,8 +69,8 @@ def run_rank(data: Path, *, backbones: str | None = None, metrics: str | None = 
     from transferkit.data import load_labelled
     from transferkit.errors import ConfigError
     from transferkit.options import FitOptions, resolve
-    from transferkit.ranking.rank import rank as rank_candidates
-    from transferkit.ranking.rank import ranking_options
+    from transferkit.ranking.rank_backbones import rank as rank_candidates
+    from transferkit.ranking.rank_backbones import ranking_options
 
     values = {"data": data, "path_column": path_column, "label_column": label_column, "modality": modality,
               "text_column": text_column, "image_column": image_column, "audio_column": audio_column,

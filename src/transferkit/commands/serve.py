@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from transferkit.serve.options import ServeOptions
+from transferkit.serve.limits import ServeOptions
 
 _D = ServeOptions()
 

@@ -2,7 +2,7 @@
 
 Before labelling anything: the backbone's features of DATA and of TARGET (unlabelled), a domain
 classifier's cross-validated accuracy between them (proxy A-distance) before and after alignment,
-which classes of DATA look worst, a verdict, and a 2-D map (`shift.png`) — see `transferkit.adapt.shift`.
+which classes of DATA look worst, a verdict, and a 2-D map (`shift.png`) — see `transferkit.adapt.shift_diagnostic`.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_me
     import numpy as np
 
     from transferkit.adapt.align import METHODS
-    from transferkit.adapt.shift import diagnose_with_alignment, shift_map
+    from transferkit.adapt.shift_diagnostic import diagnose_with_alignment, shift_map
     from transferkit.adapt.target import read_target
     from transferkit.backbones import create_backbone
     from transferkit.cache import resolve_cache
@@ -139,7 +139,7 @@ def print_shift(diagnostic: dict[str, Any], out: Console, *, heading: str | None
     """The diagnostic as rich tables and its verdict (also what `fit --adapt-to` prints)."""
     from rich.table import Table
 
-    from transferkit.adapt.shift import ShiftDiagnostic
+    from transferkit.adapt.shift_diagnostic import ShiftDiagnostic
 
     diag = ShiftDiagnostic.from_dict(diagnostic)
     after = diag.domain_accuracy_aligned is not None

@@ -78,8 +78,8 @@ def load_dataset(
             raise ConfigError(f"{source} is a folder: its groups come from a folder level (group column "
                               f"'{FOLDER_GROUPS}': <class>/<group>/…), not from a column named {group_column!r}")
         return data
-    if modality == "text":  # empty texts skipped and counted, non-UTF-8 rows counted (data/text.py)
-        from transferkit.data.text import load_text_table
+    if modality == "text":  # empty texts skipped and counted, non-UTF-8 rows counted (data/text_tables.py)
+        from transferkit.data.text_tables import load_text_table
 
         return load_text_table(path, text_column=path_column, label_column=label_column, split_column=split_column,
                                encoding=encoding, group_column=group_column)
@@ -157,7 +157,7 @@ def folder_check(modality: str) -> FileCheck | None:
 
         return sniff_image
     if modality == "audio":
-        from transferkit.data.audio import sniff_audio
+        from transferkit.data.audio_clips import sniff_audio
 
         return sniff_audio
     return None
@@ -173,7 +173,7 @@ def folder_extensions(modality: str) -> Set[str]:
 
         return IMAGE_EXTENSIONS
     if modality == "audio":
-        from transferkit.data.audio import AUDIO_EXTENSIONS  # .wav, .flac, .ogg
+        from transferkit.data.audio_clips import AUDIO_EXTENSIONS  # .wav, .flac, .ogg
 
         return AUDIO_EXTENSIONS
     if modality == "text":

@@ -123,7 +123,7 @@ def materialize(item: AugmentedItem) -> Any:
         spec: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["image"].items()}
         return ImageAugment(**spec).apply(open_image(item.source), rng)
     if "audio" in policy:
-        from transferkit.data.audio import read_audio
+        from transferkit.data.audio_clips import read_audio
         from transferkit.data.augment_audio import AudioAugment, augment_waveform
 
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["audio"].items()}

@@ -44,7 +44,7 @@ _TAKES = {"image": "image files or folders", "audio": "audio files or folders",
 
 def _refuse_other_modality(modality: str, inputs: Sequence[str]) -> None:
     """A file of another modality's type (a photo given to a text model) is an error, never read as this one."""
-    from transferkit.data.audio import AUDIO_EXTENSIONS
+    from transferkit.data.audio_clips import AUDIO_EXTENSIONS
     from transferkit.data.images import IMAGE_EXTENSIONS
 
     for raw in inputs:
@@ -84,7 +84,7 @@ def read_prediction_inputs(
                                  encoding=encoding)
         return PredictionInputs(list(items), names)
     if modality == "text":
-        from transferkit.data.text import read_text_inputs
+        from transferkit.data.text_tables import read_text_inputs
 
         got = read_text_inputs(inputs, text_column=text_column, encoding=encoding)
         notes = []
@@ -94,7 +94,7 @@ def read_prediction_inputs(
             notes.append(f"{got.empty} empty text(s): their predictions carry no information from the input")
         return PredictionInputs(list(got.texts), got.names, notes)
     if modality == "audio":
-        from transferkit.data.audio import AUDIO_EXTENSIONS
+        from transferkit.data.audio_clips import AUDIO_EXTENSIONS
 
         clips = expand_inputs(inputs, AUDIO_EXTENSIONS)
         return PredictionInputs(list(clips), list(clips))

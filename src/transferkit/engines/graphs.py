@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, GraphParts
-from transferkit.engines.export import DEFAULT_OPSET, export_onnx
+from transferkit.backbones.contract import Backbone, GraphParts
+from transferkit.engines.onnx_graph import DEFAULT_OPSET, export_onnx
 
 #: bump when the layout of exported graphs changes (old entries are then ignored, not read)
 FORMAT_VERSION = 1

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from transferkit.backbones.base import Backbone, GraphParts
+from transferkit.backbones.contract import Backbone, GraphParts
 from transferkit.engines import ENGINES
 from transferkit.engines.graphs import (
     backbone_graph,

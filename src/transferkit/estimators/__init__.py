@@ -17,7 +17,7 @@ __all__ = ["EnsembleClassifier", "FinetunedClassifier", "TabularTransferClassifi
            "TransferEstimator", "load"]
 
 _LAZY = {
-    "TransferEstimator": "transferkit.estimators.base",
+    "TransferEstimator": "transferkit.estimators.transfer_estimator",
     "TransferClassifier": "transferkit.estimators.probe",
     "TabularTransferClassifier": "transferkit.estimators.tabular",
     "FinetunedClassifier": "transferkit.estimators.finetuned",
@@ -26,12 +26,12 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from transferkit.estimators.base import TransferEstimator
     from transferkit.estimators.ensemble import EnsembleClassifier
     from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.estimators.load import load
     from transferkit.estimators.probe import TransferClassifier
     from transferkit.estimators.tabular import TabularTransferClassifier
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,8 @@ from transferkit.adapt import METHODS
 from transferkit.cache import FeatureCache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError, check_is_fitted
-from transferkit.estimators.base import (
+from transferkit.estimators.probe import TransferClassifier
+from transferkit.estimators.transfer_estimator import (
     CACHE,
     CLASS_WEIGHT,
     ENGINE,
@@ -39,7 +40,6 @@ from transferkit.estimators.base import (
     head_spec,
     one_of,
 )
-from transferkit.estimators.probe import TransferClassifier
 from transferkit.features import Features
 
 MEMBERS = [Constraint(lambda v: isinstance(v, Sequence) and not isinstance(v, str) and len(v) >= 2
@@ -50,6 +50,7 @@ class EnsembleClassifier(TransferEstimator):
     """Probes on several backbones of one modality; predictions are the mean of their probabilities."""
 
     kind: ClassVar[str] = "ensemble"
+    adapts_to_target: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbones": MEMBERS, "head": head_spec(), "class_weight": CLASS_WEIGHT, "seed": SEED,
         "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION, "engine": ENGINE, "long_text": LONG_TEXT,

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, same_weights
+from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, check_is_fitted
-from transferkit.estimators.base import (
+from transferkit.estimators.transfer_estimator import (
     CACHE,
     ENGINE,
     FLAG,
@@ -108,6 +108,8 @@ class FinetunedClassifier(TransferEstimator):
     """Backbone + head fine-tuned end to end on Lightning; `training` says how (see `FinetuneConfig`)."""
 
     kind: ClassVar[str] = "finetuned"
+    adapts_to_target: ClassVar[bool] = True
+    writes_run_folder: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbone": NAME,
         "weights": OPTIONAL_NAME,
@@ -258,7 +260,7 @@ class FinetunedClassifier(TransferEstimator):
 
         shift_before = self._shift_features(model, data, target, cached=True) if target else None
 
-        from transferkit.finetune.data import Augment, FinetuneData
+        from transferkit.finetune.datamodule import Augment, FinetuneData
         from transferkit.finetune.module import FinetuneModule
 
         module = FinetuneModule(model, cfg, seed=self.seed, class_weights=weights, peft=peft)
@@ -348,7 +350,7 @@ class FinetunedClassifier(TransferEstimator):
                       before: tuple[np.ndarray, np.ndarray, list[str]]) -> dict[str, Any] | None:
         """The shift diagnostic (`adapt.shift`) on the pretrained network's features, and on the
         fine-tuned, target-adapted network's (the 'after' columns) for the same inputs."""
-        from transferkit.adapt.shift import diagnose_shift, map_coordinates
+        from transferkit.adapt.shift_diagnostic import diagnose_shift, map_coordinates
 
         source, tgt, labels = before
         after_s, after_t, _ = self._shift_features(model, data, target, cached=False)
@@ -433,7 +435,7 @@ class FinetunedClassifier(TransferEstimator):
     def _probe_head(self, model: FinetuneModel, data: LabelledData, y_train: np.ndarray, val: LabelledData | None,
                     y_val: list[int], weights: torch.Tensor | None) -> dict[str, Any]:
         """LP-FT's first step: fit the new head on the frozen backbone's pooled features (cached), copied in."""
-        from transferkit.heads import HeadTraining, Standardize, fit_head, train_on_features
+        from transferkit.heads import HeadTraining, Standardize, train_on_features, train_probe
 
         items = list(data.items) + (list(val.items) if val is not None else [])
         options = ExtractOptions(batch_size=self.batch_size, precision="fp32" if self.precision == "fp32" else "auto",
@@ -449,9 +451,10 @@ class FinetunedClassifier(TransferEstimator):
         class_w = None if weights is None else weights.numpy()
         spec, n_classes = model.spec, model.num_classes
         if spec.kind == "linear":
-            probe, choice = fit_head(spec, values[tr], y_all[tr], values[va], y_all[va], n_classes,
-                                     weights=class_w, seed=self.seed)
-            standardize, linear, target = probe[0], probe[1], model.head[-1]
+            probe = train_probe(spec, values[tr], y_all[tr], values[va], y_all[va], n_classes, class_weight=class_w,
+                                seed=self.seed)
+            choice = probe.choice
+            standardize, linear, target = probe.head[0], probe.head[1], model.head[-1]
             assert isinstance(standardize, Standardize) and isinstance(linear, nn.Linear)
             assert isinstance(target, nn.Linear)
             with torch.no_grad():  # fold (x - mean) / std into the linear layer the network trains

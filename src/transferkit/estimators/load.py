@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.errors import BundleError
-from transferkit.estimators.base import TransferEstimator, estimator_kind
+from transferkit.estimators.transfer_estimator import TransferEstimator, estimator_kind
 
 
 def estimator_class(kind: str) -> type[TransferEstimator]:

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from transferkit.adapt import METHODS, AlignModule, BlockAlignModule, alignment_from_tensors
-from transferkit.backbones.base import Backbone, same_weights
+from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.estimators.base import (
+from transferkit.estimators.transfer_estimator import (
     CACHE,
     CLASS_WEIGHT,
     ENGINE,
@@ -43,7 +43,7 @@ from transferkit.estimators.base import (
     one_of,
 )
 from transferkit.features import ExtractOptions, Features, extract_features
-from transferkit.heads import build_head, class_weights, fit_head, parse_head
+from transferkit.heads import build_head, class_weights, parse_head, train_probe
 
 
 class TransferClassifier(TransferEstimator):
@@ -67,6 +67,7 @@ class TransferClassifier(TransferEstimator):
     """
 
     kind: ClassVar[str] = "probe"
+    adapts_to_target: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbone": NAME,
         "weights": OPTIONAL_NAME,
@@ -238,11 +239,10 @@ class TransferClassifier(TransferEstimator):
         target = self._target_features(X_target, report) if X_target is not None else None
         if self.augment:
             values, y_all, tr_idx = self._with_views(data, train_ok, tr_idx, values, y_all, report)
-        weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
-        head: torch.nn.Module
-        head, choice = fit_head(spec, values[tr_idx], y_all[tr_idx], values[va_idx], y_all[va_idx],
-                                len(self.classes_), weights=weights, seed=self.seed,
-                                blocks=self.backbone_.feature_blocks())
+        probe = train_probe(spec, values[tr_idx], y_all[tr_idx], values[va_idx], y_all[va_idx], len(self.classes_),
+                            class_weight=self.class_weight, seed=self.seed, blocks=self.backbone_.feature_blocks())
+        head: torch.nn.Module = probe.head
+        choice = probe.choice
         self.align_: AlignModule | BlockAlignModule | None = None
         self.adaptation_: dict[str, Any] | None = None
         if target is not None:
@@ -250,7 +250,7 @@ class TransferClassifier(TransferEstimator):
             self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(ok)])
         self.head_ = head
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
-        report.head_choice, report.class_weighted = choice, weights is not None
+        report.head_choice, report.class_weighted = choice, probe.class_weighted
         if self.augment:
             report.head_choice = {**choice, "augmented_views": report.augmented}
         report.notes = self.backbone_.input_notes(data.items)
@@ -306,19 +306,17 @@ class TransferClassifier(TransferEstimator):
             record["alignment"] = alignment.method
             record.update(alignment.info or {})
         if method == "self-training" and alignment is not None:
-            weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
+            weighted = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight) is not None
 
             def fit(x: np.ndarray, y: np.ndarray) -> Any:
-                w = class_weights(y, len(self.classes_), self.class_weight) if weights is not None else None
-                fitted, _ = fit_head(spec, x, y, values[va_idx], y_all[va_idx], len(self.classes_), weights=w,
-                                     seed=self.seed, blocks=self.backbone_.feature_blocks())
-                fitted.eval()
+                fitted = train_probe(spec, x, y, values[va_idx], y_all[va_idx], len(self.classes_),
+                                     class_weight=self.class_weight if weighted else "none", seed=self.seed,
+                                     blocks=self.backbone_.feature_blocks())
 
                 def predict(z: np.ndarray) -> np.ndarray:
-                    with torch.no_grad():
-                        return torch.softmax(fitted(torch.from_numpy(z.astype(np.float32))).float(), 1).numpy()
+                    return fitted.proba(z)
 
-                predict.head = fitted  # type: ignore[attr-defined]
+                predict.head = fitted.head  # type: ignore[attr-defined]
                 return predict
 
             predict, st = self_train(fit, values[tr_idx], y_all[tr_idx], alignment.apply(target))
@@ -332,7 +330,7 @@ class TransferClassifier(TransferEstimator):
         """How far the target is, before and after the alignment (`adapt.shift`): kept in `adaptation_`."""
         import time
 
-        from transferkit.adapt.shift import shift_record
+        from transferkit.adapt.shift_diagnostic import shift_record
 
         if self.adaptation_ is None:
             return
@@ -511,7 +509,7 @@ _AUTO_CHECK_INPUTS = 1000
 
 def _domain_separability(source: np.ndarray, target: np.ndarray, seed: int) -> float:
     """Held-out balanced accuracy of a domain classifier between source and target features (0.5: none)."""
-    from transferkit.adapt.shift import domain_classifier_accuracy
+    from transferkit.adapt.shift_diagnostic import domain_classifier_accuracy
 
     rng = np.random.default_rng(seed)
     s = source[rng.permutation(len(source))[:_AUTO_CHECK_INPUTS]]

@@ -40,12 +40,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from transferkit.backbones.base import Backbone, same_weights
+from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.backbones.registry import PRETRAINED_BACKBONES
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.estimators.base import (
+from transferkit.estimators.transfer_estimator import (
     CACHE,
     CLASS_WEIGHT,
     ENGINE,
@@ -64,7 +64,7 @@ from transferkit.estimators.base import (
     one_of,
 )
 from transferkit.features import ExtractOptions, Features, extract_features
-from transferkit.heads import build_head, class_weights, fit_head, parse_head
+from transferkit.heads import build_head, class_weights, parse_head, train_probe
 
 #: column kinds, in the order their blocks are laid out
 KINDS = ("image", "text", "audio", "numeric", "categorical")
@@ -380,8 +380,9 @@ class TabularTransferClassifier(TransferEstimator):
             head, choice = fit_gated_fusion(matrix[tr_idx], y_all[tr_idx], matrix[va_idx], y_all[va_idx],
                                             self.block_dims(), len(self.classes_), weights=weights, seed=self.seed)
         else:
-            head, choice = fit_head(parse_head(self.head), matrix[tr_idx], y_all[tr_idx], matrix[va_idx],
-                                    y_all[va_idx], len(self.classes_), weights=weights, seed=self.seed)
+            probe = train_probe(parse_head(self.head), matrix[tr_idx], y_all[tr_idx], matrix[va_idx], y_all[va_idx],
+                                len(self.classes_), class_weight=weights, seed=self.seed)
+            head, choice = probe.head, probe.choice
         self.head_ = head.eval()
         self.fit_report_ = TabularFitReport(
             n_train=len(tr_idx), n_val=len(va_idx), extracted=stats.extracted, cached=stats.cached,

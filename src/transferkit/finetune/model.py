@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.errors import BackboneError, ConfigError
 from transferkit.heads import HeadSpec, build_head
 

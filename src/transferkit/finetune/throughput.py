@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.finetune.model import FinetuneModel
 from transferkit.heads import parse_head
 

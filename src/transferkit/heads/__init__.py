@@ -2,15 +2,24 @@
 
 - `spec`: the head spec language (`linear`, `mlp:512`, `dense:1024:relu, dropout:0.5, dense:N`) and
   the modules it builds;
-- `train`: fitting a head on cached features (linear probe with C chosen on validation; one
-  minibatch loop for every torch head);
+- `train`: fitting a head on cached features (`train_probe`: the one probe trainer, linear with C
+  chosen on validation or a torch head; one minibatch loop for every torch head);
 - `fusion`: learned per-column gates over the blocks of a multimodal table.
 """
 
-from transferkit.heads.spec import HeadSpec, Layer, Standardize, build_head, parse_head
-from transferkit.heads.train import HeadTraining, chosen_val_accuracy, class_weights, fit_head, train_on_features
+from transferkit.heads.head_spec import HeadSpec, Layer, Standardize, build_head, parse_head
+from transferkit.heads.train import (
+    FittedProbe,
+    HeadTraining,
+    chosen_val_accuracy,
+    class_weights,
+    fit_head,
+    train_on_features,
+    train_probe,
+)
 
 __all__ = [
+    "FittedProbe",
     "HeadSpec",
     "HeadTraining",
     "Layer",
@@ -21,4 +30,5 @@ __all__ = [
     "fit_head",
     "parse_head",
     "train_on_features",
+    "train_probe",
 ]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.heads.spec import Standardize
+from transferkit.heads.head_spec import Standardize
 from transferkit.heads.train import HeadTraining, train_on_features
 
 

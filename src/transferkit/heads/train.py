@@ -1,5 +1,9 @@
 """Training a head on cached features: the linear probe (scikit-learn L-BFGS, C chosen on
-validation) and one minibatch loop for every torch head (MLP, layer specs, gated fusion)."""
+validation) and one minibatch loop for every torch head (MLP, layer specs, gated fusion).
+
+`train_probe` is the one probe trainer: the rows to fit and the rows that choose C (or stop the
+MLP), class weights, the head, and its probabilities. Fit, the curve, LP-FT's first step and
+`--backbone auto` all train their probes through it."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import torch
 from torch import nn
 
 from transferkit.errors import ConfigError
-from transferkit.heads.spec import HeadSpec, Standardize, build_head
+from transferkit.heads.head_spec import HeadSpec, Standardize, build_head
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,51 @@ class HeadTraining:
     weight_decay: float = 1e-4
     batch_size: int = 256
     patience: int = 20
+
+
+@dataclass(frozen=True)
+class FittedProbe:
+    """A head trained on features, what was chosen for it (C, epochs…), and whether classes were weighted."""
+
+    head: nn.Sequential
+    choice: dict[str, Any]
+    class_weighted: bool
+
+    def proba(self, values: np.ndarray) -> np.ndarray:
+        """Class probabilities of feature rows (float32, one row each)."""
+        with torch.no_grad():
+            logits = self.head(torch.from_numpy(np.asarray(values, np.float32)))
+        return torch.softmax(logits.float(), dim=1).numpy()
+
+    def predict(self, values: np.ndarray) -> np.ndarray:
+        """Predicted class indices of feature rows."""
+        with torch.no_grad():
+            logits = self.head(torch.from_numpy(np.asarray(values, np.float32)))
+        return logits.argmax(dim=1).numpy()
+
+
+def train_probe(
+    spec: HeadSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    num_classes: int,
+    *,
+    class_weight: str | np.ndarray | None = "none",
+    seed: int,
+    training: HeadTraining | None = None,
+    blocks: Sequence[int] | None = None,
+) -> FittedProbe:
+    """Train `spec` on (X, y), its C (linear) or its epochs (torch heads) chosen on (X_val, y_val).
+
+    `class_weight`: 'auto', 'balanced' or 'none' (the weights computed from `y`, see `class_weights`),
+    or the weights themselves (None: unweighted). `blocks`: see `fit_head`.
+    """
+    weights = class_weights(y, num_classes, class_weight) if isinstance(class_weight, str) else class_weight
+    head, choice = fit_head(spec, X, y, X_val, y_val, num_classes, weights=weights, seed=seed, training=training,
+                            blocks=blocks)
+    return FittedProbe(head.eval(), choice, weights is not None)
 
 
 def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray | None:

@@ -27,7 +27,6 @@ from difflib import get_close_matches
 from typing import Any
 
 from transferkit.errors import ConfigError
-from transferkit.ranking.base import TransferabilityEstimator
 from transferkit.ranking.gbc import GBC
 from transferkit.ranking.hscore import HScore
 from transferkit.ranking.knn import KNNAccuracy
@@ -35,6 +34,7 @@ from transferkit.ranking.leep import LEEP
 from transferkit.ranking.logme import LogME
 from transferkit.ranking.nce import NCE
 from transferkit.ranking.sfda import SFDA
+from transferkit.ranking.transferability import TransferabilityEstimator
 
 #: Name (as used on the command line) → estimator class.
 ESTIMATORS: dict[str, type[TransferabilityEstimator]] = {

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import linalg, sparse
 from scipy.sparse import linalg as sparse_linalg
 
-from transferkit.ranking.base import FloatArray, IntArray
+from transferkit.ranking.transferability import FloatArray, IntArray
 
 _EPS = np.finfo(np.float64).eps
 

@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from transferkit.ranking._linalg import class_means, principal_coordinates
-from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
+from transferkit.ranking.transferability import FloatArray, IntArray, TransferabilityEstimator
 
 
 def bhattacharyya_coefficients(means: FloatArray, variances: FloatArray) -> FloatArray:

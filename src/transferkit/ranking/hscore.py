@@ -38,7 +38,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from transferkit.ranking._linalg import class_means, principal_coordinates, solve_psd
-from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
+from transferkit.ranking.transferability import FloatArray, IntArray, TransferabilityEstimator
 
 
 def ledoit_wolf_shrinkage(Xc: FloatArray) -> float:

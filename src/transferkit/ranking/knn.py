@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
+from transferkit.ranking.transferability import FloatArray, IntArray, TransferabilityEstimator
 
 
 def content_folds(X: FloatArray, y: IntArray, n_splits: int) -> IntArray:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.errors import BackboneError
 
 FINAL = "final"

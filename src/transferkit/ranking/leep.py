@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from transferkit.ranking._linalg import class_sums
-from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator, as_probability_matrix
+from transferkit.ranking.transferability import FloatArray, IntArray, TransferabilityEstimator, as_probability_matrix
 
 
 def empirical_conditional(P: FloatArray, y: IntArray, n_classes: int) -> FloatArray:

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
+from transferkit.ranking.transferability import FloatArray, IntArray, TransferabilityEstimator
 
 # α (in units of the largest σ²) and β stay in this range; optima beyond it are limits whose
 # evidence differs from the bound's value by far less than any meaningful score difference.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from transferkit.ranking.base import (
+from transferkit.ranking.transferability import (
     FloatArray,
     IntArray,
     TransferabilityEstimator,

@@ -53,7 +53,7 @@ from scipy.special import log_softmax, softmax
 from sklearn.utils._param_validation import Interval
 
 from transferkit.ranking._linalg import class_means, largest_eigenvalue, principal_coordinates, solve_psd
-from transferkit.ranking.base import FloatArray, IntArray, TransferabilityEstimator
+from transferkit.ranking.transferability import FloatArray, IntArray, TransferabilityEstimator
 
 
 def paper_shrinkage(Sw: FloatArray) -> float:

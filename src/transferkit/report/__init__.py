@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.report.build import write_report
-from transferkit.report.data import ReportData, given_data
+from transferkit.report.labelled import ReportData, given_data
 
 __all__ = ["ReportData", "default_report_path", "report_run", "write_report"]
 
@@ -37,7 +37,7 @@ def report_run(
     re-derived) and write the report (default `run/report.html`). Returns the path written."""
     from transferkit.bundle import read_manifest
     from transferkit.estimators.load import load
-    from transferkit.report import data as report_data
+    from transferkit.report import labelled as report_data
 
     manifest = read_manifest(run)  # a clear error for a folder that is not a bundle, before any loading
     chosen = (given_data(manifest, data, path_column=path_column, label_column=label_column) if data is not None

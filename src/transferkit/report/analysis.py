@@ -75,7 +75,7 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
 
 def analyse(model: Any, data: LabelledData, *, n_wrong: int = 12) -> Analysis:
     """Run `model` once over `data` and compute what the report shows."""
-    from transferkit.evaluate import score_probabilities
+    from transferkit.metrics import score_probabilities
 
     classes = np.asarray(model.classes_)
     feats = model.features(list(data.items))

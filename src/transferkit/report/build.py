@@ -29,7 +29,7 @@ from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
 from transferkit.report import plots
 from transferkit.report.analysis import Analysis, analyse, embedding_map
-from transferkit.report.data import ReportData, from_labelled, model_modality
+from transferkit.report.labelled import ReportData, from_labelled, model_modality
 
 GENERATOR = REPORT_GENERATOR  # what `bundle.is_report` recognises
 #: skipped inputs listed on the page (the bundle lists them all)
@@ -316,7 +316,7 @@ def _training(manifest: dict[str, Any], run_dir: Path | None) -> tuple[str | Non
 def _minutes(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
     """Validation accuracy against wall time: fine-tuning per epoch, and under `--strategy auto`
     the probe it was weighed against (whichever of the two the bundle holds)."""
-    from transferkit.ranking.strategy import duration
+    from transferkit.selection.strategy import duration
 
     decision = manifest.get("strategy_decision") or {}
     compared = decision.get("compared") or {}
@@ -359,7 +359,7 @@ def read_epoch_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def _ranking(ranking: dict[str, Any] | None) -> dict[str, Any] | None:
-    if ranking and ranking.get("rows"):  # `--backbone auto`'s selection on validation (ranking.select)
+    if ranking and ranking.get("rows"):  # `--backbone auto`'s selection on validation (selection.backbone)
         header = ["candidate", "kind", "val accuracy", "features", "seconds"]
         rows = [{"cells": [c["name"], c["kind"], "—" if c.get("val_accuracy") is None
                            else f"{100 * c['val_accuracy']:.1f}%", c.get("features"), f"{c.get('seconds', 0):.1f}"],
@@ -390,7 +390,7 @@ def _shift(manifest: dict[str, Any]) -> dict[str, Any] | None:
     record = (manifest.get("adaptation") or {}).get("shift")
     if not record:
         return None
-    from transferkit.adapt.shift import ShiftDiagnostic, draw_map
+    from transferkit.adapt.shift_diagnostic import ShiftDiagnostic, draw_map
 
     diag = ShiftDiagnostic.from_dict(record)
     after = diag.domain_accuracy_aligned is not None

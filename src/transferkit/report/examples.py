@@ -52,7 +52,7 @@ def thumbnail(item: Any, size: int = THUMBNAIL) -> str:
 
 
 def _audio(item: Any) -> str:
-    from transferkit.data.audio import read_audio
+    from transferkit.data.audio_clips import read_audio
 
     if isinstance(item, tuple):
         wave, rate = np.asarray(item[0], np.float32), int(item[1])

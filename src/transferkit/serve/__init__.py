@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["ServeOptions", "build_server", "create_app", "serve"]
 
 _LAZY = {
-    "ServeOptions": "transferkit.serve.options",
+    "ServeOptions": "transferkit.serve.limits",
     "build_server": "transferkit.serve.server",
     "create_app": "transferkit.serve.app",
     "serve": "transferkit.serve.server",
@@ -21,7 +21,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from transferkit.serve.app import create_app
-    from transferkit.serve.options import ServeOptions
+    from transferkit.serve.limits import ServeOptions
     from transferkit.serve.server import build_server, serve
 
 

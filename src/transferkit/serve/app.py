@@ -35,10 +35,10 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from transferkit.evaluate import prediction_row
+from transferkit.metrics import prediction_row
 from transferkit.serve.batcher import MicroBatcher, Overloaded
 from transferkit.serve.decode import RequestError, decode_audio, decode_image, json_inputs, parse_json, upload_limits
-from transferkit.serve.options import ServeOptions
+from transferkit.serve.limits import ServeOptions
 from transferkit.serve.predictor import Predictor
 
 Scope = MutableMapping[str, Any]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.serve.options import ServeOptions
+from transferkit.serve.limits import ServeOptions
 
 
 class RequestError(Exception):

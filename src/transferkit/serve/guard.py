@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from transferkit.serve.options import ServeOptions
+from transferkit.serve.limits import ServeOptions
 
 
 def _base_protocol() -> type[Any]:

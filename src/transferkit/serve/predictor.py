@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.errors import InputError
 from transferkit.serve.decode import RequestError
 

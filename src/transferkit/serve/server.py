@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transferkit.serve.options import ServeOptions
+from transferkit.serve.limits import ServeOptions
 
 
 def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, options: ServeOptions | None = None,

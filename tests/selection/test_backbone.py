@@ -29,7 +29,7 @@ def _stripes(root: Path, n_per_class: int = 24, seed: int = 0) -> Path:
 
 
 def test_from_scratch_wins_where_the_pretrained_features_carry_no_signal(tmp_path: Path) -> None:
-    from transferkit.ranking.select import select
+    from transferkit.selection.backbone import select
 
     data = load_dataset(_stripes(tmp_path / "stripes"))
     splits = split_indices(data.labels, val_fraction=0.3, test_fraction=0.0, seed=0)
@@ -44,7 +44,7 @@ def test_from_scratch_wins_where_the_pretrained_features_carry_no_signal(tmp_pat
 
 
 def test_a_validation_accuracy_tie_goes_to_the_lower_log_loss_whatever_the_order() -> None:
-    from transferkit.ranking.select import Candidate, pick_winner
+    from transferkit.selection.backbone import Candidate, pick_winner
 
     sharp = Candidate("mfcc", "single", ["mfcc"], val_accuracy=1.0, val_log_loss=0.02, features=256)
     vague = Candidate("ge2e", "single", ["ge2e"], val_accuracy=1.0, val_log_loss=0.4, features=40)

@@ -189,28 +189,35 @@ def select(
             result.scratch = cand
     singles = sorted((c for c in result.candidates if c.val_accuracy is not None), key=lambda c: -(c.val_accuracy or 0))
     if combine and len(singles) >= 2:
-        for k in (2, 3):
-            if len(singles) < k:
-                break
-            top = singles[:k]
-            members = [c.name for c in top]
-            start = time.perf_counter()
-            values = np.concatenate([scored[m][0] for m in members], axis=1)
-            ok = np.logical_and.reduce([scored[m][1] for m in members])
-            proba, acc = _score(values, y, ok, n_train, len(classes), seed,
-                                blocks=[scored[m][0].shape[1] for m in members])
-            concat = BackboneSpec("concat", members=tuple(parse_backbone(m) for m in members))
-            result.candidates.append(Candidate(str(concat), "concat", members, acc, log_loss(proba, y[n_train:]),
-                                               values.shape[1], time.perf_counter() - start))
-            mean = np.mean([scored[m][2] for m in members], axis=0)
-            truth = y[n_train:]
-            acc = float(np.mean(np.argmax(mean, axis=1) == truth))
-            result.candidates.append(Candidate(" | ".join(members), "ensemble", members, acc, log_loss(mean, truth),
-                                               int(sum(scored[m][0].shape[1] for m in members)), 0.0))
+        result.candidates.extend(_combinations(singles, scored, y, n_train, len(classes), seed))
     valid = [c for c in result.candidates if c.val_accuracy is not None]
     if valid:
         result.winner = pick_winner(valid)
     return result
+
+
+def _combinations(singles: Sequence[Candidate], scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  y: np.ndarray, n_train: int, n_classes: int, seed: int) -> list[Candidate]:
+    """The best two and three side by side (a concatenation, blocks weighed equally) and as a probability
+    ensemble, scored on validation like the single candidates."""
+    out: list[Candidate] = []
+    for k in (2, 3):
+        if len(singles) < k:
+            break
+        members = [c.name for c in singles[:k]]
+        start = time.perf_counter()
+        values = np.concatenate([scored[m][0] for m in members], axis=1)
+        ok = np.logical_and.reduce([scored[m][1] for m in members])
+        proba, acc = _score(values, y, ok, n_train, n_classes, seed, blocks=[scored[m][0].shape[1] for m in members])
+        concat = BackboneSpec("concat", members=tuple(parse_backbone(m) for m in members))
+        out.append(Candidate(str(concat), "concat", members, acc, log_loss(proba, y[n_train:]), values.shape[1],
+                             time.perf_counter() - start))
+        mean = np.mean([scored[m][2] for m in members], axis=0)
+        truth = y[n_train:]
+        acc = float(np.mean(np.argmax(mean, axis=1) == truth))
+        out.append(Candidate(" | ".join(members), "ensemble", members, acc, log_loss(mean, truth),
+                             int(sum(scored[m][0].shape[1] for m in members)), 0.0))
+    return out
 
 
 def pick_winner(candidates: Sequence[Candidate]) -> Candidate:
@@ -231,18 +238,14 @@ def _score(values: np.ndarray, y: np.ndarray, ok: np.ndarray, n_train: int, n_cl
     """Validation probabilities and accuracy of the linear head fitted on the training rows (C chosen by
     an inner split of them, so the validation rows stay unseen); an unreadable val input counts as wrong."""
     from transferkit.data.split import split_indices
-    from transferkit.heads import fit_head, parse_head
+    from transferkit.heads import parse_head, train_probe
 
     train_rows = np.flatnonzero(ok[:n_train])
     inner = split_indices([int(v) for v in y[train_rows]], val_fraction=0.2, test_fraction=0.0, seed=seed)
     fit_rows, c_rows = train_rows[inner["train"]], train_rows[inner["val"]]
-    head, _ = fit_head(parse_head("linear"), values[fit_rows], y[fit_rows], values[c_rows], y[c_rows], n_classes,
-                            weights=None, seed=seed, blocks=blocks)
-    import torch
-
-    with torch.no_grad():
-        logits = head(torch.from_numpy(values[n_train:]))
-    proba = torch.softmax(logits.float(), dim=1).numpy()
+    probe = train_probe(parse_head("linear"), values[fit_rows], y[fit_rows], values[c_rows], y[c_rows], n_classes,
+                        class_weight=None, seed=seed, blocks=blocks)
+    proba = probe.proba(values[n_train:])
     proba[~ok[n_train:]] = 1.0 / n_classes
     accuracy = float(np.mean(np.argmax(proba, axis=1) == y[n_train:]))
     return proba, accuracy
@@ -251,7 +254,7 @@ def _score(values: np.ndarray, y: np.ndarray, ok: np.ndarray, n_train: int, n_cl
 def _shortlist(data: LabelledData, train: Sequence[int], val: Sequence[int], names: list[str],
                scratch: str | None, keep: int, store: Any, opts: ExtractOptions, seed: int) -> list[str]:
     """The `keep` candidates LogME ranks best on a subsample of the training split, plus from scratch."""
-    from transferkit.ranking.rank import rank
+    from transferkit.ranking.rank_backbones import rank
 
     others = [n for n in names if n != scratch]
     table = rank(data.subset(list(train)), backbones=others, metrics="logme", select="logme", subsample=500,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.backbones.base import Backbone
+from transferkit.backbones.contract import Backbone
 from transferkit.backbones.spec import parse_backbone, parse_backbone_list
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData

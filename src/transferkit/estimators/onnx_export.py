@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.engines.export import export_onnx
 from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, bundle_digest, is_export, seal_record
+from transferkit.engines.onnx_graph import export_onnx
 from transferkit.engines.run import open_graph
 from transferkit.errors import ConfigError, EngineError
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from transferkit.errors import ConfigError
+from transferkit.errors import BackboneError, ConfigError
+
+if TYPE_CHECKING:
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 #: fewest training examples per class, and in total, for fine-tuning to be considered.
 FINETUNE_MIN_PER_CLASS = 20
@@ -78,6 +83,29 @@ def decide_strategy(
         "finetune", "enough data within budget → fine-tune",
         f"{n_train} training examples ({per_class:.0f} per class) and fine-tuning {n_epochs} epochs at "
         f"{rate:.1f} examples/s ({how}, {kind}) ≈ {minutes:.1f} min ≤ budget {budget:.0f} min", minutes)
+
+
+def choose_strategy(n_train: int, n_classes: int, sample: Sequence[Any], finetuner: Callable[[], TransferEstimator],
+                    *, budget_minutes: float | None = None, epochs: int | None = None, device: str = "cpu"
+                    ) -> tuple[StrategyDecision, TransferEstimator | None, float | None]:
+    """`decide_strategy` with the rate measured here: `finetuner()` builds the fine-tuning estimator, whose
+    `training_rate` on `sample` (a few training inputs) the budget rule uses. Returns the decision, that
+    estimator (to fit when fine-tuning is chosen: built once) and the rate; none is built under the
+    small-data rule. An estimator that cannot be fine-tuned (a concatenation) gives a probe decision."""
+    decision = decide_strategy(n_train, n_classes, budget_minutes=budget_minutes, epochs=epochs, device=device)
+    if too_little_data(n_train, n_classes):  # only otherwise does the rate matter
+        return decision, None, None
+    try:
+        candidate = finetuner()
+        rate = candidate.training_rate(sample, n_classes)
+    except (BackboneError, ConfigError) as exc:
+        return StrategyDecision("probe", "cannot be fine-tuned → probe", str(exc), 0.0), None, None
+    if rate is None:
+        return StrategyDecision("probe", "cannot be fine-tuned → probe", "this estimator trains no network", 0.0), \
+            None, None
+    decision = decide_strategy(n_train, n_classes, budget_minutes=budget_minutes, epochs=epochs, device=device,
+                               measured_rate=rate)
+    return decision, candidate, rate
 
 
 def duration(minutes: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transferkit.adapt.shift import ShiftDiagnostic, diagnose_shift, proxy_a_distance, shift_map
+from transferkit.adapt.shift_diagnostic import ShiftDiagnostic, diagnose_shift, proxy_a_distance, shift_map
 from transferkit.errors import ConfigError, DataError
 
 

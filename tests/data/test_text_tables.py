@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from transferkit.data.text import read_text_inputs
+from transferkit.data.text_tables import read_text_inputs
 from transferkit.errors import DataError, InputError
 
 

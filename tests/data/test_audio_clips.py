@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from transferkit.data.audio import (
+from transferkit.data.audio_clips import (
     AUDIO_EXTENSIONS,
     AudioLoadConfig,
     load_audio,
@@ -164,7 +164,7 @@ def test_a_zero_frame_wav_says_it_is_empty_without_numpy_warnings(tmp_path: Path
     RuntimeWarnings (mean of an empty slice) leaked to the console."""
     import warnings
 
-    from transferkit.data.audio import sniff_audio
+    from transferkit.data.audio_clips import sniff_audio
 
     path = write(tmp_path / "empty.wav", np.zeros((0, channels), np.float32), 16000)
     with warnings.catch_warnings():

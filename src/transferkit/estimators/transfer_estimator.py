@@ -31,7 +31,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOp
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
 from transferkit.features import Features
-from transferkit.ranking.base import validate_parameters
+from transferkit.ranking.transferability import validate_parameters
 
 # -- parameter constraints -------------------------------------------------------------------------
 
@@ -160,6 +160,11 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     #: the bundle manifest's `estimator` value for this class
     kind: ClassVar[str]
+    #: `fit(X_target=…)` adapts the model to unlabelled target inputs (`fit --adapt-to`)
+    adapts_to_target: ClassVar[bool] = False
+    #: `fit` writes into its run folder as it trains (checkpoints, run.json with `fit(run_record=…)`):
+    #: `save` then completes that folder rather than refusing it
+    writes_run_folder: ClassVar[bool] = False
     #: what each `__init__` parameter accepts, in scikit-learn's format, checked by its `_validate_params`
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
     #: parameters `load(path, **overrides)` may set: how to run, never what was learned
@@ -189,6 +194,11 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
             y_val: Sequence[Any] | None = None) -> Self:
         """Learn from (X, y), choosing settings on (X_val, y_val) when given; returns `self`."""
+
+    def training_rate(self, X: Sequence[Any], n_classes: int) -> float | None:
+        """Examples per second this estimator would train its network at here (`--strategy auto`'s
+        estimate); None for an estimator that trains no network, only a head on cached features."""
+        return None
 
     @property
     @abstractmethod
@@ -232,7 +242,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     def evaluate(self, X: Any, y: Sequence[Any] | None = None) -> dict[str, Any]:
         """Metrics on labelled data; unreadable inputs are skipped and listed in `skipped`."""
-        from transferkit.evaluate import score_probabilities
+        from transferkit.metrics import score_probabilities
 
         data = self._as_data(X, y, "evaluation data")
         feats = self.features(data.items)

@@ -1,0 +1,132 @@
+"""One point of the curve: features extracted once per backbone, a linear probe fitted on a point's
+rows, LP-FT on a point's examples within a time budget, and the point's test metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from transferkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transferkit.data.dataset import LabelledData
+
+#: minutes of fine-tuning `curve` may spend when fine-tuning is asked for and no budget is given
+DEFAULT_FINETUNE_BUDGET = 10.0
+#: training images per second assumed before the first fine-tuned point has been measured
+#: (the figures `--strategy auto` uses: EfficientNet-Lite0, forward + backward)
+FINETUNE_IMAGES_PER_SECOND = {"cpu": 15.0, "gpu": 400.0}
+
+
+@dataclass
+class Extracted:
+    backbone: str
+    values: np.ndarray  # [n_items, D]; rows of unreadable items are zeros
+    ok: np.ndarray
+    failed: dict[int, str]
+    seconds: float
+    cached: int
+    precision: str
+
+
+def extract(name: str, weights: str | None, data: LabelledData, indices: list[int], *, seed: int, batch_size: int,
+             precision: str, cache_dir: Any, progress: bool) -> Extracted:
+    from transferkit.backbones import create_backbone
+    from transferkit.cache import resolve_cache
+    from transferkit.features import ExtractOptions, extract_features
+
+    kwargs: dict[str, Any] = {"seed": seed} if weights == "random" else {}
+    backbone = create_backbone(name, weights=weights, **kwargs)
+    if backbone.modality != data.modality:
+        raise ConfigError(f"backbone '{name}' takes {backbone.modality} inputs; this is {data.modality} data")
+    items = [data.items[i] for i in indices]
+    feats = extract_features(backbone, items, options=ExtractOptions(batch_size=batch_size, precision=precision,
+                                                                     progress=progress),
+                             cache=resolve_cache(cache_dir), description=f"features ({backbone.name})")
+    values = np.zeros((len(data.items), backbone.num_features), np.float32)
+    ok = np.zeros(len(data.items), bool)
+    rows = np.asarray(indices)[feats.ok]
+    values[rows], ok[rows] = feats.values, True
+    failed = {indices[i]: reason for i, reason in feats.failed.items()}
+    return Extracted(backbone.name, values, ok, failed, feats.seconds, feats.cached, feats.precision)
+
+
+def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: list[int], test: list[int],
+                n_classes: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Predicted class indices of the test split from a linear head fitted on this point's rows (classes
+    weighted by the counts of all of the point's labels, those that choose C included)."""
+    from threadpoolctl import threadpool_limits
+
+    from transferkit.heads import class_weights, parse_head, train_probe
+
+    # one BLAS thread: these problems are small, and on a busy 2-core machine OpenBLAS's own threads
+    # made scikit-learn's L-BFGS 60x slower (7.5 s against 0.13 s for 200 x 1280 features)
+    with threadpool_limits(limits=1, user_api="blas"):
+        probe = train_probe(parse_head("linear"), feats.values[fit_idx], y[fit_idx], feats.values[val_idx],
+                            y[val_idx], n_classes,
+                            class_weight=class_weights(y[fit_idx + val_idx], n_classes, "auto"), seed=seed)
+    return probe.predict(feats.values[test]), probe.choice
+
+
+def metrics(classes: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from transferkit.metrics import classification_metrics
+
+    m = classification_metrics([classes[i] for i in y_true], [classes[i] if i >= 0 else "" for i in y_pred], classes)
+    return {"accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"]}
+
+
+@dataclass
+class FinetuneBudget:
+    """Which fine-tuned points fit in the budget: estimated from the rate measured so far."""
+
+    minutes: float
+    epochs: int
+    device: str
+    spent: float = 0.0
+    images: float = 0.0  # training images × epochs done so far
+
+    def rate(self) -> float:
+        if self.images and self.spent:
+            return self.images / self.spent
+        return FINETUNE_IMAGES_PER_SECOND[self.device]
+
+    def estimate(self, n_train: int) -> float:
+        return self.epochs * n_train / self.rate()
+
+    def fits(self, n_train: int) -> bool:
+        return self.spent + self.estimate(n_train) <= self.minutes * 60.0
+
+    def record(self, n_train: int, seconds: float) -> None:
+        self.spent += seconds
+        self.images += self.epochs * n_train
+
+
+def device_kind() -> str:
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def finetune_point(data: LabelledData, subset: list[int], test: list[int], classes: list[str], *, pretrained: str,
+                    weights: str | None, seed: int, epochs: int, batch_size: int, precision: str,
+                    cache_dir: Any) -> np.ndarray:
+    """LP-FT on the point's own labels (no validation held out: every method sees the same k per class;
+    the last epoch is kept), then the test split's predicted class indices."""
+    from transferkit.estimators.finetuned import FinetunedClassifier
+    from transferkit.finetune.config import FinetuneConfig
+    from transferkit.finetune.trainer import quiet_lightning
+
+    train = data.subset(subset)
+    clf = FinetunedClassifier(pretrained, weights=weights, seed=seed, batch_size=min(batch_size, 16),
+                              precision=precision, training=FinetuneConfig(epochs=epochs), progress=False,
+                              cache_dir=cache_dir)
+    with quiet_lightning():
+        clf.fit(train)
+    feats = clf.features([data.items[i] for i in test], cache=False)
+    index = {c: i for i, c in enumerate(classes)}
+    predicted = np.full(len(test), -1, np.int64)  # an input unreadable now is scored as wrong
+    labels = clf.classes_[np.argmax(clf.proba_from_features(feats.values), axis=1)]
+    predicted[feats.ok] = [index[str(c)] for c in labels]
+    return predicted
