@@ -45,6 +45,7 @@ from transferkit.engines.select import (
     select_engine,
 )
 from transferkit.errors import ConfigError, InputError
+from transferkit.params import BATCH_SIZE, DEVICE, ENGINE, PRECISION, PROGRESS
 from transferkit.runtime import resolve_device, resolve_precision
 
 #: the most bytes of features a cache shard holds (fewer rows than `shard_size` for wide features)
@@ -57,17 +58,17 @@ BF16_MIN_COSINE = MIN_COSINE["bf16"]
 class ExtractOptions:
     """How to run extraction. Defaults are the fast path."""
 
-    batch_size: int = 32  # measured: faster than 64 or 128 on these CPUs (caches)
+    batch_size: int = BATCH_SIZE.default
     #: "auto" (bf16 where the hardware runs it natively and it agrees with fp32), "fp32", "bf16",
     #: or "int8" (OpenVINO post-training quantization, calibrated on `calibration`)
-    precision: str = "auto"
+    precision: str = PRECISION.default
     #: "auto" (the fastest installed engine that agrees with PyTorch), "torch", "onnxruntime", "openvino"
-    engine: str = "auto"
+    engine: str = ENGINE.default
     #: run a copy arranged for inference (`Backbone.for_inference`: BatchNorm folded, channels_last)
     optimize: bool = True
     num_workers: int | None = None
-    device: str | None = None
-    progress: bool = True
+    device: str | None = DEVICE.default
+    progress: bool = PROGRESS.default
     shard_size: int = 2048
     #: processes to extract on (Lightning Fabric); each writes its shards into the one cache
     devices: int = 1

@@ -1,9 +1,13 @@
-"""`FitOptions`: every option of `transferkit fit`, declared once.
+"""`FitOptions`: every option of `transferkit fit`, each declared once (`transferkit.params.Param`).
 
-Each field says its default, its help text (the CLI flags are generated from it), which strategies
-and modalities it applies to, and whether a `--resume` may change it. Fine-tuning settings are the
-fields of `FinetuneConfig` (the `training` field); the CLI exposes the most used of them as flags
-and a `--config` YAML file may set any of them. Precedence: defaults < YAML < flags typed.
+Each field carries its declaration: its default, its help text (the CLI flags are generated from
+it), which strategies and modalities it applies to, and whether a `--resume` may change it. The
+run's own settings (data, out, split, columns, report, export…) are declared here; the estimators'
+parameters (head, seed, batch size, precision…) are declared in `transferkit.params`, where the
+estimators' constructors read them too, and their fields here are made from those declarations.
+Fine-tuning settings are the fields of `FinetuneConfig` (the `training` field), declared the same
+way; the CLI exposes those with flags and a `--config` YAML file may set any of them.
+Precedence: defaults < YAML < flags typed.
 
 `resolve(options)` then fills in what the user left to us — the modality (from the column flags or
 the data), the default backbone of that modality — and refuses, for every modality, an option that
@@ -22,6 +26,33 @@ from typing import TYPE_CHECKING, Any
 
 from transferkit.errors import ConfigError
 from transferkit.finetune.config import FinetuneConfig
+from transferkit.params import (
+    ADAPT_METHOD,
+    AS_JSON,
+    AUGMENT,
+    BATCH_SIZE,
+    CACHE_DIR,
+    CLASS_WEIGHT,
+    ENCODING,
+    ENGINE,
+    FUSION,
+    HEAD,
+    LABEL_COLUMN,
+    LONG_TEXT,
+    NO_CACHE,
+    PATH_COLUMN,
+    PRECISION,
+    SEED,
+    SINGLE,
+    STRICT,
+    TTA,
+    VIEW_MODALITIES,
+    WEIGHTS,
+    Param,
+    declare,
+    declared,
+    use,
+)
 
 if TYPE_CHECKING:
     from transferkit.backbones.spec import BackboneSpec
@@ -33,39 +64,9 @@ COLUMN_OPTIONS: dict[str, str] = {
     "image": "image_column", "text": "text_column", "audio": "audio_column",
     "numeric": "numeric_columns", "categorical": "categorical_columns",
 }
-_ALL_STRATEGIES = frozenset({"probe", "finetune"})
-_ALL_MODALITIES = frozenset(MODALITIES)
-_SINGLE = frozenset({"image", "text", "audio"})
+_SINGLE = SINGLE
 
 
-@dataclass(frozen=True)
-class Option:
-    """What a `fit` option is for: its help, its CLI flags, where it applies, whether resume may change it."""
-
-    help: str
-    flags: tuple[str, ...] = ()
-    strategies: frozenset[str] = _ALL_STRATEGIES
-    modalities: frozenset[str] = _ALL_MODALITIES
-    resumable: bool = False
-    #: False: a YAML-only option (no flag)
-    cli: bool = True
-
-
-def _opt(default: Any, help: str, *flags: str, strategies: frozenset[str] = _ALL_STRATEGIES,
-         modalities: frozenset[str] = _ALL_MODALITIES, resumable: bool = False, cli: bool = True) -> Any:
-    return field(default=default, metadata={"option": Option(help, flags, strategies, modalities, resumable, cli)})
-
-
-#: fine-tuning settings that are also CLI flags (all of FinetuneConfig may be set in YAML)
-TRAINING_FLAGS: dict[str, str] = {
-    "epochs": "finetune: training epochs (default 10).",
-    "lr": "finetune: learning rate of the head, or 'auto' (LR finder). Default 1e-3.",
-    "freeze": "finetune: frozen (head only), full, or gradual (head first, then unfreeze from the top). "
-              "Default full, with layer-wise LR decay.",
-    "peft": "finetune: lora or bitfit (train only those parameters).",
-    "devices": "finetune: number of devices (2+ → DDP), or auto.",
-    "accelerator": "finetune: auto, cpu or gpu.",
-}
 #: YAML spellings accepted for option names
 _ALIASES = {"json": "as_json", "batch-size": "batch_size", "learning_rate": "lr"}
 #: fine-tuning settings under the name they travel by in options, records and `explicit` (the field of
@@ -88,106 +89,85 @@ def _routed(key: str, value: Any) -> str:
 #: three times over): `benchmarks/unseen.py --rows default,augment` measured icons of unseen themes
 #: 74.9% → 76.3% (26 s → 47 s) and words from unseen voices 37.6% → 41.1% (33 s → 81 s).
 DEFAULT_VIEWS = 2
-VIEW_MODALITIES = frozenset({"image", "audio"})
 
 
 @dataclass(frozen=True)
 class FitOptions:
     """A `transferkit fit` call: what to fit on, how, and where to save it."""
 
-    data: Path = _opt(Path("."), "Image folder (DATA/<class>/*, or DATA/{train,val,test}/<class>/*) or a "
-                      "CSV/TSV/Parquet/JSONL manifest with path,label columns.", resumable=True, cli=False)
-    out: Path | None = _opt(None, "Where to save the trained model (default runs/<data name>).", "--out", "-o")
-    backbone: str | None = _opt(None, "Backbone name (see `transferkit models`). Default by modality: image "
-                                "efficientnet_lite0, text all-minilm-l6-v2+tfidf, audio ge2e+mfcc (fine-tuning: "
-                                "all-minilm-l6-v2, ge2e); for a table, KIND=NAME "
-                                "pairs (text=…,image=…,audio=…); 'auto' ranks the available ones and fits the "
-                                "best ('auto:NAME,NAME@random' names the candidates).", "--backbone", "-b")
-    weights: str | None = _opt(None, "Backbone weights: a local file, 'random' (control), or 'hub' (online). "
-                               "Default: the backbone's own pretrained weights.", "--weights",
-                               modalities=_SINGLE)
-    head: str = _opt("linear", "Head: 'linear', 'mlp', 'mlp:HIDDEN', or layers like "
-                     "'dense:512:relu, dropout:0.2, dense:N'.", "--head")
-    val: float = _opt(0.15, "Validation fraction when DATA is not already split.", "--val")
-    test: float = _opt(0.15, "Test fraction when DATA is not already split.", "--test")
-    seed: int = _opt(0, "Random seed (same seed, same data → same result).", "--seed")
-    batch_size: int = _opt(32, "Inputs per forward pass.", "--batch-size", resumable=True)
-    precision: str = _opt("auto", "auto (bf16 where the CPU/GPU runs it natively), bf16, fp32 (finetune: also "
-                          "fp16).", "--precision")
-    engine: str = _opt("auto", "How extraction runs: auto (the fastest installed engine whose features agree "
-                       "with PyTorch on the first batch; it says which), torch, onnxruntime or openvino.", "--engine",
-                       resumable=True)
-    class_weight: str = _opt("auto", "auto (balanced if the largest class is ≥3x the smallest), balanced, none.",
-                             "--class-weight")
-    path_column: str = _opt("path", "Manifest column with input paths.", "--path-column")
-    label_column: str = _opt("label", "Manifest column with labels.", "--label-column")
-    group_column: str = _opt("group", "Column naming each example's group (speaker, site, device, design): "
-                             "validation then holds out whole groups, so it measures what an unseen group meets. "
-                             "Read when the table has it; 'folder' takes DATA/<class>/<group>/…; 'none': split by "
-                             "example.", "--group-column")
-    encoding: str | None = _opt(None, "How a manifest is encoded when it is not UTF-8 (e.g. cp1252, latin-1).",
-                                "--encoding")
-    modality: str | None = _opt(None, "image, text, audio or table. Default: from the column flags, else from "
-                                "DATA (a folder of clips is audio).", "--modality")
-    text_column: str | None = _opt(None, "Column of texts. Alone: a text classifier; with other columns: a table.",
-                                   "--text-column", modalities=frozenset({"text", "table"}))
-    image_column: str | None = _opt(None, "Column of image paths (a table when given with other columns).",
-                                    "--image-column", modalities=frozenset({"image", "table"}))
-    audio_column: str | None = _opt(None, "Column of audio paths (a table when given with other columns).",
-                                    "--audio-column", modalities=frozenset({"audio", "table"}))
-    numeric_columns: str | None = _opt(None, "Comma-separated numeric columns (standardised, with a missing mask).",
-                                       "--numeric-columns", modalities=frozenset({"table"}))
-    categorical_columns: str | None = _opt(None, "Comma-separated categorical columns (one-hot; unseen → all zero).",
-                                           "--categorical-columns", modalities=frozenset({"table"}))
-    fusion: str = _opt("concat", "Tables: concat (late fusion of the column embeddings) or gated (learned "
-                       "per-column gates; encoders stay frozen).", "--fusion", modalities=frozenset({"table"}),
-                       strategies=frozenset({"probe"}))
-    long_text: str = _opt("truncate", "Texts longer than the model's window: truncate (counted, reported) or chunk "
-                          "(embed overlapping chunks and average).", "--long-text",
-                          modalities=frozenset({"text", "table"}), strategies=frozenset({"probe"}))
-    views: int | None = _opt(None, "probe: also train the head on the features of N augmented views of each "
-                             "training input (images: crops, flips, colour jitter, grayscale; audio: speed, pitch, "
-                             "noise, gain). Default: 2 for images and audio (0: extract the training set once, "
-                             "faster). --augment N is the same option.",
-                             "--views", "--augment", modalities=frozenset({"image", "audio"}),
-                             strategies=frozenset({"probe"}))
-    tta: int = _opt(0, "probe: average predictions over each input and N augmented views of it (test-time "
-                    "augmentation).", "--tta", modalities=frozenset({"image", "audio"}),
-                    strategies=frozenset({"probe"}))
-    strict: bool = _opt(False, "Fail on unreadable inputs instead of skipping them.", "--strict",
-                        strategies=frozenset({"probe"}))
-    overwrite: bool = _opt(False, "Replace a trained model already at --out.", "--overwrite")
-    cache_dir: Path | None = _opt(None, "Feature cache folder (default ~/.cache/transferkit).", "--cache-dir",
-                                  resumable=True)
-    no_cache: bool = _opt(False, "Do not read or write the feature cache.", "--no-cache", resumable=True)
-    as_json: bool = _opt(False, "Print JSON instead of tables.", "--json", resumable=True)
-    report: bool = _opt(False, "Also write RUN/report.html: plots of the data, the training, the errors and the "
-                        "embeddings (`transferkit report RUN` writes it later).", "--report", resumable=True)
-    export: bool = _opt(False, "Also write RUN/onnx: the whole image model as one ONNX graph, checked against "
-                        "PyTorch on the test images (`transferkit export RUN` does it later); `transferkit "
-                        "predict RUN` then runs it without PyTorch.", "--export", modalities=frozenset({"image"}),
-                        resumable=True)
-    adapt_to: Path | None = _opt(None, "Unlabelled inputs from where the model will be used (a folder of images or "
-                                 "clips in any layout, a table with the input column, or texts one per line): the "
-                                 "probe aligns their features to the training data's; fine-tuning trains on them "
-                                 "beside the labelled batches (Minimum Class Confusion) and re-estimates BatchNorm "
-                                 "statistics on them (AdaBN). Labels in it are ignored.",
-                                 "--adapt-to", modalities=_SINGLE, strategies=frozenset({"probe", "finetune"}))
-    adapt_method: str = _opt("auto", "With --adapt-to: auto (per-domain standardisation), standardize (the same), "
-                             "coral (CORAL with shrunk covariances), self-training (CORAL + confident target "
-                             "pseudo-labels) or none.", "--adapt-method", modalities=_SINGLE,
-                             strategies=frozenset({"probe"}))
-    strategy: str = _opt("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
-                         "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",
-                         "--strategy")
-    budget: float | None = _opt(None, "--strategy auto: training time budget in minutes (default 30).", "--budget")
-    subsample: int = _opt(1000, "--backbone auto: rank on a stratified subsample of N samples (0: all).",
-                          cli=False)
-    config: Path | None = _opt(None, "YAML file setting any fit option (flags given here override it).",
-                               "--config", resumable=True)
-    resume: Path | None = _opt(None, "finetune: continue the run in this --out folder from its last checkpoint.",
-                               "--resume", strategies=frozenset({"finetune"}), resumable=True)
-    #: fine-tuning settings (flags: epochs, lr, freeze, peft, devices, accelerator; YAML: every field)
+    # The run's own settings are declared here; the estimators' parameters (`transferkit.params`) are
+    # fields made from their declarations (`use`): their defaults, help and rules are written there.
+    data: Path = declare(Path("."), "Image folder (DATA/<class>/*, or DATA/{train,val,test}/<class>/*) or a "
+                         "CSV/TSV/Parquet/JSONL manifest with path,label columns.", resumable=True, cli=False)
+    out: Path | None = declare(None, "Where to save the trained model (default runs/<data name>).", "--out", "-o")
+    backbone: str | None = declare(None, "Backbone name (see `transferkit models`). Default by modality: image "
+                                   "efficientnet_lite0, text all-minilm-l6-v2+tfidf, audio ge2e+mfcc (fine-tuning: "
+                                   "all-minilm-l6-v2, ge2e); for a table, KIND=NAME "
+                                   "pairs (text=…,image=…,audio=…); 'auto' ranks the available ones and fits the "
+                                   "best ('auto:NAME,NAME@random' names the candidates).", "--backbone", "-b")
+    weights: str | None = use(WEIGHTS)
+    head: str = use(HEAD)
+    val: float = declare(0.15, "Validation fraction when DATA is not already split.", "--val")
+    test: float = declare(0.15, "Test fraction when DATA is not already split.", "--test")
+    seed: int = use(SEED)
+    batch_size: int = use(BATCH_SIZE)
+    precision: str = use(PRECISION)
+    engine: str = use(ENGINE)
+    class_weight: str = use(CLASS_WEIGHT)
+    path_column: str = use(PATH_COLUMN)
+    label_column: str = use(LABEL_COLUMN)
+    group_column: str = declare("group", "Column naming each example's group (speaker, site, device, design): "
+                                "validation then holds out whole groups, so it measures what an unseen group meets. "
+                                "Read when the table has it; 'folder' takes DATA/<class>/<group>/…; 'none': split by "
+                                "example.", "--group-column")
+    encoding: str | None = use(ENCODING)
+    modality: str | None = declare(None, "image, text, audio or table. Default: from the column flags, else from "
+                                   "DATA (a folder of clips is audio).", "--modality")
+    text_column: str | None = declare(None, "Column of texts. Alone: a text classifier; with other columns: a "
+                                      "table.", "--text-column", modalities=("text", "table"))
+    image_column: str | None = declare(None, "Column of image paths (a table when given with other columns).",
+                                       "--image-column", modalities=("image", "table"))
+    audio_column: str | None = declare(None, "Column of audio paths (a table when given with other columns).",
+                                       "--audio-column", modalities=("audio", "table"))
+    numeric_columns: str | None = declare(None, "Comma-separated numeric columns (standardised, with a missing "
+                                          "mask).", "--numeric-columns", modalities=("table",))
+    categorical_columns: str | None = declare(None, "Comma-separated categorical columns (one-hot; unseen → all "
+                                              "zero).", "--categorical-columns", modalities=("table",))
+    fusion: str = use(FUSION)
+    long_text: str = use(LONG_TEXT)
+    #: the probe's `augment`; None: `DEFAULT_VIEWS` where views are made (`resolve`), else none
+    views: int | None = use(AUGMENT, default=None)
+    tta: int = use(TTA)
+    strict: bool = use(STRICT)
+    overwrite: bool = declare(False, "Replace a trained model already at --out.", "--overwrite")
+    cache_dir: Path | None = use(CACHE_DIR)
+    no_cache: bool = use(NO_CACHE)
+    as_json: bool = use(AS_JSON)
+    report: bool = declare(False, "Also write RUN/report.html: plots of the data, the training, the errors and the "
+                           "embeddings (`transferkit report RUN` writes it later).", "--report", resumable=True)
+    export: bool = declare(False, "Also write RUN/onnx: the whole image model as one ONNX graph, checked against "
+                           "PyTorch on the test images (`transferkit export RUN` does it later); `transferkit "
+                           "predict RUN` then runs it without PyTorch.", "--export", modalities=("image",),
+                           resumable=True)
+    adapt_to: Path | None = declare(None, "Unlabelled inputs from where the model will be used (a folder of images "
+                                    "or clips in any layout, a table with the input column, or texts one per line): "
+                                    "the probe aligns their features to the training data's; fine-tuning trains on "
+                                    "them beside the labelled batches (Minimum Class Confusion) and re-estimates "
+                                    "BatchNorm statistics on them (AdaBN). Labels in it are ignored.",
+                                    "--adapt-to", modalities=SINGLE, strategies=("probe", "finetune"))
+    adapt_method: str = use(ADAPT_METHOD)
+    strategy: str = declare("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
+                            "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",
+                            "--strategy")
+    budget: float | None = declare(None, "--strategy auto: training time budget in minutes (default 30).",
+                                   "--budget")
+    subsample: int = declare(1000, "--backbone auto: rank on a stratified subsample of N samples (0: all).",
+                             cli=False)
+    config: Path | None = declare(None, "YAML file setting any fit option (flags given here override it).",
+                                  "--config", resumable=True)
+    resume: Path | None = declare(None, "finetune: continue the run in this --out folder from its last "
+                                  "checkpoint.", "--resume", strategies=("finetune",), resumable=True)
+    #: fine-tuning settings (flags: those of `FinetuneConfig`'s declarations that have one; YAML: every field)
     training: FinetuneConfig = field(default_factory=FinetuneConfig)
     #: the option names the user set (typed flags, YAML keys): only these can be "inapplicable"
     explicit: frozenset[str] = frozenset()
@@ -196,9 +176,9 @@ class FitOptions:
 
     # -- the declarations -----------------------------------------------------------------------------
     @staticmethod
-    def declared() -> dict[str, Option]:
+    def declared() -> dict[str, Param[Any]]:
         """Every top-level option (not `training`) and its declaration."""
-        return {f.name: f.metadata["option"] for f in dataclasses.fields(FitOptions) if "option" in f.metadata}
+        return declared(FitOptions)
 
     @staticmethod
     def option_types() -> dict[str, Any]:

@@ -52,9 +52,10 @@ import torch
 from torch import nn
 
 from transferkit.errors import ConfigError, DataError
+from transferkit.params import ADAPT_METHODS
 
 #: the alignments `fit_alignment` knows (`auto` resolves to one of them; `none` is no alignment)
-METHODS = ("auto", "standardize", "coral", "self-training", "none")
+METHODS = ADAPT_METHODS
 #: fewer target inputs than this cannot estimate a domain's mean and spread: an error
 MIN_TARGET_INPUTS = 10
 #: a batch adapted with its own statistics must have at least this many inputs: a standard deviation

@@ -1,4 +1,6 @@
-"""Flags several commands share (fit's own come from `transferkit.options.FitOptions`)."""
+"""Flags several commands share, made from the options' declarations (`transferkit.params`), as fit's
+flags are made from `transferkit.options.FitOptions`; a command's default is the declaration's
+(`batch_size: BatchSize = BATCH_SIZE.default`)."""
 
 from __future__ import annotations
 
@@ -7,20 +9,37 @@ from typing import Annotated
 
 import typer
 
+from transferkit.params import (
+    AS_JSON,
+    BATCH_SIZE,
+    CACHE_DIR,
+    ENCODING,
+    LABEL_COLUMN,
+    NO_CACHE,
+    PATH_COLUMN,
+    PRECISION,
+    SEED,
+    Param,
+)
+
+
+def _option(declaration: Param[object]) -> typer.models.OptionInfo:
+    """The typer option of a declared option: its flags and help."""
+    return typer.Option(*declaration.flags, help=declaration.help)
+
+
 Model = Annotated[Path, typer.Argument(help="A folder made by `transferkit fit`.")]
-Seed = Annotated[int, typer.Option(help="Random seed (same seed, same data → same result).")]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
-Precision = Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU runs it natively), bf16, fp32.")]
-CacheDir = Annotated[Path | None, typer.Option("--cache-dir",
-                                                help="Feature cache folder (default ~/.cache/transferkit).")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-PathColumn = Annotated[str, typer.Option(help="Manifest column with input paths (text: the texts).")]
+Seed = Annotated[int, _option(SEED)]
+BatchSize = Annotated[int, _option(BATCH_SIZE)]
+Precision = Annotated[str, _option(PRECISION)]
+CacheDir = Annotated[Path | None, _option(CACHE_DIR)]
+NoCache = Annotated[bool, _option(NO_CACHE)]
+AsJson = Annotated[bool, _option(AS_JSON)]
+PathColumn = Annotated[str, _option(PATH_COLUMN)]
 TextColumn = Annotated[str | None, typer.Option(
     "--text-column", help="Text models: the column of tables to read (default: the training one).")]
-Encoding = Annotated[str | None, typer.Option("--encoding", help="How a table is encoded when it is not UTF-8 "
-                                                                 "(e.g. cp1252, latin-1).")]
-LabelColumn = Annotated[str, typer.Option(help="Manifest column with labels.")]
+Encoding = Annotated[str | None, _option(ENCODING)]
+LabelColumn = Annotated[str, _option(LABEL_COLUMN)]
 
 
 AdaptBatch = Annotated[bool, typer.Option(

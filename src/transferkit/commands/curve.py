@@ -20,6 +20,17 @@ from rich.console import Console
 
 from transferkit.commands._console import console, err
 from transferkit.commands._flags import BatchSize, CacheDir, Encoding, LabelColumn, NoCache, Precision, cache_arg
+from transferkit.params import (
+    AS_JSON,
+    BATCH_SIZE,
+    CACHE_DIR,
+    ENCODING,
+    LABEL_COLUMN,
+    NO_CACHE,
+    PRECISION,
+    SEED,
+    WEIGHTS,
+)
 
 if TYPE_CHECKING:  # pandas is imported by the command, not at --help time
     import pandas as pd
@@ -38,12 +49,14 @@ def curve(
     shots: Annotated[str, typer.Option(help="Labelled examples per class at each point, comma-separated; 'all' is "
                                             "every training example.")] = "1,2,5,10,20,50,all",
     seeds: Annotated[int, typer.Option(help="Subsets drawn (and heads trained) per shot count.")] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of the test split (the subsets use seeds 0 … --seeds − 1).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the test split (the subsets use seeds 0 … --seeds − 1).")
+                    ] = SEED.default,
     test: Annotated[float, typer.Option(help="Test fraction, held out from every point, when DATA has no test "
                                              "split.")] = 0.2,
     backbone: Annotated[str | None, typer.Option("--backbone", "-b", help="The pretrained backbone (default by "
                                                                           "modality; `transferkit models`).")] = None,
-    weights: Annotated[str | None, typer.Option(help="Its weights: a local file, 'random' (a control), 'hub'.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Its weights: a local file, 'random' (a control), 'hub'.")
+                       ] = WEIGHTS.default,
     scratch: Annotated[str | None, typer.Option(help="The from-scratch features (default by modality: hog, tfidf, "
                                                      "mfcc).")] = None,
     finetune: Annotated[bool, typer.Option("--finetune", help="Also fine-tune the backbone (LP-FT) at each point, "
@@ -57,17 +70,17 @@ def curve(
     image_column: Annotated[str | None, typer.Option("--image-column", help="Column of image paths.")] = None,
     audio_column: Annotated[str | None, typer.Option("--audio-column", help="Column of audio paths.")] = None,
     path_column: Annotated[str | None, typer.Option(help="Manifest column with input paths.")] = None,
-    label_column: LabelColumn = "label",
+    label_column: LabelColumn = LABEL_COLUMN.default,
     group_column: Annotated[str, typer.Option(help="Column naming each example's group (the test split then "
                                                    "holds whole groups); 'folder' for DATA/<class>/<group>/…; "
                                                    "'none'.")] = "group",
-    encoding: Encoding = None,
-    batch_size: BatchSize = 32,
-    precision: Precision = "auto",
-    cache_dir: CacheDir = None,
-    no_cache: NoCache = False,
+    encoding: Encoding = ENCODING.default,
+    batch_size: BatchSize = BATCH_SIZE.default,
+    precision: Precision = PRECISION.default,
+    cache_dir: CacheDir = CACHE_DIR.default,
+    no_cache: NoCache = NO_CACHE.default,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a curve already in --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = AS_JSON.default,
 ) -> None:
     """Test accuracy against labels per class: transfer (a probe on a pretrained backbone) against the same
     probe on from-scratch features, on one fixed test split; curve.png, curve.csv and a verdict."""

@@ -31,6 +31,7 @@ from rich.console import Console
 
 from transferkit.commands._console import console as stdout
 from transferkit.commands._flags import Precision, Seed
+from transferkit.params import CACHE_DIR, PRECISION, SEED, WEIGHTS
 
 DATASETS = ("cards", "digits")
 
@@ -52,8 +53,8 @@ def demo(
     finetune: Annotated[bool, typer.Option("--finetune", help="Also fine-tune Lite0 (LP-FT) at the smaller shot "
                                                               "counts while --budget lasts (minutes more).")] = False,
     budget: Annotated[float | None, typer.Option(help="--finetune: minutes for the fine-tuned points.")] = None,
-    seed: Seed = 0,
-    precision: Precision = "auto",
+    seed: Seed = SEED.default,
+    precision: Precision = PRECISION.default,
 ) -> None:
     """What transfer brings: the curve, adaptation to a shifted domain, a report (cards); or the digits."""
     from transferkit.errors import ConfigError
@@ -115,8 +116,9 @@ def few_per_class(data: Any, n: int, seed: int) -> list[int]:
 
 
 def run_demo(*, out: Path, backbone: str, shots: str = DIGIT_SHOTS, seeds: int = 3, finetune: bool = False,
-             budget: float | None = None, seed: int = 0, precision: str = "auto", console: Console = stdout,
-             cache_dir: Any = None, weights: str | None = None) -> Any:
+             budget: float | None = None, seed: int = SEED.default, precision: str = PRECISION.default,
+             console: Console = stdout, cache_dir: Any = CACHE_DIR.default,
+             weights: str | None = WEIGHTS.default) -> Any:
     """Write the digits, run the curve into OUT/curve (the demo's own folder: replaced each run)."""
     from transferkit.commands.curve import run_curve
 
@@ -150,8 +152,9 @@ def adaptation_available() -> bool:
 
 
 def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: int = 3, finetune: bool = False,
-                   budget: float | None = None, seed: int = 0, precision: str = "auto", console: Console = stdout,
-                   cache_dir: Any = None, weights: str | None = None, source: Path | None = None,
+                   budget: float | None = None, seed: int = SEED.default, precision: str = PRECISION.default,
+                   console: Console = stdout, cache_dir: Any = CACHE_DIR.default,
+                   weights: str | None = WEIGHTS.default, source: Path | None = None,
                    labelled: tuple[str, ...] | None = None, shifted: tuple[str, ...] | None = None,
                    sample: int | None = None) -> dict[str, Any]:
     """The cards demo into OUT (cards/, curve/, model/, model-adapted/); see the module docstring.

@@ -24,6 +24,7 @@ from transferkit.commands._flags import (
     cache_arg,
     with_batch_adaptation,
 )
+from transferkit.params import ADAPT_BATCH, AS_JSON, CACHE_DIR, ENCODING, ENGINE, LABEL_COLUMN, NO_CACHE, PATH_COLUMN
 
 
 def register(app: typer.Typer) -> None:
@@ -33,17 +34,17 @@ def register(app: typer.Typer) -> None:
 def evaluate(
     model: Model,
     data: Annotated[Path, typer.Argument(help="Labelled data in the same layout as for fit.")],
-    path_column: PathColumn = "path",
-    label_column: LabelColumn = "label",
+    path_column: PathColumn = PATH_COLUMN.default,
+    label_column: LabelColumn = LABEL_COLUMN.default,
     text_column: TextColumn = None,
-    encoding: Encoding = None,
-    engine: Engine = "auto",
+    encoding: Encoding = ENCODING.default,
+    engine: Engine = ENGINE.default,
     report: Annotated[bool, typer.Option("--report", help="Also write MODEL/report-<DATA name>.html: the same "
                                                           "report as `transferkit report`, for this data.")] = False,
-    as_json: AsJson = False,
-    cache_dir: CacheDir = None,
-    no_cache: NoCache = False,
-    adapt_batch: AdaptBatch = False,
+    as_json: AsJson = AS_JSON.default,
+    cache_dir: CacheDir = CACHE_DIR.default,
+    no_cache: NoCache = NO_CACHE.default,
+    adapt_batch: AdaptBatch = ADAPT_BATCH.default,
 ) -> None:
     """Score a trained model on new labelled data."""
     run_evaluate(model, data, path_column=text_column or path_column, label_column=label_column, as_json=as_json,
@@ -51,9 +52,11 @@ def evaluate(
                  adapt_batch=adapt_batch)
 
 
-def run_evaluate(model: Path, data: Path, *, path_column: str = "path", label_column: str = "label",
-                 as_json: bool = False, cache_dir: Any = None, encoding: str | None = None, engine: str = "auto",
-                 report: bool = False, adapt_batch: bool = False, out: Console = console) -> dict[str, Any]:
+def run_evaluate(model: Path, data: Path, *, path_column: str = PATH_COLUMN.default,
+                 label_column: str = LABEL_COLUMN.default, as_json: bool = AS_JSON.default,
+                 cache_dir: Any = CACHE_DIR.default, encoding: str | None = ENCODING.default,
+                 engine: str = ENGINE.default, report: bool = False, adapt_batch: bool = ADAPT_BATCH.default,
+                 out: Console = console) -> dict[str, Any]:
     from transferkit.data import load_labelled
     from transferkit.errors import DataError
     from transferkit.estimators.load import load

@@ -24,7 +24,8 @@ from rich.console import Console
 
 from transferkit.commands._console import console, print_class_counts, print_metrics, print_skipped
 from transferkit.errors import ConfigError
-from transferkit.options import TRAINING_FLAGS, FitOptions
+from transferkit.options import FitOptions
+from transferkit.params import declared
 
 if typing.TYPE_CHECKING:
     from transferkit.backbones.spec import BackboneSpec
@@ -65,17 +66,20 @@ def _fit_command() -> Any:
                           annotation=Annotated[Path, typer.Argument(help=FitOptions.declared()["data"].help)]),
     ]
     for f in dataclasses.fields(FitOptions):
-        option = f.metadata.get("option")
+        option = f.metadata.get("param")
         if option is None or not option.cli:
             continue
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
                                         annotation=Annotated[hints[f.name], typer.Option(*option.flags,
                                                                                          help=option.help)]))
-    training_hints = typing.get_type_hints(type(FitOptions().training))
-    for name, help_text in TRAINING_FLAGS.items():
+    training = type(FitOptions().training)
+    training_hints = typing.get_type_hints(training)
+    for name, setting in declared(training).items():
+        if not setting.flags:  # a YAML-only setting
+            continue
         hint = _cli_type(name, training_hints[name] | None)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=Annotated[hint, typer.Option(f"--{name}", help=help_text)]))
+                                        annotation=Annotated[hint, typer.Option(*setting.flags, help=setting.help)]))
     fit.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     fit.__doc__ = "Train a classifier on DATA: a probe on frozen features (default) or a fine-tuned network."
     return fit

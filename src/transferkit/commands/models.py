@@ -11,6 +11,7 @@ from rich.table import Table
 
 from transferkit.commands._console import console
 from transferkit.commands._flags import AsJson
+from transferkit.params import AS_JSON
 
 
 def register(app: typer.Typer) -> None:
@@ -19,13 +20,14 @@ def register(app: typer.Typer) -> None:
 
 def models(
     modality: Annotated[str | None, typer.Option(help="Only image, text or audio.")] = None,
-    as_json: AsJson = False,
+    as_json: AsJson = AS_JSON.default,
 ) -> None:
     """List registered backbones and whether their weights are available on this machine."""
     print_models(modality, as_json=as_json)
 
 
-def print_models(modality: str | None, *, as_json: bool = False, out: Console = console) -> list[dict[str, Any]]:
+def print_models(modality: str | None, *, as_json: bool = AS_JSON.default,
+                 out: Console = console) -> list[dict[str, Any]]:
     from transferkit.backbones import list_backbones
 
     rows: list[dict[str, Any]] = [

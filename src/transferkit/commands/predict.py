@@ -28,6 +28,7 @@ from transferkit.commands._flags import (
     cache_arg,
     with_batch_adaptation,
 )
+from transferkit.params import ADAPT_BATCH, AS_JSON, CACHE_DIR, ENCODING, ENGINE, NO_CACHE
 
 
 def register(app: typer.Typer) -> None:
@@ -43,13 +44,13 @@ def predict(
         "--row", help="Table models: one row as JSON, e.g. '{\"title\": \"…\", \"price\": 3}' (repeatable).")] = None,
     text_column: TextColumn = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels.")] = 1,
-    encoding: Encoding = None,
-    engine: Engine = "auto",
-    as_json: AsJson = False,
+    encoding: Encoding = ENCODING.default,
+    engine: Engine = ENGINE.default,
+    as_json: AsJson = AS_JSON.default,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
-    cache_dir: CacheDir = None,
-    no_cache: NoCache = False,
-    adapt_batch: AdaptBatch = False,
+    cache_dir: CacheDir = CACHE_DIR.default,
+    no_cache: NoCache = NO_CACHE.default,
+    adapt_batch: AdaptBatch = ADAPT_BATCH.default,
 ) -> None:
     """Print the predicted label and its probability for each input."""
     run_predict(model, inputs or [], top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
@@ -57,9 +58,11 @@ def predict(
                 engine=engine, adapt_batch=adapt_batch)
 
 
-def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str = "table", cache_dir: Any = None,
-                rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = None,
-                engine: str = "auto", adapt_batch: bool = False, out: Console = console) -> list[dict[str, Any]]:
+def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str = "table",
+                cache_dir: Any = CACHE_DIR.default,
+                rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = ENCODING.default,
+                engine: str = ENGINE.default, adapt_batch: bool = ADAPT_BATCH.default,
+                out: Console = console) -> list[dict[str, Any]]:
     from transferkit.data.inputs import read_prediction_inputs
     from transferkit.engines.exported import current_export, is_export
     from transferkit.errors import ConfigError, DataError

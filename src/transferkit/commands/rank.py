@@ -21,6 +21,7 @@ from transferkit.commands._flags import (
     Seed,
     cache_arg,
 )
+from transferkit.params import AS_JSON, BATCH_SIZE, CACHE_DIR, LABEL_COLUMN, NO_CACHE, PATH_COLUMN, PRECISION, SEED
 
 
 def register(app: typer.Typer) -> None:
@@ -38,19 +39,19 @@ def rank(
     subsample: Annotated[int, typer.Option(help="Score a stratified subsample of N samples (0: all).")] = 1000,
     layers: Annotated[bool, typer.Option("--layers", help="Rank the layers (stages) of each backbone "
                                                           "instead: which layer transfers best.")] = False,
-    seed: Seed = 0,
-    batch_size: BatchSize = 32,
-    precision: Precision = "auto",
-    path_column: PathColumn = "path",
-    label_column: LabelColumn = "label",
+    seed: Seed = SEED.default,
+    batch_size: BatchSize = BATCH_SIZE.default,
+    precision: Precision = PRECISION.default,
+    path_column: PathColumn = PATH_COLUMN.default,
+    label_column: LabelColumn = LABEL_COLUMN.default,
     modality: Annotated[str | None, typer.Option(help="image, text or audio (default: from the column flags, "
                                                       "else from DATA).")] = None,
     text_column: Annotated[str | None, typer.Option("--text-column", help="Column of texts.")] = None,
     image_column: Annotated[str | None, typer.Option("--image-column", help="Column of image paths.")] = None,
     audio_column: Annotated[str | None, typer.Option("--audio-column", help="Column of audio paths.")] = None,
-    cache_dir: CacheDir = None,
-    no_cache: NoCache = False,
-    as_json: AsJson = False,
+    cache_dir: CacheDir = CACHE_DIR.default,
+    no_cache: NoCache = NO_CACHE.default,
+    as_json: AsJson = AS_JSON.default,
 ) -> None:
     """Score how well each backbone's features transfer to DATA, and say which to use and why."""
     run_rank(data, backbones=backbones, metrics=metrics, select=select, subsample=subsample, layers=layers,
@@ -60,10 +61,12 @@ def rank(
 
 
 def run_rank(data: Path, *, backbones: str | None = None, metrics: str | None = None, select: str = "logme",
-             subsample: int = 1000, layers: bool = False, seed: int = 0, batch_size: int = 32,
-             precision: str = "auto", cache_dir: Any = None, path_column: str = "path", label_column: str = "label",
+             subsample: int = 1000, layers: bool = False, seed: int = SEED.default,
+             batch_size: int = BATCH_SIZE.default, precision: str = PRECISION.default,
+             cache_dir: Any = CACHE_DIR.default,
+             path_column: str = PATH_COLUMN.default, label_column: str = LABEL_COLUMN.default,
              modality: str | None = None, text_column: str | None = None, image_column: str | None = None,
-             audio_column: str | None = None, as_json: bool = False, out: Console = console) -> Any:
+             audio_column: str | None = None, as_json: bool = AS_JSON.default, out: Console = console) -> Any:
     """The modality is resolved exactly as `fit` resolves it (column flags, then --modality, then the data),
     so ranking then fitting reads the same inputs and reuses the same cached features."""
     from transferkit.data import load_labelled

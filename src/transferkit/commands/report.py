@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from transferkit.commands._flags import CacheDir, NoCache
+from transferkit.params import CACHE_DIR, NO_CACHE
+
 
 def register(app: typer.Typer) -> None:
     """Add the `report` command to `app`."""
@@ -25,9 +28,8 @@ def report(
         help="DATA's column of input paths (or texts); default: the one the model was trained with.")] = None,
     label_column: Annotated[str | None, typer.Option(
         help="DATA's column of labels; default: the one the model was trained with.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache folder "
-                                                                       "(default ~/.cache/transferkit).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")] = False,
+    cache_dir: CacheDir = CACHE_DIR.default,
+    no_cache: NoCache = NO_CACHE.default,
 ) -> None:
     """Write a self-contained HTML report of a trained model on its test split or on DATA.
 

@@ -29,6 +29,18 @@ from transferkit.commands._flags import (
     Seed,
     cache_arg,
 )
+from transferkit.params import (
+    ADAPT_METHOD,
+    AS_JSON,
+    BATCH_SIZE,
+    CACHE_DIR,
+    ENGINE,
+    LABEL_COLUMN,
+    NO_CACHE,
+    PATH_COLUMN,
+    PRECISION,
+    SEED,
+)
 
 #: the files `shift` writes into --out; shift.json carries this kind, so a rerun knows they are its own
 FILES = ("shift.json", "shift.png")
@@ -48,20 +60,20 @@ def shift(
                                                       "default for the data's modality).")] = None,
     adapt_method: Annotated[str, typer.Option(
         "--adapt-method", help="The alignment measured after: auto (standardisation), standardize, coral or none."
-    )] = "auto",
+    )] = ADAPT_METHOD.default,
     out: Annotated[Path, typer.Option(help="Folder for shift.png (the 2-D map) and shift.json.")] = Path("shift"),
     max_inputs: Annotated[int, typer.Option("--max-inputs", help="Compare at most N inputs of each domain "
                                                                  "(a seeded subsample).")] = 2000,
-    seed: Seed = 0,
-    batch_size: BatchSize = 32,
-    precision: Precision = "auto",
-    engine: Engine = "auto",
-    path_column: PathColumn = "path",
-    label_column: LabelColumn = "label",
+    seed: Seed = SEED.default,
+    batch_size: BatchSize = BATCH_SIZE.default,
+    precision: Precision = PRECISION.default,
+    engine: Engine = ENGINE.default,
+    path_column: PathColumn = PATH_COLUMN.default,
+    label_column: LabelColumn = LABEL_COLUMN.default,
     modality: Annotated[str | None, typer.Option(help="image, text or audio (default: from DATA).")] = None,
-    cache_dir: CacheDir = None,
-    no_cache: NoCache = False,
-    as_json: AsJson = False,
+    cache_dir: CacheDir = CACHE_DIR.default,
+    no_cache: NoCache = NO_CACHE.default,
+    as_json: AsJson = AS_JSON.default,
 ) -> None:
     """How far TARGET (unlabelled inputs from where the model will be used) is from DATA, and for which classes."""
     run_shift(data, target, backbone=backbone, adapt_method=adapt_method, out_dir=out, max_inputs=max_inputs,
@@ -70,10 +82,11 @@ def shift(
               as_json=as_json)
 
 
-def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_method: str = "auto",
-              out_dir: Path = Path("shift"), max_inputs: int = 2000, seed: int = 0, batch_size: int = 32,
-              precision: str = "auto", engine: str = "auto", path_column: str = "path", label_column: str = "label",
-              modality: str | None = None, cache_dir: Any = None, as_json: bool = False,
+def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_method: str = ADAPT_METHOD.default,
+              out_dir: Path = Path("shift"), max_inputs: int = 2000, seed: int = SEED.default,
+              batch_size: int = BATCH_SIZE.default, precision: str = PRECISION.default, engine: str = ENGINE.default,
+              path_column: str = PATH_COLUMN.default, label_column: str = LABEL_COLUMN.default,
+              modality: str | None = None, cache_dir: Any = CACHE_DIR.default, as_json: bool = AS_JSON.default,
               out: Console = console) -> dict[str, Any]:
     """The command's work; returns what `--json` prints. Nothing is written before every input was read."""
     import numpy as np

@@ -26,6 +26,7 @@ import numpy as np
 from transferkit.data.images import image_array
 from transferkit.engines.run import open_graph
 from transferkit.errors import BundleError, ConfigError, EngineError
+from transferkit.params import BATCH_SIZE
 
 #: the file an export folder is recognised by
 EXPORT_FILE = "export.json"
@@ -148,10 +149,10 @@ class ExportedModel:
     def arrays(self, items: Sequence[Any]) -> np.ndarray:
         return np.stack([image_array(item, self.preprocess) for item in items])
 
-    def predict_proba(self, items: Sequence[Any], *, batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, items: Sequence[Any], *, batch_size: int = BATCH_SIZE.default) -> np.ndarray:
         return self.probabilities(self.arrays(items), batch_size=batch_size)
 
-    def probabilities(self, arrays: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+    def probabilities(self, arrays: np.ndarray, *, batch_size: int = BATCH_SIZE.default) -> np.ndarray:
         """Probabilities of preprocessed uint8 images [N, 3, H, W] (what `arrays` gives), in batches."""
         out = [self.runner({self.meta["input"]: arrays[i:i + batch_size]}) for i in range(0, len(arrays), batch_size)]
         for got in out:

@@ -45,6 +45,7 @@ from transferkit.engines.graphs import (
 )
 from transferkit.engines.run import PACKAGES, GraphRunner, is_installed, open_graph, openvino_has_bf16
 from transferkit.errors import ConfigError, EngineError, EngineWarning
+from transferkit.params import ENGINE, PRECISION
 from transferkit.runtime import autocast, cpu_supports_bf16
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -242,8 +243,8 @@ def select_engine(
     model: Callable[[], Backbone],
     samples: Sequence[Any],
     *,
-    engine: str = "auto",
-    precision: str = "auto",
+    engine: str = ENGINE.default,
+    precision: str = PRECISION.default,
     device: torch.device | None = None,
     channels_last: bool = True,
     root: str | Path | None = None,

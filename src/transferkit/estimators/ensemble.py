@@ -18,32 +18,34 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from transferkit.adapt import METHODS
 from transferkit.cache import FeatureCache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError, check_is_fitted
+from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
 from transferkit.estimators.probe import TransferClassifier
-from transferkit.estimators.transfer_estimator import (
-    CACHE,
-    CLASS_WEIGHT,
-    ENGINE,
-    FLAG,
-    LONG_TEXT,
-    OPTIONAL_NAME,
-    POSITIVE_INT,
-    PROBE_PRECISION,
-    SEED,
-    Constraint,
-    FitReport,
-    TransferEstimator,
-    as_labelled_data,
-    head_spec,
-    one_of,
-)
 from transferkit.features import Features
+from transferkit.params import (
+    ADAPT_BATCH,
+    ADAPT_METHOD,
+    BATCH_SIZE,
+    CACHE_DIR,
+    CLASS_WEIGHT,
+    DEVICE,
+    ENGINE,
+    HEAD,
+    LONG_TEXT,
+    PRECISION,
+    PROGRESS,
+    SEED,
+    Param,
+    Satisfies,
+    param,
+)
 
-MEMBERS = [Constraint(lambda v: isinstance(v, Sequence) and not isinstance(v, str) and len(v) >= 2
-                      and all(isinstance(n, str) and n.strip() for n in v), "a list of two or more backbone names")]
+BACKBONES: Param[tuple[str, ...]] = param(
+    ("efficientnet_lite0", "hog"), "The members' backbones (two or more of one modality).",
+    rules=Satisfies(lambda v: isinstance(v, Sequence) and not isinstance(v, str) and len(v) >= 2
+                    and all(isinstance(n, str) and n.strip() for n in v), "a list of two or more backbone names"))
 
 
 class EnsembleClassifier(TransferEstimator):
@@ -51,12 +53,7 @@ class EnsembleClassifier(TransferEstimator):
 
     kind: ClassVar[str] = "ensemble"
     adapts_to_target: ClassVar[bool] = True
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "backbones": MEMBERS, "head": head_spec(), "class_weight": CLASS_WEIGHT, "seed": SEED,
-        "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION, "engine": ENGINE, "long_text": LONG_TEXT,
-        "cache_dir": CACHE,
-        "progress": FLAG, "device": OPTIONAL_NAME, "adapt_method": one_of(*METHODS), "adapt_batch": FLAG,
-    }
+    _param_overrides: ClassVar[dict[str, Param[Any]]] = {"backbones": BACKBONES}
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "engine", "adapt_batch"})
 
@@ -64,20 +61,20 @@ class EnsembleClassifier(TransferEstimator):
 
     def __init__(
         self,
-        backbones: Sequence[str] = ("efficientnet_lite0", "hog"),
+        backbones: Sequence[str] = BACKBONES.default,
         *,
-        head: str = "linear",
-        class_weight: str = "auto",
-        seed: int = 0,
-        batch_size: int = 32,
-        precision: str = "auto",
-        engine: str = "auto",
-        long_text: str = "truncate",
-        cache_dir: str | Path | bool | FeatureCache | None = None,
-        progress: bool = True,
-        device: str | None = None,
-        adapt_method: str = "auto",
-        adapt_batch: bool = False,
+        head: str = HEAD.default,
+        class_weight: str = CLASS_WEIGHT.default,
+        seed: int = SEED.default,
+        batch_size: int = BATCH_SIZE.default,
+        precision: str = PRECISION.default,
+        engine: str = ENGINE.default,
+        long_text: str = LONG_TEXT.default,
+        cache_dir: str | Path | bool | FeatureCache | None = CACHE_DIR.default,
+        progress: bool = PROGRESS.default,
+        device: str | None = DEVICE.default,
+        adapt_method: str = ADAPT_METHOD.default,
+        adapt_batch: bool = ADAPT_BATCH.default,
     ) -> None:
         self.backbones = backbones
         self.head = head

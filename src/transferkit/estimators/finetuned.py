@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,24 +31,29 @@ from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, check_is_fitted
-from transferkit.estimators.transfer_estimator import (
-    CACHE,
-    ENGINE,
-    FLAG,
-    NAME,
-    OPTIONAL_NAME,
-    POSITIVE_INT,
-    SEED,
-    FitReport,
-    TransferEstimator,
-    as_labelled_data,
-    head_spec,
-    one_of,
-)
+from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.finetune.config import PRECISIONS, FinetuneConfig
 from transferkit.finetune.model import FinetuneModel, LogitsBackbone
 from transferkit.heads import chosen_val_accuracy, class_weights, parse_head
+from transferkit.params import (
+    BACKBONE,
+    BATCH_SIZE,
+    CACHE_DIR,
+    DEVICE,
+    ENGINE,
+    FLAG,
+    HEAD,
+    NONE,
+    PRECISION,
+    PROGRESS,
+    SEED,
+    WEIGHTS,
+    OneOf,
+    Param,
+    Types,
+    param,
+)
 
 
 @dataclass
@@ -101,7 +106,16 @@ def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> 
     return size if size < model_size else None
 
 
-TRAINING: list[Any] = [None, FinetuneConfig]
+#: the parameters that are fine-tuning's own (precision: fp16 too)
+_OWN: dict[str, Param[Any]] = {
+    "precision": param(PRECISION.default, PRECISION.help, *PRECISION.flags, rules=OneOf(PRECISIONS)),
+    "training": param(None, "How to fine-tune (`FinetuneConfig`; None: its defaults).",
+                      rules=(NONE, Types((FinetuneConfig,), "a FinetuneConfig"))),
+    "cache_dir": replace(CACHE_DIR, default=False),
+    "run_dir": param(None, "Folder of the run's checkpoints and record (None: no checkpoints).",
+                     rules=(NONE, Types((str, Path), "a folder"))),
+    "resume": param(False, "Continue the run in `run_dir` from its last checkpoint.", rules=FLAG),
+}
 
 
 class FinetunedClassifier(TransferEstimator):
@@ -110,21 +124,7 @@ class FinetunedClassifier(TransferEstimator):
     kind: ClassVar[str] = "finetuned"
     adapts_to_target: ClassVar[bool] = True
     writes_run_folder: ClassVar[bool] = True
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "backbone": NAME,
-        "weights": OPTIONAL_NAME,
-        "head": head_spec(),
-        "seed": SEED,
-        "batch_size": POSITIVE_INT,
-        "precision": one_of(*PRECISIONS),
-        "training": TRAINING,
-        "cache_dir": CACHE,
-        "progress": FLAG,
-        "device": OPTIONAL_NAME,
-        "engine": ENGINE,
-        "run_dir": [None, str, Path],
-        "resume": FLAG,
-    }
+    _param_overrides: ClassVar[dict[str, Param[Any]]] = _OWN
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "engine"})
 
@@ -136,20 +136,20 @@ class FinetunedClassifier(TransferEstimator):
 
     def __init__(
         self,
-        backbone: str = "efficientnet_lite0",
+        backbone: str = BACKBONE.default,
         *,
-        weights: str | None = None,
-        head: str = "linear",
-        seed: int = 0,
-        batch_size: int = 32,
-        precision: str = "auto",
-        training: FinetuneConfig | None = None,
-        cache_dir: str | Path | bool | FeatureCache | None = False,
-        progress: bool = True,
-        device: str | None = None,
-        engine: str = "auto",
-        run_dir: str | Path | None = None,
-        resume: bool = False,
+        weights: str | None = WEIGHTS.default,
+        head: str = HEAD.default,
+        seed: int = SEED.default,
+        batch_size: int = BATCH_SIZE.default,
+        precision: str = PRECISION.default,
+        training: FinetuneConfig | None = _OWN["training"].default,
+        cache_dir: str | Path | bool | FeatureCache | None = _OWN["cache_dir"].default,
+        progress: bool = PROGRESS.default,
+        device: str | None = DEVICE.default,
+        engine: str = ENGINE.default,
+        run_dir: str | Path | None = _OWN["run_dir"].default,
+        resume: bool = _OWN["resume"].default,
     ) -> None:
         self.backbone = backbone
         self.weights = weights

@@ -18,32 +18,34 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from transferkit.adapt import METHODS, AlignModule, BlockAlignModule, alignment_from_tensors
+from transferkit.adapt import AlignModule, BlockAlignModule, alignment_from_tensors
 from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.estimators.transfer_estimator import (
-    CACHE,
-    CLASS_WEIGHT,
-    ENGINE,
-    FLAG,
-    LONG_TEXT,
-    NAME,
-    OPTIONAL_NAME,
-    POSITIVE_INT,
-    PROBE_PRECISION,
-    SEED,
-    VAL_FRACTION,
-    VIEWS,
-    FitReport,
-    TransferEstimator,
-    as_labelled_data,
-    head_spec,
-    one_of,
-)
+from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.heads import build_head, class_weights, parse_head, train_probe
+from transferkit.params import (
+    ADAPT_BATCH,
+    ADAPT_METHOD,
+    AUGMENT,
+    BACKBONE,
+    BATCH_SIZE,
+    CACHE_DIR,
+    CLASS_WEIGHT,
+    DEVICE,
+    ENGINE,
+    HEAD,
+    LONG_TEXT,
+    PRECISION,
+    PROGRESS,
+    SEED,
+    STRICT,
+    TTA,
+    VAL_FRACTION,
+    WEIGHTS,
+)
 
 
 class TransferClassifier(TransferEstimator):
@@ -68,26 +70,6 @@ class TransferClassifier(TransferEstimator):
 
     kind: ClassVar[str] = "probe"
     adapts_to_target: ClassVar[bool] = True
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "backbone": NAME,
-        "weights": OPTIONAL_NAME,
-        "head": head_spec(),
-        "class_weight": CLASS_WEIGHT,
-        "val_fraction": VAL_FRACTION,
-        "seed": SEED,
-        "batch_size": POSITIVE_INT,
-        "precision": PROBE_PRECISION,
-        "engine": ENGINE,
-        "long_text": LONG_TEXT,
-        "augment": VIEWS,
-        "tta": VIEWS,
-        "cache_dir": CACHE,
-        "strict": FLAG,
-        "progress": FLAG,
-        "device": OPTIONAL_NAME,
-        "adapt_method": one_of(*METHODS),
-        "adapt_batch": FLAG,
-    }
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "precision", "engine", "tta", "adapt_batch"})
 
@@ -95,25 +77,25 @@ class TransferClassifier(TransferEstimator):
 
     def __init__(
         self,
-        backbone: str = "efficientnet_lite0",
+        backbone: str = BACKBONE.default,
         *,
-        weights: str | None = None,
-        head: str = "linear",
-        class_weight: str = "auto",
-        val_fraction: float = 0.15,
-        seed: int = 0,
-        batch_size: int = 32,
-        precision: str = "auto",
-        engine: str = "auto",
-        long_text: str = "truncate",
-        augment: int = 0,
-        tta: int = 0,
-        cache_dir: str | Path | bool | FeatureCache | None = None,
-        strict: bool = False,
-        progress: bool = True,
-        device: str | None = None,
-        adapt_method: str = "auto",
-        adapt_batch: bool = False,
+        weights: str | None = WEIGHTS.default,
+        head: str = HEAD.default,
+        class_weight: str = CLASS_WEIGHT.default,
+        val_fraction: float = VAL_FRACTION.default,
+        seed: int = SEED.default,
+        batch_size: int = BATCH_SIZE.default,
+        precision: str = PRECISION.default,
+        engine: str = ENGINE.default,
+        long_text: str = LONG_TEXT.default,
+        augment: int = AUGMENT.default,
+        tta: int = TTA.default,
+        cache_dir: str | Path | bool | FeatureCache | None = CACHE_DIR.default,
+        strict: bool = STRICT.default,
+        progress: bool = PROGRESS.default,
+        device: str | None = DEVICE.default,
+        adapt_method: str = ADAPT_METHOD.default,
+        adapt_batch: bool = ADAPT_BATCH.default,
     ) -> None:
         self.backbone = backbone
         self.weights = weights

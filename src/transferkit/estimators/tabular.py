@@ -45,26 +45,27 @@ from transferkit.backbones.registry import PRETRAINED_BACKBONES
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.estimators.transfer_estimator import (
-    CACHE,
-    CLASS_WEIGHT,
-    ENGINE,
-    FLAG,
-    LONG_TEXT,
-    NAME,
-    OPTIONAL_NAME,
-    POSITIVE_INT,
-    PROBE_PRECISION,
-    SEED,
-    VAL_FRACTION,
-    Constraint,
-    FitReport,
-    TransferEstimator,
-    head_spec,
-    one_of,
-)
+from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.heads import build_head, class_weights, parse_head, train_probe
+from transferkit.params import (
+    BATCH_SIZE,
+    CACHE_DIR,
+    CLASS_WEIGHT,
+    DEVICE,
+    ENGINE,
+    FUSION,
+    HEAD,
+    LONG_TEXT,
+    NAME,
+    PRECISION,
+    PROGRESS,
+    SEED,
+    VAL_FRACTION,
+    Param,
+    Satisfies,
+    param,
+)
 
 #: column kinds, in the order their blocks are laid out
 KINDS = ("image", "text", "audio", "numeric", "categorical")
@@ -72,7 +73,6 @@ KINDS = ("image", "text", "audio", "numeric", "categorical")
 EMBEDDED = ("image", "text", "audio")
 #: kinds whose cells are file paths
 PATH_KINDS = ("image", "audio")
-FUSIONS = ("concat", "gated")
 
 
 @dataclass
@@ -119,7 +119,19 @@ def _column_names(value: Any) -> bool:
         isinstance(c, str) and c.strip() for c in value)
 
 
-COLUMNS = [Constraint(_column_names, "a list of column names")]
+def _columns(kind: str) -> Param[tuple[str, ...]]:
+    return param((), f"The table's {kind} columns.", rules=Satisfies(_column_names, "a list of column names"))
+
+
+def _encoder(kind: str) -> Param[str]:
+    return param(PRETRAINED_BACKBONES[kind], f"The backbone that encodes the {kind} columns.", rules=NAME)
+
+
+#: the parameters that are this estimator's own
+_OWN: dict[str, Param[Any]] = {
+    **{f"{kind}_columns": _columns(kind) for kind in KINDS},
+    **{f"{kind}_backbone": _encoder(kind) for kind in EMBEDDED},
+}
 
 
 class TabularTransferClassifier(TransferEstimator):
@@ -129,15 +141,7 @@ class TabularTransferClassifier(TransferEstimator):
     """
 
     kind: ClassVar[str] = "tabular"
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "image_columns": COLUMNS, "text_columns": COLUMNS, "audio_columns": COLUMNS,
-        "numeric_columns": COLUMNS, "categorical_columns": COLUMNS,
-        "image_backbone": NAME, "text_backbone": NAME, "audio_backbone": NAME,
-        "head": head_spec(), "fusion": one_of(*FUSIONS), "class_weight": CLASS_WEIGHT,
-        "val_fraction": VAL_FRACTION, "seed": SEED, "batch_size": POSITIVE_INT, "precision": PROBE_PRECISION,
-        "engine": ENGINE,
-        "long_text": LONG_TEXT, "cache_dir": CACHE, "progress": FLAG, "device": OPTIONAL_NAME,
-    }
+    _param_overrides: ClassVar[dict[str, Param[Any]]] = _OWN
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "precision", "engine"})
 
@@ -151,26 +155,26 @@ class TabularTransferClassifier(TransferEstimator):
     def __init__(
         self,
         *,
-        image_columns: Sequence[str] = (),
-        text_columns: Sequence[str] = (),
-        audio_columns: Sequence[str] = (),
-        numeric_columns: Sequence[str] = (),
-        categorical_columns: Sequence[str] = (),
-        image_backbone: str = PRETRAINED_BACKBONES["image"],
-        text_backbone: str = PRETRAINED_BACKBONES["text"],
-        audio_backbone: str = PRETRAINED_BACKBONES["audio"],
-        head: str = "linear",
-        fusion: str = "concat",
-        class_weight: str = "auto",
-        val_fraction: float = 0.15,
-        seed: int = 0,
-        batch_size: int = 32,
-        precision: str = "auto",
-        engine: str = "auto",
-        long_text: str = "truncate",
-        cache_dir: str | Path | bool | None = None,
-        progress: bool = True,
-        device: str | None = None,
+        image_columns: Sequence[str] = _OWN["image_columns"].default,
+        text_columns: Sequence[str] = _OWN["text_columns"].default,
+        audio_columns: Sequence[str] = _OWN["audio_columns"].default,
+        numeric_columns: Sequence[str] = _OWN["numeric_columns"].default,
+        categorical_columns: Sequence[str] = _OWN["categorical_columns"].default,
+        image_backbone: str = _OWN["image_backbone"].default,
+        text_backbone: str = _OWN["text_backbone"].default,
+        audio_backbone: str = _OWN["audio_backbone"].default,
+        head: str = HEAD.default,
+        fusion: str = FUSION.default,
+        class_weight: str = CLASS_WEIGHT.default,
+        val_fraction: float = VAL_FRACTION.default,
+        seed: int = SEED.default,
+        batch_size: int = BATCH_SIZE.default,
+        precision: str = PRECISION.default,
+        engine: str = ENGINE.default,
+        long_text: str = LONG_TEXT.default,
+        cache_dir: str | Path | bool | None = CACHE_DIR.default,
+        progress: bool = PROGRESS.default,
+        device: str | None = DEVICE.default,
     ) -> None:
         self.image_columns = image_columns
         self.text_columns = text_columns

@@ -3,8 +3,12 @@
 - `__init__` stores its keyword arguments unchanged, nothing else; `get_params` / `set_params` are
   introspected from the signature (scikit-learn's `BaseEstimator`), so `sklearn.base.clone` works
   on every estimator and keeps every parameter.
-- Each class declares its `_parameter_constraints` once; `fit` checks them (`validate()`), and so
-  does the CLI, which builds the very same estimator before it reads any data.
+- Each parameter is declared once, as a `transferkit.params.Param` (default, help, rule, where it
+  applies): the typed constructor takes its defaults from them, and the class's scikit-learn
+  `_parameter_constraints` are derived from them when the class is defined (`_param_overrides`
+  names the declarations of parameters that are the class's own); `fit` checks them with
+  scikit-learn's `_validate_params` (`validate()`), and so does the CLI, which builds the very
+  same estimator before it reads any data.
 - Learned state ends in `_`; using an estimator before `fit` raises `NotFittedError` naming it.
 - One prediction path: `features(X)` (frozen encoders, cached) → `proba_from_features(values)`
   (the head). `predict`, `predict_proba`, `score` and `evaluate` are written once, here.
@@ -17,74 +21,24 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
 from transferkit.features import Features
+from transferkit.params import Param, constraints_of
 from transferkit.ranking.transferability import validate_parameters
 
 # -- parameter constraints -------------------------------------------------------------------------
-
-
-class Constraint(Options):
-    """A constraint of our own in scikit-learn's format (`_parameter_constraints`: name → a list of
-    constraints, any one of which may hold): a check, and the words for it ("a non-empty name").
-
-    scikit-learn takes any `Options` as a constraint, so its own `_validate_params` checks these
-    beside its `Interval`, `StrOptions`, types and None.
-    """
-
-    def __init__(self, check: Callable[[Any], bool], expected: str) -> None:
-        super().__init__(object, set())
-        self.check, self.expected = check, expected
-
-    def is_satisfied_by(self, val: Any) -> bool:
-        return bool(self.check(val))
-
-    def __str__(self) -> str:
-        return self.expected
-
-
-def one_of(*options: str) -> list[Any]:
-    return [StrOptions(set(options))]
-
-
-POSITIVE_INT: list[Any] = [Interval(Integral, 1, None, closed="left")]
-SEED: list[Any] = [Interval(Integral, 0, None, closed="left")]
-NAME: list[Any] = [Constraint(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty name")]
-FLAG: list[Any] = ["boolean"]
-OPTIONAL_NAME: list[Any] = [None, *NAME]
-CACHE: list[Any] = [None, bool, str, Path, HasMethods(["folder"])]
-VAL_FRACTION: list[Any] = [Interval(Real, 0, 0.9, closed="left")]
-#: augmented (training) or test-time views of each input
-VIEWS: list[Any] = [Interval(Integral, 0, 16, closed="both")]
-CLASS_WEIGHT = one_of("auto", "balanced", "none")
-ENGINE = one_of("auto", "torch", "onnxruntime", "openvino")
-LONG_TEXT = one_of("truncate", "chunk")
-PROBE_PRECISION = one_of("auto", "bf16", "fp32", "int8")
-
-
-def head_spec() -> list[Any]:
-    """A head spec that parses (`linear`, `mlp:256`, `dense:512:relu, dense:N`)."""
-    from transferkit.heads import parse_head
-
-    def check(value: Any) -> bool:
-        if not isinstance(value, str) or not value.strip():
-            return False
-        parse_head(value)  # raises a ConfigError that points at the bad layer
-        return True
-
-    return [Constraint(check, "a head spec such as 'linear', 'mlp' or 'dense:512:relu, dense:N'")]
+# Declared once, in `transferkit.params`: each constructor parameter's `Param` (default, help, rule,
+# where it applies); a class's `_parameter_constraints` are derived from its signature on definition.
 
 
 # -- what fit reports ------------------------------------------------------------------------------
@@ -165,8 +119,12 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     #: `fit` writes into its run folder as it trains (checkpoints, run.json with `fit(run_record=…)`):
     #: `save` then completes that folder rather than refusing it
     writes_run_folder: ClassVar[bool] = False
-    #: what each `__init__` parameter accepts, in scikit-learn's format, checked by its `_validate_params`
+    #: what each `__init__` parameter accepts, in scikit-learn's format, checked by its `_validate_params`:
+    #: derived from the parameters' declarations (`transferkit.params`) when a subclass is defined
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    #: declarations of this class's own parameters (those `params.ESTIMATOR_PARAMS` does not hold, or holds
+    #: with another rule)
+    _param_overrides: ClassVar[dict[str, Param[Any]]] = {}
     #: parameters `load(path, **overrides)` may set: how to run, never what was learned
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "engine"})
@@ -177,6 +135,11 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     fit_report_: FitReport
     train_class_counts_: dict[str, int]
     manifest_: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls._parameter_constraints = constraints_of(cls, cls._param_overrides)
 
     # -- parameters ---------------------------------------------------------------------------------
     def validate(self) -> Self:

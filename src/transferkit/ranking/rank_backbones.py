@@ -29,6 +29,7 @@ from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BackboneError, ConfigError, DataError
 from transferkit.features import ExtractOptions, extract_features
+from transferkit.params import BATCH_SIZE, PRECISION, SEED
 from transferkit.ranking.layers import LayerFeatures
 from transferkit.ranking.policy import (
     DEFAULT_SELECT,
@@ -124,7 +125,7 @@ def rank(
     select: str = DEFAULT_SELECT,
     subsample: int | None = DEFAULT_SUBSAMPLE,
     layers: bool = False,
-    seed: int = 0,
+    seed: int = SEED.default,
     cache: str | Path | FeatureCache | bool | None = None,
     options: ExtractOptions | None = None,
     score_threads: int | None = 1,
@@ -185,6 +186,7 @@ def rank(
     return table
 
 
-def ranking_options(batch_size: int = 32, precision: str = "auto", progress: bool = False) -> ExtractOptions:
+def ranking_options(batch_size: int = BATCH_SIZE.default, precision: str = PRECISION.default,
+                    progress: bool = False) -> ExtractOptions:
     """The extraction options fitting uses, so that ranking and fitting share cache entries."""
     return replace(ExtractOptions(), batch_size=batch_size, precision=precision, progress=progress)

@@ -36,6 +36,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from transferkit.metrics import prediction_row
+from transferkit.params import CACHE_DIR, ENGINE
 from transferkit.serve.batcher import MicroBatcher, Overloaded
 from transferkit.serve.decode import RequestError, decode_audio, decode_image, json_inputs, parse_json, upload_limits
 from transferkit.serve.limits import ServeOptions
@@ -130,7 +131,8 @@ _REQUEST_BODY_DOC = {
 
 
 def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "model",
-               precision: str | None = None, engine: str = "auto", cache_dir: Any = None) -> Any:
+               precision: str | None = None, engine: str = ENGINE.default,
+               cache_dir: Any = CACHE_DIR.default) -> Any:
     """The FastAPI app serving `model` (a loaded bundle) under `options`; `precision` ('auto',
     'bf16', 'fp32') overrides the one `transferkit predict` would use for this bundle; `engine`
     (auto, torch, onnxruntime, openvino) is chosen per backbone at start-up, exported graphs cached

@@ -1,58 +1,52 @@
-"""The server's limits and batching settings: one declaration, shared by the CLI and the Python API."""
+"""The server's limits and batching settings: one declaration each (`transferkit.params.declare`),
+shared by the CLI (`transferkit serve`'s flags are generated from them) and the Python API."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from transferkit.errors import ConfigError
+from transferkit.params import FLAG, Between, check_declared, declare
+
+_POSITIVE_MB = Between(0, None, closed="neither", expected="a positive number of megabytes")
+_POSITIVE_PIXELS = Between(0, None, integer=True, closed="neither", expected="a positive number of pixels")
+_POSITIVE_SECONDS = Between(0, None, closed="neither", expected="a positive number of seconds")
+_AT_LEAST_1 = Between(1, None, integer=True, closed="left", expected="at least 1")
+_WINDOW = Between(0, 10_000, expected="between 0 and 10000 milliseconds")
 
 
 @dataclass(frozen=True)
 class ServeOptions:
     """How much one request may hold, and how requests are batched on the model.
 
-    Every field is a `transferkit serve` flag of the same name (`--max-body-mb`, …).
+    Every field is a `transferkit serve` flag of the same name (`--max-body-mb`, …), but
+    `micro_batching` (`--no-micro-batching`).
     """
 
-    #: largest request body, in megabytes (413 above it; checked before the body is read)
-    max_body_mb: float = 16.0
-    #: largest image, in pixels (width × height, read from the header before decoding)
-    max_pixels: int = 40_000_000
-    #: longest audio clip, in seconds (read from the header before decoding)
-    max_audio_s: float = 60.0
-    #: most inputs in one request, and in one batch on the model
-    max_batch: int = 32
-    #: how long the first request of a batch waits for others to join it, in milliseconds
-    batch_window_ms: float = 5.0
-    #: requests waiting for the model at most; more get 503 with Retry-After
-    max_queue: int = 256
-    #: longest a request waits for its result, in seconds (503 with Retry-After after it)
-    timeout_s: float = 30.0
-    #: batch requests together on the model (False: each request runs alone, for comparison)
-    micro_batching: bool = True
-    #: a client that sends nothing for this long while the server waits on it (mid-headers,
-    #: mid-body, or between requests) is dropped, in seconds (408, then the connection is closed)
-    idle_timeout_s: float = 10.0
-    #: every request is answered within this many seconds of its first byte, however slowly it
-    #: arrives (408 or 503 after it, then the connection is closed)
-    request_timeout_s: float = 60.0
+    max_body_mb: float = declare(16.0, "Largest request body, in MB (413 above it; checked before the body is "
+                                 "read).", "--max-body-mb", rules=_POSITIVE_MB)
+    max_pixels: int = declare(40_000_000, "Largest image, in pixels (width × height, read from the header before "
+                              "decoding).", "--max-pixels", rules=_POSITIVE_PIXELS)
+    max_audio_s: float = declare(60.0, "Longest audio clip, in seconds (read from the header before decoding).",
+                                 "--max-audio-s", rules=_POSITIVE_SECONDS)
+    max_batch: int = declare(32, "Most inputs per request and per model batch.", "--max-batch", rules=_AT_LEAST_1)
+    batch_window_ms: float = declare(5.0, "How long a request waits for others to share its batch, in ms.",
+                                     "--batch-window-ms", rules=_WINDOW)
+    max_queue: int = declare(256, "Requests waiting at most; more get 503 + Retry-After.", "--max-queue",
+                             rules=_AT_LEAST_1)
+    timeout_s: float = declare(30.0, "Longest a request waits for its result, in seconds (503 + Retry-After after "
+                               "it).", "--timeout-s", rules=_POSITIVE_SECONDS)
+    #: (the CLI's flag is `--no-micro-batching`)
+    micro_batching: bool = declare(True, "Batch requests together on the model (False: each request runs alone, for "
+                                   "comparison).", rules=FLAG)
+    idle_timeout_s: float = declare(10.0, "Drop a client that sends nothing for this long mid-request (408), in "
+                                    "seconds.", "--idle-timeout-s", rules=_POSITIVE_SECONDS)
+    request_timeout_s: float = declare(60.0, "Answer every request within this long of its first byte (408/503 "
+                                       "after it), in seconds.", "--request-timeout-s", rules=_POSITIVE_SECONDS)
 
     def validate(self) -> ServeOptions:
-        checks: list[tuple[str, bool, str]] = [
-            ("max_body_mb", self.max_body_mb > 0, "a positive number of megabytes"),
-            ("max_pixels", self.max_pixels > 0, "a positive number of pixels"),
-            ("max_audio_s", self.max_audio_s > 0, "a positive number of seconds"),
-            ("max_batch", self.max_batch >= 1, "at least 1"),
-            ("batch_window_ms", 0 <= self.batch_window_ms <= 10_000, "between 0 and 10000 milliseconds"),
-            ("max_queue", self.max_queue >= 1, "at least 1"),
-            ("timeout_s", self.timeout_s > 0, "a positive number of seconds"),
-            ("idle_timeout_s", self.idle_timeout_s > 0, "a positive number of seconds"),
-            ("request_timeout_s", self.request_timeout_s > 0, "a positive number of seconds"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} must be {expected}; got {getattr(self, name)!r}")
+        """Every setting meets its declared rule; else a `ConfigError` naming its flag."""
+        check_declared(self, flag_names=True)
         return self
 
     @property

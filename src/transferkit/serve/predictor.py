@@ -30,6 +30,7 @@ import torch
 
 from transferkit.backbones.contract import Backbone
 from transferkit.errors import InputError
+from transferkit.params import CACHE_DIR, ENGINE
 from transferkit.serve.decode import RequestError
 
 log = logging.getLogger("transferkit.serve")
@@ -81,8 +82,8 @@ class _Part:
 class Predictor:
     """Prepares inputs and predicts class probabilities for one loaded bundle."""
 
-    def __init__(self, model: Any, *, precision: str | None = None, engine: str = "auto",
-                 cache_dir: Any = None) -> None:
+    def __init__(self, model: Any, *, precision: str | None = None, engine: str = ENGINE.default,
+                 cache_dir: Any = CACHE_DIR.default) -> None:
         from transferkit.engines import ENGINES
         from transferkit.errors import ConfigError
         from transferkit.runtime import resolve_device

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from transferkit.params import ENGINE
 from transferkit.serve.limits import ServeOptions
 
 
@@ -33,7 +34,7 @@ def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, options
 
 
 def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, options: ServeOptions | None = None,
-          precision: str | None = None, engine: str = "auto", threads: int | None = None,
+          precision: str | None = None, engine: str = ENGINE.default, threads: int | None = None,
           log_level: str = "info") -> None:
     """Load the bundle at `run` and serve it until SIGTERM/SIGINT.
 
