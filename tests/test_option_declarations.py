@@ -160,9 +160,10 @@ def literal_defaults(path: Path) -> list[str]:
 
 
 def _settings_and_commands() -> list[Path]:
-    return [SRC / "options.py", SRC / "features.py", SRC / "finetune" / "config.py", SRC / "serve" / "options.py",
+    return [SRC / "options.py", SRC / "features.py", SRC / "finetune" / "config.py", SRC / "serve" / "limits.py",
             *sorted((SRC / "commands").glob("*.py")), *sorted((SRC / "estimators").glob("*.py")),
-            SRC / "ranking" / "rank.py", SRC / "engines" / "exported.py"]
+            *sorted((SRC / "selection").glob("*.py")), *sorted((SRC / "curves").glob("*.py")),
+            SRC / "ranking" / "rank_backbones.py", SRC / "engines" / "exported.py"]
 
 
 def test_no_declared_default_is_written_again() -> None:

@@ -39,6 +39,7 @@ from transferkit.curves.points import (
     probe_point,
 )
 from transferkit.errors import ConfigError
+from transferkit.params import BATCH_SIZE, CACHE_DIR, PRECISION, SEED, WEIGHTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,14 +59,14 @@ def curve(
     seeds: int | Sequence[int] = 3,
     methods: Sequence[str] = DEFAULT_METHODS,
     test_fraction: float = 0.2,
-    seed: int = 0,
+    seed: int = SEED.default,
     backbone: str | None = None,
-    weights: str | None = None,
+    weights: str | None = WEIGHTS.default,
     scratch_backbone: str | None = None,
     modality: str | None = None,
-    cache_dir: str | Path | bool | None = None,
-    batch_size: int = 32,
-    precision: str = "auto",
+    cache_dir: str | Path | bool | None = CACHE_DIR.default,
+    batch_size: int = BATCH_SIZE.default,
+    precision: str = PRECISION.default,
     budget: float | None = None,
     finetune_epochs: int = 10,
     on_point: OnPoint | None = None,

@@ -21,8 +21,8 @@ import torch
 from transferkit.cache import FeatureCache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError, check_is_fitted
-from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
 from transferkit.estimators.probe import TransferClassifier
+from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
 from transferkit.features import Features
 from transferkit.params import (
     ADAPT_BATCH,

@@ -32,6 +32,7 @@ from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
 from transferkit.features import ExtractOptions, extract_features
+from transferkit.params import SEED
 
 #: candidates beyond this many are shortlisted by LogME before the full validation
 SHORTLIST = 5
@@ -141,7 +142,7 @@ def select(
     candidates: Sequence[str] | None = None,
     cache: Any = None,
     options: ExtractOptions | None = None,
-    seed: int = 0,
+    seed: int = SEED.default,
     shortlist: int = SHORTLIST,
     combine: bool = True,
     validation: str = "",
