@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# the tests run in one worker per core (pytest-xdist), a test file's tests in one worker (its fixtures built once)
+XDIST  ?= -n auto --dist loadfile
 # apt-get, waiting (at most APT_LOCK_WAIT seconds) for a lock another apt or dpkg holds
 APT    := tools/apt-get-wait
 
@@ -47,14 +49,14 @@ test: install-dev speech-tools $(VENV)/.chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src/transferkit
 	$(BIN)/lint-imports
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(XDIST) --durations=10 $(PYTEST_ARGS)
 
 test-fast: install-dev speech-tools $(VENV)/.chromium
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # the fast tests as on a CPU without native bf16 (AVX2 only), whatever this machine has
 test-nobf16: install-dev speech-tools $(VENV)/.chromium
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" -p tests.nobf16 $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(XDIST) -m "not slow" -p tests.nobf16 $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
