@@ -472,6 +472,10 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
         out.print(f"features: {report.extracted} extracted, {report.cached} from cache ({report.precision} on "
                   f"{report.engine}, {report.extract_seconds:.1f}s); head: {summary['head']} ({choice}); "
                   f"{'class-weighted' if report.class_weighted else 'unweighted'}")
+        views = report.head_choice.get("views") if isinstance(report.head_choice, dict) else None
+        if views:
+            out.print(f"[bold]training views:[/] {views['why']} (chosen by {views.get('criterion', 'request')})",
+                      highlight=False)
     for note in report.engine_notes:
         out.print(f"engine: {note}", highlight=False)
     adaptation = summary.get("adaptation")

@@ -1,0 +1,93 @@
+"""Choosing without target labels: DEV (importance-weighted validation with a control variate), and
+the probe's training views decided on validation (or by DEV with a target)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from transferkit.adapt.dev import dev_risk, dev_score, importance_weights
+from transferkit.estimators.probe import TransferClassifier
+
+
+def test_dev_with_equal_weights_is_the_plain_risk() -> None:
+    losses = np.random.default_rng(0).random(50)
+    assert abs(dev_risk(losses, np.ones(50)) - losses.mean()) < 1e-12
+
+
+def test_dev_estimates_the_target_risk_under_covariate_shift() -> None:
+    """A model wrong wherever x0 > 1: rare in the source (16%), common in the target (69%)."""
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(3000, 2))
+    target = rng.normal(size=(3000, 2)) + np.array([1.5, 0.0])
+    val = rng.normal(size=(1500, 2))
+    w = importance_weights(source, target, val, seed=0)
+    losses = (val[:, 0] > 1).astype(float)
+    true_target_risk = float((target[:, 0] > 1).mean())
+    estimate = dev_risk(losses, w)
+    assert abs(estimate - true_target_risk) < 0.1, (estimate, true_target_risk)
+    assert abs(losses.mean() - true_target_risk) > 0.4  # what plain validation would have said
+    # the control variate: never worse than the plain importance-weighted mean here
+    assert abs(estimate - true_target_risk) <= abs(float(np.mean(w * losses)) - true_target_risk) + 1e-9
+
+
+def test_dev_score_reports_accuracy_and_effective_size() -> None:
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    score = dev_score(proba, np.array([0, 1, 1, 1]), np.ones(4))
+    assert abs(score.accuracy - 0.75) < 1e-12 and abs(score.effective_n - 4) < 1e-9
+
+
+def _probe_with_views(seed: int, helpful: bool) -> tuple[TransferClassifier, dict]:
+    """The state `_choose_views` sees: 60 clean training rows, 120 view rows, 60 validation rows. Views
+    that carry the class signal help (the training rows alone are few and noisy); views with their
+    labels shuffled mislead."""
+    rng = np.random.default_rng(seed)
+    d, k = 20, 3
+    centres = rng.normal(size=(k, d)) * 1.2
+
+    def rows(n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % k
+        return centres[y] + rng.normal(size=(n, d)) * noise, y
+
+    x_tr, y_tr = rows(12, 2.0)
+    x_va, y_va = rows(90, 2.0)
+    x_vw, y_vw = rows(240, 2.0)
+    if not helpful:
+        y_vw = rng.permutation(y_vw)
+    values = np.concatenate([x_tr, x_va, x_vw]).astype(np.float32)
+    y_all = np.concatenate([y_tr, y_va, y_vw])
+    plain = np.arange(12)
+    va = np.arange(12, 102)
+    views = np.concatenate([plain, np.arange(102, 342)])
+    clf = TransferClassifier(augment=2, seed=seed)
+    clf.backbone_ = SimpleNamespace(feature_blocks=lambda: None)  # type: ignore[assignment]
+    clf.classes_ = np.array(["a", "b", "c"])
+    return clf, {"values": values, "y_all": y_all, "plain_idx": plain, "views_idx": views, "va_idx": va}
+
+
+def _choose(helpful: bool, target: np.ndarray | None = None) -> dict:
+    from transferkit.heads import fit_head, parse_head
+
+    clf, s = _probe_with_views(0, helpful)
+    spec = parse_head("linear")
+    head, choice = fit_head(spec, s["values"][s["views_idx"]], s["y_all"][s["views_idx"]], s["values"][s["va_idx"]],
+                            s["y_all"][s["va_idx"]], 3, weights=None, seed=0)
+    _, _, kept, record = clf._choose_views(spec, head, choice, s["values"], s["y_all"], s["plain_idx"],
+                                           s["views_idx"], s["va_idx"], target)
+    assert (len(kept) > len(s["plain_idx"])) == (record["used"] == 2)
+    return record
+
+
+def test_misleading_views_are_dropped_and_helpful_ones_kept() -> None:
+    dropped, kept = _choose(helpful=False), _choose(helpful=True)
+    assert dropped["used"] == 0 and "without" in dropped["why"]
+    assert kept["used"] == 2
+    assert dropped["criterion"].startswith("validation accuracy")
+
+
+def test_with_a_target_views_are_chosen_by_dev() -> None:
+    target = np.random.default_rng(5).normal(size=(80, 20)) + 0.3
+    record = _choose(helpful=False, target=target)
+    assert record["criterion"].startswith("DEV") and record["used"] == 0
+    assert set(record["dev"]) == {"with_views", "without"}
