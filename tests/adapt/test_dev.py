@@ -91,3 +91,17 @@ def test_with_a_target_views_are_chosen_by_dev() -> None:
     record = _choose(helpful=False, target=target)
     assert record["criterion"].startswith("DEV") and record["used"] == 0
     assert set(record["dev"]) == {"with_views", "without"}
+
+
+def test_compare_by_dev_weighs_models_on_one_set_of_weights() -> None:
+    from transferkit.adapt.dev import compare_by_dev
+
+    rng = np.random.default_rng(1)
+    train, val = rng.normal(size=(400, 3)), rng.normal(size=(300, 3))
+    target = rng.normal(size=(400, 3)) + np.array([1.5, 0, 0])
+    truth = np.zeros(300, int)
+    right_far = np.where(val[:, :1] > 1, [[0.9, 0.1]], [[0.4, 0.6]])  # right only where the target lives
+    right_near = np.where(val[:, :1] > 1, [[0.4, 0.6]], [[0.9, 0.1]])
+    scores = compare_by_dev(train, truth, val, truth, target, {"far": right_far, "near": right_near})
+    assert scores["near"].plain_risk < scores["far"].plain_risk  # in-domain validation prefers "near"
+    assert scores["far"].accuracy > scores["near"].accuracy  # DEV, seeing the target, prefers "far"

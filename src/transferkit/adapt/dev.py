@@ -40,6 +40,8 @@ DEV_COMPONENTS = 32
 CLIP = 1e-3
 #: inputs of each domain the domain classifier is trained on at most (a seeded subsample)
 MAX_PER_DOMAIN = 1000
+#: fewer inputs than this on either side estimate no density ratio
+MIN_DOMAIN_INPUTS = 10
 #: the domain classifier's C grid (chosen by 3-fold cross-validated log-loss)
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 
@@ -132,3 +134,12 @@ def heldout_proba(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, n
     proba = np.zeros((len(val_x), n_classes))
     proba[:, model.classes_] = model.predict_proba((val_x - mean) / std)
     return proba
+
+
+def compare_by_dev(train: np.ndarray, train_y: np.ndarray, val: np.ndarray, val_y: np.ndarray, target: np.ndarray,
+                   probas: dict[str, np.ndarray], *, seed: int = 0) -> dict[str, DevScore]:
+    """DEV of several models' validation probabilities on one set of importance weights, estimated in
+    one common feature space (`train`, `val`, `target`: e.g. a frozen backbone's features), so that the
+    models — a probe and the network fine-tuned from it — are weighed on one footing."""
+    weights = importance_weights(train, target, val, seed=seed)
+    return {name: dev_score(p, val_y, weights) for name, p in probas.items()}

@@ -221,7 +221,8 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
             out.print(f"[yellow]{message}[/]", highlight=False)
 
     decisions: dict[str, Any] = {}
-    options, decisions = _choose(options, dataset, splits, out=out if rank0 and not quiet else None)
+    options, decisions = _choose(options, dataset, splits, out=out if rank0 and not quiet else None,
+                                 target=target.items if target is not None else None)
     if estimator is None or decisions:
         estimator = build_estimator(options)
         if rank0 and "strategy_decision" in decisions:
@@ -251,7 +252,8 @@ def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
     if not rank0:
         return {}
     if probe is not None:
-        estimator = _keep_better(probe, estimator, valid, decisions["strategy_decision"])
+        estimator = _keep_better(probe, estimator, valid, decisions["strategy_decision"],
+                                 train=train, target=target.items if target is not None else None)
     metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     if target is not None:  # the target's unreadable inputs: counted and named with the rest
@@ -330,8 +332,9 @@ def _write_report(folder: Path, dataset: LabelledData, splits: dict[str, list[in
 
 
 def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,
-            out: Console | None) -> tuple[FitOptions, dict[str, Any]]:
-    """`--backbone auto` (rank on train + val: the test split never steers it) and `--strategy auto`."""
+            out: Console | None, target: list[Any] | None = None) -> tuple[FitOptions, dict[str, Any]]:
+    """`--backbone auto` (rank on train + val: the test split never steers it; with `--adapt-to`, by DEV on
+    the target's inputs) and `--strategy auto`."""
     from transferkit.errors import ConfigError
     from transferkit.options import is_auto_backbone, with_backbone
 
@@ -349,7 +352,8 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
                 if dataset.groups is not None else "examples held out at random")
         selection = select(dataset, splits["train"], splits.get("val", []), candidates=names, cache=options.cache(),
                            options=ranking_options(options.batch_size, options.precision, progress=out is not None),
-                           seed=options.seed, validation=f"{len(splits.get('val', []))} examples, {held}")
+                           seed=options.seed, validation=f"{len(splits.get('val', []))} examples, {held}",
+                           target=target)
         winner = selection.winner
         if winner is None:
             raise ConfigError("--backbone auto could not score any candidate: "
@@ -408,10 +412,12 @@ def _probe_options(options: FitOptions) -> FitOptions:
 
 
 def _keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,
-                 record: dict[str, Any]) -> TransferEstimator:
+                 record: dict[str, Any], *, train: LabelledData | None = None,
+                 target: list[Any] | None = None) -> TransferEstimator:
     """The better on validation of the default probe and the fine-tuned network (a tie keeps the probe:
     seconds to train, and no worse). The probe's figure is from before its head was refitted on
-    train + validation."""
+    train + validation. With a target, the better by DEV's estimate of the target accuracy instead
+    (`_dev_compare`)."""
     from transferkit.heads import chosen_val_accuracy
 
     probe_val = chosen_val_accuracy(probe.fit_report_.head_choice)
@@ -420,10 +426,44 @@ def _keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: Labe
     tuned_val = float(tuned.score(valid.items, valid.labels))
     kept = "finetuned" if tuned_val > float(probe_val) else "probe"
     record["compared"] = {"kept": kept, "val_accuracy_probe": float(probe_val), "val_accuracy_finetuned": tuned_val,
-                          "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid)}
+                          "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid),
+                          "criterion": "validation accuracy"}
+    if target is not None and train is not None and probe.kind == "probe":
+        dev = _dev_compare(probe, tuned, train, valid, target)
+        kept = "finetuned" if dev["finetuned"].accuracy > dev["probe"].accuracy else "probe"
+        record["compared"].update(kept=kept, criterion="DEV (importance-weighted validation, control variate; You "
+                                  "et al. 2019), weights from the probe's frozen features",
+                                  dev={k: v.to_dict() for k, v in dev.items()})
     # fine-tuning epoch by epoch, kept with the decision: the report draws it whichever was kept
     record["timeline"] = list(getattr(tuned.fit_report_, "timeline", []))
     return tuned if kept == "finetuned" else probe
+
+
+def _dev_compare(probe: Any, tuned: TransferEstimator, train: LabelledData, valid: LabelledData,
+                 target: list[Any]) -> dict[str, Any]:
+    """DEV of the probe and the fine-tuned network on one set of importance weights, from the probe's frozen
+    (cached) features; the probe's validation probabilities from its head refitted on the training rows
+    only at the C it chose (its own head saw validation)."""
+    import numpy as np
+
+    from transferkit.adapt.dev import compare_by_dev, heldout_proba
+    from transferkit.ranking.select import DEV_TARGET_INPUTS
+
+    kept = np.sort(np.random.default_rng(0).permutation(len(target))[:DEV_TARGET_INPUTS])
+    feats = {k: probe.features(items) for k, items in
+             (("train", train.items), ("val", valid.items), ("target", [target[i] for i in kept]))}
+    index = {c: i for i, c in enumerate(probe.classes_)}
+    ty = np.array([index.get(str(v), -1) for v, ok in zip(train.labels, feats["train"].ok, strict=True) if ok])
+    vy = np.array([index.get(str(v), 0) for v in valid.labels])
+    val_x = np.zeros((len(valid), feats["train"].values.shape[1]))
+    val_x[feats["val"].ok] = feats["val"].values
+    c = float(probe.fit_report_.head_choice.get("C", 1.0))
+    keep = ty >= 0
+    probe_p = heldout_proba(feats["train"].values[keep].astype(np.float64), ty[keep], val_x, len(index), c=c)
+    tuned_p = np.asarray(tuned.predict_proba(valid.items), np.float64)
+    order = [list(tuned.classes_).index(cl) for cl in probe.classes_]
+    return compare_by_dev(feats["train"].values[keep], ty[keep], val_x, vy, feats["target"].values,
+                          {"probe": probe_p, "finetuned": tuned_p[:, order]})
 
 
 def _device_kind(options: FitOptions) -> str:
@@ -508,6 +548,11 @@ def _print_summary(estimator: TransferEstimator, summary: dict[str, Any], metric
         out.print(f"[bold]--strategy auto kept the {compared['kept']}[/]: validation accuracy "
                   f"{100 * compared['val_accuracy_probe']:.1f}% probe, {100 * compared['val_accuracy_finetuned']:.1f}% "
                   f"fine-tuned ({compared['n_val']} examples); the {other} was set aside", highlight=False)
+        if compared.get("dev"):
+            dev = compared["dev"]
+            out.print(f"  chosen by {compared['criterion']}: estimated target accuracy "
+                      f"{100 * dev['probe']['dev_accuracy']:.1f}% probe, {100 * dev['finetuned']['dev_accuracy']:.1f}% "
+                      "fine-tuned", highlight=False)
         if decision.get("probe_minutes") is not None and decision.get("actual_minutes") is not None:
             gain = 100 * (compared["val_accuracy_finetuned"] - compared["val_accuracy_probe"])
             extra_minutes = decision["actual_minutes"]  # fine-tuning's own time, after the probe

@@ -390,7 +390,8 @@ class TransferClassifier(TransferEstimator):
             use = (round(a.risk, 6), round(a.log_loss, 6)) < (round(b.risk, 6), round(b.log_loss, 6))
             record["criterion"] = "DEV (importance-weighted validation with a control variate; You et al. 2019)"
             record["why"] = (f"{n_views if use else 0} views: DEV's estimate of the target accuracy "
-                             f"{100 * a.accuracy:.1f}% with views, {100 * b.accuracy:.1f}% without")
+                             f"{100 * a.accuracy:.1f}% with views, {100 * b.accuracy:.1f}% without (a tie: DEV "
+                             f"log-loss {a.log_loss:.3f} / {b.log_loss:.3f})")
         else:
             use = float(acc_views or 0.0) > float(acc_plain or 0.0)
             record["criterion"] = "validation accuracy (a tie keeps no views)"
