@@ -70,7 +70,9 @@ if TYPE_CHECKING:
     from transferkit.data.dataset import LabelledData
 
 TRANSFER, SCRATCH, FINETUNED = "transfer", "from scratch", "fine-tuned"
-METHODS = (TRANSFER, SCRATCH, FINETUNED)
+#: the transfer probe with the test inputs' features aligned to the training domain (`adapt_to`)
+ADAPTED = "adapted transfer"
+METHODS = (TRANSFER, ADAPTED, SCRATCH, FINETUNED)
 DEFAULT_METHODS = (TRANSFER, SCRATCH)
 DEFAULT_SHOTS: tuple[int | str, ...] = (1, 2, 5, 10, 20, 50, "all")
 ALL = "all"
@@ -275,6 +277,8 @@ class _Extracted:
     seconds: float
     cached: int
     precision: str
+    #: adapted transfer's entry: the target inputs read (its own rows are the transfer's)
+    target_read: int = 0
 
 
 def _extract(name: str, weights: str | None, data: LabelledData, indices: list[int], *, seed: int, batch_size: int,
@@ -371,6 +375,8 @@ def curve(
     finetune_epochs: int = 10,
     on_point: OnPoint | None = None,
     progress: bool = False,
+    adapt_to: Sequence[Any] | None = None,
+    adapt_method: str = "auto",
 ) -> pd.DataFrame:
     """The data-efficiency curve of `data`: one row per (method, shots, seed); see the module docstring.
 
@@ -383,6 +389,13 @@ def curve(
     `on_point(row, done, total)` is called once with row None when the grid is planned, then after
     every point. `frame.attrs` holds `notes`, `skipped` (unreadable inputs), `features`
     (extraction per backbone), `settings`, `n_test`, `pool_counts` and `interrupted`.
+
+    `adapt_to`: unlabelled inputs of where the model is used (`fit --adapt-to`). Adds "adapted
+    transfer": each transfer point's head, with the test inputs' features aligned (`adapt_method`, as
+    `fit` fits it: auto aligns only a target a domain classifier tells apart) by the map fitted once
+    from TARGET's features to the pool's (the training domain's inputs, their labels unused). The
+    test split is DATA's: it shows what adaptation does where the model is scored — gains when the
+    test split comes from the target's domain (DATA's own test split), costs when it does not.
     """
     import pandas as pd
 
@@ -396,6 +409,12 @@ def curve(
         raise ConfigError(f"methods: {', '.join(map(repr, unknown)) or 'none given'}; choose from "
                           f"{', '.join(map(repr, METHODS))}")
     method_list = [m for m in METHODS if m in methods]
+    if ADAPTED in method_list and adapt_to is None:
+        raise ConfigError("the adapted transfer points need the target's inputs (adapt_to / --adapt-to)")
+    if adapt_to is not None and ADAPTED not in method_list:
+        if TRANSFER not in method_list:
+            raise ConfigError("adapt_to adapts the transfer probe: keep the 'transfer' method")
+        method_list = [m for m in METHODS if m in (*method_list, ADAPTED)]
     if budget is not None and (not isinstance(budget, int | float) or budget <= 0):
         raise ConfigError(f"budget must be a positive number of minutes; got {budget!r}")
     if budget is not None and FINETUNED not in method_list:
@@ -421,12 +440,18 @@ def curve(
             name, w = wanted[method]
             extracted[method] = _extract(name, w, dataset, everything, seed=seed, batch_size=batch_size,
                                          precision=precision, cache_dir=cache_dir, progress=progress)
+    if ADAPTED in method_list:
+        extracted[ADAPTED], adapt_note = _adapted(extracted[TRANSFER], (pretrained, weights), plan.test, plan.pool,
+                                                  adapt_to or [], adapt_method, seed=seed, batch_size=batch_size,
+                                                  precision=precision, cache_dir=cache_dir, progress=progress)
     failed: dict[int, str] = {}
     for feats in extracted.values():
         failed.update(feats.failed)
     if failed:  # an input one backbone cannot read leaves every method: all points see the same data
         plan = make_plan(dataset, asked, test_fraction=test_fraction, seed=seed, exclude=frozenset(failed))
         plan.notes.append(f"{len(failed)} unreadable input(s) left out of every point (listed in attrs['skipped'])")
+    if ADAPTED in method_list:
+        plan.notes.append(adapt_note)
     if SCRATCH in method_list or TRANSFER in method_list:
         plan.notes.append(f"the head's C: chosen on {POINT_VAL_FRACTION:.0%} of each point's own labels (at least one "
                           "per class), then refitted on all of them; 1-label points have none to spare and use C = 1")
@@ -444,6 +469,7 @@ def curve(
     subsets = {s: draw_subsets(dataset.labels, plan.pool, plan.shots, s) for s in seed_list}
     test = plan.test
     names = {TRANSFER: extracted[TRANSFER].backbone if TRANSFER in extracted else pretrained,
+             ADAPTED: extracted[ADAPTED].backbone if ADAPTED in extracted else pretrained,
              SCRATCH: extracted[SCRATCH].backbone if SCRATCH in extracted else scratch, FINETUNED: pretrained}
     done = 0
     try:
@@ -490,20 +516,67 @@ def curve(
         "notes": plan.notes,
         "dropped_shots": plan.dropped,
         "skipped": {str(dataset.items[i]): reason for i, reason in sorted(failed.items())},
-        "features": {m: {"backbone": e.backbone, "seconds": round(e.seconds, 2), "cached": e.cached,
-                         "extracted": int(e.ok.sum()) - e.cached, "precision": e.precision}
-                     for m, e in extracted.items()},
+        "features": {(m if m != ADAPTED else "target"): {
+            "backbone": e.backbone + (" (target)" if m == ADAPTED else ""), "seconds": round(e.seconds, 2),
+            "cached": e.cached, "extracted": (e.target_read if m == ADAPTED else int(e.ok.sum())) - e.cached,
+            "precision": e.precision} for m, e in extracted.items()},
         "settings": {"shots": [str(k) for k in asked], "seeds": seed_list, "methods": method_list,
                      "test_fraction": test_fraction, "seed": seed, "backbone": pretrained, "weights": weights,
                      "scratch_backbone": scratch, "budget_minutes": ft_budget.minutes if FINETUNED in method_list
                      else None, "finetune_epochs": finetune_epochs if FINETUNED in method_list else None,
-                     "source": str(dataset.source), "modality": dataset.modality},
+                     "source": str(dataset.source), "modality": dataset.modality,
+                     "adapt_to_inputs": None if adapt_to is None else len(adapt_to),
+                     "adapt_method": adapt_method if adapt_to is not None else None},
         "n_test": len(test),
         "n_classes": len(classes),
         "pool_counts": plan.pool_counts,
         "interrupted": interrupted,
     })
     return frame
+
+
+def _adapted(transfer: _Extracted, model: tuple[str, str | None], test: list[int], pool: list[int],
+             target: Sequence[Any],
+             method: str, *, seed: int, batch_size: int, precision: str, cache_dir: Any,
+             progress: bool) -> tuple[_Extracted, str]:
+    """The transfer features with the test rows aligned: the map from TARGET's features (extracted here) to
+    the pool's, fitted once (`adapt.fit_alignment`; `auto` by `fit`'s rule). Returns them and a note."""
+    from transferkit.adapt import fit_alignment, resolve_method
+    from transferkit.backbones import create_backbone
+    from transferkit.cache import resolve_cache
+    from transferkit.estimators.probe import AUTO_MIN_DOMAIN_ACCURACY, _domain_separability
+    from transferkit.features import ExtractOptions, extract_features
+
+    if method in ("self-training", "none"):
+        raise ConfigError(f"the curve aligns features (auto, standardize, coral); got --adapt-method {method}")
+    backbone = create_backbone(model[0], weights=model[1], **({"seed": seed} if model[1] == "random" else {}))
+    feats = extract_features(backbone, list(target), options=ExtractOptions(batch_size=batch_size, precision=precision,
+                                                                          progress=progress),
+                             cache=resolve_cache(cache_dir), description=f"target features ({backbone.name})")
+    if not feats.ok.any():
+        raise DataError(f"none of the {len(target)} target inputs could be read; first error: "
+                        f"{next(iter(feats.failed.values()), 'none given')}")
+    source = transfer.values[[i for i in pool if transfer.ok[i]]].astype(np.float64)
+    tvalues = np.asarray(feats.values, np.float64)
+    applied = resolve_method(method)
+    why = f"{applied}, as asked"
+    if method == "auto":
+        separable = _domain_separability(source, tvalues, seed)
+        why = (f"auto: a domain classifier tells the pool's features from TARGET's {separable:.0%} of the time "
+               f"(aligned above {AUTO_MIN_DOMAIN_ACCURACY:.0%})")
+        if separable <= AUTO_MIN_DOMAIN_ACCURACY:
+            applied = "none"
+    values = transfer.values.copy()
+    if applied != "none":
+        alignment = fit_alignment(source, tvalues, applied, blocks=backbone.feature_blocks())
+        if alignment is not None:
+            rows = [i for i in test if transfer.ok[i]]
+            values[rows] = alignment.apply(values[rows])
+    note = (f"adapted transfer: the transfer heads, the test inputs' features aligned to the pool's by the map fitted "
+            f"on {int(feats.ok.sum())} target inputs ({len(feats.failed)} unreadable); {why} → "
+            f"{'nothing aligned (the same points as transfer)' if applied == 'none' else applied}")
+    return (_Extracted(transfer.backbone, values, transfer.ok, transfer.failed, feats.seconds, feats.cached,
+                       transfer.precision, target_read=int(feats.ok.sum())), note)
 
 
 def _as_data(data: LabelledData | str | Path, modality: str | None) -> LabelledData:
@@ -601,11 +674,12 @@ def summarize(frame: pd.DataFrame) -> list[Verdict]:
     n_classes = max(int(frame.attrs.get("n_classes", 1)), 1)
     out: list[Verdict] = []
     scratch_all = means.get((SCRATCH, ALL))
-    for method in (TRANSFER, FINETUNED):
+    for method in (TRANSFER, ADAPTED, FINETUNED):
         shots = sorted({s for (m, s) in means if m == method}, key=_shot_order)
         if not shots or not any((SCRATCH, s) in means for s in shots):
             continue
-        label = "transfer (probe)" if method == TRANSFER else "fine-tuned (LP-FT)"
+        label = {TRANSFER: "transfer (probe)", ADAPTED: "adapted transfer (probe, aligned to the target)",
+                 FINETUNED: "fine-tuned (LP-FT)"}[method]
         sentences: list[str] = []
         matches: str | None = None
         if scratch_all is not None:
@@ -653,8 +727,27 @@ def summarize(frame: pd.DataFrame) -> list[Verdict]:
         else:
             sentences.append(f"{label} stops paying at {stops} labels per class: from there on from scratch is within "
                              f"{MATCH_POINTS:g} point or better (points of accuracy over from scratch — {gaps}).")
+        if method == ADAPTED:
+            sentences.append(_adaptation_sentence(means, shots))
         out.append(Verdict(method, scratch_all, matches, stops, tuple(sentences)))
     return out
+
+
+def _adaptation_sentence(means: dict[tuple[str, str], float], shots: list[str]) -> str:
+    """Adapted against plain transfer: the mean gain over the shot counts both ran, and its range."""
+    common = [s for s in shots if (TRANSFER, s) in means]
+    gains = [100 * (means[(ADAPTED, s)] - means[(TRANSFER, s)]) for s in common]
+    if not gains:
+        return "adapted transfer: no plain transfer point to compare with."
+    each = ", ".join(f"{s}: {g:+.1f}" for s, g in zip(common, gains, strict=True))
+    mean = float(np.mean(gains))
+    if all(abs(g) <= MATCH_POINTS for g in gains):
+        return (f"adaptation changes nothing that matters here: within {MATCH_POINTS:g} point of plain transfer at "
+                f"every point (points over plain transfer — {each}).")
+    if mean > 0:
+        return (f"adaptation pays: {mean:+.1f} points over plain transfer on average (points over plain transfer — "
+                f"{each}).")
+    return f"adaptation costs {-mean:.1f} points on average here (points over plain transfer — {each})."
 
 
 # -- writing it -------------------------------------------------------------------------------------
@@ -786,9 +879,10 @@ def save_curve(frame: pd.DataFrame, folder: str | Path, *, title: str | None = N
 
 # -- the picture ------------------------------------------------------------------------------------
 
-_COLOURS = {TRANSFER: "#1f77b4", SCRATCH: "#7f7f7f", FINETUNED: "#2ca02c"}
+_COLOURS = {TRANSFER: "#1f77b4", ADAPTED: "#d62728", SCRATCH: "#7f7f7f", FINETUNED: "#2ca02c"}
 _LABELS = {TRANSFER: "transfer: linear probe on {backbone}", SCRATCH: "from scratch: linear probe on {backbone}",
-           FINETUNED: "transfer: fine-tuned {backbone} (LP-FT)"}
+           FINETUNED: "transfer: fine-tuned {backbone} (LP-FT)",
+           ADAPTED: "adapted transfer: the probe on {backbone}, test features aligned to the target"}
 
 
 def plot_curve(frame: pd.DataFrame, path: str | Path, *, title: str | None = None) -> Path:

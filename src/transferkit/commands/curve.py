@@ -66,6 +66,12 @@ def curve(
     precision: Precision = "auto",
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    adapt_to: Annotated[Path | None, typer.Option("--adapt-to", help="Unlabelled inputs of where the model will "
+                                                                    "be used (as for fit): also draws adapted "
+                                                                    "transfer, the test features aligned to the "
+                                                                    "training domain.")] = None,
+    adapt_method: Annotated[str, typer.Option("--adapt-method", help="--adapt-to: auto, standardize or "
+                                                                     "coral.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a curve already in --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
@@ -74,7 +80,8 @@ def curve(
     values = {"data": data, "out": out, "backbone": backbone, "weights": weights, "modality": modality,
               "text_column": text_column, "image_column": image_column, "audio_column": audio_column,
               "path_column": path_column, "label_column": label_column, "group_column": group_column,
-              "encoding": encoding, "batch_size": batch_size, "precision": precision, "seed": seed}
+              "encoding": encoding, "batch_size": batch_size, "precision": precision, "seed": seed,
+              "adapt_to": adapt_to, "adapt_method": adapt_method if adapt_to is not None else None}
     run_curve(values, shots=shots, seeds=seeds, test=test, scratch=scratch, finetune=finetune, budget=budget,
               epochs=epochs, cache=cache_arg(cache_dir, no_cache), overwrite=overwrite, as_json=as_json)
 
@@ -111,6 +118,9 @@ def run_curve(values: dict[str, Any], *, shots: str, seeds: int, test: float, sc
                   f"shots {', '.join(map(str, asked))} × {seeds} seed(s)", highlight=False)
         for message in messages:
             out.print(f"[yellow]{message}[/]", highlight=False)
+    from transferkit.commands.fit import read_adapt_target
+
+    target = read_adapt_target(options)  # None without --adapt-to; a bad TARGET fails before any work
     tk_curve.mark_curve_folder(folder)
     methods = [*tk_curve.DEFAULT_METHODS, *([tk_curve.FINETUNED] if finetune else [])]
     grid = _GridProgress(folder, enabled=not quiet)
@@ -119,7 +129,9 @@ def run_curve(values: dict[str, Any], *, shots: str, seeds: int, test: float, sc
                                seed=options.seed, backbone=options.backbone, weights=options.weights,
                                scratch_backbone=scratch, cache_dir=cache, batch_size=options.batch_size,
                                precision=options.precision, budget=budget, finetune_epochs=epochs,
-                               on_point=grid, progress=not quiet)
+                               on_point=grid, progress=not quiet,
+                               adapt_to=target.items if target is not None else None,
+                               adapt_method=options.adapt_method)
     finally:
         grid.close()
     name = Path(str(dataset.source)).name or str(dataset.source)
@@ -199,7 +211,8 @@ def print_curve(frame: pd.DataFrame, out: Console) -> None:
     rich_table.add_column("labels per class", justify="right")
     for m in methods:
         rich_table.add_column(m, justify="right")
-    gap_methods = [m for m in (tk_curve.TRANSFER, tk_curve.FINETUNED) if m in methods and tk_curve.SCRATCH in methods]
+    gap_methods = [m for m in (tk_curve.TRANSFER, tk_curve.ADAPTED, tk_curve.FINETUNED)
+                   if m in methods and tk_curve.SCRATCH in methods]
     for m in gap_methods:
         rich_table.add_column(f"{m} − from scratch", justify="right")
     for s in shots:
