@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 from safetensors.torch import load_file
-from typer.testing import CliRunner
-
-from transferkit.commands import app
-from transferkit.errors import TransferkitError
 
 pytestmark = pytest.mark.slow  # each test fits a probe (a random-init network on 30 images): seconds to a minute
 
 FAST = ["--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32", "--augment", "0"]
-
-
-def cli(*args: Any) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True, terminal_width=240)
-    if isinstance(result.exception, TransferkitError):
-        return 2, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +29,7 @@ def target(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture(scope="module")
-def adapted(image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def adapted(cli, image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "adapted"
     code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--adapt-method", "coral", "--out", out,
                        "--no-cache")
@@ -52,7 +38,7 @@ def adapted(image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathF
     return out
 
 
-def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: Path, target: Path) -> None:
+def test_bundle_carries_the_alignment_through_predict_export_and_serve(cli, adapted: Path, target: Path) -> None:
     import transferkit
     from transferkit.estimators.export import export_model
 
@@ -90,7 +76,7 @@ def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: 
     assert got.json()["predictions"][0]["probability"] == pytest.approx(float(with_alignment[0].max()), abs=1e-5)
 
 
-def test_target_labels_never_reach_training(image_folder: Path, target: Path, tmp_path: Path) -> None:
+def test_target_labels_never_reach_training(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
     """The same target inputs, unlabelled (a folder) or labelled all one class (a table): the same model."""
     files = sorted(target.rglob("*.png"))
     table = tmp_path / "target.csv"
@@ -107,7 +93,7 @@ def test_target_labels_never_reach_training(image_folder: Path, target: Path, tm
 
 
 @pytest.mark.parametrize("case", ["empty", "unreadable", "other-modality", "missing"])
-def test_bad_target_is_an_error_and_nothing_is_written(image_folder: Path, tmp_path: Path, case: str) -> None:
+def test_bad_target_is_an_error_and_nothing_is_written(cli, image_folder: Path, tmp_path: Path, case: str) -> None:
     given = tmp_path / "target"
     if case != "missing":
         given.mkdir()
@@ -121,7 +107,7 @@ def test_bad_target_is_an_error_and_nothing_is_written(image_folder: Path, tmp_p
     assert not (tmp_path / "run").exists()
 
 
-def test_adapt_batch_is_refused_below_its_minimum_and_works_above(adapted: Path, image_folder: Path,
+def test_adapt_batch_is_refused_below_its_minimum_and_works_above(cli, adapted: Path, image_folder: Path,
                                                                   target: Path) -> None:
     files = sorted(str(p) for p in target.rglob("*.png"))
     code, output = cli("predict", adapted, *files[:5], "--adapt-batch", "--no-cache")
@@ -134,12 +120,12 @@ def test_adapt_batch_is_refused_below_its_minimum_and_works_above(adapted: Path,
     assert json.loads(output[output.index("{"):])["n"] == 60
 
 
-def test_adapt_method_without_target_is_refused(image_folder: Path, tmp_path: Path) -> None:
+def test_adapt_method_without_target_is_refused(cli, image_folder: Path, tmp_path: Path) -> None:
     code, output = cli("fit", image_folder, *FAST, "--adapt-method", "coral", "--out", tmp_path / "run")
     assert code != 0 and "--adapt-to" in output
 
 
-def test_auto_aligns_only_a_target_that_differs(image_folder: Path, target: Path, tmp_path: Path) -> None:
+def test_auto_aligns_only_a_target_that_differs(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
     """auto checks the shift first: the training images themselves as TARGET (no shift) leave the model
     unaligned; the paler copies (a strong shift) are standardised."""
     same = tmp_path / "same"

@@ -5,28 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-from transferkit.commands import app
-from transferkit.errors import TransferkitError
 
 pytestmark = pytest.mark.slow  # each test fits (a random-init network on 30 images): a minute on 2 shared cores
 
 FAST = ["--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32", "--augment", "0"]
-
-
-def cli(*args: Any) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True, terminal_width=240)
-    if isinstance(result.exception, TransferkitError):
-        return 2, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +27,7 @@ def target(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return root
 
 
-def test_probe_fit_shows_and_keeps_the_shift_diagnostic(image_folder: Path, target: Path, tmp_path: Path) -> None:
+def test_probe_fit_shows_and_keeps_the_shift_diagnostic(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
     out = tmp_path / "probe"
     code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--report")
     assert code == 0, output
@@ -57,7 +43,7 @@ def test_probe_fit_shows_and_keeps_the_shift_diagnostic(image_folder: Path, targ
     assert "map" not in summary["adaptation"]["shift"] and summary["adaptation"]["shift"]["verdict"]
 
 
-def test_finetune_with_a_target_through_the_cli(image_folder: Path, target: Path, tmp_path: Path) -> None:
+def test_finetune_with_a_target_through_the_cli(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
     """(Resume with a target: tests/finetune/test_target.py, at the estimator's level.)"""
     out = tmp_path / "ft"
     args = [image_folder, *FAST[:-2], "--strategy", "finetune", "--epochs", "2", "--batch-size", "8",
