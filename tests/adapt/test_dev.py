@@ -105,3 +105,49 @@ def test_compare_by_dev_weighs_models_on_one_set_of_weights() -> None:
     scores = compare_by_dev(train, truth, val, truth, target, {"far": right_far, "near": right_near})
     assert scores["near"].plain_risk < scores["far"].plain_risk  # in-domain validation prefers "near"
     assert scores["far"].accuracy > scores["near"].accuracy  # DEV, seeing the target, prefers "far"
+
+
+def test_strategy_auto_with_a_target_keeps_the_model_dev_prefers() -> None:
+    """`fit --strategy auto --adapt-to`: the probe reads better on in-domain validation, the fine-tuned
+    network is right where the target lives — DEV keeps the network (validation alone kept the probe)."""
+    from transferkit.commands.fit import _keep_better
+    from transferkit.data.dataset import LabelledData
+    from transferkit.features import Features
+
+    rng = np.random.default_rng(3)
+    x = {"train": rng.normal(size=(300, 4)), "val": rng.normal(size=(200, 4)),
+         "target": rng.normal(size=(300, 4)) + np.array([1.5, 0, 0, 0])}
+    # the label: the sign of feature 1, flipped where feature 0 > 1 — where the target mostly lives, and
+    # where a linear probe (fitted mostly on the rest) is wrong
+    y = {k: ((v[:, 1] > 0) ^ (v[:, 0] > 1)).astype(int) for k, v in x.items()}
+    names = {k: [f"{k}{i}" for i in range(len(v))] for k, v in x.items()}
+    lookup = {n: (k, i) for k, ns in names.items() for i, n in enumerate(ns)}
+
+    def features(items: list[str]) -> Features:
+        return Features(values=np.stack([x[lookup[n][0]][lookup[n][1]] for n in items]).astype(np.float32),
+                        ok=np.ones(len(items), bool))
+
+    classes = np.array(["neg", "pos"])
+    probe = SimpleNamespace(kind="probe", classes_=classes, features=features,
+                            fit_report_=SimpleNamespace(head_choice={"C": 1.0, "val_accuracy_by_C": {"1.0": 0.99}}),
+                            summary=lambda: {"backbone": "fake"})
+    far = x["val"][:, 0] > 1  # where the target lives: the network is right there, wrong elsewhere half the time
+
+    def tuned_proba(items: list[str]) -> np.ndarray:
+        rows = np.array([lookup[n][1] for n in items])
+        right = far[rows] | (rows % 2 == 0)
+        label = np.where(right, y["val"][rows], 1 - y["val"][rows])
+        return np.eye(2)[label] * 0.9 + 0.05
+
+    tuned = SimpleNamespace(kind="finetuned", classes_=classes, predict_proba=tuned_proba,
+                            score=lambda items, labels: float(np.mean(tuned_proba(items).argmax(1) ==
+                                                                      np.searchsorted(classes, labels))),
+                            fit_report_=SimpleNamespace(timeline=[]))
+    data = {k: LabelledData(names[k], [str(c) for c in classes[y[k]]], modality="text", source=k)
+            for k in ("train", "val")}
+    record: dict = {}
+    kept = _keep_better(probe, tuned, data["val"], record, train=data["train"], target=names["target"])
+    assert record["compared"]["val_accuracy_probe"] > record["compared"]["val_accuracy_finetuned"]
+    assert kept is tuned and record["compared"]["criterion"].startswith("DEV")
+    dev = record["compared"]["dev"]
+    assert dev["finetuned"]["dev_accuracy"] > dev["probe"]["dev_accuracy"]
