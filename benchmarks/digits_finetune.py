@@ -9,38 +9,24 @@ training and 5 validation images drawn with the seed; every other image is the t
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).parent))
+
+import _digits
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/digits-finetune"))
-    parser.add_argument("--per-class", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--input-size", type=int, default=224)
-    args = parser.parse_args()
+    args = _digits.parser(__doc__, out="runs/digits-finetune", per_class=10, epochs=8).parse_args()
 
     from transferkit import TransferClassifier
-    from transferkit.commands.demo import write_digits
-    from transferkit.data import load_dataset
     from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.finetune.config import FinetuneConfig
 
-    data = load_dataset(write_digits(args.out / "images"))
-    rng = np.random.default_rng(args.seed)
-    train, val = [], []
-    for cls in data.classes:
-        idx = rng.permutation([i for i, label in enumerate(data.labels) if label == cls])
-        train += idx[: args.per_class].tolist()
-        val += idx[args.per_class : args.per_class + 5].tolist()
-    test = sorted(set(range(len(data))) - set(train) - set(val))
+    data, train, val, test, _ = _digits.digits_split(args.out, args.per_class, args.seed)
     tr, va, te = data.subset(train), data.subset(val), data.subset(test)
     print(f"digits: train {len(tr)} ({args.per_class}/class), val {len(va)}, test {len(te)}")
 
@@ -52,8 +38,7 @@ def main() -> None:
         "accuracy": probe.evaluate(te)["accuracy"],
         "seconds": time.perf_counter() - start,
     }
-    common = dict(epochs=args.epochs, lr=args.lr, input_size=args.input_size, aug_hflip=0.0, aug_scale_min=0.5,
-                  aug_color_jitter=0.0, patience=0, monitor="val_accuracy")
+    common = _digits.finetune_settings(args, monitor="val_accuracy")
     runs = {  # (weights, training settings)
         "fine-tuned (full, layer decay 0.7)": (None, FinetuneConfig(freeze="full", layer_decay=0.7, **common)),  # type: ignore[arg-type]
         "fine-tuned (gradual unfreezing)": (None, FinetuneConfig(

@@ -12,12 +12,16 @@ epochs: fine-tuning without the target; with it (MCC on target batches + AdaBN);
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import _digits
 
 
 def shifted_copy(items: list[str], root: Path) -> list[str]:
@@ -37,30 +41,15 @@ def shifted_copy(items: list[str], root: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/finetune-target"))
-    parser.add_argument("--per-class", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    # as digits_finetune.py; at 96 px, 3 epochs, 10 per class the plain fine-tune stayed at chance (12%)
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--max-target", type=int, default=600, help="target images per half at most")
-    args = parser.parse_args()
+    p = _digits.parser(__doc__, out="runs/finetune-target", per_class=20, epochs=4)
+    p.add_argument("--max-target", type=int, default=600, help="target images per half at most")
+    args = p.parse_args()
 
-    from transferkit.commands.demo import write_digits
-    from transferkit.data import load_dataset
     from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.finetune.config import FinetuneConfig
 
-    data = load_dataset(write_digits(args.out / "images"))
-    rng = np.random.default_rng(args.seed)
-    train, val = [], []
-    for cls in data.classes:
-        idx = rng.permutation([i for i, label in enumerate(data.labels) if label == cls])
-        train += idx[: args.per_class].tolist()
-        val += idx[args.per_class: args.per_class + 5].tolist()
-    rest = rng.permutation(sorted(set(range(len(data))) - set(train) - set(val)))
+    data, train, val, others, rng = _digits.digits_split(args.out, args.per_class, args.seed)
+    rest = rng.permutation(others)
     half = min(len(rest) // 2, args.max_target)
     given, scored = rest[:half], rest[half: 2 * half]
     target_items = shifted_copy([data.items[i] for i in given], args.out / "target-given")
@@ -70,8 +59,7 @@ def main() -> None:
     print(f"digits: train {len(tr)} ({args.per_class}/class), val {len(va)}; target: {len(target_items)} given "
           f"unlabelled, {len(scored_items)} scored")
 
-    common = dict(epochs=args.epochs, lr=args.lr, input_size=args.input_size, aug_hflip=0.0, aug_scale_min=0.5,
-                  aug_color_jitter=0.0, patience=0, num_workers=0)
+    common = _digits.finetune_settings(args, num_workers=0)
     runs = {
         "fine-tuned, no target": (FinetuneConfig(**common), False),  # type: ignore[arg-type]
         "fine-tuned --adapt-to (MCC + AdaBN)": (FinetuneConfig(**common), True),  # type: ignore[arg-type]

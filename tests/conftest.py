@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (`make test` runs `-n auto`), each worker gets its share of the cores, so that N
     workers of PyTorch do not each start one thread per core."""

@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from safetensors.torch import load_file
-from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # each test fits a probe (a random-init network on 30 images): seconds to a minute
 
 FAST = ["--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32", "--augment", "0"]
-
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +29,16 @@ def target(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture(scope="module")
-def adapted(image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def adapted(cli, image_folder: Path, target: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "adapted"
-    code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", target, "--adapt-method", "coral", "--out", out,
+    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--adapt-method", "coral", "--out", out,
                        "--no-cache")
     assert code == 0, output
     assert "adapted to" in output and "coral" in output
     return out
 
 
-def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: Path, target: Path) -> None:
+def test_bundle_carries_the_alignment_through_predict_export_and_serve(cli, adapted: Path, target: Path) -> None:
     import transferkit
     from transferkit.estimators.onnx_export import export_model
 
@@ -62,7 +60,7 @@ def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: 
     report = export_model(adapted, samples=files, overwrite=True)
     assert report.max_difference <= 1e-4  # parity with the alignment inside the graph
 
-    code, output = run_cli("predict", adapted, *files, "--json", "--no-cache", "--engine", "torch")
+    code, output = cli("predict", adapted, *files, "--json", "--no-cache", "--engine", "torch")
     assert code == 0, output
     rows = json.loads(output[output.index("["):])
     assert [r["label"] for r in rows] == list(model.classes_[with_alignment.argmax(1)])
@@ -78,14 +76,14 @@ def test_bundle_carries_the_alignment_through_predict_export_and_serve(adapted: 
     assert got.json()["predictions"][0]["probability"] == pytest.approx(float(with_alignment[0].max()), abs=1e-5)
 
 
-def test_target_labels_never_reach_training(image_folder: Path, target: Path, tmp_path: Path) -> None:
+def test_target_labels_never_reach_training(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
     """The same target inputs, unlabelled (a folder) or labelled all one class (a table): the same model."""
     files = sorted(target.rglob("*.png"))
     table = tmp_path / "target.csv"
     table.write_text("path,label\n" + "".join(f"{f},red\n" for f in files))
     heads = []
     for name, given in (("folder", target), ("table", table)):
-        code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / name, "--no-cache")
+        code, output = cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / name, "--no-cache")
         assert code == 0, output
         heads.append(load_file(str(tmp_path / name / "model.safetensors")))
     assert "ignored (column 'label')" in (tmp_path / "table" / "transferkit.json").read_text()
@@ -95,7 +93,7 @@ def test_target_labels_never_reach_training(image_folder: Path, target: Path, tm
 
 
 @pytest.mark.parametrize("case", ["empty", "unreadable", "other-modality", "missing"])
-def test_bad_target_is_an_error_and_nothing_is_written(image_folder: Path, tmp_path: Path, case: str) -> None:
+def test_bad_target_is_an_error_and_nothing_is_written(cli, image_folder: Path, tmp_path: Path, case: str) -> None:
     given = tmp_path / "target"
     if case != "missing":
         given.mkdir()
@@ -103,31 +101,31 @@ def test_bad_target_is_an_error_and_nothing_is_written(image_folder: Path, tmp_p
         (given / "a.png").write_bytes(b"not a png")
     if case == "other-modality":
         (given / "a.wav").write_bytes(b"RIFF....WAVE")
-    code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / "run", "--no-cache")
+    code, output = cli("fit", image_folder, *FAST, "--adapt-to", given, "--out", tmp_path / "run", "--no-cache")
     assert code != 0
     assert str(given) in output
     assert not (tmp_path / "run").exists()
 
 
-def test_adapt_batch_is_refused_below_its_minimum_and_works_above(adapted: Path, image_folder: Path,
+def test_adapt_batch_is_refused_below_its_minimum_and_works_above(cli, adapted: Path, image_folder: Path,
                                                                   target: Path) -> None:
     files = sorted(str(p) for p in target.rglob("*.png"))
-    code, output = run_cli("predict", adapted, *files[:5], "--adapt-batch", "--no-cache")
+    code, output = cli("predict", adapted, *files[:5], "--adapt-batch", "--no-cache")
     assert code != 0 and "at least 32" in output
     table = target.parent / "labelled.csv"  # 60 labelled inputs: the training images, twice
     table.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in
                                               sorted(image_folder.rglob("*.jpg")) * 2))
-    code, output = run_cli("evaluate", adapted, table, "--adapt-batch", "--json", "--no-cache")
+    code, output = cli("evaluate", adapted, table, "--adapt-batch", "--json", "--no-cache")
     assert code == 0, output
     assert json.loads(output[output.index("{"):])["n"] == 60
 
 
-def test_adapt_method_without_target_is_refused(image_folder: Path, tmp_path: Path) -> None:
-    code, output = run_cli("fit", image_folder, *FAST, "--adapt-method", "coral", "--out", tmp_path / "run")
+def test_adapt_method_without_target_is_refused(cli, image_folder: Path, tmp_path: Path) -> None:
+    code, output = cli("fit", image_folder, *FAST, "--adapt-method", "coral", "--out", tmp_path / "run")
     assert code != 0 and "--adapt-to" in output
 
 
-def test_auto_aligns_only_a_target_that_differs(image_folder: Path, target: Path, tmp_path: Path) -> None:
+def test_auto_aligns_only_a_target_that_differs(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
     """auto checks the shift first: the training images themselves as TARGET (no shift) leave the model
     unaligned; the paler copies (a strong shift) are standardised."""
     same = tmp_path / "same"
@@ -137,7 +135,7 @@ def test_auto_aligns_only_a_target_that_differs(image_folder: Path, target: Path
     applied = {}
     for name, folder in (("same", same), ("paler", target)):
         out = tmp_path / "runs" / name
-        code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", folder, "--out", out, "--no-cache")
+        code, output = cli("fit", image_folder, *FAST, "--adapt-to", folder, "--out", out, "--no-cache")
         assert code == 0, output
         adaptation = json.loads((out / "transferkit.json").read_text())["adaptation"]
         applied[name] = (adaptation["applied"], adaptation["domain_accuracy_before"])

@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # each test fits (a random-init network on 30 images): a minute on 2 shared cores
 
 FAST = ["--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32", "--augment", "0"]
-
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +27,9 @@ def target(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return root
 
 
-def test_probe_fit_shows_and_keeps_the_shift_diagnostic(image_folder: Path, target: Path, tmp_path: Path) -> None:
+def test_probe_fit_shows_and_keeps_the_shift_diagnostic(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
     out = tmp_path / "probe"
-    code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--report")
+    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--report")
     assert code == 0, output
     assert "how far is the target?" in output and "proxy A-distance" in output and "verdict:" in output
     shift = json.loads((out / "transferkit.json").read_text())["adaptation"]["shift"]
@@ -39,18 +37,18 @@ def test_probe_fit_shows_and_keeps_the_shift_diagnostic(image_folder: Path, targ
     assert shift["alignment"] == "standardize" and len(shift["map"]["panels"]) == 2  # auto
     html = (out / "report.html").read_text()
     assert '<section id="target-shift">' in html and 'id="plot-shift"' in html
-    code, output = run_cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--overwrite",
+    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--overwrite",
                        "--json")
     summary = json.loads(output[output.index("{"):])
     assert "map" not in summary["adaptation"]["shift"] and summary["adaptation"]["shift"]["verdict"]
 
 
-def test_finetune_with_a_target_through_the_cli(image_folder: Path, target: Path, tmp_path: Path) -> None:
+def test_finetune_with_a_target_through_the_cli(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
     """(Resume with a target: tests/finetune/test_target.py, at the estimator's level.)"""
     out = tmp_path / "ft"
     args = [image_folder, *FAST[:-2], "--strategy", "finetune", "--epochs", "2", "--batch-size", "8",
             "--adapt-to", target, "--no-cache"]
-    code, output = run_cli("fit", *args, "--out", out)
+    code, output = cli("fit", *args, "--out", out)
     assert code == 0, output
     assert "Minimum Class Confusion" in output and "AdaBN" in output and "adapted to" in output
     assert "how far is the target?" in output and "after fine-tuning with the target + AdaBN" in output

@@ -68,3 +68,15 @@ def test_bad_targets_are_clear_errors_naming_them(tmp_path: Path, case: str) -> 
     assert str(target) in str(err.value)
     assert {"missing": "not found", "empty": "empty", "other-modality": "audio",
             "binary-text": "image file", "no-readable": "no readable"}[case] in str(err.value)
+
+
+def test_errors_name_the_argument_the_user_gave(tmp_path: Path) -> None:
+    from transferkit.adapt import read_target
+    from transferkit.errors import DataError
+
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError, match=r"^--adapt-to .*nowhere: not found"):
+        read_target(missing, "image")
+    with pytest.raises(DataError, match=r"^TARGET .*nowhere: not found") as caught:
+        read_target(missing, "image", argument="TARGET")
+    assert "--adapt-to" not in str(caught.value)

@@ -379,3 +379,14 @@ def test_fit_and_evaluate_write_reports_that_overwrite_keeps_as_its_own(image_fo
     result = CliRunner().invoke(app, [*args, "--overwrite"])
     assert result.exit_code != 0 and "notes.txt" in str(result.exception)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_backbone_auto_with_a_target_shows_dev_in_the_report() -> None:
+    from transferkit.report.build import _ranking
+
+    rows = [{"name": "a", "kind": "single", "val_accuracy": 1.0, "dev_accuracy": 0.6, "features": 8, "seconds": 1.0},
+            {"name": "b", "kind": "single", "val_accuracy": 0.9, "dev_accuracy": 0.8, "features": 8, "seconds": 1.0}]
+    table = _ranking({"rows": rows, "winner": "b", "criterion": "DEV: …", "validation": "10 examples"})
+    assert table is not None and "DEV target acc." in table["header"]
+    assert [r["cells"][0] for r in table["rows"]] == ["b", "a"] and table["rows"][0]["picked"]
+    assert any(n.startswith("ranked by DEV") for n in table["notes"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from transferkit.data import load_dataset
@@ -51,3 +52,35 @@ def test_a_validation_accuracy_tie_goes_to_the_lower_log_loss_whatever_the_order
     worse = Candidate("yamnet", "single", ["yamnet"], val_accuracy=0.9, val_log_loss=0.01, features=1024)
     for order in ([sharp, vague, worse], [worse, vague, sharp], [vague, sharp, worse]):
         assert pick_winner(order) is sharp
+
+
+def test_with_a_target_dev_ranks_the_candidates_not_in_domain_validation() -> None:
+    from transferkit.selection.backbone import Candidate, pick_winner
+
+    # reads best on DATA's validation, worst where the model will be used: DEV picks the other
+    in_domain = Candidate("a", "single", ["a"], val_accuracy=1.0, val_log_loss=0.01, features=10,
+                          dev_accuracy=0.55, dev_log_loss=1.2)
+    shifted = Candidate("b", "single", ["b"], val_accuracy=0.9, val_log_loss=0.3, features=10,
+                        dev_accuracy=0.8, dev_log_loss=0.6)
+    assert pick_winner([in_domain, shifted]) is shifted
+    in_domain.dev_accuracy = shifted.dev_accuracy = None  # without a target: validation accuracy again
+    assert pick_winner([in_domain, shifted]) is in_domain
+
+
+@pytest.mark.slow  # extracts two candidates' features of 68 images (seconds; a minute under load)
+def test_select_with_a_target_scores_dev_and_shows_it(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from transferkit.selection.backbone import select
+
+    data = load_dataset(_stripes(tmp_path / "stripes"))
+    splits = split_indices(data.labels, val_fraction=0.3, test_fraction=0.0, seed=0)
+    target = [str(p) for p in sorted(_stripes(tmp_path / "target", n_per_class=10, seed=3).rglob("*.png"))]
+    selection = select(data, splits["train"], splits["val"], candidates=["test_efficientnet@random", "hog"],
+                       cache=tmp_path / "cache", seed=0, combine=True, target=target)
+    assert selection.criterion.startswith("DEV")
+    assert all(c.dev_accuracy is not None for c in selection.candidates), selection.candidates
+    console = Console(record=True, width=200)
+    console.print(selection)
+    assert "DEV target acc." in console.export_text()
+    assert selection.to_dict()["rows"][0]["dev_accuracy"] is not None

@@ -95,8 +95,30 @@ def read_target(
     path_columns: Sequence[str] = (),
     encoding: str | None = None,
     strict: bool = False,
+    argument: str = "--adapt-to",
 ) -> TargetInputs:
-    """The unlabelled inputs in TARGET for a model of `modality` ('image', 'audio', 'text', 'table')."""
+    """The unlabelled inputs in TARGET for a model of `modality` ('image', 'audio', 'text', 'table').
+    `argument`: how the user gave TARGET (`--adapt-to`, or `shift`'s TARGET), named in every error."""
+    try:
+        return _read_target(source, modality, path_column=path_column, text_column=text_column, columns=columns,
+                            path_columns=path_columns, encoding=encoding, strict=strict)
+    except DataError as exc:  # every error of this module starts with the flag it was read for
+        if argument == "--adapt-to" or not str(exc).startswith("--adapt-to"):
+            raise
+        raise DataError(argument + str(exc).removeprefix("--adapt-to")) from exc
+
+
+def _read_target(
+    source: str | Path,
+    modality: str,
+    *,
+    path_column: str,
+    text_column: str,
+    columns: Sequence[str],
+    path_columns: Sequence[str],
+    encoding: str | None,
+    strict: bool,
+) -> TargetInputs:
     path = Path(source)
     name = str(source)
     if modality not in ("image", "audio", "text", "table"):

@@ -21,6 +21,7 @@ from rich.console import Console
 from transferkit.commands._console import console, err
 from transferkit.commands._flags import BatchSize, CacheDir, Encoding, LabelColumn, NoCache, Precision, cache_arg
 from transferkit.params import (
+    ADAPT_METHOD,
     AS_JSON,
     BATCH_SIZE,
     CACHE_DIR,
@@ -79,6 +80,12 @@ def curve(
     precision: Precision = PRECISION.default,
     cache_dir: CacheDir = CACHE_DIR.default,
     no_cache: NoCache = NO_CACHE.default,
+    adapt_to: Annotated[Path | None, typer.Option("--adapt-to", help="Unlabelled inputs of where the model will "
+                                                                    "be used (as for fit): also draws adapted "
+                                                                    "transfer, the test features aligned to the "
+                                                                    "training domain.")] = None,
+    adapt_method: Annotated[str, typer.Option("--adapt-method", help="--adapt-to: auto, standardize or "
+                                                                     "coral.")] = ADAPT_METHOD.default,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a curve already in --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = AS_JSON.default,
 ) -> None:
@@ -87,7 +94,8 @@ def curve(
     values = {"data": data, "out": out, "backbone": backbone, "weights": weights, "modality": modality,
               "text_column": text_column, "image_column": image_column, "audio_column": audio_column,
               "path_column": path_column, "label_column": label_column, "group_column": group_column,
-              "encoding": encoding, "batch_size": batch_size, "precision": precision, "seed": seed}
+              "encoding": encoding, "batch_size": batch_size, "precision": precision, "seed": seed,
+              "adapt_to": adapt_to, "adapt_method": adapt_method if adapt_to is not None else None}
     run_curve(values, shots=shots, seeds=seeds, test=test, scratch=scratch, finetune=finetune, budget=budget,
               epochs=epochs, cache=cache_arg(cache_dir, no_cache), overwrite=overwrite, as_json=as_json)
 
@@ -124,6 +132,9 @@ def run_curve(values: dict[str, Any], *, shots: str, seeds: int, test: float, sc
                   f"shots {', '.join(map(str, asked))} × {seeds} seed(s)", highlight=False)
         for message in messages:
             out.print(f"[yellow]{message}[/]", highlight=False)
+    from transferkit.commands.fit import read_adapt_target
+
+    target = read_adapt_target(options)  # None without --adapt-to; a bad TARGET fails before any work
     tk_curve.mark_curve_folder(folder)
     methods = [*tk_curve.DEFAULT_METHODS, *([tk_curve.FINETUNED] if finetune else [])]
     grid = _GridProgress(folder, enabled=not quiet)
@@ -132,7 +143,9 @@ def run_curve(values: dict[str, Any], *, shots: str, seeds: int, test: float, sc
                                seed=options.seed, backbone=options.backbone, weights=options.weights,
                                scratch_backbone=scratch, cache_dir=cache, batch_size=options.batch_size,
                                precision=options.precision, budget=budget, finetune_epochs=epochs,
-                               on_point=grid, progress=not quiet)
+                               on_point=grid, progress=not quiet,
+                               adapt_to=target.items if target is not None else None,
+                               adapt_method=options.adapt_method)
     finally:
         grid.close()
     name = Path(str(dataset.source)).name or str(dataset.source)
@@ -212,7 +225,8 @@ def print_curve(frame: pd.DataFrame, out: Console) -> None:
     rich_table.add_column("labels per class", justify="right")
     for m in methods:
         rich_table.add_column(m, justify="right")
-    gap_methods = [m for m in (tk_curve.TRANSFER, tk_curve.FINETUNED) if m in methods and tk_curve.SCRATCH in methods]
+    gap_methods = [m for m in (tk_curve.TRANSFER, tk_curve.ADAPTED, tk_curve.FINETUNED)
+                   if m in methods and tk_curve.SCRATCH in methods]
     for m in gap_methods:
         rich_table.add_column(f"{m} − from scratch", justify="right")
     for s in shots:

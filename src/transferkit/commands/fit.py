@@ -258,7 +258,8 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     if not quiet and rank0:
         _print_data(dataset, splits, messages, out)
     if chosen is None:
-        choice = _choose(options, dataset, splits, rank0=rank0, out=out if rank0 and not quiet else None)
+        choice = _choose(options, dataset, splits, rank0=rank0, out=out if rank0 and not quiet else None,
+                         target=target.items if target is not None else None)
         if rank0:
             choice.estimator.prepare_output(folder, overwrite=options.overwrite)
     else:
@@ -284,7 +285,8 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     if not rank0:
         return None
     if choice.rival is not None:
-        estimator = keep_better(choice.rival, estimator, valid, decisions["strategy_decision"])
+        estimator = keep_better(choice.rival, estimator, valid, decisions["strategy_decision"], train=train,
+                                target=target.items if target is not None else None)
     metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     if target is not None:  # the target's unreadable inputs: counted and named with the rest
@@ -396,9 +398,9 @@ def _write_report(folder: Path, dataset: LabelledData, splits: dict[str, list[in
 
 
 def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *, rank0: bool,
-            out: Console | None) -> _Choice:
-    """`--backbone auto` (rank on train + val: the test split never steers it) and `--strategy auto`; the
-    estimator they choose, built once."""
+            out: Console | None, target: list[Any] | None = None) -> _Choice:
+    """`--backbone auto` (rank on train + val: the test split never steers it; with `--adapt-to`, by DEV on
+    the target's inputs) and `--strategy auto`; the estimator they choose, built once."""
     from transferkit.options import is_auto_backbone, with_backbone
 
     decisions: dict[str, Any] = {}
@@ -415,7 +417,8 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
                 if dataset.groups is not None else "examples held out at random")
         selection = select(dataset, splits["train"], splits.get("val", []), candidates=names, cache=options.cache(),
                            options=ranking_options(options.batch_size, options.precision, progress=out is not None),
-                           seed=options.seed, validation=f"{len(splits.get('val', []))} examples, {held}")
+                           seed=options.seed, validation=f"{len(splits.get('val', []))} examples, {held}",
+                           target=target)
         winner = selection.winner
         if winner is None:
             raise ConfigError("--backbone auto could not score any candidate: "
@@ -490,7 +493,6 @@ def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: Lab
 
 def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> None:
     from transferkit.commands._console import column_notes, text_notes_line
-    from transferkit.selection.strategy import duration
 
     estimator, metrics, skipped, folder = result.estimator, result.metrics, result.skipped, result.folder
     if metrics:
@@ -517,8 +519,34 @@ def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> 
         out.print(f"features: {report.extracted} extracted, {report.cached} from cache ({report.precision} on "
                   f"{report.engine}, {report.extract_seconds:.1f}s); head: {summary['head']} ({choice}); "
                   f"{'class-weighted' if report.class_weighted else 'unweighted'}")
+        views = report.head_choice.get("views") if isinstance(report.head_choice, dict) else None
+        if views:
+            out.print(f"[bold]training views:[/] {views['why']} (chosen by {views.get('criterion', 'request')})",
+                      highlight=False)
     for note in report.engine_notes:
         out.print(f"engine: {note}", highlight=False)
+    _print_adaptation(summary, out)
+    kept = summary.get("kept")
+    if kept:
+        out.print(f"kept the {kept['kept']}: validation accuracy {100 * kept['val_accuracy_probe']:.1f}% for the probe "
+                  f"LP-FT started from, {100 * kept['val_accuracy_finetuned']:.1f}% fine-tuned "
+                  f"({kept['n_val']} examples)", highlight=False)
+    _print_strategy(summary, out)
+    print_skipped(skipped, out)
+    text_line = text_notes_line(summary)
+    if text_line:
+        out.print(text_line, highlight=False)
+    rows = " ROWS.csv  (or --row '{…}')" if estimator.modality_ == "table" else " FILES…"
+    exported = summary.get("export") or {}
+    if exported.get("folder"):
+        out.print(f"[green]exported[/] {exported['folder']} (largest probability difference against PyTorch "
+                  f"{exported['max_probability_difference']:.2g} on {exported['checked_on']}): predict runs it "
+                  "without PyTorch", highlight=False)
+    out.print(f"[green]saved[/] {folder}  →  transferkit predict {folder}{rows}")
+
+
+def _print_adaptation(summary: dict[str, Any], out: Console) -> None:
+    """`--adapt-to`: how far the target is, and what was done with it."""
     adaptation = summary.get("adaptation")
     if adaptation and adaptation.get("shift"):
         from transferkit.commands.shift import print_shift
@@ -534,11 +562,12 @@ def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> 
                       "never used)" if summary.get("strategy") == "finetune" else
                       "The target's features were aligned to the training data's; the head trained on the training "
                       "data alone"), highlight=False)
-    kept = summary.get("kept")
-    if kept:
-        out.print(f"kept the {kept['kept']}: validation accuracy {100 * kept['val_accuracy_probe']:.1f}% for the probe "
-                  f"LP-FT started from, {100 * kept['val_accuracy_finetuned']:.1f}% fine-tuned "
-                  f"({kept['n_val']} examples)", highlight=False)
+
+
+def _print_strategy(summary: dict[str, Any], out: Console) -> None:
+    """`--strategy auto`: its estimate against what it took, and which of probe and network it kept, and why."""
+    from transferkit.selection.strategy import duration
+
     decision = summary.get("strategy_decision")
     if decision and decision.get("actual_minutes") is not None and decision["strategy"] == "finetune":
         out.print(f"--strategy auto estimated {duration(decision['estimated_minutes'])} of fine-tuning; it took "
@@ -549,6 +578,11 @@ def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> 
         out.print(f"[bold]--strategy auto kept the {compared['kept']}[/]: validation accuracy "
                   f"{100 * compared['val_accuracy_probe']:.1f}% probe, {100 * compared['val_accuracy_finetuned']:.1f}% "
                   f"fine-tuned ({compared['n_val']} examples); the {other} was set aside", highlight=False)
+        if compared.get("dev"):
+            dev = compared["dev"]
+            out.print(f"  chosen by {compared['criterion']}: estimated target accuracy "
+                      f"{100 * dev['probe']['dev_accuracy']:.1f}% probe, {100 * dev['finetuned']['dev_accuracy']:.1f}% "
+                      "fine-tuned", highlight=False)
         if decision.get("probe_minutes") is not None and decision.get("actual_minutes") is not None:
             gain = 100 * (compared["val_accuracy_finetuned"] - compared["val_accuracy_probe"])
             extra_minutes = decision["actual_minutes"]  # fine-tuning's own time, after the probe
@@ -556,14 +590,3 @@ def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> 
                       f"{duration(decision['probe_minutes'])}; fine-tuning {gain:+.1f} points for "
                       f"{duration(extra_minutes)} more ({gain / max(extra_minutes, 1e-9):+.1f} points a minute)",
                       highlight=False)
-    print_skipped(skipped, out)
-    text_line = text_notes_line(summary)
-    if text_line:
-        out.print(text_line, highlight=False)
-    rows = " ROWS.csv  (or --row '{…}')" if estimator.modality_ == "table" else " FILES…"
-    exported = summary.get("export") or {}
-    if exported.get("folder"):
-        out.print(f"[green]exported[/] {exported['folder']} (largest probability difference against PyTorch "
-                  f"{exported['max_probability_difference']:.2g} on {exported['checked_on']}): predict runs it "
-                  "without PyTorch", highlight=False)
-    out.print(f"[green]saved[/] {folder}  →  transferkit predict {folder}{rows}")

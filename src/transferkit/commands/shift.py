@@ -113,7 +113,8 @@ def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_me
     if kind == "table":
         raise ConfigError("shift compares one input column's features: give --modality image, text or audio")
     dataset, _ = load_labelled(data, modality=kind, path_column=resolved.path_column, label_column=label_column)
-    inputs = read_target(target, kind, path_column=resolved.path_column, text_column=resolved.path_column)
+    inputs = read_target(target, kind, path_column=resolved.path_column, text_column=resolved.path_column,
+                         argument="TARGET")
     rng = np.random.default_rng(seed)
 
     def cap(n: int) -> np.ndarray:

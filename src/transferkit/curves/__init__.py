@@ -60,6 +60,7 @@ from transferkit.curves.folder import (
                                        write_csv,
 )
 from transferkit.curves.grid import (
+                                       ADAPTED,
                                        ALL,
                                        DEFAULT_METHODS,
                                        DEFAULT_SHOTS,
@@ -83,7 +84,8 @@ from transferkit.curves.save import save_curve
 from transferkit.curves.verdicts import MATCH_POINTS, Verdict, accuracy_grid, mean_table, summarize
 
 __all__ = [
-    "ALL", "COLUMNS", "CURVE_CSV", "CURVE_FILES", "CURVE_FORMAT", "CURVE_FORMAT_VERSION", "CURVE_JSON", "CURVE_PNG",
+    "ADAPTED", "ALL", "COLUMNS",
+    "CURVE_CSV", "CURVE_FILES", "CURVE_FORMAT", "CURVE_FORMAT_VERSION", "CURVE_JSON", "CURVE_PNG",
     "DEFAULT_FINETUNE_BUDGET", "DEFAULT_METHODS", "DEFAULT_SHOTS", "FINETUNED", "FINETUNE_IMAGES_PER_SECOND",
     "MATCH_POINTS", "METHODS", "POINT_VAL_FRACTION", "SCRATCH", "TRANSFER", "OnPoint", "Plan", "Verdict",
     "accuracy_grid", "check_curve_folder", "curve", "draw_subsets", "make_plan", "mark_curve_folder", "mean_table",

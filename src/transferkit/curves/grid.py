@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from transferkit.data.dataset import LabelledData
 
 TRANSFER, SCRATCH, FINETUNED = "transfer", "from scratch", "fine-tuned"
-METHODS = (TRANSFER, SCRATCH, FINETUNED)
+#: the transfer probe with the test inputs' features aligned to the training domain (`adapt_to`)
+ADAPTED = "adapted transfer"
+METHODS = (TRANSFER, ADAPTED, SCRATCH, FINETUNED)
 DEFAULT_METHODS = (TRANSFER, SCRATCH)
 DEFAULT_SHOTS: tuple[int | str, ...] = (1, 2, 5, 10, 20, 50, "all")
 ALL = "all"

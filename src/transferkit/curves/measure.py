@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from transferkit.curves.grid import (
+    ADAPTED,
     ALL,
     DEFAULT_METHODS,
     DEFAULT_SHOTS,
@@ -32,6 +33,7 @@ from transferkit.curves.points import (
     DEFAULT_FINETUNE_BUDGET,
     Extracted,
     FinetuneBudget,
+    adapted,
     device_kind,
     extract,
     finetune_point,
@@ -39,7 +41,7 @@ from transferkit.curves.points import (
     probe_point,
 )
 from transferkit.errors import ConfigError
-from transferkit.params import BATCH_SIZE, CACHE_DIR, PRECISION, SEED, WEIGHTS
+from transferkit.params import ADAPT_METHOD, BATCH_SIZE, CACHE_DIR, PRECISION, SEED, WEIGHTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,6 +73,8 @@ def curve(
     finetune_epochs: int = 10,
     on_point: OnPoint | None = None,
     progress: bool = False,
+    adapt_to: Sequence[Any] | None = None,
+    adapt_method: str = ADAPT_METHOD.default,
 ) -> pd.DataFrame:
     """The data-efficiency curve of `data`: one row per (method, shots, seed); see the package docstring.
 
@@ -83,13 +87,20 @@ def curve(
     `on_point(row, done, total)` is called once with row None when the grid is planned, then after
     every point. `frame.attrs` holds `notes`, `skipped` (unreadable inputs), `features`
     (extraction per backbone), `settings`, `n_test`, `pool_counts` and `interrupted`.
+
+    `adapt_to`: unlabelled inputs of where the model is used (`fit --adapt-to`). Adds "adapted
+    transfer": each transfer point's head, with the test inputs' features aligned (`adapt_method`, as
+    `fit` fits it: auto aligns only a target a domain classifier tells apart) by the map fitted once
+    from TARGET's features to the pool's (the training domain's inputs, their labels unused). The
+    test split is DATA's: it shows what adaptation does where the model is scored — gains when the
+    test split comes from the target's domain (DATA's own test split), costs when it does not.
     """
     import pandas as pd
 
     from transferkit.backbones.registry import PRETRAINED_BACKBONES
     from transferkit.backbones.scratch import SCRATCH_BACKBONES
 
-    asked, seed_list, method_list = _check_arguments(shots, seeds, methods, budget, finetune_epochs)
+    asked, seed_list, method_list = _check_arguments(shots, seeds, methods, budget, finetune_epochs, adapt_to)
     dataset = _as_data(data, modality)
     if dataset.modality not in SCRATCH_BACKBONES:
         raise ConfigError(f"the curve compares one input column's transfer with its from-scratch features; this is "
@@ -103,16 +114,24 @@ def curve(
     extracted = {method: extract(*wanted[method], dataset, sorted(plan.test + plan.pool), seed=seed,
                                  batch_size=batch_size, precision=precision, cache_dir=cache_dir, progress=progress)
                  for method in method_list if method in wanted}
+    adapt_note = None
+    if ADAPTED in method_list:
+        extracted[ADAPTED], adapt_note = adapted(extracted[TRANSFER], (pretrained, weights), plan.test, plan.pool,
+                                                 adapt_to or [], adapt_method, seed=seed, batch_size=batch_size,
+                                                 precision=precision, cache_dir=cache_dir, progress=progress)
     failed = {i: reason for feats in extracted.values() for i, reason in feats.failed.items()}
     if failed:  # an input one backbone cannot read leaves every method: all points see the same data
         plan = make_plan(dataset, asked, test_fraction=test_fraction, seed=seed, exclude=frozenset(failed))
         plan.notes.append(f"{len(failed)} unreadable input(s) left out of every point (listed in attrs['skipped'])")
+    if adapt_note is not None:
+        plan.notes.append(adapt_note)
     if SCRATCH in method_list or TRANSFER in method_list:
         plan.notes.append(f"the head's C: chosen on {POINT_VAL_FRACTION:.0%} of each point's own labels (at least one "
                           "per class), then refitted on all of them; 1-label points have none to spare and use C = 1")
 
     runner = _Points(dataset, plan, extracted, pretrained=pretrained, weights=weights,
                      names={TRANSFER: extracted[TRANSFER].backbone if TRANSFER in extracted else pretrained,
+                            ADAPTED: extracted[ADAPTED].backbone if ADAPTED in extracted else pretrained,
                             SCRATCH: extracted[SCRATCH].backbone if SCRATCH in extracted else scratch,
                             FINETUNED: pretrained},
                      budget=FinetuneBudget(DEFAULT_FINETUNE_BUDGET if budget is None else float(budget),
@@ -124,14 +143,17 @@ def curve(
         "notes": plan.notes,
         "dropped_shots": plan.dropped,
         "skipped": {str(dataset.items[i]): reason for i, reason in sorted(failed.items())},
-        "features": {m: {"backbone": e.backbone, "seconds": round(e.seconds, 2), "cached": e.cached,
-                         "extracted": int(e.ok.sum()) - e.cached, "precision": e.precision}
-                     for m, e in extracted.items()},
+        "features": {(m if m != ADAPTED else "target"): {
+            "backbone": e.backbone + (" (target)" if m == ADAPTED else ""), "seconds": round(e.seconds, 2),
+            "cached": e.cached, "extracted": (e.target_read if m == ADAPTED else int(e.ok.sum())) - e.cached,
+            "precision": e.precision} for m, e in extracted.items()},
         "settings": {"shots": [str(k) for k in asked], "seeds": seed_list, "methods": method_list,
                      "test_fraction": test_fraction, "seed": seed, "backbone": pretrained, "weights": weights,
                      "scratch_backbone": scratch, "budget_minutes": runner.budget.minutes if FINETUNED in method_list
                      else None, "finetune_epochs": finetune_epochs if FINETUNED in method_list else None,
-                     "source": str(dataset.source), "modality": dataset.modality},
+                     "source": str(dataset.source), "modality": dataset.modality,
+                     "adapt_to_inputs": None if adapt_to is None else len(adapt_to),
+                     "adapt_method": adapt_method if adapt_to is not None else None},
         "n_test": len(plan.test),
         "n_classes": len(dataset.classes),
         "pool_counts": plan.pool_counts,
@@ -141,7 +163,8 @@ def curve(
 
 
 def _check_arguments(shots: str | int | Sequence[int | str], seeds: int | Sequence[int], methods: Sequence[str],
-                     budget: float | None, finetune_epochs: int) -> tuple[list[int | str], list[int], list[str]]:
+                     budget: float | None, finetune_epochs: int,
+                     adapt_to: Sequence[Any] | None) -> tuple[list[int | str], list[int], list[str]]:
     """(shot counts, seeds, methods in `METHODS` order), or a `ConfigError` naming the bad argument."""
     asked = parse_shots(shots)
     seed_list = parse_seeds(seeds)
@@ -150,6 +173,12 @@ def _check_arguments(shots: str | int | Sequence[int | str], seeds: int | Sequen
         raise ConfigError(f"methods: {', '.join(map(repr, unknown)) or 'none given'}; choose from "
                           f"{', '.join(map(repr, METHODS))}")
     method_list = [m for m in METHODS if m in methods]
+    if ADAPTED in method_list and adapt_to is None:
+        raise ConfigError("the adapted transfer points need the target's inputs (adapt_to / --adapt-to)")
+    if adapt_to is not None and ADAPTED not in method_list:
+        if TRANSFER not in method_list:
+            raise ConfigError("adapt_to adapts the transfer probe: keep the 'transfer' method")
+        method_list = [m for m in METHODS if m in (*method_list, ADAPTED)]
     if budget is not None and (not isinstance(budget, int | float) or budget <= 0):
         raise ConfigError(f"budget must be a positive number of minutes; got {budget!r}")
     if budget is not None and FINETUNED not in method_list:

@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transferkit.curves.folder import write_atomic
-from transferkit.curves.grid import ALL, FINETUNED, METHODS, SCRATCH, TRANSFER
+from transferkit.curves.grid import ADAPTED, ALL, FINETUNED, METHODS, SCRATCH, TRANSFER
 from transferkit.curves.verdicts import mean_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_COLOURS = {TRANSFER: "#1f77b4", SCRATCH: "#7f7f7f", FINETUNED: "#2ca02c"}
+_COLOURS = {TRANSFER: "#1f77b4", ADAPTED: "#d62728", SCRATCH: "#7f7f7f", FINETUNED: "#2ca02c"}
 _LABELS = {TRANSFER: "transfer: linear probe on {backbone}", SCRATCH: "from scratch: linear probe on {backbone}",
-           FINETUNED: "transfer: fine-tuned {backbone} (LP-FT)"}
+           FINETUNED: "transfer: fine-tuned {backbone} (LP-FT)",
+           ADAPTED: "adapted transfer: the probe on {backbone}, test features aligned to the target"}
 
 
 def plot_curve(frame: pd.DataFrame, path: str | Path, *, title: str | None = None) -> Path:

@@ -3,12 +3,13 @@ rows, LP-FT on a point's examples within a time budget, and the point's test met
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from transferkit.errors import ConfigError
+from transferkit.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from transferkit.data.dataset import LabelledData
@@ -29,6 +30,8 @@ class Extracted:
     seconds: float
     cached: int
     precision: str
+    #: adapted transfer's entry: the target inputs read (its own rows are the transfer's)
+    target_read: int = 0
 
 
 def extract(name: str, weights: str | None, data: LabelledData, indices: list[int], *, seed: int, batch_size: int,
@@ -51,6 +54,49 @@ def extract(name: str, weights: str | None, data: LabelledData, indices: list[in
     values[rows], ok[rows] = feats.values, True
     failed = {indices[i]: reason for i, reason in feats.failed.items()}
     return Extracted(backbone.name, values, ok, failed, feats.seconds, feats.cached, feats.precision)
+
+
+def adapted(transfer: Extracted, model: tuple[str, str | None], test: list[int], pool: list[int],
+            target: Sequence[Any], method: str, *, seed: int, batch_size: int, precision: str, cache_dir: Any,
+            progress: bool) -> tuple[Extracted, str]:
+    """The transfer features with the test rows aligned: the map from TARGET's features (extracted here) to
+    the pool's, fitted once (`adapt.fit_alignment`; `auto` by `fit`'s rule). Returns them and a note."""
+    from transferkit.adapt import fit_alignment, resolve_method
+    from transferkit.backbones import create_backbone
+    from transferkit.cache import resolve_cache
+    from transferkit.estimators.probe import AUTO_MIN_DOMAIN_ACCURACY, _domain_separability
+    from transferkit.features import ExtractOptions, extract_features
+
+    if method in ("self-training", "none"):
+        raise ConfigError(f"the curve aligns features (auto, standardize, coral); got --adapt-method {method}")
+    backbone = create_backbone(model[0], weights=model[1], **({"seed": seed} if model[1] == "random" else {}))
+    feats = extract_features(backbone, list(target), options=ExtractOptions(batch_size=batch_size, precision=precision,
+                                                                          progress=progress),
+                             cache=resolve_cache(cache_dir), description=f"target features ({backbone.name})")
+    if not feats.ok.any():
+        raise DataError(f"none of the {len(target)} target inputs could be read; first error: "
+                        f"{next(iter(feats.failed.values()), 'none given')}")
+    source = transfer.values[[i for i in pool if transfer.ok[i]]].astype(np.float64)
+    tvalues = np.asarray(feats.values, np.float64)
+    applied = resolve_method(method)
+    why = f"{applied}, as asked"
+    if method == "auto":
+        separable = _domain_separability(source, tvalues, seed)
+        why = (f"auto: a domain classifier tells the pool's features from TARGET's {separable:.0%} of the time "
+               f"(aligned above {AUTO_MIN_DOMAIN_ACCURACY:.0%})")
+        if separable <= AUTO_MIN_DOMAIN_ACCURACY:
+            applied = "none"
+    values = transfer.values.copy()
+    if applied != "none":
+        alignment = fit_alignment(source, tvalues, applied, blocks=backbone.feature_blocks())
+        if alignment is not None:
+            rows = [i for i in test if transfer.ok[i]]
+            values[rows] = alignment.apply(values[rows])
+    note = (f"adapted transfer: the transfer heads, the test inputs' features aligned to the pool's by the map fitted "
+            f"on {int(feats.ok.sum())} target inputs ({len(feats.failed)} unreadable); {why} → "
+            f"{'nothing aligned (the same points as transfer)' if applied == 'none' else applied}")
+    return (Extracted(transfer.backbone, values, transfer.ok, transfer.failed, feats.seconds, feats.cached,
+                      transfer.precision, target_read=int(feats.ok.sum())), note)
 
 
 def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: list[int], test: list[int],

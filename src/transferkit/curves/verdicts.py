@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from transferkit.curves.grid import ALL, FINETUNED, METHODS, SCRATCH, TRANSFER
+from transferkit.curves.grid import ADAPTED, ALL, FINETUNED, METHODS, SCRATCH, TRANSFER
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,11 +70,12 @@ def summarize(frame: pd.DataFrame) -> list[Verdict]:
     n_classes = max(int(frame.attrs.get("n_classes", 1)), 1)
     out: list[Verdict] = []
     scratch_all = means.get((SCRATCH, ALL))
-    for method in (TRANSFER, FINETUNED):
+    for method in (TRANSFER, ADAPTED, FINETUNED):
         shots = sorted({s for (m, s) in means if m == method}, key=shot_order)
         if not shots or not any((SCRATCH, s) in means for s in shots):
             continue
-        label = "transfer (probe)" if method == TRANSFER else "fine-tuned (LP-FT)"
+        label = {TRANSFER: "transfer (probe)", ADAPTED: "adapted transfer (probe, aligned to the target)",
+                 FINETUNED: "fine-tuned (LP-FT)"}[method]
         sentences: list[str] = []
         matches: str | None = None
         if scratch_all is not None:
@@ -122,5 +123,24 @@ def summarize(frame: pd.DataFrame) -> list[Verdict]:
         else:
             sentences.append(f"{label} stops paying at {stops} labels per class: from there on from scratch is within "
                              f"{MATCH_POINTS:g} point or better (points of accuracy over from scratch — {gaps}).")
+        if method == ADAPTED:
+            sentences.append(_adaptation_sentence(means, shots))
         out.append(Verdict(method, scratch_all, matches, stops, tuple(sentences)))
     return out
+
+
+def _adaptation_sentence(means: dict[tuple[str, str], float], shots: list[str]) -> str:
+    """Adapted against plain transfer: the mean gain over the shot counts both ran, and each."""
+    common = [s for s in shots if (TRANSFER, s) in means]
+    gains = [100 * (means[(ADAPTED, s)] - means[(TRANSFER, s)]) for s in common]
+    if not gains:
+        return "adapted transfer: no plain transfer point to compare with."
+    each = ", ".join(f"{s}: {g:+.1f}" for s, g in zip(common, gains, strict=True))
+    mean = sum(gains) / len(gains)
+    if all(abs(g) <= MATCH_POINTS for g in gains):
+        return (f"adaptation changes nothing that matters here: within {MATCH_POINTS:g} point of plain transfer at "
+                f"every point (points over plain transfer — {each}).")
+    if mean > 0:
+        return (f"adaptation pays: {mean:+.1f} points over plain transfer on average (points over plain transfer — "
+                f"{each}).")
+    return f"adaptation costs {-mean:.1f} points on average here (points over plain transfer — {each})."

@@ -25,7 +25,7 @@ from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
 from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
 from transferkit.features import ExtractOptions, Features, extract_features
-from transferkit.heads import build_head, class_weights, parse_head, train_probe
+from transferkit.heads import FittedProbe, build_head, class_weights, parse_head, train_probe
 from transferkit.params import (
     ADAPT_BATCH,
     ADAPT_METHOD,
@@ -219,10 +219,15 @@ class TransferClassifier(TransferEstimator):
         self.source_mean_, self.source_std_ = source.mean(axis=0), source.std(axis=0)
         self.target_skipped_: dict[str, str] = {}
         target = self._target_features(X_target, report) if X_target is not None else None
+        plain_idx = tr_idx
         if self.augment:
             values, y_all, tr_idx = self._with_views(data, train_ok, tr_idx, values, y_all, report)
         probe = train_probe(spec, values[tr_idx], y_all[tr_idx], values[va_idx], y_all[va_idx], len(self.classes_),
                             class_weight=self.class_weight, seed=self.seed, blocks=self.backbone_.feature_blocks())
+        views_choice = None
+        if self.augment:
+            probe, tr_idx, views_choice = self._choose_views(spec, probe, values, y_all, plain_idx, tr_idx, va_idx,
+                                                             target)
         head: torch.nn.Module = probe.head
         choice = probe.choice
         self.align_: AlignModule | BlockAlignModule | None = None
@@ -234,7 +239,8 @@ class TransferClassifier(TransferEstimator):
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
         report.head_choice, report.class_weighted = choice, probe.class_weighted
         if self.augment:
-            report.head_choice = {**choice, "augmented_views": report.augmented}
+            report.head_choice = {**choice, "augmented_views": report.augmented if len(tr_idx) > len(plain_idx) else 0,
+                                  **({"views": views_choice} if views_choice else {})}
         report.notes = self.backbone_.input_notes(data.items)
         self.fit_report_ = report
         self.train_class_counts_ = kept.class_counts()
@@ -329,6 +335,49 @@ class TransferClassifier(TransferEstimator):
         check_is_fitted(self, "head_")
         align = getattr(self, "align_", None)
         return self.head_ if align is None else torch.nn.Sequential(align, self.head_)
+
+    def _choose_views(self, spec: Any, probe: FittedProbe, values: np.ndarray, y_all: np.ndarray,
+                      plain_idx: np.ndarray, views_idx: np.ndarray, va_idx: np.ndarray,
+                      target: np.ndarray | None) -> tuple[FittedProbe, np.ndarray, dict[str, Any]]:
+        """Views are a choice: the head is also fitted without them, on the features the fit extracted
+        anyway, and the better on validation is kept — by validation accuracy (a tie keeps no views: the
+        simpler model), or, with a target, by DEV's estimate of the target accuracy (`adapt.dev`, on one
+        set of importance weights for both). A head that records no validation score (an MLP) keeps them."""
+        from transferkit.heads import chosen_val_accuracy
+
+        n_views, choice = self.augment, probe.choice
+        if not len(va_idx) or chosen_val_accuracy(choice) is None:
+            return probe, views_idx, {"used": n_views, "why": "asked for; no validation score to weigh them "
+                                      "against (no validation split, or a head that records none)"}
+        plain = train_probe(spec, values[plain_idx], y_all[plain_idx], values[va_idx], y_all[va_idx],
+                            len(self.classes_), class_weight=self.class_weight, seed=self.seed,
+                            blocks=self.backbone_.feature_blocks())
+        plain_choice = plain.choice
+        acc_views, acc_plain = chosen_val_accuracy(choice), chosen_val_accuracy(plain_choice)
+        record: dict[str, Any] = {"val_accuracy_with_views": acc_views, "val_accuracy_without": acc_plain}
+        if target is not None:
+            from transferkit.adapt.dev import dev_score, heldout_proba, importance_weights
+
+            w = importance_weights(values[plain_idx], target, values[va_idx], seed=self.seed)
+            scores = {}
+            for name, rows, ch in (("with_views", views_idx, choice), ("without", plain_idx, plain_choice)):
+                proba = heldout_proba(values[rows].astype(np.float64), y_all[rows], values[va_idx].astype(np.float64),
+                                      len(self.classes_), c=float(ch["C"]), seed=self.seed)
+                scores[name] = dev_score(proba, y_all[va_idx], w)
+            record["dev"] = {k: v.to_dict() for k, v in scores.items()}
+            a, b = scores["with_views"], scores["without"]
+            use = (round(a.risk, 6), round(a.log_loss, 6)) < (round(b.risk, 6), round(b.log_loss, 6))
+            record["criterion"] = "DEV (importance-weighted validation with a control variate; You et al. 2019)"
+            record["why"] = (f"{n_views if use else 0} views: DEV's estimate of the target accuracy "
+                             f"{100 * a.accuracy:.1f}% with views, {100 * b.accuracy:.1f}% without (a tie: DEV "
+                             f"log-loss {a.log_loss:.3f} / {b.log_loss:.3f})")
+        else:
+            use = float(acc_views or 0.0) > float(acc_plain or 0.0)
+            record["criterion"] = "validation accuracy (a tie keeps no views)"
+            record["why"] = (f"{n_views if use else 0} views: validation accuracy {100 * float(acc_views or 0):.1f}% "
+                             f"with views, {100 * float(acc_plain or 0):.1f}% without")
+        record["used"] = n_views if use else 0
+        return (probe, views_idx, record) if use else (plain, plain_idx, record)
 
     def _with_views(self, data: LabelledData, train_ok: np.ndarray, tr_idx: np.ndarray, values: np.ndarray,
                     y_all: np.ndarray, report: FitReport) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -360,13 +360,22 @@ def read_epoch_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
 
 def _ranking(ranking: dict[str, Any] | None) -> dict[str, Any] | None:
     if ranking and ranking.get("rows"):  # `--backbone auto`'s selection on validation (selection.backbone)
-        header = ["candidate", "kind", "val accuracy", "features", "seconds"]
-        rows = [{"cells": [c["name"], c["kind"], "—" if c.get("val_accuracy") is None
-                           else f"{100 * c['val_accuracy']:.1f}%", c.get("features"), f"{c.get('seconds', 0):.1f}"],
+        dev = any(c.get("dev_accuracy") is not None for c in ranking["rows"])  # --adapt-to: ranked by DEV
+        key = "dev_accuracy" if dev else "val_accuracy"
+
+        def pct(value: float | None) -> str:
+            return "—" if value is None else f"{100 * value:.1f}%"
+
+        header = ["candidate", "kind", "val accuracy", *(["DEV target acc."] if dev else []), "features", "seconds"]
+        rows = [{"cells": [c["name"], c["kind"], pct(c.get("val_accuracy")),
+                           *([pct(c.get("dev_accuracy"))] if dev else []), c.get("features"),
+                           f"{c.get('seconds', 0):.1f}"],
                  "picked": c["name"] == ranking.get("winner")}
-                for c in sorted(ranking["rows"], key=lambda c: -(c.get("val_accuracy") or -1))]
-        return {"header": header, "rows": rows, "reason": ranking.get("verdict", ""),
-                "notes": [f"validation: {ranking.get('validation', '')}"]}
+                for c in sorted(ranking["rows"], key=lambda c: -(c.get(key) if c.get(key) is not None else -1e9))]
+        notes = [f"validation: {ranking.get('validation', '')}"]
+        if ranking.get("criterion"):
+            notes.append(f"ranked by {ranking['criterion']}")
+        return {"header": header, "rows": rows, "reason": ranking.get("verdict", ""), "notes": notes}
     if not ranking or not ranking.get("candidates"):
         return None
     metrics = list(ranking.get("metrics", []))

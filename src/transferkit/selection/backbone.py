@@ -17,6 +17,11 @@ the accuracy of the head that will be fitted, on data the head did not train on.
    then to the simpler model (single < concatenation < ensemble), never to the order tried. The
    table says by how much the winner beat from scratch — and when from scratch wins, it says so
    and that is what is fitted.
+5. with a target (`fit --adapt-to`), in-domain validation cannot see the shift: the candidates are
+   ranked instead by DEV (`adapt.dev`; You et al., ICML 2019) — each candidate's validation errors
+   weighted by the density ratio target/source a domain classifier estimates in that candidate's
+   own features (at most `DEV_TARGET_INPUTS` target inputs, a seeded subsample), with the control
+   variate; a tie goes to DEV's log-loss, then as above. The table shows both figures.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from transferkit.params import SEED
 #: candidates beyond this many are shortlisted by LogME before the full validation
 SHORTLIST = 5
 KINDS = ("single", "concat", "ensemble")
+#: target inputs each candidate extracts for DEV's density ratio at most (a seeded subsample)
+DEV_TARGET_INPUTS = 500
 
 
 @dataclass
@@ -53,6 +60,9 @@ class Candidate:
     seconds: float = 0.0
     note: str = ""
     scratch: bool = False
+    #: with a target: DEV's estimate of the target accuracy and its log-loss (`adapt.dev`)
+    dev_accuracy: float | None = None
+    dev_log_loss: float | None = None
 
     def backbone(self) -> tuple[BackboneSpec, str | None]:
         """What fit builds for this candidate: its backbone spec (without weights) and the weights."""
@@ -70,6 +80,8 @@ class Selection:
     winner: Candidate | None = None
     scratch: Candidate | None = None
     validation: str = ""
+    #: what ranked the candidates: validation accuracy, or DEV with a target
+    criterion: str = "validation accuracy (a tie: validation log-loss)"
 
     @property
     def gain_over_scratch(self) -> float | None:
@@ -90,26 +102,33 @@ class Selection:
         return f"{self.winner.name} ({self.winner.kind}): {_pct(self.winner.val_accuracy)} on validation{beat}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"validation": self.validation, "verdict": self.verdict(),
+        return {"validation": self.validation, "verdict": self.verdict(), "criterion": self.criterion,
                 "winner": self.winner.name if self.winner else None,
                 "gain_over_scratch_points": self.gain_over_scratch,
                 "rows": [{"name": c.name, "kind": c.kind, "members": c.members, "val_accuracy": c.val_accuracy,
-                          "val_log_loss": c.val_log_loss,
+                          "val_log_loss": c.val_log_loss, "dev_accuracy": c.dev_accuracy,
+                          "dev_log_loss": c.dev_log_loss,
                           "features": c.features, "seconds": round(c.seconds, 2), "note": c.note,
                           "from_scratch": c.scratch} for c in self.candidates]}
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
         from rich.table import Table
 
-        table = Table(title=f"--backbone auto: candidates scored on validation ({self.validation})")
-        for column, justify in (("candidate", "left"), ("kind", "left"), ("val accuracy", "right"),
-                                ("val log-loss", "right"), ("features", "right"), ("seconds", "right"), ("", "left")):
+        dev = any(c.dev_accuracy is not None for c in self.candidates)
+        table = Table(title=f"--backbone auto: candidates scored on validation ({self.validation}); "
+                            f"ranked by {self.criterion}")
+        columns = [("candidate", "left"), ("kind", "left"), ("val accuracy", "right"), ("val log-loss", "right")]
+        columns += [("DEV target acc.", "right"), ("DEV log-loss", "right")] if dev else []
+        for column, justify in (*columns, ("features", "right"), ("seconds", "right"), ("", "left")):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
-        ranked = sorted(self.candidates, key=lambda c: -(c.val_accuracy if c.val_accuracy is not None else -1))
+        key = (lambda c: c.dev_accuracy) if dev else (lambda c: c.val_accuracy)
+        ranked = sorted(self.candidates, key=lambda c: -(key(c) if key(c) is not None else -1e9))
         for c in ranked:
             mark = "[bold green]← fitted[/]" if c is self.winner else ("from scratch" if c.scratch else c.note)
             loss = "" if c.val_log_loss is None else f"{c.val_log_loss:.3f}"
-            table.add_row(c.name, c.kind, _pct(c.val_accuracy), loss, str(c.features), f"{c.seconds:.1f}", mark)
+            extra = [_pct(c.dev_accuracy), "" if c.dev_log_loss is None else f"{c.dev_log_loss:.3f}"] if dev else []
+            table.add_row(c.name, c.kind, _pct(c.val_accuracy), loss, *extra, str(c.features), f"{c.seconds:.1f}",
+                          mark)
         yield table
         yield self.verdict()
 
@@ -146,9 +165,10 @@ def select(
     shortlist: int = SHORTLIST,
     combine: bool = True,
     validation: str = "",
+    target: Sequence[Any] | None = None,
 ) -> Selection:
-    """Score `candidates` (default: `default_candidates`) on `val` with a linear head fitted on `train`."""
-    from transferkit.backbones import create_backbone
+    """Score `candidates` (default: `default_candidates`) on `val` with a linear head fitted on `train`;
+    with `target` (unlabelled inputs of where the model is used), rank them by DEV (point 5 above)."""
     from transferkit.backbones.scratch import SCRATCH_BACKBONES
     from transferkit.cache import resolve_cache
 
@@ -167,40 +187,68 @@ def select(
     n_train = len(train)
     result = Selection(validation=validation or f"{len(val)} held-out examples")
     scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # name → (features, ok, val proba)
+    target_items = _target_sample(target, seed)
+    target_values: dict[str, np.ndarray] = {}  # name → the target's features (readable ones)
+    if target_items:
+        result.criterion = ("DEV: validation errors weighted by the target/source density ratio, with a control "
+                            "variate (You et al., ICML 2019); a tie: DEV log-loss")
     for name in names:
-        start = time.perf_counter()
-        cand = Candidate(name, "single", [name], scratch=name == scratch_name)
-        try:
-            spec = parse_backbone(name)
-            seeded: dict[str, Any] = {"seed": seed} if spec.weights == "random" else {}
-            backbone = create_backbone(spec, **seeded)
-            feats = extract_features(backbone, items, options=opts, cache=store, description=f"candidate {name}")
-        except Exception as exc:  # a candidate that cannot run here is listed, not fatal
-            cand.note = f"skipped: {str(exc).splitlines()[0][:80]}"
-            result.candidates.append(cand)
-            continue
-        values = np.zeros((len(items), backbone.num_features), np.float32)
-        values[feats.ok] = feats.values
-        proba, acc = _score(values, y, feats.ok, n_train, len(classes), seed, blocks=backbone.feature_blocks())
-        cand.val_accuracy, cand.features, cand.seconds = acc, backbone.num_features, time.perf_counter() - start
-        cand.val_log_loss = log_loss(proba, y[n_train:])
-        scored[name] = (values, feats.ok, proba)
+        cand, entry, tvalues = _candidate(name, name == scratch_name, items, y, n_train, len(classes), seed=seed,
+                                          options=opts, cache=store, target=target_items)
+        if entry is not None:
+            scored[name] = entry
+        if tvalues is not None:
+            target_values[name] = tvalues
         result.candidates.append(cand)
         if cand.scratch:
             result.scratch = cand
     singles = sorted((c for c in result.candidates if c.val_accuracy is not None), key=lambda c: -(c.val_accuracy or 0))
     if combine and len(singles) >= 2:
-        result.candidates.extend(_combinations(singles, scored, y, n_train, len(classes), seed))
+        result.candidates.extend(_combinations(singles, scored, y, n_train, len(classes), seed,
+                                               target_values if target_items else None))
     valid = [c for c in result.candidates if c.val_accuracy is not None]
     if valid:
         result.winner = pick_winner(valid)
     return result
 
 
+def _candidate(name: str, scratch: bool, items: list[Any], y: np.ndarray, n_train: int, n_classes: int, *,
+               seed: int, options: ExtractOptions, cache: Any, target: list[Any]
+               ) -> tuple[Candidate, tuple[np.ndarray, np.ndarray, np.ndarray] | None, np.ndarray | None]:
+    """One candidate scored on validation (and by DEV given `target` inputs): the candidate, its (features, ok,
+    validation probabilities) and the target's features; a candidate that cannot run here is listed, not fatal."""
+    from transferkit.backbones import create_backbone
+
+    start = time.perf_counter()
+    cand = Candidate(name, "single", [name], scratch=scratch)
+    try:
+        spec = parse_backbone(name)
+        seeded: dict[str, Any] = {"seed": seed} if spec.weights == "random" else {}
+        backbone = create_backbone(spec, **seeded)
+        feats = extract_features(backbone, items, options=options, cache=cache, description=f"candidate {name}")
+    except Exception as exc:
+        cand.note = f"skipped: {str(exc).splitlines()[0][:80]}"
+        return cand, None, None
+    values = np.zeros((len(items), backbone.num_features), np.float32)
+    values[feats.ok] = feats.values
+    proba, acc = _score(values, y, feats.ok, n_train, n_classes, seed, blocks=backbone.feature_blocks())
+    cand.val_accuracy, cand.features = acc, backbone.num_features
+    cand.val_log_loss = log_loss(proba, y[n_train:])
+    tvalues = None
+    if target:
+        tfeats = extract_features(backbone, target, options=options, cache=cache,
+                                  description=f"candidate {name}: target")
+        tvalues = np.asarray(tfeats.values, np.float32)
+        _dev(cand, values, feats.ok, tvalues, proba, y, n_train, seed)
+    cand.seconds = time.perf_counter() - start
+    return cand, (values, feats.ok, proba), tvalues
+
+
 def _combinations(singles: Sequence[Candidate], scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                  y: np.ndarray, n_train: int, n_classes: int, seed: int) -> list[Candidate]:
+                  y: np.ndarray, n_train: int, n_classes: int, seed: int,
+                  target_values: dict[str, np.ndarray] | None = None) -> list[Candidate]:
     """The best two and three side by side (a concatenation, blocks weighed equally) and as a probability
-    ensemble, scored on validation like the single candidates."""
+    ensemble, scored on validation like the single candidates (and by DEV when `target_values` are given)."""
     out: list[Candidate] = []
     for k in (2, 3):
         if len(singles) < k:
@@ -211,21 +259,59 @@ def _combinations(singles: Sequence[Candidate], scored: dict[str, tuple[np.ndarr
         ok = np.logical_and.reduce([scored[m][1] for m in members])
         proba, acc = _score(values, y, ok, n_train, n_classes, seed, blocks=[scored[m][0].shape[1] for m in members])
         concat = BackboneSpec("concat", members=tuple(parse_backbone(m) for m in members))
-        out.append(Candidate(str(concat), "concat", members, acc, log_loss(proba, y[n_train:]), values.shape[1],
-                             time.perf_counter() - start))
+        cat = Candidate(str(concat), "concat", members, acc, log_loss(proba, y[n_train:]), values.shape[1])
         mean = np.mean([scored[m][2] for m in members], axis=0)
         truth = y[n_train:]
         acc = float(np.mean(np.argmax(mean, axis=1) == truth))
-        out.append(Candidate(" | ".join(members), "ensemble", members, acc, log_loss(mean, truth),
-                             int(sum(scored[m][0].shape[1] for m in members)), 0.0))
+        ens = Candidate(" | ".join(members), "ensemble", members, acc, log_loss(mean, truth),
+                        int(sum(scored[m][0].shape[1] for m in members)), 0.0)
+        if target_values is not None and len({len(target_values[m]) for m in members}) == 1:
+            # DEV's density ratio in the members' features side by side, for both
+            tvalues = np.concatenate([target_values[m] for m in members], axis=1)
+            weights = _dev(cat, values, ok, tvalues, proba, y, n_train, seed)
+            _dev(ens, values, ok, tvalues, mean, y, n_train, seed, weights=weights)
+        cat.seconds = time.perf_counter() - start
+        out += [cat, ens]
     return out
 
 
 def pick_winner(candidates: Sequence[Candidate]) -> Candidate:
     """The best validation accuracy; a tie goes to the lower validation log-loss, then to the simpler kind,
-    then to fewer features — never to the order the candidates were tried in."""
+    then to fewer features — never to the order the candidates were tried in. Where candidates carry DEV
+    figures (a target was given), DEV's target accuracy and log-loss rank them instead."""
+    if any(c.dev_accuracy is not None for c in candidates):
+        return max(candidates, key=lambda c: (c.dev_accuracy is not None, round(c.dev_accuracy or 0.0, 6),
+                                              -round(c.dev_log_loss or 0.0, 6), -KINDS.index(c.kind), -c.features))
     return max(candidates, key=lambda c: (round(c.val_accuracy or 0.0, 6), -round(c.val_log_loss or 0.0, 6),
                                           -KINDS.index(c.kind), -c.features))
+
+
+def _target_sample(target: Sequence[Any] | None, seed: int) -> list[Any]:
+    """At most DEV_TARGET_INPUTS of the target's inputs (a seeded subsample, in their order)."""
+    if not target:
+        return []
+    items = list(target)
+    if len(items) <= DEV_TARGET_INPUTS:
+        return items
+    keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:DEV_TARGET_INPUTS])
+    return [items[i] for i in keep]
+
+
+def _dev(cand: Candidate, values: np.ndarray, ok: np.ndarray, target: np.ndarray, proba: np.ndarray, y: np.ndarray,
+         n_train: int, seed: int, *, weights: np.ndarray | None = None) -> np.ndarray | None:
+    """Fill `cand`'s DEV figures: importance weights of the validation rows from a domain classifier
+    trained on the readable training rows against the target's features; returns the weights."""
+    from transferkit.adapt.dev import MIN_DOMAIN_INPUTS, dev_score, importance_weights
+
+    train_rows = np.flatnonzero(ok[:n_train])
+    if weights is None:
+        if len(target) < MIN_DOMAIN_INPUTS or len(train_rows) < MIN_DOMAIN_INPUTS:
+            cand.note = cand.note or "DEV: too few readable target inputs"
+            return None
+        weights = importance_weights(values[train_rows], target, values[n_train:], seed=seed)
+    score = dev_score(proba, y[n_train:], weights)
+    cand.dev_accuracy, cand.dev_log_loss = score.accuracy, score.log_loss
+    return weights
 
 
 def log_loss(proba: np.ndarray, truth: np.ndarray) -> float:

@@ -1,5 +1,6 @@
 """Keep the better on validation: the probe `--strategy auto` weighs fine-tuning against, or the
-fine-tuned network. A tie keeps the probe (seconds to train, and no worse)."""
+fine-tuned network. A tie keeps the probe (seconds to train, and no worse). With a target (`--adapt-to`),
+the better by DEV's estimate of the target accuracy instead (You et al., ICML 2019; `adapt.dev`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ if TYPE_CHECKING:
 
 
 def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,
-                record: dict[str, Any]) -> TransferEstimator:
+                record: dict[str, Any], *, train: LabelledData | None = None,
+                target: list[Any] | None = None) -> TransferEstimator:
     """The better on `valid` of two fitted estimators, the comparison written into `record`. The probe's
     figure is from before its head was refitted on train + validation (scored on data it was fitted to,
-    it would read high); a head that records none (an MLP: validation only stopped it) is scored."""
+    it would read high); a head that records none (an MLP: validation only stopped it) is scored. Given
+    the `train` split and unlabelled `target` inputs, DEV decides (`_dev_compare`)."""
     from transferkit.heads import chosen_val_accuracy
 
     probe_val = chosen_val_accuracy(probe.fit_report_.head_choice)
@@ -23,7 +26,41 @@ def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: Label
     tuned_val = float(tuned.score(valid.items, valid.labels))
     kept = "finetuned" if tuned_val > float(probe_val) else "probe"
     record["compared"] = {"kept": kept, "val_accuracy_probe": float(probe_val), "val_accuracy_finetuned": tuned_val,
-                          "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid)}
+                          "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid),
+                          "criterion": "validation accuracy"}
+    if target is not None and train is not None and probe.kind == "probe":
+        dev = _dev_compare(probe, tuned, train, valid, target)
+        kept = "finetuned" if dev["finetuned"].accuracy > dev["probe"].accuracy else "probe"
+        record["compared"].update(kept=kept, criterion="DEV (importance-weighted validation, control variate; You "
+                                  "et al. 2019), weights from the probe's frozen features",
+                                  dev={k: v.to_dict() for k, v in dev.items()})
     # fine-tuning epoch by epoch, kept with the decision: the report draws it whichever was kept
     record["timeline"] = list(getattr(tuned.fit_report_, "timeline", []))
     return tuned if kept == "finetuned" else probe
+
+
+def _dev_compare(probe: Any, tuned: TransferEstimator, train: LabelledData, valid: LabelledData,
+                 target: list[Any]) -> dict[str, Any]:
+    """DEV of the probe and the fine-tuned network on one set of importance weights, from the probe's frozen
+    (cached) features; the probe's validation probabilities from its head refitted on the training rows
+    only at the C it chose (its own head saw validation)."""
+    import numpy as np
+
+    from transferkit.adapt.dev import compare_by_dev, heldout_proba
+    from transferkit.selection.backbone import DEV_TARGET_INPUTS
+
+    kept = np.sort(np.random.default_rng(0).permutation(len(target))[:DEV_TARGET_INPUTS])
+    feats = {k: probe.features(items) for k, items in
+             (("train", train.items), ("val", valid.items), ("target", [target[i] for i in kept]))}
+    index = {c: i for i, c in enumerate(probe.classes_)}
+    ty = np.array([index.get(str(v), -1) for v, ok in zip(train.labels, feats["train"].ok, strict=True) if ok])
+    vy = np.array([index.get(str(v), 0) for v in valid.labels])
+    val_x = np.zeros((len(valid), feats["train"].values.shape[1]))
+    val_x[feats["val"].ok] = feats["val"].values
+    c = float(probe.fit_report_.head_choice.get("C", 1.0))
+    keep = ty >= 0
+    probe_p = heldout_proba(feats["train"].values[keep].astype(np.float64), ty[keep], val_x, len(index), c=c)
+    tuned_p = np.asarray(tuned.predict_proba(valid.items), np.float64)
+    order = [list(tuned.classes_).index(cl) for cl in probe.classes_]
+    return compare_by_dev(feats["train"].values[keep], ty[keep], val_x, vy, feats["target"].values,
+                          {"probe": probe_p, "finetuned": tuned_p[:, order]})
