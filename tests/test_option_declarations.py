@@ -121,7 +121,7 @@ def test_a_parameter_without_a_declaration_is_refused() -> None:
 DECLARED = {name: d.default for name, d in ESTIMATOR_PARAMS.items() if name not in FIT_OWN} | {
     name: d.default for name, d in {"path_column": params.PATH_COLUMN, "label_column": params.LABEL_COLUMN,
                                     "encoding": params.ENCODING, "no_cache": params.NO_CACHE,
-                                    "as_json": params.AS_JSON}.items()}
+                                    "as_json": params.AS_JSON, "subsample": params.SUBSAMPLE}.items()}
 #: classes whose fields are settings (not records of what happened, such as `FitReport.precision`)
 SETTINGS_CLASSES = {"FitOptions", "ExtractOptions", "FinetuneConfig", "ServeOptions"}
 

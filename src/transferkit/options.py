@@ -45,6 +45,7 @@ from transferkit.params import (
     SEED,
     SINGLE,
     STRICT,
+    SUBSAMPLE,
     TTA,
     VIEW_MODALITIES,
     WEIGHTS,
@@ -161,8 +162,8 @@ class FitOptions:
                             "--strategy")
     budget: float | None = declare(None, "--strategy auto: training time budget in minutes (default 30).",
                                    "--budget")
-    subsample: int = declare(1000, "--backbone auto: rank on a stratified subsample of N samples (0: all).",
-                             cli=False)
+    #: `--backbone auto`'s (YAML only)
+    subsample: int = use(SUBSAMPLE)
     config: Path | None = declare(None, "YAML file setting any fit option (flags given here override it).",
                                   "--config", resumable=True)
     resume: Path | None = declare(None, "finetune: continue the run in this --out folder from its last "

@@ -344,6 +344,9 @@ NO_CACHE: Param[bool] = param(False, "Do not read or write the feature cache.", 
                               resumable=True)
 AS_JSON: Param[bool] = param(False, "Print JSON instead of tables.", "--json", rules=FLAG, resumable=True)
 
+SUBSAMPLE: Param[int] = param(1000, "Rank backbones on a stratified subsample of N samples (0: all).",
+                               rules=NON_NEGATIVE_INT, cli=False)
+
 #: every estimator parameter that several estimators share or `fit` exposes, by the name it has in the
 #: constructors; a constructor's parameter of another name is declared in its own module (`overrides`)
 ESTIMATOR_PARAMS: dict[str, Param[Any]] = {

@@ -21,7 +21,17 @@ from transferkit.commands._flags import (
     Seed,
     cache_arg,
 )
-from transferkit.params import AS_JSON, BATCH_SIZE, CACHE_DIR, LABEL_COLUMN, NO_CACHE, PATH_COLUMN, PRECISION, SEED
+from transferkit.params import (
+    AS_JSON,
+    BATCH_SIZE,
+    CACHE_DIR,
+    LABEL_COLUMN,
+    NO_CACHE,
+    PATH_COLUMN,
+    PRECISION,
+    SEED,
+    SUBSAMPLE,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +46,7 @@ def rank(
     metrics: Annotated[str | None, typer.Option(help="Comma-separated: logme, sfda, hscore, gbc, leep, nce, knn "
                                                      "(default logme,sfda,leep,nce; kNN is always shown).")] = None,
     select: Annotated[str, typer.Option(help="The metric that picks.")] = "logme",
-    subsample: Annotated[int, typer.Option(help="Score a stratified subsample of N samples (0: all).")] = 1000,
+    subsample: Annotated[int, typer.Option(help=SUBSAMPLE.help)] = SUBSAMPLE.default,
     layers: Annotated[bool, typer.Option("--layers", help="Rank the layers (stages) of each backbone "
                                                           "instead: which layer transfers best.")] = False,
     seed: Seed = SEED.default,
@@ -61,7 +71,7 @@ def rank(
 
 
 def run_rank(data: Path, *, backbones: str | None = None, metrics: str | None = None, select: str = "logme",
-             subsample: int = 1000, layers: bool = False, seed: int = SEED.default,
+             subsample: int = SUBSAMPLE.default, layers: bool = False, seed: int = SEED.default,
              batch_size: int = BATCH_SIZE.default, precision: str = PRECISION.default,
              cache_dir: Any = CACHE_DIR.default,
              path_column: str = PATH_COLUMN.default, label_column: str = LABEL_COLUMN.default,

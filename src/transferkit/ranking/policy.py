@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from transferkit.errors import ConfigError, DataError, TransferkitError
+from transferkit.params import SUBSAMPLE
 from transferkit.ranking import ESTIMATORS, make_estimator
 
 #: metrics scored when none are asked for: the fast, robust ones (GBC and H-score on request).
@@ -40,7 +41,7 @@ DEFAULT_SELECT = "logme"
 #: the order in which metrics stand in when the chosen one cannot pick.
 FALLBACK_ORDER: tuple[str, ...] = ("logme", "knn", "hscore")
 #: how many samples ranking scores by default (a stratified subsample of the data).
-DEFAULT_SUBSAMPLE = 1000
+DEFAULT_SUBSAMPLE = SUBSAMPLE.default
 
 LABELS = {"logme": "LogME", "sfda": "SFDA", "hscore": "H-score", "gbc": "GBC", "leep": "LEEP",
           "nce": "NCE", "knn": "kNN acc"}
