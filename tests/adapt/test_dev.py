@@ -67,14 +67,14 @@ def _probe_with_views(seed: int, helpful: bool) -> tuple[TransferClassifier, dic
 
 
 def _choose(helpful: bool, target: np.ndarray | None = None) -> dict:
-    from transferkit.heads import fit_head, parse_head
+    from transferkit.heads import parse_head, train_probe
 
     clf, s = _probe_with_views(0, helpful)
     spec = parse_head("linear")
-    head, choice = fit_head(spec, s["values"][s["views_idx"]], s["y_all"][s["views_idx"]], s["values"][s["va_idx"]],
-                            s["y_all"][s["va_idx"]], 3, weights=None, seed=0)
-    _, _, kept, record = clf._choose_views(spec, head, choice, s["values"], s["y_all"], s["plain_idx"],
-                                           s["views_idx"], s["va_idx"], target)
+    probe = train_probe(spec, s["values"][s["views_idx"]], s["y_all"][s["views_idx"]], s["values"][s["va_idx"]],
+                        s["y_all"][s["va_idx"]], 3, class_weight=None, seed=0)
+    _, kept, record = clf._choose_views(spec, probe, s["values"], s["y_all"], s["plain_idx"], s["views_idx"],
+                                        s["va_idx"], target)
     assert (len(kept) > len(s["plain_idx"])) == (record["used"] == 2)
     return record
 

@@ -269,7 +269,7 @@ def _combinations(singles: Sequence[Candidate], scored: dict[str, tuple[np.ndarr
             # DEV's density ratio in the members' features side by side, for both
             tvalues = np.concatenate([target_values[m] for m in members], axis=1)
             weights = _dev(cat, values, ok, tvalues, proba, y, n_train, seed)
-            _dev(ens, values, ok, tvalues, mean, y, n_train, seed, weights=weights)
+            _dev(ens, values, ok, tvalues, mean, y, n_train, seed, importance=weights)
         cat.seconds = time.perf_counter() - start
         out += [cat, ens]
     return out
@@ -298,12 +298,13 @@ def _target_sample(target: Sequence[Any] | None, seed: int) -> list[Any]:
 
 
 def _dev(cand: Candidate, values: np.ndarray, ok: np.ndarray, target: np.ndarray, proba: np.ndarray, y: np.ndarray,
-         n_train: int, seed: int, *, weights: np.ndarray | None = None) -> np.ndarray | None:
+         n_train: int, seed: int, *, importance: np.ndarray | None = None) -> np.ndarray | None:
     """Fill `cand`'s DEV figures: importance weights of the validation rows from a domain classifier
     trained on the readable training rows against the target's features; returns the weights."""
     from transferkit.adapt.dev import MIN_DOMAIN_INPUTS, dev_score, importance_weights
 
     train_rows = np.flatnonzero(ok[:n_train])
+    weights = importance
     if weights is None:
         if len(target) < MIN_DOMAIN_INPUTS or len(train_rows) < MIN_DOMAIN_INPUTS:
             cand.note = cand.note or "DEV: too few readable target inputs"
