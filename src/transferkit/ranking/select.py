@@ -35,6 +35,9 @@ from transferkit.features import ExtractOptions, extract_features
 
 #: candidates beyond this many are shortlisted by LogME before the full validation
 SHORTLIST = 5
+#: without a budget, candidates are tried while the whole selection stays within this many times
+#: what the first candidate (the modality's default backbone: a default fit's extraction) took
+BUDGET_FACTOR = 3.0
 KINDS = ("single", "concat", "ensemble")
 
 
@@ -145,8 +148,16 @@ def select(
     shortlist: int = SHORTLIST,
     combine: bool = True,
     validation: str = "",
+    budget_seconds: float | None = None,
 ) -> Selection:
-    """Score `candidates` (default: `default_candidates`) on `val` with a linear head fitted on `train`."""
+    """Score `candidates` (default: `default_candidates`) on `val` with a linear head fitted on `train`.
+
+    Time is bounded: a candidate is skipped (and the table says so) when the time spent so far plus
+    what the slowest candidate so far took would pass `budget_seconds`, or, without one,
+    `BUDGET_FACTOR` times what the first candidate took (the default backbone: about a default fit's
+    extraction). The from-scratch baseline is always scored (it is cheap and is what transfer is
+    measured against); combinations reuse the features already extracted.
+    """
     from transferkit.backbones import create_backbone
     from transferkit.backbones.scratch import SCRATCH_BACKBONES
     from transferkit.cache import resolve_cache
@@ -166,9 +177,17 @@ def select(
     n_train = len(train)
     result = Selection(validation=validation or f"{len(val)} held-out examples")
     scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # name → (features, ok, val proba)
+    began = time.perf_counter()
+    budget, slowest = budget_seconds, 0.0
     for name in names:
         start = time.perf_counter()
         cand = Candidate(name, "single", [name], scratch=name == scratch_name)
+        spent = start - began
+        if budget is not None and not cand.scratch and spent + slowest > budget:
+            cand.note = (f"skipped: over the time budget ({spent:.0f} s spent + ~{slowest:.0f} s for a candidate "
+                         f"> {budget:.0f} s{'' if budget_seconds is not None else ', 3x the first candidate'})")
+            result.candidates.append(cand)
+            continue
         try:
             spec = parse_backbone(name)
             seeded: dict[str, Any] = {"seed": seed} if spec.weights == "random" else {}
@@ -183,6 +202,10 @@ def select(
         proba, acc = _score(values, y, feats.ok, n_train, len(classes), seed, blocks=backbone.feature_blocks())
         cand.val_accuracy, cand.features, cand.seconds = acc, backbone.num_features, time.perf_counter() - start
         cand.val_log_loss = log_loss(proba, y[n_train:])
+        if not cand.scratch:
+            slowest = max(slowest, cand.seconds)
+            if budget is None:  # the first candidate's time sets the budget
+                budget = BUDGET_FACTOR * (time.perf_counter() - began)
         scored[name] = (values, feats.ok, proba)
         result.candidates.append(cand)
         if cand.scratch:
