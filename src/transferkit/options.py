@@ -160,7 +160,8 @@ class FitOptions:
     strategy: str = declare("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
                             "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",
                             "--strategy")
-    budget: float | None = declare(None, "--strategy auto: training time budget in minutes (default 30).",
+    budget: float | None = declare(None, "--strategy auto: training time budget in minutes (default 30); "
+                                   "--backbone auto: minutes its candidates may take (default: 3x the first).",
                                    "--budget")
     #: `--backbone auto`'s (YAML only)
     subsample: int = use(SUBSAMPLE)
@@ -450,8 +451,9 @@ def _check_applicable(options: FitOptions) -> None:
     if "adapt_method" in options.explicit and options.adapt_to is None:
         raise ConfigError("--adapt-method chooses how to align to --adapt-to TARGET; give TARGET (unlabelled inputs "
                           "from where the model will be used), or drop --adapt-method")
-    if "budget" in options.explicit and strategy != "auto":
-        raise ConfigError("--budget applies to --strategy auto (it decides between probe and fine-tuning)")
+    if "budget" in options.explicit and strategy != "auto" and not is_auto_backbone(options):
+        raise ConfigError("--budget applies to --strategy auto (it decides between probe and fine-tuning) and to "
+                          "--backbone auto (the candidates it scores)")
 
 
 def resumed(options: FitOptions, run_options: Mapping[str, Any], folder: Path) -> FitOptions:

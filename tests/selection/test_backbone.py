@@ -84,3 +84,17 @@ def test_select_with_a_target_scores_dev_and_shows_it(tmp_path: Path) -> None:
     console.print(selection)
     assert "DEV target acc." in console.export_text()
     assert selection.to_dict()["rows"][0]["dev_accuracy"] is not None
+
+
+def test_candidates_past_the_time_budget_are_skipped_and_said_from_scratch_still_scored(tmp_path: Path) -> None:
+    from transferkit.selection.backbone import select
+
+    data = load_dataset(_stripes(tmp_path / "stripes", n_per_class=12))
+    splits = split_indices(data.labels, val_fraction=0.3, test_fraction=0.0, seed=0)
+    names = ["test_efficientnet@random", "test_efficientnet:grid2@random", "hog"]
+    selection = select(data, splits["train"], splits["val"], candidates=names, cache=tmp_path / "cache", seed=0,
+                       combine=False, budget_seconds=1e-6)
+    rows = {c.name: c for c in selection.candidates}
+    assert rows[names[0]].val_accuracy is not None  # the first is always scored: it sets the pace
+    assert rows[names[1]].val_accuracy is None and "over the time budget" in rows[names[1]].note
+    assert rows["hog"].val_accuracy is not None and selection.scratch is rows["hog"]

@@ -418,7 +418,7 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
         selection = select(dataset, splits["train"], splits.get("val", []), candidates=names, cache=options.cache(),
                            options=ranking_options(options.batch_size, options.precision, progress=out is not None),
                            seed=options.seed, validation=f"{len(splits.get('val', []))} examples, {held}",
-                           target=target)
+                           target=target, budget_seconds=60 * options.budget if options.budget else None)
         winner = selection.winner
         if winner is None:
             raise ConfigError("--backbone auto could not score any candidate: "

@@ -41,6 +41,9 @@ from transferkit.params import SEED
 
 #: candidates beyond this many are shortlisted by LogME before the full validation
 SHORTLIST = 5
+#: without a budget, candidates are tried while the whole selection stays within this many times
+#: what the first candidate (the modality's default backbone: a default fit's extraction) took
+BUDGET_FACTOR = 3.0
 KINDS = ("single", "concat", "ensemble")
 #: target inputs each candidate extracts for DEV's density ratio at most (a seeded subsample)
 DEV_TARGET_INPUTS = 500
@@ -166,9 +169,17 @@ def select(
     combine: bool = True,
     validation: str = "",
     target: Sequence[Any] | None = None,
+    budget_seconds: float | None = None,
 ) -> Selection:
     """Score `candidates` (default: `default_candidates`) on `val` with a linear head fitted on `train`;
-    with `target` (unlabelled inputs of where the model is used), rank them by DEV (point 5 above)."""
+    with `target` (unlabelled inputs of where the model is used), rank them by DEV (point 5 above).
+
+    Time is bounded: a candidate is skipped (and the table says so) when the time spent so far plus
+    what the slowest candidate so far took would pass `budget_seconds`, or, without one,
+    `BUDGET_FACTOR` times what the first candidate took (the default backbone: about a default fit's
+    extraction). The first candidate and the from-scratch baseline are always scored (the baseline is
+    cheap and is what transfer is measured against); combinations reuse the features already extracted.
+    """
     from transferkit.backbones.scratch import SCRATCH_BACKBONES
     from transferkit.cache import resolve_cache
 
@@ -192,9 +203,15 @@ def select(
     if target_items:
         result.criterion = ("DEV: validation errors weighted by the target/source density ratio, with a control "
                             "variate (You et al., ICML 2019); a tie: DEV log-loss")
+    clock = _Budget(budget_seconds)
     for name in names:
+        skipped = clock.skip(name, scratch=name == scratch_name)
+        if skipped is not None:
+            result.candidates.append(skipped)
+            continue
         cand, entry, tvalues = _candidate(name, name == scratch_name, items, y, n_train, len(classes), seed=seed,
                                           options=opts, cache=store, target=target_items)
+        clock.record(cand)
         if entry is not None:
             scored[name] = entry
         if tvalues is not None:
@@ -210,6 +227,34 @@ def select(
     if valid:
         result.winner = pick_winner(valid)
     return result
+
+
+@dataclass
+class _Budget:
+    """The time `select` may take: `seconds`, or `BUDGET_FACTOR` times what the first candidate took."""
+
+    seconds: float | None
+    began: float = field(default_factory=time.perf_counter)
+    slowest: float = 0.0
+    #: False once the budget is the first candidate's time times `BUDGET_FACTOR`
+    given: bool = True
+
+    def skip(self, name: str, *, scratch: bool) -> Candidate | None:
+        """The row of a candidate skipped for time, or None to score it (the first one and from scratch always)."""
+        spent = time.perf_counter() - self.began
+        if scratch or self.seconds is None or not self.slowest or spent + self.slowest <= self.seconds:
+            return None
+        asked = "" if self.given else f", {BUDGET_FACTOR:g}x the first candidate"
+        return Candidate(name, "single", [name], note=f"skipped: over the time budget ({spent:.0f} s spent + "
+                         f"~{self.slowest:.0f} s for a candidate > {self.seconds:.0f} s{asked})")
+
+    def record(self, cand: Candidate) -> None:
+        if cand.scratch or cand.val_accuracy is None:
+            return
+        self.slowest = max(self.slowest, cand.seconds)
+        if self.seconds is None:  # the first candidate's time sets the budget
+            self.given = False
+            self.seconds = BUDGET_FACTOR * (time.perf_counter() - self.began)
 
 
 def _candidate(name: str, scratch: bool, items: list[Any], y: np.ndarray, n_train: int, n_classes: int, *,
