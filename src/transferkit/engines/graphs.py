@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from transferkit.backbones.contract import Backbone, GraphParts
-from transferkit.engines.onnx_graph import DEFAULT_OPSET, export_onnx
+from transferkit.engines.onnx_graph import DEFAULT_OPSET, EXPORTERS, export_onnx
 
 #: bump when the layout of exported graphs changes (old entries are then ignored, not read)
 FORMAT_VERSION = 1
@@ -78,6 +78,7 @@ def graph_key(backbone: Backbone, parts: GraphParts, opset: int = DEFAULT_OPSET)
         "preprocess": json.loads(json.dumps(backbone.preprocess_config(), default=str)),
         "inputs": inputs,
         "opset": opset,
+        "exporters": list(EXPORTERS),
         "torch": torch.__version__.split("+")[0],
     }
 
