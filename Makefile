@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
-# the tests run in one worker per core (pytest-xdist), a test file's tests in one worker (its fixtures built once)
-XDIST  ?= -n auto --dist loadfile
+# the tests run in one worker per core (pytest-xdist), at most 4 (each may hold 2-3 GB), a test file's tests in
+# one worker (its fixtures built once)
+XDIST  ?= -n auto --maxprocesses=4 --dist loadfile
 # apt-get, waiting (at most APT_LOCK_WAIT seconds) for a lock another apt or dpkg holds
 APT    := tools/apt-get-wait
 
