@@ -9,7 +9,11 @@ folder wherever it sits in a data folder (and says so, like any skipped input).
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: the marker file of a folder transferkit wrote that has no manifest of its own
 MARKER = ".transferkit-output"
@@ -54,3 +58,20 @@ def check_out_outside(out: str | Path, data: str | Path, flag: str = "--out") ->
     if out_real == data_real or data_real in out_real.parents:
         raise ConfigError(f"{flag} '{out}' is inside the data folder '{data}' it reads: its files would sit among "
                           "the training data; choose a folder outside it (e.g. runs/)")
+
+
+def write_atomic(path: Path, write: Callable[[Any], object], binary: bool = False) -> None:
+    """`write(fh)` into a temporary file in `path`'s folder (created if needed), synced, then renamed over
+    `path`: a killed run leaves the previous file whole, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

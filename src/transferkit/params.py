@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import inspect
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -45,14 +46,14 @@ VIEW_MODALITIES = frozenset({"image", "audio"})
 # -- rules ---------------------------------------------------------------------------------------------
 
 
-class Rule:
+class Rule(ABC):
     """What values a parameter accepts; `expected` says it in words ("a positive integer")."""
 
     expected: str = ""
 
+    @abstractmethod
     def sklearn(self) -> list[Any]:
         """The same rule in scikit-learn's `_parameter_constraints` format (a list: any one may hold)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ which classes of DATA look worst, a verdict, and a 2-D map (`shift.png`) — see
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +27,7 @@ from transferkit.commands._flags import (
     Seed,
     cache_arg,
 )
+from transferkit.outputs import write_atomic
 from transferkit.params import (
     ADAPT_METHOD,
     AS_JSON,
@@ -139,8 +138,8 @@ def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_me
               **({"target_labels": f"ignored ({inputs.labels_ignored})"} if inputs.labels_ignored else {}),
               **diagnostic.to_dict(), "plot": str(out_dir / "shift.png")}
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / "shift.png", png)
-    _write_atomic(out_dir / "shift.json", json.dumps(result, indent=2, default=str).encode("utf-8"))
+    write_atomic(out_dir / "shift.png", lambda fh: fh.write(png), binary=True)
+    write_atomic(out_dir / "shift.json", lambda fh: fh.write(json.dumps(result, indent=2, default=str)))
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -208,13 +207,3 @@ def _check_out(folder: Path) -> None:
         raise ConfigError(f"--out {folder}: it holds {', '.join(present)} that transferkit shift did not write; "
                           "choose another --out (nothing was written)")
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

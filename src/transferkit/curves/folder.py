@@ -1,17 +1,15 @@
 """Where a curve is written: the folder rules (a new or empty folder, a curve transferkit wrote, or a
-model folder), the marker that claims a folder before the first point, atomic writes, and
-curve.csv read back as the frame `curve` returned."""
+model folder), the marker that claims a folder before the first point, and curve.csv read back as
+the frame `curve` returned."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transferkit.errors import BundleError
+from transferkit.outputs import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,22 +88,6 @@ def _curve_marker(folder: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return info if isinstance(info, dict) and info.get("format") == CURVE_FORMAT else None
-
-
-def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
-    """Write through a temporary file in the same folder, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:

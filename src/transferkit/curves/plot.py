@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transferkit.curves.folder import write_atomic
 from transferkit.curves.grid import ADAPTED, ALL, FINETUNED, METHODS, SCRATCH, TRANSFER
 from transferkit.curves.verdicts import mean_table
+from transferkit.outputs import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd

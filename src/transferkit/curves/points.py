@@ -62,9 +62,9 @@ def adapted(transfer: Extracted, model: tuple[str, str | None], test: list[int],
     """The transfer features with the test rows aligned: the map from TARGET's features (extracted here) to
     the pool's, fitted once (`adapt.fit_alignment`; `auto` by `fit`'s rule). Returns them and a note."""
     from transferkit.adapt import fit_alignment, resolve_method
+    from transferkit.adapt.shift_diagnostic import AUTO_MIN_DOMAIN_ACCURACY, domain_separability
     from transferkit.backbones import create_backbone
     from transferkit.cache import resolve_cache
-    from transferkit.estimators.probe import AUTO_MIN_DOMAIN_ACCURACY, _domain_separability
     from transferkit.features import ExtractOptions, extract_features
 
     if method in ("self-training", "none"):
@@ -81,7 +81,7 @@ def adapted(transfer: Extracted, model: tuple[str, str | None], test: list[int],
     applied = resolve_method(method)
     why = f"{applied}, as asked"
     if method == "auto":
-        separable = _domain_separability(source, tvalues, seed)
+        separable = domain_separability(source, tvalues, seed)
         why = (f"auto: a domain classifier tells the pool's features from TARGET's {separable:.0%} of the time "
                f"(aligned above {AUTO_MIN_DOMAIN_ACCURACY:.0%})")
         if separable <= AUTO_MIN_DOMAIN_ACCURACY:

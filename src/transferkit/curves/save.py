@@ -14,11 +14,11 @@ from transferkit.curves.folder import (
     CURVE_FORMAT_VERSION,
     CURVE_JSON,
     CURVE_PNG,
-    write_atomic,
     write_csv,
 )
 from transferkit.curves.plot import plot_curve
 from transferkit.curves.verdicts import summarize
+from transferkit.outputs import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transferkit.errors import DataError
+from transferkit.outputs import write_atomic
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -380,7 +381,7 @@ def _clear_ours(root: Path) -> None:
 def _save_png(image: Image.Image, target: Path) -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    _atomic_write(target, buffer.getvalue())
+    write_atomic(target, lambda fh: fh.write(buffer.getvalue()), binary=True)
 
 
 def _write_csv(target: Path, rows: list[dict[str, str]], fields: Sequence[str]) -> None:
@@ -388,11 +389,5 @@ def _write_csv(target: Path, rows: list[dict[str, str]], fields: Sequence[str]) 
     writer = csv.DictWriter(text, fieldnames=list(fields), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(target, text.getvalue().encode())
+    write_atomic(target, lambda fh: fh.write(text.getvalue()))
 
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as f:
-        f.write(data)
-    os.replace(f.name, target)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from transferkit.adapt import AlignModule, BlockAlignModule, alignment_from_tensors
+from transferkit.adapt.shift_diagnostic import AUTO_MIN_DOMAIN_ACCURACY, domain_separability
 from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
@@ -276,7 +277,7 @@ class TransferClassifier(TransferEstimator):
         why = _WHY[self.adapt_method]
         separable = None
         if self.adapt_method == "auto":
-            separable = _domain_separability(source, target, self.seed)
+            separable = domain_separability(source, target, self.seed)
             if separable <= AUTO_MIN_DOMAIN_ACCURACY:
                 method = "none"
                 why = (f"auto: a domain classifier tells DATA's features from TARGET's only {separable:.0%} of the "
@@ -526,32 +527,6 @@ class TransferClassifier(TransferEstimator):
                                     head_choice=manifest["head"].get("choice", {}))
         clf.train_class_counts_ = training.get("class_counts", {})
         return clf
-
-
-#: `auto` aligns only when a domain classifier tells the two domains apart more often than this — the
-#: shift diagnostic's bound of a strong shift (`adapt.shift.MODERATE`). On the no-shift control of
-#: `benchmarks/adapt.py --sets icons` (half of the in-domain validation, 97 inputs, given as target)
-#: standardising cost 10.3 points (76.3% -> 66.0%), and the domain classifier read 63% there: with a
-#: small target, 1,280 dimensions and 5 folds, "little" (60%) is within its noise
-AUTO_MIN_DOMAIN_ACCURACY = 0.80
-#: inputs of each domain the auto check's domain classifier sees at most (a seeded subsample)
-_AUTO_CHECK_INPUTS = 1000
-
-
-def _domain_separability(source: np.ndarray, target: np.ndarray, seed: int) -> float:
-    """Held-out balanced accuracy of a domain classifier between source and target features (0.5: none)."""
-    from transferkit.adapt.shift_diagnostic import domain_classifier_accuracy
-
-    rng = np.random.default_rng(seed)
-    s = source[rng.permutation(len(source))[:_AUTO_CHECK_INPUTS]]
-    t = target[rng.permutation(len(target))[:_AUTO_CHECK_INPUTS]]
-    folds = int(min(5, len(s), len(t)))
-    if folds < 2:
-        return 1.0
-    x = np.concatenate([s, t]).astype(np.float32)
-    domain = np.concatenate([np.zeros(len(s), int), np.ones(len(t), int)])
-    accuracy, _ = domain_classifier_accuracy(x, domain, folds=folds, seed=seed)
-    return accuracy
 
 
 #: why each --adapt-method was applied, for the fit summary

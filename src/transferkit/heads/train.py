@@ -42,15 +42,15 @@ class FittedProbe:
 
     def proba(self, values: np.ndarray) -> np.ndarray:
         """Class probabilities of feature rows (float32, one row each)."""
-        with torch.no_grad():
-            logits = self.head(torch.from_numpy(np.asarray(values, np.float32)))
-        return torch.softmax(logits.float(), dim=1).numpy()
+        return torch.softmax(self._logits(values).float(), dim=1).numpy()
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         """Predicted class indices of feature rows."""
+        return self._logits(values).argmax(dim=1).numpy()
+
+    def _logits(self, values: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
-            logits = self.head(torch.from_numpy(np.asarray(values, np.float32)))
-        return logits.argmax(dim=1).numpy()
+            return self.head(torch.from_numpy(np.asarray(values, np.float32)))
 
 
 def train_probe(

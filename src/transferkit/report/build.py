@@ -15,8 +15,6 @@ when it is a transferkit report itself (it carries the generator tag); anything 
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from transferkit import curves
 from transferkit.bundle import REPORT_GENERATOR, is_report
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
+from transferkit.outputs import write_atomic
 from transferkit.report import plots
 from transferkit.report.analysis import Analysis, analyse, embedding_map
 from transferkit.report.labelled import ReportData, from_labelled, model_modality
@@ -61,7 +60,7 @@ def write_report(
         manifest, data, description=f"{data.source} ({len(data)} examples)")
     result = analyse(model, report_data.data, n_wrong=n_wrong)
     html = render(manifest, report_data, result, run_dir=Path(run_dir) if run_dir else None, title=title)
-    _write_atomic(out, html)
+    write_atomic(out, lambda fh: fh.write(html))
     return out
 
 
@@ -492,17 +491,3 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"'{out}' exists and is not a transferkit report; refusing to overwrite it. "
                           "Choose another --out file")
 
-
-def _write_atomic(out: Path, text: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

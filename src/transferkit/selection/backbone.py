@@ -198,7 +198,7 @@ def select(
     n_train = len(train)
     result = Selection(validation=validation or f"{len(val)} held-out examples")
     scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # name → (features, ok, val proba)
-    target_items = _target_sample(target, seed)
+    target_items = target_sample(target, seed)
     target_values: dict[str, np.ndarray] = {}  # name → the target's features (readable ones)
     if target_items:
         result.criterion = ("DEV: validation errors weighted by the target/source density ratio, with a control "
@@ -331,7 +331,7 @@ def pick_winner(candidates: Sequence[Candidate]) -> Candidate:
                                           -KINDS.index(c.kind), -c.features))
 
 
-def _target_sample(target: Sequence[Any] | None, seed: int) -> list[Any]:
+def target_sample(target: Sequence[Any] | None, seed: int) -> list[Any]:
     """At most DEV_TARGET_INPUTS of the target's inputs (a seeded subsample, in their order)."""
     if not target:
         return []
@@ -349,15 +349,14 @@ def _dev(cand: Candidate, values: np.ndarray, ok: np.ndarray, target: np.ndarray
     from transferkit.adapt.dev import MIN_DOMAIN_INPUTS, dev_score, importance_weights
 
     train_rows = np.flatnonzero(ok[:n_train])
-    weights = importance
-    if weights is None:
+    if importance is None:
         if len(target) < MIN_DOMAIN_INPUTS or len(train_rows) < MIN_DOMAIN_INPUTS:
             cand.note = cand.note or "DEV: too few readable target inputs"
             return None
-        weights = importance_weights(values[train_rows], target, values[n_train:], seed=seed)
-    score = dev_score(proba, y[n_train:], weights)
+        importance = importance_weights(values[train_rows], target, values[n_train:], seed=seed)
+    score = dev_score(proba, y[n_train:], importance)
     cand.dev_accuracy, cand.dev_log_loss = score.accuracy, score.log_loss
-    return weights
+    return importance
 
 
 def log_loss(proba: np.ndarray, truth: np.ndarray) -> float:

@@ -47,11 +47,10 @@ def _dev_compare(probe: Any, tuned: TransferEstimator, train: LabelledData, vali
     import numpy as np
 
     from transferkit.adapt.dev import compare_by_dev, heldout_proba
-    from transferkit.selection.backbone import DEV_TARGET_INPUTS
+    from transferkit.selection.backbone import target_sample
 
-    kept = np.sort(np.random.default_rng(0).permutation(len(target))[:DEV_TARGET_INPUTS])
     feats = {k: probe.features(items) for k, items in
-             (("train", train.items), ("val", valid.items), ("target", [target[i] for i in kept]))}
+             (("train", train.items), ("val", valid.items), ("target", target_sample(target, 0)))}
     index = {c: i for i, c in enumerate(probe.classes_)}
     ty = np.array([index.get(str(v), -1) for v, ok in zip(train.labels, feats["train"].ok, strict=True) if ok])
     vy = np.array([index.get(str(v), 0) for v in valid.labels])
