@@ -26,6 +26,7 @@ from transferkit.backbones.audio import (
 )
 from transferkit.backbones.contract import Backbone
 from transferkit.backbones.registry import get_entry, list_backbones
+from transferkit.backbones.spec import parse_backbone
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError, ConfigError, InputError
 
@@ -386,10 +387,11 @@ def test_logmel_needs_an_image_backbone() -> None:
 
 
 def test_resolve_audio_name() -> None:
-    assert resolve_audio_name("ge2e") is None
-    assert resolve_audio_name("resnet18") is None
-    assert resolve_audio_name("+logmel") is None
-    factory = resolve_audio_name("resnet18+logmel")
+    """The registry hands the resolver a parsed spec: a `+logmel` model is its kind, nothing else is."""
+    assert resolve_audio_name(parse_backbone("ge2e")) is None
+    assert resolve_audio_name(parse_backbone("resnet18")) is None
+    assert resolve_audio_name(parse_backbone("resnet18+hog")) is None
+    factory = resolve_audio_name(parse_backbone("resnet18+logmel"))
     assert factory is not None
     backbone = factory(weights="random", image_size=(64, 64), n_mels=64)
     assert isinstance(backbone, SpectrogramImageBackbone)

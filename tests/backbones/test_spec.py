@@ -94,3 +94,50 @@ def test_the_registry_reads_weights_from_the_name() -> None:
     assert "random" in create_backbone("resnet18@random").weights_id
     with pytest.raises(Exception, match="give one"):
         create_backbone("resnet18@random", weights="hub")
+
+
+def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text the parser is asked to read from now on, wherever a module bound `parse_backbone` (or
+    `parse_backbone_list`) by name: those bindings are patched too."""
+    import sys
+
+    from transferkit.backbones import spec as spec_module
+
+    texts: list[str] = []
+    real = {"parse_backbone": spec_module.parse_backbone, "parse_backbone_list": spec_module.parse_backbone_list}
+
+    def counting(name: str):  # type: ignore[no-untyped-def]
+        def parse(text):  # type: ignore[no-untyped-def]
+            if isinstance(text, str):
+                texts.append(text)
+            return real[name](text)
+        return parse
+
+    for module in [m for n, m in sys.modules.items() if n.startswith("transferkit")]:
+        for name, function in real.items():
+            if getattr(module, name, None) is function:
+                monkeypatch.setattr(module, name, counting(name))
+    return texts
+
+
+@pytest.mark.parametrize("text", ["test_efficientnet:grid2@random+hog", "ensemble:test_efficientnet@random,hog"])
+def test_fit_parses_the_backbone_text_once(text: str, image_folder, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`transferkit fit --backbone TEXT` reads TEXT once (`options.resolve`); the estimator, the registry, its
+    resolvers and the concatenation's or ensemble's parts all take the parsed spec."""
+    from tests.conftest import run_cli
+
+    import transferkit.commands  # noqa: F401  (the CLI's modules, so that their bindings are counted too)
+    from transferkit.backbones import registry  # noqa: F401
+
+    texts = _count_parses(monkeypatch)
+    code, output = run_cli("fit", image_folder, "--backbone", text, "--views", "0", "--engine", "torch",
+                           "--out", tmp_path / "run", "--json")
+    assert code == 0, output
+    assert texts == [text]
+
+
+def test_an_unknown_part_is_named_with_its_close_matches(image_folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import run_cli
+
+    code, output = run_cli("fit", image_folder, "--backbone", "test_efficientnet@random+hogg", "--out", tmp_path / "m")
+    assert code == 2 and "unknown backbone 'hogg'" in output and "Did you mean: hog" in output, output

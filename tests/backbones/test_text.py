@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from transferkit.backbones.registry import get_entry, list_backbones
+from transferkit.backbones.spec import parse_backbone
 from transferkit.backbones.text import (
     SentenceTransformerBackbone,
     create_minilm,
@@ -218,8 +219,8 @@ def test_plain_hugging_face_folder_gets_mean_pooling(tmp_path: Path) -> None:
     assert backbone.max_seq_length == 512  # the tokenizer's model_max_length (no ST config)
     check_contract(backbone, ["hello world", "another sentence here", ""])
     assert backbone.weights_id == sha256_file(folder / "model.safetensors")
-    assert resolve_text_name(str(folder)) is not None
-    assert resolve_text_name("resnet50") is None
+    assert resolve_text_name(parse_backbone(str(folder))) is not None
+    assert resolve_text_name(parse_backbone("resnet50")) is None
 
 
 @needs_minilm

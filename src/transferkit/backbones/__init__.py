@@ -8,6 +8,7 @@ from transferkit.backbones import audio, image, scratch, text, views, yamnet  # 
 from transferkit.backbones.contract import Backbone
 from transferkit.backbones.registry import (
     BackboneEntry,
+    build_backbone,
     create_backbone,
     get_entry,
     list_backbones,
@@ -18,6 +19,7 @@ from transferkit.backbones.registry import (
 __all__ = [
     "Backbone",
     "BackboneEntry",
+    "build_backbone",
     "create_backbone",
     "get_entry",
     "list_backbones",

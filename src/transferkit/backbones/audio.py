@@ -56,12 +56,12 @@ from transferkit.backbones.registry import (
     register_backbone,
     register_resolver,
 )
-from transferkit.backbones.spec import parse_backbone
+from transferkit.backbones.spec import LOGMEL, BackboneSpec
 from transferkit.backbones.weights import load_state_dict, package_file, sha256_file
 from transferkit.data.audio_clips import AudioLoadConfig, load_audio_input
 from transferkit.errors import BackboneError, ConfigError
 
-LOGMEL_SUFFIX = "+logmel"
+LOGMEL_SUFFIX = LOGMEL
 
 # ---------------------------------------------------------------------------------------------
 # Mel frontend
@@ -676,7 +676,7 @@ class SpectrogramImageBackbone(WaveformBackbone):
         self.std = [float(s) for s in std]
         self.register_buffer("_mean", torch.tensor(self.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(self.std).view(1, -1, 1, 1), persistent=False)
-        self.name = f"{image_backbone.name}{LOGMEL_SUFFIX}"
+        self.name = str(BackboneSpec("model", image_backbone.name, logmel=True))
         self.num_features = image_backbone.num_features
         self.weights_id = image_backbone.weights_id
         # an ImageNet head on spectrograms is still a valid source model for LEEP / NCE
@@ -796,32 +796,31 @@ class SpectrogramImageBackbone(WaveformBackbone):
 
 
 def create_logmel_backbone(
-    image_name: str,
+    image: str | BackboneSpec,
     weights: str | None = None,
     *,
     image_kwargs: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> SpectrogramImageBackbone:
-    """`create_backbone(image_name, weights)` wrapped in a `SpectrogramImageBackbone(**kwargs)`."""
+    """`create_backbone(image, weights)` wrapped in a `SpectrogramImageBackbone(**kwargs)`."""
     from transferkit.backbones.registry import create_backbone
 
-    image = create_backbone(image_name, weights=weights, **(image_kwargs or {}))
-    if image.modality != "image":
-        raise BackboneError(
-            f"'{image_name}{LOGMEL_SUFFIX}': '{image_name}' is a {image.modality} backbone, not an image one"
-        )
-    return SpectrogramImageBackbone(image, **kwargs)
+    backbone = create_backbone(image, weights=weights, **(image_kwargs or {}))
+    if backbone.modality != "image":
+        raise BackboneError(f"'{BackboneSpec('model', backbone.name, logmel=True)}': '{backbone.name}' is a "
+                            f"{backbone.modality} backbone, not an image one")
+    return SpectrogramImageBackbone(backbone, **kwargs)
 
 
-def resolve_audio_name(name: str) -> Callable[..., Backbone] | None:
-    """Registry hook: a factory for names like "efficientnet_lite0+logmel", else None.
+def resolve_audio_name(spec: BackboneSpec) -> Callable[..., Backbone] | None:
+    """Registry hook: a factory for `efficientnet_lite0+logmel` (a model with `logmel`), else None.
 
     The factory takes `weights=` (passed on to the image backbone) and the keyword arguments of
     `SpectrogramImageBackbone`.
     """
-    spec = parse_backbone(name) if name.strip().lower() != LOGMEL_SUFFIX else None
-    if spec is None or spec.kind != "model" or not spec.logmel:
+    if spec.kind != "model" or not spec.logmel:
         return None
-    return functools.partial(create_logmel_backbone, spec.inner().architecture)
+    return functools.partial(create_logmel_backbone, spec.inner().without_weights())
+
 
 register_resolver(resolve_audio_name)

@@ -25,6 +25,7 @@ from transferkit.backbones.registry import (
     register_backbone,
     register_resolver,
 )
+from transferkit.backbones.spec import BackboneSpec
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError
 
@@ -207,9 +208,11 @@ def is_timm_architecture(name: str) -> bool:
     return bool(timm.is_model(name))
 
 
-def resolve_timm_name(name: str) -> Callable[..., Backbone] | None:
+def resolve_timm_name(spec: BackboneSpec) -> Callable[..., Backbone] | None:
     """Registry hook: a factory for a timm architecture name (`resnet50`, `timm/vgg16`), else None."""
-    arch = name.removeprefix("timm/").removeprefix("timm:")
+    if spec.kind != "model" or spec.grid is not None or spec.logmel:
+        return None
+    arch = spec.name.removeprefix("timm/").removeprefix("timm:")
     return functools.partial(create_timm_backbone, arch) if is_timm_architecture(arch) else None
 
 

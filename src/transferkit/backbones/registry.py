@@ -4,10 +4,12 @@ Each entry carries static metadata (modality, feature size, parameter count, inp
 listing is instant, and an `available()` check saying whether its weights are on this machine now.
 A conformance test builds every entry and checks the metadata against the real model.
 
-Names that are not registered go to the resolvers the families register (`register_resolver`), in
-order: `efficientnet_lite0+logmel` (audio), a sentence-transformers folder (text), any timm
-architecture (`resnet50`, `vgg16`, `timm/convnext_tiny`, whose weights come from a local file, from
-the hub when online, or are random). The registry imports no family: the families register into
+`create_backbone` is the public entry (a name's text is parsed there, once); inside transferkit every
+module builds from a parsed `BackboneSpec` with `build_backbone`. Names that are not registered go, as
+their spec, to the resolvers the families register (`register_resolver`), in order:
+`efficientnet_lite0+logmel` (audio), a sentence-transformers folder (text), any timm architecture
+(`resnet50`, `vgg16`, `timm/convnext_tiny`, whose weights come from a local file, from the hub when
+online, or are random). The registry imports no family: the families register into
 it when `transferkit.backbones` is imported.
 """
 
@@ -63,7 +65,8 @@ class BackboneEntry:
 
 _REGISTRY: dict[str, BackboneEntry] = {}
 #: name → factory hooks for names that are not registered (a folder, a timm architecture…), in order
-_RESOLVERS: list[tuple[int, Callable[[str], Callable[..., Backbone] | None]]] = []
+Resolver = Callable[[BackboneSpec], Callable[..., Backbone] | None]
+_RESOLVERS: list[tuple[int, Resolver]] = []
 
 
 def register_backbone(entry: BackboneEntry) -> BackboneEntry:
@@ -75,8 +78,9 @@ def register_backbone(entry: BackboneEntry) -> BackboneEntry:
     return entry
 
 
-def register_resolver(resolver: Callable[[str], Callable[..., Backbone] | None], *, last: bool = False) -> None:
-    """Add a hook that turns an unregistered name into a factory (or None when it is not its kind).
+def register_resolver(resolver: Resolver, *, last: bool = False) -> None:
+    """Add a hook that turns an unregistered backbone (its spec: a model or a concatenation, without the
+    `@weights`, which the factory takes) into a factory, or None when it is not its kind.
 
     `last=True` for catch-all resolvers (timm knows thousands of names): they are asked after the others.
     """
@@ -101,14 +105,20 @@ def get_entry(name: str) -> BackboneEntry | None:
 def create_backbone(name: str | BackboneSpec, weights: str | None = None, **kwargs: Any) -> Backbone:
     """Build backbone `name` (a registry name, any name of the `--backbone` language, or its `BackboneSpec`).
 
+    The public entry: a name's text is parsed here, once (`build_backbone` takes the spec).
     `weights`: `None`/"pretrained" for the entry's own pretrained weights, "random" for a random
     initialisation (a control), "hub" to download (online only), or a path to a local weight file
     (.safetensors, or a .pth/.pt state dict loaded with `weights_only=True`). `NAME@WEIGHTS` says the same.
     """
-    entry = _REGISTRY.get(name) if isinstance(name, str) else None
-    if entry is not None:
-        return entry.factory(weights=weights, **kwargs)
-    spec = parse_backbone(name)
+    if isinstance(name, str):
+        entry = _REGISTRY.get(name)
+        if entry is not None:  # a registered name is its own spec: nothing to parse
+            return entry.factory(weights=weights, **kwargs)
+    return build_backbone(parse_backbone(name), weights, **kwargs)
+
+
+def build_backbone(spec: BackboneSpec, weights: str | None = None, **kwargs: Any) -> Backbone:
+    """Build the backbone `spec` names (a model or a concatenation); `weights` as `create_backbone`'s."""
     if spec.kind not in ("model", "concat"):
         raise BackboneError(f"'{spec}' names several backbones; create_backbone builds one (a model or A+B)")
     if spec.weights is not None:
@@ -120,7 +130,7 @@ def create_backbone(name: str | BackboneSpec, weights: str | None = None, **kwar
     if entry is not None:
         return entry.factory(weights=weights, **kwargs)
     for _, resolve in _RESOLVERS:
-        factory = resolve(architecture)
+        factory = resolve(spec)
         if factory is not None:
             return factory(weights=weights, **kwargs)
     raise BackboneError(_unknown_message(architecture))

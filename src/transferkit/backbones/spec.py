@@ -75,7 +75,14 @@ class BackboneSpec:
         return self.name + (f"{GRID}{self.grid}" if self.grid is not None else "") + (LOGMEL if self.logmel else "")
 
     def without_weights(self) -> BackboneSpec:
+        """A model without its `@weights` (a concatenation keeps its parts' own: they are part of what it is)."""
         return BackboneSpec("model", self.name, self.grid, self.logmel) if self.kind == "model" else self
+
+    def networks(self) -> BackboneSpec:
+        """Every part without its weights: the networks alone (`a@random+b` → `a+b`), as a backbone's name says."""
+        if self.kind == "model":
+            return self.without_weights()
+        return BackboneSpec(self.kind, members=tuple(m.networks() for m in self.members), kinds=self.kinds)
 
     def inner(self) -> BackboneSpec:
         """A `+logmel` model's image backbone (with the weights, which go to it)."""

@@ -46,6 +46,7 @@ from transferkit.backbones.registry import (
     register_backbone,
     register_resolver,
 )
+from transferkit.backbones.spec import BackboneSpec
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError, ConfigError, InputError
 
@@ -695,16 +696,18 @@ def create_minilm(weights: str | None = None, **kwargs: Any) -> SentenceTransfor
     return create_text_backbone(folder, weights, name=MINILM_NAME, tokenizer_id=MINILM_HUB_ID, **kwargs)
 
 
-def resolve_text_name(name: str) -> Callable[..., Backbone] | None:
+def resolve_text_name(spec: BackboneSpec) -> Callable[..., Backbone] | None:
     """Registry hook: a factory for a local model folder (or "hf-hub:org/name"), else None.
 
     Lets `create_backbone("/models/my-encoder")` and bundles that recorded a folder name work.
     """
-    if name.startswith("hf-hub:"):
-        return functools.partial(create_text_backbone, name)
-    folder = Path(name).expanduser()
+    if spec.kind != "model" or spec.grid is not None or spec.logmel:
+        return None
+    if spec.name.startswith("hf-hub:"):
+        return functools.partial(create_text_backbone, spec.name)
+    folder = Path(spec.name).expanduser()
     if folder.is_dir() and ((folder / "modules.json").is_file() or (folder / "config.json").is_file()):
-        return functools.partial(create_text_backbone, name)
+        return functools.partial(create_text_backbone, spec.name)
     return None
 
 

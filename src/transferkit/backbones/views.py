@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.backbones.contract import Backbone
-from transferkit.backbones.registry import create_backbone, register_resolver
-from transferkit.backbones.spec import parse_backbone
+from transferkit.backbones.registry import build_backbone, register_resolver
+from transferkit.backbones.spec import GRID, BackboneSpec
 from transferkit.errors import BackboneError
 
-GRID_SUFFIX = ":grid"
+GRID_SUFFIX = GRID
 
 
 class SpatialGrid(Backbone):
@@ -37,13 +37,14 @@ class SpatialGrid(Backbone):
 
     def __init__(self, inner: Backbone, grid: int) -> None:
         super().__init__()
+        name = str(BackboneSpec("model", inner.name, grid))
         if inner.modality != "image":
-            raise BackboneError(f"'{inner.name}{GRID_SUFFIX}{grid}': a grid of the feature map needs an image "
+            raise BackboneError(f"'{name}': a grid of the feature map needs an image "
                                 f"backbone; '{inner.name}' is a {inner.modality} backbone")
         if not 1 <= grid <= 4:
-            raise BackboneError(f"'{inner.name}{GRID_SUFFIX}{grid}': the grid must be 1 to 4 cells a side")
+            raise BackboneError(f"'{name}': the grid must be 1 to 4 cells a side")
         self.inner, self.grid = inner, grid
-        self.name = f"{inner.name}{GRID_SUFFIX}{grid}"
+        self.name = name
         self.modality = inner.modality
         self.weights_id = inner.weights_id
         self.source_head, self.source_labels = None, None
@@ -91,11 +92,12 @@ class Concat(Backbone):
     def __init__(self, parts: Sequence[Backbone]) -> None:
         super().__init__()
         modalities = {p.modality for p in parts}
+        name = str(BackboneSpec("concat", members=tuple(BackboneSpec("model", p.name) for p in parts)))
         if len(parts) < 2 or len(modalities) != 1:
-            raise BackboneError(f"'{'+'.join(p.name for p in parts)}': concatenate two or more backbones of one "
+            raise BackboneError(f"'{name}': concatenate two or more backbones of one "
                                 f"modality (got {', '.join(f'{p.name} ({p.modality})' for p in parts)})")
         self.members = nn.ModuleList(parts)
-        self.name = "+".join(p.name for p in parts)
+        self.name = name
         self.modality = parts[0].modality
         self.num_features = int(sum(p.num_features for p in parts))
         joined = "|".join(f"{p.name}={p.weights_id}" for p in parts)
@@ -143,24 +145,23 @@ class Concat(Backbone):
                             "backbone, or use it with the default --strategy probe")
 
 
-def _create_concat(names: Sequence[str], weights: str | None = None, **kwargs: Any) -> Concat:
+def _create_concat(members: Sequence[BackboneSpec], weights: str | None = None, **kwargs: Any) -> Concat:
     if weights not in (None, "pretrained"):
-        raise BackboneError(f"'{'+'.join(names)}': weights apply to one backbone; give each part its own "
-                            "pretrained weights (a concatenation takes none)")
-    return Concat([create_backbone(n, **kwargs) for n in names])
+        raise BackboneError(f"'{BackboneSpec('concat', members=tuple(members))}': weights apply to one backbone; give "
+                            "each part its own pretrained weights (a concatenation takes none)")
+    return Concat([build_backbone(m, **kwargs) for m in members])
 
 
-def _create_grid(inner: str, grid: int, weights: str | None = None, **kwargs: Any) -> SpatialGrid:
-    return SpatialGrid(create_backbone(inner, weights=weights, **kwargs), grid)
+def _create_grid(inner: BackboneSpec, grid: int, weights: str | None = None, **kwargs: Any) -> SpatialGrid:
+    return SpatialGrid(build_backbone(inner, weights=weights, **kwargs), grid)
 
 
-def resolve_view_name(name: str) -> Callable[..., Backbone] | None:
+def resolve_view_name(spec: BackboneSpec) -> Callable[..., Backbone] | None:
     """Registry hook: 'NAME:gridG' and 'A+B' (not a lone 'X+logmel') → a factory, else None."""
-    spec = parse_backbone(name)
     if spec.kind == "concat":
-        return functools.partial(_create_concat, [str(m) for m in spec.members])
+        return functools.partial(_create_concat, spec.members)
     if spec.kind == "model" and spec.grid is not None and not spec.logmel:
-        return functools.partial(_create_grid, spec.name, spec.grid)
+        return functools.partial(_create_grid, BackboneSpec("model", spec.name), spec.grid)
     return None
 
 

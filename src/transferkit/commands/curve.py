@@ -140,7 +140,7 @@ def run_curve(values: dict[str, Any], *, shots: str, seeds: int, test: float, sc
     grid = _GridProgress(folder, enabled=not quiet)
     try:
         frame = tk_curve.curve(dataset, shots=asked, seeds=seeds, methods=methods, test_fraction=test,
-                               seed=options.seed, backbone=options.backbone, weights=options.weights,
+                               seed=options.seed, backbone=options.backbone_spec, weights=options.weights,
                                scratch_backbone=scratch, cache_dir=cache, batch_size=options.batch_size,
                                precision=options.precision, budget=budget, finetune_epochs=epochs,
                                on_point=grid, progress=not quiet,

@@ -110,6 +110,7 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
             head=options.head, fusion=options.fusion, class_weight=options.class_weight, seed=options.seed,
             batch_size=options.batch_size, precision=options.precision, engine=options.engine,
             long_text=options.long_text, cache_dir=options.cache(), progress=not quiet)
+        estimator.adopt_backbone_specs(*(spec.members if spec is not None else ()))
     elif options.strategy == "finetune":
         training = options.training
         if "class_weight" in options.explicit and "class_balance" not in options.explicit:
@@ -117,32 +118,37 @@ def build_estimator(options: FitOptions) -> TransferEstimator:
                                                                     "none": "none"}.get(options.class_weight,
                                                                                         options.class_weight))
         estimator = FinetunedClassifier(
-            _architecture(spec), weights=_weights(options), head=options.head, seed=options.seed,
+            str(_architecture(spec)), weights=_weights(options), head=options.head, seed=options.seed,
             batch_size=options.batch_size, precision=options.precision, training=training,
             cache_dir=False, progress=not quiet, engine=options.engine, run_dir=options.out_folder(),
-            resume=options.resume is not None)
+            resume=options.resume is not None).adopt_backbone_specs(_architecture(spec))
     elif spec is not None and spec.kind == "ensemble":
         from transferkit.estimators.ensemble import EnsembleClassifier
 
-        members = [str(m) for m in spec.members]
-        estimator = EnsembleClassifier(members, head=options.head, class_weight=options.class_weight,
+        estimator = EnsembleClassifier([str(m) for m in spec.members], head=options.head,
+                                       class_weight=options.class_weight,
                                        seed=options.seed, batch_size=options.batch_size, precision=options.precision,
                                        engine=options.engine, long_text=options.long_text, cache_dir=options.cache(),
-                                       progress=not quiet, adapt_method=options.adapt_method)
+                                       progress=not quiet, adapt_method=options.adapt_method
+                                       ).adopt_backbone_specs(*spec.members)
     else:
         estimator = TransferClassifier(
-            _architecture(spec), weights=_weights(options), head=options.head, class_weight=options.class_weight,
+            str(_architecture(spec)), weights=_weights(options), head=options.head, class_weight=options.class_weight,
             seed=options.seed, batch_size=options.batch_size, precision=options.precision, engine=options.engine,
             long_text=options.long_text, augment=options.views or 0, tta=options.tta, cache_dir=options.cache(),
-            strict=options.strict, progress=not quiet, adapt_method=options.adapt_method)
+            strict=options.strict, progress=not quiet, adapt_method=options.adapt_method
+        ).adopt_backbone_specs(_architecture(spec))
     return estimator.validate()
 
 
-def _architecture(spec: BackboneSpec | None) -> str:
-    """What an estimator's `backbone` parameter takes: the network without its `@weights`."""
+def _architecture(spec: BackboneSpec | None) -> BackboneSpec:
+    """What an estimator's `backbone` parameter names: the network without its `@weights` (a concatenation keeps
+    its parts' own)."""
     if spec is None:
         raise ConfigError("no backbone resolved; name one with --backbone")
-    return spec.architecture
+    if spec.kind not in ("model", "concat"):
+        raise ConfigError(f"'{spec}' names several backbones, not one architecture")
+    return spec.without_weights()
 
 
 def _weights(options: FitOptions) -> str | None:
@@ -411,11 +417,11 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
         from transferkit.ranking.rank_backbones import ranking_options
         from transferkit.selection import select
 
-        names = [str(m) for m in options.backbone_spec.members] if options.backbone_spec else None
+        named = list(options.backbone_spec.members) if options.backbone_spec else None
         given_val = dataset.splits is not None and "val" in dataset.splits
         held = ("the data's own validation split" if given_val else "whole groups held out"
                 if dataset.groups is not None else "examples held out at random")
-        selection = select(dataset, splits["train"], splits.get("val", []), candidates=names, cache=options.cache(),
+        selection = select(dataset, splits["train"], splits.get("val", []), candidates=named, cache=options.cache(),
                            options=ranking_options(options.batch_size, options.precision, progress=out is not None),
                            seed=options.seed, validation=f"{len(splits.get('val', []))} examples, {held}",
                            target=target, budget_seconds=60 * options.budget if options.budget else None)
@@ -468,10 +474,15 @@ def _probe_options(options: FitOptions) -> FitOptions:
     """The options of the probe `--strategy auto` weighs fine-tuning against: the default probe of
     the same data (its own default backbone when none was named)."""
     from transferkit.backbones.registry import DEFAULT_BACKBONES
+    from transferkit.options import with_backbone
 
-    backbone = options.backbone if "backbone" in options.explicit else DEFAULT_BACKBONES.get(str(options.modality),
-                                                                                             options.backbone)
-    return dataclasses.replace(options, strategy="probe", backbone=backbone)
+    probe = dataclasses.replace(options, strategy="probe")
+    default = DEFAULT_BACKBONES.get(str(options.modality))
+    if "backbone" in options.explicit or default is None:
+        return probe
+    from transferkit.backbones.spec import parse_backbone
+
+    return with_backbone(probe, parse_backbone(default), options.weights)  # the default's name, not the user's text
 
 
 def _device_kind(options: FitOptions) -> str:

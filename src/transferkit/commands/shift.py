@@ -93,7 +93,7 @@ def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_me
     from transferkit.adapt.align import METHODS
     from transferkit.adapt.shift_diagnostic import diagnose_with_alignment, shift_map
     from transferkit.adapt.target import read_target
-    from transferkit.backbones import create_backbone
+    from transferkit.backbones import build_backbone
     from transferkit.cache import resolve_cache
     from transferkit.data import load_labelled
     from transferkit.errors import ConfigError
@@ -120,7 +120,9 @@ def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_me
         return np.arange(n) if n <= max_inputs else np.sort(rng.choice(n, size=max_inputs, replace=False))
 
     keep_s, keep_t = cap(len(dataset.items)), cap(len(inputs.items))
-    model = create_backbone(str(resolved.backbone))
+    if resolved.backbone_spec is None:
+        raise ConfigError("shift needs a backbone; name one with --backbone")
+    model = build_backbone(resolved.backbone_spec)
     options = ExtractOptions(batch_size=batch_size, precision=precision, engine=engine, progress=not as_json)
     store = resolve_cache(cache_dir)
     src = extract_features(model, [dataset.items[i] for i in keep_s], options=options, cache=store,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.curves.grid import (
     ADAPTED,
     ALL,
@@ -62,9 +63,9 @@ def curve(
     methods: Sequence[str] = DEFAULT_METHODS,
     test_fraction: float = 0.2,
     seed: int = SEED.default,
-    backbone: str | None = None,
+    backbone: str | BackboneSpec | None = None,
     weights: str | None = WEIGHTS.default,
-    scratch_backbone: str | None = None,
+    scratch_backbone: str | BackboneSpec | None = None,
     modality: str | None = None,
     cache_dir: str | Path | bool | None = CACHE_DIR.default,
     batch_size: int = BATCH_SIZE.default,
@@ -106,17 +107,19 @@ def curve(
         raise ConfigError(f"the curve compares one input column's transfer with its from-scratch features; this is "
                           f"{dataset.modality} data. Give one of --text-column, --image-column or --audio-column")
     dataset.validate_for_training()
-    pretrained = backbone or PRETRAINED_BACKBONES[dataset.modality]
-    scratch = scratch_backbone or SCRATCH_BACKBONES[dataset.modality]
+    # the Python API's boundary: a name's text is parsed here, once (the CLI hands the spec it parsed)
+    pretrained_spec = _spec(backbone) or BackboneSpec("model", PRETRAINED_BACKBONES[dataset.modality])
+    scratch_spec = _spec(scratch_backbone) or BackboneSpec("model", SCRATCH_BACKBONES[dataset.modality])
+    pretrained, scratch = str(pretrained_spec), str(scratch_spec)
 
     plan = make_plan(dataset, asked, test_fraction=test_fraction, seed=seed)
-    wanted = {TRANSFER: (pretrained, weights), SCRATCH: (scratch, None)}
+    wanted = {TRANSFER: (pretrained_spec, weights), SCRATCH: (scratch_spec, None)}
     extracted = {method: extract(*wanted[method], dataset, sorted(plan.test + plan.pool), seed=seed,
                                  batch_size=batch_size, precision=precision, cache_dir=cache_dir, progress=progress)
                  for method in method_list if method in wanted}
     adapt_note = None
     if ADAPTED in method_list:
-        extracted[ADAPTED], adapt_note = adapted(extracted[TRANSFER], (pretrained, weights), plan.test, plan.pool,
+        extracted[ADAPTED], adapt_note = adapted(extracted[TRANSFER], (pretrained_spec, weights), plan.test, plan.pool,
                                                  adapt_to or [], adapt_method, seed=seed, batch_size=batch_size,
                                                  precision=precision, cache_dir=cache_dir, progress=progress)
     failed = {i: reason for feats in extracted.values() for i, reason in feats.failed.items()}
@@ -129,7 +132,7 @@ def curve(
         plan.notes.append(f"the head's C: chosen on {POINT_VAL_FRACTION:.0%} of each point's own labels (at least one "
                           "per class), then refitted on all of them; 1-label points have none to spare and use C = 1")
 
-    runner = _Points(dataset, plan, extracted, pretrained=pretrained, weights=weights,
+    runner = _Points(dataset, plan, extracted, pretrained=pretrained_spec, weights=weights,
                      names={TRANSFER: extracted[TRANSFER].backbone if TRANSFER in extracted else pretrained,
                             ADAPTED: extracted[ADAPTED].backbone if ADAPTED in extracted else pretrained,
                             SCRATCH: extracted[SCRATCH].backbone if SCRATCH in extracted else scratch,
@@ -160,6 +163,10 @@ def curve(
         "interrupted": runner.interrupted,
     })
     return frame
+
+
+def _spec(backbone: str | BackboneSpec | None) -> BackboneSpec | None:
+    return parse_backbone(backbone) if isinstance(backbone, str) else backbone
 
 
 def _check_arguments(shots: str | int | Sequence[int | str], seeds: int | Sequence[int], methods: Sequence[str],
@@ -195,7 +202,7 @@ class _Points:
     data: LabelledData
     plan: Plan
     extracted: dict[str, Extracted]
-    pretrained: str
+    pretrained: BackboneSpec
     weights: str | None
     names: dict[str, str]
     budget: FinetuneBudget

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from transferkit.backbones.spec import BackboneSpec
 from transferkit.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -34,16 +35,16 @@ class Extracted:
     target_read: int = 0
 
 
-def extract(name: str, weights: str | None, data: LabelledData, indices: list[int], *, seed: int, batch_size: int,
-             precision: str, cache_dir: Any, progress: bool) -> Extracted:
-    from transferkit.backbones import create_backbone
+def extract(spec: BackboneSpec, weights: str | None, data: LabelledData, indices: list[int], *, seed: int,
+             batch_size: int, precision: str, cache_dir: Any, progress: bool) -> Extracted:
+    from transferkit.backbones import build_backbone
     from transferkit.cache import resolve_cache
     from transferkit.features import ExtractOptions, extract_features
 
     kwargs: dict[str, Any] = {"seed": seed} if weights == "random" else {}
-    backbone = create_backbone(name, weights=weights, **kwargs)
+    backbone = build_backbone(spec, weights=weights, **kwargs)
     if backbone.modality != data.modality:
-        raise ConfigError(f"backbone '{name}' takes {backbone.modality} inputs; this is {data.modality} data")
+        raise ConfigError(f"backbone '{spec}' takes {backbone.modality} inputs; this is {data.modality} data")
     items = [data.items[i] for i in indices]
     feats = extract_features(backbone, items, options=ExtractOptions(batch_size=batch_size, precision=precision,
                                                                      progress=progress),
@@ -56,20 +57,20 @@ def extract(name: str, weights: str | None, data: LabelledData, indices: list[in
     return Extracted(backbone.name, values, ok, failed, feats.seconds, feats.cached, feats.precision)
 
 
-def adapted(transfer: Extracted, model: tuple[str, str | None], test: list[int], pool: list[int],
+def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: list[int], pool: list[int],
             target: Sequence[Any], method: str, *, seed: int, batch_size: int, precision: str, cache_dir: Any,
             progress: bool) -> tuple[Extracted, str]:
     """The transfer features with the test rows aligned: the map from TARGET's features (extracted here) to
     the pool's, fitted once (`adapt.fit_alignment`; `auto` by `fit`'s rule). Returns them and a note."""
     from transferkit.adapt import fit_alignment, resolve_method
     from transferkit.adapt.shift_diagnostic import AUTO_MIN_DOMAIN_ACCURACY, domain_separability
-    from transferkit.backbones import create_backbone
+    from transferkit.backbones import build_backbone
     from transferkit.cache import resolve_cache
     from transferkit.features import ExtractOptions, extract_features
 
     if method in ("self-training", "none"):
         raise ConfigError(f"the curve aligns features (auto, standardize, coral); got --adapt-method {method}")
-    backbone = create_backbone(model[0], weights=model[1], **({"seed": seed} if model[1] == "random" else {}))
+    backbone = build_backbone(model[0], weights=model[1], **({"seed": seed} if model[1] == "random" else {}))
     feats = extract_features(backbone, list(target), options=ExtractOptions(batch_size=batch_size, precision=precision,
                                                                           progress=progress),
                              cache=resolve_cache(cache_dir), description=f"target features ({backbone.name})")
@@ -155,9 +156,9 @@ def device_kind() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def finetune_point(data: LabelledData, subset: list[int], test: list[int], classes: list[str], *, pretrained: str,
-                    weights: str | None, seed: int, epochs: int, batch_size: int, precision: str,
-                    cache_dir: Any) -> np.ndarray:
+def finetune_point(data: LabelledData, subset: list[int], test: list[int], classes: list[str], *,
+                    pretrained: BackboneSpec, weights: str | None, seed: int, epochs: int, batch_size: int,
+                    precision: str, cache_dir: Any) -> np.ndarray:
     """LP-FT on the point's own labels (no validation held out: every method sees the same k per class;
     the last epoch is kept), then the test split's predicted class indices."""
     from transferkit.estimators.finetuned import FinetunedClassifier
@@ -165,9 +166,9 @@ def finetune_point(data: LabelledData, subset: list[int], test: list[int], class
     from transferkit.finetune.trainer import quiet_lightning
 
     train = data.subset(subset)
-    clf = FinetunedClassifier(pretrained, weights=weights, seed=seed, batch_size=min(batch_size, 16),
+    clf = FinetunedClassifier(str(pretrained), weights=weights, seed=seed, batch_size=min(batch_size, 16),
                               precision=precision, training=FinetuneConfig(epochs=epochs), progress=False,
-                              cache_dir=cache_dir)
+                              cache_dir=cache_dir).adopt_backbone_specs(pretrained)
     with quiet_lightning():
         clf.fit(train)
     feats = clf.features([data.items[i] for i in test], cache=False)

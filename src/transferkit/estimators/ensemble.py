@@ -91,12 +91,13 @@ class EnsembleClassifier(TransferEstimator):
         self.adapt_batch = adapt_batch
 
     def _member(self, backbone: str) -> TransferClassifier:
-        return TransferClassifier(backbone, head=self.head, class_weight=self.class_weight, seed=self.seed,
-                                  batch_size=self.batch_size, precision=self.precision, engine=self.engine,
-                                  cache_dir=self.cache_dir,
-                                  progress=self.progress, device=self.device, adapt_method=self.adapt_method,
-                                  adapt_batch=self.adapt_batch,
-                                  long_text=self.long_text if _is_text(backbone) else "truncate")
+        spec = self._backbone_spec(backbone)
+        member = TransferClassifier(str(spec), head=self.head, class_weight=self.class_weight, seed=self.seed,
+                                    batch_size=self.batch_size, precision=self.precision, engine=self.engine,
+                                    cache_dir=self.cache_dir, progress=self.progress, device=self.device,
+                                    adapt_method=self.adapt_method, adapt_batch=self.adapt_batch,
+                                    long_text=self.long_text if _is_text(backbone) else "truncate")
+        return member.adopt_backbone_specs(spec)
 
     @property
     def modality_(self) -> str:

@@ -415,10 +415,10 @@ class FinetunedClassifier(TransferEstimator):
                              precision=lightning_precision(self.precision, cfg.accelerator))
 
     def _build_backbone(self, cfg: FinetuneConfig, items: Sequence[Any] = ()) -> Backbone:
-        from transferkit.backbones import create_backbone
+        from transferkit.backbones import build_backbone
 
         kwargs = {"seed": self.seed} if self.weights == "random" else {}
-        backbone = create_backbone(self.backbone, weights=self.weights, **kwargs)
+        backbone = build_backbone(self._backbone_spec(self.backbone), weights=self.weights, **kwargs)
         if not backbone.layer_groups():
             raise ConfigError(f"backbone '{backbone.name}' cannot be fine-tuned (it exposes no trainable layers); "
                               "use the default --strategy probe")

@@ -10,7 +10,6 @@ validation split carved from the training data when none is given.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +20,7 @@ import torch
 from transferkit.adapt import AlignModule, BlockAlignModule, alignment_from_tensors
 from transferkit.adapt.shift_diagnostic import AUTO_MIN_DOMAIN_ACCURACY, domain_separability
 from transferkit.backbones.contract import Backbone, same_weights
+from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
@@ -138,7 +138,7 @@ class TransferClassifier(TransferEstimator):
                               device=self.device)
 
     def _create_backbone(self) -> Backbone:
-        from transferkit.backbones import create_backbone, get_entry
+        from transferkit.backbones import build_backbone, get_entry
 
         kwargs: dict[str, Any] = {"seed": self.seed} if self.weights == "random" else {}
         if self.long_text != "truncate":
@@ -146,7 +146,7 @@ class TransferClassifier(TransferEstimator):
             if entry is not None and entry.modality != "text":
                 raise ConfigError(f"long_text applies to text backbones; '{self.backbone}' is {entry.modality}")
             kwargs["long_text"] = self.long_text
-        return create_backbone(self.backbone, weights=self.weights, **kwargs)
+        return build_backbone(self._backbone_spec(self.backbone), weights=self.weights, **kwargs)
 
     # -- fit ----------------------------------------------------------------------------------------
     def fit(
@@ -498,10 +498,11 @@ class TransferClassifier(TransferEstimator):
         # `@weights` there (`a@random+b@random`), which the backbone's display name drops
         # (used only where it names the same networks as the manifest's backbone, so an edited name is still
         # caught by the weights check below)
-        recorded = training.get("backbone")
-        same = isinstance(recorded, str) and re.sub(r"@[^+,]*", "", recorded) == info["name"]
-        name = recorded if same else info["name"]
+        recorded = _recorded_backbone(training.get("backbone"), info["name"])
+        name = info["name"] if recorded is None else str(recorded)
         clf = cls(backbone=name, weights=info.get("weights_source"), **{**saved, **overrides})
+        if recorded is not None:
+            clf.adopt_backbone_specs(recorded)
         clf.backbone_ = clf._create_backbone()
         clf._backbone_key = (clf.backbone, clf.weights, clf.long_text)
         if not same_weights(info["weights_id"], clf.backbone_):
@@ -539,3 +540,15 @@ _WHY = {
     "self-training": "asked for: CORAL, then class-balanced self-training on confident target pseudo-labels",
     "none": "asked for: no alignment (target features read, nothing changed)",
 }
+
+
+def _recorded_backbone(recorded: Any, name: str) -> BackboneSpec | None:
+    """A bundle's recorded `backbone` parameter, parsed, when it names the networks of the manifest's backbone
+    `name` (its parts' `@weights` aside); None when it does not (an edited or older manifest)."""
+    if not isinstance(recorded, str):
+        return None
+    try:
+        spec = parse_backbone(recorded)
+    except ConfigError:
+        return None
+    return spec if spec.kind in ("model", "concat") and str(spec.networks()) == name else None

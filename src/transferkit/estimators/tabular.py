@@ -232,13 +232,13 @@ class TabularTransferClassifier(TransferEstimator):
         return {"image": self.image_backbone, "text": self.text_backbone, "audio": self.audio_backbone}[kind]
 
     def _create_backbones(self) -> dict[str, Backbone]:
-        from transferkit.backbones import create_backbone
+        from transferkit.backbones import build_backbone
 
         out: dict[str, Backbone] = {}
         for kind in EMBEDDED:
             if any(k == kind for k, _ in self.columns()):
                 kwargs = {"long_text": self.long_text} if kind == "text" and self.long_text != "truncate" else {}
-                out[kind] = create_backbone(self._backbone_name(kind), **kwargs)
+                out[kind] = build_backbone(self._backbone_spec(self._backbone_name(kind)), **kwargs)
                 if out[kind].modality != kind:
                     raise ConfigError(f"{kind}_backbone '{self._backbone_name(kind)}' is a "
                                       f"{out[kind].modality} backbone; choose a {kind} one (transferkit models)")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
 from transferkit.features import Features
@@ -151,6 +152,25 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     def _validate_combination(self) -> None:
         """Checks that involve several parameters (override where there are any)."""
+
+    # -- backbone names -----------------------------------------------------------------------------
+    def adopt_backbone_specs(self, *specs: BackboneSpec) -> Self:
+        """Backbone names the caller has parsed already (the CLI parses `--backbone` once, in `options`).
+
+        A backbone parameter stays text (what `get_params`, `clone` and the bundle hold); `fit` reads the
+        spec adopted for a parameter's text (`str(spec)`) instead of parsing that text again.
+        """
+        parsed = self.__dict__.setdefault("_parsed_backbones", {})
+        parsed.update({str(spec): spec for spec in specs})
+        return self
+
+    def _backbone_spec(self, text: str) -> BackboneSpec:
+        """A backbone parameter's text → its spec: the one adopted, or parsed here (the Python API's boundary),
+        once per text."""
+        parsed: dict[str, BackboneSpec] = self.__dict__.setdefault("_parsed_backbones", {})
+        if text not in parsed:
+            parsed[text] = parse_backbone(text)
+        return parsed[text]
 
     # -- fit ----------------------------------------------------------------------------------------
     @abstractmethod

