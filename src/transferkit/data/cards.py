@@ -294,59 +294,72 @@ def build_cards(root: Path, unpacked: Path, *, resvg: str | None = None, labelle
     wanted = [d for d in decks if d in labelled or d in shifted]
     sides = assign_sides(wanted, labelled, shifted)
     if sample is not None:
-        kept: dict[tuple[str, str], str] = {}
-        for deck in wanted:
-            for suit in SUITS:
-                for split in sorted({sides[(deck, f"{r}_{suit}")] for r in RANKS}):
-                    same = sorted((f"{r}_{suit}" for r in RANKS if sides[(deck, f"{r}_{suit}")] == split),
-                                  key=functools.partial(unit_hash, "sample", deck))
-                    kept.update({(deck, card): split for card in same[:sample]})
-        sides = kept
-    images = root / "images"
+        sides = _sample_sides(sides, wanted, sample)
     _clear_ours(root)
     rows: list[dict[str, str]] = []
-    unlabelled_rows: list[dict[str, str]] = []
     notes: list[str] = []
     for i, deck in enumerate(wanted):
         if on_deck is not None:
             on_deck(deck, i, len(wanted))
-        try:
-            cuts = render_deck(decks[deck], resvg)
-        except DataError as exc:
-            notes.append(f"deck {deck} left out: {exc}")
-            continue
-        problems = {card: p for card, cut in cuts.items() if (p := card_problem(cut)) is not None}
-        if len(problems) > MAX_BAD_CARDS:
-            card, problem = sorted(problems.items())[0]
-            notes.append(f"deck {deck} left out: {len(problems)} card(s) do not render as cards (e.g. {card}: "
-                         f"{problem})")
-            continue
-        notes.extend(f"{deck} {card} left out: {problem}" for card, problem in sorted(problems.items()))
-        cuts = {card: cut for card, cut in cuts.items() if card not in problems}
-        (images / deck).mkdir(parents=True, exist_ok=True)
-        for card, cut in cuts.items():
-            if (deck, card) not in sides:
-                continue
-            split = sides[(deck, card)]
-            match = CARD_ID.fullmatch(card)
-            assert match is not None
-            target = images / deck / f"{card}.png"
-            _save_png(on_table(cut), target)
-            row = {"path": str(target.relative_to(root)), "label": match["suit"], "deck": deck, "split": split}
-            (unlabelled_rows if split == "unlabelled" else rows).append(row)
+        rows.extend(_render_deck(root, deck, decks[deck], resvg, sides, notes))
     if on_deck is not None:
         on_deck("", len(wanted), len(wanted))
+    labelled_rows = [r for r in rows if r["split"] != "unlabelled"]
+    unlabelled_rows = [r for r in rows if r["split"] == "unlabelled"]
     for side, names in (("labelled", labelled), ("shifted", shifted)):
-        if not {r["deck"] for r in rows} & set(names):
+        if not {r["deck"] for r in labelled_rows} & set(names):
             raise DataError(f"no {side} deck rendered ({'; '.join(notes)})")
     unlabelled = root / "unlabelled"
     unlabelled.mkdir(parents=True, exist_ok=True)
     for row in unlabelled_rows:  # a flat folder: no class folders to read labels from
         shutil.copyfile(root / row["path"], unlabelled / f"{row['deck']}-{Path(row['path']).name}")
-    _write_csv(root / "cards.csv", rows, ("path", "label", "deck", "split"))
+    _write_csv(root / "cards.csv", labelled_rows, ("path", "label", "deck", "split"))
     _write_csv(root / "unlabelled.csv", unlabelled_rows, ("path", "label", "deck", "split"))
     built.write_text(json.dumps({"params": params, "notes": notes, "source": str(unpacked.name)}, indent=2) + "\n")
-    return CardSet(root, root / "cards.csv", unlabelled, rows + unlabelled_rows, notes)
+    return CardSet(root, root / "cards.csv", unlabelled, labelled_rows + unlabelled_rows, notes)
+
+
+def _sample_sides(sides: dict[tuple[str, str], str], decks: Sequence[str], sample: int) -> dict[tuple[str, str], str]:
+    """`sample` cards of each suit of each deck (chosen by a hash), of each side of a shifted deck's halves."""
+    kept: dict[tuple[str, str], str] = {}
+    for deck in decks:
+        for suit in SUITS:
+            for split in sorted({sides[(deck, f"{r}_{suit}")] for r in RANKS}):
+                same = sorted((f"{r}_{suit}" for r in RANKS if sides[(deck, f"{r}_{suit}")] == split),
+                              key=functools.partial(unit_hash, "sample", deck))
+                kept.update({(deck, card): split for card in same[:sample]})
+    return kept
+
+
+def _render_deck(root: Path, deck: str, source: Path, resvg: str, sides: dict[tuple[str, str], str],
+                 notes: list[str]) -> list[dict[str, str]]:
+    """Render one deck's cards of `sides` into root/images/<deck>/ and return their rows; a deck that does not
+    render, or whose cards do not look like cards, is left out with a note (so are single bad cards)."""
+    try:
+        cuts = render_deck(source, resvg)
+    except DataError as exc:
+        notes.append(f"deck {deck} left out: {exc}")
+        return []
+    problems = {card: p for card, cut in cuts.items() if (p := card_problem(cut)) is not None}
+    if len(problems) > MAX_BAD_CARDS:
+        card, problem = sorted(problems.items())[0]
+        notes.append(f"deck {deck} left out: {len(problems)} card(s) do not render as cards (e.g. {card}: "
+                     f"{problem})")
+        return []
+    notes.extend(f"{deck} {card} left out: {problem}" for card, problem in sorted(problems.items()))
+    folder = root / "images" / deck
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, str]] = []
+    for card, cut in cuts.items():
+        if card in problems or (deck, card) not in sides:
+            continue
+        match = CARD_ID.fullmatch(card)
+        assert match is not None
+        target = folder / f"{card}.png"
+        _save_png(on_table(cut), target)
+        rows.append({"path": str(target.relative_to(root)), "label": match["suit"], "deck": deck,
+                     "split": sides[(deck, card)]})
+    return rows
 
 
 def _read_back(root: Path) -> CardSet:

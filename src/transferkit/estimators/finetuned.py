@@ -206,54 +206,26 @@ class FinetunedClassifier(TransferEstimator):
         training the BatchNorm statistics are re-estimated on them (AdaBN, `training.adabn`;
         `transferkit.finetune.adabn`). They never enter the labels, validation or the probe's fit.
         """
-        run_dir, resume = self.run_dir, self.resume
         import lightning.pytorch as pl
 
-        from transferkit.finetune.trainer import lightning_precision, train_module
-        from transferkit.runtime import is_rank_zero
+        from transferkit.finetune.trainer import lightning_precision
 
         self.validate()
         cfg = self.config
         spec = parse_head(self.head)
         pl.seed_everything(self.seed, workers=True, verbose=False)
-        data = as_labelled_data(X, y, "training data", modality=self._modality_hint())
-        backbone = self._build_backbone(cfg, data.items if not resume else ())
-        data.modality = backbone.modality
-        self.backbone_reference_ = {**backbone.describe(), "weights_source": self.weights,
-                                    "random_seed": self.seed if self.weights == "random" else None}
-        target = list(X_target) if X_target is not None else []
-        if X_target is not None and not target:
-            raise ConfigError("X_target: no target inputs were given (an empty list); give the unlabelled inputs "
-                              "of the domain to adapt to, or None")
-        if run_dir is not None and resume:  # first: resuming on other data or another backbone is refused
-            self._record_run(Path(run_dir), data, resume=True, record=run_record or {}, target=target)
-        data.validate_for_training()
-        if run_dir is not None and not resume:
-            self._record_run(Path(run_dir), data, resume=False, record=run_record or {}, target=target)
+        data, backbone, target = self._training_data(X, y, X_target, run_record)
         val = (as_labelled_data(X_val, y_val, "validation data", modality=backbone.modality)
                if X_val is not None and len(X_val) else None)
-        self.classes_ = np.array(data.classes)
-        index = {c: i for i, c in enumerate(self.classes_)}
-        if val is not None:
-            unknown = sorted(set(val.labels) - set(index))
-            if unknown:
-                raise ConfigError(f"validation data has classes not in the training data: {unknown[:5]}")
-        y_train = np.array([index[label] for label in data.labels])
-        y_val_idx = [index[label] for label in val.labels] if val is not None else []
-
-        peft = None
-        if cfg.peft:
-            from transferkit.finetune.peft import apply_peft
-
-            peft = apply_peft(backbone, cfg.peft, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                              targets=list(cfg.lora_targets) if cfg.lora_targets else None)
+        y_train, y_val_idx = self._class_indices(data, val)
+        peft = self._apply_peft(backbone, cfg)
         torch.manual_seed(self.seed)
         model = FinetuneModel(backbone, spec, len(self.classes_))
         weights, sample_weights = self._balance(cfg, y_train)
         head_start: dict[str, Any] = {}
         probe_state: dict[str, torch.Tensor] | None = None
         lp_started = time.perf_counter()
-        if cfg.head_init == "probe" and not spec.uses_feature_map and not resume:
+        if cfg.head_init == "probe" and not spec.uses_feature_map and not self.resume:
             head_start = self._probe_head(model, data, y_train, val, y_val_idx, weights)
             if cfg.keep == "better" and val is not None:  # the probe, as fine-tuning starts from it
                 probe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -269,36 +241,17 @@ class FinetunedClassifier(TransferEstimator):
                           (list(val.items), y_val_idx) if val is not None else None, batch_size=self.batch_size,
                           seed=self.seed, augment=augment, sample_weights=sample_weights,
                           num_workers=cfg.num_workers, target=target if cfg.target_weight > 0 else None)
-        root = Path(tempfile.mkdtemp(prefix="transferkit-ft-")) if run_dir is None else Path(run_dir)
         report = FinetuneReport(n_train=len(data), n_val=len(val) if val is not None else 0,
                                 class_weighted=weights is not None)
         start = time.perf_counter()
-        from transferkit.finetune.callbacks import EpochMetric
-
         mcc_by_epoch: dict[int, float] = {}
-        if target and cfg.target_weight > 0:
-            callbacks = [*callbacks, EpochMetric("train_mcc", mcc_by_epoch)]
-        try:
-            outcome = train_module(module, dm, cfg, root=root, has_val=val is not None, precision=self.precision,
-                                   batch_size=self.batch_size, progress=self.progress and is_rank_zero(),
-                                   resume=resume, callbacks=callbacks)
-        finally:
-            if run_dir is None:
-                shutil.rmtree(root, ignore_errors=True)
+        outcome = self._train(module, dm, has_val=val is not None, callbacks=callbacks,
+                              mcc_by_epoch=mcc_by_epoch if target and cfg.target_weight > 0 else None)
         report.seconds = time.perf_counter() - start
-        report.lr, report.lr_found = outcome.lr, outcome.lr_found
-        report.epochs_run, report.world_size = outcome.epochs_run, outcome.world_size
-        report.best_epoch, report.best_score, report.checkpoint = (outcome.best_epoch, outcome.best_score,
-                                                                   outcome.checkpoint)
-        report.trainable_by_epoch = outcome.trainable_by_epoch
-        head_seconds = start - lp_started
-        report.timeline = ([[0, round(head_seconds, 3), head_start.get("val_accuracy")]] if head_start else []) + [
-            [epoch + 1, round(head_seconds + seconds, 3), accuracy]
-            for epoch, (seconds, accuracy) in sorted(outcome.timeline.items())]
+        self._report_training(report, outcome, head_start, head_seconds=start - lp_started)
         report.dropped = dm.dropped
         report.precision = lightning_precision(self.precision, cfg.accelerator)
         report.notes = backbone.input_notes(data.items)
-        report.head_choice = head_start
         report.input_size = backbone.preprocess_config().get("input_size")
         model.eval()
         self.model_, self.module_, self.peft_, self.trainer_ = model, module, peft, outcome.trainer
@@ -312,12 +265,94 @@ class FinetunedClassifier(TransferEstimator):
                              "loss": "mcc" if cfg.target_weight > 0 else None, "target_weight": cfg.target_weight,
                              "mcc_temperature": cfg.mcc_temperature,
                              "mcc_by_epoch": {int(k) + 1: round(v, 5) for k, v in sorted(mcc_by_epoch.items())}}
-            if cfg.adabn:
-                report.target["adabn"] = self._adabn(model, list(data.items), target)
-                self._set_predictor(model, "unsaved:" + str(id(model)))
-            if shift_before is not None:
-                report.target["shift"] = self._shift_record(model, data, target, shift_before)
+            self._adapt_after_training(model, data, target, report.target, shift_before)
         return self
+
+    def _training_data(self, X: Any, y: Sequence[Any] | None, X_target: Sequence[Any] | None,
+                       run_record: dict[str, Any] | None) -> tuple[LabelledData, Backbone, list[Any]]:
+        """The training data, the backbone built for it, and the target's inputs; the run folder recorded
+        (a resumed run on other data or another backbone is refused first)."""
+        run_dir, resume = self.run_dir, self.resume
+        data = as_labelled_data(X, y, "training data", modality=self._modality_hint())
+        backbone = self._build_backbone(self.config, data.items if not resume else ())
+        data.modality = backbone.modality
+        self.backbone_reference_ = {**backbone.describe(), "weights_source": self.weights,
+                                    "random_seed": self.seed if self.weights == "random" else None}
+        target = list(X_target) if X_target is not None else []
+        if X_target is not None and not target:
+            raise ConfigError("X_target: no target inputs were given (an empty list); give the unlabelled inputs "
+                              "of the domain to adapt to, or None")
+        if run_dir is not None and resume:  # first: resuming on other data or another backbone is refused
+            self._record_run(Path(run_dir), data, resume=True, record=run_record or {}, target=target)
+        data.validate_for_training()
+        if run_dir is not None and not resume:
+            self._record_run(Path(run_dir), data, resume=False, record=run_record or {}, target=target)
+        return data, backbone, target
+
+    def _class_indices(self, data: LabelledData, val: LabelledData | None) -> tuple[np.ndarray, list[int]]:
+        """`classes_` from the training data; the class index of each training and validation label."""
+        self.classes_ = np.array(data.classes)
+        index = {c: i for i, c in enumerate(self.classes_)}
+        if val is not None:
+            unknown = sorted(set(val.labels) - set(index))
+            if unknown:
+                raise ConfigError(f"validation data has classes not in the training data: {unknown[:5]}")
+        y_train = np.array([index[label] for label in data.labels])
+        return y_train, [index[label] for label in val.labels] if val is not None else []
+
+    @staticmethod
+    def _apply_peft(backbone: Backbone, cfg: FinetuneConfig) -> Any:
+        """The parameter-efficient adapters `cfg.peft` asks for, put into `backbone` (None without)."""
+        if not cfg.peft:
+            return None
+        from transferkit.finetune.peft import apply_peft
+
+        return apply_peft(backbone, cfg.peft, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                          targets=list(cfg.lora_targets) if cfg.lora_targets else None)
+
+    def _train(self, module: Any, dm: Any, *, has_val: bool, callbacks: Sequence[Any],
+               mcc_by_epoch: dict[int, float] | None) -> Any:
+        """Lightning's run of `module` on `dm` (in `run_dir`, or a temporary folder removed afterwards);
+        `mcc_by_epoch` collects the target's Minimum Class Confusion loss when given."""
+        from transferkit.finetune.trainer import train_module
+        from transferkit.runtime import is_rank_zero
+
+        if mcc_by_epoch is not None:
+            from transferkit.finetune.callbacks import EpochMetric
+
+            callbacks = [*callbacks, EpochMetric("train_mcc", mcc_by_epoch)]
+        root = Path(tempfile.mkdtemp(prefix="transferkit-ft-")) if self.run_dir is None else Path(self.run_dir)
+        try:
+            return train_module(module, dm, self.config, root=root, has_val=has_val, precision=self.precision,
+                                batch_size=self.batch_size, progress=self.progress and is_rank_zero(),
+                                resume=self.resume, callbacks=callbacks)
+        finally:
+            if self.run_dir is None:
+                shutil.rmtree(root, ignore_errors=True)
+
+    @staticmethod
+    def _report_training(report: FinetuneReport, outcome: Any, head_start: dict[str, Any], *,
+                         head_seconds: float) -> None:
+        """What the training run says into `report`: its rate, epochs, best epoch and the timeline (the probe
+        head it started from as epoch 0)."""
+        report.lr, report.lr_found = outcome.lr, outcome.lr_found
+        report.epochs_run, report.world_size = outcome.epochs_run, outcome.world_size
+        report.best_epoch, report.best_score, report.checkpoint = (outcome.best_epoch, outcome.best_score,
+                                                                   outcome.checkpoint)
+        report.trainable_by_epoch = outcome.trainable_by_epoch
+        report.timeline = ([[0, round(head_seconds, 3), head_start.get("val_accuracy")]] if head_start else []) + [
+            [epoch + 1, round(head_seconds + seconds, 3), accuracy]
+            for epoch, (seconds, accuracy) in sorted(outcome.timeline.items())]
+        report.head_choice = head_start
+
+    def _adapt_after_training(self, model: FinetuneModel, data: LabelledData, target: list[Any],
+                              record: dict[str, Any], shift_before: Any) -> None:
+        """AdaBN on the target's inputs (`training.adabn`) and the shift diagnostic, into `record`."""
+        if self.config.adabn:
+            record["adabn"] = self._adabn(model, list(data.items), target)
+            self._set_predictor(model, "unsaved:" + str(id(model)))
+        if shift_before is not None:
+            record["shift"] = self._shift_record(model, data, target, shift_before)
 
     #: inputs of each domain the fine-tuning shift diagnostic compares (a seeded subsample): it
     #: extracts them twice, with the pretrained network and with the adapted one

@@ -67,21 +67,12 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
                  overwrite: bool = False, tamper: Any = None) -> ExportReport:
     """Export the bundle at `run` to `out` (default RUN/onnx); parity on `samples` (else generated
     images). `tamper(path)` is for tests: it may change the graph before the parity check."""
-    from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.estimators.load import load
-    from transferkit.estimators.probe import TransferClassifier
 
     model = load(run)
     folder = Path(out) if out is not None else Path(run) / "onnx"
-    image = _image_backbone(model)
-    if not isinstance(model, (TransferClassifier, FinetunedClassifier)) or image is None:
-        kind = str(getattr(model, "kind", type(model).__name__))
-        raise ConfigError(f"transferkit export writes image models (a timm backbone + head, probed or fine-tuned) "
-                          f"for now; {run} is {'an' if kind[:1] in 'aeiou' else 'a'} {kind} model of "
-                          f"{getattr(model, 'modality_', '?')} data")
+    image = _exportable_image_backbone(model, run)
     backbone = model.backbone_
-    if getattr(model, "tta", 0):
-        raise ConfigError("a model that averages test-time views (--tta) cannot be exported as one graph yet")
     if folder.exists() and not (overwrite and is_export(folder)):
         raise ConfigError(f"{folder} exists; choose another --out"
                           + (", or --overwrite (it is an export)" if is_export(folder) else
@@ -90,15 +81,7 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
     size = int(config["input_size"])
     normalize = image.transform.normalize
     module = _Probabilities(backbone, model.scoring_head(), normalize).eval()  # alignment inside
-    rng = np.random.default_rng(0)
-    if samples:
-        from transferkit.data.images import image_array
-
-        arrays = np.stack([image_array(s, config) for s in samples[:16]])
-        checked_on = f"{len(arrays)} of the given inputs"
-    else:
-        arrays = rng.integers(0, 256, (8, 3, size, size), dtype=np.uint8)
-        checked_on = "8 random images (give DATA to check on real inputs)"
+    arrays, checked_on = _parity_inputs(samples, config, size)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.export-"))
     try:
@@ -107,29 +90,69 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
                     output_names=("probabilities",))
         if tamper is not None:
             tamper(staging / GRAPH_FILE)
-        with torch.inference_mode():
-            reference = module(torch.from_numpy(arrays)).numpy()
-            # the graph must be the model: the same inputs through the estimator's own road
-            own = model.proba_from_features(backbone.forward_features(normalize(torch.from_numpy(arrays))).float()
-                                            .numpy())
-        exported = open_graph(staging / GRAPH_FILE, "onnxruntime")({"images": arrays})
-        difference = float(max(np.abs(exported - reference).max(), np.abs(reference - own).max()))
-        if not np.isfinite(difference) or difference > MAX_PROBABILITY_DIFFERENCE:
-            raise EngineError(f"the exported graph disagrees with PyTorch: largest probability difference "
-                              f"{difference:.3g} > {MAX_PROBABILITY_DIFFERENCE:g} on {checked_on}; nothing was written")
+        difference = _parity(model, module, staging / GRAPH_FILE, arrays, checked_on)
         meta = {"format": "onnx", "input": "images", "labels": [str(c) for c in model.classes_],
                 "preprocess": config, "backbone": backbone.name, "estimator": model.kind,
                 "source": str(Path(run).resolve()), "bundle_weights_sha256": bundle_digest(run),
                 "parity": {"max_probability_difference": difference, "checked_on": checked_on}}
         meta = seal_record(meta, staging)  # the sha256 of every file, checked before each use
         (staging / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if folder.exists():  # an export we wrote (checked above): replaced whole
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(staging, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, folder)
+        _publish(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(folder, difference, len(arrays), checked_on)
+
+
+def _exportable_image_backbone(model: Any, run: str | Path) -> Any:
+    """The image backbone of a model `export` can write as one graph; `ConfigError` for any other model."""
+    from transferkit.estimators.finetuned import FinetunedClassifier
+    from transferkit.estimators.probe import TransferClassifier
+
+    image = _image_backbone(model)
+    if not isinstance(model, (TransferClassifier, FinetunedClassifier)) or image is None:
+        kind = str(getattr(model, "kind", type(model).__name__))
+        raise ConfigError(f"transferkit export writes image models (a timm backbone + head, probed or fine-tuned) "
+                          f"for now; {run} is {'an' if kind[:1] in 'aeiou' else 'a'} {kind} model of "
+                          f"{getattr(model, 'modality_', '?')} data")
+    if getattr(model, "tta", 0):
+        raise ConfigError("a model that averages test-time views (--tta) cannot be exported as one graph yet")
+    return image
+
+
+def _parity_inputs(samples: Sequence[Any], config: dict[str, Any], size: int) -> tuple[np.ndarray, str]:
+    """The images the graph is checked on (up to 16 of `samples`, else 8 random ones) and what they are."""
+    if samples:
+        from transferkit.data.images import image_array
+
+        arrays = np.stack([image_array(s, config) for s in samples[:16]])
+        return arrays, f"{len(arrays)} of the given inputs"
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 256, (8, 3, size, size), dtype=np.uint8),
+            "8 random images (give DATA to check on real inputs)")
+
+
+def _parity(model: Any, module: _Probabilities, graph: Path, arrays: np.ndarray, checked_on: str) -> float:
+    """The largest probability difference between the exported graph, the module exported and the estimator's
+    own road on `arrays`; `EngineError` when over `MAX_PROBABILITY_DIFFERENCE` (or not finite)."""
+    with torch.inference_mode():
+        reference = module(torch.from_numpy(arrays)).numpy()
+        # the graph must be the model: the same inputs through the estimator's own road
+        own = model.proba_from_features(module.backbone.forward_features(module.normalize(torch.from_numpy(arrays)))
+                                        .float().numpy())
+    exported = open_graph(graph, "onnxruntime")({"images": arrays})
+    difference = float(max(np.abs(exported - reference).max(), np.abs(reference - own).max()))
+    if not np.isfinite(difference) or difference > MAX_PROBABILITY_DIFFERENCE:
+        raise EngineError(f"the exported graph disagrees with PyTorch: largest probability difference "
+                          f"{difference:.3g} > {MAX_PROBABILITY_DIFFERENCE:g} on {checked_on}; nothing was written")
+    return difference
+
+
+def _publish(staging: Path, folder: Path) -> None:
+    """Move the checked export into place; an earlier export there (ours: checked before) is replaced whole."""
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+        os.replace(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, folder)

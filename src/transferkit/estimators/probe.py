@@ -174,47 +174,14 @@ class TransferClassifier(TransferEstimator):
         data = as_labelled_data(X, y, "training data", modality=modality)
         data.validate_for_training()
         val = as_labelled_data(X_val, y_val, "validation data", modality=modality) if X_val is not None else None
-
-        items = list(data.items) + (list(val.items) if val else [])
-        feats = extract_features(self.backbone_, items, options=self._options(), cache=self._cache(),
-                                 description=f"features ({self.backbone_.name})")
-        report = FitReport(extracted=feats.extracted, cached=feats.cached, precision=feats.precision,
-                           extract_seconds=feats.seconds, engine=feats.engine, engine_notes=list(feats.notes))
-        report.skipped = {str(items[i]): reason for i, reason in feats.failed.items()}
-        if feats.failed and self.strict:
-            first = next(iter(report.skipped.values()))
-            raise DataError(f"{len(feats.failed)} input(s) could not be read (--strict): {first}")
-        if not feats.ok.any():
-            raise DataError(f"{data.source}: none of the {len(items)} inputs could be read; first error: "
-                            f"{next(iter(report.skipped.values()), 'unknown')}")
-
-        labels = np.array([str(v) for v in data.labels] + ([str(v) for v in val.labels] if val else []))
-        if feats.ok.all():  # the usual case: the features as they are, not a copy
-            values = feats.values
-        else:
-            values = np.zeros((len(items), feats.values.shape[1]), np.float32)
-            values[feats.ok] = feats.values
-        ok = feats.ok
-        del feats
+        values, ok, labels, report = self._training_features(data, val)
         n_train = len(data.items)
         train_ok = np.flatnonzero(ok[:n_train])
         kept = data.subset(train_ok.tolist())
         kept.validate_for_training()
         self.classes_ = np.array(kept.classes)
         index = {c: i for i, c in enumerate(self.classes_)}
-
-        if val is not None:
-            val_ok = np.flatnonzero(ok[n_train:]) + n_train
-            unknown = sorted({labels[i] for i in val_ok} - set(index))
-            if unknown:
-                raise DataError(f"validation data has classes not in the training data: {unknown[:5]}")
-            tr_idx, va_idx = train_ok, val_ok
-        else:
-            from transferkit.data.split import split_indices
-
-            parts = split_indices([labels[i] for i in train_ok], val_fraction=self.val_fraction,
-                                  test_fraction=0.0, seed=self.seed)
-            tr_idx, va_idx = train_ok[parts["train"]], train_ok[parts["val"]]
+        tr_idx, va_idx = self._head_rows(labels, ok, n_train, train_ok, index, given_val=val is not None)
         y_all = np.array([index.get(label, -1) for label in labels])
         source = values[np.flatnonzero(ok)].astype(np.float64)  # the training domain: train + val, no views
         self.source_mean_, self.source_std_ = source.mean(axis=0), source.std(axis=0)
@@ -230,7 +197,6 @@ class TransferClassifier(TransferEstimator):
             probe, tr_idx, views_choice = self._choose_views(spec, probe, values, y_all, plain_idx, tr_idx, va_idx,
                                                              target)
         head: torch.nn.Module = probe.head
-        choice = probe.choice
         self.align_: AlignModule | BlockAlignModule | None = None
         self.adaptation_: dict[str, Any] | None = None
         if target is not None:
@@ -238,14 +204,55 @@ class TransferClassifier(TransferEstimator):
             self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(ok)])
         self.head_ = head
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
-        report.head_choice, report.class_weighted = choice, probe.class_weighted
+        report.head_choice, report.class_weighted = probe.choice, probe.class_weighted
         if self.augment:
-            report.head_choice = {**choice, "augmented_views": report.augmented if len(tr_idx) > len(plain_idx) else 0,
+            report.head_choice = {**probe.choice,
+                                  "augmented_views": report.augmented if len(tr_idx) > len(plain_idx) else 0,
                                   **({"views": views_choice} if views_choice else {})}
         report.notes = self.backbone_.input_notes(data.items)
         self.fit_report_ = report
         self.train_class_counts_ = kept.class_counts()
         return self
+
+    def _training_features(self, data: LabelledData, val: LabelledData | None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
+        """The features of the training then the validation inputs (zeros where unreadable), which are
+        readable, their labels, and the fit report started with the extraction's counts. Raises
+        `DataError` when none can be read, or any cannot with `strict`."""
+        items = list(data.items) + (list(val.items) if val else [])
+        feats = extract_features(self.backbone_, items, options=self._options(), cache=self._cache(),
+                                 description=f"features ({self.backbone_.name})")
+        report = FitReport(extracted=feats.extracted, cached=feats.cached, precision=feats.precision,
+                           extract_seconds=feats.seconds, engine=feats.engine, engine_notes=list(feats.notes))
+        report.skipped = {str(items[i]): reason for i, reason in feats.failed.items()}
+        if feats.failed and self.strict:
+            first = next(iter(report.skipped.values()))
+            raise DataError(f"{len(feats.failed)} input(s) could not be read (--strict): {first}")
+        if not feats.ok.any():
+            raise DataError(f"{data.source}: none of the {len(items)} inputs could be read; first error: "
+                            f"{next(iter(report.skipped.values()), 'unknown')}")
+        labels = np.array([str(v) for v in data.labels] + ([str(v) for v in val.labels] if val else []))
+        if feats.ok.all():  # the usual case: the features as they are, not a copy
+            return feats.values, feats.ok, labels, report
+        values = np.zeros((len(items), feats.values.shape[1]), np.float32)
+        values[feats.ok] = feats.values
+        return values, feats.ok, labels, report
+
+    def _head_rows(self, labels: np.ndarray, ok: np.ndarray, n_train: int, train_ok: np.ndarray,
+                   index: dict[str, int], *, given_val: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The rows the head trains on and those that choose its settings: the readable training and
+        validation rows, or without validation data a stratified `val_fraction` of the training rows."""
+        if given_val:
+            val_ok = np.flatnonzero(ok[n_train:]) + n_train
+            unknown = sorted({labels[i] for i in val_ok} - set(index))
+            if unknown:
+                raise DataError(f"validation data has classes not in the training data: {unknown[:5]}")
+            return train_ok, val_ok
+        from transferkit.data.split import split_indices
+
+        parts = split_indices([labels[i] for i in train_ok], val_fraction=self.val_fraction,
+                              test_fraction=0.0, seed=self.seed)
+        return train_ok[parts["train"]], train_ok[parts["val"]]
 
     def _target_features(self, X_target: Sequence[Any], report: FitReport) -> np.ndarray:
         """The features of the target's inputs (cached like any others); unreadable ones skipped and named."""

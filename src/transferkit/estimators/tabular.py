@@ -285,65 +285,84 @@ class TabularTransferClassifier(TransferEstimator):
             rep = reports.setdefault(col, ColumnReport())
             values = [r.get(col) for r in rows]
             if kind in EMBEDDED:
-                backbone = self.backbones_[kind]
-                block = np.zeros((n, backbone.num_features + 1), np.float32)
-                present = []
-                for i, v in enumerate(values):
-                    if _missing(v):
-                        rep.missing += 1
-                    elif kind in PATH_KINDS and not os.path.isfile(str(v)):
-                        rep.missing += 1
-                        if len(rep.examples) < 5:
-                            rep.examples.append(f"file not found: {v}")
-                    else:
-                        present.append(i)
-                items = [str(values[i]) for i in present]
-                if items:
-                    feats = extract_features(backbone, items, options=self._options(), cache=self._cache(),
-                                             description=f"{col} ({backbone.name})")
+                block, feats = self._embedded_block(kind, col, values, rep)
+                if feats is not None:
                     extracted, cached = extracted + feats.extracted, cached + feats.cached
                     seconds, precision = seconds + feats.seconds, feats.precision
-                    ok_rows = [present[j] for j in np.flatnonzero(feats.ok)]
-                    block[ok_rows, :-1] = feats.values
-                    for reason in feats.failed.values():
-                        rep.unreadable += 1
-                        if len(rep.examples) < 5:
-                            rep.examples.append(reason)
-                    rep.truncated += int(backbone.input_notes(items).get("truncated_texts", 0))
-                    absent = np.ones(n, bool)
-                    absent[ok_rows] = False
-                else:
-                    absent = np.ones(n, bool)
-                block[absent, -1] = 1.0
             elif kind == "numeric":
-                mean, std = self.numeric_stats_[col]
-                block = np.zeros((n, 2), np.float32)
-                for i, v in enumerate(values):
-                    number = _number(v)
-                    if number is None:
-                        block[i, 1] = 1.0
-                        rep.missing += 1
-                        if not _missing(v) and len(rep.examples) < 5:
-                            rep.examples.append(f"not a number: {v!r}")
-                    else:
-                        block[i, 0] = (number - mean) / std
+                block = self._numeric_block(col, values, rep)
             else:
-                vocab = self.vocabularies_[col]
-                index = {c: j for j, c in enumerate(vocab)}
-                block = np.zeros((n, len(vocab) + 1), np.float32)
-                for i, v in enumerate(values):
-                    if _missing(v):
-                        block[i, -1] = 1.0
-                        rep.missing += 1
-                    elif str(v).strip() in index:
-                        block[i, index[str(v).strip()]] = 1.0
-                    else:
-                        rep.unseen += 1  # a category not seen in training: all zeros
+                block = self._categorical_block(col, values, rep)
             blocks.append(block)
         matrix = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), np.float32)
         stats = Features(values=matrix, ok=np.ones(n, bool), extracted=extracted, cached=cached,
                          precision=precision, seconds=seconds)
         return matrix, reports, stats
+
+    def _embedded_block(self, kind: str, col: str, values: list[Any], rep: ColumnReport
+                        ) -> tuple[np.ndarray, Features | None]:
+        """An image/text/audio column's block: its encoder's features and a last "absent" unit (a missing,
+        unfound or unreadable cell), and the extraction's stats (None when no cell was there to read)."""
+        n = len(values)
+        backbone = self.backbones_[kind]
+        block = np.zeros((n, backbone.num_features + 1), np.float32)
+        present = []
+        for i, v in enumerate(values):
+            if _missing(v):
+                rep.missing += 1
+            elif kind in PATH_KINDS and not os.path.isfile(str(v)):
+                rep.missing += 1
+                if len(rep.examples) < 5:
+                    rep.examples.append(f"file not found: {v}")
+            else:
+                present.append(i)
+        items = [str(values[i]) for i in present]
+        absent = np.ones(n, bool)
+        feats = None
+        if items:
+            feats = extract_features(backbone, items, options=self._options(), cache=self._cache(),
+                                     description=f"{col} ({backbone.name})")
+            ok_rows = [present[j] for j in np.flatnonzero(feats.ok)]
+            block[ok_rows, :-1] = feats.values
+            for reason in feats.failed.values():
+                rep.unreadable += 1
+                if len(rep.examples) < 5:
+                    rep.examples.append(reason)
+            rep.truncated += int(backbone.input_notes(items).get("truncated_texts", 0))
+            absent[ok_rows] = False
+        block[absent, -1] = 1.0
+        return block, feats
+
+    def _numeric_block(self, col: str, values: list[Any], rep: ColumnReport) -> np.ndarray:
+        """A numeric column's block: the value standardised by the training mean/std, and a "missing" unit."""
+        mean, std = self.numeric_stats_[col]
+        block = np.zeros((len(values), 2), np.float32)
+        for i, v in enumerate(values):
+            number = _number(v)
+            if number is None:
+                block[i, 1] = 1.0
+                rep.missing += 1
+                if not _missing(v) and len(rep.examples) < 5:
+                    rep.examples.append(f"not a number: {v!r}")
+            else:
+                block[i, 0] = (number - mean) / std
+        return block
+
+    def _categorical_block(self, col: str, values: list[Any], rep: ColumnReport) -> np.ndarray:
+        """A categorical column's block: one-hot over the training vocabulary, and a "missing" unit (a category
+        not seen in training is all zeros)."""
+        vocab = self.vocabularies_[col]
+        index = {c: j for j, c in enumerate(vocab)}
+        block = np.zeros((len(values), len(vocab) + 1), np.float32)
+        for i, v in enumerate(values):
+            if _missing(v):
+                block[i, -1] = 1.0
+                rep.missing += 1
+            elif str(v).strip() in index:
+                block[i, index[str(v).strip()]] = 1.0
+            else:
+                rep.unseen += 1
+        return block
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
@@ -365,28 +384,9 @@ class TabularTransferClassifier(TransferEstimator):
         self.classes_ = np.array(data.classes)
         index = {c: i for i, c in enumerate(self.classes_)}
         y_all = np.array([index.get(label, -1) for label in labels + val_labels])
-        n_train = len(rows)
-        if val_rows:
-            unknown = sorted(set(val_labels) - set(index))
-            if unknown:
-                raise DataError(f"validation data has classes not in the training data: {unknown[:5]}")
-            tr_idx, va_idx = np.arange(n_train), np.arange(n_train, n_train + len(val_rows))
-        else:
-            from transferkit.data.split import split_indices
-
-            parts = split_indices(labels, val_fraction=self.val_fraction, test_fraction=0.0, seed=self.seed)
-            tr_idx, va_idx = np.array(parts["train"], int), np.array(parts["val"], int)
+        tr_idx, va_idx = self._head_rows(labels, val_labels, index)
         weights = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight)
-        head: torch.nn.Module
-        if self.fusion == "gated":
-            from transferkit.heads.fusion import fit_gated_fusion
-
-            head, choice = fit_gated_fusion(matrix[tr_idx], y_all[tr_idx], matrix[va_idx], y_all[va_idx],
-                                            self.block_dims(), len(self.classes_), weights=weights, seed=self.seed)
-        else:
-            probe = train_probe(parse_head(self.head), matrix[tr_idx], y_all[tr_idx], matrix[va_idx], y_all[va_idx],
-                                len(self.classes_), class_weight=weights, seed=self.seed)
-            head, choice = probe.head, probe.choice
+        head, choice = self._train_head(matrix, y_all, tr_idx, va_idx, weights)
         self.head_ = head.eval()
         self.fit_report_ = TabularFitReport(
             n_train=len(tr_idx), n_val=len(va_idx), extracted=stats.extracted, cached=stats.cached,
@@ -396,6 +396,34 @@ class TabularTransferClassifier(TransferEstimator):
         self.train_class_counts_ = data.class_counts()
         self.last_columns_ = self.fit_report_.columns
         return self
+
+    def _head_rows(self, labels: list[str], val_labels: list[str], index: dict[str, int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows the head trains on and those that choose its settings: the training and validation
+        rows, or without validation rows a stratified `val_fraction` of the training rows."""
+        n_train = len(labels)
+        if val_labels:
+            unknown = sorted(set(val_labels) - set(index))
+            if unknown:
+                raise DataError(f"validation data has classes not in the training data: {unknown[:5]}")
+            return np.arange(n_train), np.arange(n_train, n_train + len(val_labels))
+        from transferkit.data.split import split_indices
+
+        parts = split_indices(labels, val_fraction=self.val_fraction, test_fraction=0.0, seed=self.seed)
+        return np.array(parts["train"], int), np.array(parts["val"], int)
+
+    def _train_head(self, matrix: np.ndarray, y_all: np.ndarray, tr_idx: np.ndarray, va_idx: np.ndarray,
+                    weights: np.ndarray | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """The fusion head (`fusion`: a probe on the blocks side by side, or learned per-column gates) and
+        the settings validation chose for it."""
+        if self.fusion == "gated":
+            from transferkit.heads.fusion import fit_gated_fusion
+
+            return fit_gated_fusion(matrix[tr_idx], y_all[tr_idx], matrix[va_idx], y_all[va_idx],
+                                    self.block_dims(), len(self.classes_), weights=weights, seed=self.seed)
+        probe = train_probe(parse_head(self.head), matrix[tr_idx], y_all[tr_idx], matrix[va_idx], y_all[va_idx],
+                            len(self.classes_), class_weight=weights, seed=self.seed)
+        return probe.head, probe.choice
 
     # -- predict ------------------------------------------------------------------------------------
     @property

@@ -382,21 +382,7 @@ def score_candidates(
             continue
         t0 = time.perf_counter()
         with _blas_threads(score_threads):
-            for metric in names:
-                est = make_estimator(metric)
-                if est.input_kind == "source_probabilities":
-                    if P is None:
-                        row.scores[metric] = None
-                        row.missing[metric] = "no source classifier head"
-                        continue
-                    inputs = P
-                else:
-                    inputs = X
-                try:
-                    row.scores[metric] = float(est.fit(inputs, y).score_)
-                except TransferkitError as exc:
-                    row.scores[metric] = None
-                    row.missing[metric] = str(exc)
+            _score_row(row, names, X, P, y)
         row.score_seconds = time.perf_counter() - t0
 
     unreliable = _unreliable(rows, names)
@@ -407,6 +393,23 @@ def score_candidates(
     return RankingTable(rows=rows, metrics=names, selected_metric=select_key, picked_by=picked_by, pick=pick,
                         reason=reason, agreement=agreement, unreliable=unreliable, notes=all_notes,
                         n_samples=n_scored, n_classes=n_classes, seconds=time.perf_counter() - start)
+
+
+def _score_row(row: RankingRow, metrics: Sequence[str], X: np.ndarray, P: np.ndarray | None, y: np.ndarray) -> None:
+    """Each metric's score of features `X` (or source probabilities `P`) against `y` into `row`; a metric that
+    cannot score them leaves None and says why in `row.missing`."""
+    for metric in metrics:
+        est = make_estimator(metric)
+        inputs = P if est.input_kind == "source_probabilities" else X
+        if inputs is None:
+            row.scores[metric] = None
+            row.missing[metric] = "no source classifier head"
+            continue
+        try:
+            row.scores[metric] = float(est.fit(inputs, y).score_)
+        except TransferkitError as exc:
+            row.scores[metric] = None
+            row.missing[metric] = str(exc)
 
 
 class _blas_threads:

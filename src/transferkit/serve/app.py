@@ -146,52 +146,11 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     metadata = _metadata(model, predictor, opts, name, __version__)
     # decoded images are the server's largest buffers (up to --max-pixels × 3 bytes each): a few at a time
     decoders = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Any) -> AsyncIterator[None]:
-        # before the first request: each backbone's engine, raced on generated inputs (uvicorn binds
-        # its socket only after this, so no request waits on an export)
-        chosen = await anyio.to_thread.run_sync(predictor.warm_up, min(8, opts.max_batch))
-        for line in chosen:
-            logging.getLogger("uvicorn.error").info("engine for %s", line)
-        for note in predictor.notes:
-            logging.getLogger("uvicorn.error").warning("%s", note)
-        await batcher.start()
-        try:
-            yield
-        finally:
-            await batcher.close()  # after the server stopped taking requests: finishes the accepted ones
-
-    app = FastAPI(title=f"transferkit: {name}", version=__version__, lifespan=lifespan,
+    app = FastAPI(title=f"transferkit: {name}", version=__version__, lifespan=_lifespan(predictor, batcher, opts),
                   description=f"Predictions of the transferkit model '{name}' ({predictor.modality}).")
     app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes)
     app.state.batcher, app.state.predictor = batcher, predictor
-
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
-
-    @app.exception_handler(RequestError)
-    async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
-        return error(exc.status, exc.message)
-
-    @app.exception_handler(Overloaded)
-    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
-        return error(503, str(exc), {"Retry-After": str(exc.retry_after)})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # the details (and the traceback) go to the server's log, not to the client
-        return error(500, f"internal error while predicting ({type(exc).__name__}); the server keeps running — "
-                          "its log has the details; please report them with the input that caused it")
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()]
-        return error(422, "; ".join(parts) or "invalid request")
+    _add_error_handlers(app)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -211,37 +170,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
                                                            description="how many labels to return per input")
                       ) -> JSONResponse:
         """Class probabilities for one input or a batch (see the request body's content types)."""
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        modality = predictor.modality
-        uploads: list[tuple[str, bytes]] = []
-        items: list[Any] = []
-        names: list[str] = []
-        if content_type == "multipart/form-data":
-            _require_files(modality, content_type)
-            _check_complete_multipart(request.headers.get("content-type", ""), await request.body())
-            form = await request.form(max_files=4 * opts.max_batch, max_fields=4 * opts.max_batch)
-            try:
-                for field_name, value in form.multi_items():
-                    if isinstance(value, UploadFile):
-                        uploads.append((value.filename or field_name, await value.read()))
-            finally:
-                await form.close()
-            if not uploads:
-                raise RequestError(422, "the multipart body holds no file (or was cut off before its first file "
-                                        "ended); send each input as a file field, e.g. -F file=@photo.jpg")
-        elif content_type.startswith(("image/", "audio/")) or content_type == "application/octet-stream":
-            _require_files(modality, content_type)
-            if content_type.startswith(("image/", "audio/")) and not content_type.startswith(modality + "/"):
-                raise RequestError(415, f"this model takes {modality} inputs; got a {content_type} body")
-            uploads.append(("body", await request.body()))
-        elif content_type == "application/json":
-            items, names = json_inputs(parse_json(await request.body()), modality, columns=predictor.columns,
-                                       path_columns=predictor.path_columns)
-        elif content_type == "text/plain" and modality == "text":
-            items, names = json_inputs({"text": _utf8(await request.body())}, modality)
-        else:
-            raise RequestError(415, f"Content-Type {content_type or '(none)'!r} is not taken: "
-                                    + _how_to_send(modality))
+        uploads, items, names = await _read_inputs(request, predictor, opts)
         count = len(uploads) or len(items)
         if count > opts.max_batch:
             raise RequestError(413, f"a batch of {count} inputs is over the limit of {opts.max_batch} "
@@ -257,6 +186,95 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
                                              for name, p in zip(names, rows, strict=True)]})
 
     return app
+
+
+def _lifespan(predictor: Predictor, batcher: MicroBatcher, opts: ServeOptions
+              ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """Start-up and shut-down: each backbone's engine chosen before the first request, the batcher run."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        # before the first request: each backbone's engine, raced on generated inputs (uvicorn binds
+        # its socket only after this, so no request waits on an export)
+        chosen = await anyio.to_thread.run_sync(predictor.warm_up, min(8, opts.max_batch))
+        for line in chosen:
+            logging.getLogger("uvicorn.error").info("engine for %s", line)
+        for note in predictor.notes:
+            logging.getLogger("uvicorn.error").warning("%s", note)
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.close()  # after the server stopped taking requests: finishes the accepted ones
+
+    return lifespan
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error the client sees is JSON {"error", "status"}; an unexpected one names no internals."""
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # the details (and the traceback) go to the server's log, not to the client
+        return _error(500, f"internal error while predicting ({type(exc).__name__}); the server keeps running — "
+                           "its log has the details; please report them with the input that caused it")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()]
+        return _error(422, "; ".join(parts) or "invalid request")
+
+
+async def _read_inputs(request: Request, predictor: Predictor, opts: ServeOptions
+                       ) -> tuple[list[tuple[str, bytes]], list[Any], list[str]]:
+    """A /predict body as (uploaded files, or JSON/text inputs with their names), by its Content-Type."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    modality = predictor.modality
+    uploads: list[tuple[str, bytes]] = []
+    items: list[Any] = []
+    names: list[str] = []
+    if content_type == "multipart/form-data":
+        _require_files(modality, content_type)
+        _check_complete_multipart(request.headers.get("content-type", ""), await request.body())
+        form = await request.form(max_files=4 * opts.max_batch, max_fields=4 * opts.max_batch)
+        try:
+            for field_name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    uploads.append((value.filename or field_name, await value.read()))
+        finally:
+            await form.close()
+        if not uploads:
+            raise RequestError(422, "the multipart body holds no file (or was cut off before its first file "
+                                    "ended); send each input as a file field, e.g. -F file=@photo.jpg")
+    elif content_type.startswith(("image/", "audio/")) or content_type == "application/octet-stream":
+        _require_files(modality, content_type)
+        if content_type.startswith(("image/", "audio/")) and not content_type.startswith(modality + "/"):
+            raise RequestError(415, f"this model takes {modality} inputs; got a {content_type} body")
+        uploads.append(("body", await request.body()))
+    elif content_type == "application/json":
+        items, names = json_inputs(parse_json(await request.body()), modality, columns=predictor.columns,
+                                   path_columns=predictor.path_columns)
+    elif content_type == "text/plain" and modality == "text":
+        items, names = json_inputs({"text": _utf8(await request.body())}, modality)
+    else:
+        raise RequestError(415, f"Content-Type {content_type or '(none)'!r} is not taken: " + _how_to_send(modality))
+    return uploads, items, names
 
 
 def _check_complete_multipart(content_type: str, body: bytes) -> None:
