@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+#: a tiny random-init network, for the tests about the command rather than the model's accuracy
+TINY = ("--backbone", "test_efficientnet", "--weights", "random")
+
 
 @pytest.fixture(scope="module")
 def trained(cli, image_folder, tmp_path_factory) -> Path:
@@ -25,7 +28,7 @@ def trained(cli, image_folder, tmp_path_factory) -> Path:
 
 
 def test_fit_prints_counts_metrics_and_saves(cli, image_folder, tmp_path) -> None:
-    code, output = cli("fit", image_folder, "--out", tmp_path / "m")
+    code, output = cli("fit", image_folder, "--out", tmp_path / "m", *TINY)
     assert code == 0, output
     # the class-count table: one row per class with its train / val / test / total counts (10 images each)
     for cls in ("red", "green", "blue"):
@@ -38,8 +41,8 @@ def test_fit_prints_counts_metrics_and_saves(cli, image_folder, tmp_path) -> Non
 
 
 def test_second_fit_extracts_nothing(cli, image_folder, tmp_path) -> None:
-    cli("fit", image_folder, "--out", tmp_path / "a", "--json", "--cache-dir", tmp_path / "cache")
-    code, output = cli("fit", image_folder, "--out", tmp_path / "b", "--json", "--cache-dir", tmp_path / "cache")
+    cli("fit", image_folder, "--out", tmp_path / "a", "--json", "--cache-dir", tmp_path / "cache", *TINY)
+    code, output = cli("fit", image_folder, "--out", tmp_path / "b", "--json", "--cache-dir", tmp_path / "cache", *TINY)
     assert code == 0
     summary = json.loads(output)
     assert summary["extracted"] == 0 and summary["cached"] > 0
@@ -138,7 +141,7 @@ def test_presplit_folder_is_respected(cli, image_folder, tmp_path) -> None:
             (root / split / cls).mkdir(parents=True)
             for i in names:
                 shutil.copy(image_folder / cls / f"{i:03d}.jpg", root / split / cls)
-    code, output = cli("fit", root, "--out", tmp_path / "m", "--json")
+    code, output = cli("fit", root, "--out", tmp_path / "m", "--json", *TINY)
     assert code == 0, output
     assert json.loads(output)["n_test"] == 6
 

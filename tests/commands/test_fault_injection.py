@@ -1,6 +1,8 @@
 """Issue 12, fault injection: `transferkit fit` killed with SIGKILL at random points — of a probe fit
-over an existing bundle, and of a fine-tuning run — 10 times each. Afterwards the cache and the
-bundle are whole (the old or the new model, never torn), and a rerun succeeds."""
+over an existing bundle, and of a fine-tuning run — 4 times each, one kill point drawn in each quarter of
+the run's time (start-up, reading or writing the cache and the checkpoints, saving the bundle), so that
+every phase is hit without repeating one; each kill costs a process start (torch, Lightning). Afterwards
+the cache and the bundle are whole (the old or the new model, never torn), and a rerun succeeds."""
 
 from __future__ import annotations
 
@@ -17,13 +19,19 @@ import pytest
 from transferkit import load
 from transferkit.bundle import check_writable
 
-KILLS = 10
+KILLS = 4
 FAST = ["--backbone", "test_efficientnet", "--weights", "random", "--precision", "fp32"]
 
 
 def _fit(*args: str | Path, cache: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "transferkit", "fit", *map(str, args), "--cache-dir", str(cache),
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _stratified(rng: random.Random, low: float, high: float) -> list[float]:
+    """KILLS points between `low` and `high`, one drawn at random in each of KILLS equal slices."""
+    width = (high - low) / KILLS
+    return [low + (i + rng.random()) * width for i in range(KILLS)]
 
 
 def _kill_after(proc: subprocess.Popen[bytes], seconds: float) -> bool:
@@ -65,9 +73,9 @@ def test_probe_fit_killed_at_random_points_keeps_bundle_and_cache(image_folder: 
     rerun = time.perf_counter() - start
     rng = random.Random(9)
     killed = 0
-    for i in range(KILLS):
+    for i, point in enumerate(_stratified(rng, 0.15, 0.9)):
         proc = _fit(image_folder, "--out", out, *FAST, "--overwrite", "--seed", str(i + 1), cache=cache)
-        killed += _kill_after(proc, rng.uniform(0.15, 0.9) * rerun)
+        killed += _kill_after(proc, point * rerun)
         model = load(out, progress=False)  # whole: the old model or the new one
         assert list(model.classes_) == ["blue", "green", "red"]
         check_writable(out, overwrite=True)  # nothing foreign left in it
@@ -84,12 +92,12 @@ def test_fine_tuning_killed_at_random_points_resumes_or_restarts(image_folder: P
     run, cache = tmp_path / "run", tmp_path / "cache"
     args = [image_folder, *FAST, "--strategy", "finetune", "--epochs", "3", "--batch-size", "8"]
     rng = random.Random(3)
-    for _ in range(KILLS):
+    for seconds in _stratified(rng, 2.0, 15.0):
         if (run / "checkpoints" / "last.ckpt").is_file() and not (run / "transferkit.json").is_file():
             proc = _fit(image_folder, "--resume", run, cache=cache)
         else:
             proc = _fit(*args, "--out", run, "--overwrite", cache=cache)
-        _kill_after(proc, rng.uniform(2.0, 15.0))
+        _kill_after(proc, seconds)
         check_writable(run, overwrite=True)  # only transferkit's own files, whatever moment it died
         if (run / "transferkit.json").is_file():
             load(run, progress=False)  # a saved bundle is always whole

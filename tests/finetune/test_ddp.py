@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import run_cli
 
 TOLERANCE = 0.15
 
@@ -59,10 +60,10 @@ def _fit(data: Path, out: Path, devices: int) -> dict[str, object]:
 
 
 def _accuracy(bundle: Path, data: Path) -> float:
-    cmd = [sys.executable, "-m", "transferkit", "evaluate", str(bundle), str(data), "--json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return float(json.loads(done.stdout[done.stdout.index("{") :])["accuracy"])
+    """`transferkit evaluate` through the real entry point, in this process (no second start of torch)."""
+    code, output = run_cli("evaluate", bundle, data, "--json")
+    assert code == 0, output[-3000:]
+    return float(json.loads(output[output.index("{") :])["accuracy"])
 
 
 @pytest.mark.slow
