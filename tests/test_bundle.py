@@ -311,6 +311,62 @@ def test_kill_9_while_saving_over_a_bundle_never_loses_it(tmp_path: Path) -> Non
     assert read_manifest(out)["labels"] == ["z"]
 
 
+class _Killed(BaseException):
+    """A crash at a chosen step (BaseException: the save's `except OSError` cannot swallow it)."""
+
+
+def test_a_crash_at_any_file_step_of_a_save_leaves_the_old_or_the_new_bundle_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic beside the kill -9 test: the save over a bundle is crashed at each of its file
+    system steps in turn (the k-th rename, exchange, unlink, rmdir, copy or tree removal raises), and
+    after every crash the folder holds exactly the old bundle or exactly the new one, file for file.
+    A save that deleted the old files before the new ones were in place fails here at its second step."""
+    import os
+    import shutil
+
+    import transferkit.bundle as bundle_module
+
+    new_manifest = {"task": "classification", "labels": ["new", "b"]}
+    new_weights = {"w": torch.ones(2, 3)}
+    ref = save_bundle(tmp_path / "ref", new_manifest, new_weights, "# new\n")
+    new_tree = tree(ref)
+    steps = {"count": 0, "crash_at": -1}
+
+    def crashing(function):  # type: ignore[no-untyped-def]
+        def step(*args, **kwargs):  # type: ignore[no-untyped-def]
+            steps["count"] += 1
+            if steps["count"] == steps["crash_at"]:
+                raise _Killed
+            return function(*args, **kwargs)
+        return step
+
+    for module, names in ((os, ("replace", "rename", "unlink", "remove", "rmdir")),
+                          (shutil, ("copy", "copy2", "copyfile", "move", "rmtree"))):
+        for name in names:
+            monkeypatch.setattr(module, name, crashing(getattr(module, name)))
+    monkeypatch.setattr(bundle_module, "_exchange", crashing(bundle_module._exchange))
+
+    crashes = 0
+    for crash_at in range(1, 40):
+        out = tmp_path / f"model{crash_at}"
+        tiny_bundle(out)
+        old_tree = tree(out)
+        steps.update(count=0, crash_at=crash_at)
+        try:
+            save_bundle(out, new_manifest, new_weights, "# new\n", overwrite=True)
+        except _Killed:
+            crashes += 1
+            assert tree(out) in (old_tree, new_tree), f"torn bundle after a crash at step {crash_at}"
+            load_bundle(out)
+            continue
+        assert tree(out) == new_tree
+        break
+    else:
+        raise AssertionError("the save never finished within 40 steps")
+    assert crashes >= 2  # the save has steps to crash in: the test is not vacuous
+
+
 def test_saving_through_a_link_to_a_bundle_keeps_the_link(tmp_path: Path) -> None:
     """Issue 12 item 2: `--out LINK` (a link to a bundle folder) replaces the bundle where the link
     points; the user's link stays a link."""
