@@ -38,7 +38,6 @@ from transferkit.cache import FeatureCache, default_cache_dir, item_key
 from transferkit.data.augment import augmenting
 from transferkit.engines.select import (
     MIN_COSINE,
-    BatchEngine,
     Calibration,
     Selection,
     check_request,
@@ -145,6 +144,23 @@ def extract_features(
     """Pooled features of `items` from a frozen `backbone`, reading and filling `cache`."""
     if len(backbone.parts()) > 1:  # a concatenation: each part extracted and cached on its own
         return _side_by_side(backbone, items, options=options, cache=cache, description=description)
+    out = np.zeros((len(items), backbone.num_features), dtype=np.float32)
+    feats = _extract_into(out, backbone, items, options=options, cache=cache, description=description)
+    feats.values = out if feats.ok.all() else _compact(out, feats.ok)
+    return feats
+
+
+def _extract_into(
+    out: np.ndarray,
+    backbone: Backbone,
+    items: Sequence[Any],
+    *,
+    options: ExtractOptions | None,
+    cache: FeatureCache | None,
+    description: str,
+) -> Features:
+    """`extract_features` of one backbone into `out` (a row per input, in input order; the rows of the
+    inputs that could not be read are left as they are); the result's `values` is `out`."""
     opts = options or ExtractOptions()
     check_request(opts.engine, opts.precision)
     if opts.devices < 1:
@@ -154,7 +170,6 @@ def extract_features(
     precision = "int8" if opts.precision == "int8" else resolve_precision(opts.precision, device)
     n = len(items)
     dim = backbone.num_features
-    out = np.zeros((n, dim), dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
     failed: dict[int, str] = {}
 
@@ -188,9 +203,8 @@ def extract_features(
             outcome = _run(job, todo, out, ok, failed)
         if outcome.engine == "none":  # no input could be read: nothing ran
             outcome.precision = precision
-    values = out if ok.all() else _compact(out, ok)
     return Features(
-        values=values,
+        values=out,
         ok=ok,
         failed=dict(sorted(failed.items())),
         extracted=len(todo),
@@ -252,11 +266,57 @@ class _Job:
 
 
 def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: dict[int, str]) -> _Outcome:
-    backbone, opts, keys = job.backbone, job.opts, job.keys
-    cache, folder = job.cache, job.folder
-    workers = opts.num_workers if opts.num_workers is not None else _default_workers(len(todo), backbone.modality)
-    loader = torch.utils.data.DataLoader(
-        _Inputs(job.items, todo, augmenting(backbone.sample_loader())),
+    """Extract the inputs `todo` into `out` (rows in input order) on the engine chosen on the first batch."""
+    backbone, keys = job.backbone, job.keys
+    shards = _ShardWriter(job, out)
+    copies: list[Backbone] = []
+
+    def torch_model() -> Backbone:
+        """The backbone as the torch engine runs it: one copy arranged for inference, made on demand."""
+        if not copies:
+            copies.append((backbone.for_inference() if job.opts.optimize else backbone).eval().to(job.device))
+        return copies[0]
+
+    was_training = backbone.training
+    backbone.eval().to(job.device)
+    selection: Selection | None = None
+    try:
+        with _progress(job.opts.progress, job.description, len(todo)) as advance:
+            for batch in _loader(job, todo):
+                good = [(i, sample) for i, sample, _ in batch if sample is not None]
+                for i, _, reason in batch:
+                    if reason is not None:
+                        failed[i] = reason
+                        shards.fail(keys[i], reason)
+                if good:
+                    feats: torch.Tensor | None = None
+                    if selection is None:
+                        selection = _select(job, torch_model, [s for _, s in good], todo)
+                        feats = selection.first
+                        if selection.engine.engine != "torch":  # the torch copy only raced: not kept alive
+                            copies.clear()
+                    if feats is None:
+                        feats = selection.engine(backbone.collate([s for _, s in good]))
+                    for (i, _), row in zip(good, feats.numpy(), strict=True):
+                        out[i], ok[i] = row, True
+                        shards.add(keys[i], i)
+                shards.flush_when_full()
+                advance(len(batch))
+        shards.flush()
+    finally:
+        backbone.train(was_training)
+    if selection is None:
+        return _Outcome(engine="none", precision=job.opts.precision)
+    return _Outcome(engine=selection.engine.engine, precision=selection.engine.precision,
+                    parity=selection.min_cosine, notes=selection.notes)
+
+
+def _loader(job: _Job, todo: list[int]) -> torch.utils.data.DataLoader:
+    """Batches of (index, sample or None, reason) for `todo`, decoded in worker processes (images, audio)."""
+    opts = job.opts
+    workers = opts.num_workers if opts.num_workers is not None else _default_workers(len(todo), job.backbone.modality)
+    return torch.utils.data.DataLoader(
+        _Inputs(job.items, todo, augmenting(job.backbone.sample_loader())),
         batch_size=opts.batch_size,
         shuffle=False,
         num_workers=workers,
@@ -264,71 +324,50 @@ def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: di
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
     )
-    copies: list[Backbone] = []
 
-    def torch_model() -> Backbone:
-        """The backbone as the torch engine runs it: one copy arranged for inference, made on demand."""
-        if not copies:
-            copies.append((backbone.for_inference() if opts.optimize else backbone).eval().to(job.device))
-        return copies[0]
 
-    was_training = backbone.training
-    backbone.eval().to(job.device)
-    pending_keys: list[str] = []
-    pending_rows: list[int] = []  # their rows of `out`, copied only when the shard is written
-    pending_failed: dict[str, str] = {}
-    # a shard holds at most `shard_size` rows and ~SHARD_BYTES: wide features (hashed n-grams,
-    # 16k floats a row) would otherwise hold 130 MB per shard, copied twice on the way to disk
-    shard_rows = max(1, min(opts.shard_size, SHARD_BYTES // max(1, 4 * out.shape[1])))
+def _select(job: _Job, torch_model: Any, samples: list[Any], todo: list[int]) -> Selection:
+    """The engine for extracting `todo`, chosen on its first batch's `samples` (`engines.select_engine`)."""
+    opts = job.opts
+    return select_engine(
+        job.backbone, torch_model, samples, engine=opts.engine, precision=opts.precision, device=job.device,
+        channels_last=opts.optimize, root=job.root, items_to_extract=len(todo), calibration=job.calibration(todo),
+    )
 
-    def flush() -> None:
-        if cache and folder is not None and (pending_keys or pending_failed):
-            cache.write(folder, list(pending_keys), out[pending_rows], dict(pending_failed))
-        pending_keys.clear()
-        pending_rows.clear()
-        pending_failed.clear()
 
-    engine: BatchEngine | None = None
-    selection: Selection | None = None
-    try:
-        with _progress(opts.progress, job.description, len(todo)) as advance:
-            for batch in loader:
-                good = [(i, sample) for i, sample, _ in batch if sample is not None]
-                for i, _, reason in batch:
-                    if reason is not None:
-                        failed[i] = reason
-                        if keys[i]:
-                            pending_failed[keys[i]] = reason
-                if good:
-                    samples = [s for _, s in good]
-                    feats: torch.Tensor | None = None
-                    if engine is None:
-                        selection = select_engine(
-                            backbone, torch_model, samples, engine=opts.engine, precision=opts.precision,
-                            device=job.device, channels_last=opts.optimize, root=job.root,
-                            items_to_extract=len(todo), calibration=job.calibration(todo),
-                        )
-                        engine, feats = selection.engine, selection.first
-                        if engine.engine != "torch":  # the torch copy only raced: not kept alive
-                            copies.clear()
-                    if feats is None:
-                        feats = engine(backbone.collate(samples))
-                    rows = feats.numpy()
-                    for (i, _), row in zip(good, rows, strict=True):
-                        out[i], ok[i] = row, True
-                        if keys[i]:
-                            pending_keys.append(keys[i])
-                            pending_rows.append(i)
-                if len(pending_keys) >= shard_rows:
-                    flush()
-                advance(len(batch))
-        flush()
-    finally:
-        backbone.train(was_training)
-    if selection is None:
-        return _Outcome(engine="none", precision=job.opts.precision)
-    return _Outcome(engine=selection.engine.engine, precision=selection.engine.precision,
-                    parity=selection.min_cosine, notes=selection.notes)
+class _ShardWriter:
+    """The features extracted since the last write, written to the cache a shard at a time.
+
+    A shard holds at most `shard_size` rows and ~SHARD_BYTES: wide features (hashed n-grams, 16k
+    floats a row) would otherwise hold 130 MB per shard, copied twice on the way to disk. Rows are
+    copied out of `out` only when their shard is written."""
+
+    def __init__(self, job: _Job, out: np.ndarray) -> None:
+        self.cache, self.folder, self.out = job.cache, job.folder, out
+        self.rows_per_shard = max(1, min(job.opts.shard_size, SHARD_BYTES // max(1, 4 * out.shape[1])))
+        self.keys: list[str] = []
+        self.rows: list[int] = []
+        self.failed: dict[str, str] = {}
+
+    def add(self, key: str, row: int) -> None:
+        if key:
+            self.keys.append(key)
+            self.rows.append(row)
+
+    def fail(self, key: str, reason: str) -> None:
+        if key:
+            self.failed[key] = reason
+
+    def flush_when_full(self) -> None:
+        if len(self.keys) >= self.rows_per_shard:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.cache and self.folder is not None and (self.keys or self.failed):
+            self.cache.write(self.folder, list(self.keys), self.out[self.rows], dict(self.failed))
+        self.keys.clear()
+        self.rows.clear()
+        self.failed.clear()
 
 
 def _run_parallel(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: dict[int, str]) -> _Outcome:
@@ -435,26 +474,24 @@ class _progress:
 
 def _side_by_side(backbone: Backbone, items: Sequence[Any], *, options: ExtractOptions | None,
                   cache: FeatureCache | None, description: str) -> Features:
-    """The features of every part of a concatenation, side by side; an input any part cannot read fails."""
+    """The features of every part of a concatenation, side by side; an input any part cannot read fails.
+
+    Each part is extracted straight into its columns of the one result array: no n×D array per part
+    beside it (hashed n-grams are 16k floats a row)."""
     start = time.perf_counter()
-    results = [extract_features(part, items, options=options, cache=cache, description=f"{description}: {part.name}")
-               for part in backbone.parts()]
+    parts = backbone.parts()
+    widths = [int(part.num_features) for part in parts]
+    values = np.zeros((len(items), sum(widths)), np.float32)
+    edges = np.cumsum([0, *widths])
+    results = [_extract_into(values[:, edges[k] : edges[k + 1]], part, items, options=options, cache=cache,
+                             description=f"{description}: {part.name}")
+               for k, part in enumerate(parts)]
     ok = np.logical_and.reduce([r.ok for r in results])
     failed: dict[int, str] = {}
     for r in results:
         for i, reason in r.failed.items():
             failed.setdefault(i, reason)
-    # one array for the result, each part's block written into its columns, each part's own array
-    # released once copied: no n×D copy per part beside it
-    widths = [r.values.shape[1] if r.values.ndim == 2 else 0 for r in results]
-    values = np.empty((int(ok.sum()), sum(widths)), np.float32)
-    column = 0
-    for r, width in zip(results, widths, strict=True):
-        rows = ok[r.ok]  # of this part's rows (its readable inputs), those every part could read
-        values[:, column : column + width] = r.values if rows.all() else r.values[rows]
-        column += width
-        r.values = np.zeros((0, width), np.float32)
-    return Features(values=values, ok=ok,
+    return Features(values=values if ok.all() else _compact(values, ok), ok=ok,
                     failed=dict(sorted(failed.items())), extracted=sum(r.extracted for r in results),
                     cached=sum(r.cached for r in results), precision=results[0].precision,
                     seconds=time.perf_counter() - start, engine=",".join(dict.fromkeys(r.engine for r in results)),

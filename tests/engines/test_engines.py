@@ -122,6 +122,34 @@ def test_auto_picks_an_agreeing_engine_and_says_which(graph_root: Path, monkeypa
     assert again.engine == feats.engine and not any("chose" in n and "first batch" in n for n in again.notes)
 
 
+@pytest.mark.skipif(not is_installed("openvino"), reason="two graph engines race only with openvino installed")
+def test_an_engine_that_lost_the_race_is_let_go_before_the_next_is_built(graph_root: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most two engines are alive in a race: the fastest so far and the one being timed."""
+    import weakref
+
+    monkeypatch.setattr(select, "AUTO_MIN_ITEMS", 0)
+    monkeypatch.setattr(select._Remembered, "get", lambda self: None)  # race, whatever was remembered
+    real_race, real_open = select._race, select.open_graph
+    # the first candidate (torch) stays the fastest, so every graph engine loses
+    monkeypatch.setattr(select, "_race", lambda best, challenger, batch, rates:
+                        best if best is not None else real_race(best, challenger, batch, rates))
+    opened: list[weakref.ref[Any]] = []
+    alive_at_open: list[int] = []
+
+    def open_graph(*args: Any, **kwargs: Any) -> Any:
+        alive_at_open.append(sum(ref() is not None for ref in opened))
+        runner = real_open(*args, **kwargs)
+        opened.append(weakref.ref(runner))
+        return runner
+
+    monkeypatch.setattr(select, "open_graph", open_graph)
+    b = backbone("efficientnet_lite0")
+    feats = extract_features(b, inputs_for(b, 6), options=options(precision="fp32"))
+    assert feats.engine == "torch" and len(alive_at_open) >= 2
+    assert alive_at_open == [0] * len(alive_at_open), "a graph engine that lost was still alive"
+
+
 def test_an_engine_that_is_not_installed_falls_back_by_name(graph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(select, "is_installed", lambda engine: engine != "openvino")
     b = backbone("efficientnet_lite0")

@@ -238,6 +238,46 @@ class _Remembered:
             pass  # a read-only cache only costs the next run a race
 
 
+@dataclass
+class _Request:
+    """What `select_engine` was asked: the backbone, its first batch and the engine wanted."""
+
+    backbone: Backbone
+    model: Callable[[], Backbone]
+    samples: Sequence[Any]
+    engine: str
+    precision: str
+    device: torch.device
+    channels_last: bool
+    root: str | Path | None
+    items_to_extract: int | None
+    calibration: Calibration | None
+
+
+@dataclass
+class _Plan:
+    """The engines to try, in order, and whether they race or a remembered choice is checked again."""
+
+    engines: list[str]
+    candidates: list[tuple[str, str]]
+    parts: GraphParts | None = None
+    remembered: _Remembered | None = None
+    choice: str | None = None
+    race: bool = False
+    recheck: bool = False
+
+
+@dataclass
+class _Trial:
+    """What the candidates did on the first batch."""
+
+    agreeing: list[tuple[BatchEngine, float]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # what the user must be told
+    quiet: list[str] = field(default_factory=list)  # bf16/int8 too far off under auto: expected on some models
+    head_out: dict[str, torch.Tensor] = field(default_factory=dict)
+    best: _Timed | None = None  # under a race, only the fastest so far is kept (bounded memory)
+
+
 def select_engine(
     backbone: Backbone,
     model: Callable[[], Backbone],
@@ -261,112 +301,156 @@ def select_engine(
     device = device or torch.device("cpu")
     if backbone.native_engine is not None:
         return _native(backbone, engine, precision, device)
+    request = _Request(backbone, model, samples, engine, precision, device, channels_last, root, items_to_extract,
+                       calibration)
     head = backbone.collate(list(samples[:PARITY_SAMPLES]))
     # the reference is the backbone itself in fp32 (channels_last inputs: same numbers, ~2x faster)
-    reference_engine = TorchEngine(backbone, "fp32", device, channels_last=True)
-    selection = Selection(engine=reference_engine)
-    reference = reference_engine(head)
+    selection = Selection(engine=TorchEngine(backbone, "fp32", device, channels_last=True))
+    reference = selection.engine(head)
+    plan = _plan(request, selection)
+    trial = _try_candidates(request, plan, head, reference, selection)
+    del head, reference
+    selection.notes.extend(f"{reason}; not used" for reason in trial.quiet)
+    if not trial.agreeing:
+        return _fall_back(request, trial, selection)
+    if trial.rejected:
+        _warn(selection, f"{'; '.join(trial.rejected)}: not used")
+    if trial.best is not None:
+        return _race_winner(request, plan, trial.best, selection)
+    return _agreeing(request, plan, trial, selection)
 
-    engines = _engines_to_try(engine, precision, device, selection)
-    parts: GraphParts | None = None
-    remembered: _Remembered | None = None
+
+def _plan(request: _Request, selection: Selection) -> _Plan:
+    """The candidates (engine × precision) to try: the request, what is installed, whether the
+    backbone exports a graph, and the choice remembered here (the only candidate when there is one)."""
+    backbone, engine, precision = request.backbone, request.engine, request.precision
+    engines = _engines_to_try(engine, precision, request.device, selection)
+    plan = _Plan(engines=engines, candidates=[])
     if any(e != "torch" for e in engines):
         try:
-            parts = backbone.graph_parts()
+            plan.parts = backbone.graph_parts()
         except Exception as exc:
             if engine != "auto":
                 raise
             # said, not warned: under auto, torch is a fine answer for a model with no graph to export
             selection.notes.append(f"engine auto: '{backbone.name}' has no exportable graph ({exc}); using torch")
-            engines = ["torch"]
-    choice: str | None = None
-    if parts is not None and engine == "auto":
-        key = graph_key(backbone, parts)
-        remembered = _Remembered(root, {
-            "graph": key_digest(key), "precision": precision, "batch": len(samples), "machine": _machine_signature(),
+            plan.engines = ["torch"]
+    if plan.parts is not None and engine == "auto":
+        key = graph_key(backbone, plan.parts)
+        plan.remembered = _Remembered(request.root, {
+            "graph": key_digest(key), "precision": precision, "batch": len(request.samples),
+            "machine": _machine_signature(),
         })
-        choice = remembered.get()
-        small = items_to_extract is not None and items_to_extract < AUTO_MIN_ITEMS
-        if choice is None and small and not (graph_folder(backbone, key, root) / "model.onnx").is_file():
-            engines = ["torch"]
-    candidates = _all_candidates(engines, precision, device)
-    if choice is not None:
-        candidates = [c for c in candidates if f"{c[0]} {c[1]}" == choice] or candidates
-    if not candidates:
+        plan.choice = plan.remembered.get()
+        small = request.items_to_extract is not None and request.items_to_extract < AUTO_MIN_ITEMS
+        if plan.choice is None and small and not (graph_folder(backbone, key, request.root) / "model.onnx").is_file():
+            plan.engines = ["torch"]
+    plan.candidates = _all_candidates(plan.engines, precision, request.device)
+    if plan.choice is not None:
+        plan.candidates = [c for c in plan.candidates if f"{c[0]} {c[1]}" == plan.choice] or plan.candidates
+    if not plan.candidates:
         raise ConfigError(
             f"engine '{engine}' cannot run precision '{precision}' here: onnxruntime runs fp32; "
             "bf16 needs a CPU with native bf16 (AVX512-BF16/AMX) for openvino; int8 runs on openvino. "
             "Use precision 'auto' or 'fp32', or another engine."
         )
+    plan.race = engine == "auto" and len(plan.candidates) > 1 and any(name != "torch" for name, _ in plan.candidates)
+    _plan_recheck(request, plan)
+    return plan
 
-    race = engine == "auto" and len(candidates) > 1 and any(name != "torch" for name, _ in candidates)
-    recheck = remembered is not None and choice is not None and remembered.recheck_due(items_to_extract, len(samples))
-    if recheck and remembered is not None:
-        runner_up = remembered.runner_up()
-        pair = [c for c in _all_candidates(engines, precision, device) if f"{c[0]} {c[1]}" in (choice, runner_up)]
-        candidates = sorted(pair, key=lambda c: f"{c[0]} {c[1]}" != choice)  # the choice first
-        recheck = len(candidates) == 2
-    batch = backbone.collate(list(samples)) if race else None
-    agreeing: list[tuple[BatchEngine, float]] = []
-    rejected: list[str] = []  # what the user must be told
-    quiet: list[str] = []  # bf16/int8 too far off under auto: expected on some models
-    head_out: dict[str, torch.Tensor] = {}
-    best: _Timed | None = None  # under a race, only the fastest so far is kept (bounded memory)
-    for candidate in _built(backbone, model, parts, candidates, engine, precision, device, channels_last, root,
-                            calibration, selection):
-        try:
-            head_out[candidate.label] = candidate(head)
-            cosine = _cosine(head_out[candidate.label], reference)
-        except Exception as exc:
-            rejected.append(f"{candidate.label} failed on the first batch ({type(exc).__name__}: {str(exc)[:200]})")
-            continue
-        if cosine < MIN_COSINE[candidate.precision]:
-            reason = (f"{candidate.label} disagrees with PyTorch fp32 on the first batch (min cosine {cosine:.6f} "
-                      f"< {MIN_COSINE[candidate.precision]})")
-            (rejected if engine != "auto" or candidate.precision == "fp32" else quiet).append(reason)
-            continue
-        if batch is None:
-            agreeing.append((candidate, cosine))
-            continue
-        best = _race(best, _Timed(candidate, cosine), batch, selection.rates)
-        agreeing = [(best.engine, best.cosine)]
-        del candidate
-        release_memory()
 
-    selection.notes.extend(f"{reason}; not used" for reason in quiet)
-    if not agreeing:
-        if precision == "int8":
-            raise EngineError(
-                f"the int8 graph of '{backbone.name}' is too far from PyTorch fp32 on the first batch "
-                f"({'; '.join(rejected + quiet)}): quantization lost too much here; use precision 'fp32'"
-            )
-        selection.engine, selection.min_cosine = TorchEngine(model(), "fp32", device, channels_last), 1.0
-        _warn(selection, f"{'; '.join(rejected or quiet)}: falling back to torch fp32")
-        return selection
-    if rejected:
-        _warn(selection, f"{'; '.join(rejected)}: not used")
-    if best is not None:
-        selection.engine, selection.min_cosine, selection.first = best.engine, best.cosine, best.out
-        ranked = sorted(selection.rates.items(), key=lambda kv: -kv[1])
-        rates = ", ".join(f"{label} {rate:.0f}/s" for label, rate in ranked)
-        selection.notes.append(f"engine {engine} chose {best.engine.label} (first batch, median of {TIMED_ROUNDS} "
-                               f"interleaved runs after a warm-up: {rates})")
-        if remembered is not None and len(ranked) > 1:
-            remembered.put(best.engine.label, selection.rates, runner_up=ranked[1][0])
-        return selection
+def _plan_recheck(request: _Request, plan: _Plan) -> None:
+    """Every `RECHECK_EVERY` runs the remembered choice is tried again beside the runner-up of its race."""
+    remembered, choice = plan.remembered, plan.choice
+    if remembered is None or choice is None or not remembered.recheck_due(request.items_to_extract,
+                                                                           len(request.samples)):
+        return
+    runner_up = remembered.runner_up()
+    pair = [c for c in _all_candidates(plan.engines, request.precision, request.device)
+            if f"{c[0]} {c[1]}" in (choice, runner_up)]
+    plan.candidates = sorted(pair, key=lambda c: f"{c[0]} {c[1]}" != choice)  # the choice first
+    plan.recheck = len(plan.candidates) == 2
+
+
+def _try_candidates(request: _Request, plan: _Plan, head: Any, reference: torch.Tensor,
+                    selection: Selection) -> _Trial:
+    """Each candidate, built one at a time, on the first samples (parity with `reference`); under a
+    race the ones that agree are timed on the whole first batch, and only the fastest so far is kept."""
+    batch = request.backbone.collate(list(request.samples)) if plan.race else None
+    trial = _Trial()
+    for candidate in _built(request, plan.parts, plan.candidates, selection):
+        cosine = _parity(request, candidate, head, reference, trial)
+        if cosine is not None and batch is None:
+            trial.agreeing.append((candidate, cosine))
+        elif cosine is not None:
+            trial.best = _race(trial.best, _Timed(candidate, cosine), batch, selection.rates)
+            trial.agreeing = [(trial.best.engine, trial.best.cosine)]
+        del candidate  # a loser or a candidate that disagrees is let go before the next one is built
+    return trial
+
+
+def _parity(request: _Request, candidate: BatchEngine, head: Any, reference: torch.Tensor,
+            trial: _Trial) -> float | None:
+    """The least cosine of `candidate`'s features of the first samples to `reference`'s; None (and
+    the reason kept) when it fails on them or is too far."""
+    try:
+        trial.head_out[candidate.label] = candidate(head)
+        cosine = _cosine(trial.head_out[candidate.label], reference)
+    except Exception as exc:
+        trial.rejected.append(f"{candidate.label} failed on the first batch ({type(exc).__name__}: {str(exc)[:200]})")
+        return None
+    if cosine < MIN_COSINE[candidate.precision]:
+        reason = (f"{candidate.label} disagrees with PyTorch fp32 on the first batch (min cosine {cosine:.6f} "
+                  f"< {MIN_COSINE[candidate.precision]})")
+        told = request.engine != "auto" or candidate.precision == "fp32"
+        (trial.rejected if told else trial.quiet).append(reason)
+        return None
+    return cosine
+
+
+def _fall_back(request: _Request, trial: _Trial, selection: Selection) -> Selection:
+    """No candidate agreed with PyTorch fp32: torch fp32 it is (int8 asked for: an error instead)."""
+    if request.precision == "int8":
+        raise EngineError(
+            f"the int8 graph of '{request.backbone.name}' is too far from PyTorch fp32 on the first batch "
+            f"({'; '.join(trial.rejected + trial.quiet)}): quantization lost too much here; use precision 'fp32'"
+        )
+    selection.engine = TorchEngine(request.model(), "fp32", request.device, request.channels_last)
+    selection.min_cosine = 1.0
+    _warn(selection, f"{'; '.join(trial.rejected or trial.quiet)}: falling back to torch fp32")
+    return selection
+
+
+def _race_winner(request: _Request, plan: _Plan, best: _Timed, selection: Selection) -> Selection:
+    """The fastest of the race, said with every candidate's rate and remembered with its runner-up."""
+    selection.engine, selection.min_cosine, selection.first = best.engine, best.cosine, best.out
+    ranked = sorted(selection.rates.items(), key=lambda kv: -kv[1])
+    rates = ", ".join(f"{label} {rate:.0f}/s" for label, rate in ranked)
+    selection.notes.append(f"engine {request.engine} chose {best.engine.label} (first batch, median of "
+                           f"{TIMED_ROUNDS} interleaved runs after a warm-up: {rates})")
+    if plan.remembered is not None and len(ranked) > 1:
+        plan.remembered.put(best.engine.label, selection.rates, runner_up=ranked[1][0])
+    return selection
+
+
+def _agreeing(request: _Request, plan: _Plan, trial: _Trial, selection: Selection) -> Selection:
+    """No race: the candidate asked for (or remembered) that agrees; two torch precisions: bf16; a
+    remembered choice due for a check: both it and the runner-up, behind `Rechecked`."""
+    agreeing = trial.agreeing
     if len(agreeing) > 1 and all(c.engine == "torch" for c, _ in agreeing):
         # torch alone: no race, so that the same data gives the same features run after run; bf16
         # where it agrees (on CPUs with native bf16 it is ~1.7x faster than fp32, measured)
         agreeing = sorted(agreeing, key=lambda pair: pair[0].precision != "bf16")[:1]
-    if recheck and remembered is not None and len(agreeing) == 2:
+    remembered = plan.remembered
+    if plan.recheck and remembered is not None and len(agreeing) == 2:
         chosen_engine, cosine = agreeing[0]
         selection.engine = Rechecked(chosen_engine, agreeing[1][0], remembered, selection.notes)
         selection.min_cosine = min(cosine, agreeing[1][1])
         return selection
     selection.engine, selection.min_cosine = agreeing[0]
-    if len(samples) <= PARITY_SAMPLES:  # the head was the whole batch: its features are done
-        selection.first = head_out[selection.engine.label]
-    if engine == "auto" and choice is not None:
+    if len(request.samples) <= PARITY_SAMPLES:  # the head was the whole batch: its features are done
+        selection.first = trial.head_out[selection.engine.label]
+    if request.engine == "auto" and plan.choice is not None:
         if selection.engine.engine != "torch":
             selection.notes.append(f"engine auto: {selection.engine.label} (chosen on this machine before)")
         if remembered is not None:
@@ -515,56 +599,61 @@ def _engines_to_try(engine: str, precision: str, device: torch.device, selection
     return [fallback]
 
 
-def _built(
-    backbone: Backbone,
-    model: Callable[[], Backbone],
-    parts: GraphParts | None,
-    candidates: list[tuple[str, str]],
-    requested: str,
-    precision: str,
-    device: torch.device,
-    channels_last: bool,
-    root: str | Path | None,
-    calibration: Calibration | None,
-    selection: Selection,
-) -> Iterator[BatchEngine]:
-    """An engine per candidate, one at a time (the caller drops the ones it does not keep); graph
+def _built(request: _Request, parts: GraphParts | None, candidates: list[tuple[str, str]],
+           selection: Selection) -> Iterator[BatchEngine]:
+    """An engine per candidate, one at a time: the one handed out last is let go (here, and by the
+    caller unless it keeps it) before the next is built, so a race holds at most two; graph
     engines share one exported (cached) graph."""
     count = 0
-    graph: Path | None = None
-    graph_failed = False
-    threads = torch.get_num_threads()
+    graph = _Graph(request, parts)
     for name, prec in candidates:
-        if name == "torch":
-            count += 1
-            yield TorchEngine(model(), prec, device, channels_last)
+        built = (TorchEngine(request.model(), prec, request.device, request.channels_last) if name == "torch"
+                 else graph.engine(name, prec, selection))
+        if built is None:
             continue
-        if graph_failed or parts is None:
-            continue
+        count += 1
+        yield built
+        del built
+        release_memory()  # the candidate the caller did not keep: its session, its buffers
+    if not count:
+        _warn(selection, f"no engine of {[f'{n} {p}' for n, p in candidates]} could run; falling back to torch fp32")
+        yield TorchEngine(request.model(), "fp32", request.device, request.channels_last)
+
+
+class _Graph:
+    """The backbone's exported graph (exported, or read from the cache, on first use) and the
+    engines that run it."""
+
+    def __init__(self, request: _Request, parts: GraphParts | None) -> None:
+        self.request, self.parts = request, parts
+        self.path: Path | None = None
+        self.failed = False
+        self.threads = torch.get_num_threads()
+
+    def engine(self, name: str, precision: str, selection: Selection) -> GraphEngine | None:
+        """`name` running the graph at `precision`; None (said) when the graph or the engine fails under auto."""
+        request, parts = self.request, self.parts
+        if self.failed or parts is None:
+            return None
+        backbone = request.backbone
         try:
-            if graph is None:
-                graph, _ = backbone_graph(backbone, parts, root=root)
+            if self.path is None:
+                self.path, _ = backbone_graph(backbone, parts, root=request.root)
                 release_memory()  # what the export held (a traced program, the graph in memory)
-            path = _int8_path(backbone, parts, graph, calibration) if prec == "int8" else graph
-            runner = open_graph(path, name, prec, threads)
+            path = _int8_path(backbone, parts, self.path, request.calibration) if precision == "int8" else self.path
+            return GraphEngine(parts, open_graph(path, name, precision, self.threads))
         except EngineError as exc:
-            if requested != "auto" or precision == "int8":
+            if request.engine != "auto" or request.precision == "int8":
                 raise
             _warn(selection, f"engine auto: {exc} Using torch.")
-            graph_failed = True
-            continue
+            self.failed = True
         except Exception as exc:  # the engine itself failed to compile or run the graph
-            if precision == "int8":
+            if request.precision == "int8":
                 raise EngineError(f"OpenVINO could not run the int8 graph of '{backbone.name}' "
                                   f"({type(exc).__name__}: {str(exc)[:200]})") from exc
             _warn(selection, f"{name} could not compile the graph of '{backbone.name}' "
                              f"({type(exc).__name__}: {str(exc)[:200]}); not used")
-            continue
-        count += 1
-        yield GraphEngine(parts, runner)
-    if not count:
-        _warn(selection, f"no engine of {[f'{n} {p}' for n, p in candidates]} could run; falling back to torch fp32")
-        yield TorchEngine(model(), "fp32", device, channels_last)
+        return None
 
 
 def release_memory() -> None:

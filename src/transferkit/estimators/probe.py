@@ -183,8 +183,9 @@ class TransferClassifier(TransferEstimator):
         index = {c: i for i, c in enumerate(self.classes_)}
         tr_idx, va_idx = self._head_rows(labels, ok, n_train, train_ok, index, given_val=val is not None)
         y_all = np.array([index.get(label, -1) for label in labels])
-        source = values[np.flatnonzero(ok)].astype(np.float64)  # the training domain: train + val, no views
-        self.source_mean_, self.source_std_ = source.mean(axis=0), source.std(axis=0)
+        # the training domain: train + val, no views (its statistics a block of rows at a time: a float64
+        # copy of every feature would double a wide matrix, e.g. hashed n-grams, for two vectors)
+        self.source_mean_, self.source_std_ = _row_moments(values, np.flatnonzero(ok))
         self.target_skipped_: dict[str, str] = {}
         target = self._target_features(X_target, report) if X_target is not None else None
         plain_idx = tr_idx
@@ -200,6 +201,7 @@ class TransferClassifier(TransferEstimator):
         self.align_: AlignModule | BlockAlignModule | None = None
         self.adaptation_: dict[str, Any] | None = None
         if target is not None:
+            source = values[np.flatnonzero(ok)].astype(np.float64)  # rows before the views: the same
             head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
             self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(ok)])
         self.head_ = head
@@ -559,3 +561,12 @@ def _recorded_backbone(recorded: Any, name: str) -> BackboneSpec | None:
     except ConfigError:
         return None
     return spec if spec.kind in ("model", "concat") and str(spec.networks()) == name else None
+
+
+def _row_moments(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation, in float64, of `values[rows]`, ~32 MB of rows at a time."""
+    step = max(1, (1 << 22) // max(1, values.shape[1]))
+    blocks = [rows[i : i + step] for i in range(0, len(rows), step)]
+    mean = sum((values[b].sum(axis=0, dtype=np.float64) for b in blocks), np.zeros(values.shape[1])) / len(rows)
+    squares = sum((np.square(values[b] - mean).sum(axis=0) for b in blocks), np.zeros(values.shape[1]))
+    return mean, np.sqrt(squares / len(rows))
