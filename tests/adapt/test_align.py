@@ -227,3 +227,17 @@ def test_auto_on_identical_domains_aligns_nothing_and_says_why() -> None:
     moved, why = auto_outcome(alignment)
     assert not moved and "nothing is aligned" in why
     np.testing.assert_allclose(alignment.apply(x), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["standardize", "coral"])
+def test_a_dimension_constant_in_the_source_gets_its_constant(method: str) -> None:
+    """A feature constant in the training data but varying a little in the target must not be spread out
+    (its spread floor would scale the target's variation by hundreds)."""
+    rng = np.random.default_rng(15)
+    source = rng.normal(size=(200, 6))
+    source[:, 2] = 0.0
+    target = rng.normal(1.0, 2.0, (60, 6))
+    target[:, 2] = rng.normal(0.0, 0.002, 60)
+    moved = fit_alignment(source, target, method).apply(target)
+    np.testing.assert_allclose(moved[:, 2], 0.0, atol=1e-5)
+    assert np.abs(moved).max() < 20

@@ -190,6 +190,12 @@ def _spread(x: np.ndarray) -> np.ndarray:
     return np.where(std > floor, std, 1.0)
 
 
+def _constant(x: np.ndarray) -> np.ndarray:
+    """Which dimensions of `x` are constant (spread at or below `_EPS` of the largest)."""
+    std = x.std(axis=0)
+    return ~(std > _EPS * max(float(std.max(initial=0.0)), 1.0))
+
+
 def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
     """The covariance of `x` [n, d] by Ledoit–Wolf shrinkage of its correlations toward the identity.
 
@@ -244,7 +250,10 @@ def fit_standardize(source: np.ndarray, target: np.ndarray) -> Alignment:
     s = _as_matrix(source, "source features", 2)
     t = _as_matrix(target, "target features", MIN_TARGET_INPUTS)
     _check_dims(s, t)
-    return Alignment("standardize", mean_in=t.mean(axis=0), mean_out=s.mean(axis=0), scale=_spread(s) / _spread(t),
+    # a dimension constant in the source gets the source's constant (scale 0): spreading the target's own
+    # variation there would hand the head values it never saw (speech: one GE2E dimension, 3.9% accuracy)
+    scale = np.where(_constant(s), 0.0, _spread(s) / _spread(t))
+    return Alignment("standardize", mean_in=t.mean(axis=0), mean_out=s.mean(axis=0), scale=scale,
                      info={"source_inputs": len(s), "target_inputs": len(t)})
 
 
@@ -328,6 +337,7 @@ def fit_coral(source: np.ndarray, target: np.ndarray, *, shrink: bool = True) ->
         cs, ct = np.cov(s, rowvar=False, bias=True), np.cov(t, rowvar=False, bias=True)
         shrink_s = shrink_t = 0.0
     matrix = _matrix_power(ct, -0.5) @ _matrix_power(cs, 0.5)
+    matrix[:, _constant(s)] = 0.0  # a dimension constant in the source gets the source's constant
     return Alignment("coral", mean_in=t.mean(axis=0), mean_out=s.mean(axis=0), matrix=matrix,
                      info={"source_inputs": len(s), "target_inputs": len(t),
                            "source_shrinkage": round(shrink_s, 4), "target_shrinkage": round(shrink_t, 4)})
