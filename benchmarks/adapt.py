@@ -130,7 +130,11 @@ def accuracy(clf: Any, split: tuple[list[str], list[str]]) -> float:
     return float((predicted == truth).mean())
 
 
-def run_set(name: str, root: Path, quick: bool, out: Path) -> dict[str, Any]:
+ROW_GROUPS = ("default", "adapt", "peers", "transductive", "control")
+
+
+def run_set(name: str, root: Path, quick: bool, out: Path, groups: tuple[str, ...] = ROW_GROUPS,
+            methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     from transferkit import TransferClassifier
     from transferkit.backbones.registry import DEFAULT_BACKBONES
     from transferkit.cache import FeatureCache
@@ -164,17 +168,48 @@ def run_set(name: str, root: Path, quick: bool, out: Path) -> dict[str, Any]:
     warm = time.perf_counter() - started
     record("default (warm features)", accuracy(default, half_b), warm)
     adapt_seconds: dict[str, float] = {}
-    for method in METHODS:
+    shift_seconds: dict[str, float] = {}
+    for method in methods if "adapt" in groups else ():
         started = time.perf_counter()
         clf = probe(adapt_method=method).fit(*train, X_val=val[0], y_val=val[1], X_target=half_a[0])
         took = time.perf_counter() - started
         adapt_seconds[method] = float(clf.adaptation_["seconds"])
+        shift_seconds[method] = float(clf.adaptation_.get("shift_seconds", 0.0))
         record(f"adapt-{method}", accuracy(clf, half_b), took, alignment_s=adapt_seconds[method],
-               alignment=clf.adaptation_.get("alignment"))
+               shift_diagnostic_s=shift_seconds[method], alignment=clf.adaptation_.get("alignment"),
+               why=clf.adaptation_.get("why"))
+    cost = {"probe_fit_cold_s": round(cold, 1), "probe_fit_warm_s": round(warm, 1), "alignment_s": adapt_seconds,
+            "shift_diagnostic_s": shift_seconds,
+            "alignment_over_warm_fit": {k: round(v / warm, 3) for k, v in adapt_seconds.items()},
+            "alignment_and_diagnostic_over_warm_fit": {k: round((v + shift_seconds[k]) / warm, 3)
+                                                       for k, v in adapt_seconds.items()}}
+    if "peers" in groups:
+        peers(default, train, half_a, half_b, record)
+    if "transductive" in groups:
+        whole = splits["test"]
+        record("default, whole test", accuracy(default, whole), 0.0)
+        started = time.perf_counter()
+        clf = probe(adapt_method="auto").fit(*train, X_val=val[0], y_val=val[1], X_target=whole[0])
+        record("transductive (auto, whole test)", accuracy(clf, whole), time.perf_counter() - started,
+               alignment=clf.adaptation_.get("alignment"), why=clf.adaptation_.get("why"))
+    if "control" in groups:
+        # control: no shift — in-domain validation halves
+        va, vb = halves(len(val[0]), SEED + 1)
+        control_a, control_b = take(val, va), take(val, vb)
+        base = probe().fit(*train)
+        record("control: default", accuracy(base, control_b), 0.0)
+        for method in methods:
+            if method == "none":
+                continue
+            clf = probe(adapt_method=method).fit(*train, X_target=control_a[0])
+            record(f"control: adapt-{method}", accuracy(clf, control_b), 0.0,
+                   alignment=clf.adaptation_.get("alignment"), why=clf.adaptation_.get("why"))
+    return {"set": name, "modality": modality, "backbone": backbone, "rows": rows, "cost": cost}
 
-    # peers on the same features (no views): extract once (cached) and fit by hand
-    plain = probe()
-    plain.fit(*train, X_val=val[0], y_val=val[1])
+
+def peers(plain: Any, train: tuple[list[str], list[str]], half_a: tuple[list[str], list[str]],
+          half_b: tuple[list[str], list[str]], record: Any) -> None:
+    """The textbook peers on the default probe's own (un-augmented, cached) features, fitted by hand."""
     fx = {k: np.asarray(plain.features(v[0]).values, np.float64) for k, v in
           (("train", train), ("a", half_a), ("b", half_b))}
     truth_b = np.array(half_b[1])
@@ -186,24 +221,6 @@ def run_set(name: str, root: Path, quick: bool, out: Path) -> dict[str, Any]:
     recoloured = textbook_coral(fx["train"], fx["a"], blocks)
     record("peer-coral (textbook)", float((logistic(recoloured, train[1], fx["b"]) == truth_b).mean()),
            time.perf_counter() - started)
-
-    whole = splits["test"]
-    record("default, whole test", accuracy(default, whole), 0.0)
-    started = time.perf_counter()
-    clf = probe(adapt_method="auto").fit(*train, X_val=val[0], y_val=val[1], X_target=whole[0])
-    record("transductive (auto, whole test)", accuracy(clf, whole), time.perf_counter() - started)
-
-    # control: no shift — in-domain validation halves
-    va, vb = halves(len(val[0]), SEED + 1)
-    control_a, control_b = take(val, va), take(val, vb)
-    base = probe().fit(*train)
-    record("control: default", accuracy(base, control_b), 0.0)
-    clf = probe(adapt_method="auto").fit(*train, X_target=control_a[0])
-    record("control: adapt-auto", accuracy(clf, control_b), 0.0)
-    return {"set": name, "modality": modality, "backbone": backbone, "rows": rows,
-            "cost": {"probe_fit_cold_s": round(cold, 1), "probe_fit_warm_s": round(warm, 1),
-                     "alignment_s": adapt_seconds,
-                     "alignment_over_warm_fit": {k: round(v / warm, 3) for k, v in adapt_seconds.items()}}}
 
 
 def coral_cost() -> dict[str, float]:
@@ -231,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/adapt"))
     parser.add_argument("--quick", action="store_true", help="10 training inputs per class (a smoke run)")
     parser.add_argument("--cost-only", action="store_true", help="only the generated CORAL timing")
+    parser.add_argument("--rows", default=",".join(ROW_GROUPS),
+                        help=f"row groups to run, of {','.join(ROW_GROUPS)} (default: all; `default` always runs)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="the adapt methods of the adapt rows")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"cost": coral_cost()}
@@ -241,7 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.cost_only:
         for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
             try:
-                results[name] = run_set(name, args.root, args.quick, args.out)
+                results[name] = run_set(name, args.root, args.quick, args.out,
+                                        tuple(g.strip() for g in args.rows.split(",") if g.strip()),
+                                        tuple(m.strip() for m in args.methods.split(",") if m.strip()))
             except SystemExit as exc:
                 print(f"== {name}: skipped: {exc}", flush=True)
                 results[name] = {"error": str(exc)}

@@ -326,7 +326,8 @@ STRICT: Param[bool] = param(False, "Fail on unreadable inputs instead of skippin
 PROGRESS: Param[bool] = param(True, "Show progress bars.", rules=FLAG)
 DEVICE: Param[str | None] = param(None, "torch device to run on (default: the best available).", rules=(NONE, NAME))
 ADAPT_METHOD: Param[str] = param(
-    "auto", "With --adapt-to: auto (per-domain standardisation), standardize (the same), coral (CORAL with shrunk "
+    "auto", "With --adapt-to: auto (per-domain standardisation, the shift shrunk by James-Stein: nothing moves where "
+    "the target differs by no more than its sampling noise), standardize (plain), coral (CORAL with shrunk "
     "covariances), self-training (CORAL + confident target pseudo-labels) or none.", "--adapt-method",
     rules=OneOf(ADAPT_METHODS), modalities=SINGLE, strategies=("probe",))
 ADAPT_BATCH: Param[bool] = param(False, "Standardise each batch given to predict with its own statistics (test-time "

@@ -11,10 +11,12 @@ from sklearn.linear_model import LogisticRegression
 from transferkit.adapt import (
     MIN_BATCH_INPUTS,
     AlignModule,
+    auto_outcome,
     batch_standardizer,
     confident_pseudo_labels,
     fit_alignment,
     fit_coral,
+    fit_shrunk_standardize,
     fit_standardize,
     resolve_method,
     self_train,
@@ -115,7 +117,7 @@ def test_module_round_trips_through_tensors_and_matches_numpy() -> None:
 def test_none_and_unknown_methods() -> None:
     rng = np.random.default_rng(6)
     assert fit_alignment(rng.normal(size=(20, 3)), rng.normal(size=(20, 3)), "none") is None
-    assert resolve_method("auto") == "standardize"
+    assert resolve_method("auto") == "auto"
     with pytest.raises(ConfigError, match="standardize"):
         resolve_method("mmd")
 
@@ -188,3 +190,54 @@ def test_shrinkage_intensity_is_ledoit_wolf() -> None:
     got, got_intensity = _ledoit_wolf(x)
     assert got_intensity == pytest.approx(intensity, rel=1e-9)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_auto_moves_nothing_where_the_target_differs_only_by_sampling_noise() -> None:
+    """Two random draws of one domain (the no-shift control): plain standardisation moves the target by
+    its statistics' noise; auto's James-Stein factors shrink that to (almost) nothing."""
+    rng = np.random.default_rng(12)
+    mixing = rng.normal(size=(200, 200)) / np.sqrt(200)
+    source = rng.gamma(1.0, size=(800, 200)) @ mixing
+    target = rng.gamma(1.0, size=(60, 200)) @ mixing
+    auto = fit_shrunk_standardize(source, target)
+    assert auto.info is not None
+    assert auto.info["mean_shrinkage"] < 0.2 and auto.info["spread_shrinkage"] < 0.2, auto.info
+    plain = fit_standardize(source, target)
+    moved_plain = np.abs(plain.apply(target) - target).mean()
+    moved_auto = np.abs(auto.apply(target) - target).mean()
+    assert moved_auto < 0.25 * moved_plain
+
+
+def test_auto_is_plain_standardisation_under_a_strong_shift() -> None:
+    rng = np.random.default_rng(13)
+    source = rng.normal(0.0, 1.0, (500, 50))
+    target = rng.normal(3.0, 2.5, (80, 50))
+    auto = fit_shrunk_standardize(source, target)
+    assert auto.info is not None and auto.info["mean_shrinkage"] > 0.95 and auto.info["spread_shrinkage"] > 0.9
+    moved = auto.apply(target)
+    np.testing.assert_allclose(moved.mean(axis=0), source.mean(axis=0), atol=0.25)
+    assert auto_outcome(auto)[0]
+
+
+def test_auto_on_identical_domains_aligns_nothing_and_says_why() -> None:
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(100, 8))
+    alignment = fit_alignment(x, x.copy(), "auto", blocks=[3, 5])
+    assert alignment is not None
+    moved, why = auto_outcome(alignment)
+    assert not moved and "nothing is aligned" in why
+    np.testing.assert_allclose(alignment.apply(x), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["standardize", "coral"])
+def test_a_dimension_constant_in_the_source_gets_its_constant(method: str) -> None:
+    """A feature constant in the training data but varying a little in the target must not be spread out
+    (its spread floor would scale the target's variation by hundreds)."""
+    rng = np.random.default_rng(15)
+    source = rng.normal(size=(200, 6))
+    source[:, 2] = 0.0
+    target = rng.normal(1.0, 2.0, (60, 6))
+    target[:, 2] = rng.normal(0.0, 0.002, 60)
+    moved = fit_alignment(source, target, method).apply(target)
+    np.testing.assert_allclose(moved[:, 2], 0.0, atol=1e-5)
+    assert np.abs(moved).max() < 20

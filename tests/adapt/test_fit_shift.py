@@ -34,7 +34,7 @@ def test_probe_fit_shows_and_keeps_the_shift_diagnostic(cli, image_folder: Path,
     assert "how far is the target?" in output and "proxy A-distance" in output and "verdict:" in output
     shift = json.loads((out / "transferkit.json").read_text())["adaptation"]["shift"]
     assert shift["domain_accuracy"] > 0.8 and shift["domain_accuracy_aligned"] is not None
-    assert shift["alignment"] == "standardize" and len(shift["map"]["panels"]) == 2  # auto
+    assert shift["alignment"] == "standardize (shrunk)" and len(shift["map"]["panels"]) == 2  # auto
     html = (out / "report.html").read_text()
     assert '<section id="target-shift">' in html and 'id="plot-shift"' in html
     code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache", "--overwrite",

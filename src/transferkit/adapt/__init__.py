@@ -1,7 +1,7 @@
 """Domain adaptation for probes: align the features of where a model is used to where it was trained.
 
 - `align`: the alignment maths on feature arrays — per-domain standardisation, CORAL with
-  Ledoit–Wolf shrinkage, `auto` (the stated rule), test-time batch standardisation — and the fitted
+  Ledoit–Wolf shrinkage, `auto` (James–Stein-shrunk standardisation), test-time batch standardisation — and the fitted
   affine map as a torch module (`AlignModule`), saved in bundles and exported inside the graph;
 - `selftrain`: class-balanced self-training on confident target pseudo-labels (an option);
 - `target`: reading TARGET, the user's unlabelled inputs of the target domain, in any layout.
@@ -19,9 +19,11 @@ from transferkit.adapt.align import (
     BlockAlignment,
     BlockAlignModule,
     alignment_from_tensors,
+    auto_outcome,
     batch_standardizer,
     fit_alignment,
     fit_coral,
+    fit_shrunk_standardize,
     fit_standardize,
     resolve_method,
     shrunk_covariance,
@@ -41,10 +43,12 @@ __all__ = [
     "SelfTrainingReport",
     "TargetInputs",
     "alignment_from_tensors",
+    "auto_outcome",
     "batch_standardizer",
     "confident_pseudo_labels",
     "fit_alignment",
     "fit_coral",
+    "fit_shrunk_standardize",
     "fit_standardize",
     "read_target",
     "resolve_method",

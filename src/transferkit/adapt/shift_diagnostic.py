@@ -178,13 +178,14 @@ def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequ
                             method: str = "auto", seed: int = 0) -> tuple[ShiftDiagnostic, np.ndarray | None]:
     """`diagnose_shift` before and after the alignment `method` (`adapt.align`: the target's features
     mapped into the source's), and the aligned target features (None for method `none`)."""
-    from transferkit.adapt.align import fit_alignment, resolve_method
+    from transferkit.adapt.align import fit_alignment
 
-    alignment = fit_alignment(np.asarray(source, np.float32), np.asarray(target, np.float32), method)
+    alignment = fit_alignment(np.asarray(source, np.float32), np.asarray(target, np.float32),
+                              "coral" if method == "self-training" else method)
     if alignment is None:
         return diagnose_shift(source, target, labels, seed=seed), None
     aligned = alignment.apply(target)
-    name = resolve_method(method) if method != "self-training" else "coral"
+    name = alignment.method
     return diagnose_shift(source, target, labels, source_aligned=source, target_aligned=aligned, alignment=name,
                           seed=seed), aligned
 
@@ -345,27 +346,3 @@ def _check(x: Any, name: str) -> np.ndarray:
 
 def _cap(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
     return np.arange(n) if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
-
-
-#: `--adapt-method auto` (fit and curve) aligns only when a domain classifier tells the two domains apart
-#: more often than this — the shift diagnostic's bound of a strong shift (`MODERATE`). On the no-shift control of
-#: `benchmarks/adapt.py --sets icons` (half of the in-domain validation, 97 inputs, given as target)
-#: standardising cost 10.3 points (76.3% -> 66.0%), and the domain classifier read 63% there: with a
-#: small target, 1,280 dimensions and 5 folds, "little" (60%) is within its noise
-AUTO_MIN_DOMAIN_ACCURACY = MODERATE
-#: inputs of each domain the auto check's domain classifier sees at most (a seeded subsample)
-_AUTO_CHECK_INPUTS = 1000
-
-
-def domain_separability(source: np.ndarray, target: np.ndarray, seed: int) -> float:
-    """Held-out balanced accuracy of a domain classifier between source and target features (0.5: none)."""
-    rng = np.random.default_rng(seed)
-    s = source[rng.permutation(len(source))[:_AUTO_CHECK_INPUTS]]
-    t = target[rng.permutation(len(target))[:_AUTO_CHECK_INPUTS]]
-    folds = int(min(5, len(s), len(t)))
-    if folds < 2:
-        return 1.0
-    x = np.concatenate([s, t]).astype(np.float32)
-    domain = np.concatenate([np.zeros(len(s), int), np.ones(len(t), int)])
-    accuracy, _ = domain_classifier_accuracy(x, domain, folds=folds, seed=seed)
-    return accuracy

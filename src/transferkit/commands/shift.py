@@ -58,7 +58,8 @@ def shift(
     backbone: Annotated[str | None, typer.Option(help="The backbone whose features are compared (default: fit's "
                                                       "default for the data's modality).")] = None,
     adapt_method: Annotated[str, typer.Option(
-        "--adapt-method", help="The alignment measured after: auto (standardisation), standardize, coral or none."
+        "--adapt-method", help="The alignment measured after: auto (standardisation shrunk toward no shift by "
+        "James-Stein), standardize, coral or none."
     )] = ADAPT_METHOD.default,
     out: Annotated[Path, typer.Option(help="Folder for shift.png (the 2-D map) and shift.json.")] = Path("shift"),
     max_inputs: Annotated[int, typer.Option("--max-inputs", help="Compare at most N inputs of each domain "

@@ -91,7 +91,7 @@ def curve(
 
     `adapt_to`: unlabelled inputs of where the model is used (`fit --adapt-to`). Adds "adapted
     transfer": each transfer point's head, with the test inputs' features aligned (`adapt_method`, as
-    `fit` fits it: auto aligns only a target a domain classifier tells apart) by the map fitted once
+    `fit` fits it: auto shrinks the shift toward none by James-Stein) by the map fitted once
     from TARGET's features to the pool's (the training domain's inputs, their labels unused). The
     test split is DATA's: it shows what adaptation does where the model is scored — gains when the
     test split comes from the target's domain (DATA's own test split), costs when it does not.

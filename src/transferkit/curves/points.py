@@ -62,8 +62,7 @@ def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: l
             progress: bool) -> tuple[Extracted, str]:
     """The transfer features with the test rows aligned: the map from TARGET's features (extracted here) to
     the pool's, fitted once (`adapt.fit_alignment`; `auto` by `fit`'s rule). Returns them and a note."""
-    from transferkit.adapt import fit_alignment, resolve_method
-    from transferkit.adapt.shift_diagnostic import AUTO_MIN_DOMAIN_ACCURACY, domain_separability
+    from transferkit.adapt import auto_outcome, fit_alignment, resolve_method
     from transferkit.backbones import build_backbone
     from transferkit.cache import resolve_cache
     from transferkit.features import ExtractOptions, extract_features
@@ -81,18 +80,14 @@ def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: l
     tvalues = np.asarray(feats.values, np.float64)
     applied = resolve_method(method)
     why = f"{applied}, as asked"
-    if method == "auto":
-        separable = domain_separability(source, tvalues, seed)
-        why = (f"auto: a domain classifier tells the pool's features from TARGET's {separable:.0%} of the time "
-               f"(aligned above {AUTO_MIN_DOMAIN_ACCURACY:.0%})")
-        if separable <= AUTO_MIN_DOMAIN_ACCURACY:
-            applied = "none"
+    alignment = fit_alignment(source, tvalues, applied, blocks=backbone.feature_blocks())
+    if method == "auto" and alignment is not None:
+        moved, why = auto_outcome(alignment)
+        applied = alignment.method if moved else "none"
     values = transfer.values.copy()
-    if applied != "none":
-        alignment = fit_alignment(source, tvalues, applied, blocks=backbone.feature_blocks())
-        if alignment is not None:
-            rows = [i for i in test if transfer.ok[i]]
-            values[rows] = alignment.apply(values[rows])
+    if applied != "none" and alignment is not None:
+        rows = [i for i in test if transfer.ok[i]]
+        values[rows] = alignment.apply(values[rows])
     note = (f"adapted transfer: the transfer heads, the test inputs' features aligned to the pool's by the map fitted "
             f"on {int(feats.ok.sum())} target inputs ({len(feats.failed)} unreadable); {why} → "
             f"{'nothing aligned (the same points as transfer)' if applied == 'none' else applied}")

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from transferkit.adapt import AlignModule, BlockAlignModule, alignment_from_tensors
-from transferkit.adapt.shift_diagnostic import AUTO_MIN_DOMAIN_ACCURACY, domain_separability
 from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.cache import FeatureCache, resolve_cache
@@ -279,26 +278,21 @@ class TransferClassifier(TransferEstimator):
         source + confidently pseudo-labelled target. Returns the head to keep."""
         import time
 
-        from transferkit.adapt import fit_alignment, resolve_method, self_train
+        from transferkit.adapt import auto_outcome, fit_alignment, resolve_method, self_train
 
         started = time.perf_counter()
         method = resolve_method(self.adapt_method)
         why = _WHY[self.adapt_method]
-        separable = None
-        if self.adapt_method == "auto":
-            separable = domain_separability(source, target, self.seed)
-            if separable <= AUTO_MIN_DOMAIN_ACCURACY:
-                method = "none"
-                why = (f"auto: a domain classifier tells DATA's features from TARGET's only {separable:.0%} of the "
-                       f"time (at most {AUTO_MIN_DOMAIN_ACCURACY:.0%}: no strong shift), so nothing is aligned; "
-                       "moving the moments of a target that does not differ costs accuracy")
         alignment = fit_alignment(source, target, "coral" if method == "self-training" else method,
                                   blocks=self.backbone_.feature_blocks())
-        record: dict[str, Any] = {"method": self.adapt_method, "applied": method,
-                                  "why": why, "target_inputs": len(target),
+        record: dict[str, Any] = {"method": self.adapt_method, "why": why, "target_inputs": len(target),
                                   "target_skipped": len(getattr(self, "target_skipped_", {}))}
-        if separable is not None:
-            record["domain_accuracy_before"] = round(separable, 4)
+        if method == "auto" and alignment is not None:  # the James-Stein factors, whether it moves anything or not
+            record.update(alignment.info or {})
+            moved, record["why"] = auto_outcome(alignment)
+            method = alignment.method if moved else "none"
+            alignment = alignment if moved else None
+        record["applied"] = method
         if alignment is not None:
             self.align_ = alignment.module().eval()
             record["alignment"] = alignment.method
@@ -541,9 +535,8 @@ class TransferClassifier(TransferEstimator):
 
 #: why each --adapt-method was applied, for the fit summary
 _WHY = {
-    "auto": "auto = per-domain standardisation (each feature's mean and spread; the feature level of AdaBN), "
-            "applied because a domain classifier tells the domains apart: the alignment that never rotates the "
-            "features (CORAL lost on our own shifted sets; see transferkit.adapt.align)",
+    "auto": "auto = per-domain standardisation with the shift shrunk by James-Stein toward no shift (see "
+            "transferkit.adapt.align)",
     "coral": "asked for: CORAL (covariances shrunk by Ledoit-Wolf)",
     "standardize": "asked for: per-domain standardisation (means and spreads per feature)",
     "self-training": "asked for: CORAL, then class-balanced self-training on confident target pseudo-labels",
