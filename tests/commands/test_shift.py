@@ -47,7 +47,7 @@ def test_shift_reports_a_strong_shift_and_writes_the_map(image_folder: Path, shi
     result = json.loads(output)
     assert result["level"] == "strongly" and result["domain_accuracy"] > 0.9
     assert result["proxy_a_distance"] > 1.5
-    assert result["alignment"] == "standardize" and result["domain_accuracy_aligned"] is not None  # auto
+    assert result["alignment"] == "standardize (shrunk)" and result["domain_accuracy_aligned"] is not None  # auto
     assert {c["label"] for c in result["per_class"]} == {"red", "green", "blue"}
     assert "differs strongly" in result["verdict"]
     assert (out / "shift.png").read_bytes().startswith(b"\x89PNG")
