@@ -183,17 +183,20 @@ def _as_matrix(values: np.ndarray, what: str, minimum: int) -> np.ndarray:
     return x
 
 
-def _spread(x: np.ndarray) -> np.ndarray:
-    """Per-dimension standard deviation, with constant dimensions held at 1 (they are not rescaled)."""
+def _spread_and_constant(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension standard deviation with constant dimensions held at 1 (they are not rescaled), and
+    which dimensions those are (spread at or below `_EPS` of the largest): one pass over `x`."""
     std = x.std(axis=0)
-    floor = _EPS * max(float(std.max(initial=0.0)), 1.0)
-    return np.where(std > floor, std, 1.0)
+    constant = ~(std > _EPS * max(float(std.max(initial=0.0)), 1.0))
+    return np.where(constant, 1.0, std), constant
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    return _spread_and_constant(x)[0]
 
 
 def _constant(x: np.ndarray) -> np.ndarray:
-    """Which dimensions of `x` are constant (spread at or below `_EPS` of the largest)."""
-    std = x.std(axis=0)
-    return ~(std > _EPS * max(float(std.max(initial=0.0)), 1.0))
+    return _spread_and_constant(x)[1]
 
 
 def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -252,7 +255,8 @@ def fit_standardize(source: np.ndarray, target: np.ndarray) -> Alignment:
     _check_dims(s, t)
     # a dimension constant in the source gets the source's constant (scale 0): spreading the target's own
     # variation there would hand the head values it never saw (speech: one GE2E dimension, 3.9% accuracy)
-    scale = np.where(_constant(s), 0.0, _spread(s) / _spread(t))
+    spread_s, constant_s = _spread_and_constant(s)
+    scale = np.where(constant_s, 0.0, spread_s / _spread(t))
     return Alignment("standardize", mean_in=t.mean(axis=0), mean_out=s.mean(axis=0), scale=scale,
                      info={"source_inputs": len(s), "target_inputs": len(t)})
 
