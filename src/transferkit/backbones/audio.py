@@ -40,7 +40,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
@@ -60,8 +60,13 @@ from transferkit.backbones.spec import LOGMEL, BackboneSpec
 from transferkit.backbones.weights import load_state_dict, package_file, sha256_file
 from transferkit.data.audio_clips import AudioLoadConfig, load_audio_input
 from transferkit.errors import BackboneError, ConfigError
+from transferkit.jsontypes import JSONObject
 
 LOGMEL_SUFFIX = LOGMEL
+#: a batch of clips: `{"waveform": [B, N], "lengths": [B]}` (what `collate` makes) or a bare [B, N] tensor
+AudioBatch: TypeAlias = dict[str, torch.Tensor] | torch.Tensor
+#: what an exported graph's rows need to become clip embeddings: each row's clip [R], and the clip count
+_Owners: TypeAlias = tuple[torch.Tensor, int]
 
 # ---------------------------------------------------------------------------------------------
 # Mel frontend
@@ -170,7 +175,7 @@ class MelSpectrogram(nn.Module):
         return torch.matmul(self.filters, power)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> MelSpectrogram:
+    def from_config(cls, config: JSONObject) -> MelSpectrogram:
         """The frontend a `config()` describes (checks that it is one this class computes)."""
         fixed = {
             "window": "hann",
@@ -192,7 +197,7 @@ class MelSpectrogram(nn.Module):
             fmax=float(config["fmax"]),
         )
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> JSONObject:
         """JSON-able description, part of the owning backbone's `preprocess_config()`."""
         return {
             "type": "mel_power",
@@ -229,7 +234,7 @@ def collate_waveforms(samples: Sequence[torch.Tensor]) -> dict[str, torch.Tensor
     return {"waveform": batch, "lengths": lengths}
 
 
-def audio_config_from_dict(config: dict[str, Any]) -> AudioLoadConfig:
+def audio_config_from_dict(config: JSONObject) -> AudioLoadConfig:
     """The `AudioLoadConfig` a saved `AudioLoadConfig.to_dict()` describes."""
     fields = {f.name for f in dataclasses.fields(AudioLoadConfig)}
     try:
@@ -238,7 +243,7 @@ def audio_config_from_dict(config: dict[str, Any]) -> AudioLoadConfig:
         raise BackboneError(f"cannot read the saved audio settings {config} ({exc})") from exc
 
 
-def _check_reproduced(backbone: Backbone, config: dict[str, Any]) -> None:
+def _check_reproduced(backbone: Backbone, config: JSONObject) -> None:
     """After adopting a saved preprocessing, the backbone must describe itself exactly so."""
     if backbone.preprocess_config() != config:
         raise BackboneError(
@@ -247,7 +252,7 @@ def _check_reproduced(backbone: Backbone, config: dict[str, Any]) -> None:
         )
 
 
-def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _unpack(batch: AudioBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """`{"waveform", "lengths"}` or a bare [B, N] tensor (every clip full length)."""
     if isinstance(batch, dict):
         return batch["waveform"], batch["lengths"]
@@ -289,17 +294,17 @@ GE2E_NAME = "ge2e-speaker-encoder"
 GE2E_WEIGHTS = ("resemblyzer", "pretrained.pt")
 
 
-class WaveformBackbone(Backbone):
+class WaveformBackbone(Backbone[torch.Tensor, AudioBatch]):
     """What every audio backbone shares: waveform loading (`self.audio`) and length-aware batching."""
 
     audio: AudioLoadConfig
 
-    def load(self, item: Any) -> torch.Tensor:
+    def load(self, item: object) -> torch.Tensor:
         """A path, `(samples, rate)` or samples → mono waveform at `self.audio`'s rate; `InputError`
         if unusable."""
         return load_audio_input(item, self.audio)
 
-    def sample_loader(self) -> Callable[[Any], torch.Tensor]:
+    def sample_loader(self) -> Callable[[object], torch.Tensor]:
         """`load` without the weights, for DataLoader workers."""
         return functools.partial(load_audio_input, config=self.audio)
 
@@ -377,7 +382,7 @@ class GE2ESpeakerEncoder(WaveformBackbone):
             self.load_state_dict(_ge2e_state_dict(state_dict))
 
     # -- preprocessing ------------------------------------------------------------------------
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return {
             "kind": "audio",
             "audio": self.audio.to_dict(),
@@ -390,7 +395,7 @@ class GE2ESpeakerEncoder(WaveformBackbone):
             "vad_trim": self.audio.vad != "off",
         }
 
-    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+    def apply_preprocess_config(self, config: JSONObject) -> None:
         """Adopt a bundle's saved clip length, partial hop, coverage and volume target."""
         audio = audio_config_from_dict(config.get("audio", {}))
         if audio.sample_rate != 16000:
@@ -404,7 +409,7 @@ class GE2ESpeakerEncoder(WaveformBackbone):
         _check_reproduced(self, config)
 
     # -- forward ------------------------------------------------------------------------------
-    def partials(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def partials(self, batch: AudioBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mel partials of every clip [P, partial_frames, 40] and the clip each belongs to [P]."""
         waveform, lengths = _unpack(batch)
         waveform = waveform.float()
@@ -455,14 +460,14 @@ class GE2ESpeakerEncoder(WaveformBackbone):
         embeds = F.relu(self.linear(hidden[-1]))
         return F.normalize(embeds, dim=1, eps=1e-12)
 
-    def forward_features(self, batch: Any) -> torch.Tensor:
+    def forward_features(self, batch: AudioBatch) -> torch.Tensor:
         """Utterance embeddings [B, 256]: the L2-normalised mean of each clip's partial embeddings."""
         waveform, _ = _unpack(batch)
         mels, owner = self.partials(batch)
         partial_embeds = self.embed_partials(mels)
         return F.normalize(segment_mean(partial_embeds, owner, waveform.shape[0]), dim=1, eps=1e-12)
 
-    def graph_parts(self) -> GraphParts:
+    def graph_parts(self) -> GraphParts[AudioBatch, _Owners]:
         """The LSTM over partials is the graph; the mel partials and their averaging stay in torch."""
         return GraphParts(
             module=_PartialEmbedder(self).eval(),
@@ -473,12 +478,12 @@ class GE2ESpeakerEncoder(WaveformBackbone):
             finish=self._graph_finish,
         )
 
-    def _graph_inputs(self, batch: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    def _graph_inputs(self, batch: AudioBatch) -> tuple[dict[str, torch.Tensor], _Owners]:
         mels, owner = self.partials(batch)
         return {"partials": mels}, (owner, int(_unpack(batch)[0].shape[0]))
 
     @staticmethod
-    def _graph_finish(rows: torch.Tensor, context: Any) -> torch.Tensor:
+    def _graph_finish(rows: torch.Tensor, context: _Owners) -> torch.Tensor:
         owner, count = context
         return F.normalize(segment_mean(rows, owner.to(rows.device), count), dim=1, eps=1e-12)
 
@@ -569,7 +574,7 @@ register_backbone(
 # ---------------------------------------------------------------------------------------------
 
 
-def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
+def _jsonable(config: JSONObject) -> JSONObject:
     """`config` as it reads back from JSON (tuples become lists), so saved and live configs compare equal."""
     return json.loads(json.dumps(config))
 
@@ -581,7 +586,7 @@ def _image_geometry(backbone: Backbone) -> tuple[tuple[int, int], list[float], l
     `crop_size`, and `mean`/`std`.
     """
     cfg = backbone.preprocess_config()
-    size: Any = None
+    size: object = None
     for key in ("input_size", "image_size", "crop_size", "size"):
         if cfg.get(key) is not None:
             size = cfg[key]
@@ -684,7 +689,7 @@ class SpectrogramImageBackbone(WaveformBackbone):
         self.source_labels = image_backbone.source_labels
 
     # -- preprocessing ------------------------------------------------------------------------
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return {
             "kind": "audio",
             "audio": self.audio.to_dict(),
@@ -702,7 +707,7 @@ class SpectrogramImageBackbone(WaveformBackbone):
             "image_preprocess": _jsonable(self.image_backbone.preprocess_config()),
         }
 
-    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+    def apply_preprocess_config(self, config: JSONObject) -> None:
         """Adopt a bundle's saved clip length, spectrogram, windowing and image geometry."""
         saved_image = config.get("image_preprocess")
         if saved_image is not None and saved_image != _jsonable(self.image_backbone.preprocess_config()):
@@ -722,7 +727,7 @@ class SpectrogramImageBackbone(WaveformBackbone):
         _check_reproduced(self, config)
 
     # -- forward ------------------------------------------------------------------------------
-    def images(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def images(self, batch: AudioBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Spectrogram images [P, 3, H, W] (one per clip, or per window) and their clip [P]."""
         waveform, lengths = _unpack(batch)
         mel = self.frontend(waveform.float())  # [B, n_mels, T]
@@ -757,7 +762,7 @@ class SpectrogramImageBackbone(WaveformBackbone):
         x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
         return x, torch.tensor(owners, device=x.device)
 
-    def forward_features(self, batch: Any) -> torch.Tensor:
+    def forward_features(self, batch: AudioBatch) -> torch.Tensor:
         """Clip embeddings [B, num_features] (the mean over windows when `window_s` is set)."""
         waveform, _ = _unpack(batch)
         x, owner = self.images(batch)
@@ -766,7 +771,7 @@ class SpectrogramImageBackbone(WaveformBackbone):
             return feats
         return segment_mean(feats, owner, waveform.shape[0])
 
-    def graph_parts(self) -> GraphParts:
+    def graph_parts(self) -> GraphParts[AudioBatch, _Owners]:
         """The image backbone is the graph; the spectrogram images and window averaging stay in torch."""
         return GraphParts(
             module=ForwardFeatures(self.image_backbone).eval(),
@@ -775,16 +780,16 @@ class SpectrogramImageBackbone(WaveformBackbone):
             finish=self._graph_finish,
         )
 
-    def _graph_inputs(self, batch: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    def _graph_inputs(self, batch: AudioBatch) -> tuple[dict[str, torch.Tensor], _Owners]:
         x, owner = self.images(batch)
         return {"input": x}, (owner, int(_unpack(batch)[0].shape[0]))
 
     @staticmethod
-    def _graph_finish(rows: torch.Tensor, context: Any) -> torch.Tensor:
+    def _graph_finish(rows: torch.Tensor, context: _Owners) -> torch.Tensor:
         owner, count = context
         return rows if rows.shape[0] == count else segment_mean(rows, owner.to(rows.device), count)
 
-    def forward_feature_map(self, batch: Any) -> torch.Tensor:
+    def forward_feature_map(self, batch: AudioBatch) -> torch.Tensor:
         """The image backbone's unpooled map of each clip's image (whole-clip images only)."""
         if self.window_s is not None:
             raise BackboneError(f"'{self.name}' has no single feature map per clip when window_s is set")
@@ -799,7 +804,7 @@ def create_logmel_backbone(
     image: str | BackboneSpec,
     weights: str | None = None,
     *,
-    image_kwargs: dict[str, Any] | None = None,
+    image_kwargs: dict[str, object] | None = None,
     **kwargs: Any,
 ) -> SpectrogramImageBackbone:
     """`create_backbone(image, weights)` wrapped in a `SpectrogramImageBackbone(**kwargs)`."""

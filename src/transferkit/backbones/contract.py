@@ -23,14 +23,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import torch
 from torch import nn
 
 from transferkit.errors import BackboneError
+from transferkit.jsontypes import JSONObject
 
 Modality = Literal["image", "text", "audio"]
+#: one preprocessed sample: what a family's `load` returns and only its `collate` reads
+SampleT = TypeVar("SampleT")
+#: a collated batch: what a family's `collate` returns and only its `forward_features` reads (a tensor for
+#: images, a dict of tensors for text and audio, a tuple for a concatenation)
+BatchT = TypeVar("BatchT")
+#: what a family's `GraphParts.prepare` hands to its own `finish` (None, partial owners, the batch)
+ContextT = TypeVar("ContextT")
 
 
 def random_weights_id(seed: int, architecture: str) -> str:
@@ -51,16 +59,18 @@ def same_weights(saved: str, backbone: Backbone) -> bool:
     return legacy and current.startswith(saved + ":")
 
 
-def _no_context(batch: Any) -> tuple[dict[str, torch.Tensor], Any]:
+def _no_context(batch: object) -> tuple[dict[str, torch.Tensor], None]:
+    if not isinstance(batch, torch.Tensor):
+        raise BackboneError(f"a one-tensor graph got a batch of {type(batch).__name__}")
     return {"input": batch}, None
 
 
-def _rows_are_features(rows: torch.Tensor, context: Any) -> torch.Tensor:
+def _rows_are_features(rows: torch.Tensor, context: object) -> torch.Tensor:
     return rows
 
 
 @dataclass(frozen=True)
-class GraphParts:
+class GraphParts(Generic[BatchT, ContextT]):
     """The exportable core of a backbone's `forward_features`, and the torch code around it.
 
     `prepare(batch)` turns a collated batch into the core's named input tensors (plus a context
@@ -71,11 +81,11 @@ class GraphParts:
     """
 
     module: nn.Module
-    example: Any
+    example: BatchT
+    prepare: Callable[[BatchT], tuple[dict[str, torch.Tensor], ContextT]]
+    finish: Callable[[torch.Tensor, ContextT], torch.Tensor]
     input_names: tuple[str, ...] = ("input",)
     dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=lambda: {"input": {0: "batch"}})
-    prepare: Callable[[Any], tuple[dict[str, torch.Tensor], Any]] = _no_context
-    finish: Callable[[torch.Tensor, Any], torch.Tensor] = _rows_are_features
 
     def example_inputs(self) -> dict[str, torch.Tensor]:
         inputs, _ = self.prepare(self.example)
@@ -93,8 +103,13 @@ class ForwardFeatures(nn.Module):
         return self.backbone.forward_features(x)
 
 
-class Backbone(nn.Module, ABC):
-    """A pretrained encoder that maps a batch of raw inputs to pooled embeddings [B, num_features]."""
+class Backbone(nn.Module, ABC, Generic[SampleT, BatchT]):
+    """A pretrained encoder that maps a batch of raw inputs to pooled embeddings [B, num_features].
+
+    Generic in its sample and batch types: a family says what its `load` makes and its `collate`
+    batches (`Backbone[torch.Tensor, torch.Tensor]` for images); code that takes any backbone writes
+    `Backbone` and only hands one method's result to the next.
+    """
 
     name: str
     modality: Modality
@@ -119,59 +134,64 @@ class Backbone(nn.Module, ABC):
 
     # -- preprocessing ------------------------------------------------------------------------
     @abstractmethod
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         """JSON-able description of `load` + `collate` (size, mean/std, tokenizer, sample rate…)."""
 
     @abstractmethod
-    def load(self, item: Any) -> Any:
+    def load(self, item: object) -> SampleT:
         """One raw input → one preprocessed sample; raises `InputError` if it cannot be read."""
 
-    def sample_loader(self) -> Callable[[Any], Any]:
+    def sample_loader(self) -> Callable[[object], SampleT]:
         """A picklable `load` for DataLoader workers (override when `self.load` would pickle weights)."""
         return self.load
 
-    def collate(self, samples: Sequence[Any]) -> Any:
-        return torch.stack(list(samples))
+    def collate(self, samples: Sequence[SampleT]) -> BatchT:
+        """Samples → batch; the default stacks one-tensor samples (families of other batches override it)."""
+        tensors: list[torch.Tensor] = [s for s in samples if isinstance(s, torch.Tensor)]
+        if len(tensors) != len(samples):
+            raise BackboneError(f"backbone '{self.name}' stacks tensor samples; override collate() for others")
+        return cast(BatchT, torch.stack(tensors))
 
-    def preprocess(self, items: Sequence[Any]) -> Any:
+    def preprocess(self, items: Sequence[object]) -> BatchT:
         """Raw inputs → batch (convenience for small calls; extraction streams through a loader)."""
         return self.collate([self.load(item) for item in items])
 
     # -- forward ------------------------------------------------------------------------------
     @abstractmethod
-    def forward_features(self, batch: Any) -> torch.Tensor:
+    def forward_features(self, batch: BatchT) -> torch.Tensor:
         """Batch → pooled embeddings [B, num_features]."""
 
-    def forward_feature_map(self, batch: Any) -> torch.Tensor:
+    def forward_feature_map(self, batch: BatchT) -> torch.Tensor:
         """Unpooled features (e.g. [B, C, H, W]) for Keras-style flatten heads."""
         raise BackboneError(
             f"backbone '{self.name}' has no unpooled feature map; use a head without 'flatten'"
         )
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def forward(self, batch: BatchT) -> torch.Tensor:
         return self.forward_features(batch)
 
     @abstractmethod
     def layer_groups(self) -> list[nn.Module]:
         """Module groups ordered from input to output, for gradual unfreezing and layer-wise LRs."""
 
-    def to_batch_device(self, batch: Any, device: torch.device) -> Any:
+    def to_batch_device(self, batch: BatchT, device: torch.device) -> BatchT:
         """Move a collated batch to a device (tensors, or dicts of tensors for tokenised text)."""
         if isinstance(batch, torch.Tensor):
-            return batch.to(device, non_blocking=True)
+            return cast(BatchT, batch.to(device, non_blocking=True))
         if isinstance(batch, dict):
-            return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            return cast(BatchT, {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                                 for k, v in batch.items()})
         return batch
 
     # -- inference engines --------------------------------------------------------------------
-    def example_batch(self) -> Any:
+    def example_batch(self) -> BatchT:
         """A small collated batch of the shapes `forward_features` takes (for export and checks)."""
         raise BackboneError(
             f"backbone '{self.name}' ({type(self).__name__}) gives no example batch, so it cannot be "
             "exported for onnxruntime/openvino; use engine='torch' or implement example_batch()"
         )
 
-    def graph_parts(self) -> GraphParts:
+    def graph_parts(self) -> GraphParts[BatchT, Any]:
         """The part of `forward_features` an engine runs as an exported graph (see `GraphParts`).
 
         The default exports the whole `forward_features` of a one-tensor batch with a dynamic
@@ -183,14 +203,15 @@ class Backbone(nn.Module, ABC):
                 f"backbone '{self.name}' batches as {type(example).__name__}, not one tensor: it must "
                 "override graph_parts() to say which tensors the exported graph takes"
             )
-        return GraphParts(module=ForwardFeatures(self).eval(), example=example)
+        return GraphParts(module=ForwardFeatures(self).eval(), example=example, prepare=_no_context,
+                          finish=_rows_are_features)
 
-    def batch_order(self, items: Sequence[Any]) -> list[int] | None:
+    def batch_order(self, items: Sequence[object]) -> list[int] | None:
         """The order in which to batch `items` (e.g. by length, so padding is short), or None to
         keep input order. Extraction puts every result back at its input's place."""
         return None
 
-    def for_inference(self) -> Backbone:
+    def for_inference(self) -> Backbone[SampleT, BatchT]:
         """A copy arranged for fast frozen inference (e.g. BatchNorm folded into convolutions), or
         `self` when there is nothing to gain. Never changes `self`: it may be fine-tuned later."""
         return self
@@ -204,12 +225,12 @@ class Backbone(nn.Module, ABC):
         """Widths of the blocks of `forward_features` that a head should weigh equally (one block here)."""
         return [int(self.num_features)]
 
-    def input_notes(self, items: Sequence[Any]) -> dict[str, Any]:
+    def input_notes(self, items: Sequence[object]) -> dict[str, int | str]:
         """What preprocessing did to `items` that the user should hear about, as counts (text: how
         many were cut at the model's window). Empty for backbones that take every input whole."""
         return {}
 
-    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+    def apply_preprocess_config(self, config: JSONObject) -> None:
         """Use a saved preprocessing (from a bundle). Families that can change theirs override this;
         the default accepts only the preprocessing the backbone already has."""
         if config != self.preprocess_config():
@@ -218,7 +239,7 @@ class Backbone(nn.Module, ABC):
                 f"it preprocesses as {self.preprocess_config()}"
             )
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         """Reference written into bundles: enough to recreate this backbone and check its weights."""
         return {
             "name": self.name,

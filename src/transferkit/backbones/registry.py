@@ -18,7 +18,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from transferkit.backbones.contract import Backbone, Modality
 from transferkit.backbones.spec import BackboneSpec, parse_backbone
@@ -102,7 +101,7 @@ def get_entry(name: str) -> BackboneEntry | None:
     return _REGISTRY.get(name)
 
 
-def create_backbone(name: str | BackboneSpec, weights: str | None = None, **kwargs: Any) -> Backbone:
+def create_backbone(name: str | BackboneSpec, weights: str | None = None, **kwargs: object) -> Backbone:
     """Build backbone `name` (a registry name, any name of the `--backbone` language, or its `BackboneSpec`).
 
     The public entry: a name's text is parsed here, once (`build_backbone` takes the spec).
@@ -117,7 +116,7 @@ def create_backbone(name: str | BackboneSpec, weights: str | None = None, **kwar
     return build_backbone(parse_backbone(name), weights, **kwargs)
 
 
-def build_backbone(spec: BackboneSpec, weights: str | None = None, **kwargs: Any) -> Backbone:
+def build_backbone(spec: BackboneSpec, weights: str | None = None, **kwargs: object) -> Backbone:
     """Build the backbone `spec` names (a model or a concatenation); `weights` as `create_backbone`'s."""
     if spec.kind not in ("model", "concat"):
         raise BackboneError(f"'{spec}' names several backbones; create_backbone builds one (a model or A+B)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +33,10 @@ from torch import nn
 from transferkit.backbones.contract import Backbone, Modality
 from transferkit.backbones.registry import BackboneEntry, register_backbone
 from transferkit.errors import BackboneError, InputError
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import HashingVectorizer
 
 HOG_SIZE = 64
 HOG_CELL = 8
@@ -45,12 +49,12 @@ TEXT_BUCKETS = 2**13
 class HogFeatures:
     """Path or PIL image → HOG of a 64×64 grayscale copy ⊕ an 8×8 RGB thumbnail (picklable)."""
 
-    def __call__(self, item: Any) -> torch.Tensor:
+    def __call__(self, item: object) -> torch.Tensor:
         from PIL import Image
 
-        from transferkit.data.images import open_image
+        from transferkit.data.images import image_source, open_image
 
-        img = open_image(item, min_size=HOG_SIZE)
+        img = open_image(image_source(item), min_size=HOG_SIZE)
         gray = np.asarray(img.convert("L").resize((HOG_SIZE, HOG_SIZE), Image.Resampling.BILINEAR), np.float32)
         thumb = np.asarray(img.resize((THUMB, THUMB), Image.Resampling.BOX), np.float32).reshape(-1) / 255.0
         return torch.from_numpy(np.concatenate([hog(gray / 255.0), thumb]).astype(np.float32))
@@ -98,7 +102,7 @@ class MfccStats:
             self._filters = mel_filterbank(16000, 512, 40).numpy().astype(np.float64)
         return self._filters
 
-    def __call__(self, item: Any) -> torch.Tensor:
+    def __call__(self, item: object) -> torch.Tensor:
         from scipy.fft import dct
 
         from transferkit.data.audio_clips import load_audio_input
@@ -120,9 +124,9 @@ class HashedNgrams:
     """Text → hashed word 1–2-gram and char 2–4-gram counts, sublinear tf, each half L2-normalised."""
 
     def __init__(self) -> None:
-        self._vectorizers: tuple[Any, Any] | None = None
+        self._vectorizers: tuple[HashingVectorizer, HashingVectorizer] | None = None
 
-    def _build(self) -> tuple[Any, Any]:
+    def _build(self) -> tuple[HashingVectorizer, HashingVectorizer]:
         if self._vectorizers is None:
             from sklearn.feature_extraction.text import HashingVectorizer
 
@@ -131,7 +135,7 @@ class HashedNgrams:
                                  HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), **common))
         return self._vectorizers
 
-    def __call__(self, item: Any) -> torch.Tensor:
+    def __call__(self, item: object) -> torch.Tensor:
         if not isinstance(item, str):
             raise InputError(f"expected a text, got {type(item).__name__}")
         parts = []
@@ -141,30 +145,30 @@ class HashedNgrams:
             parts.append(tf / (np.linalg.norm(tf) + 1e-12))
         return torch.from_numpy(np.concatenate(parts).astype(np.float32))
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, None]:
         return {"_vectorizers": None}  # workers rebuild the (stateless) vectorizers
 
 
-class ScratchBackbone(Backbone):
+class ScratchBackbone(Backbone[torch.Tensor, torch.Tensor]):
     """A hand-made featurizer behind the backbone contract (nothing pretrained, nothing to train)."""
 
     native_engine = "numpy"  # the features are made in `load`: no network for an engine to run
 
-    def __init__(self, name: str, modality: Modality, num_features: int, featurize: Callable[[Any], torch.Tensor],
-                 config: dict[str, Any]) -> None:
+    def __init__(self, name: str, modality: Modality, num_features: int, featurize: Callable[[object], torch.Tensor],
+                 config: JSONObject) -> None:
         super().__init__()
         self.name, self.modality, self.num_features = name, modality, num_features
         self._featurize, self._config = featurize, config
         #: no weights: the sha256 of the featurizer's configuration stands in for them in cache keys
         self.weights_id = hashlib.sha256(("scratch:" + json.dumps(config, sort_keys=True)).encode()).hexdigest()
 
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return dict(self._config)
 
-    def load(self, item: Any) -> torch.Tensor:
+    def load(self, item: object) -> torch.Tensor:
         return self._featurize(item)
 
-    def collate(self, samples: Sequence[Any]) -> torch.Tensor:
+    def collate(self, samples: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.stack(list(samples))
 
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
@@ -175,7 +179,7 @@ class ScratchBackbone(Backbone):
                             "the default --strategy probe")
 
 
-def create_hog(weights: str | None = None, **_: Any) -> ScratchBackbone:
+def create_hog(weights: str | None = None, **_: object) -> ScratchBackbone:
     _no_weights("hog", weights)
     config = {"kind": "hog", "size": HOG_SIZE, "cell": HOG_CELL, "bins": HOG_BINS, "block": 2, "norm": "L2-Hys",
               "thumbnail": THUMB}
@@ -183,14 +187,14 @@ def create_hog(weights: str | None = None, **_: Any) -> ScratchBackbone:
     return ScratchBackbone("hog", "image", blocks * 4 * HOG_BINS + THUMB * THUMB * 3, HogFeatures(), config)
 
 
-def create_mfcc(weights: str | None = None, **_: Any) -> ScratchBackbone:
+def create_mfcc(weights: str | None = None, **_: object) -> ScratchBackbone:
     _no_weights("mfcc", weights)
     config = {"kind": "mfcc", "sample_rate": 16000, "n_fft": 512, "win": 400, "hop": 160, "n_mels": 40,
               "coefficients": MFCC_COEFFS, "deltas": True, "stats": ["mean", "std"]}
     return ScratchBackbone("mfcc", "audio", MFCC_COEFFS * 4, MfccStats(), config)
 
 
-def create_tfidf(weights: str | None = None, **_: Any) -> ScratchBackbone:
+def create_tfidf(weights: str | None = None, **_: object) -> ScratchBackbone:
     _no_weights("tfidf", weights)
     config = {"kind": "hashed-tfidf", "word_ngrams": [1, 2], "char_wb_ngrams": [2, 4], "buckets": TEXT_BUCKETS,
               "tf": "log1p", "norm": "l2 per half", "lowercase": True}

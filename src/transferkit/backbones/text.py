@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,10 @@ from transferkit.backbones.registry import (
 from transferkit.backbones.spec import BackboneSpec
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError, ConfigError, InputError
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 LongText = Literal["truncate", "chunk"]
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
@@ -134,7 +138,7 @@ class TextPooling(nn.Module):
             x = layer(x)
         return F.normalize(x, dim=-1) if self.normalize else x
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         return {"modes": list(self.modes), "dense_layers": len(self.dense), "normalize": self.normalize}
 
 
@@ -163,14 +167,14 @@ class TextEncoderGraph(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> JSONObject:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BackboneError(f"cannot read '{path}' ({exc})") from exc
 
 
-def _pooling_modes(config: dict[str, Any]) -> list[str]:
+def _pooling_modes(config: JSONObject) -> list[str]:
     """Pooling modes from a `1_Pooling/config.json`, in the new (`pooling_mode`) or legacy format."""
     mode = config.get("pooling_mode")
     if isinstance(mode, str):
@@ -240,14 +244,14 @@ def _module_kind(type_name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_text(item: Any) -> str:
+def check_text(item: object) -> str:
     """One text input as is; `InputError` for anything that is not a string (None, NaN, numbers)."""
     if not isinstance(item, str):
         raise InputError(f"expected a text string, got {type(item).__name__}: {item!r:.60}")
     return item
 
 
-class SentenceTransformerBackbone(Backbone):
+class SentenceTransformerBackbone(Backbone[str, dict[str, torch.Tensor]]):
     """A transformer text encoder + pooling, meeting the `Backbone` contract for text.
 
     `load` takes one string; `collate` tokenises a list of them into a dict of tensors
@@ -261,7 +265,7 @@ class SentenceTransformerBackbone(Backbone):
         self,
         name: str,
         model: nn.Module,
-        tokenizer: Any,
+        tokenizer: PreTrainedTokenizerBase,
         pooling: TextPooling,
         *,
         weights_id: str,
@@ -310,9 +314,9 @@ class SentenceTransformerBackbone(Backbone):
         self.last_truncated = 0
 
     # -- preprocessing ------------------------------------------------------------------------
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         tokenizer_lower = bool(getattr(self.tokenizer, "do_lower_case", False))
-        config: dict[str, Any] = {
+        config: JSONObject = {
             "kind": "text",
             "tokenizer": self.tokenizer_id,
             "tokenizer_class": type(self.tokenizer).__name__,
@@ -331,15 +335,15 @@ class SentenceTransformerBackbone(Backbone):
             config["chunk_pooling"] = "token-weighted mean"
         return config
 
-    def load(self, item: Any) -> str:
+    def load(self, item: object) -> str:
         """One text. Empty strings are accepted (callers count them); non-strings are not."""
         return check_text(item)
 
-    def sample_loader(self) -> Callable[[Any], str]:
+    def sample_loader(self) -> Callable[[object], str]:
         """`load` without the weights, for DataLoader workers."""
         return check_text
 
-    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+    def apply_preprocess_config(self, config: JSONObject) -> None:
         """Adopt a bundle's saved long-text policy and sequence length (same tokenizer required)."""
         saved_sha = config.get("tokenizer_sha256")
         if saved_sha and self.tokenizer_sha256 and saved_sha != self.tokenizer_sha256:
@@ -376,7 +380,7 @@ class SentenceTransformerBackbone(Backbone):
             return sum(1 for n in lengths if math.ceil(max(n - 2 - self.chunk_overlap, 1) / step) > self.max_chunks)
         return sum(1 for n in lengths if n > self.max_seq_length)
 
-    def input_notes(self, items: Sequence[Any]) -> dict[str, Any]:
+    def input_notes(self, items: Sequence[object]) -> dict[str, int | str]:
         """The long-text policy, the window, and how many texts it cut."""
         return {"long_text": self.long_text, "max_tokens": self.max_seq_length,
                 "truncated_texts": self.count_truncated([str(t) for t in items])}
@@ -451,7 +455,7 @@ class SentenceTransformerBackbone(Backbone):
         """Two texts of different lengths (export traces a dynamic batch and sequence axis)."""
         return self.collate(["an example sentence to export", "a second, somewhat longer example sentence to export"])
 
-    def graph_parts(self) -> GraphParts:
+    def graph_parts(self) -> GraphParts[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Transformer + pooling with dynamic batch and sequence axes; chunk averaging stays in torch."""
         names = tuple(self._input_names) + (() if "attention_mask" in self._input_names else ("attention_mask",))
         return GraphParts(
@@ -464,13 +468,13 @@ class SentenceTransformerBackbone(Backbone):
         )
 
     @staticmethod
-    def _graph_inputs(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
+    def _graph_inputs(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         return batch, batch
 
-    def batch_order(self, items: Sequence[Any]) -> list[int]:
+    def batch_order(self, items: Sequence[object]) -> list[int]:
         """Longest texts first (in tokens), so each batch pads to a length close to its own texts'."""
         texts = [i for i, t in enumerate(items) if isinstance(t, str)]
-        lengths = dict(zip(texts, self.token_lengths([items[i] for i in texts]), strict=True)) if texts else {}
+        lengths = dict(zip(texts, self.token_lengths([str(items[i]) for i in texts]), strict=True)) if texts else {}
         return sorted(range(len(items)), key=lambda i: -lengths.get(i, 0))
 
     def forward_feature_map(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -633,7 +637,7 @@ def create_text_backbone(
     )
     model, weights_id = _load_transformer(transformer_dir, weights, seed)
     model.eval()
-    model_config: Any = model.config
+    model_config: Any = model.config  # transformers' config: attributes differ per architecture
     positions = int(getattr(model_config, "max_position_embeddings", 0) or 0)
     limit = positions if positions > 0 else 512
     if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):

@@ -28,14 +28,15 @@ from transferkit.backbones.contract import Backbone
 from transferkit.backbones.registry import build_backbone, register_resolver
 from transferkit.backbones.spec import GRID, BackboneSpec
 from transferkit.errors import BackboneError
+from transferkit.jsontypes import JSONObject
 
 GRID_SUFFIX = GRID
 
 
-class SpatialGrid(Backbone):
+class SpatialGrid(Backbone[torch.Tensor, torch.Tensor]):
     """An image backbone's pooled embedding plus its feature map pooled over a g×g grid."""
 
-    def __init__(self, inner: Backbone, grid: int) -> None:
+    def __init__(self, inner: Backbone[torch.Tensor, torch.Tensor], grid: int) -> None:
         super().__init__()
         name = str(BackboneSpec("model", inner.name, grid))
         if inner.modality != "image":
@@ -53,28 +54,28 @@ class SpatialGrid(Backbone):
             channels = int(inner.eval().forward_feature_map(torch.zeros(1, 3, size, size)).shape[1])
         self.num_features = channels * (1 + grid * grid)
 
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return self.inner.preprocess_config()
 
-    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+    def apply_preprocess_config(self, config: JSONObject) -> None:
         self.inner.apply_preprocess_config(config)
 
-    def load(self, item: Any) -> Any:
+    def load(self, item: object) -> torch.Tensor:
         return self.inner.load(item)
 
-    def sample_loader(self) -> Callable[[Any], Any]:
+    def sample_loader(self) -> Callable[[object], torch.Tensor]:
         return self.inner.sample_loader()
 
-    def collate(self, samples: Sequence[Any]) -> Any:
+    def collate(self, samples: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.inner.collate(samples)
 
-    def for_inference(self) -> Backbone:
+    def for_inference(self) -> SpatialGrid:
         return SpatialGrid(self.inner.for_inference(), self.grid)
 
-    def forward_feature_map(self, batch: Any) -> torch.Tensor:
+    def forward_feature_map(self, batch: torch.Tensor) -> torch.Tensor:
         return self.inner.forward_feature_map(batch)
 
-    def forward_features(self, batch: Any) -> torch.Tensor:
+    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
         fmap = self.inner.forward_feature_map(batch).float()
         if fmap.dim() != 4:
             raise BackboneError(f"'{self.name}': the feature map of '{self.inner.name}' is not a [B, C, H, W] grid "
@@ -86,7 +87,7 @@ class SpatialGrid(Backbone):
         return self.inner.layer_groups()
 
 
-class Concat(Backbone):
+class Concat(Backbone[tuple[object, ...], tuple[object, ...]]):
     """Several backbones of one modality side by side; each part is extracted (and cached) on its own."""
 
     def __init__(self, parts: Sequence[Backbone]) -> None:
@@ -110,11 +111,11 @@ class Concat(Backbone):
     def feature_blocks(self) -> list[int]:
         return [int(p.num_features) for p in self.parts()]
 
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return {"kind": "concat", "parts": [{"name": p.name, "preprocess": p.preprocess_config()}
                                             for p in self.parts()]}
 
-    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+    def apply_preprocess_config(self, config: JSONObject) -> None:
         saved = config.get("parts", [])
         if [s.get("name") for s in saved] != [p.name for p in self.parts()]:
             raise BackboneError(f"'{self.name}': the saved preprocessing is for parts "
@@ -122,22 +123,22 @@ class Concat(Backbone):
         for part, entry in zip(self.parts(), saved, strict=True):
             part.apply_preprocess_config(entry["preprocess"])
 
-    def input_notes(self, items: Sequence[Any]) -> dict[str, Any]:
-        notes: dict[str, Any] = {}
+    def input_notes(self, items: Sequence[object]) -> dict[str, int | str]:
+        notes: dict[str, int | str] = {}
         for part in self.parts():
             notes.update(part.input_notes(items))
         return notes
 
-    def load(self, item: Any) -> Any:
+    def load(self, item: object) -> tuple[object, ...]:
         return tuple(p.load(item) for p in self.parts())
 
-    def collate(self, samples: Sequence[Any]) -> Any:
+    def collate(self, samples: Sequence[tuple[object, ...]]) -> tuple[object, ...]:
         return tuple(p.collate([s[i] for s in samples]) for i, p in enumerate(self.parts()))
 
-    def to_batch_device(self, batch: Any, device: torch.device) -> Any:
+    def to_batch_device(self, batch: tuple[object, ...], device: torch.device) -> tuple[object, ...]:
         return tuple(p.to_batch_device(b, device) for p, b in zip(self.parts(), batch, strict=True))
 
-    def forward_features(self, batch: Any) -> torch.Tensor:
+    def forward_features(self, batch: tuple[object, ...]) -> torch.Tensor:
         return torch.cat([p.forward_features(b).float() for p, b in zip(self.parts(), batch, strict=True)], dim=1)
 
     def layer_groups(self) -> list[nn.Module]:

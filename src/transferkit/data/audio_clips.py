@@ -26,12 +26,13 @@ import warnings
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
 from transferkit.errors import ConfigError, InputError
+from transferkit.jsontypes import JSONObject
 
 #: File extensions scanned as audio (what soundfile decodes on every platform).
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac", ".ogg"})
@@ -88,7 +89,7 @@ class AudioLoadConfig:
         """The fixed clip length in samples, or None when clips keep their own length."""
         return None if self.duration_s is None else round(self.duration_s * self.sample_rate)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """JSON-able description, including the fixed steps (mix-down, resampler, padding).
 
         The VAD settings appear only when VAD is on, so that configs (and the feature-cache keys and
@@ -265,7 +266,7 @@ def load_audio(
     return load_audio_input(path, config)
 
 
-def load_audio_input(item: Any, config: AudioLoadConfig) -> torch.Tensor:
+def load_audio_input(item: object, config: AudioLoadConfig) -> torch.Tensor:
     """What audio backbones' `load` takes: a path, a `(samples, sample_rate)` pair, or samples.
 
     Bare samples (numpy array or tensor) are taken to be at `config.sample_rate` already.

@@ -17,14 +17,16 @@ can skip it and count it. In particular:
 from __future__ import annotations
 
 import os
+import types
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from transferkit.errors import InputError
+from transferkit.jsontypes import JSONObject
 
 #: Vector images: rendered with cairosvg (an optional dependency: `pip install 'transferkit[svg]'`).
 SVG_EXTENSIONS: frozenset[str] = frozenset({".svg", ".svgz"})
@@ -136,7 +138,7 @@ def sniff_image(path: str | Path) -> str | None:
         )
 
 
-def _cairosvg() -> Any:
+def _cairosvg() -> types.ModuleType:
     """The cairosvg module, or an `InputError` saying how to get it (it needs the Cairo library too)."""
     try:
         import cairosvg
@@ -187,7 +189,13 @@ def render_svg(path: str | Path) -> Image.Image:
         raise InputError(f"{name}: cannot render the SVG ({type(exc).__name__}: {exc})") from exc
 
 
-def _svg_size(tree: Any) -> tuple[float, float]:
+class _SvgRoot(Protocol):
+    """What `_svg_size` reads of cairosvg's parsed root (cairosvg ships no types)."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+def _svg_size(tree: _SvgRoot) -> tuple[float, float]:
     """Width and height of an SVG root in its own units: the viewBox's, else plain width/height numbers."""
     import re
 
@@ -352,8 +360,16 @@ def resize_and_crop(img: Image.Image, size: int, *, interpolation: str = "bicubi
     return img.crop((left, top, left + size, top + size))
 
 
-def image_array(source: str | Path | Image.Image, config: dict[str, Any]) -> np.ndarray:
+def image_source(item: object) -> str | Path | Image.Image:
+    """`item` as an image input (a path or a PIL image); `InputError` for anything else."""
+    if isinstance(item, str | Path | Image.Image):
+        return item
+    raise InputError(f"an image input is a path or a PIL image, not {type(item).__name__}")
+
+
+def image_array(source: object, config: JSONObject) -> np.ndarray:
     """One input → the uint8 CHW array a model of this image preprocessing `config` takes (no torch)."""
+    source = image_source(source)
     size, crop_pct = int(config["input_size"]), float(config.get("crop_pct", 0.875))
     img = open_image(source, max_pixels=int(config.get("max_pixels", DEFAULT_MAX_PIXELS)),
                      min_size=int(size / crop_pct))
