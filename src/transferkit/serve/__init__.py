@@ -8,7 +8,7 @@ Heavy modules (torch, FastAPI) are imported on first use, so the CLI's `--help` 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __all__ = ["ServeOptions", "build_server", "create_app", "serve"]
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from transferkit.serve.server import build_server, serve
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -34,7 +35,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from transferkit.jsontypes import JSONObject
 from transferkit.metrics import prediction_row
 from transferkit.params import CACHE_DIR, ENGINE
 from transferkit.serve.batcher import MicroBatcher, Overloaded
@@ -42,10 +45,9 @@ from transferkit.serve.decode import RequestError, decode_audio, decode_image, j
 from transferkit.serve.limits import ServeOptions
 from transferkit.serve.predictor import Predictor
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+if TYPE_CHECKING:
+    from transferkit.estimators.transfer_estimator import TransferEstimator
+
 
 
 class BodyTooLarge(RequestError):
@@ -58,7 +60,7 @@ class BodyLimit:
     """ASGI middleware: refuse a body over `max_bytes` from its Content-Length before reading it,
     and stop reading a body without one (chunked) as soon as it passes the limit."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
@@ -130,9 +132,9 @@ _REQUEST_BODY_DOC = {
 }
 
 
-def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "model",
+def create_app(model: TransferEstimator, options: ServeOptions | None = None, *, name: str = "model",
                precision: str | None = None, engine: str = ENGINE.default,
-               cache_dir: Any = CACHE_DIR.default) -> Any:
+               cache_dir: str | Path | None = CACHE_DIR.default) -> FastAPI:
     """The FastAPI app serving `model` (a loaded bundle) under `options`; `precision` ('auto',
     'bf16', 'fp32') overrides the one `transferkit predict` would use for this bundle; `engine`
     (auto, torch, onnxruntime, openvino) is chosen per backbone at start-up, exported graphs cached
@@ -141,7 +143,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
 
     opts = (options or ServeOptions()).validate()
     predictor = Predictor(model, precision=precision, engine=engine, cache_dir=cache_dir)
-    batcher = MicroBatcher(predictor.predict, max_batch=opts.max_batch, window_s=opts.batch_window_ms / 1000.0,
+    batcher = MicroBatcher(predictor.predict_rows, max_batch=opts.max_batch, window_s=opts.batch_window_ms / 1000.0,
                            max_queue=opts.max_queue, timeout_s=opts.timeout_s, enabled=opts.micro_batching)
     metadata = _metadata(model, predictor, opts, name, __version__)
     # decoded images are the server's largest buffers (up to --max-pixels × 3 bytes each): a few at a time
@@ -153,7 +155,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     _add_error_handlers(app)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health() -> dict[str, str | int]:
         """Liveness: the model is loaded and the batcher runs."""
         stats = batcher.stats
         return {"status": "ok", "queued": batcher.queued, "requests": stats.requests, "batches": stats.batches,
@@ -161,7 +163,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
                 "timed_out": stats.timed_out}
 
     @app.get("/metadata")
-    async def get_metadata() -> dict[str, Any]:
+    async def get_metadata() -> JSONObject:
         """Labels, backbone, test metrics, engine, limits and how to send inputs."""
         return {**metadata, "engine": predictor.engine()}
 
@@ -189,11 +191,11 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
 
 
 def _lifespan(predictor: Predictor, batcher: MicroBatcher, opts: ServeOptions
-              ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+              ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     """Start-up and shut-down: each backbone's engine chosen before the first request, the batcher run."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Any) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # before the first request: each backbone's engine, raced on generated inputs (uvicorn binds
         # its socket only after this, so no request waits on an export)
         chosen = await anyio.to_thread.run_sync(predictor.warm_up, min(8, opts.max_batch))
@@ -242,12 +244,12 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 async def _read_inputs(request: Request, predictor: Predictor, opts: ServeOptions
-                       ) -> tuple[list[tuple[str, bytes]], list[Any], list[str]]:
+                       ) -> tuple[list[tuple[str, bytes]], list[object], list[str]]:
     """A /predict body as (uploaded files, or JSON/text inputs with their names), by its Content-Type."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     modality = predictor.modality
     uploads: list[tuple[str, bytes]] = []
-    items: list[Any] = []
+    items: list[object] = []
     names: list[str] = []
     if content_type == "multipart/form-data":
         _require_files(modality, content_type)
@@ -291,11 +293,11 @@ def _check_complete_multipart(content_type: str, body: bytes) -> None:
                                 "closing boundary; the upload was cut off, send it again")
 
 
-def _decode_and_prepare(predictor: Predictor, opts: ServeOptions, uploads: list[tuple[str, bytes]]) -> list[Any]:
+def _decode_and_prepare(predictor: Predictor, opts: ServeOptions, uploads: list[tuple[str, bytes]]) -> list[object]:
     out = []
     for name, data in uploads:
         if predictor.modality == "audio":
-            item: Any = decode_audio(data, name, opts.max_audio_s)
+            item: object = decode_audio(data, name, opts.max_audio_s)
         else:
             item = decode_image(data, name, opts.max_pixels, predictor.jpeg_min_size)
         out.append(predictor.prepare(item, name))
@@ -324,12 +326,13 @@ def _utf8(body: bytes) -> str:
                            ) from exc
 
 
-def _metadata(model: Any, predictor: Predictor, opts: ServeOptions, name: str, version: str) -> dict[str, Any]:
+def _metadata(model: TransferEstimator, predictor: Predictor, opts: ServeOptions, name: str, version: str
+              ) -> JSONObject:
     manifest = getattr(model, "manifest_", None) or {}
     metrics = {k: v for k, v in (manifest.get("metrics") or {}).items()
                if k in ("n", "accuracy", "balanced_accuracy", "macro_f1", "per_class")}
     if manifest.get("kind") == "tabular":
-        backbone: Any = {kind: {k: info.get(k) for k in ("name", "modality", "num_features", "weights_id")}
+        backbone: JSONObject = {kind: {k: info.get(k) for k in ("name", "modality", "num_features", "weights_id")}
                          for kind, info in (manifest.get("encoders") or {}).items()}
     else:
         info = manifest.get("backbone") or {}

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Final, Generic, TypeVar
+
+#: one input of a batch (a request's prepared sample)
+InT = TypeVar("InT")
+#: one output (a row of class probabilities)
+OutT = TypeVar("OutT")
 
 
 class Overloaded(Exception):
@@ -31,13 +37,17 @@ class Overloaded(Exception):
 
 
 @dataclass
-class _Job:
-    items: list[Any]
-    future: asyncio.Future[list[Any]]
+class _Job(Generic[InT, OutT]):
+    items: list[InT]
+    future: asyncio.Future[list[OutT]]
     queued_at: float = field(default_factory=time.perf_counter)
 
 
-_STOP = object()
+class _Stop(enum.Enum):
+    STOP = "stop"
+
+
+_STOP: Final = _Stop.STOP
 
 
 @dataclass
@@ -52,10 +62,10 @@ class BatchStats:
     largest_batch: int = 0
 
 
-class MicroBatcher:
+class MicroBatcher(Generic[InT, OutT]):
     """Runs `run(inputs) -> outputs` (one output per input) on batches gathered from requests."""
 
-    def __init__(self, run: Callable[[list[Any]], Sequence[Any] | Any], *, max_batch: int, window_s: float,
+    def __init__(self, run: Callable[[list[InT]], Sequence[OutT]], *, max_batch: int, window_s: float,
                  max_queue: int, timeout_s: float, enabled: bool = True) -> None:
         self.run = run
         self.max_batch = max_batch
@@ -64,7 +74,7 @@ class MicroBatcher:
         self.timeout_s = timeout_s
         self.enabled = enabled
         self.stats = BatchStats()
-        self._queue: asyncio.Queue[Any] | None = None
+        self._queue: asyncio.Queue[_Job[InT, OutT] | _Stop] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
@@ -80,11 +90,11 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transferkit-model")
         self._worker = asyncio.get_running_loop().create_task(self._loop(), name="transferkit-batcher")
 
-    async def submit(self, items: list[Any]) -> list[Any]:
+    async def submit(self, items: list[InT]) -> list[OutT]:
         """The outputs for `items`, once their batch has run; `Overloaded` when refused or late."""
         if self._queue is None or self._closing:
             raise Overloaded("the server is shutting down; retry on another instance or after it restarts", 1)
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[OutT]] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Job(list(items), future))
         except asyncio.QueueFull:
@@ -118,7 +128,7 @@ class MicroBatcher:
     async def _loop(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        carry: Any = None
+        carry: _Job[InT, OutT] | _Stop | None = None
         while True:
             job = carry if carry is not None else await self._queue.get()
             carry = None

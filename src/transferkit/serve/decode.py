@@ -13,11 +13,15 @@ import io
 import json
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from transferkit.jsontypes import JSONObject
 from transferkit.serve.limits import ServeOptions
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 class RequestError(Exception):
@@ -29,7 +33,7 @@ class RequestError(Exception):
         self.message = message
 
 
-def decode_image(data: bytes, name: str, max_pixels: int, min_size: int | None = None) -> Any:
+def decode_image(data: bytes, name: str, max_pixels: int, min_size: int | None = None) -> Image.Image:
     """Upload bytes → a PIL image (pixels not decoded yet), refusing an oversized header first.
 
     `min_size`: as for files (`transferkit.data.images.open_image`), a JPEG may be decoded at a
@@ -84,7 +88,7 @@ def decode_audio(data: bytes, name: str, max_seconds: float) -> tuple[np.ndarray
     return samples, int(rate)
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes) -> object:
     """A JSON body, strictly UTF-8."""
     try:
         text = body.decode("utf-8")
@@ -102,8 +106,8 @@ def parse_json(body: bytes) -> Any:
         raise RequestError(400, f"the JSON body cannot be read: {exc}") from exc
 
 
-def json_inputs(payload: Any, modality: str, *, columns: Sequence[str] = (), path_columns: Sequence[str] = ()
-                ) -> tuple[list[Any], list[str]]:
+def json_inputs(payload: object, modality: str, *, columns: Sequence[str] = (), path_columns: Sequence[str] = ()
+                ) -> tuple[list[object], list[str]]:
     """JSON → (inputs, a display name per input) for a text or table model."""
     if not isinstance(payload, dict):
         raise RequestError(422, f"expected a JSON object, got {type(payload).__name__}; send "
@@ -117,7 +121,7 @@ def json_inputs(payload: Any, modality: str, *, columns: Sequence[str] = (), pat
                             f"(field 'file', repeat it for a batch) or as a raw {modality}/* body")
 
 
-def _texts(payload: dict[str, Any]) -> tuple[list[Any], list[str]]:
+def _texts(payload: JSONObject) -> tuple[list[object], list[str]]:
     keys = set(payload) & {"text", "texts"}
     if len(keys) != 1 or set(payload) - {"text", "texts"}:
         raise RequestError(422, 'a text model takes {"text": "…"} or {"texts": ["…", …]}; got keys '
@@ -135,8 +139,8 @@ def _texts(payload: dict[str, Any]) -> tuple[list[Any], list[str]]:
     return list(texts), ["text"] if single else [f"texts[{i}]" for i in range(len(texts))]
 
 
-def _rows(payload: dict[str, Any], columns: Sequence[str], path_columns: Sequence[str]
-          ) -> tuple[list[Any], list[str]]:
+def _rows(payload: JSONObject, columns: Sequence[str], path_columns: Sequence[str]
+          ) -> tuple[list[object], list[str]]:
     keys = set(payload) & {"row", "rows"}
     if len(keys) != 1 or set(payload) - {"row", "rows"}:
         raise RequestError(422, 'a table model takes {"row": {column: value, …}} or {"rows": [{…}, …]}; got keys '
@@ -148,7 +152,7 @@ def _rows(payload: dict[str, Any], columns: Sequence[str], path_columns: Sequenc
         if not isinstance(rows, list) or not rows:
             raise RequestError(422, '"rows" must be a non-empty list of objects')
         names = [f"rows[{i}]" for i in range(len(rows))]
-    out = []
+    out: list[object] = []
     for name, row in zip(names, rows, strict=True):
         if not isinstance(row, dict):
             raise RequestError(422, f"{name} must be an object of column → value, got {type(row).__name__}")
@@ -168,7 +172,7 @@ def _rows(payload: dict[str, Any], columns: Sequence[str], path_columns: Sequenc
     return out, names
 
 
-def _cell(value: Any) -> Any:
+def _cell(value: object) -> object:
     """As `predict --row` reads a cell: None for missing, blank or null."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -177,7 +181,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def upload_limits(options: ServeOptions) -> dict[str, Any]:
+def upload_limits(options: ServeOptions) -> JSONObject:
     """The limits a client should know, for `/metadata`."""
     return {"max_body_mb": options.max_body_mb, "max_pixels": options.max_pixels,
             "max_audio_s": options.max_audio_s, "max_batch": options.max_batch,

@@ -15,6 +15,7 @@ answer was late) as JSON, then the connection is closed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -41,7 +42,7 @@ def guarded_protocol(options: ServeOptions) -> type[Any]:
     tick = min(1.0, max(0.05, min(idle_s, deadline_s) / 4))
 
     class GuardedProtocol(base):  # type: ignore[misc, valid-type]
-        def connection_made(self, transport: Any) -> None:
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self._last_byte = self.loop.time()
             self._request_began: float | None = None

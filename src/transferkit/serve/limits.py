@@ -4,8 +4,8 @@ shared by the CLI (`transferkit serve`'s flags are generated from them) and the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
+from transferkit.jsontypes import JSONObject
 from transferkit.params import FLAG, Between, check_declared, declare
 
 _POSITIVE_MB = Between(0, None, closed="neither", expected="a positive number of megabytes")
@@ -53,5 +53,5 @@ class ServeOptions:
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)

@@ -21,9 +21,10 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,10 +34,15 @@ from transferkit.errors import InputError
 from transferkit.params import CACHE_DIR, ENGINE
 from transferkit.serve.decode import RequestError
 
+if TYPE_CHECKING:
+    from transferkit.engines.select import BatchEngine
+    from transferkit.estimators.transfer_estimator import TransferEstimator
+    from transferkit.jsontypes import JSONObject
+
 log = logging.getLogger("transferkit.serve")
 
 
-def predict_precision(model: Any) -> str:
+def predict_precision(model: TransferEstimator) -> str:
     """The precision setting `model.features` extracts with (what `transferkit predict` uses):
     a fine-tuned network always predicts under 'auto' (`FinetunedClassifier.features`), the others
     under their `precision` parameter."""
@@ -45,14 +51,14 @@ def predict_precision(model: Any) -> str:
     return str(getattr(model, "precision", "auto"))
 
 
-def warm_up_items(modality: str, backbone: Backbone, count: int) -> list[Any]:
+def warm_up_items(modality: str, backbone: Backbone, count: int) -> list[object]:
     """`count` generated inputs of `modality` in the form the server decodes requests to (seeded):
     smooth-noise RGB images, sentences of growing length, clips of noise of 1-3 s."""
     rng = np.random.default_rng(0)
     if modality == "image":
         from PIL import Image
 
-        items: list[Any] = []
+        items: list[object] = []
         for _ in range(count):
             coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
             items.append(Image.fromarray(coarse).resize((320, 320), Image.Resampling.BILINEAR))
@@ -68,22 +74,36 @@ def _for_inference(backbone: Backbone, device: torch.device) -> Backbone:
     return backbone.for_inference().eval().to(device)
 
 
+def _of_part(sample: object, k: int) -> object:
+    """Part `k`'s sample of a prepared input (`Predictor.prepare`: one sample per part, in a tuple)."""
+    if not isinstance(sample, tuple):
+        raise TypeError(f"a prepared input is a tuple of each part's sample, not {type(sample).__name__}")
+    return sample[k]
+
+
 @dataclass
 class _Part:
     """One backbone of the model: how it loads an input, and the engine its batches run on."""
 
     backbone: Backbone
-    load: Any
-    engine: Any = None  # an `engines.select.BatchEngine`, chosen by `Predictor.warm_up`
+    load: Callable[[object], object]
+    engine: BatchEngine | None = None  # chosen by `Predictor.warm_up`
     verified: bool = False  # checked against PyTorch fp32 on real inputs
     notes: list[str] = field(default_factory=list)
+
+
+def _engine(part: _Part) -> BatchEngine:
+    """The engine `Predictor.warm_up` chose for `part`."""
+    if part.engine is None:
+        raise RuntimeError(f"'{part.backbone.name}' has no engine yet: call Predictor.warm_up() first")
+    return part.engine
 
 
 class Predictor:
     """Prepares inputs and predicts class probabilities for one loaded bundle."""
 
-    def __init__(self, model: Any, *, precision: str | None = None, engine: str = ENGINE.default,
-                 cache_dir: Any = CACHE_DIR.default) -> None:
+    def __init__(self, model: TransferEstimator, *, precision: str | None = None, engine: str = ENGINE.default,
+                 cache_dir: str | Path | None = CACHE_DIR.default) -> None:
         from transferkit.engines import ENGINES
         from transferkit.errors import ConfigError
         from transferkit.runtime import resolve_device
@@ -146,7 +166,7 @@ class Predictor:
                          + (f" ({'; '.join(part.notes)})" if part.notes else ""))
         return lines
 
-    def prepare(self, item: Any, name: str) -> Any:
+    def prepare(self, item: object, name: str) -> object:
         """One input → what `predict` takes; `RequestError` (422) naming the input when unusable."""
         if self.modality == "table":
             return item  # rows were checked when parsed; cells the encoders cannot use are masked
@@ -155,7 +175,7 @@ class Predictor:
         except InputError as exc:
             raise RequestError(422, f"{name}: {exc}") from exc
 
-    def predict(self, samples: Sequence[Any]) -> np.ndarray:
+    def predict(self, samples: Sequence[object]) -> np.ndarray:
         """Class probabilities [len(samples), n_classes], columns in `classes` order."""
         with self._lock:
             if self.modality == "table":
@@ -163,20 +183,24 @@ class Predictor:
                 return np.asarray(self.model.proba_from_features(feats.values), np.float64)
             if any(part.engine is None for part in self.parts):
                 self.warm_up()
-            values = np.concatenate([self._forward(part, [s[k] for s in samples])
+            values = np.concatenate([self._forward(part, [_of_part(s, k) for s in samples])
                                      for k, part in enumerate(self.parts)], axis=1)
             return np.asarray(self.model.proba_from_features(values), np.float64)
 
-    def _forward(self, part: _Part, samples: list[Any]) -> np.ndarray:
+    def predict_rows(self, samples: Sequence[object]) -> list[np.ndarray]:
+        """`predict`, one row per sample (what the micro-batcher hands back to each request)."""
+        return list(self.predict(samples))
+
+    def _forward(self, part: _Part, samples: list[object]) -> np.ndarray:
         batch = part.backbone.collate(samples)
-        feats = part.engine(batch)
+        feats = _engine(part)(batch)
         if not part.verified:  # the race ran on generated inputs: check once on real ones
             part.verified = True
             if not self._agrees(part, samples, feats):
-                feats = part.engine(batch)
+                feats = _engine(part)(batch)
         return feats.float().cpu().numpy()
 
-    def _agrees(self, part: _Part, samples: list[Any], feats: torch.Tensor) -> bool:
+    def _agrees(self, part: _Part, samples: list[object], feats: torch.Tensor) -> bool:
         """Whether `feats` (the chosen engine's) agree with PyTorch fp32 on the first samples; when
         they do not, the part is moved to torch fp32 and the log says so."""
         from transferkit.engines.select import MIN_COSINE, PARITY_SAMPLES, TorchEngine
@@ -186,9 +210,9 @@ class Predictor:
             part.backbone.collate(samples[:n]))
         cosine = float(torch.nn.functional.cosine_similarity(feats[:n].float(), reference.float(), dim=1,
                                                              eps=1e-12).min())
-        if cosine >= MIN_COSINE[part.engine.precision]:
+        if cosine >= MIN_COSINE[_engine(part).precision]:
             return True
-        message = (f"first real batch: {part.engine.label} disagrees with PyTorch fp32 on "
+        message = (f"first real batch: {_engine(part).label} disagrees with PyTorch fp32 on "
                    f"'{part.backbone.name}' (min cosine {cosine:.6f}); serving with torch fp32")
         log.warning(message)
         part.notes.append(message)
@@ -196,9 +220,9 @@ class Predictor:
                                   channels_last=True)
         return False
 
-    def engine(self) -> dict[str, Any]:
+    def engine(self) -> JSONObject:
         """What `/metadata` shows: the engine of each backbone (chosen at start-up)."""
-        info: dict[str, Any] = {"device": str(self.device), "threads": torch.get_num_threads()}
+        info: JSONObject = {"device": str(self.device), "threads": torch.get_num_threads()}
         if not self.parts:
             return {"name": "torch", "torch": torch.__version__, "precision": self.precision, **info}
         chosen = [{"backbone": p.backbone.name, "engine": p.engine.engine if p.engine else None,

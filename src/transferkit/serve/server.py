@@ -8,14 +8,18 @@ which finishes every request it had accepted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transferkit.params import ENGINE
 from transferkit.serve.limits import ServeOptions
 
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
 
-def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, options: ServeOptions | None = None,
-                 log_level: str = "info", access_log: bool = True) -> Any:
+
+def build_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, options: ServeOptions | None = None,
+                 log_level: str = "info", access_log: bool = True) -> uvicorn.Server:
     """A `uvicorn.Server` for `app` (call `.run()`; it handles SIGTERM/SIGINT in the main thread)."""
     import uvicorn
 
