@@ -9,8 +9,8 @@ From Python: `write_report(transferkit.load(run), data, "report.html", run_dir=r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
 
 from transferkit.report.build import write_report
 from transferkit.report.labelled import ReportData, given_data
@@ -30,7 +30,7 @@ def report_run(
     path_column: str | None = None,
     label_column: str | None = None,
     title: str | None = None,
-    cache_dir: Any = None,
+    cache_dir: str | os.PathLike[str] | bool | None = None,
     progress: bool = False,
 ) -> Path:
     """Load the bundle at `run`, evaluate it on `data` (default: the run's own test split,

@@ -16,11 +16,15 @@ the gap between how often the model is right and how sure it says it is, average
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from transferkit.data.dataset import LabelledData
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 #: bins of the reliability diagram and of the ECE
 CALIBRATION_BINS = 10
@@ -48,7 +52,7 @@ class Analysis:
     predicted: list[str]
     proba: np.ndarray  # [n_ok, n_classes]
     features: np.ndarray  # [n_ok, D]
-    metrics: dict[str, Any]
+    metrics: JSONObject  # `metrics.score_probabilities`, as bundles and summaries write it
     calibration: Calibration
     #: (index into ok_index, confidence) of wrong predictions, most confident first
     confidently_wrong: list[tuple[int, float]] = field(default_factory=list)
@@ -73,7 +77,7 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
     return Calibration(edges=edges, accuracy=acc, confidence=conf, counts=counts, ece=ece)
 
 
-def analyse(model: Any, data: LabelledData, *, n_wrong: int = 12) -> Analysis:
+def analyse(model: TransferEstimator, data: LabelledData, *, n_wrong: int = 12) -> Analysis:
     """Run `model` once over `data` and compute what the report shows."""
     from transferkit.metrics import score_probabilities
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,10 +25,14 @@ from transferkit import curves
 from transferkit.bundle import REPORT_GENERATOR, is_report
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
+from transferkit.jsontypes import JSONObject
 from transferkit.outputs import write_atomic
 from transferkit.report import plots
 from transferkit.report.analysis import Analysis, analyse, embedding_map
 from transferkit.report.labelled import ReportData, from_labelled, model_modality
+
+if TYPE_CHECKING:
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 GENERATOR = REPORT_GENERATOR  # what `bundle.is_report` recognises
 #: skipped inputs listed on the page (the bundle lists them all)
@@ -39,7 +43,7 @@ CURVE_PNG, CURVE_CSV = "curve.png", "curve.csv"
 
 
 def write_report(
-    model: Any,
+    model: TransferEstimator,
     data: LabelledData | ReportData,
     out_html: str | Path,
     *,
@@ -55,7 +59,7 @@ def write_report(
     """
     out = Path(out_html)
     _check_writable(out)
-    manifest: dict[str, Any] = dict(getattr(model, "manifest_", None) or {})
+    manifest: JSONObject = dict(getattr(model, "manifest_", None) or {})
     report_data = data if isinstance(data, ReportData) else from_labelled(
         manifest, data, description=f"{data.source} ({len(data)} examples)")
     result = analyse(model, report_data.data, n_wrong=n_wrong)
@@ -64,7 +68,7 @@ def write_report(
     return out
 
 
-def render(manifest: dict[str, Any], report_data: ReportData, result: Analysis, *, run_dir: Path | None = None,
+def render(manifest: JSONObject, report_data: ReportData, result: Analysis, *, run_dir: Path | None = None,
            title: str | None = None) -> str:
     """The report's HTML text."""
     import jinja2
@@ -74,7 +78,7 @@ def render(manifest: dict[str, Any], report_data: ReportData, result: Analysis, 
     modality = model_modality(manifest)
     metrics = result.metrics
     seed = int(manifest.get("training", {}).get("seed", 0))
-    context: dict[str, Any] = {
+    context: dict[str, object] = {  # the template's variables
         "generator": GENERATOR,
         "version": __version__,
         "title": title or f"transferkit report: {_model_name(manifest)}",
@@ -87,8 +91,9 @@ def render(manifest: dict[str, Any], report_data: ReportData, result: Analysis, 
         "unknown_classes": metrics.get("unknown_classes", []),
         "ece": f"{result.calibration.ece:.3f}",
     }
-    context["skipped"], context["skipped_total"] = _skipped(manifest, report_data, result)
-    context["tiles"] = _tiles(metrics, result, context["skipped_total"])
+    skipped, skipped_total = _skipped(manifest, report_data, result)
+    context["skipped"], context["skipped_total"] = skipped, skipped_total
+    context["tiles"] = _tiles(metrics, result, skipped_total)
     if metrics.get("n"):
         cm = metrics["confusion_matrix"]
         context["confusion_plot"] = plots.confusion_matrix(cm["labels"], cm["matrix"])
@@ -126,13 +131,13 @@ def render(manifest: dict[str, Any], report_data: ReportData, result: Analysis, 
 # -- sections -----------------------------------------------------------------------------------
 
 
-def _model_name(manifest: dict[str, Any]) -> str:
+def _model_name(manifest: JSONObject) -> str:
     if manifest.get("kind") == "tabular":
         return "table model"
     return str(manifest.get("backbone", {}).get("name", "model"))
 
 
-def _model_line(manifest: dict[str, Any]) -> str:
+def _model_line(manifest: JSONObject) -> str:
     labels = manifest.get("labels", [])
     head = manifest.get("head", {})
     if manifest.get("kind") == "tabular":
@@ -149,7 +154,7 @@ def _model_line(manifest: dict[str, Any]) -> str:
     return f"{modality} classifier over {len(labels)} classes: frozen {name} + {head.get('spec')} head (probe)"
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
@@ -159,7 +164,7 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-def _configuration(manifest: dict[str, Any], run_dir: Path | None) -> list[tuple[str, str]]:
+def _configuration(manifest: JSONObject, run_dir: Path | None) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if run_dir is not None:
         rows.append(("model folder", str(run_dir)))
@@ -205,14 +210,14 @@ def _configuration(manifest: dict[str, Any], run_dir: Path | None) -> list[tuple
     return rows
 
 
-def _counts_table(counts: dict[str, dict[str, int]], classes: Sequence[str]) -> dict[str, Any]:
+def _counts_table(counts: dict[str, dict[str, int]], classes: Sequence[str]) -> dict[str, object]:
     splits = list(counts)
     names = sorted(set(classes) | {c for v in counts.values() for c in v})
     rows = [{"name": c, "values": [counts[s].get(c, 0) for s in splits]} for c in names]
     return {"splits": splits, "rows": rows, "totals": [sum(counts[s].values()) for s in splits]}
 
 
-def _skipped(manifest: dict[str, Any], report_data: ReportData, result: Analysis) -> tuple[list[dict[str, str]], int]:
+def _skipped(manifest: JSONObject, report_data: ReportData, result: Analysis) -> tuple[list[dict[str, str]], int]:
     """Skipped inputs of training (from the bundle), of reading the data and of this evaluation."""
     seen: dict[str, dict[str, str]] = {}
     for where, found in (("at fit time", (manifest.get("metrics") or {}).get("skipped") or {}),
@@ -231,7 +236,7 @@ def _skipped(manifest: dict[str, Any], report_data: ReportData, result: Analysis
     return rows[:SKIPPED_SHOWN], len(rows)
 
 
-def _column_report(manifest: dict[str, Any], evaluated: dict[str, Any] | None) -> list[dict[str, str]]:
+def _column_report(manifest: JSONObject, evaluated: JSONObject | None) -> list[dict[str, str]]:
     if manifest.get("kind") != "tabular":
         return []
     trained = manifest.get("training", {}).get("columns", {})
@@ -247,7 +252,7 @@ def _column_report(manifest: dict[str, Any], evaluated: dict[str, Any] | None) -
     return rows
 
 
-def _tiles(metrics: dict[str, Any], result: Analysis, skipped: int) -> list[dict[str, str]]:
+def _tiles(metrics: JSONObject, result: Analysis, skipped: int) -> list[dict[str, str]]:
     if not metrics.get("n"):
         return [{"name": "examples evaluated", "value": "0"}, {"name": "skipped inputs", "value": str(skipped)}]
     return [
@@ -260,8 +265,8 @@ def _tiles(metrics: dict[str, Any], result: Analysis, skipped: int) -> list[dict
     ]
 
 
-def _wrong_examples(manifest: dict[str, Any], data: LabelledData, result: Analysis, modality: str
-                    ) -> list[dict[str, Any]]:
+def _wrong_examples(manifest: JSONObject, data: LabelledData, result: Analysis, modality: str
+                    ) -> list[dict[str, object]]:
     from transferkit.report.examples import describe
 
     out = []
@@ -276,7 +281,7 @@ def _wrong_examples(manifest: dict[str, Any], data: LabelledData, result: Analys
     return out
 
 
-def _embedding(manifest: dict[str, Any], result: Analysis, seed: int) -> tuple[str | None, str]:
+def _embedding(manifest: JSONObject, result: Analysis, seed: int) -> tuple[str | None, str]:
     if len(result.features) < 3:
         return None, f"Too few examples ({len(result.features)}) to draw a map of the embeddings."
     index, coords, method = embedding_map(result.features, seed=seed)
@@ -296,7 +301,7 @@ def _embedding(manifest: dict[str, Any], result: Analysis, seed: int) -> tuple[s
     return plots.embedding(coords, labels, wrong, classes, method, what), note
 
 
-def _training(manifest: dict[str, Any], run_dir: Path | None) -> tuple[str | None, str | None]:
+def _training(manifest: JSONObject, run_dir: Path | None) -> tuple[str | None, str | None]:
     if manifest.get("strategy") != "finetune":
         return None, None
     if run_dir is None:
@@ -312,7 +317,7 @@ def _training(manifest: dict[str, Any], run_dir: Path | None) -> tuple[str | Non
     return plots.training_curves(epochs, ft.get("best_epoch"), trainable), None
 
 
-def _minutes(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
+def _minutes(manifest: JSONObject) -> tuple[str | None, str | None]:
     """Validation accuracy against wall time: fine-tuning per epoch, and under `--strategy auto`
     the probe it was weighed against (whichever of the two the bundle holds)."""
     from transferkit.selection.strategy import duration
@@ -357,7 +362,7 @@ def read_epoch_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
     return {key: [(e + 1, float(np.mean(v))) for e, v in sorted(per.items())] for key, per in sums.items()}
 
 
-def _ranking(ranking: dict[str, Any] | None) -> dict[str, Any] | None:
+def _ranking(ranking: JSONObject | None) -> dict[str, object] | None:
     if ranking and ranking.get("rows"):  # `--backbone auto`'s selection on validation (selection.backbone)
         dev = any(c.get("dev_accuracy") is not None for c in ranking["rows"])  # --adapt-to: ranked by DEV
         key = "dev_accuracy" if dev else "val_accuracy"
@@ -392,7 +397,7 @@ def _ranking(ranking: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"header": header, "rows": rows, "reason": reason, "notes": list(ranking.get("notes", []))}
 
 
-def _shift(manifest: dict[str, Any]) -> dict[str, Any] | None:
+def _shift(manifest: JSONObject) -> dict[str, object] | None:
     """A fit with --adapt-to: how far the target was from the training data, before and after the
     alignment the model carries (`adapt.shift`: numbers, verdict and map points kept in the bundle)."""
     record = (manifest.get("adaptation") or {}).get("shift")
@@ -421,7 +426,7 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
-def _curve(run_dir: Path | None) -> tuple[str | None, dict[str, Any] | None]:
+def _curve(run_dir: Path | None) -> tuple[str | None, dict[str, object] | None]:
     """The run's data-efficiency curve: its PNG as is, its CSV as a table (and a plot without PNG)."""
     if run_dir is None:
         return None, None
@@ -441,7 +446,7 @@ def _curve(run_dir: Path | None) -> tuple[str | None, dict[str, Any] | None]:
     return plot, table
 
 
-def _curve_table(path: Path) -> dict[str, Any] | None:
+def _curve_table(path: Path) -> dict[str, object] | None:
     """`transferkit curve`'s points as one row per labels-per-class and one column per method:
     mean test accuracy over the seeds, with their range."""
     try:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from transferkit.jsontypes import JSONObject
 from transferkit.report import plots
 
 THUMBNAIL = 128
@@ -19,7 +19,7 @@ CELL = 80
 AUDIO_SECONDS = 10.0
 
 
-def describe(item: Any, modality: str, columns: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def describe(item: object, modality: str, columns: list[JSONObject] | None = None) -> dict[str, object]:
     """What the template shows for `item`: a `name` and one of `image`, `text` or `cells`, or `note`."""
     if modality == "text":
         text = " ".join(str(item).split())
@@ -35,13 +35,13 @@ def describe(item: Any, modality: str, columns: list[dict[str, Any]] | None = No
         return {"name": name, "note": f"cannot show it: {exc}"}
 
 
-def thumbnail(item: Any, size: int = THUMBNAIL) -> str:
+def thumbnail(item: object, size: int = THUMBNAIL) -> str:
     """An image file (or PIL image) as a PNG data URI at most `size` pixels on a side."""
     from PIL import Image
 
-    from transferkit.data.images import open_image
+    from transferkit.data.images import image_source, open_image
 
-    img = open_image(item)
+    img = open_image(image_source(item))
     img.thumbnail((size, size))
     if max(img.size) < size // 2:  # tiny images (glyphs, icons) are enlarged, keeping their pixels sharp
         scale = size // max(img.size)
@@ -51,21 +51,23 @@ def thumbnail(item: Any, size: int = THUMBNAIL) -> str:
     return plots.png_uri(buf.getvalue())
 
 
-def _audio(item: Any) -> str:
+def _audio(item: object) -> str:
     from transferkit.data.audio_clips import read_audio
 
     if isinstance(item, tuple):
         wave, rate = np.asarray(item[0], np.float32), int(item[1])
-    else:
+    elif isinstance(item, str | Path):
         wave, rate = read_audio(item)
+    else:
+        raise TypeError(f"an audio example is a file or (samples, rate), not {type(item).__name__}")
     if wave.ndim == 2:
         wave = wave.mean(axis=1)
     return plots.audio_clip(wave[: int(AUDIO_SECONDS * rate)], rate)
 
 
-def _row(row: Any, columns: list[dict[str, Any]]) -> dict[str, Any]:
+def _row(row: object, columns: list[JSONObject]) -> dict[str, object]:
     kinds = {str(c["name"]): str(c.get("kind", "")) for c in columns}
-    cells: list[dict[str, Any]] = []
+    cells: list[dict[str, str]] = []
     image = None
     for name, value in (row.items() if isinstance(row, dict) else []):
         kind = kinds.get(str(name), "")

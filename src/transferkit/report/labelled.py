@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import DataError
+from transferkit.jsontypes import JSONObject
 
 #: the split fractions `fit` uses when the user gives none
 DEFAULT_VAL, DEFAULT_TEST = 0.15, 0.15
@@ -37,7 +37,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
 
 
-def model_modality(manifest: dict[str, Any]) -> str:
+def model_modality(manifest: JSONObject) -> str:
     """What the bundle's model takes: 'image', 'text', 'audio' or 'table'."""
     if manifest.get("modality"):
         return str(manifest["modality"])
@@ -46,7 +46,7 @@ def model_modality(manifest: dict[str, Any]) -> str:
     return str(manifest.get("backbone", {}).get("modality") or "image")
 
 
-def _columns(manifest: dict[str, Any]) -> tuple[str, str]:
+def _columns(manifest: JSONObject) -> tuple[str, str]:
     """(path/text column, label column) the bundle was trained with."""
     data = manifest.get("data", {})
     modality = model_modality(manifest)
@@ -54,7 +54,7 @@ def _columns(manifest: dict[str, Any]) -> tuple[str, str]:
     return str(data.get("path_column") or default_path), str(data.get("label_column") or "label")
 
 
-def _fractions(manifest: dict[str, Any], run_dir: Path | None, total: int) -> tuple[float, float, str | None]:
+def _fractions(manifest: JSONObject, run_dir: Path | None, total: int) -> tuple[float, float, str | None]:
     """(val, test) fractions of the run and, when they were not recorded, a note saying how they were found.
 
     Without recorded fractions, the recorded split sizes give them: `split_indices` sizes a split
@@ -80,7 +80,7 @@ def _fractions(manifest: dict[str, Any], run_dir: Path | None, total: int) -> tu
         f"(val {DEFAULT_VAL}, test {DEFAULT_TEST})")
 
 
-def load_labelled(manifest: dict[str, Any], source: str | Path, *, path_column: str | None = None,
+def load_labelled(manifest: JSONObject, source: str | Path, *, path_column: str | None = None,
                   label_column: str | None = None, group_column: str | None = None) -> LabelledData:
     """Labelled data read as the bundle's modality needs (image/audio folders or manifests, text
     tables, multimodal rows), with the bundle's own columns unless others are given."""
@@ -95,7 +95,7 @@ def load_labelled(manifest: dict[str, Any], source: str | Path, *, path_column: 
     return dataset
 
 
-def test_split(manifest: dict[str, Any], run_dir: str | Path | None = None) -> ReportData:
+def test_split(manifest: JSONObject, run_dir: str | Path | None = None) -> ReportData:
     """The run's test split, re-derived from its bundle's record of the data and the split.
 
     Raises `DataError` saying what to do when the data is gone, or when the split re-derived does
@@ -132,14 +132,14 @@ def test_split(manifest: dict[str, Any], run_dir: str | Path | None = None) -> R
                       class_counts=counts, skipped=dict(dataset.skipped), notes=[note] if note else [])
 
 
-def given_data(manifest: dict[str, Any], source: str | Path, *, path_column: str | None = None,
+def given_data(manifest: JSONObject, source: str | Path, *, path_column: str | None = None,
                label_column: str | None = None) -> ReportData:
     """Data the user names (`report RUN DATA`, `evaluate --report`), all of it evaluated."""
     dataset = load_labelled(manifest, source, path_column=path_column, label_column=label_column)
     return from_labelled(manifest, dataset, description=f"{source} (all {len(dataset)} examples)")
 
 
-def from_labelled(manifest: dict[str, Any], data: LabelledData, *, description: str) -> ReportData:
+def from_labelled(manifest: JSONObject, data: LabelledData, *, description: str) -> ReportData:
     """Labelled data already in memory; the training counts come from the bundle."""
     counts: dict[str, dict[str, int]] = {}
     train_counts = manifest.get("training", {}).get("class_counts")

@@ -11,20 +11,23 @@ import base64
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 110
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def to_data_uri(fig: Any) -> str:
+def to_data_uri(fig: Figure) -> str:
     """A figure as a base64 PNG data URI."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -38,7 +41,7 @@ def png_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def class_colours(classes: Sequence[str]) -> dict[str, Any]:
+def class_colours(classes: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
     """One colour per class, the same in every figure."""
     from matplotlib import colormaps
 
@@ -178,7 +181,7 @@ def training_curves(epochs: dict[str, list[tuple[float, float]]], best_epoch: in
     return to_data_uri(fig)
 
 
-def minutes_bought(timeline: Sequence[Sequence[Any]], *, offset_minutes: float = 0.0,
+def minutes_bought(timeline: Sequence[tuple[int, float, float | None]], *, offset_minutes: float = 0.0,
                    probe: tuple[float, float, str] | None = None, kept: str | None = None) -> str:
     """Validation accuracy against wall-clock time: fine-tuning epoch by epoch (`timeline`:
     [epoch, seconds, accuracy]; epoch 0 the probe head LP-FT starts from), started `offset_minutes`
