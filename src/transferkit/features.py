@@ -24,11 +24,11 @@ import functools
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from transferkit.engines.select import (
 from transferkit.errors import ConfigError, InputError
 from transferkit.params import BATCH_SIZE, DEVICE, ENGINE, PRECISION, PROGRESS
 from transferkit.runtime import resolve_device, resolve_precision
+
+if TYPE_CHECKING:
+    from lightning.fabric import Fabric
 
 #: the most bytes of features a cache shard holds (fewer rows than `shard_size` for wide features)
 SHARD_BYTES = 32 * 2**20
@@ -72,7 +75,7 @@ class ExtractOptions:
     #: processes to extract on (Lightning Fabric); each writes its shards into the one cache
     devices: int = 1
     #: inputs int8 quantization calibrates on (the training inputs); empty: the first 300 extracted
-    calibration: tuple[Any, ...] = ()
+    calibration: tuple[object, ...] = ()
 
 
 @dataclass
@@ -106,13 +109,13 @@ class _Outcome:
 class _Inputs(torch.utils.data.Dataset):
     """Loads one input per index; a bad input becomes (index, None, reason) instead of an error."""
 
-    def __init__(self, items: Sequence[Any], indices: Sequence[int], loader: Any) -> None:
+    def __init__(self, items: Sequence[object], indices: Sequence[int], loader: Callable[[object], object]) -> None:
         self.items, self.indices, self.loader = items, list(indices), loader
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, object, str | None]:
         index = self.indices[i]
         try:
             return index, self.loader(self.items[index]), None
@@ -120,7 +123,7 @@ class _Inputs(torch.utils.data.Dataset):
             return index, None, str(exc)
 
 
-def _collate_pairs(batch: list[tuple[int, Any, str | None]]) -> list[tuple[int, Any, str | None]]:
+def _collate_pairs(batch: list[tuple[int, object, str | None]]) -> list[tuple[int, object, str | None]]:
     return batch
 
 
@@ -135,7 +138,7 @@ def _default_workers(n_items: int, modality: str) -> int:
 
 def extract_features(
     backbone: Backbone,
-    items: Sequence[Any],
+    items: Sequence[object],
     *,
     options: ExtractOptions | None = None,
     cache: FeatureCache | None = None,
@@ -153,7 +156,7 @@ def extract_features(
 def _extract_into(
     out: np.ndarray,
     backbone: Backbone,
-    items: Sequence[Any],
+    items: Sequence[object],
     *,
     options: ExtractOptions | None,
     cache: FeatureCache | None,
@@ -232,7 +235,7 @@ class _Job:
     """What every extraction process needs (picklable for `devices > 1`)."""
 
     backbone: Backbone
-    items: Sequence[Any]
+    items: Sequence[object]
     keys: list[str]
     opts: ExtractOptions
     device: torch.device
@@ -255,7 +258,7 @@ class _Job:
         digest = hashlib.sha256("\n".join(item_key(c, modality) or repr(c)[:200] for c in chosen).encode())
         loader = self.backbone.sample_loader()
 
-        def samples() -> Any:
+        def samples() -> Iterator[object]:
             for item in chosen:
                 try:
                     yield loader(item)
@@ -326,7 +329,7 @@ def _loader(job: _Job, todo: list[int]) -> torch.utils.data.DataLoader:
     )
 
 
-def _select(job: _Job, torch_model: Any, samples: list[Any], todo: list[int]) -> Selection:
+def _select(job: _Job, torch_model: Callable[[], Backbone], samples: list[object], todo: list[int]) -> Selection:
     """The engine for extracting `todo`, chosen on its first batch's `samples` (`engines.select_engine`)."""
     opts = job.opts
     return select_engine(
@@ -410,7 +413,7 @@ def _run_parallel(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, f
     return outcome
 
 
-def _extract_shard(fabric: Any, job: _Job, shards: list[list[int]], tmp: str) -> None:
+def _extract_shard(fabric: Fabric, job: _Job, shards: list[list[int]], tmp: str) -> None:
     """One Fabric process: extract its shard into the cache and hand the rows back in a file."""
     rank = int(fabric.global_rank)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, len(shards))))
@@ -437,7 +440,7 @@ class _progress:
     def __init__(self, enabled: bool, description: str, total: int) -> None:
         self.enabled, self.description, self.total = enabled, description, total
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
         from rich.console import Console
@@ -472,7 +475,7 @@ class _progress:
             self._bar.__exit__(exc_type, exc, tb)
 
 
-def _side_by_side(backbone: Backbone, items: Sequence[Any], *, options: ExtractOptions | None,
+def _side_by_side(backbone: Backbone, items: Sequence[object], *, options: ExtractOptions | None,
                   cache: FeatureCache | None, description: str) -> Features:
     """The features of every part of a concatenation, side by side; an input any part cannot read fails.
 

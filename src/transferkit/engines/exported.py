@@ -19,13 +19,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from transferkit.data.images import image_array
 from transferkit.engines.run import open_graph
 from transferkit.errors import BundleError, ConfigError, EngineError
+from transferkit.jsontypes import JSONObject
 from transferkit.params import BATCH_SIZE
 
 #: the file an export folder is recognised by
@@ -50,13 +50,13 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def record_digest(meta: dict[str, Any]) -> str:
+def record_digest(meta: JSONObject) -> str:
     """sha256 of an export record without its own `record_sha256` field (canonical JSON)."""
     body = {k: v for k, v in meta.items() if k != "record_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
-def seal_record(meta: dict[str, Any], folder: str | Path) -> dict[str, Any]:
+def seal_record(meta: JSONObject, folder: str | Path) -> JSONObject:
     """`meta` with the sha256 of every file now in `folder` (but export.json) and of itself added."""
     root = Path(folder)
     files = {p.name: file_sha256(p) for p in sorted(root.iterdir()) if p.is_file() and p.name != EXPORT_FILE}
@@ -64,7 +64,7 @@ def seal_record(meta: dict[str, Any], folder: str | Path) -> dict[str, Any]:
     return {**sealed, "record_sha256": record_digest(sealed)}
 
 
-def verify_export(folder: str | Path) -> dict[str, Any]:
+def verify_export(folder: str | Path) -> JSONObject:
     """The export record of `folder`, once every file it lists has the sha256 it recorded.
 
     Raises `ExportIntegrityError` naming the first file that differs (or the record itself)."""
@@ -138,18 +138,18 @@ class ExportedModel:
         if not is_export(self.folder):
             raise ConfigError(f"{self.folder} is not an export folder (no {EXPORT_FILE} + {GRAPH_FILE}); "
                               "write one with: transferkit export RUN")
-        self.meta: dict[str, Any] = verify_export(self.folder)
+        self.meta: JSONObject = verify_export(self.folder)
         self.labels = np.array(self.meta["labels"])
-        self.preprocess: dict[str, Any] = self.meta["preprocess"]
+        self.preprocess: JSONObject = self.meta["preprocess"]
         self.runner = open_graph(self.folder / GRAPH_FILE, "onnxruntime", threads=threads)
         width = self.runner.output_width()
         if width is not None and width != len(self.labels):
             raise self._shape_error(width)
 
-    def arrays(self, items: Sequence[Any]) -> np.ndarray:
+    def arrays(self, items: Sequence[object]) -> np.ndarray:
         return np.stack([image_array(item, self.preprocess) for item in items])
 
-    def predict_proba(self, items: Sequence[Any], *, batch_size: int = BATCH_SIZE.default) -> np.ndarray:
+    def predict_proba(self, items: Sequence[object], *, batch_size: int = BATCH_SIZE.default) -> np.ndarray:
         return self.probabilities(self.arrays(items), batch_size=batch_size)
 
     def probabilities(self, arrays: np.ndarray, *, batch_size: int = BATCH_SIZE.default) -> np.ndarray:
@@ -166,5 +166,5 @@ class ExportedModel:
                            "labels: the graph is not the model it claims to be; re-export it: transferkit export "
                            "RUN --overwrite")
 
-    def predict(self, items: Sequence[Any]) -> np.ndarray:
+    def predict(self, items: Sequence[object]) -> np.ndarray:
         return self.labels[np.argmax(self.predict_proba(items), axis=1)]

@@ -16,13 +16,13 @@ import os
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from transferkit.backbones.contract import Backbone, GraphParts
 from transferkit.engines.onnx_graph import DEFAULT_OPSET, EXPORTERS, export_onnx
+from transferkit.jsontypes import JSONObject
 
 #: bump when the layout of exported graphs changes (old entries are then ignored, not read)
 FORMAT_VERSION = 1
@@ -36,7 +36,7 @@ def engines_dir(root: str | Path | None = None) -> Path:
 
 
 #: digests computed in this process: (tensor identities and versions) → (weak refs, digest)
-_DIGESTS: dict[tuple[Any, ...], tuple[list[weakref.ref[torch.Tensor]], str]] = {}
+_DIGESTS: dict[tuple[object, ...], tuple[list[weakref.ref[torch.Tensor]], str]] = {}
 
 
 def state_digest(module: nn.Module) -> str:
@@ -62,7 +62,7 @@ def state_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def graph_key(backbone: Backbone, parts: GraphParts, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+def graph_key(backbone: Backbone, parts: GraphParts, opset: int = DEFAULT_OPSET) -> JSONObject:
     """Everything an exported graph of `backbone` depends on (JSON-able)."""
     inputs = []
     for name, tensor in parts.example_inputs().items():
@@ -83,11 +83,11 @@ def graph_key(backbone: Backbone, parts: GraphParts, opset: int = DEFAULT_OPSET)
     }
 
 
-def key_digest(key: dict[str, Any]) -> str:
+def key_digest(key: JSONObject) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def graph_folder(backbone: Backbone, key: dict[str, Any], root: str | Path | None = None) -> Path:
+def graph_folder(backbone: Backbone, key: JSONObject, root: str | Path | None = None) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in backbone.name)[-80:]
     return engines_dir(root) / f"{safe}-{key_digest(key)}"
 
@@ -117,7 +117,7 @@ def backbone_graph(
     return model, False
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=".json")
     try:

@@ -19,7 +19,6 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -107,7 +106,7 @@ def export_onnx(
 
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names: list[str], outputs: list[str],
-            opset: int, axes: Mapping[str, Mapping[int, str]], shapes: tuple[Any, ...],
+            opset: int, axes: Mapping[str, Mapping[int, str]], shapes: tuple[dict[int, torch.export.Dim] | None, ...],
             exporters: Sequence[str]) -> None:
     """The first of `exporters` that can express `module`; the last one's error if none can."""
     unknown = [e for e in exporters if e not in EXPORTERS]
@@ -139,7 +138,7 @@ def _trace_export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path,
                       dynamo=False, dynamic_axes=dynamic or None, verbose=False)
 
 
-def _shapes_for(module: nn.Module, shapes: tuple[dict[int, torch.export.Dim] | None, ...]) -> tuple[Any, ...]:
+def _shapes_for(module: nn.Module, shapes: tuple[dict[int, torch.export.Dim] | None, ...]) -> tuple[object, ...]:
     """`dynamic_shapes` in the structure of `module.forward`'s signature (positional or *args)."""
     import inspect
 

@@ -17,9 +17,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import openvino as ov
 
 #: engine name → the pip package that provides it
 PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
@@ -129,7 +132,7 @@ def keep_signal_stack() -> Iterator[None]:
 
 
 @functools.lru_cache(maxsize=1)
-def openvino_core() -> Any:
+def openvino_core() -> ov.Core:
     """The one `openvino.Core` of this process: the CPU plugin is loaded once and never unloaded."""
     import openvino as ov
 

@@ -28,7 +28,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +44,7 @@ from transferkit.engines.graphs import (
 )
 from transferkit.engines.run import PACKAGES, GraphRunner, is_installed, open_graph, openvino_has_bf16
 from transferkit.errors import ConfigError, EngineError, EngineWarning
+from transferkit.jsontypes import JSONObject
 from transferkit.params import ENGINE, PRECISION
 from transferkit.runtime import autocast, cpu_supports_bf16
 
@@ -81,7 +81,7 @@ class BatchEngine(ABC):
         return f"{self.engine} {self.precision}"
 
     @abstractmethod
-    def __call__(self, batch: Any) -> torch.Tensor: ...
+    def __call__(self, batch: object) -> torch.Tensor: ...
 
 
 class TorchEngine(BatchEngine):
@@ -92,7 +92,7 @@ class TorchEngine(BatchEngine):
     def __init__(self, model: Backbone, precision: str, device: torch.device, channels_last: bool) -> None:
         self.model, self.precision, self.device, self.channels_last = model, precision, device, channels_last
 
-    def __call__(self, batch: Any) -> torch.Tensor:
+    def __call__(self, batch: object) -> torch.Tensor:
         x = self.model.to_batch_device(batch, self.device)
         if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -107,7 +107,7 @@ class GraphEngine(BatchEngine):
         self.parts, self.runner = parts, runner
         self.engine, self.precision = runner.engine, runner.precision
 
-    def __call__(self, batch: Any) -> torch.Tensor:
+    def __call__(self, batch: object) -> torch.Tensor:
         with torch.inference_mode():
             inputs, context = self.parts.prepare(batch)
             arrays = {n: inputs[n].detach().cpu().numpy() for n in self.runner.input_names}
@@ -133,7 +133,7 @@ class Calibration:
     samples themselves (read only when the int8 graph is not cached yet)."""
 
     digest: str
-    samples: Callable[[], Iterable[Any]]
+    samples: Callable[[], Iterable[object]]
 
 
 def check_request(engine: str, precision: str) -> None:
@@ -196,11 +196,11 @@ class _Remembered:
     """The engine `auto` chose for a (graph, request, batch size, machine): one small JSON file with
     the runner-up of its race and how many runs have used it since it was last timed."""
 
-    def __init__(self, root: str | Path | None, ident: dict[str, Any]) -> None:
+    def __init__(self, root: str | Path | None, ident: JSONObject) -> None:
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
         self.path = engines_dir(root) / "choices" / f"{digest}.json"
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> JSONObject:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             return data if isinstance(data, dict) else {}
@@ -231,7 +231,7 @@ class _Remembered:
     def put(self, label: str, rates: dict[str, float], runner_up: str | None = None) -> None:
         self._write({"choice": label, "samples_per_s": rates, "runner_up": runner_up, "uses": 0})
 
-    def _write(self, data: dict[str, Any]) -> None:
+    def _write(self, data: JSONObject) -> None:
         try:
             write_json_atomic(self.path, data)
         except OSError:
@@ -244,7 +244,7 @@ class _Request:
 
     backbone: Backbone
     model: Callable[[], Backbone]
-    samples: Sequence[Any]
+    samples: Sequence[object]
     engine: str
     precision: str
     device: torch.device
@@ -281,7 +281,7 @@ class _Trial:
 def select_engine(
     backbone: Backbone,
     model: Callable[[], Backbone],
-    samples: Sequence[Any],
+    samples: Sequence[object],
     *,
     engine: str = ENGINE.default,
     precision: str = PRECISION.default,
@@ -372,7 +372,7 @@ def _plan_recheck(request: _Request, plan: _Plan) -> None:
     plan.recheck = len(plan.candidates) == 2
 
 
-def _try_candidates(request: _Request, plan: _Plan, head: Any, reference: torch.Tensor,
+def _try_candidates(request: _Request, plan: _Plan, head: object, reference: torch.Tensor,
                     selection: Selection) -> _Trial:
     """Each candidate, built one at a time, on the first samples (parity with `reference`); under a
     race the ones that agree are timed on the whole first batch, and only the fastest so far is kept."""
@@ -389,7 +389,7 @@ def _try_candidates(request: _Request, plan: _Plan, head: Any, reference: torch.
     return trial
 
 
-def _parity(request: _Request, candidate: BatchEngine, head: Any, reference: torch.Tensor,
+def _parity(request: _Request, candidate: BatchEngine, head: object, reference: torch.Tensor,
             trial: _Trial) -> float | None:
     """The least cosine of `candidate`'s features of the first samples to `reference`'s; None (and
     the reason kept) when it fails on them or is too far."""
@@ -467,13 +467,13 @@ class _Timed:
     out: torch.Tensor | None = None
     seconds: list[float] = field(default_factory=list)
 
-    def run(self, batch: Any) -> None:
+    def run(self, batch: object) -> None:
         start = time.perf_counter()
         self.out = self.engine(batch)
         self.seconds.append(time.perf_counter() - start)
 
 
-def _race(best: _Timed | None, challenger: _Timed, batch: Any, rates: dict[str, float]) -> _Timed:
+def _race(best: _Timed | None, challenger: _Timed, batch: object, rates: dict[str, float]) -> _Timed:
     """The faster of `best` and `challenger` on `batch`: one warm-up run each, then `TIMED_ROUNDS`
     runs interleaved (A B A B …: a burst of load on a shared machine hits both alike), medians
     compared. The loser is dropped by the caller: at most two engines are alive at once."""
@@ -497,7 +497,7 @@ def _race(best: _Timed | None, challenger: _Timed, batch: Any, rates: dict[str, 
     return best
 
 
-def _batch_len(batch: Any, out: torch.Tensor | None) -> int:
+def _batch_len(batch: object, out: torch.Tensor | None) -> int:
     return int(out.shape[0]) if out is not None else 1
 
 
@@ -520,7 +520,7 @@ class Rechecked(BatchEngine):
         self.seconds: dict[str, list[float]] = {chosen.label: [], runner_up.label: []}
         self.calls = 0
 
-    def __call__(self, batch: Any) -> torch.Tensor:
+    def __call__(self, batch: object) -> torch.Tensor:
         if self.runner_up is None or self.chosen is None:
             assert self.current is not None
             return self.current(batch)
