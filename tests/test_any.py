@@ -47,13 +47,10 @@ BUDGET: dict[str, tuple[int, str]] = {
     "curves/measure.py": (7, UNREVIEWED),
     "curves/points.py": (6, UNREVIEWED),
     "curves/verdicts.py": (1, UNREVIEWED),
-    "data/augment.py": (13, UNREVIEWED),
-    "data/augment_audio.py": (1, UNREVIEWED),
-    "data/dataset.py": (1, UNREVIEWED),
-    "data/inputs.py": (1, UNREVIEWED),
-    "data/rows.py": (8, UNREVIEWED),
-    "data/tables.py": (5, UNREVIEWED),
-    "data/vad.py": (2, UNREVIEWED),
+    "data/dataset.py": (1, "raw inputs of every modality (paths, texts, table rows); `list[object]` is invariant and "
+                          "would ripple into estimators/ (types-a): not yet a boundary, left for a joint change"),
+    "data/inputs.py": (1, "raw inputs of every modality, as data/dataset.py: left for a joint change with estimators/ "
+                         "and commands/"),
     "estimators/__init__.py": (1, UNREVIEWED),
     "estimators/ensemble.py": (14, UNREVIEWED),
     "estimators/finetuned.py": (55, UNREVIEWED),

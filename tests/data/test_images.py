@@ -339,3 +339,10 @@ def test_a_folder_of_svg_icons_is_data(tmp_path: Path) -> None:
     assert data.classes == ["blue", "red"] and len(data) == 7
     batch = create_backbone("test_efficientnet", weights="random").preprocess([data.items[0]])
     assert batch.shape[0] == 1 and float(batch.std()) > 0
+
+
+def test_an_input_that_is_not_an_image_is_an_input_error() -> None:
+    from transferkit.data.images import image_array
+
+    with pytest.raises(InputError, match="a path or a PIL image, not int"):
+        image_array(42, {"input_size": 8})

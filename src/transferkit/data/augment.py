@@ -16,14 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
-from transferkit.errors import ConfigError
+from transferkit.errors import ConfigError, InputError
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from transferkit.data.augment_audio import AudioAugment
+
+#: what a backbone's loader makes of an input (its sample)
+SampleT = TypeVar("SampleT")
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class ImageAugment:
         if not 0 <= self.jitter < 1:
             raise ConfigError(f"jitter must be in [0, 1); got {self.jitter}")
 
-    def apply(self, image: Any, rng: np.random.Generator) -> Any:
+    def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         from PIL import Image, ImageEnhance, ImageOps
 
         width, height = image.size
@@ -72,7 +81,7 @@ class ImageAugment:
 class AugmentedItem:
     """View number `view` (≥ 1) of `source` under `policy` (a JSON string, so the item is hashable)."""
 
-    source: Any
+    source: object
     view: int
     seed: int = 0
     policy: str = field(default="{}")
@@ -90,21 +99,22 @@ class AugmentedItem:
         return f"{self.source} (augmented view {self.view})"
 
 
-def image_view(source: Any, view: int, seed: int, policy: ImageAugment | None = None) -> AugmentedItem:
+def image_view(source: object, view: int, seed: int, policy: ImageAugment | None = None) -> AugmentedItem:
     return AugmentedItem(source, view, seed, json.dumps({"image": asdict(policy or ImageAugment())}))
 
 
-def audio_view(source: Any, view: int, seed: int, policy: Any = None) -> AugmentedItem:
+def audio_view(source: object, view: int, seed: int, policy: AudioAugment | None = None) -> AugmentedItem:
     from transferkit.data.augment_audio import AudioAugment
 
     return AugmentedItem(source, view, seed, json.dumps({"audio": asdict(policy or AudioAugment())}))
 
 
-def views_of(items: list[Any], modality: str, n_views: int, seed: int) -> list[AugmentedItem]:
+def views_of(items: Sequence[object], modality: str, n_views: int, seed: int) -> list[AugmentedItem]:
     """`n_views` augmented views of each of `items` (view-major: all first views, then all second…)."""
     if n_views < 0:
         raise ConfigError(f"the number of augmented views must be >= 0; got {n_views}")
-    make = {"image": image_view, "audio": audio_view}.get(modality)
+    makers: dict[str, Callable[[object, int, int], AugmentedItem]] = {"image": image_view, "audio": audio_view}
+    make = makers.get(modality)
     if make is None:
         if n_views:
             raise ConfigError(f"augmented views are made of images and audio clips; this is {modality} data "
@@ -113,31 +123,36 @@ def views_of(items: list[Any], modality: str, n_views: int, seed: int) -> list[A
     return [make(item, view, seed) for view in range(1, n_views + 1) for item in items]
 
 
-def materialize(item: AugmentedItem) -> Any:
+def materialize(item: AugmentedItem) -> Image.Image | tuple[np.ndarray, int]:
     """The altered input a backbone's loader takes: a PIL image, or (samples, sample rate)."""
     policy = json.loads(item.policy)
     rng = item.rng()
     if "image" in policy:
-        from transferkit.data.images import open_image
+        from transferkit.data.images import image_source, open_image
 
-        spec: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["image"].items()}
-        return ImageAugment(**spec).apply(open_image(item.source), rng)
+        spec: JSONObject = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["image"].items()}
+        return ImageAugment(**spec).apply(open_image(image_source(item.source)), rng)
     if "audio" in policy:
         from transferkit.data.audio_clips import read_audio
         from transferkit.data.augment_audio import AudioAugment, augment_waveform
 
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["audio"].items()}
-        samples, rate = read_audio(Path(item.source)) if isinstance(item.source, str | Path) else item.source
+        if isinstance(item.source, str | Path):
+            samples, rate = read_audio(Path(item.source))
+        elif isinstance(item.source, tuple) and len(item.source) == 2:
+            samples, rate = item.source
+        else:
+            raise InputError(f"an audio view is made of a file or (samples, rate), not {type(item.source).__name__}")
         mono = samples.mean(axis=1) if samples.ndim == 2 else samples
         return augment_waveform(mono.astype(np.float32), rng, AudioAugment(**spec)), rate
     raise ConfigError(f"unknown augmentation policy {item.policy!r}")
 
 
-class augmenting:
+class augmenting(Generic[SampleT]):
     """A backbone loader that also takes `AugmentedItem`s (it alters the input, then loads it). Picklable."""
 
-    def __init__(self, loader: Callable[[Any], Any]) -> None:
+    def __init__(self, loader: Callable[[object], SampleT]) -> None:
         self.loader = loader
 
-    def __call__(self, item: Any) -> Any:
+    def __call__(self, item: object) -> SampleT:
         return self.loader(materialize(item) if isinstance(item, AugmentedItem) else item)

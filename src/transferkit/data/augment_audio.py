@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 
 from transferkit.errors import ConfigError
+from transferkit.jsontypes import JSONObject
 
 Seed = int | np.random.Generator
 
@@ -165,7 +165,7 @@ class AudioAugment:
         if self.speed is not None and self.speed[0] <= 0:
             raise ConfigError(f"AudioAugment.speed factors must be positive; got {self.speed}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 

@@ -13,14 +13,21 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from transferkit.data.dataset import LabelledData, canonical_split
 from transferkit.data.tables import TableReport, check_labels, read_groups, read_table, require_columns
 from transferkit.errors import DataError
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def _cell(value: Any) -> Any:
+#: one row of a multimodal table: column → cell (the cell's text, a JSON number from `--row`, or None
+#: when missing); the column encoders read the cells, this module only passes them on
+Row: TypeAlias = dict[str, object]
+
+
+def _cell(value: object) -> object:
     """A cell as read (text), or None when missing (NaN, None, empty or blank)."""
     import pandas as pd
 
@@ -31,7 +38,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def resolve_path(value: Any, base: Path | None) -> Any:
+def resolve_path(value: object, base: Path | None) -> object:
     """An absolute path for a non-empty relative path cell (against `base`, else the working folder)."""
     if not isinstance(value, str) or not value:
         return value
@@ -41,7 +48,7 @@ def resolve_path(value: Any, base: Path | None) -> Any:
     return os.path.normpath(os.path.join(os.path.abspath(base or Path.cwd()), expanded))
 
 
-def _rows(frame: Any, columns: Sequence[str], path_columns: Iterable[str], base: Path | None) -> list[dict[str, Any]]:
+def _rows(frame: pd.DataFrame, columns: Sequence[str], path_columns: Iterable[str], base: Path | None) -> list[Row]:
     paths = set(path_columns)
     records = []
     for values in zip(*(frame[c] for c in columns), strict=True):
@@ -101,14 +108,14 @@ def read_rows(
     columns: Sequence[str],
     path_columns: Iterable[str],
     encoding: str | None = None,
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> tuple[list[Row], list[str]]:
     """Rows for `predict`: tables (paths relative to each table's folder) and `--row` JSON objects.
 
     Returns the rows and a display name for each. A table must have every column the model was
     trained on (the error lists what it has); a `--row` may leave columns out (they are missing).
     `encoding` says how the tables are encoded when they are not UTF-8.
     """
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     names: list[str] = []
     for raw in inputs:
         path = Path(raw)

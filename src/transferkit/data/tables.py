@@ -32,10 +32,11 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transferkit.data.dataset import LabelledData, canonical_split
 from transferkit.errors import ConfigError, DataError
+from transferkit.jsontypes import JSONObject
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -435,7 +436,7 @@ def _read_parquet(raw: bytes, as_text: bool, encoding: str | None) -> tuple[pd.D
         return frame, False
     replaced = False
 
-    def text(value: Any) -> Any:
+    def text(value: object) -> object:
         nonlocal replaced
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
@@ -453,7 +454,7 @@ def _read_parquet(raw: bytes, as_text: bool, encoding: str | None) -> tuple[pd.D
 def _read_jsonl(text: str, source: str, as_text: bool) -> tuple[pd.DataFrame, tuple[int, ...]]:
     import pandas as pd
 
-    records: list[dict[str, Any]] = []
+    records: list[JSONObject] = []
     lines: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -499,7 +500,7 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda col: col.map(lambda v: None if _missing(v) else str(v)).astype(object))
 
 
-def _missing(value: Any) -> bool:
+def _missing(value: object) -> bool:
     """None, NaN, NaT or pd.NA (but not a list or array cell, which pd.isna would expand)."""
     import pandas as pd
 
@@ -518,7 +519,7 @@ def _rows_with_replacements(frame: pd.DataFrame) -> list[int]:
 # -- manifest checks -------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     """A cell as text; missing cells (NaN, None, pd.NA) as ''."""
     return "" if _missing(value) else str(value)
 

@@ -25,11 +25,14 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from transferkit.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 VAD_MODES = ("off", "edges", "all")
 VadMode = Literal["off", "edges", "all"]
@@ -40,7 +43,7 @@ CONTEXT = 64  # samples of the previous frame prefixed to each frame
 BLOCK = 512  # frames per onnxruntime call
 VAD_MODEL = ("silero_vad", "data/silero_vad_16k_sequence.onnx")
 
-_sessions: dict[int, Any] = {}
+_sessions: dict[int, onnxruntime.InferenceSession] = {}
 _lock = threading.Lock()
 
 
@@ -51,7 +54,7 @@ def vad_model_file() -> Path | None:
     return package_file(*VAD_MODEL)
 
 
-def _session() -> Any:
+def _session() -> onnxruntime.InferenceSession:
     """One onnxruntime session per process (DataLoader workers each build their own)."""
     pid = os.getpid()
     with _lock:
