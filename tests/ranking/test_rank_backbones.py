@@ -117,3 +117,11 @@ def test_cli_rank_json_and_fit_backbone_auto(shapes: Path, cache_dir: Path, tmp_
     best = max(r["val_accuracy"] for r in selection["rows"])
     winner = next(r for r in selection["rows"] if r["name"] == selection["winner"])
     assert winner["val_accuracy"] == best  # what was fitted is what validated best
+
+
+def test_labels_are_refused_beside_a_folder_name() -> None:
+    """`rank("ab", labels=[...])` once ranked the characters 'a' and 'b' as two items."""
+    from transferkit.ranking.rank_backbones import as_labelled_data
+
+    with pytest.raises(ConfigError, match="carries its own labels"):
+        as_labelled_data("ab", ["x", "y"])

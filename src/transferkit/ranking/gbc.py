@@ -27,7 +27,7 @@ component (d = 0): every pair overlaps fully and the score is −C(C − 1).
 from __future__ import annotations
 
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
@@ -72,7 +72,7 @@ class GBC(TransferabilityEstimator):
 
     min_samples_per_class = 2
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[object]]] = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "var_floor": [Interval(Real, 0, None, closed="neither")],
     }

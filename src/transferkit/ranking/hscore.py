@@ -32,7 +32,7 @@ itself). Constant features have no spread and no class-mean differences: the sco
 from __future__ import annotations
 
 from numbers import Real
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
@@ -75,7 +75,7 @@ class HScore(TransferabilityEstimator):
         The α used.
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[object]]] = {
         "shrinkage": [None, Interval(Real, 0, 1, closed="both")],
     }
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from numbers import Integral
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -98,7 +98,7 @@ class KNNAccuracy(TransferabilityEstimator):
 
     min_samples_per_class = 2
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[object]]] = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "n_splits": [Interval(Integral, 2, None, closed="left")],
         "metric": [StrOptions({"cosine", "euclidean"})],

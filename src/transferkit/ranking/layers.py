@@ -14,8 +14,7 @@ every axis but batch and channel).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 
 from transferkit.backbones.contract import Backbone
 from transferkit.errors import BackboneError
+from transferkit.jsontypes import JSONObject
 
 FINAL = "final"
 
@@ -38,10 +38,10 @@ def _pool(t: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     return t.flatten(2).mean(dim=2)
 
 
-class LayerFeatures(Backbone):
+class LayerFeatures(Backbone[torch.Tensor, torch.Tensor]):
     """A backbone whose embedding is [pooled stage 1 | … | pooled stage K | final embedding]."""
 
-    def __init__(self, inner: Backbone) -> None:
+    def __init__(self, inner: Backbone[torch.Tensor, torch.Tensor]) -> None:
         super().__init__()
         self.inner = inner
         self.name = f"{inner.name}#layers"
@@ -71,7 +71,7 @@ class LayerFeatures(Backbone):
             return [_pool(m) for m in maps]
         outputs: list[torch.Tensor] = []
 
-        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        def hook(_m: nn.Module, _i: tuple[object, ...], out: object) -> None:
             t = out[0] if isinstance(out, tuple) else out
             if isinstance(t, torch.Tensor) and t.dim() >= 2:
                 outputs.append(_pool(t.float()))
@@ -86,22 +86,22 @@ class LayerFeatures(Backbone):
         return outputs
 
     # -- the backbone contract, delegated -------------------------------------------------------
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return self.inner.preprocess_config()
 
-    def load(self, item: Any) -> Any:
+    def load(self, item: object) -> torch.Tensor:
         return self.inner.load(item)
 
-    def sample_loader(self) -> Any:
+    def sample_loader(self) -> Callable[[object], torch.Tensor]:
         return self.inner.sample_loader()
 
-    def collate(self, samples: Sequence[Any]) -> Any:
+    def collate(self, samples: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.inner.collate(samples)
 
     def layer_groups(self) -> list[nn.Module]:
         return self.inner.layer_groups()
 
-    def forward_features(self, batch: Any) -> torch.Tensor:
+    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
         if self._timm:
             model = self.inner.model
             final, maps = model.forward_intermediates(batch)  # type: ignore[union-attr,operator]

@@ -23,16 +23,22 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from transferkit.errors import ConfigError, DataError, TransferkitError
+from transferkit.jsontypes import JSONObject
 from transferkit.params import SUBSAMPLE
 from transferkit.ranking import ESTIMATORS, make_estimator
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.table import Table
 
 #: metrics scored when none are asked for: the fast, robust ones (GBC and H-score on request).
 DEFAULT_METRICS: tuple[str, ...] = ("logme", "sfda", "leep", "nce", "knn")
@@ -73,7 +79,7 @@ def parse_metrics(metrics: str | Sequence[str] | None) -> list[str]:
 # -- sampling ------------------------------------------------------------------------------------
 
 
-def stratified_subsample(labels: Sequence[Any], n: int | None, seed: int = 0) -> np.ndarray:
+def stratified_subsample(labels: Sequence[object], n: int | None, seed: int = 0) -> np.ndarray:
     """Sorted indices of a class-stratified subsample of about ``n`` of ``labels`` (all when n is None or ≥ len).
 
     Each class gets its share of ``n`` by largest remainder, but at least 2 samples when it has
@@ -165,14 +171,14 @@ class RankingTable:
         return [n for _, n in ranked]
 
     # -- conversion ----------------------------------------------------------------------------
-    def to_pandas(self) -> Any:
+    def to_pandas(self) -> pd.DataFrame:
         """One row per candidate: identity, feature size, each score, times, the pick."""
         import pandas as pd
 
         records = []
         ranks = {name: i + 1 for i, name in enumerate(self.order(self.picked_by or self.selected_metric))}
         for r in self.rows:
-            rec: dict[str, Any] = {
+            rec: dict[str, object] = {
                 "candidate": r.name, "backbone": r.backbone, "weights": r.weights or "pretrained",
                 "layer": r.layer, "num_features": r.num_features, "n_samples": r.n_samples,
             }
@@ -183,7 +189,7 @@ class RankingTable:
             records.append(rec)
         return pd.DataFrame.from_records(records)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """JSON-able: candidates with scores, the pick, its reason, agreement and notes."""
         return {
             "pick": self.pick,
@@ -207,7 +213,7 @@ class RankingTable:
         }
 
     # -- printing ------------------------------------------------------------------------------
-    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from rich.table import Table
         from rich.text import Text
 
@@ -246,7 +252,7 @@ class RankingTable:
                 yield Text(f"{r.name}: not scored: {r.error}", style="red")
         yield Text.from_markup(f"[bold]pick:[/] {self.reason}")
 
-    def _agreement_table(self) -> Any:
+    def _agreement_table(self) -> Table | None:
         from rich.table import Table
 
         metrics = [m for m in self.metrics if m in self.agreement]

@@ -15,11 +15,11 @@ A candidate is named ``backbone`` (its pretrained weights) or ``backbone@weights
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -96,7 +96,8 @@ def _candidate(given: str | BackboneSpec | CandidateSpec) -> CandidateSpec:
     return CandidateSpec.of(given if isinstance(given, BackboneSpec) else parse_backbone(given))
 
 
-def as_labelled_data(data: Any, labels: Sequence[Any] | None, modality: str | None = None) -> LabelledData:
+def as_labelled_data(data: LabelledData | str | Path | Sequence[object], labels: Sequence[object] | None,
+                     modality: str | None = None) -> LabelledData:
     """A folder / manifest path, a `LabelledData`, or items with ``labels`` → `LabelledData`."""
     if isinstance(data, LabelledData):
         if labels is not None:
@@ -108,6 +109,8 @@ def as_labelled_data(data: Any, labels: Sequence[Any] | None, modality: str | No
         return load_dataset(data, modality=modality or "image")
     if labels is None:
         raise ConfigError("rank(items, labels): pass one label per item, or a folder / manifest path")
+    if isinstance(data, str | Path):
+        raise ConfigError(f"labels= is only for a list of items; the folder / manifest '{data}' carries its own labels")
     items = list(data)
     return LabelledData(items=items, labels=[str(v) for v in labels], source="input", modality=modality or "image")
 
@@ -132,8 +135,8 @@ def source_probabilities(backbone: Backbone, features: np.ndarray) -> np.ndarray
 
 
 def rank(
-    data: Any,
-    labels: Sequence[Any] | None = None,
+    data: LabelledData | str | Path | Sequence[object],
+    labels: Sequence[object] | None = None,
     *,
     backbones: str | Sequence[str | BackboneSpec | CandidateSpec] | None = None,
     metrics: str | Sequence[str] | None = None,
@@ -184,17 +187,17 @@ def rank(
         if feats.failed:
             notes.append(f"{spec.name}: {len(feats.failed)} input(s) could not be read and were left out")
 
-        common: dict[str, Any] = {"backbone": spec.backbone, "weights": spec.weights, "cached": feats.cached,
-                                  "rows": ok_rows}
+        candidate = functools.partial(CandidateFeatures, backbone=spec.backbone, weights=spec.weights,
+                                      cached=feats.cached, rows=ok_rows)
         if isinstance(extractor, LayerFeatures):
             parts = extractor.split(feats.values)
             for layer, values in parts.items():
                 probs = source_probabilities(backbone, values) if layer == "final" else None
-                candidates.append(CandidateFeatures(f"{spec.name}:{layer}", values, probs, layer=layer,
-                                                    extract_seconds=feats.seconds / max(1, len(parts)), **common))
+                candidates.append(candidate(f"{spec.name}:{layer}", values, probs, layer=layer,
+                                            extract_seconds=feats.seconds / max(1, len(parts))))
         else:
-            candidates.append(CandidateFeatures(spec.name, feats.values, source_probabilities(backbone, feats.values),
-                                                extract_seconds=feats.seconds, **common))
+            candidates.append(candidate(spec.name, feats.values, source_probabilities(backbone, feats.values),
+                                        extract_seconds=feats.seconds))
     table = score_candidates(candidates, y, metrics=metrics, select=select, score_threads=score_threads,
                              notes=notes)
     table.seconds = time.perf_counter() - start

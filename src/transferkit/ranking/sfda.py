@@ -46,7 +46,7 @@ pass a fixed ``shrinkage``.
 from __future__ import annotations
 
 from numbers import Real
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from scipy.special import log_softmax, softmax
@@ -106,7 +106,7 @@ class SFDA(TransferabilityEstimator):
         The λ used in both Fisher fits.
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[object]]] = {
         "shrinkage": [None, Interval(Real, 0, 1, closed="right")],
     }
 

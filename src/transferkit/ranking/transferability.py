@@ -11,7 +11,7 @@ modified) and labels of any type (ints, strings…), encoded to ``0..C-1`` by so
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -156,7 +156,7 @@ class TransferabilityEstimator(BaseEstimator, ABC):
     #: Fewest samples a class may have; fewer raises `DataError`.
     min_samples_per_class: ClassVar[int] = 1
     #: What each ``__init__`` parameter accepts, in scikit-learn's format (checked at the start of ``fit``).
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    _parameter_constraints: ClassVar[dict[str, list[object]]] = {}
 
     score_: float
     classes_: np.ndarray
@@ -189,13 +189,15 @@ class TransferabilityEstimator(BaseEstimator, ABC):
         """Shorthand for ``fit(X, y).score_``."""
         return self.fit(X, y).score_
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup fails: reading a learned attribute (``score_``…) of an
-        # unfitted estimator says to call fit, rather than a bare AttributeError.
-        if name.endswith("_") and not name.startswith("_") and "score_" not in self.__dict__:
-            cls = type(self).__name__
-            raise NotFittedError(f"This {cls} is not fitted yet: call {cls}.fit(...) before reading {name}.")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    if not TYPE_CHECKING:  # at run time only: the type checker still flags an attribute that does not exist
+
+        def __getattr__(self, name: str) -> object:
+            # Only reached when normal lookup fails: reading a learned attribute (``score_``…) of an
+            # unfitted estimator says to call fit, rather than a bare AttributeError.
+            if name.endswith("_") and not name.startswith("_") and "score_" not in self.__dict__:
+                cls = type(self).__name__
+                raise NotFittedError(f"This {cls} is not fitted yet: call {cls}.fit(...) before reading {name}.")
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- for subclasses -------------------------------------------------------------------------
 
