@@ -8,7 +8,7 @@ Heavy modules (torch, timm…) are imported on first use, so `import transferkit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from transferkit.ranking.rank_backbones import rank
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

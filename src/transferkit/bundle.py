@@ -35,11 +35,11 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import torch
 
 from transferkit.errors import BundleError
+from transferkit.jsontypes import JSONObject
 
 FORMAT = "transferkit.bundle"
 FORMAT_VERSION = 1
@@ -73,14 +73,14 @@ RUN_FILES: tuple[str, ...] = (
 # -- recognising what transferkit wrote --------------------------------------------------------
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
 
-def _bundle_manifest(folder: Path) -> dict[str, Any] | None:
+def _bundle_manifest(folder: Path) -> JSONObject | None:
     """The folder's `transferkit.json` when it carries transferkit's bundle marker, else None."""
     path = folder / MANIFEST
     if not path.is_file() or path.is_symlink():
@@ -91,7 +91,7 @@ def _bundle_manifest(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def _run_manifest(folder: Path) -> dict[str, Any] | None:
+def _run_manifest(folder: Path) -> JSONObject | None:
     """The folder's `run.json` when it carries transferkit's run marker, else None."""
     path = folder / RUN_FILE
     if not path.is_file() or path.is_symlink():
@@ -122,7 +122,7 @@ def _safe_name(name: object) -> str | None:
     return "/".join(parts)
 
 
-def listed_files(manifest: dict[str, Any]) -> list[str]:
+def listed_files(manifest: JSONObject) -> list[str]:
     """The files a bundle manifest says transferkit wrote (an old manifest: the standard three)."""
     files = manifest.get("files")
     if not isinstance(files, list):
@@ -287,7 +287,7 @@ def remove_owned(folder: str | Path, *, run_only: bool = False) -> list[str]:
 
 def save_bundle(
     out: str | Path,
-    manifest: dict[str, Any],
+    manifest: JSONObject,
     tensors: dict[str, torch.Tensor],
     card: str,
     *,
@@ -385,7 +385,7 @@ def add_files(folder: str | Path, names: Iterable[str]) -> None:
     write_json_atomic(p / MANIFEST, manifest)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: object) -> None:
     """Write `data` as JSON to `path` through a temporary file in the same folder and a rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
@@ -467,7 +467,7 @@ def markdown_text(value: object) -> str:
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
 
-def model_card(manifest: dict[str, Any], *, title: str, facts: list[str], unit: str, usage: str) -> str:
+def model_card(manifest: JSONObject, *, title: str, facts: list[str], unit: str, usage: str) -> str:
     """The short README.md of a bundle: what it is, what it was trained on, how well it did, how to use it.
 
     `facts` are the lines particular to one kind of model (strategy, columns, weights…), with what
@@ -494,7 +494,7 @@ def model_card(manifest: dict[str, Any], *, title: str, facts: list[str], unit: 
     return "\n".join([*lines, "", usage, ""])
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
+def read_manifest(path: str | Path) -> JSONObject:
     """A bundle's `transferkit.json`, with its format checked (no tensors read)."""
     p = Path(path)
     if not p.exists():
@@ -523,7 +523,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_bundle(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def load_bundle(path: str | Path) -> tuple[JSONObject, dict[str, torch.Tensor]]:
     """Read a bundle's manifest and tensors, checking its format."""
     from safetensors.torch import load_file
 

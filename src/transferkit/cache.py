@@ -51,7 +51,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def fingerprint(path: str | Path, size: int) -> str:
     return h.hexdigest()
 
 
-def item_key(item: Any, modality: str) -> str:
+def item_key(item: object, modality: str) -> str:
     """Stable identity of one input: path + size + mtime + content fingerprint for files (see the
     module docstring), content for texts and rows; "" for in-memory objects (not cached). An
     augmented view (`data.augment.AugmentedItem`) is keyed by its source's key and the view."""
@@ -274,7 +274,7 @@ class FeatureCache:
                 entry, checksums = _parse_header(fh.metadata() or {})
                 rows = [(row, key) for row, key in enumerate(entry.keys) if key in wanted]
                 if not rows:
-                    picked: dict[int, Any] = {}
+                    picked: dict[int, np.ndarray] = {}
                 elif len(rows) >= _WHOLE_SHARD * len(entry.keys):
                     values = fh.get_tensor("features")
                     picked = {row: values[row] for row, _ in rows}

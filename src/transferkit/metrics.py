@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from transferkit.errors import EngineError
+from transferkit.jsontypes import JSONObject
 
 
 def check_probabilities(proba: np.ndarray, n_classes: int, names: Sequence[str] | None = None) -> None:
@@ -28,7 +28,7 @@ def check_probabilities(proba: np.ndarray, n_classes: int, names: Sequence[str] 
                           "(--engine torch), or save / export the model again")
 
 
-def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> JSONObject:
     """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix."""
     from sklearn.metrics import (
         accuracy_score,
@@ -59,7 +59,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
 
 
 def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.ndarray,
-                        names: Sequence[str] | None = None) -> dict[str, Any]:
+                        names: Sequence[str] | None = None) -> JSONObject:
     """Metrics of a model's class probabilities [n, len(classes)] against true labels; labels the
     model never saw are scored as errors and listed in `unknown_classes`. Non-finite probabilities
     are an error naming the input (`names[i]`, when given)."""
@@ -74,14 +74,14 @@ def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.nd
     return metrics
 
 
-def prediction_row(name: str, proba: np.ndarray, classes: Sequence[str], top_k: int = 1) -> dict[str, Any]:
+def prediction_row(name: str, proba: np.ndarray, classes: Sequence[str], top_k: int = 1) -> JSONObject:
     """One input's prediction as `predict --json` prints it and the server answers it: the label,
     its probability, and with `top_k` > 1 the most likely labels (ties in class order).
     Probabilities that are not one finite number per class are an `EngineError` naming `name`."""
     check_probabilities(np.asarray(proba)[None, :], len(classes), [name])
     k = max(1, min(top_k, len(classes)))
     order = np.argsort(-np.asarray(proba), kind="stable")[:k]
-    row: dict[str, Any] = {"input": name, "label": str(classes[int(order[0])]), "probability": float(proba[order[0]])}
+    row: JSONObject = {"input": name, "label": str(classes[int(order[0])]), "probability": float(proba[order[0]])}
     if k > 1:
         row["top"] = [{"label": str(classes[int(j)]), "probability": float(proba[j])} for j in order]
     return row
