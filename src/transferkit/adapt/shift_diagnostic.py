@@ -18,7 +18,18 @@ own inputs. The classes with the highest domain accuracy are where the target lo
 
 Verdict rule (balanced domain accuracy): ≤ 0.60 little, ≤ 0.80 moderately, above strongly.
 
-`map_coordinates` / `draw_map` make the 2-D map: PCA of the pooled features (fitted on both
+**The reduction** (what keeps it cheap on wide features). The domain classifier, the per-class rows
+and the map all read each domain through one fixed reduction: the (capped) rows of both domains are
+standardised with the pooled mean and spread of both domains' rows, then, when there are more than
+`REDUCED_DIM` dimensions, multiplied by a seeded *very sparse* random projection to `REDUCED_DIM`
+dimensions (Li, Hastie & Church, KDD 2006; Johnson–Lindenstrauss: distances, hence linear
+separability, are kept up to a small distortion). The projection depends only on the seed and the
+width; the aligned rows are standardised with their own pooled statistics and projected by the same
+matrix. On hashed n-grams (16,768-d) the classifier on 1,000 + 1,000 full-width rows
+took 407 s beside a 216 s fit; on the 256-d projection it costs one matrix product and a small
+logistic regression.
+
+`map_coordinates` / `draw_map` make the 2-D map: PCA of the reduced pooled features (fitted on both
 domains), coloured by domain and, for DATA, by class; before and after alignment when aligned
 features are given. `shift_record` is what a fit with `--adapt-to` stores (numbers, verdict, map
 points), read back by the fit summary and the report.
@@ -43,6 +54,8 @@ MAX_PER_DOMAIN = 2000
 FOLDS = 5
 #: the domain classifier's inverse regularisation (logistic regression on standardised features)
 DOMAIN_C = 0.1
+#: wider features are seen through a seeded random projection to this many dimensions (see the docstring)
+REDUCED_DIM = 256
 
 
 @dataclass
@@ -148,27 +161,29 @@ def diagnose_shift(
         raise DataError(f"the shift diagnostic needs at least 2 inputs in each domain; DATA has {len(source)}, "
                         f"TARGET {len(target)}")
     y_lab = None if labels is None else np.asarray([str(v) for v in labels], dtype=object)[keep_s]
+    projection = random_projection(source.shape[1], seed=seed)
+    domain = np.concatenate([np.zeros(len(keep_s), int), np.ones(len(keep_t), int)])
 
-    def measure(s: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
-        x = np.concatenate([s[keep_s], t[keep_t]]).astype(np.float64)
-        d = np.concatenate([np.zeros(len(keep_s), int), np.ones(len(keep_t), int)])
-        return domain_classifier_accuracy(x, d, folds=folds, seed=seed)
+    def measure(s: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        z = reduce_rows([(s, keep_s), (t, keep_t)], projection)
+        accuracy, correct = domain_classifier_accuracy(z, domain, folds=folds, seed=seed)
+        return accuracy, correct, z
 
-    accuracy, correct = measure(source, target)
+    accuracy, correct, z = measure(source, target)
     report = ShiftDiagnostic(n_source=len(source), n_target=len(target), domain_accuracy=accuracy,
                              proxy_a_distance=proxy_a_distance(accuracy), folds=folds, seed=seed)
     if y_lab is not None:
-        report.per_class = _per_class(source[keep_s], target[keep_t], y_lab, correct)
+        report.per_class = _per_class(z[: len(keep_s)], z[len(keep_s):], y_lab, correct)
     if source_aligned is not None and target_aligned is not None:
         sa, ta = _check(source_aligned, "aligned DATA"), _check(target_aligned, "aligned TARGET")
         if sa.shape != source.shape or ta.shape != target.shape:
             raise ConfigError("the aligned features must have the shapes of the features before alignment")
-        acc_aligned, correct_aligned = measure(sa, ta)
+        acc_aligned, correct_aligned, za = measure(sa, ta)
         report.domain_accuracy_aligned = acc_aligned
         report.proxy_a_distance_aligned = proxy_a_distance(acc_aligned)
         report.alignment = alignment
         if y_lab is not None:
-            after = _per_class(sa[keep_s], ta[keep_t], y_lab, correct_aligned)
+            after = _per_class(za[: len(keep_s)], za[len(keep_s):], y_lab, correct_aligned)
             for row, row_after in zip(report.per_class, after, strict=True):
                 row.domain_accuracy_aligned = row_after.domain_accuracy
     return report
@@ -188,6 +203,46 @@ def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequ
     name = alignment.method
     return diagnose_shift(source, target, labels, source_aligned=source, target_aligned=aligned, alignment=name,
                           seed=seed), aligned
+
+
+def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> Any:
+    """The seeded very sparse random projection [width, dims] of the reduction (a scipy CSR matrix), or None
+    when the features are no wider than `dims` (they are read as they are).
+
+    Li, Hastie & Church (KDD 2006): entries ±sqrt(s / dims) with probability 1/(2s) each, 0 otherwise,
+    s = sqrt(width) — an unbiased Johnson–Lindenstrauss projection with about width·dims/s non-zeros,
+    so projecting n rows costs n·width·dims/s multiplications (on 16,768-d: 130x fewer than a dense one)."""
+    if width <= dims:
+        return None
+    from scipy import sparse
+
+    rng = np.random.default_rng([seed, width, dims])
+    s = float(np.sqrt(width))
+    hit = rng.random((width, dims), dtype=np.float32) < 1.0 / s
+    rows, cols = np.nonzero(hit)
+    signs = np.where(rng.random(len(rows)) < 0.5, -1.0, 1.0) * np.sqrt(s / dims)
+    return sparse.csr_array((signs, (rows, cols)), shape=(width, dims))
+
+
+def reduce_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], projection: Any) -> np.ndarray:
+    """The reduction of the rows `keep` of each (array [n_i, width], keep) of `parts`, pooled: standardised
+    with the kept rows' pooled mean and spread (a constant dimension left at 0), then projected; float64
+    [sum of kept rows, dims] (dims = width without a projection). The standardisation is folded into the
+    projection's matrix, so no standardised copy of the wide rows is made."""
+    from scipy import sparse
+
+    rows = [np.asarray(a)[keep] for a, keep in parts]
+    n = sum(len(r) for r in rows)
+    mean = sum(r.sum(axis=0, dtype=np.float64) for r in rows) / n
+    square = sum(np.einsum("ij,ij->j", r, r, dtype=np.float64) for r in rows) / n
+    std = np.sqrt(np.maximum(square - mean**2, 0.0))
+    live = std > 1e-9 * max(float(std.max(initial=0.0)), 1e-12)
+    inverse = np.where(live, 1.0 / np.where(live, std, 1.0), 0.0)
+    if projection is None:
+        return np.concatenate([(np.asarray(r, np.float64) - mean) * inverse for r in rows])
+    matrix = sparse.diags_array(inverse) @ projection
+    offset = mean @ matrix
+    return np.concatenate([np.asarray(r @ matrix, np.float64) - offset for r in rows])
 
 
 def domain_classifier_accuracy(x: np.ndarray, domain: np.ndarray, *, folds: int = FOLDS,
@@ -244,8 +299,8 @@ def map_coordinates(
     max_points: int = 500,
 ) -> dict[str, Any]:
     """The 2-D map's points (JSON-able, so a bundle can keep them and its report draw them): a PCA of
-    the pooled, standardised features of both domains, before and (when given) after alignment; at
-    most `max_points` of each domain (seeded), rounded to 3 decimals."""
+    the reduction (see the module docstring) of both domains' pooled features, before and (when given)
+    after alignment; at most `max_points` of each domain (seeded), rounded to 3 decimals."""
     from sklearn.decomposition import PCA
 
     source, target = _check(source, "DATA"), _check(target, "TARGET")
@@ -257,13 +312,12 @@ def map_coordinates(
     out: dict[str, Any] = {"n_source": len(source), "n_target": len(target), "method": "pca", "panels": []}
     if labels is not None:
         out["labels"] = [str(v) for v in np.asarray(list(labels), dtype=object)[keep_s]]
+    projection = random_projection(source.shape[1], seed=seed)
     for name, s, t in panels:
-        xs, xt = np.asarray(s, np.float64)[keep_s], np.asarray(t, np.float64)[keep_t]
-        pooled = np.concatenate([xs, xt])
-        pooled = (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)
+        pooled = reduce_rows([(s, keep_s), (t, keep_t)], projection)
         xy = PCA(n_components=2, random_state=seed).fit_transform(pooled)
-        out["panels"].append({"name": name, "source": np.round(xy[: len(xs)], 3).tolist(),
-                              "target": np.round(xy[len(xs):], 3).tolist()})
+        out["panels"].append({"name": name, "source": np.round(xy[: len(keep_s)], 3).tolist(),
+                              "target": np.round(xy[len(keep_s):], 3).tolist()})
     return out
 
 
