@@ -18,7 +18,6 @@ UNREVIEWED = "not yet reviewed: counted when the ratchet was set"
 #: module (relative to src/transferkit) → (how many `Any` it writes, why they are boundaries)
 BUDGET: dict[str, tuple[int, str]] = {
     "__init__.py": (1, UNREVIEWED),
-    "adapt/shift_diagnostic.py": (12, UNREVIEWED),
     "adapt/target.py": (5, UNREVIEWED),
     "backbones/audio.py": (28, UNREVIEWED),
     "backbones/contract.py": (27, UNREVIEWED),

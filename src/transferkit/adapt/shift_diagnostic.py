@@ -40,11 +40,16 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from transferkit.errors import ConfigError, DataError
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_array
 
 #: balanced domain accuracy at or below which the domains are said to differ little, moderately
 LITTLE, MODERATE = 0.60, 0.80
@@ -109,14 +114,14 @@ class ShiftDiagnostic:
             text += "; no class stands out"
         return text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         out = asdict(self)
         out["level"] = self.level
         out["verdict"] = self.verdict()
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ShiftDiagnostic:
+    def from_dict(cls, values: JSONObject) -> ShiftDiagnostic:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         known["per_class"] = [ClassShift(**c) for c in values.get("per_class", [])]
         return cls(**known)
@@ -134,7 +139,7 @@ def proxy_a_distance(accuracy: float) -> float:
 def diagnose_shift(
     source: np.ndarray,
     target: np.ndarray,
-    labels: Sequence[Any] | None = None,
+    labels: Sequence[object] | None = None,
     *,
     source_aligned: np.ndarray | None = None,
     target_aligned: np.ndarray | None = None,
@@ -189,7 +194,7 @@ def diagnose_shift(
     return report
 
 
-def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None = None, *,
+def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequence[object] | None = None, *,
                             method: str = "auto", seed: int = 0) -> tuple[ShiftDiagnostic, np.ndarray | None]:
     """`diagnose_shift` before and after the alignment `method` (`adapt.align`: the target's features
     mapped into the source's), and the aligned target features (None for method `none`)."""
@@ -205,7 +210,7 @@ def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequ
                           seed=seed), aligned
 
 
-def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> Any:
+def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> csr_array | None:
     """The seeded very sparse random projection [width, dims] of the reduction (a scipy CSR matrix), or None
     when the features are no wider than `dims` (they are read as they are).
 
@@ -224,7 +229,7 @@ def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> 
     return sparse.csr_array((signs, (rows, cols)), shape=(width, dims))
 
 
-def reduce_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], projection: Any) -> np.ndarray:
+def reduce_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], projection: csr_array | None) -> np.ndarray:
     """The reduction of the rows `keep` of each (array [n_i, width], keep) of `parts`, pooled: standardised
     with the kept rows' pooled mean and spread (a constant dimension left at 0), then projected; float64
     [sum of kept rows, dims] (dims = width without a projection). The standardisation is folded into the
@@ -290,14 +295,14 @@ def _per_class(source: np.ndarray, target: np.ndarray, labels: np.ndarray, corre
 def map_coordinates(
     source: np.ndarray,
     target: np.ndarray,
-    labels: Sequence[Any] | None = None,
+    labels: Sequence[object] | None = None,
     *,
     source_aligned: np.ndarray | None = None,
     target_aligned: np.ndarray | None = None,
     alignment: str | None = None,
     seed: int = 0,
     max_points: int = 500,
-) -> dict[str, Any]:
+) -> JSONObject:
     """The 2-D map's points (JSON-able, so a bundle can keep them and its report draw them): a PCA of
     the reduction (see the module docstring) of both domains' pooled features, before and (when given)
     after alignment; at most `max_points` of each domain (seeded), rounded to 3 decimals."""
@@ -309,7 +314,7 @@ def map_coordinates(
     panels: list[tuple[str, np.ndarray, np.ndarray]] = [("before alignment", source, target)]
     if source_aligned is not None and target_aligned is not None:
         panels.append((f"after {alignment or 'alignment'}", source_aligned, target_aligned))
-    out: dict[str, Any] = {"n_source": len(source), "n_target": len(target), "method": "pca", "panels": []}
+    out: JSONObject = {"n_source": len(source), "n_target": len(target), "method": "pca", "panels": []}
     if labels is not None:
         out["labels"] = [str(v) for v in np.asarray(list(labels), dtype=object)[keep_s]]
     projection = random_projection(source.shape[1], seed=seed)
@@ -321,7 +326,7 @@ def map_coordinates(
     return out
 
 
-def draw_map(coordinates: dict[str, Any], *, title: str | None = None, dpi: int = 100) -> bytes:
+def draw_map(coordinates: JSONObject, *, title: str | None = None, dpi: int = 100) -> bytes:
     """PNG bytes of `map_coordinates`' points: by domain, and DATA by class (target in grey), a row
     of panels before and after alignment."""
     from matplotlib import colormaps
@@ -364,7 +369,7 @@ def draw_map(coordinates: dict[str, Any], *, title: str | None = None, dpi: int 
     return buf.getvalue()
 
 
-def shift_map(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None = None, *,
+def shift_map(source: np.ndarray, target: np.ndarray, labels: Sequence[object] | None = None, *,
               source_aligned: np.ndarray | None = None, target_aligned: np.ndarray | None = None,
               alignment: str | None = None, seed: int = 0, max_points: int = 1000, title: str | None = None) -> bytes:
     """PNG bytes of the 2-D map (`map_coordinates`, then `draw_map`)."""
@@ -373,9 +378,9 @@ def shift_map(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | No
     return draw_map(coords, title=title)
 
 
-def shift_record(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None, *,
+def shift_record(source: np.ndarray, target: np.ndarray, labels: Sequence[object] | None, *,
                  target_aligned: np.ndarray | None = None, alignment: str | None = None, seed: int = 0,
-                 max_per_domain: int = 1000) -> dict[str, Any]:
+                 max_per_domain: int = 1000) -> JSONObject:
     """What a fit with `--adapt-to` keeps (the bundle's `adaptation.shift`, the fit summary, the report):
     the diagnostic's numbers and verdict, and the map's points. `target_aligned`: the target's
     features after the alignment the model carries (the source's are unchanged by it). Each domain is
@@ -389,7 +394,7 @@ def shift_record(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] |
     return record
 
 
-def _check(x: Any, name: str) -> np.ndarray:
+def _check(x: ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2 or not len(arr):
         raise DataError(f"{name}: expected a non-empty [n, d] feature array; got shape {arr.shape}")
