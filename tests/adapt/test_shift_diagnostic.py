@@ -118,3 +118,14 @@ def test_wide_features_are_read_through_the_projection() -> None:
     shifted = diagnose_shift(source, moved, y)
     assert shifted.domain_accuracy > 0.95
     assert diagnose_shift(source, same, y).domain_accuracy < 0.6
+
+
+def test_auto_in_the_shift_command_aligns_only_a_detected_shift() -> None:
+    from transferkit.adapt.shift_diagnostic import diagnose_with_alignment
+
+    x, y = _blobs(400, 6, seed=9)
+    same, aligned = diagnose_with_alignment(x[::2], x[1::2], y[::2], method="auto")
+    assert aligned is None and same.domain_accuracy_aligned is None
+    moved, aligned = diagnose_with_alignment(x[::2], x[1::2] * 2.0 + 3.0, y[::2], method="auto")
+    assert aligned is not None and moved.domain_accuracy_aligned is not None
+    assert moved.domain_accuracy_aligned < moved.domain_accuracy

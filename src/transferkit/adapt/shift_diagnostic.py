@@ -197,11 +197,14 @@ def diagnose_shift(
 def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequence[object] | None = None, *,
                             method: str = "auto", seed: int = 0) -> tuple[ShiftDiagnostic, np.ndarray | None]:
     """`diagnose_shift` before and after the alignment `method` (`adapt.align`: the target's features
-    mapped into the source's), and the aligned target features (None for method `none`)."""
-    from transferkit.adapt.align import fit_alignment
+    mapped into the source's), and the aligned target features (None for method `none`, and for `auto`
+    when it aligns nothing: its shift test saw no shift)."""
+    from transferkit.adapt.align import auto_outcome, fit_alignment
 
     alignment = fit_alignment(np.asarray(source, np.float32), np.asarray(target, np.float32),
-                              "coral" if method == "self-training" else method)
+                              "coral" if method == "self-training" else method, seed=seed)
+    if alignment is not None and method == "auto" and not auto_outcome(alignment)[0]:
+        alignment = None
     if alignment is None:
         return diagnose_shift(source, target, labels, seed=seed), None
     aligned = alignment.apply(target)
