@@ -1,6 +1,13 @@
-"""Each alignment (none, standardize, coral, auto) applied to ONE fitted default probe's head, on the halves of
-`benchmarks/adapt.py` (half A the target, half B scored), the transductive split and the no-shift control:
-two probe fits per set instead of one per row. `python benchmarks/adapt_one_head.py icons`."""
+"""Each alignment applied to ONE fitted default probe's head, on the halves of `benchmarks/adapt.py` (half A
+the target, half B scored), the transductive split and the no-shift control: two probe fits per set instead
+of one per row. `python benchmarks/adapt_one_head.py icons [--self-training]`.
+
+Rows: none; standardize; coral (Ledoit–Wolf-shrunk); js (James–Stein-shrunk standardisation, applied
+whatever the shift test says); auto (the shift test first, then js only when it detects a shift: what `fit`
+does); with --self-training also js+st and coral+st — class-balanced self-training (`adapt.selftrain`) on
+top of the alignment: the head retrained by `train_probe` on the un-augmented training features plus the
+confident aligned target (C chosen on the validation split), so it differs from the default head by its
+views too (halves and control only)."""
 from __future__ import annotations
 
 import sys
@@ -13,9 +20,10 @@ import torch
 sys.path.insert(0, "benchmarks")
 import adapt as bench
 from transferkit import TransferClassifier
-from transferkit.adapt import fit_alignment
+from transferkit.adapt import auto_outcome, fit_alignment, self_train
 from transferkit.backbones.registry import DEFAULT_BACKBONES
 from transferkit.cache import FeatureCache
+from transferkit.heads import parse_head, train_probe
 
 
 def score(clf, x, truth, transform=None):
@@ -33,20 +41,50 @@ def feats(clf, items):
     return np.asarray(f.values, np.float64)
 
 
-def variants(clf, source, ta, xb, yb, blocks, label):
+def variants(clf, source, ta, xb, yb, blocks, label, selftrain=None):
     rows = {}
     rows["none"] = score(clf, xb, yb)[0]
     for m in ("standardize", "coral"):
         al = fit_alignment(source, ta, m, blocks=blocks)
         rows[m] = score(clf, xb, yb, al.apply)[0]
     al = fit_alignment(source, ta, "auto", blocks=blocks)
-    lams = al.info
-    rows["auto-js"] = score(clf, xb, yb, al.apply)[0]
-    print(f"  {label}: " + "  ".join(f"{k} {100*v:.1f}" for k, v in rows.items()) + f"  lambdas {lams}", flush=True)
+    moved, why = auto_outcome(al)
+    rows["js"] = score(clf, xb, yb, al.apply)[0]
+    rows["auto"] = rows["js"] if moved else rows["none"]
+    if selftrain is not None:
+        for name, alignment in (("js+st", al), ("coral+st", fit_alignment(source, ta, "coral", blocks=blocks))):
+            predict, _report = self_train(selftrain, selftrain.xs, selftrain.ys, alignment.apply(ta))
+            proba = predict(alignment.apply(xb))
+            rows[name] = float((clf.classes_[proba.argmax(1)] == np.asarray(yb)).mean())
+    first = (al.parts[0] if hasattr(al, "parts") else al).info
+    print(f"  {label}: " + "  ".join(f"{k} {100*v:.1f}" for k, v in rows.items())
+          + f"\n    shift test p={first['shift_p_value']:.3g} (threshold {first['shift_threshold']:.3g}) "
+          f"detected={bool(first['shift_detected'])}; {why[:80]}", flush=True)
     return rows
 
 
-def main(name: str) -> None:
+def head_trainer(clf, train, val, blocks):
+    """fit(X, y) -> predict_proba, the default head's kind trained by `train_probe` (C chosen on `val`; without
+    one, on a seeded 15% of `train`)."""
+    index = {c: i for i, c in enumerate(clf.classes_)}
+    x, y = feats(clf, train[0]), np.array([index[v] for v in train[1]])
+    if val is None:
+        order = np.random.default_rng(bench.SEED).permutation(len(y))
+        hold, keep = order[: len(y) * 15 // 100], order[len(y) * 15 // 100:]
+        xv, yv, x, y = x[hold], y[hold], x[keep], y[keep]
+    else:
+        xv, yv = feats(clf, val[0]), np.array([index[v] for v in val[1]])
+    spec = parse_head(clf.head)
+
+    def fit(xs, ys):
+        return train_probe(spec, xs, ys, xv, yv, len(clf.classes_), class_weight=clf.class_weight, seed=0,
+                           blocks=blocks).proba
+
+    fit.xs, fit.ys = x, y
+    return fit
+
+
+def main(name: str, with_selftrain: bool) -> None:
     modality, splits = bench.load_set(name, Path("/work/data/unseen"), False)
     backbone = DEFAULT_BACKBONES[modality]
     views = 2 if modality in ("image", "audio") else 0
@@ -61,7 +99,8 @@ def main(name: str) -> None:
     blocks = list(clf.backbone_.feature_blocks())
     source = np.concatenate([feats(clf, train[0]), feats(clf, val[0])])
     xa, xb = feats(clf, ha[0]), feats(clf, hb[0])
-    variants(clf, source, xa, xb, hb[1], blocks, "halves (A target, B scored)")
+    st = head_trainer(clf, train, val, blocks) if with_selftrain else None
+    variants(clf, source, xa, xb, hb[1], blocks, "halves (A target, B scored)", st)
     whole = np.concatenate([xa, xb])
     yw = list(ha[1]) + list(hb[1])
     variants(clf, source, whole, whole, yw, blocks, "transductive")
@@ -70,8 +109,9 @@ def main(name: str) -> None:
     ca, cb = bench.take(val, va), bench.take(val, vb)
     base = TransferClassifier(backbone, augment=views, cache_dir=cache, progress=False, seed=0).fit(*train)
     src = feats(base, train[0])
-    variants(base, src, feats(base, ca[0]), feats(base, cb[0]), cb[1], blocks, "control")
+    st = head_trainer(base, train, None, blocks) if with_selftrain else None
+    variants(base, src, feats(base, ca[0]), feats(base, cb[0]), cb[1], blocks, "control", st)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], "--self-training" in sys.argv[2:])

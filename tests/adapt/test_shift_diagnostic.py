@@ -100,3 +100,32 @@ def test_map_is_a_png_with_both_rows() -> None:
     from PIL import Image
 
     assert Image.open(BytesIO(two)).size[1] > Image.open(BytesIO(one)).size[1]  # two rows of panels
+
+
+def test_wide_features_are_read_through_the_projection() -> None:
+    """Wider than REDUCED_DIM: the classifier reads the sparse projection; a shift is still seen, none reads chance."""
+    from transferkit.adapt.shift_diagnostic import REDUCED_DIM, random_projection
+
+    d = 3 * REDUCED_DIM
+    rng = np.random.default_rng(8)
+    means = rng.normal(0, 1, size=(3, d))
+    y = np.arange(600) % 3
+    source = means[y] + rng.normal(0, 1, size=(600, d))
+    same = means[y[:300]] + rng.normal(0, 1, size=(300, d))
+    moved = same + rng.normal(0, 0.5, size=d)  # a class-independent offset, half a standard deviation per dimension
+    assert random_projection(d).shape == (d, REDUCED_DIM)
+    assert random_projection(REDUCED_DIM) is None
+    shifted = diagnose_shift(source, moved, y)
+    assert shifted.domain_accuracy > 0.95
+    assert diagnose_shift(source, same, y).domain_accuracy < 0.6
+
+
+def test_auto_in_the_shift_command_aligns_only_a_detected_shift() -> None:
+    from transferkit.adapt.shift_diagnostic import diagnose_with_alignment
+
+    x, y = _blobs(400, 6, seed=9)
+    same, aligned = diagnose_with_alignment(x[::2], x[1::2], y[::2], method="auto")
+    assert aligned is None and same.domain_accuracy_aligned is None
+    moved, aligned = diagnose_with_alignment(x[::2], x[1::2] * 2.0 + 3.0, y[::2], method="auto")
+    assert aligned is not None and moved.domain_accuracy_aligned is not None
+    assert moved.domain_accuracy_aligned < moved.domain_accuracy

@@ -3,6 +3,7 @@
 - `align`: the alignment maths on feature arrays — per-domain standardisation, CORAL with
   Ledoit–Wolf shrinkage, `auto` (James–Stein-shrunk standardisation), test-time batch standardisation — and the fitted
   affine map as a torch module (`AlignModule`), saved in bundles and exported inside the graph;
+- `shift_test`: whether the target differs at all (KS on principal components, Bonferroni), `auto`'s first question;
 - `selftrain`: class-balanced self-training on confident target pseudo-labels (an option);
 - `target`: reading TARGET, the user's unlabelled inputs of the target domain, in any layout.
 

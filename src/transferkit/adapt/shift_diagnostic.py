@@ -18,7 +18,18 @@ own inputs. The classes with the highest domain accuracy are where the target lo
 
 Verdict rule (balanced domain accuracy): ≤ 0.60 little, ≤ 0.80 moderately, above strongly.
 
-`map_coordinates` / `draw_map` make the 2-D map: PCA of the pooled features (fitted on both
+**The reduction** (what keeps it cheap on wide features). The domain classifier, the per-class rows
+and the map all read each domain through one fixed reduction: the (capped) rows of both domains are
+standardised with the pooled mean and spread of both domains' rows, then, when there are more than
+`REDUCED_DIM` dimensions, multiplied by a seeded *very sparse* random projection to `REDUCED_DIM`
+dimensions (Li, Hastie & Church, KDD 2006; Johnson–Lindenstrauss: distances, hence linear
+separability, are kept up to a small distortion). The projection depends only on the seed and the
+width; the aligned rows are standardised with their own pooled statistics and projected by the same
+matrix. On hashed n-grams (16,768-d) the classifier on 1,000 + 1,000 full-width rows
+took 407 s beside a 216 s fit; on the 256-d projection it costs one matrix product and a small
+logistic regression.
+
+`map_coordinates` / `draw_map` make the 2-D map: PCA of the reduced pooled features (fitted on both
 domains), coloured by domain and, for DATA, by class; before and after alignment when aligned
 features are given. `shift_record` is what a fit with `--adapt-to` stores (numbers, verdict, map
 points), read back by the fit summary and the report.
@@ -29,11 +40,16 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from transferkit.errors import ConfigError, DataError
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_array
 
 #: balanced domain accuracy at or below which the domains are said to differ little, moderately
 LITTLE, MODERATE = 0.60, 0.80
@@ -43,6 +59,8 @@ MAX_PER_DOMAIN = 2000
 FOLDS = 5
 #: the domain classifier's inverse regularisation (logistic regression on standardised features)
 DOMAIN_C = 0.1
+#: wider features are seen through a seeded random projection to this many dimensions (see the docstring)
+REDUCED_DIM = 256
 
 
 @dataclass
@@ -96,14 +114,14 @@ class ShiftDiagnostic:
             text += "; no class stands out"
         return text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         out = asdict(self)
         out["level"] = self.level
         out["verdict"] = self.verdict()
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ShiftDiagnostic:
+    def from_dict(cls, values: JSONObject) -> ShiftDiagnostic:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         known["per_class"] = [ClassShift(**c) for c in values.get("per_class", [])]
         return cls(**known)
@@ -121,7 +139,7 @@ def proxy_a_distance(accuracy: float) -> float:
 def diagnose_shift(
     source: np.ndarray,
     target: np.ndarray,
-    labels: Sequence[Any] | None = None,
+    labels: Sequence[object] | None = None,
     *,
     source_aligned: np.ndarray | None = None,
     target_aligned: np.ndarray | None = None,
@@ -148,46 +166,91 @@ def diagnose_shift(
         raise DataError(f"the shift diagnostic needs at least 2 inputs in each domain; DATA has {len(source)}, "
                         f"TARGET {len(target)}")
     y_lab = None if labels is None else np.asarray([str(v) for v in labels], dtype=object)[keep_s]
+    projection = random_projection(source.shape[1], seed=seed)
+    domain = np.concatenate([np.zeros(len(keep_s), int), np.ones(len(keep_t), int)])
 
-    def measure(s: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
-        x = np.concatenate([s[keep_s], t[keep_t]]).astype(np.float64)
-        d = np.concatenate([np.zeros(len(keep_s), int), np.ones(len(keep_t), int)])
-        return domain_classifier_accuracy(x, d, folds=folds, seed=seed)
+    def measure(s: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        z = reduce_rows([(s, keep_s), (t, keep_t)], projection)
+        accuracy, correct = domain_classifier_accuracy(z, domain, folds=folds, seed=seed)
+        return accuracy, correct, z
 
-    accuracy, correct = measure(source, target)
+    accuracy, correct, z = measure(source, target)
     report = ShiftDiagnostic(n_source=len(source), n_target=len(target), domain_accuracy=accuracy,
                              proxy_a_distance=proxy_a_distance(accuracy), folds=folds, seed=seed)
     if y_lab is not None:
-        report.per_class = _per_class(source[keep_s], target[keep_t], y_lab, correct)
+        report.per_class = _per_class(z[: len(keep_s)], z[len(keep_s):], y_lab, correct)
     if source_aligned is not None and target_aligned is not None:
         sa, ta = _check(source_aligned, "aligned DATA"), _check(target_aligned, "aligned TARGET")
         if sa.shape != source.shape or ta.shape != target.shape:
             raise ConfigError("the aligned features must have the shapes of the features before alignment")
-        acc_aligned, correct_aligned = measure(sa, ta)
+        acc_aligned, correct_aligned, za = measure(sa, ta)
         report.domain_accuracy_aligned = acc_aligned
         report.proxy_a_distance_aligned = proxy_a_distance(acc_aligned)
         report.alignment = alignment
         if y_lab is not None:
-            after = _per_class(sa[keep_s], ta[keep_t], y_lab, correct_aligned)
+            after = _per_class(za[: len(keep_s)], za[len(keep_s):], y_lab, correct_aligned)
             for row, row_after in zip(report.per_class, after, strict=True):
                 row.domain_accuracy_aligned = row_after.domain_accuracy
     return report
 
 
-def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None = None, *,
+def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequence[object] | None = None, *,
                             method: str = "auto", seed: int = 0) -> tuple[ShiftDiagnostic, np.ndarray | None]:
     """`diagnose_shift` before and after the alignment `method` (`adapt.align`: the target's features
-    mapped into the source's), and the aligned target features (None for method `none`)."""
-    from transferkit.adapt.align import fit_alignment
+    mapped into the source's), and the aligned target features (None for method `none`, and for `auto`
+    when it aligns nothing: its shift test saw no shift)."""
+    from transferkit.adapt.align import auto_outcome, fit_alignment
 
     alignment = fit_alignment(np.asarray(source, np.float32), np.asarray(target, np.float32),
-                              "coral" if method == "self-training" else method)
+                              "coral" if method == "self-training" else method, seed=seed)
+    if alignment is not None and method == "auto" and not auto_outcome(alignment)[0]:
+        alignment = None
     if alignment is None:
         return diagnose_shift(source, target, labels, seed=seed), None
     aligned = alignment.apply(target)
     name = alignment.method
     return diagnose_shift(source, target, labels, source_aligned=source, target_aligned=aligned, alignment=name,
                           seed=seed), aligned
+
+
+def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> csr_array | None:
+    """The seeded very sparse random projection [width, dims] of the reduction (a scipy CSR matrix), or None
+    when the features are no wider than `dims` (they are read as they are).
+
+    Li, Hastie & Church (KDD 2006): entries ±sqrt(s / dims) with probability 1/(2s) each, 0 otherwise,
+    s = sqrt(width) — an unbiased Johnson–Lindenstrauss projection with about width·dims/s non-zeros,
+    so projecting n rows costs n·width·dims/s multiplications (on 16,768-d: 130x fewer than a dense one)."""
+    if width <= dims:
+        return None
+    from scipy import sparse
+
+    rng = np.random.default_rng([seed, width, dims])
+    s = float(np.sqrt(width))
+    hit = rng.random((width, dims), dtype=np.float32) < 1.0 / s
+    rows, cols = np.nonzero(hit)
+    signs = np.where(rng.random(len(rows)) < 0.5, -1.0, 1.0) * np.sqrt(s / dims)
+    return sparse.csr_array((signs, (rows, cols)), shape=(width, dims))
+
+
+def reduce_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], projection: csr_array | None) -> np.ndarray:
+    """The reduction of the rows `keep` of each (array [n_i, width], keep) of `parts`, pooled: standardised
+    with the kept rows' pooled mean and spread (a constant dimension left at 0), then projected; float64
+    [sum of kept rows, dims] (dims = width without a projection). The standardisation is folded into the
+    projection's matrix, so no standardised copy of the wide rows is made."""
+    from scipy import sparse
+
+    rows = [np.asarray(a)[keep] for a, keep in parts]
+    n = sum(len(r) for r in rows)
+    mean = sum(r.sum(axis=0, dtype=np.float64) for r in rows) / n
+    square = sum(np.einsum("ij,ij->j", r, r, dtype=np.float64) for r in rows) / n
+    std = np.sqrt(np.maximum(square - mean**2, 0.0))
+    live = std > 1e-9 * max(float(std.max(initial=0.0)), 1e-12)
+    inverse = np.where(live, 1.0 / np.where(live, std, 1.0), 0.0)
+    if projection is None:
+        return np.concatenate([(np.asarray(r, np.float64) - mean) * inverse for r in rows])
+    matrix = sparse.diags_array(inverse) @ projection
+    offset = mean @ matrix
+    return np.concatenate([np.asarray(r @ matrix, np.float64) - offset for r in rows])
 
 
 def domain_classifier_accuracy(x: np.ndarray, domain: np.ndarray, *, folds: int = FOLDS,
@@ -235,17 +298,17 @@ def _per_class(source: np.ndarray, target: np.ndarray, labels: np.ndarray, corre
 def map_coordinates(
     source: np.ndarray,
     target: np.ndarray,
-    labels: Sequence[Any] | None = None,
+    labels: Sequence[object] | None = None,
     *,
     source_aligned: np.ndarray | None = None,
     target_aligned: np.ndarray | None = None,
     alignment: str | None = None,
     seed: int = 0,
     max_points: int = 500,
-) -> dict[str, Any]:
+) -> JSONObject:
     """The 2-D map's points (JSON-able, so a bundle can keep them and its report draw them): a PCA of
-    the pooled, standardised features of both domains, before and (when given) after alignment; at
-    most `max_points` of each domain (seeded), rounded to 3 decimals."""
+    the reduction (see the module docstring) of both domains' pooled features, before and (when given)
+    after alignment; at most `max_points` of each domain (seeded), rounded to 3 decimals."""
     from sklearn.decomposition import PCA
 
     source, target = _check(source, "DATA"), _check(target, "TARGET")
@@ -254,20 +317,19 @@ def map_coordinates(
     panels: list[tuple[str, np.ndarray, np.ndarray]] = [("before alignment", source, target)]
     if source_aligned is not None and target_aligned is not None:
         panels.append((f"after {alignment or 'alignment'}", source_aligned, target_aligned))
-    out: dict[str, Any] = {"n_source": len(source), "n_target": len(target), "method": "pca", "panels": []}
+    out: JSONObject = {"n_source": len(source), "n_target": len(target), "method": "pca", "panels": []}
     if labels is not None:
         out["labels"] = [str(v) for v in np.asarray(list(labels), dtype=object)[keep_s]]
+    projection = random_projection(source.shape[1], seed=seed)
     for name, s, t in panels:
-        xs, xt = np.asarray(s, np.float64)[keep_s], np.asarray(t, np.float64)[keep_t]
-        pooled = np.concatenate([xs, xt])
-        pooled = (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)
+        pooled = reduce_rows([(s, keep_s), (t, keep_t)], projection)
         xy = PCA(n_components=2, random_state=seed).fit_transform(pooled)
-        out["panels"].append({"name": name, "source": np.round(xy[: len(xs)], 3).tolist(),
-                              "target": np.round(xy[len(xs):], 3).tolist()})
+        out["panels"].append({"name": name, "source": np.round(xy[: len(keep_s)], 3).tolist(),
+                              "target": np.round(xy[len(keep_s):], 3).tolist()})
     return out
 
 
-def draw_map(coordinates: dict[str, Any], *, title: str | None = None, dpi: int = 100) -> bytes:
+def draw_map(coordinates: JSONObject, *, title: str | None = None, dpi: int = 100) -> bytes:
     """PNG bytes of `map_coordinates`' points: by domain, and DATA by class (target in grey), a row
     of panels before and after alignment."""
     from matplotlib import colormaps
@@ -310,7 +372,7 @@ def draw_map(coordinates: dict[str, Any], *, title: str | None = None, dpi: int 
     return buf.getvalue()
 
 
-def shift_map(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None = None, *,
+def shift_map(source: np.ndarray, target: np.ndarray, labels: Sequence[object] | None = None, *,
               source_aligned: np.ndarray | None = None, target_aligned: np.ndarray | None = None,
               alignment: str | None = None, seed: int = 0, max_points: int = 1000, title: str | None = None) -> bytes:
     """PNG bytes of the 2-D map (`map_coordinates`, then `draw_map`)."""
@@ -319,9 +381,9 @@ def shift_map(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | No
     return draw_map(coords, title=title)
 
 
-def shift_record(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] | None, *,
+def shift_record(source: np.ndarray, target: np.ndarray, labels: Sequence[object] | None, *,
                  target_aligned: np.ndarray | None = None, alignment: str | None = None, seed: int = 0,
-                 max_per_domain: int = 1000) -> dict[str, Any]:
+                 max_per_domain: int = 1000) -> JSONObject:
     """What a fit with `--adapt-to` keeps (the bundle's `adaptation.shift`, the fit summary, the report):
     the diagnostic's numbers and verdict, and the map's points. `target_aligned`: the target's
     features after the alignment the model carries (the source's are unchanged by it). Each domain is
@@ -335,7 +397,7 @@ def shift_record(source: np.ndarray, target: np.ndarray, labels: Sequence[Any] |
     return record
 
 
-def _check(x: Any, name: str) -> np.ndarray:
+def _check(x: ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2 or not len(arr):
         raise DataError(f"{name}: expected a non-empty [n, d] feature array; got shape {arr.shape}")

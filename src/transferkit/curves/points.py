@@ -80,7 +80,7 @@ def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: l
     tvalues = np.asarray(feats.values, np.float64)
     applied = resolve_method(method)
     why = f"{applied}, as asked"
-    alignment = fit_alignment(source, tvalues, applied, blocks=backbone.feature_blocks())
+    alignment = fit_alignment(source, tvalues, applied, blocks=backbone.feature_blocks(), seed=seed)
     if method == "auto" and alignment is not None:
         moved, why = auto_outcome(alignment)
         applied = alignment.method if moved else "none"

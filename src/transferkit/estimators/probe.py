@@ -283,7 +283,7 @@ class TransferClassifier(TransferEstimator):
         started = time.perf_counter()
         method = resolve_method(self.adapt_method)
         why = _WHY[self.adapt_method]
-        alignment = fit_alignment(source, target, "coral" if method == "self-training" else method,
+        alignment = fit_alignment(source, target, "coral" if method == "self-training" else method, seed=self.seed,
                                   blocks=self.backbone_.feature_blocks())
         record: dict[str, Any] = {"method": self.adapt_method, "why": why, "target_inputs": len(target),
                                   "target_skipped": len(getattr(self, "target_skipped_", {}))}
