@@ -106,12 +106,14 @@ def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> 
     return size if size < model_size else None
 
 
+#: the feature cache's declaration, widened to take fine-tuning's own default (False: no cache)
+_CACHE_DIR: Param[object] = CACHE_DIR
 #: the parameters that are fine-tuning's own (precision: fp16 too)
 _OWN: dict[str, Param[Any]] = {
     "precision": param(PRECISION.default, PRECISION.help, *PRECISION.flags, rules=OneOf(PRECISIONS)),
     "training": param(None, "How to fine-tune (`FinetuneConfig`; None: its defaults).",
                       rules=(NONE, Types((FinetuneConfig,), "a FinetuneConfig"))),
-    "cache_dir": replace(CACHE_DIR, default=False),
+    "cache_dir": replace(_CACHE_DIR, default=False),
     "run_dir": param(None, "Folder of the run's checkpoints and record (None: no checkpoints).",
                      rules=(NONE, Types((str, Path), "a folder"))),
     "resume": param(False, "Continue the run in `run_dir` from its last checkpoint.", rules=FLAG),
