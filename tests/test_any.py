@@ -64,18 +64,16 @@ BUDGET: dict[str, tuple[int, str]] = {
     "estimators/transfer_estimator.py": (2, "Params: estimator parameters by keyword (scikit-learn's "
                                             "get_params/set_params: parameters are Any), and load(**overrides)"),
     "features.py": (15, UNREVIEWED),
-    "finetune/adabn.py": (14, UNREVIEWED),
-    "finetune/callbacks.py": (19, UNREVIEWED),
-    "finetune/checkpoint.py": (12, UNREVIEWED),
-    "finetune/config.py": (2, UNREVIEWED),
-    "finetune/datamodule.py": (18, UNREVIEWED),
-    "finetune/freeze.py": (3, UNREVIEWED),
-    "finetune/model.py": (12, UNREVIEWED),
-    "finetune/module.py": (7, UNREVIEWED),
-    "finetune/optim.py": (4, UNREVIEWED),
-    "finetune/peft.py": (1, UNREVIEWED),
-    "finetune/throughput.py": (1, UNREVIEWED),
-    "finetune/trainer.py": (18, UNREVIEWED),
+    "finetune/callbacks.py": (2, "Lightning hands the module to callbacks as a LightningModule; these read "
+                                 "FinetuneModule's own attributes"),
+    "finetune/checkpoint.py": (2, "Checkpoint: Lightning's checkpoint dict (tensors and plain values); torch.load's "
+                                  "map_location"),
+    "finetune/datamodule.py": (4, "timm's preprocessing config and create_transform's input; Lightning's "
+                                  "on_before_batch_transfer (batch in, batch out)"),
+    "finetune/freeze.py": (1, "Lightning hands the module to callbacks as a LightningModule; the schedule reads "
+                              "FinetuneModule's groups"),
+    "finetune/module.py": (2, "Lightning's training_step / validation_step batch"),
+    "finetune/optim.py": (1, "ParamGroup: torch.optim's parameter group (its own type is dict[str, Any])"),
     "heads/fusion.py": (1, UNREVIEWED),
     "heads/train.py": (8, UNREVIEWED),
     "jsontypes.py": (1, UNREVIEWED),
