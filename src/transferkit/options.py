@@ -22,10 +22,11 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from transferkit.errors import ConfigError
 from transferkit.finetune.config import FinetuneConfig
+from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     ADAPT_METHOD,
     AS_JSON,
@@ -68,6 +69,12 @@ COLUMN_OPTIONS: dict[str, str] = {
 _SINGLE = SINGLE
 
 
+#: option values by flat name, as the CLI, a `--config` YAML file or a saved run record give them: untyped
+#: until each is checked against its declaration (the dataclasses' fields are set from them by name)
+OptionValues: TypeAlias = Mapping[str, Any]
+#: the same values sorted into a dataclass's fields, set on it by keyword (`FitOptions(**fields)`)
+_Fields: TypeAlias = dict[str, Any]
+
 #: YAML spellings accepted for option names
 _ALIASES = {"json": "as_json", "batch-size": "batch_size", "learning_rate": "lr"}
 #: fine-tuning settings under the name they travel by in options, records and `explicit` (the field of
@@ -76,7 +83,7 @@ _ALIASES = {"json": "as_json", "batch-size": "batch_size", "learning_rate": "lr"
 _TRAINING_AS = {"batch_augment": "augment"}
 
 
-def _routed(key: str, value: Any) -> str:
+def _routed(key: str, value: object) -> str:
     """The name `key` travels by. `augment`, the one name both once had, stays an alias: true/false (a YAML
     recipe's `augment: false`) is fine-tuning's `batch_augment`, a number (`--augment 2`) the probe's `views`;
     `training_augment` is how records before the split saved `batch_augment`."""
@@ -178,12 +185,12 @@ class FitOptions:
 
     # -- the declarations -----------------------------------------------------------------------------
     @staticmethod
-    def declared() -> dict[str, Param[Any]]:
+    def declared() -> dict[str, Param[object]]:
         """Every top-level option (not `training`) and its declaration."""
         return declared(FitOptions)
 
     @staticmethod
-    def option_types() -> dict[str, Any]:
+    def option_types() -> dict[str, object]:
         """Each field's type, for generating flags. `BackboneSpec` stands in as `object`: it is no flag, and
         importing it would import torch (`--help` stays fast)."""
         return typing.get_type_hints(FitOptions, localns={"BackboneSpec": object})
@@ -200,7 +207,7 @@ class FitOptions:
 
     # -- building -------------------------------------------------------------------------------------
     @classmethod
-    def from_values(cls, values: Mapping[str, Any], *, explicit: frozenset[str] | None = None) -> FitOptions:
+    def from_values(cls, values: OptionValues, *, explicit: frozenset[str] | None = None) -> FitOptions:
         """From flat `name → value` (CLI, YAML, a run record); fine-tuning names fill `training`.
 
         Unknown names are errors naming the close matches; `explicit` defaults to the names given.
@@ -209,16 +216,16 @@ class FitOptions:
         given = frozenset(_routed(k, v) for k, v in values.items()) if explicit is None else explicit
         return cls(**top, training=_training(FinetuneConfig(), training), explicit=given)
 
-    def merged(self, values: Mapping[str, Any], *, explicit: bool = True) -> FitOptions:
+    def merged(self, values: OptionValues, *, explicit: bool = True) -> FitOptions:
         """These options with `values` laid over them (`explicit`: the user set them)."""
         top, training = _split_values(values, where="options")
         given = frozenset(_routed(k, v) for k, v in values.items()) if explicit else frozenset()
         return dataclasses.replace(self, **top, training=_training(self.training, training),
                                    explicit=self.explicit | given)
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> JSONObject:
         """Flat JSON-able values (saved with a run so that `--resume` rebuilds the same options)."""
-        out: dict[str, Any] = {}
+        out: JSONObject = {}
         for name in self.declared():
             value = getattr(self, name)
             out[name] = str(value) if isinstance(value, Path) else value
@@ -227,7 +234,7 @@ class FitOptions:
         return out
 
     # -- derived --------------------------------------------------------------------------------------
-    def value(self, name: str) -> Any:
+    def value(self, name: str) -> object:
         """Any option by its flat name (a top-level field or a fine-tuning setting)."""
         if name in _TRAINING_AS:  # fine-tuning's setting of a name a top-level option also has
             return getattr(self.training, _TRAINING_AS[name])
@@ -265,10 +272,10 @@ def split_columns(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return [c.strip() for part in parts for c in str(part).split(",") if c.strip()]
 
 
-def _split_values(values: Mapping[str, Any], *, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _split_values(values: OptionValues, *, where: str) -> tuple[_Fields, _Fields]:
     top_names, training_names = frozenset(FitOptions.declared()), FinetuneConfig.field_names()
-    top: dict[str, Any] = {}
-    training: dict[str, Any] = {}
+    top: _Fields = {}
+    training: _Fields = {}
     for key, value in values.items():
         key = _routed(key, value)
         if key in _TRAINING_AS:
@@ -285,7 +292,7 @@ def _split_values(values: Mapping[str, Any], *, where: str) -> tuple[dict[str, A
     return top, training
 
 
-def _training(base: FinetuneConfig, values: Mapping[str, Any]) -> FinetuneConfig:
+def _training(base: FinetuneConfig, values: OptionValues) -> FinetuneConfig:
     """`base` with fine-tuning settings replaced; CLI strings ('auto', '2', '3e-4') parsed to their types."""
     parsed = dict(values)
     if "lr" in parsed:
@@ -306,7 +313,7 @@ def parse_lr(value: Any) -> float | str:
         raise ConfigError(f"--lr must be a number such as 1e-3, or 'auto'; got {value!r}") from None
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> JSONObject:
     """Options from a YAML file (a flat mapping of `fit` option → value), names checked."""
     import yaml
 
@@ -323,7 +330,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return values
 
 
-def from_sources(flags: Mapping[str, Any], *, data: Path) -> FitOptions:
+def from_sources(flags: OptionValues, *, data: Path) -> FitOptions:
     """defaults < `--config` YAML < `flags` (the options the user typed)."""
     options = FitOptions.from_values({"data": data})  # the data is always given: explicit
     config = flags.get("config")
@@ -393,7 +400,7 @@ def resolve(options: FitOptions) -> FitOptions:
     if options.strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {options.strategy!r}")
     modality = resolve_modality(options)
-    changes: dict[str, Any] = {"modality": modality}
+    changes: _Fields = {"modality": modality}
     if modality in _SINGLE:
         from transferkit.backbones.registry import DEFAULT_BACKBONES, PRETRAINED_BACKBONES  # imports torch
 
@@ -456,7 +463,7 @@ def _check_applicable(options: FitOptions) -> None:
                           "--backbone auto (the candidates it scores)")
 
 
-def resumed(options: FitOptions, run_options: Mapping[str, Any], folder: Path) -> FitOptions:
+def resumed(options: FitOptions, run_options: OptionValues, folder: Path) -> FitOptions:
     """The options of the run in `folder` (saved at its start), with the resumable ones the user set now.
 
     Any other option set now must equal the saved one (compared after normalising: paths resolved,
@@ -484,7 +491,7 @@ def resumed(options: FitOptions, run_options: Mapping[str, Any], folder: Path) -
                                explicit=options.explicit | {"resume"})
 
 
-def _norm(value: Any) -> Any:
+def _norm(value: object) -> object:
     """A value in the form two spellings of it share (paths resolved, numbers as float, lists as tuples)."""
     if isinstance(value, Path) or (isinstance(value, str) and ("/" in value or value.startswith("."))):
         return str(Path(value).expanduser().resolve())

@@ -30,11 +30,14 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar
 
 from transferkit.errors import ConfigError
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+#: scikit-learn's `_parameter_constraints` entries: constraint objects, types, or its own strings
+SklearnConstraint = object
 
 STRATEGIES = frozenset({"probe", "finetune"})
 MODALITIES = frozenset({"image", "text", "audio", "table"})
@@ -52,7 +55,7 @@ class Rule(ABC):
     expected: str = ""
 
     @abstractmethod
-    def sklearn(self) -> list[Any]:
+    def sklearn(self) -> list[SklearnConstraint]:
         """The same rule in scikit-learn's `_parameter_constraints` format (a list: any one may hold)."""
 
 
@@ -66,7 +69,7 @@ class Between(Rule):
     closed: str = "both"
     expected: str = "a number in range"
 
-    def sklearn(self) -> list[Any]:
+    def sklearn(self) -> list[SklearnConstraint]:
         from numbers import Integral, Real
 
         kind = Integral if self.integer else Real
@@ -84,7 +87,7 @@ class OneOf(Rule):
         if not self.expected:
             object.__setattr__(self, "expected", " | ".join(self.choices))
 
-    def sklearn(self) -> list[Any]:
+    def sklearn(self) -> list[SklearnConstraint]:
         from sklearn.utils._param_validation import StrOptions
 
         return [StrOptions(set(self.choices))]
@@ -94,10 +97,10 @@ class OneOf(Rule):
 class Satisfies(Rule):
     """A value `check` accepts (it may also raise a `ConfigError` that says more)."""
 
-    check: Callable[[Any], bool]
+    check: Callable[[object], bool]
     expected: str
 
-    def sklearn(self) -> list[Any]:
+    def sklearn(self) -> list[SklearnConstraint]:
         return [_constraint_class()(self.check, self.expected)]
 
 
@@ -105,10 +108,10 @@ class Satisfies(Rule):
 class Types(Rule):
     """An instance of one of `types`; "boolean" and None are scikit-learn's own spellings."""
 
-    types: tuple[Any, ...]
+    types: tuple[type | str | None, ...]
     expected: str
 
-    def sklearn(self) -> list[Any]:
+    def sklearn(self) -> list[SklearnConstraint]:
         return list(self.types)
 
 
@@ -118,11 +121,11 @@ def _constraint_class() -> type:
     from sklearn.utils._param_validation import Options
 
     class Constraint(Options):
-        def __init__(self, check: Callable[[Any], bool], expected: str) -> None:
+        def __init__(self, check: Callable[[object], bool], expected: str) -> None:
             super().__init__(object, set())
             self.check, self.expected = check, expected
 
-        def is_satisfied_by(self, val: Any) -> bool:
+        def is_satisfied_by(self, val: object) -> bool:
             return bool(self.check(val))
 
         def __str__(self) -> str:
@@ -137,17 +140,17 @@ def _interval_class() -> type:
     from sklearn.utils._param_validation import Interval
 
     class NumberInterval(Interval):
-        def is_satisfied_by(self, val: Any) -> bool:
+        def is_satisfied_by(self, val: object) -> bool:
             return not isinstance(val, bool) and bool(super().is_satisfied_by(val))
 
     return NumberInterval
 
 
-def _int(value: Any) -> bool:
+def _int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _name(value: Any) -> bool:
+def _name(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
@@ -166,7 +169,7 @@ NAME = Satisfies(_name, "a non-empty name")
 def head_rule() -> Rule:
     """A head spec that parses (`linear`, `mlp:256`, `dense:512:relu, dense:N`); errors point at the bad layer."""
 
-    def check(value: Any) -> bool:
+    def check(value: object) -> bool:
         if not _name(value):
             return False
         from transferkit.heads import parse_head  # the spec's grammar (imports torch: only when checked)
@@ -181,10 +184,10 @@ def head_rule() -> Rule:
 
 
 @dataclass(frozen=True, eq=False)
-class Param(Generic[T]):
+class Param(Generic[T_co]):
     """One option, declared once: default, help, rule, flags, where it applies, whether resume may change it."""
 
-    default: T
+    default: T_co
     help: str
     #: the rules its values meet (any one may hold); () accepts anything
     rules: tuple[Rule, ...] = ()
@@ -196,7 +199,7 @@ class Param(Generic[T]):
     #: False: a YAML-only option of `fit` (no flag)
     cli: bool = True
 
-    def field(self, **default: Any) -> T:
+    def field(self, **default: Any) -> T_co:
         """A dataclass field with this default, carrying the declaration in its metadata (`"param"`).
 
         `default=` gives a settings class its own default where it resolves the value later (`fit`'s
@@ -207,7 +210,7 @@ class Param(Generic[T]):
                                      metadata={"param": self})
         return dataclasses.field(default=default, metadata={"param": self})
 
-    def sklearn(self) -> list[Any]:
+    def sklearn(self) -> list[SklearnConstraint]:
         """The rule in scikit-learn's format (`_parameter_constraints[name]`)."""
         return [c for rule in self.rules for c in rule.sklearn()] if self.rules else ["no_validation"]
 
@@ -215,7 +218,7 @@ class Param(Generic[T]):
     def expected(self) -> str:
         return " or ".join(r.expected for r in self.rules if r is not NONE) or "anything"
 
-    def accepts(self, value: Any) -> bool:
+    def accepts(self, value: object) -> bool:
         """Whether `value` meets the rule, checked by scikit-learn's constraint objects."""
         from sklearn.utils._param_validation import make_constraint
 
@@ -244,12 +247,12 @@ def use(declaration: Param[T], **default: Any) -> T:
     return declaration.field(**default)
 
 
-def declared(cls: type) -> dict[str, Param[Any]]:
+def declared(cls: type) -> dict[str, Param[object]]:
     """A dataclass's declared fields: name → `Param`."""
     return {f.name: f.metadata["param"] for f in dataclasses.fields(cls) if "param" in f.metadata}
 
 
-def check_declared(obj: Any, *, flag_names: bool = False) -> None:
+def check_declared(obj: object, *, flag_names: bool = False) -> None:
     """Every declared field of a settings dataclass meets its rule; else a `ConfigError` naming the first
     that does not ("epochs must be a positive integer; got 0"; `flag_names`: "--max-batch must be …")."""
     for name, declaration in declared(type(obj)).items():
@@ -259,7 +262,8 @@ def check_declared(obj: Any, *, flag_names: bool = False) -> None:
             raise ConfigError(f"{shown} must be {declaration.expected}; got {value!r}")
 
 
-def constraints_of(cls: type, overrides: Mapping[str, Param[Any]] | None = None) -> dict[str, list[Any]]:
+def constraints_of(cls: type, overrides: Mapping[str, Param[object]] | None = None,
+                   ) -> dict[str, list[SklearnConstraint]]:
     """scikit-learn's `_parameter_constraints` of an estimator, derived from its constructor: each parameter's
     `Param` is the one named in `overrides`, else the `ESTIMATOR_PARAMS` declaration of that name. A parameter
     with no declaration is an error at import: every parameter is declared."""
@@ -267,7 +271,7 @@ def constraints_of(cls: type, overrides: Mapping[str, Param[Any]] | None = None)
     return {name: declaration.sklearn() for name, declaration in table.items()}
 
 
-def params_of(cls: type, overrides: Mapping[str, Param[Any]] | None = None) -> dict[str, Param[Any]]:
+def params_of(cls: type, overrides: Mapping[str, Param[object]] | None = None) -> dict[str, Param[object]]:
     """An estimator's parameters (its `__init__` signature's names, in order) → their declarations."""
     names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]  # type: ignore[misc]
     mapping = {**ESTIMATOR_PARAMS, **(overrides or {})}
@@ -317,7 +321,7 @@ AUGMENT: Param[int] = param(0, "probe: also train the head on the features of N 
 TTA: Param[int] = param(0, "probe: average predictions over each input and N augmented views of it (test-time "
                         "augmentation).", "--tta", rules=_VIEW_COUNT, modalities=VIEW_MODALITIES,
                         strategies=("probe",))
-CACHE_DIR: Param[Any] = param(None, "Feature cache folder (default ~/.cache/transferkit).", "--cache-dir",
+CACHE_DIR: Param[None] = param(None, "Feature cache folder (default ~/.cache/transferkit).", "--cache-dir",
                               rules=Satisfies(lambda v: v is None or isinstance(v, bool | str | os.PathLike)
                                               or hasattr(v, "folder"), "a folder, a FeatureCache, or False (no "
                                               "cache)"), resumable=True)
@@ -351,7 +355,7 @@ SUBSAMPLE: Param[int] = param(1000, "Rank backbones on a stratified subsample of
 
 #: every estimator parameter that several estimators share or `fit` exposes, by the name it has in the
 #: constructors; a constructor's parameter of another name is declared in its own module (`overrides`)
-ESTIMATOR_PARAMS: dict[str, Param[Any]] = {
+ESTIMATOR_PARAMS: dict[str, Param[object]] = {
     "backbone": BACKBONE, "weights": WEIGHTS, "head": HEAD, "class_weight": CLASS_WEIGHT,
     "val_fraction": VAL_FRACTION, "seed": SEED, "batch_size": BATCH_SIZE, "precision": PRECISION, "engine": ENGINE,
     "long_text": LONG_TEXT, "augment": AUGMENT, "tta": TTA, "cache_dir": CACHE_DIR, "strict": STRICT,

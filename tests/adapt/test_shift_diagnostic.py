@@ -104,7 +104,7 @@ def test_map_is_a_png_with_both_rows() -> None:
 
 def test_wide_features_are_read_through_the_projection() -> None:
     """Wider than REDUCED_DIM: the classifier reads the sparse projection; a shift is still seen, none reads chance."""
-    from transferkit.adapt.shift_diagnostic import REDUCED_DIM, random_projection
+    from transferkit.adapt.projection import REDUCED_DIM, random_projection
 
     d = 3 * REDUCED_DIM
     rng = np.random.default_rng(8)

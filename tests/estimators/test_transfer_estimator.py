@@ -179,3 +179,13 @@ def test_older_bundles_dispatch_by_their_kind_and_strategy() -> None:
     assert estimator_kind({"kind": "tabular", "strategy": "probe"}) == "tabular"
     assert estimator_kind({"strategy": "finetune"}) == "finetuned"
     assert estimator_kind({"estimator": "tabular"}) == "tabular"
+
+
+@pytest.mark.parametrize("data", [Path("photos"), "photos"])
+def test_a_folder_path_given_with_labels_is_named(data: str | Path) -> None:
+    """A folder or table path carries its own labels: with y it is a DataError naming it (it was a TypeError for a
+    Path, and a string's characters taken as inputs)."""
+    from transferkit.errors import DataError
+
+    with pytest.raises(DataError, match="'photos' is a folder or table path"):
+        TransferClassifier().fit(data, ["a", "b", "c", "d", "e", "f"])

@@ -40,16 +40,13 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from transferkit.adapt.projection import random_projection, reduce_rows
 from transferkit.errors import ConfigError, DataError
 from transferkit.jsontypes import JSONObject
-
-if TYPE_CHECKING:
-    from scipy.sparse import csr_array
 
 #: balanced domain accuracy at or below which the domains are said to differ little, moderately
 LITTLE, MODERATE = 0.60, 0.80
@@ -59,8 +56,6 @@ MAX_PER_DOMAIN = 2000
 FOLDS = 5
 #: the domain classifier's inverse regularisation (logistic regression on standardised features)
 DOMAIN_C = 0.1
-#: wider features are seen through a seeded random projection to this many dimensions (see the docstring)
-REDUCED_DIM = 256
 
 
 @dataclass
@@ -211,46 +206,6 @@ def diagnose_with_alignment(source: np.ndarray, target: np.ndarray, labels: Sequ
     name = alignment.method
     return diagnose_shift(source, target, labels, source_aligned=source, target_aligned=aligned, alignment=name,
                           seed=seed), aligned
-
-
-def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> csr_array | None:
-    """The seeded very sparse random projection [width, dims] of the reduction (a scipy CSR matrix), or None
-    when the features are no wider than `dims` (they are read as they are).
-
-    Li, Hastie & Church (KDD 2006): entries ±sqrt(s / dims) with probability 1/(2s) each, 0 otherwise,
-    s = sqrt(width) — an unbiased Johnson–Lindenstrauss projection with about width·dims/s non-zeros,
-    so projecting n rows costs n·width·dims/s multiplications (on 16,768-d: 130x fewer than a dense one)."""
-    if width <= dims:
-        return None
-    from scipy import sparse
-
-    rng = np.random.default_rng([seed, width, dims])
-    s = float(np.sqrt(width))
-    hit = rng.random((width, dims), dtype=np.float32) < 1.0 / s
-    rows, cols = np.nonzero(hit)
-    signs = np.where(rng.random(len(rows)) < 0.5, -1.0, 1.0) * np.sqrt(s / dims)
-    return sparse.csr_array((signs, (rows, cols)), shape=(width, dims))
-
-
-def reduce_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], projection: csr_array | None) -> np.ndarray:
-    """The reduction of the rows `keep` of each (array [n_i, width], keep) of `parts`, pooled: standardised
-    with the kept rows' pooled mean and spread (a constant dimension left at 0), then projected; float64
-    [sum of kept rows, dims] (dims = width without a projection). The standardisation is folded into the
-    projection's matrix, so no standardised copy of the wide rows is made."""
-    from scipy import sparse
-
-    rows = [np.asarray(a)[keep] for a, keep in parts]
-    n = sum(len(r) for r in rows)
-    mean = sum(r.sum(axis=0, dtype=np.float64) for r in rows) / n
-    square = sum(np.einsum("ij,ij->j", r, r, dtype=np.float64) for r in rows) / n
-    std = np.sqrt(np.maximum(square - mean**2, 0.0))
-    live = std > 1e-9 * max(float(std.max(initial=0.0)), 1e-12)
-    inverse = np.where(live, 1.0 / np.where(live, std, 1.0), 0.0)
-    if projection is None:
-        return np.concatenate([(np.asarray(r, np.float64) - mean) * inverse for r in rows])
-    matrix = sparse.diags_array(inverse) @ projection
-    offset = mean @ matrix
-    return np.concatenate([np.asarray(r @ matrix, np.float64) - offset for r in rows])
 
 
 def domain_classifier_accuracy(x: np.ndarray, domain: np.ndarray, *, folds: int = FOLDS,

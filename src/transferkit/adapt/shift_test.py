@@ -12,7 +12,7 @@ Bonferroni — a shift is detected when the smallest p-value is below α / K.
 Here, stated once:
 - the features are standardised with the source's per-dimension mean and spread (a dimension
   constant in the source is dropped);
-- wider than `shift_diagnostic.REDUCED_DIM` (256): the seeded very sparse random projection of the
+- wider than `projection.REDUCED_DIM` (256): the seeded very sparse random projection of the
   shift diagnostic first (the paper's SRP), so the cost does not grow with the width;
 - then PCA fitted on the source rows (the paper's PCA reduction; at most `MAX_SOURCE_ROWS`, seeded),
   K = `COMPONENTS` = 32 components, the paper's reduced dimension;
@@ -68,7 +68,7 @@ def detect_shift(source: np.ndarray, target: np.ndarray, *, alpha: float = ALPHA
     from scipy.stats import ks_2samp
     from sklearn.decomposition import PCA
 
-    from transferkit.adapt.shift_diagnostic import random_projection
+    from transferkit.adapt.projection import random_projection
 
     s, t = np.asarray(source), np.asarray(target)
     if s.ndim != 2 or t.ndim != 2 or s.shape[1] != t.shape[1]:

@@ -21,9 +21,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from transferkit.errors import DataError, InputError
+from transferkit.jsontypes import JSONObject
 
 #: a table column that holds labels; present in TARGET, it is ignored (and the summary says so)
 LABEL_COLUMNS = ("label", "labels", "class", "target", "y")
@@ -35,7 +35,7 @@ class TargetInputs:
 
     source: str
     modality: str
-    items: list[Any]
+    items: list[object]
     names: list[str]
     #: input name -> why it was skipped
     skipped: dict[str, str] = field(default_factory=dict)
@@ -46,8 +46,8 @@ class TargetInputs:
     def __len__(self) -> int:
         return len(self.items)
 
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"target": self.source, "target_inputs": len(self.items),
+    def summary(self) -> JSONObject:
+        out: JSONObject = {"target": self.source, "target_inputs": len(self.items),
                                "target_skipped": len(self.skipped)}
         if self.labels_ignored:
             out["target_labels"] = f"ignored ({self.labels_ignored})"
@@ -161,16 +161,16 @@ def _from_folder(folder: Path, modality: str) -> TargetInputs:
     from transferkit.data import folder_check
 
     check = folder_check(modality)
-    items: list[Any] = []
+    paths: list[str] = []
     skipped: dict[str, str] = {}
     for f in mine:
         reason = check(str(f)) if check is not None else None
         if reason is None:
-            items.append(str(f))
+            paths.append(str(f))
         else:
             skipped[str(f)] = reason
     nested = any(f.parent != folder for f in mine)
-    got = TargetInputs(name, modality, items, list(items), skipped,
+    got = TargetInputs(name, modality, list[object](paths), list(paths), skipped,
                        labels_ignored="sub-folder names are not read as classes" if nested else None)
     ignored = len(files) - len(mine)
     if ignored:
@@ -196,7 +196,7 @@ def _from_table(path: Path, modality: str, *, path_column: str, text_column: str
     if column not in frame.columns and modality == "text" and path_column in frame.columns:
         column = path_column
     require_columns(frame, [column], name)
-    items: list[Any] = []
+    items: list[object] = []
     names: list[str] = []
     skipped: dict[str, str] = {}
     base = os.path.abspath(path.parent)

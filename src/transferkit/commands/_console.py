@@ -5,12 +5,13 @@ This package (`transferkit.commands`) is the only one that talks to the terminal
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
 from transferkit.data.dataset import LabelledData
+from transferkit.jsontypes import JSONObject
 
 
 class Terminal(Console):
@@ -31,7 +32,7 @@ err = Terminal(stderr=True)
 
 
 def warning_as_note(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                    file: Any = None, line: str | None = None) -> None:
+                    file: TextIO | None = None, line: str | None = None) -> None:
     """`warnings.showwarning` for the CLI: a warning (a corrupt cache shard, a full disk…) is one
     `note:` line on stderr, like the CLI's own notes, never Python's format with source lines."""
     from rich.markup import escape
@@ -64,12 +65,12 @@ def print_skipped(skipped: dict[str, str], out: Console, limit: int = 10) -> Non
         out.print(f"  … and {len(skipped) - limit} more (all listed in the bundle's transferkit.json)")
 
 
-def print_metrics(metrics: dict[str, Any], out: Console, title: str = "test") -> None:
+def print_metrics(metrics: JSONObject, out: Console, title: str = "test") -> None:
     for table in metrics_tables(metrics, title=title):
         out.print(table)
 
 
-def text_notes_line(notes: dict[str, Any]) -> str | None:
+def text_notes_line(notes: JSONObject) -> str | None:
     """One line about text repairs and truncation (None when the data was not text)."""
     if "long_text" not in notes and not notes.get("non_utf8_rows") and not notes.get("empty_texts"):
         return None
@@ -89,7 +90,7 @@ def text_notes_line(notes: dict[str, Any]) -> str | None:
     return "text: " + "; ".join(parts)
 
 
-def column_notes(columns: dict[str, dict[str, Any]], where: str) -> list[str]:
+def column_notes(columns: dict[str, JSONObject], where: str) -> list[str]:
     """Per table column: missing cells, unreadable files, unseen categories, truncated texts (only if any)."""
     lines = []
     for name, rep in columns.items():
@@ -102,7 +103,7 @@ def column_notes(columns: dict[str, dict[str, Any]], where: str) -> list[str]:
     return lines
 
 
-def metrics_tables(metrics: dict[str, Any], title: str = "test") -> list[Any]:
+def metrics_tables(metrics: JSONObject, title: str = "test") -> list[Table]:
     """rich Tables: the summary, per-class scores, and the confusion matrix (small class counts)."""
     from rich.table import Table
 

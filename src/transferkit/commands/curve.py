@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from transferkit.commands._console import console, err
 from transferkit.commands._flags import BatchSize, CacheDir, Encoding, LabelColumn, NoCache, Precision, cache_arg
+from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     ADAPT_METHOD,
     AS_JSON,
@@ -35,6 +36,9 @@ from transferkit.params import (
 
 if TYPE_CHECKING:  # pandas is imported by the command, not at --help time
     import pandas as pd
+    from rich.progress import Progress, TaskID
+
+    from transferkit.options import OptionValues
 
 
 def register(app: typer.Typer) -> None:
@@ -100,8 +104,8 @@ def curve(
               epochs=epochs, cache=cache_arg(cache_dir, no_cache), overwrite=overwrite, as_json=as_json)
 
 
-def run_curve(values: dict[str, Any], *, shots: str, seeds: int, test: float, scratch: str | None, finetune: bool,
-              budget: float | None, epochs: int, cache: Any, overwrite: bool, as_json: bool,
+def run_curve(values: OptionValues, *, shots: str, seeds: int, test: float, scratch: str | None, finetune: bool,
+              budget: float | None, epochs: int, cache: str | Path | bool | None, overwrite: bool, as_json: bool,
               out: Console = console, title: str | None = None) -> pd.DataFrame:
     """Resolve the data flags as `fit` does, check --out, run the curve with a progress bar, save and print."""
     from transferkit import curves as tk_curve
@@ -178,20 +182,20 @@ class _GridProgress:
 
     def __init__(self, folder: Path, *, enabled: bool) -> None:
         self.folder, self.enabled = folder, enabled
-        self.rows: list[dict[str, Any]] = []
-        self._bar: Any = None
-        self._task: Any = None
+        self.rows: list[JSONObject] = []
+        #: the progress bar and its task, once the first point starts
+        self._bar: tuple[Progress, TaskID] | None = None
 
-    def __call__(self, row: dict[str, Any] | None, done: int, total: int) -> None:
+    def __call__(self, row: JSONObject | None, done: int, total: int) -> None:
         from transferkit import curves as tk_curve
 
         if self.enabled and self._bar is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=err, transient=False)
-            self._bar.start()
-            self._task = self._bar.add_task("curve points", total=total)
+            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=err, transient=False)
+            bar.start()
+            self._bar = (bar, bar.add_task("curve points", total=total))
         if row is not None:
             import pandas as pd
 
@@ -199,14 +203,14 @@ class _GridProgress:
             tk_curve.write_csv(pd.DataFrame(self.rows, columns=list(tk_curve.COLUMNS)),
                                self.folder / tk_curve.CURVE_CSV)
             if self._bar is not None:
-                self._bar.update(self._task, description=f"curve points ({row['method']}, {row['shots']}/class, "
+                self._bar[0].update(self._bar[1], description=f"curve points ({row['method']}, {row['shots']}/class, "
                                                          f"seed {row['seed']}: {row['accuracy']:.1%})")
         if self._bar is not None:
-            self._bar.update(self._task, completed=done)
+            self._bar[0].update(self._bar[1], completed=done)
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.stop()
+            self._bar[0].stop()
 
 
 def print_curve(frame: pd.DataFrame, out: Console) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -31,7 +31,15 @@ from rich.console import Console
 
 from transferkit.commands._console import console as stdout
 from transferkit.commands._flags import Precision, Seed
+from transferkit.jsontypes import JSONObject
+from transferkit.options import OptionValues
 from transferkit.params import CACHE_DIR, PRECISION, SEED, WEIGHTS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from transferkit.data.cards import CardSet
+    from transferkit.data.dataset import LabelledData
 
 DATASETS = ("cards", "digits")
 
@@ -107,7 +115,7 @@ def write_digits(root: Path) -> Path:
     return root
 
 
-def few_per_class(data: Any, n: int, seed: int) -> list[int]:
+def few_per_class(data: LabelledData, n: int, seed: int) -> list[int]:
     """Indices of `n` examples per class, drawn with `seed` (the low-data regime transfer is for)."""
     rng = np.random.default_rng(seed)
     labels = np.array(data.labels)
@@ -117,8 +125,8 @@ def few_per_class(data: Any, n: int, seed: int) -> list[int]:
 
 def run_demo(*, out: Path, backbone: str, shots: str = DIGIT_SHOTS, seeds: int = 3, finetune: bool = False,
              budget: float | None = None, seed: int = SEED.default, precision: str = PRECISION.default,
-             console: Console = stdout, cache_dir: Any = CACHE_DIR.default,
-             weights: str | None = WEIGHTS.default) -> Any:
+             console: Console = stdout, cache_dir: str | Path | bool | None = CACHE_DIR.default,
+             weights: str | None = WEIGHTS.default) -> pd.DataFrame:
     """Write the digits, run the curve into OUT/curve (the demo's own folder: replaced each run)."""
     from transferkit.commands.curve import run_curve
 
@@ -153,10 +161,10 @@ def adaptation_available() -> bool:
 
 def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: int = 3, finetune: bool = False,
                    budget: float | None = None, seed: int = SEED.default, precision: str = PRECISION.default,
-                   console: Console = stdout, cache_dir: Any = CACHE_DIR.default,
+                   console: Console = stdout, cache_dir: str | Path | bool | None = CACHE_DIR.default,
                    weights: str | None = WEIGHTS.default, source: Path | None = None,
                    labelled: tuple[str, ...] | None = None, shifted: tuple[str, ...] | None = None,
-                   sample: int | None = None) -> dict[str, Any]:
+                   sample: int | None = None) -> JSONObject:
     """The cards demo into OUT (cards/, curve/, model/, model-adapted/); see the module docstring.
 
     `source`: an unpacked card-deck package (default: fetched with apt-get into OUT/source);
@@ -200,7 +208,7 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
               "augment": 0, **({"cache_dir": cache_dir} if cache_dir is not None else {})}
     plain = _fit(card_set.labelled, out / "model", {**common, "report": not adapt}, console,
                  "the probe on every labelled card")
-    result: dict[str, Any] = {"curve": frame, "plain": plain["accuracy"], "adapted": None}
+    result: JSONObject = {"curve": frame, "plain": plain["accuracy"], "adapted": None}
     final = plain
     shifted_decks = sorted({r["deck"] for r in card_set.rows if r["split"] == "test"})
     n_unlabelled = sum(1 for r in card_set.rows if r["split"] == "unlabelled")
@@ -233,7 +241,7 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
 
 
 def _card_data(out: Path, console: Console, *, source: Path | None, labelled: tuple[str, ...],
-               shifted: tuple[str, ...], sample: int | None) -> Any:
+               shifted: tuple[str, ...], sample: int | None) -> CardSet:
     """The card set under OUT/cards, fetched and rendered when not already built, with progress."""
     from transferkit.data import cards
 
@@ -261,7 +269,7 @@ def _card_data(out: Path, console: Console, *, source: Path | None, labelled: tu
     return card_set
 
 
-def _fit(data: Path, folder: Path, common: dict[str, Any], console: Console, what: str) -> dict[str, Any]:
+def _fit(data: Path, folder: Path, common: OptionValues, console: Console, what: str) -> JSONObject:
     """`transferkit fit` on DATA into FOLDER (quietly), and one line of what it scored."""
     from transferkit.commands.fit import run_fit
     from transferkit.options import FitOptions
@@ -274,7 +282,8 @@ def _fit(data: Path, folder: Path, common: dict[str, Any], console: Console, wha
     return summary
 
 
-def _predict_some(model: Path, card_set: Any, console: Console, *, cache_dir: Any, per_deck: int = 2) -> list[Any]:
+def _predict_some(model: Path, card_set: CardSet, console: Console, *, cache_dir: str | Path | bool | None,
+                  per_deck: int = 2) -> list[tuple[str, str, float, str]]:
     """Predict `per_deck` held-out cards of each unseen deck (the first by name hash) and print them."""
     from transferkit.data.cards import unit_hash
     from transferkit.estimators.load import load

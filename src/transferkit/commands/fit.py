@@ -16,6 +16,7 @@ import inspect
 import json
 import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,13 +25,15 @@ from rich.console import Console
 
 from transferkit.commands._console import console, print_class_counts, print_metrics, print_skipped
 from transferkit.errors import ConfigError
+from transferkit.jsontypes import JSONObject
 from transferkit.options import FitOptions
 from transferkit.params import declared
 
 if typing.TYPE_CHECKING:
+    from transferkit.adapt.target import TargetInputs
     from transferkit.backbones.spec import BackboneSpec
     from transferkit.data.dataset import LabelledData
-    from transferkit.estimators.transfer_estimator import TransferEstimator
+    from transferkit.estimators.transfer_estimator import Params, TransferEstimator
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -40,14 +43,14 @@ def register(app: typer.Typer) -> None:
                 "fine-tuned network.")(_fit_command())
 
 
-def _cli_type(name: str, hint: Any) -> Any:
+def _cli_type(name: str, hint: object) -> object:
     """The type typer parses a flag as: unions of str with numbers are read as str and parsed later."""
     if name in ("lr", "devices"):
         return str | None
     return hint
 
 
-def _fit_command() -> Any:
+def _fit_command() -> Callable[..., None]:
     """The `fit` command, its parameters generated from the `FitOptions` declarations."""
 
     def fit(ctx: typer.Context, data: Path, **values: Any) -> None:
@@ -184,7 +187,7 @@ def load_data(options: FitOptions) -> tuple[LabelledData, list[str]]:
     return dataset, messages
 
 
-def read_adapt_target(options: FitOptions) -> Any:
+def read_adapt_target(options: FitOptions) -> TargetInputs | None:
     """`--adapt-to TARGET`'s unlabelled inputs (`adapt.TargetInputs`), read before any training; None without it."""
     if options.adapt_to is None:
         return None
@@ -204,11 +207,11 @@ class FitResult:
     dataset: LabelledData
     splits: dict[str, list[int]]
     #: the test split's metrics ({} without a test split)
-    metrics: dict[str, Any]
+    metrics: JSONObject
     #: every input left out (data, fit, test, --adapt-to's target), by name → why
     skipped: dict[str, str]
     #: what --backbone auto / --strategy auto / --adapt-to decided, as the bundle records it
-    decisions: dict[str, Any]
+    decisions: JSONObject
 
 
 @dataclasses.dataclass
@@ -218,10 +221,10 @@ class _Choice:
     options: FitOptions
     estimator: TransferEstimator
     rival: TransferEstimator | None
-    decisions: dict[str, Any]
+    decisions: JSONObject
 
 
-def run_fit(options: FitOptions, *, out: Console = console) -> dict[str, Any]:
+def run_fit(options: FitOptions, *, out: Console = console) -> JSONObject:
     """`transferkit fit` from its options: the whole road, printing as it goes (JSON at the end with --json)."""
     from transferkit.runtime import is_rank_zero
 
@@ -276,13 +279,13 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
 
     train, valid, test = (dataset.subset(splits.get(s, [])) for s in ("train", "val", "test"))
     has_val = len(valid) > 0
-    targets: dict[str, Any] = {"X_target": target.items} if target is not None else {}
+    targets: Params = {"X_target": target.items} if target is not None else {}
     if choice.rival is not None:
         # --strategy auto: the probe a plain `fit` gives, fitted first (seconds), to beat on validation
         started = time.perf_counter()
         choice.rival.fit(train, X_val=valid.items, y_val=valid.labels, **targets)  # adapted like the fine-tune
         decisions["strategy_decision"]["probe_minutes"] = (time.perf_counter() - started) / 60.0
-    extra: dict[str, Any] = {"run_record": options.to_record()} if estimator.writes_run_folder else {}
+    extra: Params = {"run_record": options.to_record()} if estimator.writes_run_folder else {}
     started = time.perf_counter()
     estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None,
                   **extra, **targets)  # fine-tuning with a target: MCC on target batches, then AdaBN (finetune/)
@@ -293,7 +296,7 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     if choice.rival is not None:
         estimator = keep_better(choice.rival, estimator, valid, decisions["strategy_decision"], train=train,
                                 target=target.items if target is not None else None)
-    metrics: dict[str, Any] = estimator.evaluate(test) if len(test) else {}
+    metrics: JSONObject = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     if target is not None:  # the target's unreadable inputs: counted and named with the rest
         decisions["adapt_target"] = _target_skipped(estimator, target, skipped)
@@ -322,7 +325,7 @@ def _prepare(options: FitOptions, folder: Path, *, rank0: bool) -> TransferEstim
     return chosen
 
 
-def _target_skipped(estimator: TransferEstimator, target: Any, skipped: dict[str, str]) -> dict[str, Any]:
+def _target_skipped(estimator: TransferEstimator, target: TargetInputs, skipped: dict[str, str]) -> JSONObject:
     """Add --adapt-to's unreadable target inputs to `skipped` (named 'target …'); the target's record."""
     members = getattr(estimator, "members_", [estimator])
     failed = {k: v for m in members for k, v in getattr(m, "target_skipped_", {}).items()}
@@ -341,7 +344,7 @@ def _print_data(dataset: LabelledData, splits: dict[str, list[int]], messages: l
         out.print(f"[yellow]{message}[/]", highlight=False)
 
 
-def _summary(result: FitResult) -> dict[str, Any]:
+def _summary(result: FitResult) -> JSONObject:
     """What `fit` prints, and dumps with --json."""
     metrics, decisions = result.metrics, result.decisions
     summary = {"out": str(result.folder), **result.estimator.summary(), "n_test": metrics.get("n", 0),
@@ -359,7 +362,7 @@ def _summary(result: FitResult) -> dict[str, Any]:
 
 
 def _export(folder: Path, dataset: LabelledData, splits: dict[str, list[int]], *, quiet: bool,
-            out: Console) -> dict[str, Any]:
+            out: Console) -> JSONObject:
     """RUN/onnx, checked on up to 16 test (else validation) images; a model that cannot be exported
     as one graph (an ensemble, a concatenation, --tta) keeps its bundle and says why, in yellow."""
     from transferkit.errors import ConfigError, EngineError
@@ -404,12 +407,12 @@ def _write_report(folder: Path, dataset: LabelledData, splits: dict[str, list[in
 
 
 def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *, rank0: bool,
-            out: Console | None, target: list[Any] | None = None) -> _Choice:
+            out: Console | None, target: list[object] | None = None) -> _Choice:
     """`--backbone auto` (rank on train + val: the test split never steers it; with `--adapt-to`, by DEV on
     the target's inputs) and `--strategy auto`; the estimator they choose, built once."""
     from transferkit.options import is_auto_backbone, with_backbone
 
-    decisions: dict[str, Any] = {}
+    decisions: JSONObject = {}
     if is_auto_backbone(options):
         if options.weights:
             raise ConfigError("--weights applies to one backbone; with --backbone auto name controls as "
@@ -443,7 +446,7 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
 
 
 def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,
-                     out: Console | None) -> tuple[FitOptions, TransferEstimator, dict[str, Any]]:
+                     out: Console | None) -> tuple[FitOptions, TransferEstimator, JSONObject]:
     """`--strategy auto` (`selection.choose_strategy`) on these options: the fine-tuning estimator it
     measures is the one fitted when chosen. Fine-tuning, when chosen, keeps the probe it starts from
     instead if that scores higher on validation."""
@@ -459,7 +462,7 @@ def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[st
         device=_device_kind(options))
     if out is not None:
         out.print(f"[bold]--strategy auto:[/] {decision}")
-    record: dict[str, Any] = {"strategy": decision.strategy, "rule": decision.rule, "reason": decision.reason,
+    record: JSONObject = {"strategy": decision.strategy, "rule": decision.rule, "reason": decision.reason,
                               "estimated_minutes": decision.estimated_minutes, "measured_rate": rate}
     if decision.strategy != "finetune":
         chosen = dataclasses.replace(options, strategy=decision.strategy)
@@ -493,7 +496,7 @@ def _device_kind(options: FitOptions) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: LabelledData) -> dict[str, Any]:
+def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: LabelledData) -> JSONObject:
     """What the bundle records of the data: enough to read it again the same way and split it the same way."""
     return {"source": str(options.data), "modality": options.modality, "path_column": options.path_column,
             "label_column": options.label_column, "columns": options.table_columns(), "seed": options.seed,
@@ -502,7 +505,7 @@ def _data_record(options: FitOptions, splits: dict[str, list[int]], dataset: Lab
             "encoding": options.encoding, **dataset.notes()}
 
 
-def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> None:
+def _print_summary(result: FitResult, summary: JSONObject, out: Console) -> None:
     from transferkit.commands._console import column_notes, text_notes_line
 
     estimator, metrics, skipped, folder = result.estimator, result.metrics, result.skipped, result.folder
@@ -556,7 +559,7 @@ def _print_summary(result: FitResult, summary: dict[str, Any], out: Console) -> 
     out.print(f"[green]saved[/] {folder}  →  transferkit predict {folder}{rows}")
 
 
-def _print_adaptation(summary: dict[str, Any], out: Console) -> None:
+def _print_adaptation(summary: JSONObject, out: Console) -> None:
     """`--adapt-to`: how far the target is, and what was done with it."""
     adaptation = summary.get("adaptation")
     if adaptation and adaptation.get("shift"):
@@ -575,7 +578,7 @@ def _print_adaptation(summary: dict[str, Any], out: Console) -> None:
                       "data alone"), highlight=False)
 
 
-def _print_strategy(summary: dict[str, Any], out: Console) -> None:
+def _print_strategy(summary: JSONObject, out: Console) -> None:
     """`--strategy auto`: its estimate against what it took, and which of probe and network it kept, and why."""
     from transferkit.selection.strategy import duration
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from transferkit.commands._console import console
 from transferkit.commands._flags import AsJson
+from transferkit.jsontypes import JSONObject
 from transferkit.params import AS_JSON
 
 
@@ -27,10 +28,10 @@ def models(
 
 
 def print_models(modality: str | None, *, as_json: bool = AS_JSON.default,
-                 out: Console = console) -> list[dict[str, Any]]:
+                 out: Console = console) -> list[JSONObject]:
     from transferkit.backbones import list_backbones
 
-    rows: list[dict[str, Any]] = [
+    rows: list[JSONObject] = [
         {"name": e.name, "modality": e.modality, "features": e.num_features, "params": e.num_params,
          "input": e.input_size, "source": e.source, "available": bool(e.available()), "aliases": list(e.aliases)}
         for e in list_backbones(modality)

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -28,7 +28,11 @@ from transferkit.commands._flags import (
     cache_arg,
     with_batch_adaptation,
 )
+from transferkit.jsontypes import JSONObject
 from transferkit.params import ADAPT_BATCH, AS_JSON, CACHE_DIR, ENCODING, ENGINE, NO_CACHE
+
+if TYPE_CHECKING:
+    from transferkit.estimators.transfer_estimator import TransferEstimator
 
 
 def register(app: typer.Typer) -> None:
@@ -59,10 +63,10 @@ def predict(
 
 
 def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str = "table",
-                cache_dir: Any = CACHE_DIR.default,
+                cache_dir: str | Path | bool | None = CACHE_DIR.default,
                 rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = ENCODING.default,
                 engine: str = ENGINE.default, adapt_batch: bool = ADAPT_BATCH.default,
-                out: Console = console) -> list[dict[str, Any]]:
+                out: Console = console) -> list[JSONObject]:
     from transferkit.data.inputs import read_prediction_inputs
     from transferkit.engines.exported import current_export, is_export
     from transferkit.errors import ConfigError, DataError
@@ -116,7 +120,7 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
 
 def _results(names: Sequence[str], proba: Sequence[np.ndarray], errors: Mapping[int, str | None],
              classes: Sequence[str], *,
-             top_k: int, fmt: str, notes: Sequence[str], out: Console) -> list[dict[str, Any]]:
+             top_k: int, fmt: str, notes: Sequence[str], out: Console) -> list[JSONObject]:
     """One row per input (`proba`: those of the inputs not in `errors`, in order), printed with the
     notes; exit 2 (`DataError`) when no input could be read."""
     from transferkit.errors import DataError
@@ -135,7 +139,7 @@ def _results(names: Sequence[str], proba: Sequence[np.ndarray], errors: Mapping[
 
 
 def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: str, out: Console,
-                      notes: Sequence[str] = ()) -> list[dict[str, Any]]:
+                      notes: Sequence[str] = ()) -> list[JSONObject]:
     """An export folder (`transferkit export`): ONNX Runtime on numpy, PyTorch never imported."""
     from transferkit.data.images import IMAGE_EXTENSIONS
     from transferkit.data.inputs import expand_inputs
@@ -160,13 +164,13 @@ def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: s
                     out=out)
 
 
-def _notes_after(clf: Any, items: Sequence[Any]) -> list[str]:
+def _notes_after(clf: TransferEstimator, items: Sequence[object]) -> list[str]:
     """Notes after extraction: texts cut at the model's window, table cells missing or unreadable."""
     from transferkit.commands._console import column_notes
 
     if clf.modality_ == "table":
         return column_notes(getattr(clf, "last_columns_", {}), "")
-    notes: dict[str, Any] = {}
+    notes: JSONObject = {}
     for member in getattr(clf, "members_", [clf]):  # an ensemble: every member's backbone
         notes.update(member.backbone_.input_notes(items))
     if "long_text" not in notes:
@@ -179,7 +183,7 @@ def _notes_after(clf: Any, items: Sequence[Any]) -> list[str]:
             "beginning)"] if n else []
 
 
-def _print_results(results: list[dict[str, Any]], fmt: str, k: int, out: Console) -> None:
+def _print_results(results: list[JSONObject], fmt: str, k: int, out: Console) -> None:
     if fmt == "json":
         print(json.dumps(results, indent=2))
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -32,6 +32,9 @@ from transferkit.params import (
     SEED,
     SUBSAMPLE,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def register(app: typer.Typer) -> None:
@@ -73,10 +76,10 @@ def rank(
 def run_rank(data: Path, *, backbones: str | None = None, metrics: str | None = None, select: str = "logme",
              subsample: int = SUBSAMPLE.default, layers: bool = False, seed: int = SEED.default,
              batch_size: int = BATCH_SIZE.default, precision: str = PRECISION.default,
-             cache_dir: Any = CACHE_DIR.default,
+             cache_dir: str | Path | bool | None = CACHE_DIR.default,
              path_column: str = PATH_COLUMN.default, label_column: str = LABEL_COLUMN.default,
              modality: str | None = None, text_column: str | None = None, image_column: str | None = None,
-             audio_column: str | None = None, as_json: bool = AS_JSON.default, out: Console = console) -> Any:
+             audio_column: str | None = None, as_json: bool = AS_JSON.default, out: Console = console) -> pd.DataFrame:
     """The modality is resolved exactly as `fit` resolves it (column flags, then --modality, then the data),
     so ranking then fitting reads the same inputs and reuses the same cached features."""
     from transferkit.data import load_labelled

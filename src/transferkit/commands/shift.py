@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,6 +27,7 @@ from transferkit.commands._flags import (
     Seed,
     cache_arg,
 )
+from transferkit.jsontypes import JSONObject
 from transferkit.outputs import write_atomic
 from transferkit.params import (
     ADAPT_METHOD,
@@ -86,8 +87,9 @@ def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_me
               out_dir: Path = Path("shift"), max_inputs: int = 2000, seed: int = SEED.default,
               batch_size: int = BATCH_SIZE.default, precision: str = PRECISION.default, engine: str = ENGINE.default,
               path_column: str = PATH_COLUMN.default, label_column: str = LABEL_COLUMN.default,
-              modality: str | None = None, cache_dir: Any = CACHE_DIR.default, as_json: bool = AS_JSON.default,
-              out: Console = console) -> dict[str, Any]:
+              modality: str | None = None, cache_dir: str | Path | bool | None = CACHE_DIR.default,
+              as_json: bool = AS_JSON.default,
+              out: Console = console) -> JSONObject:
     """The command's work; returns what `--json` prints. Nothing is written before every input was read."""
     import numpy as np
 
@@ -151,7 +153,7 @@ def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_me
     return result
 
 
-def print_shift(diagnostic: dict[str, Any], out: Console, *, heading: str | None = None) -> None:
+def print_shift(diagnostic: JSONObject, out: Console, *, heading: str | None = None) -> None:
     """The diagnostic as rich tables and its verdict (also what `fit --adapt-to` prints)."""
     from rich.table import Table
 

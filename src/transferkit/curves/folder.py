@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transferkit.errors import BundleError
+from transferkit.jsontypes import JSONObject
 from transferkit.outputs import write_atomic
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def _is_temporary(name: str) -> bool:
     return name.startswith(".curve.") and name.endswith(".tmp")
 
 
-def _curve_marker(folder: Path) -> dict[str, Any] | None:
+def _curve_marker(folder: Path) -> JSONObject | None:
     path = folder / CURVE_JSON
     if not path.is_file() or path.is_symlink():
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,7 +27,7 @@ POINT_VAL_FRACTION = 0.2
 
 def parse_shots(shots: str | int | Sequence[int | str]) -> list[int | str]:
     """'1,5,10,all' (or a list) → [1, 5, 10, 'all'], sorted, duplicates dropped; 0 or less is an error."""
-    parts: list[Any]
+    parts: list[int | str | float]  # what a caller passed: checked below
     if isinstance(shots, str):
         parts = [p.strip() for p in shots.split(",") if p.strip()]
     elif isinstance(shots, int):

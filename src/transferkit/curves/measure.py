@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,17 +42,19 @@ from transferkit.curves.points import (
     probe_point,
 )
 from transferkit.errors import ConfigError
+from transferkit.jsontypes import JSONObject
 from transferkit.params import ADAPT_METHOD, BATCH_SIZE, CACHE_DIR, PRECISION, SEED, WEIGHTS
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from transferkit.cache import FeatureCache
     from transferkit.data.dataset import LabelledData
 
 COLUMNS = ("method", "backbone", "shots", "seed", "n_train", "accuracy", "balanced_accuracy", "macro_f1", "seconds")
 
 #: called once with row None when the grid is planned (done = 0), then after every finished point
-OnPoint = Callable[[dict[str, Any] | None, int, int], None]
+OnPoint = Callable[[JSONObject | None, int, int], None]
 
 
 def curve(
@@ -74,7 +76,7 @@ def curve(
     finetune_epochs: int = 10,
     on_point: OnPoint | None = None,
     progress: bool = False,
-    adapt_to: Sequence[Any] | None = None,
+    adapt_to: Sequence[object] | None = None,
     adapt_method: str = ADAPT_METHOD.default,
 ) -> pd.DataFrame:
     """The data-efficiency curve of `data`: one row per (method, shots, seed); see the package docstring.
@@ -171,7 +173,7 @@ def _spec(backbone: str | BackboneSpec | None) -> BackboneSpec | None:
 
 def _check_arguments(shots: str | int | Sequence[int | str], seeds: int | Sequence[int], methods: Sequence[str],
                      budget: float | None, finetune_epochs: int,
-                     adapt_to: Sequence[Any] | None) -> tuple[list[int | str], list[int], list[str]]:
+                     adapt_to: Sequence[object] | None) -> tuple[list[int | str], list[int], list[str]]:
     """(shot counts, seeds, methods in `METHODS` order), or a `ConfigError` naming the bad argument."""
     asked = parse_shots(shots)
     seed_list = parse_seeds(seeds)
@@ -208,9 +210,9 @@ class _Points:
     budget: FinetuneBudget
     batch_size: int
     precision: str
-    cache_dir: Any
+    cache_dir: FeatureCache | str | Path | bool | None
     on_point: OnPoint | None
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[JSONObject] = field(default_factory=list)
     interrupted: bool = False
     _done: int = 0
     _total: int = 0
@@ -240,14 +242,14 @@ class _Points:
                                    + ", ".join(self._ft_skipped[:8]) + (" …" if len(self._ft_skipped) > 8 else "")
                                    + " (raise --budget to run them)")
 
-    def _report(self, row: dict[str, Any] | None, counted: bool = True) -> None:
+    def _report(self, row: JSONObject | None, counted: bool = True) -> None:
         if row is not None:
             self.rows.append(row)
         self._done += counted
         if self.on_point is not None:
             self.on_point(row, self._done, self._total)
 
-    def _point(self, k: int | str, s: int, method: str, subset: list[int]) -> dict[str, Any] | None:
+    def _point(self, k: int | str, s: int, method: str, subset: list[int]) -> JSONObject | None:
         """The row of one point, or None for a fine-tuned point that is not run (said in the notes)."""
         classes, test = self.data.classes, self.plan.test
         fit_idx, val_idx = point_validation(self.data.labels, subset, s)

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from transferkit.backbones.spec import BackboneSpec
 from transferkit.errors import ConfigError, DataError
+from transferkit.jsontypes import JSONObject
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from transferkit.cache import FeatureCache
+
+    #: what `cache_dir=` takes (see `transferkit.cache.resolve_cache`)
+    CacheArg = FeatureCache | str | Path | bool | None
     from transferkit.data.dataset import LabelledData
 
 #: minutes of fine-tuning `curve` may spend when fine-tuning is asked for and no budget is given
@@ -36,12 +43,12 @@ class Extracted:
 
 
 def extract(spec: BackboneSpec, weights: str | None, data: LabelledData, indices: list[int], *, seed: int,
-             batch_size: int, precision: str, cache_dir: Any, progress: bool) -> Extracted:
+             batch_size: int, precision: str, cache_dir: CacheArg, progress: bool) -> Extracted:
     from transferkit.backbones import build_backbone
     from transferkit.cache import resolve_cache
     from transferkit.features import ExtractOptions, extract_features
 
-    kwargs: dict[str, Any] = {"seed": seed} if weights == "random" else {}
+    kwargs: dict[str, int] = {"seed": seed} if weights == "random" else {}
     backbone = build_backbone(spec, weights=weights, **kwargs)
     if backbone.modality != data.modality:
         raise ConfigError(f"backbone '{spec}' takes {backbone.modality} inputs; this is {data.modality} data")
@@ -58,7 +65,7 @@ def extract(spec: BackboneSpec, weights: str | None, data: LabelledData, indices
 
 
 def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: list[int], pool: list[int],
-            target: Sequence[Any], method: str, *, seed: int, batch_size: int, precision: str, cache_dir: Any,
+            target: Sequence[object], method: str, *, seed: int, batch_size: int, precision: str, cache_dir: CacheArg,
             progress: bool) -> tuple[Extracted, str]:
     """The transfer features with the test rows aligned: the map from TARGET's features (extracted here) to
     the pool's, fitted once (`adapt.fit_alignment`; `auto` by `fit`'s rule). Returns them and a note."""
@@ -96,7 +103,7 @@ def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: l
 
 
 def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: list[int], test: list[int],
-                n_classes: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+                n_classes: int, seed: int) -> tuple[np.ndarray, JSONObject]:
     """Predicted class indices of the test split from a linear head fitted on this point's rows (classes
     weighted by the counts of all of the point's labels, those that choose C included)."""
     from threadpoolctl import threadpool_limits
@@ -153,7 +160,7 @@ def device_kind() -> str:
 
 def finetune_point(data: LabelledData, subset: list[int], test: list[int], classes: list[str], *,
                     pretrained: BackboneSpec, weights: str | None, seed: int, epochs: int, batch_size: int,
-                    precision: str, cache_dir: Any) -> np.ndarray:
+                    precision: str, cache_dir: CacheArg) -> np.ndarray:
     """LP-FT on the point's own labels (no validation held out: every method sees the same k per class;
     the last epoch is kept), then the test split's predicted class indices."""
     from transferkit.estimators.finetuned import FinetunedClassifier

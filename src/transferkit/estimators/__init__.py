@@ -11,7 +11,7 @@ Submodules are imported on first use (fine-tuning pulls in Lightning).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __all__ = ["EnsembleClassifier", "FinetunedClassifier", "TabularTransferClassifier", "TransferClassifier",
            "TransferEstimator", "load"]
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from transferkit.estimators.transfer_estimator import TransferEstimator
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -22,8 +22,17 @@ from transferkit.cache import FeatureCache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError, check_is_fitted
 from transferkit.estimators.probe import TransferClassifier
-from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
+from transferkit.estimators.transfer_estimator import (
+    Data,
+    FitReport,
+    Inputs,
+    Labels,
+    Params,
+    TransferEstimator,
+    as_labelled_data,
+)
 from transferkit.features import Features
+from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     ADAPT_BATCH,
     ADAPT_METHOD,
@@ -53,7 +62,7 @@ class EnsembleClassifier(TransferEstimator):
 
     kind: ClassVar[str] = "ensemble"
     adapts_to_target: ClassVar[bool] = True
-    _param_overrides: ClassVar[dict[str, Param[Any]]] = {"backbones": BACKBONES}
+    _param_overrides: ClassVar[dict[str, Param[object]]] = {"backbones": BACKBONES}
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "engine", "adapt_batch"})
 
@@ -104,8 +113,8 @@ class EnsembleClassifier(TransferEstimator):
         check_is_fitted(self, "members_")
         return self.members_[0].modality_
 
-    def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
-            y_val: Sequence[Any] | None = None, X_target: Sequence[Any] | None = None) -> EnsembleClassifier:
+    def fit(self, X: Data, y: Labels | None = None, *, X_val: Inputs | None = None,
+            y_val: Labels | None = None, X_target: Inputs | None = None) -> EnsembleClassifier:
         """Fit a probe per backbone; with `X_target`, each aligns its own features to the target's."""
         self.validate()
         members = [self._member(name) for name in self.backbones]
@@ -131,11 +140,11 @@ class EnsembleClassifier(TransferEstimator):
         self.train_class_counts_ = members[0].train_class_counts_
         return self
 
-    def _as_data(self, X: Any, y: Sequence[Any] | None, what: str) -> LabelledData:
+    def _as_data(self, X: Data, y: Labels | None, what: str) -> LabelledData:
         return as_labelled_data(X, y, what, modality=self.modality_)
 
     # -- predict ------------------------------------------------------------------------------------
-    def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
+    def features(self, X: Inputs, *, cache: bool = True) -> Features:
         """Every member's features side by side (an input any member cannot read is failed)."""
         check_is_fitted(self, "members_")
         items = list(X)
@@ -163,7 +172,7 @@ class EnsembleClassifier(TransferEstimator):
         chunks = np.split(np.asarray(values), cuts, axis=1)
         return np.mean([m.proba_from_features(c) for m, c in zip(self.members_, chunks, strict=True)], axis=0)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         out = {**super().summary(), "backbone": " | ".join(m.backbone_.name for m in self.members_),
                "members": [m.backbone_.name for m in self.members_], "head": self.head}
         adapted = [m.adaptation_ for m in self.members_ if getattr(m, "adaptation_", None) is not None]
@@ -172,7 +181,7 @@ class EnsembleClassifier(TransferEstimator):
         return out
 
     # -- persistence --------------------------------------------------------------------------------
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> JSONObject:
         members = [m._manifest() for m in self.members_]
         return {
             "strategy": "probe",
@@ -190,7 +199,7 @@ class EnsembleClassifier(TransferEstimator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {f"member{i}.{k}": v for i, m in enumerate(self.members_) for k, v in m._tensors().items()}
 
-    def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
+    def _card_facts(self, manifest: JSONObject) -> tuple[str, list[str], str, str]:
         names = [m["backbone"]["name"] for m in manifest["members"]]
         return (f"transferkit model: an ensemble of {len(names)} probes ({', '.join(names)})",
                 ["- strategy: probe on each backbone, class probabilities averaged"]
@@ -200,8 +209,8 @@ class EnsembleClassifier(TransferEstimator):
                 "Load with `transferkit predict <this folder> FILES…` or `transferkit.load(<this folder>)`.")
 
     @classmethod
-    def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
-                 overrides: dict[str, Any]) -> EnsembleClassifier:
+    def _restore(cls, manifest: JSONObject, tensors: dict[str, torch.Tensor], path: Path,
+                 overrides: Params) -> EnsembleClassifier:
         training = manifest.get("training", {})
         saved = {k: training[k] for k in ("head", "class_weight", "seed", "batch_size", "precision", "long_text",
                                           "adapt_method") if k in training}

@@ -19,9 +19,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -31,11 +31,27 @@ from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, check_is_fitted
-from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
+from transferkit.estimators.transfer_estimator import (
+    Data,
+    FitReport,
+    Inputs,
+    Labels,
+    Params,
+    TransferEstimator,
+    as_labelled_data,
+)
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.finetune.config import PRECISIONS, FinetuneConfig
 from transferkit.finetune.model import FinetuneModel, LogitsBackbone
 from transferkit.heads import chosen_val_accuracy, class_weights, parse_head
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback
+
+    from transferkit.finetune.datamodule import FinetuneData
+    from transferkit.finetune.module import FinetuneModule
+    from transferkit.finetune.trainer import TrainOutcome
 from transferkit.params import (
     BACKBONE,
     BATCH_SIZE,
@@ -61,7 +77,7 @@ class FinetuneReport(FitReport):
     """What happened during fine-tuning (the probe's report plus the training run)."""
 
     #: `keep="better"`: which was kept (probe or finetuned) and both validation accuracies
-    kept: dict[str, Any] = field(default_factory=dict)
+    kept: JSONObject = field(default_factory=dict)
     epochs_run: int = 0
     best_epoch: int | None = None
     best_score: float | None = None
@@ -70,7 +86,7 @@ class FinetuneReport(FitReport):
     trainable_by_epoch: dict[int, int] = field(default_factory=dict)
     #: [epoch, seconds since fit began, validation accuracy or None]; epoch 0 is the probe head
     #: LP-FT starts from (its seconds: extracting features and fitting it)
-    timeline: list[list[Any]] = field(default_factory=list)
+    timeline: list[list[float | None]] = field(default_factory=list)
     seconds: float = 0.0
     dropped: int = 0
     checkpoint: str | None = None
@@ -78,7 +94,7 @@ class FinetuneReport(FitReport):
     input_size: int | None = None
     #: with target inputs (`X_target`): how many, the MCC loss's weight and temperature, its value by
     #: epoch, and what AdaBN changed
-    target: dict[str, Any] = field(default_factory=dict)
+    target: JSONObject = field(default_factory=dict)
 
 
 #: the smallest input size fine-tuning runs at: below it an ImageNet CNN's last feature map is
@@ -86,7 +102,7 @@ class FinetuneReport(FitReport):
 MIN_FINETUNE_SIZE = 96
 
 
-def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> int | None:
+def data_resolution(items: Inputs, model_size: int, sample: int = 64) -> int | None:
     """The input size to fine-tune at: the images' median short side (read from file headers),
     rounded up to a multiple of 32 and at least MIN_FINETUNE_SIZE, when that is smaller than the
     model's input; else None (the model's own size)."""
@@ -94,6 +110,8 @@ def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> 
 
     sides = []
     for item in list(items)[:: max(1, len(items) // sample)][:sample]:
+        if not isinstance(item, str | os.PathLike):
+            continue  # a decoded image or an array: no file header to read its size from
         try:
             with Image.open(item) as img:
                 sides.append(min(img.size))
@@ -106,15 +124,22 @@ def data_resolution(items: Sequence[Any], model_size: int, sample: int = 64) -> 
     return size if size < model_size else None
 
 
+_TRAINING: Param[FinetuneConfig | None] = param(None, "How to fine-tune (`FinetuneConfig`; None: its defaults).",
+                                               rules=(NONE, Types((FinetuneConfig,), "a FinetuneConfig")))
+#: the feature cache's declaration with fine-tuning's own default (False: no cache)
+_CACHE_DIR: Param[str | Path | bool | FeatureCache | None] = param(
+    False, CACHE_DIR.help, *CACHE_DIR.flags, rules=CACHE_DIR.rules, strategies=CACHE_DIR.strategies,
+    modalities=CACHE_DIR.modalities, resumable=CACHE_DIR.resumable, cli=CACHE_DIR.cli)
+_RUN_DIR: Param[str | Path | None] = param(None, "Folder of the run's checkpoints and record (None: no checkpoints).",
+                                           rules=(NONE, Types((str, Path), "a folder")))
+_RESUME: Param[bool] = param(False, "Continue the run in `run_dir` from its last checkpoint.", rules=FLAG)
 #: the parameters that are fine-tuning's own (precision: fp16 too)
-_OWN: dict[str, Param[Any]] = {
+_OWN: dict[str, Param[object]] = {
     "precision": param(PRECISION.default, PRECISION.help, *PRECISION.flags, rules=OneOf(PRECISIONS)),
-    "training": param(None, "How to fine-tune (`FinetuneConfig`; None: its defaults).",
-                      rules=(NONE, Types((FinetuneConfig,), "a FinetuneConfig"))),
-    "cache_dir": replace(CACHE_DIR, default=False),
-    "run_dir": param(None, "Folder of the run's checkpoints and record (None: no checkpoints).",
-                     rules=(NONE, Types((str, Path), "a folder"))),
-    "resume": param(False, "Continue the run in `run_dir` from its last checkpoint.", rules=FLAG),
+    "training": _TRAINING,
+    "cache_dir": _CACHE_DIR,
+    "run_dir": _RUN_DIR,
+    "resume": _RESUME,
 }
 
 
@@ -124,14 +149,14 @@ class FinetunedClassifier(TransferEstimator):
     kind: ClassVar[str] = "finetuned"
     adapts_to_target: ClassVar[bool] = True
     writes_run_folder: ClassVar[bool] = True
-    _param_overrides: ClassVar[dict[str, Param[Any]]] = _OWN
+    _param_overrides: ClassVar[dict[str, Param[object]]] = _OWN
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "engine"})
 
     fit_report_: FinetuneReport
     model_: FinetuneModel
-    peft_: dict[str, Any] | None
-    backbone_reference_: dict[str, Any]
+    peft_: JSONObject | None
+    backbone_reference_: JSONObject
     backbone_: LogitsBackbone
 
     def __init__(
@@ -143,13 +168,13 @@ class FinetunedClassifier(TransferEstimator):
         seed: int = SEED.default,
         batch_size: int = BATCH_SIZE.default,
         precision: str = PRECISION.default,
-        training: FinetuneConfig | None = _OWN["training"].default,
-        cache_dir: str | Path | bool | FeatureCache | None = _OWN["cache_dir"].default,
+        training: FinetuneConfig | None = _TRAINING.default,
+        cache_dir: str | Path | bool | FeatureCache | None = _CACHE_DIR.default,
         progress: bool = PROGRESS.default,
         device: str | None = DEVICE.default,
         engine: str = ENGINE.default,
-        run_dir: str | Path | None = _OWN["run_dir"].default,
-        resume: bool = _OWN["resume"].default,
+        run_dir: str | Path | None = _RUN_DIR.default,
+        resume: bool = _RESUME.default,
     ) -> None:
         self.backbone = backbone
         self.weights = weights
@@ -183,14 +208,14 @@ class FinetunedClassifier(TransferEstimator):
     # -- fit ----------------------------------------------------------------------------------------
     def fit(
         self,
-        X: Sequence[Any] | LabelledData | str | Path,
-        y: Sequence[Any] | None = None,
+        X: Data,
+        y: Labels | None = None,
         *,
-        X_val: Sequence[Any] | None = None,
-        y_val: Sequence[Any] | None = None,
-        run_record: dict[str, Any] | None = None,
-        callbacks: Sequence[Any] = (),
-        X_target: Sequence[Any] | None = None,
+        X_val: Inputs | None = None,
+        y_val: Labels | None = None,
+        run_record: JSONObject | None = None,
+        callbacks: Sequence[Callback] = (),
+        X_target: Inputs | None = None,
     ) -> FinetunedClassifier:
         """Fine-tune on (X, y), validating on (X_val, y_val) when given; returns `self`.
 
@@ -222,7 +247,7 @@ class FinetunedClassifier(TransferEstimator):
         torch.manual_seed(self.seed)
         model = FinetuneModel(backbone, spec, len(self.classes_))
         weights, sample_weights = self._balance(cfg, y_train)
-        head_start: dict[str, Any] = {}
+        head_start: JSONObject = {}
         probe_state: dict[str, torch.Tensor] | None = None
         lp_started = time.perf_counter()
         if cfg.head_init == "probe" and not spec.uses_feature_map and not self.resume:
@@ -268,8 +293,8 @@ class FinetunedClassifier(TransferEstimator):
             self._adapt_after_training(model, data, target, report.target, shift_before)
         return self
 
-    def _training_data(self, X: Any, y: Sequence[Any] | None, X_target: Sequence[Any] | None,
-                       run_record: dict[str, Any] | None) -> tuple[LabelledData, Backbone, list[Any]]:
+    def _training_data(self, X: Data, y: Labels | None, X_target: Inputs | None,
+                       run_record: JSONObject | None) -> tuple[LabelledData, Backbone, list[object]]:
         """The training data, the backbone built for it, and the target's inputs; the run folder recorded
         (a resumed run on other data or another backbone is refused first)."""
         run_dir, resume = self.run_dir, self.resume
@@ -301,7 +326,7 @@ class FinetunedClassifier(TransferEstimator):
         return y_train, [index[label] for label in val.labels] if val is not None else []
 
     @staticmethod
-    def _apply_peft(backbone: Backbone, cfg: FinetuneConfig) -> Any:
+    def _apply_peft(backbone: Backbone, cfg: FinetuneConfig) -> JSONObject | None:
         """The parameter-efficient adapters `cfg.peft` asks for, put into `backbone` (None without)."""
         if not cfg.peft:
             return None
@@ -310,8 +335,8 @@ class FinetunedClassifier(TransferEstimator):
         return apply_peft(backbone, cfg.peft, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                           targets=list(cfg.lora_targets) if cfg.lora_targets else None)
 
-    def _train(self, module: Any, dm: Any, *, has_val: bool, callbacks: Sequence[Any],
-               mcc_by_epoch: dict[int, float] | None) -> Any:
+    def _train(self, module: FinetuneModule, dm: FinetuneData, *, has_val: bool, callbacks: Sequence[Callback],
+               mcc_by_epoch: dict[int, float] | None) -> TrainOutcome:
         """Lightning's run of `module` on `dm` (in `run_dir`, or a temporary folder removed afterwards);
         `mcc_by_epoch` collects the target's Minimum Class Confusion loss when given."""
         from transferkit.finetune.trainer import train_module
@@ -331,7 +356,7 @@ class FinetunedClassifier(TransferEstimator):
                 shutil.rmtree(root, ignore_errors=True)
 
     @staticmethod
-    def _report_training(report: FinetuneReport, outcome: Any, head_start: dict[str, Any], *,
+    def _report_training(report: FinetuneReport, outcome: TrainOutcome, head_start: JSONObject, *,
                          head_seconds: float) -> None:
         """What the training run says into `report`: its rate, epochs, best epoch and the timeline (the probe
         head it started from as epoch 0)."""
@@ -345,8 +370,9 @@ class FinetunedClassifier(TransferEstimator):
             for epoch, (seconds, accuracy) in sorted(outcome.timeline.items())]
         report.head_choice = head_start
 
-    def _adapt_after_training(self, model: FinetuneModel, data: LabelledData, target: list[Any],
-                              record: dict[str, Any], shift_before: Any) -> None:
+    def _adapt_after_training(self, model: FinetuneModel, data: LabelledData, target: list[object],
+                              record: JSONObject,
+                              shift_before: tuple[np.ndarray, np.ndarray, list[str]] | None) -> None:
         """AdaBN on the target's inputs (`training.adabn`) and the shift diagnostic, into `record`."""
         if self.config.adabn:
             record["adabn"] = self._adabn(model, list(data.items), target)
@@ -358,7 +384,7 @@ class FinetunedClassifier(TransferEstimator):
     #: extracts them twice, with the pretrained network and with the adapted one
     SHIFT_INPUTS: ClassVar[int] = 500
 
-    def _shift_features(self, model: FinetuneModel, data: LabelledData, target: Sequence[Any], *,
+    def _shift_features(self, model: FinetuneModel, data: LabelledData, target: Inputs, *,
                         cached: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Pooled features of a seeded subsample of the training and target inputs, with the network
         as it is now (`cached`: only for the pretrained network, whose weights id names its features)."""
@@ -381,8 +407,8 @@ class FinetunedClassifier(TransferEstimator):
         labels = [str(data.labels[i]) for i, ok in zip(idx, src.ok, strict=True) if ok]
         return src.values, tf.values, labels
 
-    def _shift_record(self, model: FinetuneModel, data: LabelledData, target: Sequence[Any],
-                      before: tuple[np.ndarray, np.ndarray, list[str]]) -> dict[str, Any] | None:
+    def _shift_record(self, model: FinetuneModel, data: LabelledData, target: Inputs,
+                      before: tuple[np.ndarray, np.ndarray, list[str]]) -> JSONObject | None:
         """The shift diagnostic (`adapt.shift`) on the pretrained network's features, and on the
         fine-tuned, target-adapted network's (the 'after' columns) for the same inputs."""
         from transferkit.adapt.shift_diagnostic import diagnose_shift, map_coordinates
@@ -399,14 +425,14 @@ class FinetunedClassifier(TransferEstimator):
                                         alignment=name, seed=self.seed)
         return record
 
-    def _adabn(self, model: FinetuneModel, source: Sequence[Any], target: Sequence[Any]) -> dict[str, Any]:
+    def _adabn(self, model: FinetuneModel, source: Inputs, target: Inputs) -> JSONObject:
         """AdaBN after training: the BatchNorm statistics re-estimated for the target inputs."""
         from transferkit.finetune.adabn import MAX_INPUTS, adapt_batchnorm, item_batches, subsample
 
         device = next(model.parameters()).device
         backbone = model.backbone
 
-        def forward(batch: Any) -> Any:
+        def forward(batch: object) -> torch.Tensor:
             return model(backbone.to_batch_device(batch, device))
 
         result = adapt_batchnorm(
@@ -416,7 +442,7 @@ class FinetunedClassifier(TransferEstimator):
         return result
 
     def _keep_better(self, model: FinetuneModel, probe_state: dict[str, torch.Tensor], val: LabelledData,
-                     head_start: dict[str, Any], report: FinetuneReport) -> None:
+                     head_start: JSONObject, report: FinetuneReport) -> None:
         """`keep="better"`: the fine-tuned network against the probe it started from, on validation."""
         tuned = float(self.score(val.items, val.labels))
         # the linear probe's accuracy on validation from before its refit on train + val (scoring the
@@ -437,7 +463,7 @@ class FinetunedClassifier(TransferEstimator):
         report.kept = {"kept": kept, "val_accuracy_probe": float(probe), "val_accuracy_finetuned": tuned,
                        "n_val": len(val)}
 
-    def training_rate(self, X: Sequence[Any], n_classes: int) -> float:
+    def training_rate(self, X: Inputs, n_classes: int) -> float:
         """Examples per second this estimator's fine-tuning would train at here, timed on a few
         batches of `X` at the resolution it would train at (`--strategy auto`'s estimate)."""
         from transferkit.finetune.throughput import training_rate
@@ -449,7 +475,7 @@ class FinetunedClassifier(TransferEstimator):
         return training_rate(backbone, X, n_classes, batch_size=self.batch_size, head=self.head,
                              precision=lightning_precision(self.precision, cfg.accelerator))
 
-    def _build_backbone(self, cfg: FinetuneConfig, items: Sequence[Any] = ()) -> Backbone:
+    def _build_backbone(self, cfg: FinetuneConfig, items: Inputs = ()) -> Backbone:
         from transferkit.backbones import build_backbone
 
         kwargs = {"seed": self.seed} if self.weights == "random" else {}
@@ -468,7 +494,7 @@ class FinetunedClassifier(TransferEstimator):
         return backbone
 
     def _probe_head(self, model: FinetuneModel, data: LabelledData, y_train: np.ndarray, val: LabelledData | None,
-                    y_val: list[int], weights: torch.Tensor | None) -> dict[str, Any]:
+                    y_val: list[int], weights: torch.Tensor | None) -> JSONObject:
         """LP-FT's first step: fit the new head on the frozen backbone's pooled features (cached), copied in."""
         from transferkit.heads import HeadTraining, Standardize, train_on_features, train_probe
 
@@ -523,8 +549,8 @@ class FinetunedClassifier(TransferEstimator):
             return None, 1.0 / counts[y_train]
         return None, None
 
-    def _record_run(self, run_dir: Path, data: LabelledData, *, resume: bool, record: dict[str, Any],
-                    target: Sequence[Any] = ()) -> None:
+    def _record_run(self, run_dir: Path, data: LabelledData, *, resume: bool, record: JSONObject,
+                    target: Inputs = ()) -> None:
         """A new run writes `run.json` (what is trained on what); a resumed one checks it is the same."""
         from transferkit.finetune.checkpoint import check_same_run, data_fingerprint, read_run, write_run
         from transferkit.runtime import is_rank_zero
@@ -545,7 +571,7 @@ class FinetunedClassifier(TransferEstimator):
                                 "n_train": len(data), "params": self._params_record(),
                                 "backbone": self.backbone_reference_, "options": record})
 
-    def _params_record(self) -> dict[str, Any]:
+    def _params_record(self) -> JSONObject:
         return {"backbone": self.backbone, "weights": self.weights, "head": self.head, "seed": self.seed,
                 "batch_size": self.batch_size, "precision": self.precision, "training": self.config.to_dict()}
 
@@ -554,7 +580,7 @@ class FinetunedClassifier(TransferEstimator):
         self.head_ = nn.Identity()
 
     # -- predict ------------------------------------------------------------------------------------
-    def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
+    def features(self, X: Inputs, *, cache: bool = True) -> Features:
         """The fine-tuned network's logits (cached only once saved: an unsaved model has no stable id)."""
         check_is_fitted(self, "model_")
         store = resolve_cache(self.cache_dir) if cache else None
@@ -564,7 +590,7 @@ class FinetunedClassifier(TransferEstimator):
                                  progress=self.progress, device=self.device)
         return extract_features(self.backbone_, list(X), options=options, cache=store, description="predicting")
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         report, cfg = self.fit_report_, self.config
         return {**super().summary(), "strategy": "finetune", "backbone": self.backbone, "head": self.head,
                 "freeze": "peft:" + cfg.peft if cfg.peft else cfg.freeze, "epochs_run": report.epochs_run,
@@ -573,7 +599,7 @@ class FinetunedClassifier(TransferEstimator):
                 "processes": report.world_size, **({"kept": report.kept} if report.kept else {}),
                 **({"target": report.target, "adaptation": self._adaptation_line()} if report.target else {})}
 
-    def _adaptation_line(self) -> dict[str, Any]:
+    def _adaptation_line(self) -> JSONObject:
         """What the fit summary says about fine-tuning with a target (`fit --adapt-to`)."""
         target, cfg = self.fit_report_.target, self.config
         parts = []
@@ -586,7 +612,7 @@ class FinetunedClassifier(TransferEstimator):
         if target.get("adabn"):
             parts.append(f"AdaBN: {target['adabn'].get('layers', 0)} BatchNorm layers' statistics re-estimated on "
                          "the target")
-        line: dict[str, Any] = {"applied": " + ".join(p.split(":")[0].split(" (")[0] for p in parts) or "none",
+        line: JSONObject = {"applied": " + ".join(p.split(":")[0].split(" (")[0] for p in parts) or "none",
                                 "why": "; ".join(parts) or "target_weight 0 and adabn off"}
         if target.get("shift"):
             line["shift"] = target["shift"]
@@ -608,7 +634,7 @@ class FinetunedClassifier(TransferEstimator):
                 or (adabn and k.endswith((".running_mean", ".running_var")))}
         return {f"model.{k}": v for k, v in keep.items()}
 
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> JSONObject:
         cfg, report = self.config, self.fit_report_
         return {
             "strategy": "finetune",
@@ -629,7 +655,7 @@ class FinetunedClassifier(TransferEstimator):
                          "skipped": report.dropped, "seconds": report.seconds},
         }
 
-    def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
+    def _card_facts(self, manifest: JSONObject) -> tuple[str, list[str], str, str]:
         ft = manifest["finetune"]
         how = f"PEFT {ft['peft']['method']}" if ft.get("peft") else f"freeze schedule '{ft['config']['freeze']}'"
         finder = " found by the LR finder" if ft.get("lr_found") else ""
@@ -647,7 +673,7 @@ class FinetunedClassifier(TransferEstimator):
 
         prepare_run_folder(Path(path), overwrite=overwrite)
 
-    def _write_bundle(self, path: Path, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], card: str,
+    def _write_bundle(self, path: Path, manifest: JSONObject, tensors: dict[str, torch.Tensor], card: str,
                       *, overwrite: bool) -> Path:
         """Into a run folder, the bundle lands beside its checkpoints (assembled aside, manifest moved last)."""
         from transferkit.bundle import MANIFEST, WEIGHTS, save_bundle
@@ -667,8 +693,8 @@ class FinetunedClassifier(TransferEstimator):
         return path
 
     @classmethod
-    def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
-                 overrides: dict[str, Any]) -> FinetunedClassifier:
+    def _restore(cls, manifest: JSONObject, tensors: dict[str, torch.Tensor], path: Path,
+                 overrides: Params) -> FinetunedClassifier:
         from transferkit.backbones import create_backbone
         from transferkit.backbones.weights import sha256_file
         from transferkit.bundle import WEIGHTS

@@ -14,10 +14,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +27,17 @@ from transferkit.engines.exported import EXPORT_FILE, GRAPH_FILE, bundle_digest,
 from transferkit.engines.onnx_graph import export_onnx
 from transferkit.engines.run import open_graph
 from transferkit.errors import ConfigError, EngineError
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from transferkit.backbones.contract import Backbone
+    from transferkit.backbones.image import TimmImageBackbone
+    from transferkit.estimators.transfer_estimator import TransferEstimator
+
+    #: what the parity check reads as an image
+    ImageInput = str | Path | Image.Image
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4
 
@@ -35,7 +46,7 @@ class _Probabilities(nn.Module):
     """uint8 images → probabilities: the image backbone's own normalisation, the model's features
     (a probe's backbone, or a fine-tuned network's logits), its head, softmax."""
 
-    def __init__(self, backbone: Any, head: nn.Module, normalize: Any) -> None:
+    def __init__(self, backbone: Backbone, head: nn.Module, normalize: Callable[[torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
         self.backbone, self.head, self.normalize = backbone, head, normalize
 
@@ -44,7 +55,7 @@ class _Probabilities(nn.Module):
         return torch.softmax(self.head(features.float()).float(), dim=1)
 
 
-def _image_backbone(model: Any) -> Any:
+def _image_backbone(model: TransferEstimator) -> TimmImageBackbone | None:
     """The timm image backbone under a probe or a fine-tuned network, or None."""
     from transferkit.backbones.image import TimmImageBackbone
     from transferkit.finetune.model import LogitsBackbone
@@ -63,8 +74,8 @@ class ExportReport:
     checked_on: str
 
 
-def export_model(run: str | Path, out: str | Path | None = None, *, samples: Sequence[Any] = (),
-                 overwrite: bool = False, tamper: Any = None) -> ExportReport:
+def export_model(run: str | Path, out: str | Path | None = None, *, samples: Sequence[ImageInput] = (),
+                 overwrite: bool = False, tamper: Callable[[Path], object] | None = None) -> ExportReport:
     """Export the bundle at `run` to `out` (default RUN/onnx); parity on `samples` (else generated
     images). `tamper(path)` is for tests: it may change the graph before the parity check."""
     from transferkit.estimators.load import load
@@ -103,7 +114,7 @@ def export_model(run: str | Path, out: str | Path | None = None, *, samples: Seq
     return ExportReport(folder, difference, len(arrays), checked_on)
 
 
-def _exportable_image_backbone(model: Any, run: str | Path) -> Any:
+def _exportable_image_backbone(model: TransferEstimator, run: str | Path) -> TimmImageBackbone:
     """The image backbone of a model `export` can write as one graph; `ConfigError` for any other model."""
     from transferkit.estimators.finetuned import FinetunedClassifier
     from transferkit.estimators.probe import TransferClassifier
@@ -119,7 +130,7 @@ def _exportable_image_backbone(model: Any, run: str | Path) -> Any:
     return image
 
 
-def _parity_inputs(samples: Sequence[Any], config: dict[str, Any], size: int) -> tuple[np.ndarray, str]:
+def _parity_inputs(samples: Sequence[ImageInput], config: JSONObject, size: int) -> tuple[np.ndarray, str]:
     """The images the graph is checked on (up to 16 of `samples`, else 8 random ones) and what they are."""
     if samples:
         from transferkit.data.images import image_array
@@ -131,7 +142,8 @@ def _parity_inputs(samples: Sequence[Any], config: dict[str, Any], size: int) ->
             "8 random images (give DATA to check on real inputs)")
 
 
-def _parity(model: Any, module: _Probabilities, graph: Path, arrays: np.ndarray, checked_on: str) -> float:
+def _parity(model: TransferEstimator, module: _Probabilities, graph: Path, arrays: np.ndarray,
+            checked_on: str) -> float:
     """The largest probability difference between the exported graph, the module exported and the estimator's
     own road on `arrays`; `EngineError` when over `MAX_PROBABILITY_DIFFERENCE` (or not finite)."""
     with torch.inference_mode():

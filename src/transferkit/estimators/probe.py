@@ -10,9 +10,9 @@ validation split carved from the training data when none is given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -23,9 +23,18 @@ from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator, as_labelled_data
+from transferkit.estimators.transfer_estimator import (
+    Data,
+    FitReport,
+    Inputs,
+    Labels,
+    Params,
+    TransferEstimator,
+    as_labelled_data,
+)
 from transferkit.features import ExtractOptions, Features, extract_features
-from transferkit.heads import FittedProbe, build_head, class_weights, parse_head, train_probe
+from transferkit.heads import FittedProbe, HeadSpec, build_head, class_weights, parse_head, train_probe
+from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     ADAPT_BATCH,
     ADAPT_METHOD,
@@ -139,7 +148,7 @@ class TransferClassifier(TransferEstimator):
     def _create_backbone(self) -> Backbone:
         from transferkit.backbones import build_backbone, get_entry
 
-        kwargs: dict[str, Any] = {"seed": self.seed} if self.weights == "random" else {}
+        kwargs: Params = {"seed": self.seed} if self.weights == "random" else {}
         if self.long_text != "truncate":
             entry = get_entry(self.backbone)
             if entry is not None and entry.modality != "text":
@@ -150,12 +159,12 @@ class TransferClassifier(TransferEstimator):
     # -- fit ----------------------------------------------------------------------------------------
     def fit(
         self,
-        X: Sequence[Any] | LabelledData | str | Path,
-        y: Sequence[Any] | None = None,
+        X: Data,
+        y: Labels | None = None,
         *,
-        X_val: Sequence[Any] | None = None,
-        y_val: Sequence[Any] | None = None,
-        X_target: Sequence[Any] | None = None,
+        X_val: Inputs | None = None,
+        y_val: Labels | None = None,
+        X_target: Inputs | None = None,
     ) -> TransferClassifier:
         """Extract features of `X` (and `X_val`), train the head, and return `self`.
 
@@ -198,7 +207,7 @@ class TransferClassifier(TransferEstimator):
                                                              target)
         head: torch.nn.Module = probe.head
         self.align_: AlignModule | BlockAlignModule | None = None
-        self.adaptation_: dict[str, Any] | None = None
+        self.adaptation_: JSONObject | None = None
         if target is not None:
             source = values[np.flatnonzero(ok)].astype(np.float64)  # rows before the views: the same
             head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
@@ -255,7 +264,7 @@ class TransferClassifier(TransferEstimator):
                               test_fraction=0.0, seed=self.seed)
         return train_ok[parts["train"]], train_ok[parts["val"]]
 
-    def _target_features(self, X_target: Sequence[Any], report: FitReport) -> np.ndarray:
+    def _target_features(self, X_target: Inputs, report: FitReport) -> np.ndarray:
         """The features of the target's inputs (cached like any others); unreadable ones skipped and named."""
         items = list(X_target)
         feats = extract_features(self.backbone_, items, options=self._options(), cache=self._cache(),
@@ -272,7 +281,7 @@ class TransferClassifier(TransferEstimator):
                             f"{next(iter(self.target_skipped_.values()), 'none given')}")
         return np.asarray(feats.values, np.float64)
 
-    def _adapt(self, spec: Any, head: torch.nn.Module, source: np.ndarray, target: np.ndarray, values: np.ndarray,
+    def _adapt(self, spec: HeadSpec, head: torch.nn.Module, source: np.ndarray, target: np.ndarray, values: np.ndarray,
                y_all: np.ndarray, tr_idx: np.ndarray, va_idx: np.ndarray, report: FitReport) -> torch.nn.Module:
         """Fit the alignment of the target to the source; with self-training, retrain the head on
         source + confidently pseudo-labelled target. Returns the head to keep."""
@@ -285,7 +294,7 @@ class TransferClassifier(TransferEstimator):
         why = _WHY[self.adapt_method]
         alignment = fit_alignment(source, target, "coral" if method == "self-training" else method, seed=self.seed,
                                   blocks=self.backbone_.feature_blocks())
-        record: dict[str, Any] = {"method": self.adapt_method, "why": why, "target_inputs": len(target),
+        record: JSONObject = {"method": self.adapt_method, "why": why, "target_inputs": len(target),
                                   "target_skipped": len(getattr(self, "target_skipped_", {}))}
         if method == "auto" and alignment is not None:  # the James-Stein factors, whether it moves anything or not
             record.update(alignment.info or {})
@@ -300,7 +309,7 @@ class TransferClassifier(TransferEstimator):
         if method == "self-training" and alignment is not None:
             weighted = class_weights(y_all[tr_idx], len(self.classes_), self.class_weight) is not None
 
-            def fit(x: np.ndarray, y: np.ndarray) -> Any:
+            def fit(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
                 fitted = train_probe(spec, x, y, values[va_idx], y_all[va_idx], len(self.classes_),
                                      class_weight=self.class_weight if weighted else "none", seed=self.seed,
                                      blocks=self.backbone_.feature_blocks())
@@ -318,7 +327,7 @@ class TransferClassifier(TransferEstimator):
         self.adaptation_ = record
         return head
 
-    def _diagnose_shift(self, source: np.ndarray, target: np.ndarray, labels: list[Any]) -> None:
+    def _diagnose_shift(self, source: np.ndarray, target: np.ndarray, labels: list[object]) -> None:
         """How far the target is, before and after the alignment (`adapt.shift`): kept in `adaptation_`."""
         import time
 
@@ -340,9 +349,9 @@ class TransferClassifier(TransferEstimator):
         align = getattr(self, "align_", None)
         return self.head_ if align is None else torch.nn.Sequential(align, self.head_)
 
-    def _choose_views(self, spec: Any, probe: FittedProbe, values: np.ndarray, y_all: np.ndarray,
+    def _choose_views(self, spec: HeadSpec, probe: FittedProbe, values: np.ndarray, y_all: np.ndarray,
                       plain_idx: np.ndarray, views_idx: np.ndarray, va_idx: np.ndarray,
-                      target: np.ndarray | None) -> tuple[FittedProbe, np.ndarray, dict[str, Any]]:
+                      target: np.ndarray | None) -> tuple[FittedProbe, np.ndarray, JSONObject]:
         """Views are a choice: the head is also fitted without them, on the features the fit extracted
         anyway, and the better on validation is kept — by validation accuracy (a tie keeps no views: the
         simpler model), or, with a target, by DEV's estimate of the target accuracy (`adapt.dev`, on one
@@ -358,7 +367,7 @@ class TransferClassifier(TransferEstimator):
                             blocks=self.backbone_.feature_blocks())
         plain_choice = plain.choice
         acc_views, acc_plain = chosen_val_accuracy(choice), chosen_val_accuracy(plain_choice)
-        record: dict[str, Any] = {"val_accuracy_with_views": acc_views, "val_accuracy_without": acc_plain}
+        record: JSONObject = {"val_accuracy_with_views": acc_views, "val_accuracy_without": acc_plain}
         if target is not None:
             from transferkit.adapt.dev import dev_score, heldout_proba, importance_weights
 
@@ -402,7 +411,7 @@ class TransferClassifier(TransferEstimator):
         return values, y_all, np.concatenate([tr_idx, np.arange(start, len(values))])
 
     # -- predict ------------------------------------------------------------------------------------
-    def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
+    def features(self, X: Inputs, *, cache: bool = True) -> Features:
         """The backbone's features; with `tta=K`, those of the input and of K views side by side."""
         check_is_fitted(self, "head_")
         store = self._cache() if cache else None
@@ -446,7 +455,7 @@ class TransferClassifier(TransferEstimator):
                               "does not have (it was saved before transferkit stored them): fit it again")
         return torch.nn.Sequential(batch_standardizer(values, mean, std).module().eval(), self.head_)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         out = {**super().summary(), "backbone": self.backbone_.name, "head": self.head,
                "class_weighted": self.fit_report_.class_weighted,
                "extract_seconds": round(self.fit_report_.extract_seconds, 2)}
@@ -455,7 +464,7 @@ class TransferClassifier(TransferEstimator):
         return out
 
     # -- persistence --------------------------------------------------------------------------------
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> JSONObject:
         report = self.fit_report_
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("cache_dir", "progress", "device", "adapt_batch")}
@@ -483,7 +492,7 @@ class TransferClassifier(TransferEstimator):
             tensors["domain.source_std"] = torch.from_numpy(np.asarray(self.source_std_, np.float32))
         return tensors
 
-    def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
+    def _card_facts(self, manifest: JSONObject) -> tuple[str, list[str], str, str]:
         return (f"transferkit model: {manifest['backbone']['name']} + {manifest['head']['spec']} head",
                 [f"- strategy: {manifest['strategy']} (frozen backbone, head trained on its features)",
                  f"- backbone weights sha256: `{manifest['backbone']['weights_id']}`"],
@@ -491,8 +500,8 @@ class TransferClassifier(TransferEstimator):
                 "Load with `transferkit predict <this folder> FILES…` or `transferkit.load(<this folder>)`.")
 
     @classmethod
-    def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
-                 overrides: dict[str, Any]) -> TransferClassifier:
+    def _restore(cls, manifest: JSONObject, tensors: dict[str, torch.Tensor], path: Path,
+                 overrides: Params) -> TransferClassifier:
         info = manifest["backbone"]
         training = manifest.get("training", {})
         saved = {k: training[k] for k in ("head", "class_weight", "val_fraction", "seed", "batch_size", "precision",
@@ -544,7 +553,7 @@ _WHY = {
 }
 
 
-def _recorded_backbone(recorded: Any, name: str) -> BackboneSpec | None:
+def _recorded_backbone(recorded: object, name: str) -> BackboneSpec | None:
     """A bundle's recorded `backbone` parameter, parsed, when it names the networks of the manifest's backbone
     `name` (its parts' `@weights` aside); None when it does not (an edited or older manifest)."""
     if not isinstance(recorded, str):

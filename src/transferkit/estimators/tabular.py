@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar, TypeAlias
 
 import numpy as np
 import torch
@@ -45,9 +45,10 @@ from transferkit.backbones.registry import PRETRAINED_BACKBONES
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
-from transferkit.estimators.transfer_estimator import FitReport, TransferEstimator
+from transferkit.estimators.transfer_estimator import FitReport, Labels, Params, TransferEstimator
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.heads import build_head, class_weights, parse_head, train_probe
+from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     BATCH_SIZE,
     CACHE_DIR,
@@ -85,18 +86,25 @@ class ColumnReport:
     unseen: int = 0
     examples: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         return {k: v for k, v in self.__dict__.items() if v}
+
+
+#: a table's row: column → cell value, as read (each column's encoder checks its cells)
+Row: TypeAlias = dict[str, object]
+#: what the table model takes: a pandas DataFrame, row dicts (or one), or `LabelledData` of rows; `_as_rows`
+#: checks which at run time
+TableData: TypeAlias = object
 
 
 @dataclass
 class TabularFitReport(FitReport):
     """The probe's report plus what each column met (missing cells, unreadable files, unseen categories)."""
 
-    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    columns: dict[str, JSONObject] = field(default_factory=dict)
 
 
-def _missing(value: Any) -> bool:
+def _missing(value: object) -> bool:
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -104,7 +112,7 @@ def _missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if _missing(value):
         return None
     try:
@@ -114,7 +122,7 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _column_names(value: Any) -> bool:
+def _column_names(value: object) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str) and all(
         isinstance(c, str) and c.strip() for c in value)
 
@@ -128,10 +136,9 @@ def _encoder(kind: str) -> Param[str]:
 
 
 #: the parameters that are this estimator's own
-_OWN: dict[str, Param[Any]] = {
-    **{f"{kind}_columns": _columns(kind) for kind in KINDS},
-    **{f"{kind}_backbone": _encoder(kind) for kind in EMBEDDED},
-}
+_COLUMNS = {f"{kind}_columns": _columns(kind) for kind in KINDS}
+_ENCODERS = {f"{kind}_backbone": _encoder(kind) for kind in EMBEDDED}
+_OWN: dict[str, Param[object]] = {**_COLUMNS, **_ENCODERS}
 
 
 class TabularTransferClassifier(TransferEstimator):
@@ -141,7 +148,7 @@ class TabularTransferClassifier(TransferEstimator):
     """
 
     kind: ClassVar[str] = "tabular"
-    _param_overrides: ClassVar[dict[str, Param[Any]]] = _OWN
+    _param_overrides: ClassVar[dict[str, Param[object]]] = _OWN
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "precision", "engine"})
 
@@ -150,19 +157,19 @@ class TabularTransferClassifier(TransferEstimator):
     numeric_stats_: dict[str, tuple[float, float]]
     vocabularies_: dict[str, list[str]]
     #: what each column met in the last `features` call
-    last_columns_: dict[str, dict[str, Any]]
+    last_columns_: dict[str, JSONObject]
 
     def __init__(
         self,
         *,
-        image_columns: Sequence[str] = _OWN["image_columns"].default,
-        text_columns: Sequence[str] = _OWN["text_columns"].default,
-        audio_columns: Sequence[str] = _OWN["audio_columns"].default,
-        numeric_columns: Sequence[str] = _OWN["numeric_columns"].default,
-        categorical_columns: Sequence[str] = _OWN["categorical_columns"].default,
-        image_backbone: str = _OWN["image_backbone"].default,
-        text_backbone: str = _OWN["text_backbone"].default,
-        audio_backbone: str = _OWN["audio_backbone"].default,
+        image_columns: Sequence[str] = _COLUMNS["image_columns"].default,
+        text_columns: Sequence[str] = _COLUMNS["text_columns"].default,
+        audio_columns: Sequence[str] = _COLUMNS["audio_columns"].default,
+        numeric_columns: Sequence[str] = _COLUMNS["numeric_columns"].default,
+        categorical_columns: Sequence[str] = _COLUMNS["categorical_columns"].default,
+        image_backbone: str = _ENCODERS["image_backbone"].default,
+        text_backbone: str = _ENCODERS["text_backbone"].default,
+        audio_backbone: str = _ENCODERS["audio_backbone"].default,
         head: str = HEAD.default,
         fusion: str = FUSION.default,
         class_weight: str = CLASS_WEIGHT.default,
@@ -245,7 +252,7 @@ class TabularTransferClassifier(TransferEstimator):
         return out
 
     # -- encoding -------------------------------------------------------------------------------
-    def _learn_encoders(self, rows: Sequence[dict[str, Any]]) -> None:
+    def _learn_encoders(self, rows: Sequence[Row]) -> None:
         """Numeric means/stds and categorical vocabularies from the training rows."""
         self.numeric_stats_ = {}
         self.vocabularies_ = {}
@@ -272,7 +279,7 @@ class TabularTransferClassifier(TransferEstimator):
                 dims.append(len(self.vocabularies_[col]) + 1)
         return dims
 
-    def encode(self, rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, dict[str, ColumnReport], Features]:
+    def encode(self, rows: Sequence[Row]) -> tuple[np.ndarray, dict[str, ColumnReport], Features]:
         """The fused feature matrix [n, sum(block_dims)] of `rows`, what each column met, extraction stats."""
         check_is_fitted(self, "vocabularies_")
         n = len(rows)
@@ -299,7 +306,7 @@ class TabularTransferClassifier(TransferEstimator):
                          precision=precision, seconds=seconds)
         return matrix, reports, stats
 
-    def _embedded_block(self, kind: str, col: str, values: list[Any], rep: ColumnReport
+    def _embedded_block(self, kind: str, col: str, values: list[object], rep: ColumnReport
                         ) -> tuple[np.ndarray, Features | None]:
         """An image/text/audio column's block: its encoder's features and a last "absent" unit (a missing,
         unfound or unreadable cell), and the extraction's stats (None when no cell was there to read)."""
@@ -333,7 +340,7 @@ class TabularTransferClassifier(TransferEstimator):
         block[absent, -1] = 1.0
         return block, feats
 
-    def _numeric_block(self, col: str, values: list[Any], rep: ColumnReport) -> np.ndarray:
+    def _numeric_block(self, col: str, values: list[object], rep: ColumnReport) -> np.ndarray:
         """A numeric column's block: the value standardised by the training mean/std, and a "missing" unit."""
         mean, std = self.numeric_stats_[col]
         block = np.zeros((len(values), 2), np.float32)
@@ -348,7 +355,7 @@ class TabularTransferClassifier(TransferEstimator):
                 block[i, 0] = (number - mean) / std
         return block
 
-    def _categorical_block(self, col: str, values: list[Any], rep: ColumnReport) -> np.ndarray:
+    def _categorical_block(self, col: str, values: list[object], rep: ColumnReport) -> np.ndarray:
         """A categorical column's block: one-hot over the training vocabulary, and a "missing" unit (a category
         not seen in training is all zeros)."""
         vocab = self.vocabularies_[col]
@@ -365,15 +372,15 @@ class TabularTransferClassifier(TransferEstimator):
         return block
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
-            y_val: Sequence[Any] | None = None) -> TabularTransferClassifier:
+    def fit(self, X: TableData, y: Labels | None = None, *, X_val: TableData | None = None,
+            y_val: Labels | None = None) -> TabularTransferClassifier:
         """Encode every column of `X` (a DataFrame, a list of row dicts, or `LabelledData` of rows), train the head."""
         self.validate()
         rows, labels = _as_rows(X, y, "training data")
         _check_columns(rows, [c for _, c in self.columns()], "training data", X)
         data = LabelledData(items=rows, labels=labels, source="training data", modality="table")
         data.validate_for_training()
-        val_rows: list[dict[str, Any]] = []
+        val_rows: list[Row] = []
         val_labels: list[str] = []
         if X_val is not None:
             val_rows, val_labels = _as_rows(X_val, y_val, "validation data")
@@ -413,7 +420,7 @@ class TabularTransferClassifier(TransferEstimator):
         return np.array(parts["train"], int), np.array(parts["val"], int)
 
     def _train_head(self, matrix: np.ndarray, y_all: np.ndarray, tr_idx: np.ndarray, va_idx: np.ndarray,
-                    weights: np.ndarray | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+                    weights: np.ndarray | None) -> tuple[torch.nn.Module, JSONObject]:
         """The fusion head (`fusion`: a probe on the blocks side by side, or learned per-column gates) and
         the settings validation chose for it."""
         if self.fusion == "gated":
@@ -430,7 +437,7 @@ class TabularTransferClassifier(TransferEstimator):
     def modality_(self) -> str:
         return "table"
 
-    def features(self, X: Any, *, cache: bool = True) -> Features:
+    def features(self, X: TableData, *, cache: bool = True) -> Features:
         """The fused features of rows (every row gets features; bad cells are masked and counted
         in `last_columns_`)."""
         check_is_fitted(self, "head_")
@@ -439,22 +446,22 @@ class TabularTransferClassifier(TransferEstimator):
         self.last_columns_ = {c: r.as_dict() for c, r in reports.items()}
         return stats
 
-    def _as_data(self, X: Any, y: Sequence[Any] | None, what: str) -> LabelledData:
+    def _as_data(self, X: TableData, y: Labels | None, what: str) -> LabelledData:
         rows, labels = _as_rows(X, y, what)
         return LabelledData(items=rows, labels=labels, source=what, modality="table")
 
-    def _evaluation_extras(self) -> dict[str, Any]:
+    def _evaluation_extras(self) -> JSONObject:
         return {"columns": self.last_columns_}
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         return {**super().summary(), "fusion": self.fusion, "head": self.head,
                 "encoders": {k: b.name for k, b in self.backbones_.items()}, "columns": self.fit_report_.columns}
 
     # -- persistence --------------------------------------------------------------------------------
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> JSONObject:
         columns = []
         for (kind, col), dim in zip(self.columns(), self.block_dims(), strict=True):
-            entry: dict[str, Any] = {"name": col, "kind": kind, "dim": dim}
+            entry: JSONObject = {"name": col, "kind": kind, "dim": dim}
             if kind == "numeric":
                 entry["mean"], entry["std"] = self.numeric_stats_[col]
             elif kind == "categorical":
@@ -474,7 +481,7 @@ class TabularTransferClassifier(TransferEstimator):
                          "columns": report.columns, "class_weighted": report.class_weighted},
         }
 
-    def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
+    def _card_facts(self, manifest: JSONObject) -> tuple[str, list[str], str, str]:
         from transferkit.bundle import markdown_text
 
         cols = ", ".join(f"{markdown_text(c['name'])} ({c['kind']})" for c in manifest["columns"])
@@ -485,8 +492,8 @@ class TabularTransferClassifier(TransferEstimator):
                 "Predict with `transferkit predict <this folder> rows.csv` or `--row '{\"column\": value, …}'`.")
 
     @classmethod
-    def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
-                 overrides: dict[str, Any]) -> TabularTransferClassifier:
+    def _restore(cls, manifest: JSONObject, tensors: dict[str, torch.Tensor], path: Path,
+                 overrides: Params) -> TabularTransferClassifier:
         from transferkit.backbones import create_backbone
 
         training = manifest.get("training", {})
@@ -529,8 +536,8 @@ class TabularTransferClassifier(TransferEstimator):
         return clf
 
 
-def _as_rows(X: Any, y: Sequence[Any] | None, what: str, *, need_labels: bool = True
-             ) -> tuple[list[dict[str, Any]], list[str]]:
+def _as_rows(X: TableData, y: Labels | None, what: str, *, need_labels: bool = True
+             ) -> tuple[list[Row], list[str]]:
     """Rows as dicts (from a DataFrame, a list of dicts, or `LabelledData`) and their labels."""
     if isinstance(X, LabelledData):
         rows, labels = list(X.items), list(X.labels)
@@ -542,9 +549,10 @@ def _as_rows(X: Any, y: Sequence[Any] | None, what: str, *, need_labels: bool = 
         elif isinstance(X, dict):
             rows = [X]
         else:
-            rows = list(X)
-        if not all(isinstance(r, dict) for r in rows):
-            raise DataError(f"{what}: a table model takes rows as dicts of column → value, or a pandas DataFrame")
+            items = list(X) if isinstance(X, Iterable) else []
+            rows = [r for r in items if isinstance(r, dict)]
+            if not isinstance(X, Iterable) or len(rows) != len(items):
+                raise DataError(f"{what}: a table model takes rows as dicts of column → value, or a pandas DataFrame")
         if y is None:
             if need_labels:
                 raise DataError(f"{what}: labels are missing; pass fit(rows, labels)")
@@ -556,7 +564,7 @@ def _as_rows(X: Any, y: Sequence[Any] | None, what: str, *, need_labels: bool = 
     return rows, labels
 
 
-def _check_columns(rows: list[dict[str, Any]], columns: list[str], what: str, X: Any) -> None:
+def _check_columns(rows: list[Row], columns: list[str], what: str, X: TableData) -> None:
     """A `DataError` listing the columns the data has when one asked for is in no row."""
     present: list[str] = list(map(str, X.columns)) if hasattr(X, "columns") else sorted({k for r in rows for k in r})
     missing = [c for c in columns if c not in present]

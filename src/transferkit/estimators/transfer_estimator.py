@@ -24,7 +24,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeAlias
 
 import numpy as np
 import torch
@@ -34,12 +34,27 @@ from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
 from transferkit.features import Features
-from transferkit.params import Param, constraints_of
+from transferkit.jsontypes import JSONObject
+from transferkit.params import Param, SklearnConstraint, constraints_of
 from transferkit.ranking.transferability import validate_parameters
 
 # -- parameter constraints -------------------------------------------------------------------------
 # Declared once, in `transferkit.params`: each constructor parameter's `Param` (default, help, rule,
 # where it applies); a class's `_parameter_constraints` are derived from its signature on definition.
+
+
+# -- what estimators take ------------------------------------------------------------------------
+
+#: raw inputs as a backbone's `load` takes them (paths, strings, images, waveforms, a table's rows):
+#: estimators only pass them through, to the backbone or the table's encoders
+Inputs: TypeAlias = Sequence[object]
+#: class labels (each read as `str(label)`)
+Labels: TypeAlias = Sequence[object]
+#: what `fit` and `evaluate` take: inputs (with labels), a `LabelledData`, or a folder / table path (alone)
+Data: TypeAlias = Inputs | LabelledData | str | Path
+#: constructor parameters by name, set by keyword (scikit-learn's `get_params` / `set_params` contract: each is
+#: checked against its declaration, not by the type checker)
+Params: TypeAlias = dict[str, Any]
 
 
 # -- what fit reports ------------------------------------------------------------------------------
@@ -56,10 +71,10 @@ class FitReport:
     cached: int = 0
     precision: str = "fp32"
     extract_seconds: float = 0.0
-    head_choice: dict[str, Any] = field(default_factory=dict)
+    head_choice: JSONObject = field(default_factory=dict)
     class_weighted: bool = False
     #: what preprocessing did to the inputs (text: truncation), from `Backbone.input_notes`
-    notes: dict[str, Any] = field(default_factory=dict)
+    notes: JSONObject = field(default_factory=dict)
     #: augmented views of training inputs the head was also trained on
     augmented: int = 0
     #: the engine extraction ran on ("cache" when every feature was cached), and what it reported
@@ -70,7 +85,7 @@ class FitReport:
 # -- the bundle's estimator key --------------------------------------------------------------------
 
 
-def estimator_kind(manifest: dict[str, Any]) -> str:
+def estimator_kind(manifest: JSONObject) -> str:
     """Which estimator reads a bundle: its `estimator` key (older bundles: `kind` / `strategy`)."""
     kind = manifest.get("estimator")
     if kind is None:
@@ -81,7 +96,7 @@ def estimator_kind(manifest: dict[str, Any]) -> str:
     return str(kind)
 
 
-def as_labelled_data(X: Any, y: Sequence[Any] | None, what: str, *, modality: str = "image") -> LabelledData:
+def as_labelled_data(X: Data, y: Labels | None, what: str, *, modality: str = "image") -> LabelledData:
     """`LabelledData` from (inputs, labels), a `LabelledData`, or a folder / table path without labels."""
     if isinstance(X, LabelledData):
         return X
@@ -91,6 +106,9 @@ def as_labelled_data(X: Any, y: Sequence[Any] | None, what: str, *, modality: st
         return load_dataset(X, modality=modality)
     if y is None:
         raise DataError(f"{what}: labels are missing; pass fit(X, y) or a LabelledData / folder path")
+    if isinstance(X, str | Path):
+        raise DataError(f"{what}: '{X}' is a folder or table path, which carries its own labels; pass it without y, "
+                        "or pass the inputs themselves with y")
     items = list(X)
     return LabelledData(items=items, labels=[str(v) for v in y], source=what, modality=modality)
 
@@ -122,10 +140,10 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     writes_run_folder: ClassVar[bool] = False
     #: what each `__init__` parameter accepts, in scikit-learn's format, checked by its `_validate_params`:
     #: derived from the parameters' declarations (`transferkit.params`) when a subclass is defined
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    _parameter_constraints: ClassVar[dict[str, list[SklearnConstraint]]] = {}
     #: declarations of this class's own parameters (those `params.ESTIMATOR_PARAMS` does not hold, or holds
     #: with another rule)
-    _param_overrides: ClassVar[dict[str, Param[Any]]] = {}
+    _param_overrides: ClassVar[dict[str, Param[object]]] = {}
     #: parameters `load(path, **overrides)` may set: how to run, never what was learned
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "engine"})
@@ -135,9 +153,9 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     head_: torch.nn.Module
     fit_report_: FitReport
     train_class_counts_: dict[str, int]
-    manifest_: dict[str, Any]
+    manifest_: JSONObject
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
             cls._parameter_constraints = constraints_of(cls, cls._param_overrides)
@@ -174,11 +192,11 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     # -- fit ----------------------------------------------------------------------------------------
     @abstractmethod
-    def fit(self, X: Any, y: Sequence[Any] | None = None, *, X_val: Any = None,
-            y_val: Sequence[Any] | None = None) -> Self:
+    def fit(self, X: Data, y: Labels | None = None, *, X_val: Inputs | None = None,
+            y_val: Labels | None = None) -> Self:
         """Learn from (X, y), choosing settings on (X_val, y_val) when given; returns `self`."""
 
-    def training_rate(self, X: Sequence[Any], n_classes: int) -> float | None:
+    def training_rate(self, X: Inputs, n_classes: int) -> float | None:
         """Examples per second this estimator would train its network at here (`--strategy auto`'s
         estimate); None for an estimator that trains no network, only a head on cached features."""
         return None
@@ -190,7 +208,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     # -- predict ------------------------------------------------------------------------------------
     @abstractmethod
-    def features(self, X: Sequence[Any], *, cache: bool = True) -> Features:
+    def features(self, X: Inputs, *, cache: bool = True) -> Features:
         """What the head sees for each input (unreadable inputs are reported in `failed`, not raised)."""
 
     def scoring_head(self) -> torch.nn.Module:
@@ -206,7 +224,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             logits = self.scoring_head()(torch.from_numpy(np.asarray(values, np.float32)))
         return torch.softmax(logits.float(), dim=1).numpy()
 
-    def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
+    def predict_proba(self, X: Inputs) -> np.ndarray:
         """Class probabilities [n, n_classes] in `classes_` order. An unreadable input raises `InputError`."""
         feats = self.features(X)
         if feats.failed:
@@ -214,16 +232,16 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             raise InputError(f"input {i} could not be read: {reason}")
         return self.proba_from_features(feats.values)
 
-    def predict(self, X: Sequence[Any]) -> np.ndarray:
+    def predict(self, X: Inputs) -> np.ndarray:
         proba = self.predict_proba(X)  # first: raises NotFittedError before `classes_` is touched
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def score(self, X: Sequence[Any], y: Sequence[Any], sample_weight: Any = None) -> float:
+    def score(self, X: Inputs, y: Labels, sample_weight: Sequence[float] | np.ndarray | None = None) -> float:
         """Accuracy of `predict(X)` against `y` (labels compared as strings, as `fit` stores them)."""
         hits = self.predict(X) == np.array([str(v) for v in y])
         return float(np.average(hits, weights=sample_weight))
 
-    def evaluate(self, X: Any, y: Sequence[Any] | None = None) -> dict[str, Any]:
+    def evaluate(self, X: Data, y: Labels | None = None) -> JSONObject:
         """Metrics on labelled data; unreadable inputs are skipped and listed in `skipped`."""
         from transferkit.metrics import score_probabilities
 
@@ -236,15 +254,15 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         metrics.update(self._evaluation_extras())
         return metrics
 
-    def _evaluation_extras(self) -> dict[str, Any]:
+    def _evaluation_extras(self) -> JSONObject:
         """What `evaluate` adds for this kind of model (a table: what each column met)."""
         return {}
 
-    def _as_data(self, X: Any, y: Sequence[Any] | None, what: str) -> LabelledData:
+    def _as_data(self, X: Data, y: Labels | None, what: str) -> LabelledData:
         return as_labelled_data(X, y, what, modality=self.modality_)
 
     # -- the summary a fit command shows ------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         """What was fitted, as plain values (the CLI prints it; `--json` dumps it)."""
         check_is_fitted(self, "fit_report_")
         report = self.fit_report_
@@ -260,13 +278,13 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
         check_writable(path, overwrite=overwrite)
 
-    def save(self, path: str | Path, *, metrics: dict[str, Any] | None = None, overwrite: bool = False,
-             extra: dict[str, Any] | None = None) -> Path:
+    def save(self, path: str | Path, *, metrics: JSONObject | None = None, overwrite: bool = False,
+             extra: JSONObject | None = None) -> Path:
         """Write the bundle (safetensors + transferkit.json + model card) atomically."""
         from transferkit.bundle import model_card
 
         check_is_fitted(self, "head_")
-        manifest: dict[str, Any] = {
+        manifest: JSONObject = {
             "estimator": self.kind,
             "task": "classification",
             "modality": self.modality_,
@@ -279,14 +297,14 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         card = model_card(manifest, title=title, facts=facts, unit=unit, usage=usage)
         return self._write_bundle(Path(path), manifest, self._tensors(), card, overwrite=overwrite)
 
-    def _write_bundle(self, path: Path, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], card: str,
+    def _write_bundle(self, path: Path, manifest: JSONObject, tensors: dict[str, torch.Tensor], card: str,
                       *, overwrite: bool) -> Path:
         from transferkit.bundle import save_bundle
 
         return save_bundle(path, manifest, tensors, card, overwrite=overwrite)
 
     @abstractmethod
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> JSONObject:
         """This class's part of the manifest (backbone reference, head, training record…)."""
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -294,7 +312,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         return {f"head.{k}": v for k, v in self.head_.state_dict().items()}
 
     @abstractmethod
-    def _card_facts(self, manifest: dict[str, Any]) -> tuple[str, list[str], str, str]:
+    def _card_facts(self, manifest: JSONObject) -> tuple[str, list[str], str, str]:
         """(title, facts, unit, usage) for the bundle's model card."""
 
     @classmethod
@@ -328,6 +346,6 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     @classmethod
     @abstractmethod
-    def _restore(cls, manifest: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
-                 overrides: dict[str, Any]) -> Self:
+    def _restore(cls, manifest: JSONObject, tensors: dict[str, torch.Tensor], path: Path,
+                 overrides: Params) -> Self:
         """Rebuild the fitted estimator from its manifest and tensors (weights checked by sha256)."""

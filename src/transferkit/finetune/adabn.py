@@ -23,14 +23,21 @@ inputs (sums, not a moving average). Both passes are capped (`max_inputs`, a see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from transferkit.backbones.contract import Backbone
+
+T = TypeVar("T")
 
 #: inputs of each domain AdaBN reads at most (a seeded subsample): enough for per-channel statistics
 MAX_INPUTS = 2048
@@ -66,7 +73,7 @@ def _channel_shape(x: torch.Tensor) -> list[int]:
 
 
 @torch.no_grad()
-def input_statistics(model: nn.Module, batches: Iterable[Any], forward: Callable[[Any], Any]
+def input_statistics(model: nn.Module, batches: Iterable[object], forward: Callable[[object], object]
                      ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Each BatchNorm layer's per-channel input mean and variance over `batches`, the network in eval mode."""
     layers = bn_layers(model)
@@ -86,8 +93,8 @@ def input_statistics(model: nn.Module, batches: Iterable[Any], forward: Callable
 
 
 @torch.no_grad()
-def adapt_batchnorm(model: nn.Module, source_batches: Iterable[Any], target_batches: Iterable[Any],
-                    forward: Callable[[Any], Any]) -> dict[str, Any]:
+def adapt_batchnorm(model: nn.Module, source_batches: Iterable[object], target_batches: Iterable[object],
+                    forward: Callable[[object], object]) -> JSONObject:
     """Re-estimate every BatchNorm layer's running statistics for the target (see the module's rule).
 
     `forward(batch)` runs the network on one batch (moving it to the device). Returns what changed:
@@ -153,12 +160,12 @@ def adapt_batchnorm(model: nn.Module, source_batches: Iterable[Any], target_batc
             "std_shift": float(np.mean(moved_std)) if moved_std else 0.0}
 
 
-def item_batches(backbone: Any, items: Sequence[Any], batch_size: int) -> Iterable[Any]:
+def item_batches(backbone: Backbone, items: Sequence[object], batch_size: int) -> Iterator[object]:
     """Collated batches of `items` with the backbone's (evaluation) preprocessing; unreadable inputs skipped."""
     from transferkit.errors import InputError
 
     load = backbone.sample_loader()
-    samples: list[Any] = []
+    samples: list[object] = []
     for item in items:
         try:
             samples.append(load(item))
@@ -171,7 +178,7 @@ def item_batches(backbone: Any, items: Sequence[Any], batch_size: int) -> Iterab
         yield backbone.collate(samples)
 
 
-def subsample(items: Sequence[Any], limit: int, seed: int) -> list[Any]:
+def subsample(items: Sequence[T], limit: int, seed: int) -> list[T]:
     """At most `limit` of `items`, a seeded choice in their order."""
     if len(items) <= limit:
         return list(items)

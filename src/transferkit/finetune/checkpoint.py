@@ -16,17 +16,23 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from transferkit.bundle import RUN_FILE, RUN_FILES, RUN_FORMAT, RUN_FORMAT_VERSION, is_bundle, is_run
 from transferkit.errors import BundleError, ConfigError
+from transferkit.jsontypes import JSONObject
 
 #: the marker runs written before `format` existed carry (`"kind"`); still written for them
 RUN_KIND = RUN_FORMAT
+
+#: a Lightning checkpoint (or a callback's part of one): tensors and plain values by key, as `torch.save` wrote
+#: them and Lightning's hooks hand them over
+Checkpoint: TypeAlias = dict[str, Any]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -35,7 +41,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Loading uses `weights_only=True`: a checkpoint holds tensors and plain values only.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+    def save_checkpoint(self, checkpoint: Checkpoint, path: str | os.PathLike[str], storage_options: object = None,
+                        ) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -49,11 +56,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(self, path: str | os.PathLike[str], map_location: Any = None,
+                        weights_only: bool | None = None) -> Checkpoint:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
 
 
-def data_fingerprint(items: list[Any], labels: list[str]) -> str:
+def data_fingerprint(items: Sequence[object], labels: list[str]) -> str:
     """sha256 over the (input, label) pairs in order: the identity of a training set."""
     h = hashlib.sha256()
     for item, label in zip(items, labels, strict=True):
@@ -61,7 +69,7 @@ def data_fingerprint(items: list[Any], labels: list[str]) -> str:
     return h.hexdigest()
 
 
-def write_run(folder: Path, info: dict[str, Any]) -> None:
+def write_run(folder: Path, info: JSONObject) -> None:
     """Write `run.json` atomically, with the run format marker, its version and the files a run owns."""
     folder.mkdir(parents=True, exist_ok=True)
     marked = {k: v for k, v in info.items() if k not in ("kind", "format", "format_version", "files")}
@@ -97,7 +105,7 @@ def start_run(out: Path, *, overwrite: bool) -> None:
         remove_owned(out, run_only=True)
 
 
-def read_run(folder: Path) -> dict[str, Any]:
+def read_run(folder: Path) -> JSONObject:
     """The run manifest of `folder`, or a `ConfigError` saying why it is not a resumable run."""
     path = folder / RUN_FILE
     if not folder.is_dir():
@@ -135,7 +143,7 @@ def last_checkpoint(folder: Path) -> Path:
     return ckpt
 
 
-def check_same_run(folder: Path, info: dict[str, Any], *, backbone: dict[str, Any], data: str) -> None:
+def check_same_run(folder: Path, info: JSONObject, *, backbone: JSONObject, data: str) -> None:
     """Refuse to resume `info` with another backbone or other data."""
     saved = info.get("backbone", {})
     if (saved.get("name"), saved.get("weights_id")) != (backbone.get("name"), backbone.get("weights_id")):
@@ -161,7 +169,7 @@ def prepare_run_folder(out: Path, *, overwrite: bool) -> None:
     start_run(out, overwrite=overwrite)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path) -> Checkpoint:
     """A checkpoint's tensors and plain values (`weights_only=True`), or a `ConfigError` naming the file.
 
     A truncated file or one holding code objects is refused with our message: PyTorch's own would

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
+from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     FLAG,
     FRACTION,
@@ -130,14 +130,14 @@ class FinetuneConfig:
         check_declared(self)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         values = dataclasses.asdict(self)
         if values["lora_targets"] is not None:
             values["lora_targets"] = list(values["lora_targets"])
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
+    def from_dict(cls, values: JSONObject) -> FinetuneConfig:
         """From `to_dict()` output (or an older bundle's config, whose extra keys are ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         kept = {k: v for k, v in values.items() if k in known}

@@ -19,7 +19,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lightning.pytorch.utilities import CombinedLoader
+
+    from transferkit.backbones.contract import Backbone
 
 import lightning.pytorch as pl
 import numpy as np
@@ -138,13 +145,14 @@ class TargetSampler(SeededSampler):
 class SampleDataset(torch.utils.data.Dataset):
     """(index, seed) → (sample or None, label); the loader runs under the sample's own RNG seed."""
 
-    def __init__(self, items: Sequence[Any], labels: Sequence[int], loader: Any, seeded: bool) -> None:
+    def __init__(self, items: Sequence[object], labels: Sequence[int], loader: Callable[[object], object],
+                 seeded: bool) -> None:
         self.items, self.labels, self.loader, self.seeded = list(items), list(labels), loader, seeded
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: Any) -> tuple[Any, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[object, int]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         try:
             if self.seeded:
@@ -161,7 +169,7 @@ class SampleDataset(torch.utils.data.Dataset):
         return sample, self.labels[index]
 
 
-def keep_pairs(batch: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
+def keep_pairs(batch: list[tuple[object, int]]) -> list[tuple[object, int]]:
     return batch
 
 
@@ -170,16 +178,16 @@ class FinetuneData(pl.LightningDataModule):
 
     def __init__(
         self,
-        backbone: Any,
-        train: tuple[Sequence[Any], Sequence[int]],
-        val: tuple[Sequence[Any], Sequence[int]] | None,
+        backbone: Backbone,
+        train: tuple[Sequence[object], Sequence[int]],
+        val: tuple[Sequence[object], Sequence[int]] | None,
         *,
         batch_size: int,
         seed: int,
         augment: Augment | None,
         sample_weights: np.ndarray | None = None,
         num_workers: int | None = None,
-        target: Sequence[Any] | None = None,
+        target: Sequence[object] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -204,12 +212,12 @@ class FinetuneData(pl.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
-    def train_loader_fn(self) -> Any:
+    def train_loader_fn(self) -> Callable[[object], object]:
         if self.augment is not None and self.backbone.modality == "image":
             return AugmentedImageLoader(self.backbone.preprocess_cfg, self.augment)
         return self.backbone.sample_loader()
 
-    def _loader(self, items: Sequence[Any], labels: Sequence[int], train: bool) -> torch.utils.data.DataLoader:
+    def _loader(self, items: Sequence[object], labels: Sequence[int], train: bool) -> torch.utils.data.DataLoader:
         rank, world = self._rank_world()
         loader_fn = self.train_loader_fn() if train else self.backbone.sample_loader()
         workers = self._workers(len(items))
@@ -230,7 +238,7 @@ class FinetuneData(pl.LightningDataModule):
             drop_last=False,
         )
 
-    def train_dataloader(self) -> Any:
+    def train_dataloader(self) -> torch.utils.data.DataLoader | CombinedLoader:
         source = self._loader(*self.train_items, train=True)
         if self.target_items is None:
             return source
@@ -251,7 +259,7 @@ class FinetuneData(pl.LightningDataModule):
         )
         return CombinedLoader({"source": source, "target": target}, mode="min_size")
 
-    def val_dataloader(self) -> Any:
+    def val_dataloader(self) -> torch.utils.data.DataLoader | list[torch.utils.data.DataLoader]:
         if not self.val_items or not len(self.val_items[0]):
             return []
         return self._loader(*self.val_items, train=False)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferkit.errors import ConfigError
+from transferkit.finetune.checkpoint import Checkpoint
 
 
 def trainable_groups(mode: str, epoch: int, n_groups: int, head_epochs: int, per_epoch: int) -> int:
@@ -75,7 +76,7 @@ class FreezeSchedule(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.apply(pl_module, trainer.current_epoch)
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> Checkpoint:
         return {
             "mode": self.mode,
             "head_epochs": self.head_epochs,
@@ -84,7 +85,7 @@ class FreezeSchedule(pl.Callback):
             "epoch": self.epoch,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Checkpoint) -> None:
         saved = (state.get("mode"), state.get("head_epochs"), state.get("unfreeze_per_epoch"))
         if saved != (self.mode, self.head_epochs, self.unfreeze_per_epoch):
             raise ConfigError(

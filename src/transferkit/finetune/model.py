@@ -7,7 +7,7 @@ backbone's input size, so `dense` gets the same shape Keras would build (VGG16 a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ from torch import nn
 from transferkit.backbones.contract import Backbone
 from transferkit.errors import BackboneError, ConfigError
 from transferkit.heads import HeadSpec, build_head
+from transferkit.jsontypes import JSONObject
 
 
 def spec_error(spec: HeadSpec, part: str, why: str) -> ConfigError:
@@ -61,7 +62,7 @@ class FinetuneModel(nn.Module):
         self.head_in_features = head_input_size(backbone, spec)
         self.head = build_head(spec, self.head_in_features, num_classes, standardize=False)
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def forward(self, batch: object) -> torch.Tensor:
         if self.uses_feature_map:
             return self.head(self.backbone.forward_feature_map(batch))
         return self.head(self.backbone.forward_features(batch))
@@ -87,25 +88,25 @@ class LogitsBackbone(Backbone):
         self.num_features = model.num_classes
         self.weights_id = weights_id
 
-    def preprocess_config(self) -> dict[str, Any]:
+    def preprocess_config(self) -> JSONObject:
         return self.inner.backbone.preprocess_config()
 
-    def load(self, item: Any) -> Any:
+    def load(self, item: object) -> object:
         return self.inner.backbone.load(item)
 
-    def sample_loader(self) -> Any:
+    def sample_loader(self) -> Callable[[object], object]:
         return self.inner.backbone.sample_loader()
 
-    def collate(self, samples: Any) -> Any:
+    def collate(self, samples: Sequence[object]) -> object:
         return self.inner.backbone.collate(samples)
 
-    def to_batch_device(self, batch: Any, device: torch.device) -> Any:
+    def to_batch_device(self, batch: object, device: torch.device) -> object:
         return self.inner.backbone.to_batch_device(batch, device)
 
-    def input_notes(self, items: Any) -> dict[str, Any]:
+    def input_notes(self, items: Sequence[object]) -> JSONObject:
         return self.inner.backbone.input_notes(items)
 
-    def forward_features(self, batch: Any) -> torch.Tensor:
+    def forward_features(self, batch: object) -> torch.Tensor:
         return self.inner(batch)
 
     def layer_groups(self) -> list[nn.Module]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -26,6 +27,7 @@ from transferkit.finetune.optim import (
 )
 from transferkit.finetune.peft import is_peft_parameter
 from transferkit.finetune.regularizers import L2SP
+from transferkit.jsontypes import JSONObject
 
 
 class FinetuneModule(pl.LightningModule):
@@ -40,7 +42,7 @@ class FinetuneModule(pl.LightningModule):
         *,
         seed: int = 0,
         class_weights: torch.Tensor | None = None,
-        peft: dict[str, Any] | None = None,
+        peft: JSONObject | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -97,7 +99,7 @@ class FinetuneModule(pl.LightningModule):
     def trainable_parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
         """At each epoch's first batch, reseed the global RNG (dropout, stochastic depth) from
         (seed, epoch, rank): a resumed run then draws exactly what the uninterrupted one drew.
         (Here, not at epoch start: the data loader's own draws happen in between.)"""
@@ -106,7 +108,7 @@ class FinetuneModule(pl.LightningModule):
             torch.manual_seed(self.seed * 1_000_003 + epoch * 1_009 + rank)
 
     # -- steps ------------------------------------------------------------------------------------
-    def forward(self, x: Any) -> torch.Tensor:
+    def forward(self, x: object) -> torch.Tensor:
         if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
@@ -121,7 +123,7 @@ class FinetuneModule(pl.LightningModule):
             return torch.zeros((), device=self.device)
         return self.l2sp()
 
-    def target_loss(self, x_target: Any) -> torch.Tensor:
+    def target_loss(self, x_target: object) -> torch.Tensor:
         """Minimum Class Confusion on a batch of unlabelled target inputs (`transferkit.finetune.mcc`)."""
         return minimum_class_confusion(self(x_target), self.config.mcc_temperature)
 
@@ -156,7 +158,7 @@ class FinetuneModule(pl.LightningModule):
         self.log("val_accuracy", acc, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
 
     # -- optimisation -----------------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         cfg = self.config
         wd = 0.0 if self.l2sp is not None else cfg.weight_decay  # L2-SP replaces weight decay
         groups = parameter_groups(

@@ -8,13 +8,19 @@ discriminative fine-tuning). The head gets lr. Biases and norm weights get no we
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from transferkit.backbones.contract import Backbone
 
-def backbone_group_params(backbone: Any) -> list[list[tuple[str, nn.Parameter]]]:
+#: one of torch.optim's parameter groups ("params", "lr", "weight_decay", our "name"): torch's own type for them
+ParamGroup: TypeAlias = dict[str, Any]
+
+
+def backbone_group_params(backbone: Backbone) -> list[list[tuple[str, nn.Parameter]]]:
     """(name, parameter) lists per layer group, input → output; uncovered parameters join group 0."""
     names = {id(p): n for n, p in backbone.named_parameters()}
     seen: set[int] = set()
@@ -36,7 +42,7 @@ def backbone_group_params(backbone: Any) -> list[list[tuple[str, nn.Parameter]]]
     return groups
 
 
-def _split_decay(params: list[tuple[str, nn.Parameter]], lr: float, wd: float, tag: str) -> list[dict[str, Any]]:
+def _split_decay(params: list[tuple[str, nn.Parameter]], lr: float, wd: float, tag: str) -> list[ParamGroup]:
     decay = [p for n, p in params if p.ndim > 1]
     no_decay = [p for n, p in params if p.ndim <= 1]
     out = []
@@ -56,7 +62,7 @@ def parameter_groups(
     weight_decay: float,
     peft_params: list[tuple[str, nn.Parameter]] | None = None,
     backbone_scale: float = 1.0,
-) -> list[dict[str, Any]]:
+) -> list[ParamGroup]:
     """Optimiser groups: the head at `lr`, backbone groups at decayed LRs times `backbone_scale`
     (PEFT parameters at `lr`)."""
     groups = _split_decay(list(head.named_parameters()), lr, weight_decay, "head")
@@ -77,7 +83,7 @@ def parameter_groups(
 LPFT_BACKBONE_LR = 0.1
 
 
-def make_optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, groups: list[ParamGroup], lr: float) -> torch.optim.Optimizer:
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if name == "adam":

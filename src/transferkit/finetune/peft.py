@@ -12,11 +12,10 @@ plus the backbone's reference and weights hash.
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from transferkit.errors import ConfigError
+from transferkit.jsontypes import JSONObject
 
 
 def linear_targets(backbone: nn.Module) -> list[str]:
@@ -35,7 +34,7 @@ def apply_peft(
     alpha: int = 16,
     dropout: float = 0.0,
     targets: list[str] | None = None,
-) -> dict[str, Any]:
+) -> JSONObject:
     """Prepare `backbone` for `method`; returns the JSON-able description saved in the bundle."""
     if method == "bitfit":
         biases = [n for n, p in backbone.named_parameters() if n.endswith("bias")]

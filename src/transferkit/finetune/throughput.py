@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
@@ -18,7 +17,7 @@ from transferkit.finetune.model import FinetuneModel
 from transferkit.heads import parse_head
 
 
-def training_rate(backbone: Backbone, items: Sequence[Any], n_classes: int, *, batch_size: int, head: str = "linear",
+def training_rate(backbone: Backbone, items: Sequence[object], n_classes: int, *, batch_size: int, head: str = "linear",
                   precision: str = "32-true", steps: int = 2) -> float:
     """Examples per second of fine-tuning `backbone` (forward, backward, optimizer step, data loading
     included), timed over `steps` batches of `items` after one untimed warm-up batch."""

@@ -15,7 +15,16 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import Logger
+    from lightning.pytorch.strategies import Strategy
+
+    from transferkit.finetune.datamodule import FinetuneData
+    from transferkit.finetune.module import FinetuneModule
 
 import numpy as np
 import torch
@@ -44,7 +53,7 @@ class TrainOutcome:
     #: epoch (from 0) → (wall seconds of training at its end, validation accuracy then or None)
     timeline: dict[int, tuple[float, float | None]] = field(default_factory=dict)
     #: the Lightning Trainer that ran (its optimizers, loggers, callbacks), for inspection
-    trainer: Any = None
+    trainer: pl.Trainer | None = None
 
 
 def lightning_precision(precision: str, accelerator: str) -> str:
@@ -60,8 +69,8 @@ def lightning_precision(precision: str, accelerator: str) -> str:
 
 
 def train_module(
-    module: Any,
-    dm: Any,
+    module: FinetuneModule,
+    dm: FinetuneData,
     cfg: FinetuneConfig,
     *,
     root: Path,
@@ -70,12 +79,12 @@ def train_module(
     batch_size: int,
     progress: bool,
     resume: bool,
-    callbacks: Sequence[Any] = (),
+    callbacks: Sequence[pl.Callback] = (),
 ) -> TrainOutcome:
     """Train `module` on `dm` with checkpoints and logs under `root`; load the best weights back."""
     outcome = TrainOutcome()
 
-    def build() -> tuple[Any, Any]:
+    def build() -> tuple[pl.Trainer, ModelCheckpoint]:
         with quiet_lightning():  # the Trainer's start-up lines (precision, GPU/TPU available, tips)
             return _trainer(cfg=cfg, root=root, has_val=has_val, precision=precision, progress=progress,
                             outcome=outcome, callbacks=callbacks)
@@ -115,7 +124,8 @@ def train_module(
 
 
 def _trainer(*, cfg: FinetuneConfig, root: Path, has_val: bool, precision: str, progress: bool,
-             outcome: TrainOutcome, callbacks: Sequence[Any]) -> tuple[Any, Any]:
+             outcome: TrainOutcome, callbacks: Sequence[pl.Callback]
+             ) -> tuple[pl.Trainer, ModelCheckpoint]:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -126,7 +136,7 @@ def _trainer(*, cfg: FinetuneConfig, root: Path, has_val: bool, precision: str, 
     mode = "max" if cfg.monitor == "val_accuracy" else "min"
     ckpt = ModelCheckpoint(dirpath=root / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,
                            save_last=True, enable_version_counter=False)
-    cbs: list[Any] = [
+    cbs: list[pl.Callback] = [
         FreezeSchedule(cfg.freeze if not cfg.peft else "frozen", cfg.head_epochs, cfg.unfreeze_per_epoch),
         ckpt,
         FreezeRecorder(outcome.trainable_by_epoch),
@@ -141,7 +151,7 @@ def _trainer(*, cfg: FinetuneConfig, root: Path, has_val: bool, precision: str, 
         cbs.append(RichProgressBar(leave=True))
     cbs += list(callbacks)
     devices = cfg.devices
-    strategy: Any = "auto"
+    strategy: str | Strategy = "auto"
     n_dev = int(devices) if isinstance(devices, int) or str(devices).isdigit() else None
     if n_dev is not None and n_dev > 1:
         from lightning.pytorch.strategies import DDPStrategy
@@ -169,7 +179,7 @@ def _trainer(*, cfg: FinetuneConfig, root: Path, has_val: bool, precision: str, 
     return trainer, ckpt
 
 
-def _find_lr(module: Any, dm: Any, cfg: FinetuneConfig, root: Path, precision: str) -> float:
+def _find_lr(module: FinetuneModule, dm: FinetuneData, cfg: FinetuneConfig, root: Path, precision: str) -> float:
     """Lightning's LR range test on a bare trainer (no checkpoints, logs or validation)."""
     import lightning.pytorch as pl
     from lightning.pytorch.tuner import Tuner
@@ -203,10 +213,10 @@ def _find_lr(module: Any, dm: Any, cfg: FinetuneConfig, root: Path, precision: s
     return float(chosen)
 
 
-def _loggers(root: Path) -> list[Any]:
+def _loggers(root: Path) -> list[Logger]:
     from lightning.pytorch.loggers import CSVLogger
 
-    loggers: list[Any] = [CSVLogger(save_dir=str(root), name="logs", version="")]
+    loggers: list[Logger] = [CSVLogger(save_dir=str(root), name="logs", version="")]
     try:
         import tensorboard  # noqa: F401
     except ImportError:
@@ -245,7 +255,8 @@ def _append_log(path: Path, earlier: list[dict[str, str]]) -> None:
     Path(tmp).replace(path)
 
 
-def fit_guarded(trainer: Any, module: Any, dm: Any, ckpt_path: str | None, batch_size: int) -> None:
+def fit_guarded(trainer: pl.Trainer, module: FinetuneModule, dm: FinetuneData, ckpt_path: str | None,
+                batch_size: int) -> None:
     """`trainer.fit`, turning accelerator out-of-memory into advice on the batch size."""
     try:
         with quiet_lightning():

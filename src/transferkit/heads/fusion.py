@@ -17,7 +17,6 @@ plain tensors, saved in the bundle's safetensors like any head.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 
 from transferkit.heads.head_spec import Standardize
 from transferkit.heads.train import HeadTraining, train_on_features
+from transferkit.jsontypes import JSONObject
 
 
 class GatedFusionHead(nn.Module):
@@ -82,7 +82,7 @@ def fit_gated_fusion(
     seed: int,
     hidden: int = 64,
     training: HeadTraining | None = None,
-) -> tuple[GatedFusionHead, dict[str, Any]]:
+) -> tuple[GatedFusionHead, JSONObject]:
     """Train a `GatedFusionHead` with AdamW, keeping the epoch of lowest validation loss.
 
     Returns the head and a record for the bundle: epochs, validation loss, mean gate per block.

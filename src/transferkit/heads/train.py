@@ -7,9 +7,9 @@ MLP), class weights, the head, and its probabilities. Fit, the curve, LP-FT's fi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from torch import nn
 
 from transferkit.errors import ConfigError
 from transferkit.heads.head_spec import HeadSpec, Standardize, build_head
+from transferkit.jsontypes import JSONObject
+
+HeadT = TypeVar("HeadT", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class FittedProbe:
     """A head trained on features, what was chosen for it (C, epochs…), and whether classes were weighted."""
 
     head: nn.Sequential
-    choice: dict[str, Any]
+    choice: JSONObject
     class_weighted: bool
 
     def proba(self, values: np.ndarray) -> np.ndarray:
@@ -101,7 +104,7 @@ def fit_head(
     seed: int,
     training: HeadTraining | None = None,
     blocks: Sequence[int] | None = None,
-) -> tuple[nn.Sequential, dict[str, Any]]:
+) -> tuple[nn.Sequential, JSONObject]:
     """Train `spec` on features; returns the head and what was chosen (C, epochs…) for the record.
 
     `blocks`: widths of feature blocks to weigh equally (a concatenation of backbones): after
@@ -128,7 +131,7 @@ def block_scale(blocks: Sequence[int] | None, width: int) -> np.ndarray:
     return np.concatenate([np.full(b, np.sqrt(b * len(blocks) / width)) for b in blocks])
 
 
-def chosen_val_accuracy(choice: dict[str, Any]) -> float | None:
+def chosen_val_accuracy(choice: JSONObject) -> float | None:
     """A linear head's validation accuracy at the C it chose, scored before its refit on train +
     validation (the refitted head, scored on validation, would be scored on data it was fitted to).
     None for a head that records none (an MLP: its validation only stopped the training)."""
@@ -146,7 +149,7 @@ def _fit_linear(
     seed: int,
     cfg: HeadTraining,
     scale: np.ndarray,
-) -> tuple[nn.Sequential, dict[str, Any]]:
+) -> tuple[nn.Sequential, JSONObject]:
     from sklearn.linear_model import LogisticRegression
 
     def fit(c: float, Xs: np.ndarray, yf: np.ndarray) -> LogisticRegression:
@@ -197,7 +200,7 @@ def _fit_linear(
 _BLOCK_VALUES = 1 << 22
 
 
-def _blocks(arrays: Sequence[np.ndarray]) -> Any:
+def _blocks(arrays: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, int, int]]:
     """(array, start, stop) row blocks over `arrays`, each of at most ~`_BLOCK_VALUES` values."""
     for a in arrays:
         step = max(1, _BLOCK_VALUES // max(1, a.shape[1]))
@@ -241,7 +244,7 @@ def _fit_torch(
     seed: int,
     cfg: HeadTraining,
     scale: np.ndarray,
-) -> tuple[nn.Sequential, dict[str, Any]]:
+) -> tuple[nn.Sequential, JSONObject]:
     torch.manual_seed(seed)
     head = build_head(spec, X.shape[1], num_classes)
     standardize = head[0]
@@ -253,7 +256,7 @@ def _fit_torch(
 
 
 def train_on_features(
-    head: nn.Module,
+    head: HeadT,
     X: np.ndarray,
     y: np.ndarray,
     X_val: np.ndarray,
@@ -262,7 +265,7 @@ def train_on_features(
     weights: np.ndarray | None,
     seed: int,
     training: HeadTraining,
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[HeadT, JSONObject]:
     """Minibatch AdamW on cached features, keeping the epoch of lowest validation loss.
 
     Shared by every head trained with torch on features (MLP, layer specs, gated fusion).

@@ -29,7 +29,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -37,7 +38,15 @@ from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError
 from transferkit.features import ExtractOptions, extract_features
+from transferkit.jsontypes import JSONObject
 from transferkit.params import SEED
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+
+    from transferkit.cache import FeatureCache
+
+T = TypeVar("T")
 
 #: candidates beyond this many are shortlisted by LogME before the full validation
 SHORTLIST = 5
@@ -106,7 +115,7 @@ class Selection:
             else ""
         return f"{self.winner.name} ({self.winner.kind}): {_pct(self.winner.val_accuracy)} on validation{beat}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"validation": self.validation, "verdict": self.verdict(), "criterion": self.criterion,
                 "winner": self.winner.name if self.winner else None,
                 "gain_over_scratch_points": self.gain_over_scratch,
@@ -116,7 +125,7 @@ class Selection:
                           "features": c.features, "seconds": round(c.seconds, 2), "note": c.note,
                           "from_scratch": c.scratch} for c in self.candidates]}
 
-    def __rich_console__(self, console: Any, options: Any) -> Any:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from rich.table import Table
 
         dev = any(c.dev_accuracy is not None for c in self.candidates)
@@ -165,13 +174,13 @@ def select(
     val: Sequence[int],
     *,
     candidates: Sequence[str | BackboneSpec] | None = None,
-    cache: Any = None,
+    cache: FeatureCache | str | Path | bool | None = None,
     options: ExtractOptions | None = None,
     seed: int = SEED.default,
     shortlist: int = SHORTLIST,
     combine: bool = True,
     validation: str = "",
-    target: Sequence[Any] | None = None,
+    target: Sequence[object] | None = None,
     budget_seconds: float | None = None,
 ) -> Selection:
     """Score `candidates` (default: `default_candidates`) on `val` with a linear head fitted on `train`;
@@ -263,8 +272,8 @@ class _Budget:
             self.seconds = BUDGET_FACTOR * (time.perf_counter() - self.began)
 
 
-def _candidate(spec: BackboneSpec, scratch: bool, items: list[Any], y: np.ndarray, n_train: int, n_classes: int, *,
-               seed: int, options: ExtractOptions, cache: Any, target: list[Any]
+def _candidate(spec: BackboneSpec, scratch: bool, items: list[object], y: np.ndarray, n_train: int, n_classes: int, *,
+               seed: int, options: ExtractOptions, cache: FeatureCache | None, target: list[object]
                ) -> tuple[Candidate, tuple[np.ndarray, np.ndarray, np.ndarray] | None, np.ndarray | None]:
     """One candidate scored on validation (and by DEV given `target` inputs): the candidate, its (features, ok,
     validation probabilities) and the target's features; a candidate that cannot run here is listed, not fatal."""
@@ -274,8 +283,7 @@ def _candidate(spec: BackboneSpec, scratch: bool, items: list[Any], y: np.ndarra
     name = str(spec)
     cand = Candidate(name, "single", [name], (spec,), scratch=scratch)
     try:
-        seeded: dict[str, Any] = {"seed": seed} if spec.weights == "random" else {}
-        backbone = build_backbone(spec, **seeded)
+        backbone = build_backbone(spec, seed=seed) if spec.weights == "random" else build_backbone(spec)
         feats = extract_features(backbone, items, options=options, cache=cache, description=f"candidate {name}")
     except Exception as exc:
         cand.note = f"skipped: {str(exc).splitlines()[0][:80]}"
@@ -338,7 +346,7 @@ def pick_winner(candidates: Sequence[Candidate]) -> Candidate:
                                           -KINDS.index(c.kind), -c.features))
 
 
-def target_sample(target: Sequence[Any] | None, seed: int) -> list[Any]:
+def target_sample(target: Sequence[T] | None, seed: int) -> list[T]:
     """At most DEV_TARGET_INPUTS of the target's inputs (a seeded subsample, in their order)."""
     if not target:
         return []
@@ -391,7 +399,8 @@ def _score(values: np.ndarray, y: np.ndarray, ok: np.ndarray, n_train: int, n_cl
 
 
 def _shortlist(data: LabelledData, train: Sequence[int], val: Sequence[int], specs: list[BackboneSpec],
-               scratch: str | None, keep: int, store: Any, opts: ExtractOptions, seed: int) -> list[BackboneSpec]:
+               scratch: str | None, keep: int, store: FeatureCache | None, opts: ExtractOptions, seed: int,
+               ) -> list[BackboneSpec]:
     """The `keep` candidates LogME ranks best on a subsample of the training split, plus from scratch."""
     from transferkit.ranking.rank_backbones import CandidateSpec, rank
 

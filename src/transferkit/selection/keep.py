@@ -4,7 +4,9 @@ the better by DEV's estimate of the target accuracy instead (You et al., ICML 20
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from transferkit.jsontypes import JSONObject
 
 if TYPE_CHECKING:
     from transferkit.data.dataset import LabelledData
@@ -12,8 +14,8 @@ if TYPE_CHECKING:
 
 
 def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,
-                record: dict[str, Any], *, train: LabelledData | None = None,
-                target: list[Any] | None = None) -> TransferEstimator:
+                record: JSONObject, *, train: LabelledData | None = None,
+                target: list[object] | None = None) -> TransferEstimator:
     """The better on `valid` of two fitted estimators, the comparison written into `record`. The probe's
     figure is from before its head was refitted on train + validation (scored on data it was fitted to,
     it would read high); a head that records none (an MLP: validation only stopped it) is scored. Given
@@ -39,8 +41,8 @@ def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: Label
     return tuned if kept == "finetuned" else probe
 
 
-def _dev_compare(probe: Any, tuned: TransferEstimator, train: LabelledData, valid: LabelledData,
-                 target: list[Any]) -> dict[str, Any]:
+def _dev_compare(probe: TransferEstimator, tuned: TransferEstimator, train: LabelledData, valid: LabelledData,
+                 target: list[object]) -> JSONObject:
     """DEV of the probe and the fine-tuned network on one set of importance weights, from the probe's frozen
     (cached) features; the probe's validation probabilities from its head refitted on the training rows
     only at the C it chose (its own head saw validation)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transferkit.errors import BackboneError, ConfigError
 
@@ -85,7 +85,7 @@ def decide_strategy(
         f"{rate:.1f} examples/s ({how}, {kind}) ≈ {minutes:.1f} min ≤ budget {budget:.0f} min", minutes)
 
 
-def choose_strategy(n_train: int, n_classes: int, sample: Sequence[Any], finetuner: Callable[[], TransferEstimator],
+def choose_strategy(n_train: int, n_classes: int, sample: Sequence[object], finetuner: Callable[[], TransferEstimator],
                     *, budget_minutes: float | None = None, epochs: int | None = None, device: str = "cpu"
                     ) -> tuple[StrategyDecision, TransferEstimator | None, float | None]:
     """`decide_strategy` with the rate measured here: `finetuner()` builds the fine-tuning estimator, whose
