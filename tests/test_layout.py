@@ -36,7 +36,6 @@ ELSEWHERE: dict[str, tuple[str, str]] = {
     "finetune/module.py": ("finetune/test_peft.py", "the module trains only what PEFT leaves trainable"),
     "finetune/throughput.py": ("commands/test_strategy_auto.py", "the rate `--strategy auto` measures"),
     "finetune/trainer.py": ("finetune/test_checkpoint.py", "the trainer's checkpoints, kill and resume"),
-    "heads/fusion.py": ("estimators/test_tabular.py", "gated fusion of a table's columns"),
     "ranking/layers.py": ("ranking/test_rank_backbones.py", "ranking the layers of one backbone"),
     "serve/limits.py": ("test_params.py", "the limits are declarations"),
 }
