@@ -18,47 +18,22 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from tests.report.conftest import cli
 from typer.testing import CliRunner
 
 from transferkit.commands import app
-from transferkit.errors import ConfigError, DataError
+from transferkit.errors import ConfigError
 from transferkit.report import labelled as report_data
 from transferkit.report import report_run, write_report
-from transferkit.report.analysis import calibration
 
-COLOURS = {"red": (190, 50, 50), "green": (50, 170, 70), "blue": (50, 70, 200)}
 ALWAYS = ("plot-confusion", "plot-per-class", "plot-reliability", "plot-embedding")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars")
-
-
-def cli(*args: Any) -> str:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def write_images(root: Path, per_class: int = 16, noise: float = 110.0, seed: int = 0) -> Path:
-    """root/<colour>/<i>.png: noisy enough that a random-init backbone gets some of them wrong."""
-    rng = np.random.default_rng(seed)
-    for name, colour in COLOURS.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = (np.array(colour)[None, None, :] + rng.normal(0, noise, (40, 40, 3))).clip(0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i:03d}.png")
-    (root / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # skipped, listed with its reason
-    return root
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_images(tmp_path_factory.mktemp("report-images") / "colours")
 
 
 @pytest.fixture(scope="module")
@@ -277,13 +252,6 @@ def test_candidates_and_data_efficiency_curve_appear_when_the_run_has_them(image
     assert "<td class=\"n\">60.0% (50.0–70.0)</td><td class=\"n\">40.0% (40.0–40.0)</td>" in html
 
 
-def test_cli_report_command(probe_run: Path, images: Path, tmp_path: Path) -> None:
-    out = tmp_path / "cli.html"
-    output = cli("report", probe_run, images, "--out", out, "--no-cache")
-    assert "report written" in output and out.is_file()
-    assert set(ALWAYS) <= set(plot_ids(out.read_text()))
-
-
 def test_report_never_overwrites_a_file_it_did_not_write(probe_run: Path, tmp_path: Path) -> None:
     mine = tmp_path / "notes.html"
     mine.write_text("<html>my own notes</html>")
@@ -293,51 +261,6 @@ def test_report_never_overwrites_a_file_it_did_not_write(probe_run: Path, tmp_pa
     first = report_run(probe_run, out=tmp_path / "r.html")
     assert report_run(probe_run, out=first) == first  # its own earlier report is replaced
     assert not list(tmp_path.glob(".r.html.*"))  # no temporary file left behind
-
-
-def test_changed_data_is_an_error_not_a_wrong_report(images: Path, tmp_path: Path) -> None:
-    data = tmp_path / "colours"
-    shutil.copytree(images, data)
-    run = tmp_path / "run"
-    cli("fit", data, "--backbone", "test_efficientnet", "--weights", "random", "--out", run, "--json")
-    for extra in list((data / "blue").glob("*.png"))[:5]:
-        extra.unlink()
-    with pytest.raises(DataError, match="no longer splits as it did"):
-        report_run(run)
-
-
-def test_expected_calibration_error() -> None:
-    always_right = calibration(np.full(10, 0.95), np.ones(10, bool))
-    assert always_right.ece == pytest.approx(0.05)
-    overconfident = calibration(np.ones(4), np.array([1, 0, 1, 0], bool))
-    assert overconfident.ece == pytest.approx(0.5)
-    assert overconfident.counts[-1] == 4  # a confidence of exactly 1 lands in the last bin
-    calibrated = calibration(np.array([0.25, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75, 0.75]),
-                             np.array([1, 0, 0, 0, 1, 1, 1, 0], bool))
-    assert calibrated.ece == pytest.approx(0.0)
-
-
-def test_examples_show_as_their_modality(tmp_path: Path) -> None:
-    """A thumbnail for an image, a waveform + spectrogram for a clip, a snippet for text, cells for a row."""
-    import soundfile as sf
-
-    from transferkit.report.examples import describe
-
-    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "tiny.png")
-    image = describe(str(tmp_path / "tiny.png"), "image")
-    shown = Image.open(io.BytesIO(base64.b64decode(image["image"].split(",", 1)[1])))
-    assert shown.size[0] >= 64  # an 8×8 glyph is enlarged to be seen
-    t = np.arange(8000) / 8000
-    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000)
-    clip = describe(str(tmp_path / "tone.wav"), "audio")
-    assert clip["image"].startswith("data:image/png;base64,") and clip["name"].endswith("tone.wav")
-    text = describe("word " * 200, "text")
-    assert len(text["text"]) <= 280 and text["text"].endswith("…")
-    row = describe({"title": "red kettle", "price": None, "photo": "/nowhere/x.jpg"}, "table",
-                   [{"name": "title", "kind": "text"}, {"name": "price", "kind": "numeric"},
-                    {"name": "photo", "kind": "image"}])
-    assert [c["value"] for c in row["cells"]] == ["red kettle", "(missing)", "x.jpg"] and row["image"] is None
-    assert "cannot show it" in describe(str(tmp_path / "missing.png"), "image")["note"]
 
 
 def test_a_report_on_data_that_cannot_be_read_says_so(probe_run: Path, tmp_path: Path) -> None:
@@ -358,9 +281,7 @@ def test_fit_and_evaluate_write_reports_that_overwrite_keeps_as_its_own(image_fo
     `fit --overwrite` treats them as transferkit's own files (replaced), a user's file still refuses."""
     import json as _json
 
-    from typer.testing import CliRunner
 
-    from transferkit.commands import app
 
     out = tmp_path / "run"
     args = ["fit", str(image_folder), "--out", str(out), "--backbone", "test_efficientnet", "--weights", "random",

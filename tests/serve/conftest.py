@@ -1,8 +1,10 @@
 """What the server tests share: generated images, one probe fitted on them through the CLI (once per
-session), and `running`, which serves a run with uvicorn in a thread on 127.0.0.1."""
+session), `running`, which serves a run with uvicorn in a thread on 127.0.0.1, and `request`/`post` to ask it."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import threading
 import time
@@ -23,6 +25,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+            timeout: float = 30.0) -> tuple[int, Any, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Content-Type": content_type} if content_type else {}
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw else None, {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+def post(port: int, body: bytes, content_type: str | None, path: str = "/predict") -> tuple[int, Any, dict[str, str]]:
+    return request(port, "POST", path, body, content_type)
 
 
 @contextmanager

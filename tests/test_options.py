@@ -137,7 +137,7 @@ def test_a_probe_takes_augment_and_tta_where_views_exist(cli, datasets: dict[str
 def test_augment_true_or_false_is_fine_tunings_switch_and_a_number_the_probes_views(tmp_path: Path) -> None:
     """The Keras recipe's `augment: false` used to land on the probe's views, so its fine-tuning trained on
     augmented batches after all; a record keeps both apart, so that `--resume` reads back the same."""
-    recipe = Path(__file__).parents[2] / "examples" / "keras_vgg16.yaml"
+    recipe = Path(__file__).parents[1] / "examples" / "keras_vgg16.yaml"
     options = from_sources({"config": recipe}, data=tmp_path / "photos")
     assert options.training.augment is False and options.views is None
     assert "batch_augment" in options.explicit and "views" not in options.explicit

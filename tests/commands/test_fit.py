@@ -1,43 +1,13 @@
-"""Every CLI command end to end on a tiny generated dataset, in-process through the real entry point."""
+"""`transferkit fit` end to end on a tiny generated dataset, in-process through the real entry point: its cache,
+its data errors (manifests, empty folders, one class, unknown backbones), pre-split folders and groups."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-
-#: a tiny random-init network, for the tests about the command rather than the model's accuracy
-TINY = ("--backbone", "test_efficientnet", "--weights", "random")
-
-
-@pytest.fixture(scope="module")
-def trained(cli, image_folder, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "colours"
-    code, output = cli("fit", image_folder, "--out", out, "--json")
-    assert code == 0, output
-    summary = json.loads(output)
-    assert summary["accuracy"] >= 0.8 and summary["n_test"] > 0
-    return out
-
-
-def test_fit_prints_counts_metrics_and_saves(cli, image_folder, tmp_path) -> None:
-    code, output = cli("fit", image_folder, "--out", tmp_path / "m", *TINY)
-    assert code == 0, output
-    # the class-count table: one row per class with its train / val / test / total counts (10 images each)
-    for cls in ("red", "green", "blue"):
-        assert re.search(rf"│ {cls}\s+│\s+\d+\s+│\s+\d+\s+│\s+\d+\s+│\s+10\s+│", output), output
-    assert re.search(r"│ all\s+│\s+\d+\s+│\s+\d+\s+│\s+\d+\s+│\s+30\s+│", output)
-    assert re.search(r"test \(\d+ examples\)", output) and "confusion matrix" in output
-    assert re.search(r"\d+\.\d\d%", output)  # the accuracy figure itself
-    assert f"saved {tmp_path / 'm'}" in output.replace("\n", "")
-    assert (tmp_path / "m" / "transferkit.json").is_file()
+from tests.commands.conftest import TINY
 
 
 def test_second_fit_extracts_nothing(cli, image_folder, tmp_path) -> None:
@@ -46,53 +16,6 @@ def test_second_fit_extracts_nothing(cli, image_folder, tmp_path) -> None:
     assert code == 0
     summary = json.loads(output)
     assert summary["extracted"] == 0 and summary["cached"] > 0
-
-
-def test_predict_table_json_csv(cli, trained, image_folder, tmp_path) -> None:
-    # inputs whose paths name no class, so a label in the output is the prediction, not the path
-    files = [tmp_path / "first.jpg", tmp_path / "second.jpg"]
-    shutil.copy(image_folder / "red" / "000.jpg", files[0])
-    shutil.copy(image_folder / "blue" / "001.jpg", files[1])
-    code, output = cli("predict", trained, *files, "--json")
-    assert code == 0
-    rows = json.loads(output)
-    assert [r["label"] for r in rows] == ["red", "blue"]
-    assert all(0 < r["probability"] <= 1 for r in rows)
-    code, output = cli("predict", trained, *files, "--csv")
-    parsed = list(csv.DictReader(io.StringIO(output)))
-    assert [r["label"] for r in parsed] == ["red", "blue"]
-    code, output = cli("predict", trained, files[0], "--top-k", "2")
-    ranked = re.findall(r"│\s*(red|green|blue)\s*│\s*([0-9.]+)\s*│", output)  # the table's label and probability
-    assert code == 0 and [label for label, _ in ranked][:1] == ["red"] and len(ranked) == 2, output
-    assert float(ranked[0][1]) >= float(ranked[1][1])
-
-
-def test_predict_reports_unreadable_input(cli, trained, image_folder, tmp_path) -> None:
-    bad = tmp_path / "bad.jpg"
-    bad.write_text("nope")
-    code, output = cli("predict", trained, image_folder / "red" / "000.jpg", bad, "--json")
-    assert code == 0
-    rows = json.loads(output)
-    assert rows[0]["label"] == "red"
-    assert rows[1]["label"] is None and "bad.jpg" in rows[1]["error"]
-    code, output = cli("predict", trained, bad, "--json")  # nothing could be read: a failure, not exit 0
-    assert code == 2 and "none of the 1 input(s) could be read" in output and "bad.jpg" in output
-
-
-def test_evaluate_on_a_new_folder(cli, trained, image_folder) -> None:
-    code, output = cli("evaluate", trained, image_folder, "--json")
-    assert code == 0
-    metrics = json.loads(output)
-    assert metrics["accuracy"] > 0.8 and set(metrics["per_class"]) == {"red", "green", "blue"}
-
-
-def test_models_lists_zoo_with_availability(cli) -> None:
-    code, output = cli("models", "--json")
-    assert code == 0
-    rows = {r["name"]: r for r in json.loads(output)}
-    assert rows["efficientnet_lite0"]["available"] is True
-    assert rows["efficientnet_lite0"]["features"] == 1280
-    assert rows["efficientnet_lite2"]["input"] == "260x260"
 
 
 def test_manifest_with_missing_paths_names_the_rows(cli, tmp_path) -> None:
@@ -144,15 +67,6 @@ def test_presplit_folder_is_respected(cli, image_folder, tmp_path) -> None:
     code, output = cli("fit", root, "--out", tmp_path / "m", "--json", *TINY)
     assert code == 0, output
     assert json.loads(output)["n_test"] == 6
-
-
-def test_console_script_shows_errors_without_traceback(tmp_path) -> None:
-    exe = Path(sys.executable).with_name("transferkit")
-    if not exe.exists():
-        pytest.skip("console script not installed")
-    proc = subprocess.run([str(exe), "fit", str(tmp_path / "missing")], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_groups_from_folders_are_held_out_whole(cli, tmp_path) -> None:

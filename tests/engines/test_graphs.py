@@ -1,0 +1,27 @@
+"""A backbone's exported graph (`engines.graphs`): exported once, reused, and another one when the weights change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from transferkit.backbones import create_backbone
+from transferkit.engines.graphs import backbone_graph
+
+
+def test_the_exported_graph_is_reused_and_follows_the_weights(graph_root: Path) -> None:
+    b = create_backbone("resnet10t", weights="random")
+    path, reused = backbone_graph(b, root=graph_root)
+    assert path.is_file() and not reused
+    mtime = path.stat().st_mtime_ns
+    again, reused = backbone_graph(b, root=graph_root)
+    assert (again, reused) == (path, True) and again.stat().st_mtime_ns == mtime
+    key = json.loads((path.parent / "key.json").read_text())
+    assert key["backbone"] == "resnet10t" and key["inputs"][0]["shape"][0] == "batch" and key["opset"] >= 17
+    with torch.no_grad():  # same name and weights_id, other numbers (a fine-tuned copy): another graph
+        next(b.parameters()).add_(0.01)
+    changed, reused = backbone_graph(b, root=graph_root)
+    assert changed != path and not reused
+    assert not [p for p in graph_root.rglob(".tmp-*")], "no temp files left behind"

@@ -1,0 +1,119 @@
+"""Running a graph (`engines.run`): onnxruntime and OpenVINO compute PyTorch's features for every zoo backbone,
+in input order, in one process or two, and OpenVINO leaves the thread's signal stack as it found it."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tests.engines.conftest import FAST, GRAPH_ENGINES, SLOW, backbone, inputs_for, options, reference
+
+from transferkit.backbones import create_backbone
+from transferkit.cache import FeatureCache
+from transferkit.engines.onnx_graph import export_onnx
+from transferkit.engines.run import is_installed, openvino_has_bf16
+from transferkit.features import ExtractOptions, extract_features
+
+
+@pytest.mark.parametrize("engine", GRAPH_ENGINES)
+@pytest.mark.parametrize("name", FAST + SLOW)
+def test_every_engine_matches_pytorch_fp32(name: str, engine: str, graph_root: Path) -> None:
+    b = backbone(name)
+    items = inputs_for(b)
+    expected = reference(b, items)
+    feats = extract_features(b, items, options=options(engine=engine, precision="fp32"))
+    assert (feats.engine, feats.precision) == (engine, "fp32")
+    assert feats.parity is not None and feats.parity >= 0.99999
+    np.testing.assert_allclose(feats.values, expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(not is_installed("openvino") or not openvino_has_bf16(), reason="no native bf16 here")
+@pytest.mark.parametrize("name", FAST)
+def test_openvino_bf16_agrees_with_fp32_where_the_cpu_has_it(name: str, graph_root: Path) -> None:
+    b = backbone(name)
+    items = inputs_for(b)
+    feats = extract_features(b, items, options=options(engine="openvino", precision="bf16"))
+    assert (feats.engine, feats.precision) == ("openvino", "bf16")
+    expected = reference(b, items)
+    cosine = (feats.values * expected).sum(1) / np.linalg.norm(feats.values, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosine.min() >= 0.99
+
+
+def test_texts_are_batched_longest_first_and_restored_to_input_order(graph_root: Path) -> None:
+    b = backbone("all-minilm-l6-v2")
+    texts = ["tiny", "a much longer text " * 12, "medium sized sentence here", "", "x y", "another long one " * 6]
+    order = b.batch_order(texts)
+    assert order is not None and order[0] == 1 and order[-1] == 3  # longest first, the empty text last
+    one_by_one = np.stack([reference(b, [t])[0] for t in texts])
+    for engine in ("torch", "onnxruntime"):
+        feats = extract_features(b, texts, options=ExtractOptions(progress=False, batch_size=4, engine=engine,
+                                                                  precision="fp32"))
+        np.testing.assert_allclose(feats.values, one_by_one, atol=1e-5)
+
+
+@pytest.mark.slow  # two spawned processes import torch: ~20 s on a quiet 2-core machine
+def test_two_processes_give_the_same_features_and_cache_as_one(tmp_path: Path) -> None:
+    b = create_backbone("resnet10t", weights="random")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(24):
+        path = tmp_path / f"{i:02d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    one_cache, two_cache = FeatureCache(tmp_path / "one"), FeatureCache(tmp_path / "two")
+    opts = options(engine="torch", precision="fp32", batch_size=4)
+    one = extract_features(b, paths, options=opts, cache=one_cache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's notes about the spawn launcher
+        two = extract_features(b, paths, options=options(engine="torch", precision="fp32", batch_size=4, devices=2),
+                               cache=two_cache)
+    assert any("2 processes" in note for note in two.notes)
+    np.testing.assert_allclose(two.values, one.values, atol=1e-5)
+    one_vectors, _ = one_cache.read(one_cache.folder(b, "fp32"))
+    two_vectors, _ = two_cache.read(two_cache.folder(b, "fp32"))
+    assert sorted(one_vectors) == sorted(two_vectors) and len(one_vectors) == len(paths)
+    for key, vector in one_vectors.items():
+        np.testing.assert_allclose(two_vectors[key], vector, atol=1e-5)
+    assert len(list(two_cache.folder(b, "fp32").glob("shard-*"))) >= 2, "each process wrote its own shards"
+    again = extract_features(b, paths, options=opts, cache=two_cache)
+    assert again.extracted == 0 and again.cached == len(paths)
+
+
+def _signal_stack() -> tuple[int | None, int, int]:
+    import ctypes
+
+    class _SignalStack(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    stack = _SignalStack()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+    return stack.ss_sp, stack.ss_flags, stack.ss_size
+
+
+@pytest.mark.skipif(not (is_installed("openvino") and sys.platform.startswith("linux")),
+                    reason="needs openvino on Linux")
+def test_openvino_leaves_the_signal_stack_as_it_found_it(tmp_path: Path) -> None:
+    """OpenVINO's CPU plugin swaps this thread's alternate signal stack; left on freed memory, the
+    next signal (a DataLoader worker's SIGCHLD) killed the process with SIGSEGV."""
+    import gc
+
+    from transferkit.engines.run import open_graph
+
+    path = export_onnx(torch.nn.Linear(4, 3), {"input": torch.randn(2, 4)}, tmp_path / "model.onnx",
+                       dynamic_axes={"input": {0: "batch"}})
+    before = _signal_stack()
+    first = open_graph(path, "openvino", threads=1)
+    second = open_graph(path, "openvino", threads=1)
+    x = {"input": np.ones((2, 4), dtype=np.float32)}
+    np.testing.assert_allclose(first(x), second(x))
+    del first  # gone in the other order than they came
+    gc.collect()
+    del second
+    gc.collect()
+    openvino_has_bf16()
+    assert _signal_stack() == before

@@ -1,0 +1,165 @@
+"""Which engine extraction runs on (`engines.select`): `auto` races the engines and remembers the winner (and
+forgets it when it stops winning); an engine that is missing or wrong is replaced by a named fallback;
+bad requests are clear errors; a backbone with its own engine runs as it is."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tests.engines.conftest import backbone, inputs_for, options, reference
+
+from transferkit.backbones import create_backbone
+from transferkit.engines import select
+from transferkit.engines.run import OnnxRuntimeRunner, is_installed
+from transferkit.errors import ConfigError, EngineWarning
+from transferkit.features import extract_features
+
+
+def test_auto_picks_an_agreeing_engine_and_says_which(graph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(select, "AUTO_MIN_ITEMS", 0)  # race even on a handful of inputs
+    b = backbone("efficientnet_lite0")
+    items = inputs_for(b, 6)
+    feats = extract_features(b, items, options=options(precision="fp32"))
+    assert feats.engine in ("torch", "onnxruntime", "openvino") and feats.precision == "fp32"
+    assert any("chose" in note and feats.engine in note for note in feats.notes), feats.notes
+    np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)
+    # the choice is remembered for this machine: the next run does not race again
+    again = extract_features(b, items, options=options(precision="fp32"))
+    assert again.engine == feats.engine and not any("chose" in n and "first batch" in n for n in again.notes)
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="two graph engines race only with openvino installed")
+def test_an_engine_that_lost_the_race_is_let_go_before_the_next_is_built(graph_root: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most two engines are alive in a race: the fastest so far and the one being timed."""
+    import weakref
+
+    monkeypatch.setattr(select, "AUTO_MIN_ITEMS", 0)
+    monkeypatch.setattr(select._Remembered, "get", lambda self: None)  # race, whatever was remembered
+    real_race, real_open = select._race, select.open_graph
+    # the first candidate (torch) stays the fastest, so every graph engine loses
+    monkeypatch.setattr(select, "_race", lambda best, challenger, batch, rates:
+                        best if best is not None else real_race(best, challenger, batch, rates))
+    opened: list[weakref.ref[Any]] = []
+    alive_at_open: list[int] = []
+
+    def open_graph(*args: Any, **kwargs: Any) -> Any:
+        alive_at_open.append(sum(ref() is not None for ref in opened))
+        runner = real_open(*args, **kwargs)
+        opened.append(weakref.ref(runner))
+        return runner
+
+    monkeypatch.setattr(select, "open_graph", open_graph)
+    b = backbone("efficientnet_lite0")
+    feats = extract_features(b, inputs_for(b, 6), options=options(precision="fp32"))
+    assert feats.engine == "torch" and len(alive_at_open) >= 2
+    assert alive_at_open == [0] * len(alive_at_open), "a graph engine that lost was still alive"
+
+
+def test_an_engine_that_is_not_installed_falls_back_by_name(graph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(select, "is_installed", lambda engine: engine != "openvino")
+    b = backbone("efficientnet_lite0")
+    items = inputs_for(b, 3)
+    with pytest.warns(EngineWarning, match=r"engine 'openvino' is not installed .*running on onnxruntime instead"):
+        feats = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
+    assert feats.engine == "onnxruntime" and any("not installed" in n for n in feats.notes)
+
+
+def test_an_engine_that_disagrees_is_not_used(graph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph whose numbers are off (here: perturbed outputs) never reaches the user."""
+    original = OnnxRuntimeRunner.__call__
+
+    def perturbed(self: OnnxRuntimeRunner, inputs: Any) -> np.ndarray:
+        out = original(self, inputs)
+        return out + np.random.default_rng(0).normal(0, 1.0, out.shape).astype(np.float32)
+
+    monkeypatch.setattr(OnnxRuntimeRunner, "__call__", perturbed)
+    b = backbone("efficientnet_lite0")
+    items = inputs_for(b, 4)
+    with pytest.warns(EngineWarning, match=r"onnxruntime fp32 disagrees with PyTorch.*falling back to torch fp32"):
+        feats = extract_features(b, items, options=options(engine="onnxruntime", precision="fp32"))
+    assert (feats.engine, feats.precision) == ("torch", "fp32")
+    np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)
+
+
+def test_bad_requests_are_clear_errors(graph_root: Path) -> None:
+    b = backbone("efficientnet_lite0")
+    items = inputs_for(b, 2)
+    with pytest.raises(ConfigError, match="engine must be one of"):
+        extract_features(b, items, options=options(engine="tensorrt"))
+    with pytest.raises(ConfigError, match=r"int8.*openvino"):
+        extract_features(b, items, options=options(engine="onnxruntime", precision="int8"))
+    with pytest.raises(ConfigError, match="onnxruntime runs fp32"):
+        extract_features(b, items, options=options(engine="onnxruntime", precision="bf16"))
+
+
+def test_an_unreadable_input_is_skipped_on_every_engine(graph_root: Path, tmp_path: Path) -> None:
+    b = backbone("efficientnet_lite0")
+    good = tmp_path / "ok.jpg"
+    inputs_for(b, 1)[0].save(good)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    feats = extract_features(b, [str(good), str(bad)], options=options(engine="onnxruntime", precision="fp32"))
+    assert feats.ok.tolist() == [True, False] and 1 in feats.failed and feats.values.shape == (1, b.num_features)
+
+
+@pytest.mark.parametrize("name", ["yamnet", "hog"])
+def test_a_backbone_with_its_own_engine_runs_as_it_is(name: str, graph_root: Path) -> None:
+    """YAMNet ships an ONNX graph (run on onnxruntime), a from-scratch featurizer has no network:
+    nothing to export; asking for another engine says it does not apply."""
+    try:
+        b = create_backbone(name)
+    except Exception as exc:  # weights not installed here
+        pytest.skip(f"{name}: {exc}")
+    items = inputs_for(b, 3)
+    with warnings.catch_warnings():  # bf16 (what auto picks on some CPUs) is no request to warn about
+        warnings.simplefilter("error", EngineWarning)
+        feats = extract_features(b, items, options=options())
+        exact = extract_features(b, items, options=options(precision="bf16"))
+    assert feats.engine == b.native_engine and feats.values.shape == (3, b.num_features)
+    np.testing.assert_array_equal(exact.values, feats.values)
+    with pytest.warns(EngineWarning, match="runs on its own engine"):
+        forced = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
+    np.testing.assert_allclose(forced.values, feats.values, atol=1e-6)
+
+
+def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """The choice remembered for this machine is timed again against its race's runner-up on real
+    batches now and then; slower by more than the margin, it is replaced (and the new one remembered)."""
+    import time as clock
+
+    monkeypatch.setattr(select, "AUTO_MIN_ITEMS", 0)
+    monkeypatch.setattr(select, "RECHECK_EVERY", 1)
+    b = backbone("efficientnet_lite0")
+    rng = np.random.default_rng(1)
+    items = [Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for _ in range(20)]
+    opts = options(precision="fp32", batch_size=2)
+    first = extract_features(b, items[:4], options=opts)  # the race: a choice and a runner-up remembered
+    choice_file = max((graph_root / "engines" / "choices").glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
+    record = json.loads(choice_file.read_text())
+    assert record["runner_up"] and record["choice"] == f"{first.engine} fp32", record
+    chosen, runner_up = record["choice"], record["runner_up"]
+
+    slow_engine = chosen.split()[0]
+    original = select.GraphEngine.__call__ if slow_engine != "torch" else select.TorchEngine.__call__
+    cls = select.GraphEngine if slow_engine != "torch" else select.TorchEngine
+
+    def slowed(self: Any, batch: Any) -> torch.Tensor:
+        if self.engine == slow_engine:
+            clock.sleep(2.0)  # the remembered engine has become slow on this machine (far beyond noise)
+        return original(self, batch)
+
+    monkeypatch.setattr(cls, "__call__", slowed)
+    again = extract_features(b, items, options=opts)
+    assert again.engine == runner_up.split()[0], again.notes
+    assert any("stopped winning" in n for n in again.notes), again.notes
+    assert json.loads(choice_file.read_text())["choice"] == runner_up
+    np.testing.assert_allclose(again.values, reference(b, items), rtol=1e-3, atol=1e-4)
