@@ -11,9 +11,18 @@ from transferkit.data.split import split_indices
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory):
-    """The 1797 digits written once for this file's tests (they only read them)."""
-    return write_digits(tmp_path_factory.mktemp("digits") / "digits")
+def demo_out(tmp_path_factory: pytest.TempPathFactory):
+    """The digits demo's folder: its 1797 digits written once, at OUT/images, where the demo itself
+    writes them (it finds them there and keeps them), for every test of this file."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    write_digits(out / "images")
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits(demo_out):
+    """The 1797 digits (the tests only read them)."""
+    return demo_out / "images"
 
 
 @pytest.mark.slow
@@ -46,7 +55,7 @@ def test_write_digits_never_writes_into_a_users_folder(tmp_path) -> None:
     assert [p.name for p in (tmp_path / "photos").iterdir()] == ["holiday.jpg"]
 
 
-def test_demo_prints_the_curve_and_where_the_picture_is(tmp_path) -> None:
+def test_demo_prints_the_curve_and_where_the_picture_is(demo_out, tmp_path) -> None:
     """The demo's road on a short grid with a tiny random-init backbone (the real one is `make demo`)."""
     import re
 
@@ -55,13 +64,13 @@ def test_demo_prints_the_curve_and_where_the_picture_is(tmp_path) -> None:
     from transferkit.commands.demo import run_demo
 
     console = Console(record=True, width=160)
-    frame = run_demo(out=tmp_path / "demo", backbone="test_efficientnet", weights="random", shots="1,5", seeds=1,
+    frame = run_demo(out=demo_out, backbone="test_efficientnet", weights="random", shots="1,5", seeds=1,
                      console=console, cache_dir=tmp_path / "cache")
     text = " ".join(console.export_text().split())
     assert "1797 handwritten digits" in text and "from scratch: hog" in text
     assert re.search(r"transfer \(probe\) (stops paying|pays at every|pays up to|does not pay)", text)
-    assert f"curve {tmp_path / 'demo' / 'curve' / 'curve.png'}" in text
-    assert (tmp_path / "demo" / "curve" / "curve.png").is_file() and len(frame) == 4
+    assert f"curve {demo_out / 'curve' / 'curve.png'}" in text
+    assert (demo_out / "curve" / "curve.png").is_file() and len(frame) == 4
     # from scratch on HOG: far above chance (10%) with 5 digits per class
     assert frame[(frame["method"] == "from scratch") & (frame["shots"] == "5")]["accuracy"].iloc[0] > 0.6
 

@@ -18,6 +18,13 @@ def enough(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("enough") / "data", n_per_class=100, size=(24, 24))
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature cache for this file's fits of `enough` (the same 300 images, the same network): the
+    features, the exported graph and the engine chosen for it are made once, not once per test."""
+    return tmp_path_factory.mktemp("cache")
+
+
 def _fit(args: list[str]) -> dict:
     from transferkit.commands import app
 
@@ -26,10 +33,9 @@ def _fit(args: list[str]) -> dict:
     return json.loads(result.stdout[result.stdout.index("{"):])
 
 
-def test_auto_measures_its_rate_times_itself_and_keeps_the_better(enough: Path, tmp_path: Path) -> None:
+def test_auto_measures_its_rate_times_itself_and_keeps_the_better(enough: Path, cache: Path, tmp_path: Path) -> None:
     summary = _fit([str(enough), "--backbone", "test_efficientnet", "--weights", "random", "--strategy", "auto",
-                    "--epochs", "1", "--budget", "60", "--out", str(tmp_path / "run"), "--cache-dir",
-                    str(tmp_path / "cache")])
+                    "--epochs", "1", "--budget", "60", "--out", str(tmp_path / "run"), "--cache-dir", str(cache)])
     decision = summary["strategy_decision"]
     assert decision["strategy"] == "finetune" and decision["measured_rate"] > 0
     assert "measured here" in decision["reason"]
@@ -54,7 +60,7 @@ def test_auto_measures_its_rate_times_itself_and_keeps_the_better(enough: Path, 
     assert 'id="plot-minutes"' in html and f"auto kept the {compared['kept']}" in html
 
 
-def test_keep_better_puts_the_probe_back_when_it_validates_higher(enough: Path) -> None:
+def test_keep_better_puts_the_probe_back_when_it_validates_higher(enough: Path, cache: Path) -> None:
     """A learning rate that wrecks the network: the probe it started from must come back."""
     import numpy as np
     import torch
@@ -68,7 +74,7 @@ def test_keep_better_puts_the_probe_back_when_it_validates_higher(enough: Path) 
     order = rng.permutation(len(data.items))
     train, val = order[:240], order[240:]
     items, labels = list(data.items), list(data.labels)
-    clf = FinetunedClassifier(backbone="test_efficientnet", weights="random", progress=False,
+    clf = FinetunedClassifier(backbone="test_efficientnet", weights="random", progress=False, cache_dir=cache,
                               training=FinetuneConfig(epochs=1, lr=50.0, keep="better", augment=False))
     clf.fit([items[i] for i in train], [labels[i] for i in train], X_val=[items[i] for i in val],
             y_val=[labels[i] for i in val])
@@ -85,10 +91,10 @@ def test_keep_better_puts_the_probe_back_when_it_validates_higher(enough: Path) 
     assert np.isfinite(clf.predict_proba([items[i] for i in val[:4]])).all()
 
 
-def test_a_concatenation_is_not_fine_tuned(enough: Path, tmp_path: Path) -> None:
+def test_a_concatenation_is_not_fine_tuned(enough: Path, cache: Path, tmp_path: Path) -> None:
     # a tiny random-init network in the concatenation: the rule is about the concatenation, not the network
     summary = _fit([str(enough), "--backbone", "test_efficientnet@random+hog", "--strategy", "auto",
-                    "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")])
+                    "--out", str(tmp_path / "run"), "--cache-dir", str(cache)])
     assert summary["strategy_decision"]["strategy"] == "probe" and "head_choice" in json.dumps(summary)
     # why: the concatenation itself refuses to be trained (not some other error on the way)
     decision = summary["strategy_decision"]
