@@ -67,11 +67,16 @@ def lite0():
     return create_backbone("efficientnet_lite0")
 
 
-class CliRun(NamedTuple):
-    """What a user running `transferkit ARGS…` sees: the exit code, and stdout and stderr as printed together."""
-
+class _CodeAndOutput(NamedTuple):
     code: int
     output: str
+
+
+class CliRun(_CodeAndOutput):
+    """What a user running `transferkit ARGS…` sees: the exit code, and stdout and stderr as printed together
+    (it unpacks as `code, output`); `.stdout` is stdout alone, what a pipe (`| jq`) would read."""
+
+    stdout: str = ""
 
 
 def run_cli(*args: object) -> CliRun:
@@ -83,7 +88,7 @@ def run_cli(*args: object) -> CliRun:
     from transferkit.commands import main
 
     argv = ["transferkit", *(str(a) for a in args)]
-    with CliRunner().isolation() as (_, _, output), mock.patch.object(sys, "argv", argv):
+    with CliRunner().isolation() as (stdout, _, output), mock.patch.object(sys, "argv", argv):
         try:
             main()
             code = 0
@@ -92,7 +97,9 @@ def run_cli(*args: object) -> CliRun:
         sys.stdout.flush()
         sys.stderr.flush()
         text = output.getvalue().decode(errors="replace")
-    return CliRun(code, text)
+        run = CliRun(code, text)
+        run.stdout = stdout.getvalue().decode(errors="replace")
+    return run
 
 
 @pytest.fixture(scope="session")

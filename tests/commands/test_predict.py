@@ -14,13 +14,14 @@ def test_predict_table_json_csv(cli, probe_run, image_folder, tmp_path) -> None:
     files = [tmp_path / "first.jpg", tmp_path / "second.jpg"]
     shutil.copy(image_folder / "red" / "000.jpg", files[0])
     shutil.copy(image_folder / "blue" / "001.jpg", files[1])
-    code, output = cli("predict", probe_run, *files, "--json")
-    assert code == 0
-    rows = json.loads(output)
+    # stdout alone: a note on stderr (e.g. that the bundle's ONNX export runs it) is not part of the JSON
+    run = cli("predict", probe_run, *files, "--json")
+    assert run.code == 0, run.output
+    rows = json.loads(run.stdout)
     assert [r["label"] for r in rows] == ["red", "blue"]
     assert all(0 < r["probability"] <= 1 for r in rows)
-    code, output = cli("predict", probe_run, *files, "--csv")
-    parsed = list(csv.DictReader(io.StringIO(output)))
+    run = cli("predict", probe_run, *files, "--csv")
+    parsed = list(csv.DictReader(io.StringIO(run.stdout)))
     assert [r["label"] for r in parsed] == ["red", "blue"]
     code, output = cli("predict", probe_run, files[0], "--top-k", "2")
     ranked = re.findall(r"│\s*(red|green|blue)\s*│\s*([0-9.]+)\s*│", output)  # the table's label and probability
@@ -31,9 +32,9 @@ def test_predict_table_json_csv(cli, probe_run, image_folder, tmp_path) -> None:
 def test_predict_reports_unreadable_input(cli, probe_run, image_folder, tmp_path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_text("nope")
-    code, output = cli("predict", probe_run, image_folder / "red" / "000.jpg", bad, "--json")
-    assert code == 0
-    rows = json.loads(output)
+    run = cli("predict", probe_run, image_folder / "red" / "000.jpg", bad, "--json")
+    assert run.code == 0, run.output
+    rows = json.loads(run.stdout)
     assert rows[0]["label"] == "red"
     assert rows[1]["label"] is None and "bad.jpg" in rows[1]["error"]
     code, output = cli("predict", probe_run, bad, "--json")  # nothing could be read: a failure, not exit 0
