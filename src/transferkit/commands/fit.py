@@ -523,8 +523,8 @@ def _print_summary(result: FitResult, summary: JSONObject, out: Console) -> None
         for line in column_notes(summary.get("columns", {}), "training + validation: ") + column_notes(
                 summary.get("test_columns", {}), "test: "):
             out.print(f"[yellow]{line}[/]", highlight=False)
-        gates = report.head_choice.get("mean_gates")
-        if gates:
+        gates = report.head_choice.get("mean_gates")  # a gated fusion head's (`heads.fusion.FusionChoice`)
+        if isinstance(gates, list) and gates:
             names = list(summary.get("columns", {}))  # block order
             out.print("gated fusion, mean gate per column: "
                       + ", ".join(f"{n}={g:.2f}" for n, g in zip(names, gates, strict=False)), highlight=False)
@@ -533,8 +533,8 @@ def _print_summary(result: FitResult, summary: JSONObject, out: Console) -> None
         out.print(f"features: {report.extracted} extracted, {report.cached} from cache ({report.precision} on "
                   f"{report.engine}, {report.extract_seconds:.1f}s); head: {summary['head']} ({choice}); "
                   f"{'class-weighted' if report.class_weighted else 'unweighted'}")
-        views = report.head_choice.get("views") if isinstance(report.head_choice, dict) else None
-        if views:
+        views = report.head_choice.get("views")  # the probe's with `augment` (`estimators.probe.ProbeChoice`)
+        if isinstance(views, dict) and views:
             out.print(f"[bold]training views:[/] {views['why']} (chosen by {views.get('criterion', 'request')})",
                       highlight=False)
     for note in report.engine_notes:

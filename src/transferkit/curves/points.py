@@ -11,7 +11,6 @@ import numpy as np
 
 from transferkit.backbones.spec import BackboneSpec
 from transferkit.errors import ConfigError, DataError
-from transferkit.jsontypes import JSONObject
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     #: what `cache_dir=` takes (see `transferkit.cache.resolve_cache`)
     CacheArg = FeatureCache | str | Path | bool | None
     from transferkit.data.dataset import LabelledData
+    from transferkit.heads import HeadChoice
 
 #: minutes of fine-tuning `curve` may spend when fine-tuning is asked for and no budget is given
 DEFAULT_FINETUNE_BUDGET = 10.0
@@ -103,7 +103,7 @@ def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: l
 
 
 def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: list[int], test: list[int],
-                n_classes: int, seed: int) -> tuple[np.ndarray, JSONObject]:
+                n_classes: int, seed: int) -> tuple[np.ndarray, HeadChoice]:
     """Predicted class indices of the test split from a linear head fitted on this point's rows (classes
     weighted by the counts of all of the point's labels, those that choose C included)."""
     from threadpoolctl import threadpool_limits

@@ -47,7 +47,7 @@ from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
 from transferkit.estimators.transfer_estimator import FitReport, Labels, Params, TransferEstimator
 from transferkit.features import ExtractOptions, Features, extract_features
-from transferkit.heads import build_head, class_weights, parse_head, train_probe
+from transferkit.heads import HeadChoice, build_head, class_weights, parse_head, train_probe
 from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     BATCH_SIZE,
@@ -420,7 +420,7 @@ class TabularTransferClassifier(TransferEstimator):
         return np.array(parts["train"], int), np.array(parts["val"], int)
 
     def _train_head(self, matrix: np.ndarray, y_all: np.ndarray, tr_idx: np.ndarray, va_idx: np.ndarray,
-                    weights: np.ndarray | None) -> tuple[torch.nn.Module, JSONObject]:
+                    weights: np.ndarray | None) -> tuple[torch.nn.Module, HeadChoice]:
         """The fusion head (`fusion`: a probe on the blocks side by side, or learned per-column gates) and
         the settings validation chose for it."""
         if self.fusion == "gated":

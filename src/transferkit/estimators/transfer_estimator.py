@@ -34,6 +34,7 @@ from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
 from transferkit.features import Features
+from transferkit.heads import HeadChoice
 from transferkit.jsontypes import JSONObject
 from transferkit.params import Param, SklearnConstraint, constraints_of
 from transferkit.ranking.transferability import validate_parameters
@@ -71,7 +72,9 @@ class FitReport:
     cached: int = 0
     precision: str = "fp32"
     extract_seconds: float = 0.0
-    head_choice: JSONObject = field(default_factory=dict)
+    #: what validation chose for the head (`heads.HeadChoice`, or a subtype's record: the probe's views,
+    #: LP-FT's start, a fusion head's gates); an ensemble's: each member's C by backbone
+    head_choice: HeadChoice | dict[str, float | None] = field(default_factory=dict)
     class_weighted: bool = False
     #: what preprocessing did to the inputs (text: truncation), from `Backbone.input_notes`
     notes: JSONObject = field(default_factory=dict)
