@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -119,7 +119,15 @@ def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: li
     return probe.predict(feats.values[test]), probe.choice
 
 
-def metrics(classes: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+class PointMetrics(TypedDict):
+    """A curve point's test metrics (the columns of a curve row that are scores)."""
+
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+
+
+def metrics(classes: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> PointMetrics:
     from transferkit.metrics import classification_metrics
 
     m = classification_metrics([classes[i] for i in y_true], [classes[i] if i >= 0 else "" for i in y_pred], classes)
