@@ -34,6 +34,7 @@ if typing.TYPE_CHECKING:
     from transferkit.backbones.spec import BackboneSpec
     from transferkit.data.dataset import LabelledData
     from transferkit.estimators.transfer_estimator import Params, TransferEstimator
+    from transferkit.metrics import Metrics
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class FitResult:
     dataset: LabelledData
     splits: dict[str, list[int]]
     #: the test split's metrics ({} without a test split)
-    metrics: JSONObject
+    metrics: Metrics
     #: every input left out (data, fit, test, --adapt-to's target), by name → why
     skipped: dict[str, str]
     #: what --backbone auto / --strategy auto / --adapt-to decided, as the bundle records it
@@ -296,7 +297,7 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     if choice.rival is not None:
         estimator = keep_better(choice.rival, estimator, valid, decisions["strategy_decision"], train=train,
                                 target=target.items if target is not None else None)
-    metrics: JSONObject = estimator.evaluate(test) if len(test) else {}
+    metrics: Metrics = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     if target is not None:  # the target's unreadable inputs: counted and named with the rest
         decisions["adapt_target"] = _target_skipped(estimator, target, skipped)

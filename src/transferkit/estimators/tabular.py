@@ -450,8 +450,8 @@ class TabularTransferClassifier(TransferEstimator):
         rows, labels = _as_rows(X, y, what)
         return LabelledData(items=rows, labels=labels, source=what, modality="table")
 
-    def _evaluation_extras(self) -> JSONObject:
-        return {"columns": self.last_columns_}
+    def _evaluation_columns(self) -> dict[str, JSONObject] | None:
+        return self.last_columns_
 
     def summary(self) -> JSONObject:
         return {**super().summary(), "fusion": self.fusion, "head": self.head,

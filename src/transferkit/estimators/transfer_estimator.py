@@ -36,6 +36,7 @@ from transferkit.errors import BundleError, ConfigError, DataError, InputError, 
 from transferkit.features import Features
 from transferkit.heads import HeadChoice
 from transferkit.jsontypes import JSONObject
+from transferkit.metrics import Metrics
 from transferkit.params import Param, SklearnConstraint, constraints_of
 from transferkit.ranking.transferability import validate_parameters
 
@@ -244,7 +245,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         hits = self.predict(X) == np.array([str(v) for v in y])
         return float(np.average(hits, weights=sample_weight))
 
-    def evaluate(self, X: Data, y: Labels | None = None) -> JSONObject:
+    def evaluate(self, X: Data, y: Labels | None = None) -> Metrics:
         """Metrics on labelled data; unreadable inputs are skipped and listed in `skipped`."""
         from transferkit.metrics import score_probabilities
 
@@ -254,12 +255,14 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         names = [str(item) for item, ok in zip(data.items, feats.ok, strict=True) if ok]
         metrics = score_probabilities(self.classes_, true, self.proba_from_features(feats.values), names)
         metrics["skipped"] = {str(data.items[i]): reason for i, reason in feats.failed.items()}
-        metrics.update(self._evaluation_extras())
+        columns = self._evaluation_columns()
+        if columns is not None:
+            metrics["columns"] = columns
         return metrics
 
-    def _evaluation_extras(self) -> JSONObject:
-        """What `evaluate` adds for this kind of model (a table: what each column met)."""
-        return {}
+    def _evaluation_columns(self) -> dict[str, JSONObject] | None:
+        """What `evaluate` adds for a table: what each column met (None for other kinds of model)."""
+        return None
 
     def _as_data(self, X: Data, y: Labels | None, what: str) -> LabelledData:
         return as_labelled_data(X, y, what, modality=self.modality_)

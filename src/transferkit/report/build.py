@@ -33,6 +33,7 @@ from transferkit.report.labelled import ReportData, from_labelled, model_modalit
 
 if TYPE_CHECKING:
     from transferkit.estimators.transfer_estimator import TransferEstimator
+    from transferkit.metrics import Metrics
 
 GENERATOR = REPORT_GENERATOR  # what `bundle.is_report` recognises
 #: skipped inputs listed on the page (the bundle lists them all)
@@ -252,7 +253,7 @@ def _column_report(manifest: JSONObject, evaluated: JSONObject | None) -> list[d
     return rows
 
 
-def _tiles(metrics: JSONObject, result: Analysis, skipped: int) -> list[dict[str, str]]:
+def _tiles(metrics: Metrics, result: Analysis, skipped: int) -> list[dict[str, str]]:
     if not metrics.get("n"):
         return [{"name": "examples evaluated", "value": "0"}, {"name": "skipped inputs", "value": str(skipped)}]
     return [
