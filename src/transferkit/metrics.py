@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
 import numpy as np
@@ -41,7 +41,7 @@ class Metrics(TypedDict, total=False):
     confusion_matrix: ConfusionMatrix
     unknown_classes: list[str]
     skipped: dict[str, str]
-    columns: dict[str, JSONObject]
+    columns: Mapping[str, Mapping[str, object]]  # a table's: `estimators.tabular.ColumnCounts` by column
     report: str
 
 

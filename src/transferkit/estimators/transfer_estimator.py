@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeAlias
@@ -260,7 +260,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             metrics["columns"] = columns
         return metrics
 
-    def _evaluation_columns(self) -> dict[str, JSONObject] | None:
+    def _evaluation_columns(self) -> Mapping[str, Mapping[str, object]] | None:
         """What `evaluate` adds for a table: what each column met (None for other kinds of model)."""
         return None
 

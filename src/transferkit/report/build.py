@@ -15,7 +15,7 @@ when it is a transferkit report itself (it carries the generator tag); anything 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -237,7 +237,7 @@ def _skipped(manifest: JSONObject, report_data: ReportData, result: Analysis) ->
     return rows[:SKIPPED_SHOWN], len(rows)
 
 
-def _column_report(manifest: JSONObject, evaluated: JSONObject | None) -> list[dict[str, str]]:
+def _column_report(manifest: JSONObject, evaluated: Mapping[str, Mapping[str, object]] | None) -> list[dict[str, str]]:
     if manifest.get("kind") != "tabular":
         return []
     trained = manifest.get("training", {}).get("columns", {})
