@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
 import numpy as np
 
 from transferkit.errors import EngineError
 from transferkit.jsontypes import JSONObject
+
+
+class ClassScores(TypedDict):
+    """One class's precision, recall, F1 and support."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class ConfusionMatrix(TypedDict):
+    """Rows: true labels, columns: predicted, both in `labels`' order."""
+
+    labels: list[str]
+    matrix: list[list[int]]
+
+
+class Metrics(TypedDict, total=False):
+    """A model's metrics on labelled data, as bundles, summaries and `evaluate --json` write them. `n` is
+    always there (0, alone, without examples); `unknown_classes` when labels the model never saw were
+    scored. `TransferEstimator.evaluate` adds the inputs it skipped (and a table what each column met),
+    `transferkit evaluate --report` the report it wrote. ({} is a run without a test split.)"""
+
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassScores]
+    confusion_matrix: ConfusionMatrix
+    unknown_classes: list[str]
+    skipped: dict[str, str]
+    columns: Mapping[str, Mapping[str, object]]  # a table's: `estimators.tabular.ColumnCounts` by column
+    report: str
 
 
 def check_probabilities(proba: np.ndarray, n_classes: int, names: Sequence[str] | None = None) -> None:
@@ -28,7 +63,7 @@ def check_probabilities(proba: np.ndarray, n_classes: int, names: Sequence[str] 
                           "(--engine torch), or save / export the model again")
 
 
-def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> JSONObject:
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> Metrics:
     """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix."""
     from sklearn.metrics import (
         accuracy_score,
@@ -59,7 +94,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
 
 
 def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.ndarray,
-                        names: Sequence[str] | None = None) -> JSONObject:
+                        names: Sequence[str] | None = None) -> Metrics:
     """Metrics of a model's class probabilities [n, len(classes)] against true labels; labels the
     model never saw are scored as errors and listed in `unknown_classes`. Non-finite probabilities
     are an error naming the input (`names[i]`, when given)."""

@@ -5,13 +5,16 @@ This package (`transferkit.commands`) is the only one that talks to the terminal
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
 from transferkit.data.dataset import LabelledData
 from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from transferkit.metrics import Metrics
 
 
 class Terminal(Console):
@@ -65,7 +68,7 @@ def print_skipped(skipped: dict[str, str], out: Console, limit: int = 10) -> Non
         out.print(f"  … and {len(skipped) - limit} more (all listed in the bundle's transferkit.json)")
 
 
-def print_metrics(metrics: JSONObject, out: Console, title: str = "test") -> None:
+def print_metrics(metrics: Metrics, out: Console, title: str = "test") -> None:
     for table in metrics_tables(metrics, title=title):
         out.print(table)
 
@@ -103,7 +106,7 @@ def column_notes(columns: dict[str, JSONObject], where: str) -> list[str]:
     return lines
 
 
-def metrics_tables(metrics: JSONObject, title: str = "test") -> list[Table]:
+def metrics_tables(metrics: Metrics, title: str = "test") -> list[Table]:
     """rich Tables: the summary, per-class scores, and the confusion matrix (small class counts)."""
     from rich.table import Table
 
@@ -129,8 +132,8 @@ def metrics_tables(metrics: JSONObject, title: str = "test") -> list[Table]:
         matrix.add_column("")
         for label in cm["labels"]:
             matrix.add_column(label[:10], justify="right")
-        for label, row in zip(cm["labels"], cm["matrix"], strict=True):
-            matrix.add_row(label[:16], *[str(v) if v else "·" for v in row])
+        for label, counts in zip(cm["labels"], cm["matrix"], strict=True):
+            matrix.add_row(label[:16], *[str(v) if v else "·" for v in counts])
         tables.append(matrix)
     return tables
 

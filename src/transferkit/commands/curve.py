@@ -20,7 +20,6 @@ from rich.console import Console
 
 from transferkit.commands._console import console, err
 from transferkit.commands._flags import BatchSize, CacheDir, Encoding, LabelColumn, NoCache, Precision, cache_arg
-from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     ADAPT_METHOD,
     AS_JSON,
@@ -38,6 +37,7 @@ if TYPE_CHECKING:  # pandas is imported by the command, not at --help time
     import pandas as pd
     from rich.progress import Progress, TaskID
 
+    from transferkit.curves import CurveRow
     from transferkit.options import OptionValues
 
 
@@ -182,11 +182,11 @@ class _GridProgress:
 
     def __init__(self, folder: Path, *, enabled: bool) -> None:
         self.folder, self.enabled = folder, enabled
-        self.rows: list[JSONObject] = []
+        self.rows: list[CurveRow] = []
         #: the progress bar and its task, once the first point starts
         self._bar: tuple[Progress, TaskID] | None = None
 
-    def __call__(self, row: JSONObject | None, done: int, total: int) -> None:
+    def __call__(self, row: CurveRow | None, done: int, total: int) -> None:
         from transferkit import curves as tk_curve
 
         if self.enabled and self._bar is None:

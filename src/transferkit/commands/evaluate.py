@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,8 +24,10 @@ from transferkit.commands._flags import (
     cache_arg,
     with_batch_adaptation,
 )
-from transferkit.jsontypes import JSONObject
 from transferkit.params import ADAPT_BATCH, AS_JSON, CACHE_DIR, ENCODING, ENGINE, LABEL_COLUMN, NO_CACHE, PATH_COLUMN
+
+if TYPE_CHECKING:
+    from transferkit.metrics import Metrics
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +59,7 @@ def run_evaluate(model: Path, data: Path, *, path_column: str = PATH_COLUMN.defa
                  label_column: str = LABEL_COLUMN.default, as_json: bool = AS_JSON.default,
                  cache_dir: str | Path | bool | None = CACHE_DIR.default, encoding: str | None = ENCODING.default,
                  engine: str = ENGINE.default, report: bool = False, adapt_batch: bool = ADAPT_BATCH.default,
-                 out: Console = console) -> JSONObject:
+                 out: Console = console) -> Metrics:
     from transferkit.data import load_labelled
     from transferkit.errors import DataError
     from transferkit.estimators.load import load

@@ -34,6 +34,7 @@ if typing.TYPE_CHECKING:
     from transferkit.backbones.spec import BackboneSpec
     from transferkit.data.dataset import LabelledData
     from transferkit.estimators.transfer_estimator import Params, TransferEstimator
+    from transferkit.metrics import Metrics
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class FitResult:
     dataset: LabelledData
     splits: dict[str, list[int]]
     #: the test split's metrics ({} without a test split)
-    metrics: JSONObject
+    metrics: Metrics
     #: every input left out (data, fit, test, --adapt-to's target), by name → why
     skipped: dict[str, str]
     #: what --backbone auto / --strategy auto / --adapt-to decided, as the bundle records it
@@ -296,7 +297,7 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     if choice.rival is not None:
         estimator = keep_better(choice.rival, estimator, valid, decisions["strategy_decision"], train=train,
                                 target=target.items if target is not None else None)
-    metrics: JSONObject = estimator.evaluate(test) if len(test) else {}
+    metrics: Metrics = estimator.evaluate(test) if len(test) else {}
     skipped = {**dataset.skipped, **estimator.fit_report_.skipped, **metrics.get("skipped", {})}
     if target is not None:  # the target's unreadable inputs: counted and named with the rest
         decisions["adapt_target"] = _target_skipped(estimator, target, skipped)
@@ -523,8 +524,8 @@ def _print_summary(result: FitResult, summary: JSONObject, out: Console) -> None
         for line in column_notes(summary.get("columns", {}), "training + validation: ") + column_notes(
                 summary.get("test_columns", {}), "test: "):
             out.print(f"[yellow]{line}[/]", highlight=False)
-        gates = report.head_choice.get("mean_gates")
-        if gates:
+        gates = report.head_choice.get("mean_gates")  # a gated fusion head's (`heads.fusion.FusionChoice`)
+        if isinstance(gates, list) and gates:
             names = list(summary.get("columns", {}))  # block order
             out.print("gated fusion, mean gate per column: "
                       + ", ".join(f"{n}={g:.2f}" for n, g in zip(names, gates, strict=False)), highlight=False)
@@ -533,8 +534,8 @@ def _print_summary(result: FitResult, summary: JSONObject, out: Console) -> None
         out.print(f"features: {report.extracted} extracted, {report.cached} from cache ({report.precision} on "
                   f"{report.engine}, {report.extract_seconds:.1f}s); head: {summary['head']} ({choice}); "
                   f"{'class-weighted' if report.class_weighted else 'unweighted'}")
-        views = report.head_choice.get("views") if isinstance(report.head_choice, dict) else None
-        if views:
+        views = report.head_choice.get("views")  # the probe's with `augment` (`estimators.probe.ProbeChoice`)
+        if isinstance(views, dict) and views:
             out.print(f"[bold]training views:[/] {views['why']} (chosen by {views.get('criterion', 'request')})",
                       highlight=False)
     for note in report.engine_notes:

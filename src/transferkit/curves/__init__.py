@@ -77,7 +77,7 @@ from transferkit.curves.grid import (
                                        plan_shots,
                                        point_validation,
 )
-from transferkit.curves.measure import COLUMNS, OnPoint, curve
+from transferkit.curves.measure import COLUMNS, CurveRow, OnPoint, curve
 from transferkit.curves.plot import plot_curve
 from transferkit.curves.points import DEFAULT_FINETUNE_BUDGET, FINETUNE_IMAGES_PER_SECOND
 from transferkit.curves.save import save_curve
@@ -87,7 +87,7 @@ __all__ = [
     "ADAPTED", "ALL", "COLUMNS",
     "CURVE_CSV", "CURVE_FILES", "CURVE_FORMAT", "CURVE_FORMAT_VERSION", "CURVE_JSON", "CURVE_PNG",
     "DEFAULT_FINETUNE_BUDGET", "DEFAULT_METHODS", "DEFAULT_SHOTS", "FINETUNED", "FINETUNE_IMAGES_PER_SECOND",
-    "MATCH_POINTS", "METHODS", "POINT_VAL_FRACTION", "SCRATCH", "TRANSFER", "OnPoint", "Plan", "Verdict",
+    "MATCH_POINTS", "METHODS", "POINT_VAL_FRACTION", "SCRATCH", "TRANSFER", "CurveRow", "OnPoint", "Plan", "Verdict",
     "accuracy_grid", "check_curve_folder", "curve", "draw_subsets", "make_plan", "mark_curve_folder", "mean_table",
     "parse_seeds", "parse_shots", "plan_shots", "plot_curve", "point_validation", "read_curve", "save_curve",
     "summarize", "write_csv",

@@ -34,6 +34,7 @@ from transferkit.curves.points import (
     DEFAULT_FINETUNE_BUDGET,
     Extracted,
     FinetuneBudget,
+    PointMetrics,
     adapted,
     device_kind,
     extract,
@@ -42,7 +43,6 @@ from transferkit.curves.points import (
     probe_point,
 )
 from transferkit.errors import ConfigError
-from transferkit.jsontypes import JSONObject
 from transferkit.params import ADAPT_METHOD, BATCH_SIZE, CACHE_DIR, PRECISION, SEED, WEIGHTS
 
 if TYPE_CHECKING:
@@ -53,8 +53,21 @@ if TYPE_CHECKING:
 
 COLUMNS = ("method", "backbone", "shots", "seed", "n_train", "accuracy", "balanced_accuracy", "macro_f1", "seconds")
 
+
+class CurveRow(PointMetrics):
+    """One point of the curve (`COLUMNS`, in order): the method, its backbone, shots per class ("all" or a
+    number), the seed, training examples, the test metrics and the seconds the point took."""
+
+    method: str
+    backbone: str
+    shots: str
+    seed: int
+    n_train: int
+    seconds: float
+
+
 #: called once with row None when the grid is planned (done = 0), then after every finished point
-OnPoint = Callable[[JSONObject | None, int, int], None]
+OnPoint = Callable[[CurveRow | None, int, int], None]
 
 
 def curve(
@@ -212,7 +225,7 @@ class _Points:
     precision: str
     cache_dir: FeatureCache | str | Path | bool | None
     on_point: OnPoint | None
-    rows: list[JSONObject] = field(default_factory=list)
+    rows: list[CurveRow] = field(default_factory=list)
     interrupted: bool = False
     _done: int = 0
     _total: int = 0
@@ -242,14 +255,14 @@ class _Points:
                                    + ", ".join(self._ft_skipped[:8]) + (" …" if len(self._ft_skipped) > 8 else "")
                                    + " (raise --budget to run them)")
 
-    def _report(self, row: JSONObject | None, counted: bool = True) -> None:
+    def _report(self, row: CurveRow | None, counted: bool = True) -> None:
         if row is not None:
             self.rows.append(row)
         self._done += counted
         if self.on_point is not None:
             self.on_point(row, self._done, self._total)
 
-    def _point(self, k: int | str, s: int, method: str, subset: list[int]) -> JSONObject | None:
+    def _point(self, k: int | str, s: int, method: str, subset: list[int]) -> CurveRow | None:
         """The row of one point, or None for a fine-tuned point that is not run (said in the notes)."""
         classes, test = self.data.classes, self.plan.test
         fit_idx, val_idx = point_validation(self.data.labels, subset, s)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from transferkit.backbones.spec import BackboneSpec
 from transferkit.errors import ConfigError, DataError
-from transferkit.jsontypes import JSONObject
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     #: what `cache_dir=` takes (see `transferkit.cache.resolve_cache`)
     CacheArg = FeatureCache | str | Path | bool | None
     from transferkit.data.dataset import LabelledData
+    from transferkit.heads import HeadChoice
 
 #: minutes of fine-tuning `curve` may spend when fine-tuning is asked for and no budget is given
 DEFAULT_FINETUNE_BUDGET = 10.0
@@ -103,7 +103,7 @@ def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: l
 
 
 def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: list[int], test: list[int],
-                n_classes: int, seed: int) -> tuple[np.ndarray, JSONObject]:
+                n_classes: int, seed: int) -> tuple[np.ndarray, HeadChoice]:
     """Predicted class indices of the test split from a linear head fitted on this point's rows (classes
     weighted by the counts of all of the point's labels, those that choose C included)."""
     from threadpoolctl import threadpool_limits
@@ -119,7 +119,15 @@ def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: li
     return probe.predict(feats.values[test]), probe.choice
 
 
-def metrics(classes: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+class PointMetrics(TypedDict):
+    """A curve point's test metrics (the columns of a curve row that are scores)."""
+
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+
+
+def metrics(classes: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> PointMetrics:
     from transferkit.metrics import classification_metrics
 
     m = classification_metrics([classes[i] for i in y_true], [classes[i] if i >= 0 else "" for i in y_pred], classes)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from transferkit.estimators.transfer_estimator import (
 from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.finetune.config import PRECISIONS, FinetuneConfig
 from transferkit.finetune.model import FinetuneModel, LogitsBackbone
-from transferkit.heads import chosen_val_accuracy, class_weights, parse_head
+from transferkit.heads import HeadChoice, chosen_val_accuracy, class_weights, parse_head
 from transferkit.jsontypes import JSONObject
 
 if TYPE_CHECKING:
@@ -72,12 +72,51 @@ from transferkit.params import (
 )
 
 
+class LPFTStart(HeadChoice, total=False):
+    """The probe head LP-FT starts from (`_probe_head`): the head's choice without its per-C scores, and
+    its validation accuracy at the chosen C when it records one."""
+
+    head_init: str
+    val_accuracy: float
+
+
+class KeptRecord(TypedDict, total=False):
+    """`keep="better"`: which was kept (probe or finetuned), both validation accuracies, on how many inputs."""
+
+    kept: str
+    val_accuracy_probe: float
+    val_accuracy_finetuned: float
+    n_val: int
+
+
+class TargetRecord(TypedDict, total=False):
+    """Fine-tuning with target inputs: how many (and dropped), the MCC loss's weight, temperature and value
+    by epoch; what AdaBN changed and the shift diagnostic (records of `finetune.adabn` / `adapt`)."""
+
+    n_target: int
+    dropped: int
+    loss: str | None
+    target_weight: float
+    mcc_temperature: float
+    mcc_by_epoch: dict[int, float]
+    adabn: JSONObject
+    shift: JSONObject | None
+
+
+class AdaptationLine(TypedDict, total=False):
+    """What the fit summary and the bundle say about fine-tuning with a target."""
+
+    applied: str
+    why: str
+    shift: JSONObject
+
+
 @dataclass
 class FinetuneReport(FitReport):
     """What happened during fine-tuning (the probe's report plus the training run)."""
 
     #: `keep="better"`: which was kept (probe or finetuned) and both validation accuracies
-    kept: JSONObject = field(default_factory=dict)
+    kept: KeptRecord = field(default_factory=KeptRecord)
     epochs_run: int = 0
     best_epoch: int | None = None
     best_score: float | None = None
@@ -94,7 +133,7 @@ class FinetuneReport(FitReport):
     input_size: int | None = None
     #: with target inputs (`X_target`): how many, the MCC loss's weight and temperature, its value by
     #: epoch, and what AdaBN changed
-    target: JSONObject = field(default_factory=dict)
+    target: TargetRecord = field(default_factory=TargetRecord)
 
 
 #: the smallest input size fine-tuning runs at: below it an ImageNet CNN's last feature map is
@@ -247,7 +286,7 @@ class FinetunedClassifier(TransferEstimator):
         torch.manual_seed(self.seed)
         model = FinetuneModel(backbone, spec, len(self.classes_))
         weights, sample_weights = self._balance(cfg, y_train)
-        head_start: JSONObject = {}
+        head_start: LPFTStart = {}
         probe_state: dict[str, torch.Tensor] | None = None
         lp_started = time.perf_counter()
         if cfg.head_init == "probe" and not spec.uses_feature_map and not self.resume:
@@ -356,7 +395,7 @@ class FinetunedClassifier(TransferEstimator):
                 shutil.rmtree(root, ignore_errors=True)
 
     @staticmethod
-    def _report_training(report: FinetuneReport, outcome: TrainOutcome, head_start: JSONObject, *,
+    def _report_training(report: FinetuneReport, outcome: TrainOutcome, head_start: LPFTStart, *,
                          head_seconds: float) -> None:
         """What the training run says into `report`: its rate, epochs, best epoch and the timeline (the probe
         head it started from as epoch 0)."""
@@ -371,7 +410,7 @@ class FinetunedClassifier(TransferEstimator):
         report.head_choice = head_start
 
     def _adapt_after_training(self, model: FinetuneModel, data: LabelledData, target: list[object],
-                              record: JSONObject,
+                              record: TargetRecord,
                               shift_before: tuple[np.ndarray, np.ndarray, list[str]] | None) -> None:
         """AdaBN on the target's inputs (`training.adabn`) and the shift diagnostic, into `record`."""
         if self.config.adabn:
@@ -442,7 +481,7 @@ class FinetunedClassifier(TransferEstimator):
         return result
 
     def _keep_better(self, model: FinetuneModel, probe_state: dict[str, torch.Tensor], val: LabelledData,
-                     head_start: JSONObject, report: FinetuneReport) -> None:
+                     head_start: LPFTStart, report: FinetuneReport) -> None:
         """`keep="better"`: the fine-tuned network against the probe it started from, on validation."""
         tuned = float(self.score(val.items, val.labels))
         # the linear probe's accuracy on validation from before its refit on train + val (scoring the
@@ -494,7 +533,7 @@ class FinetunedClassifier(TransferEstimator):
         return backbone
 
     def _probe_head(self, model: FinetuneModel, data: LabelledData, y_train: np.ndarray, val: LabelledData | None,
-                    y_val: list[int], weights: torch.Tensor | None) -> JSONObject:
+                    y_val: list[int], weights: torch.Tensor | None) -> LPFTStart:
         """LP-FT's first step: fit the new head on the frozen backbone's pooled features (cached), copied in."""
         from transferkit.heads import HeadTraining, Standardize, train_on_features, train_probe
 
@@ -529,8 +568,17 @@ class FinetunedClassifier(TransferEstimator):
             _, choice = train_on_features(model.head, values[tr], y_all[tr], values[va], y_all[va], weights=class_w,
                                           seed=self.seed, training=HeadTraining(epochs=100, patience=10))
         honest = chosen_val_accuracy(choice)
-        return {"head_init": "probe (LP-FT)", **{k: v for k, v in choice.items() if not isinstance(v, dict)},
-                **({"val_accuracy": honest} if honest is not None else {})}
+        start: LPFTStart = {"head_init": "probe (LP-FT)"}
+        # the choice's figures in its own order, without the per-C table (the one record that is a dict)
+        if "C" in choice:
+            start["C"] = choice["C"]
+        if "epochs" in choice:
+            start["epochs"] = choice["epochs"]
+        if "val_loss" in choice:
+            start["val_loss"] = choice["val_loss"]
+        if honest is not None:
+            start["val_accuracy"] = honest
+        return start
 
     def _modality_hint(self) -> str:
         from transferkit.backbones import get_entry
@@ -599,7 +647,7 @@ class FinetunedClassifier(TransferEstimator):
                 "processes": report.world_size, **({"kept": report.kept} if report.kept else {}),
                 **({"target": report.target, "adaptation": self._adaptation_line()} if report.target else {})}
 
-    def _adaptation_line(self) -> JSONObject:
+    def _adaptation_line(self) -> AdaptationLine:
         """What the fit summary says about fine-tuning with a target (`fit --adapt-to`)."""
         target, cfg = self.fit_report_.target, self.config
         parts = []
@@ -612,10 +660,11 @@ class FinetunedClassifier(TransferEstimator):
         if target.get("adabn"):
             parts.append(f"AdaBN: {target['adabn'].get('layers', 0)} BatchNorm layers' statistics re-estimated on "
                          "the target")
-        line: JSONObject = {"applied": " + ".join(p.split(":")[0].split(" (")[0] for p in parts) or "none",
+        line: AdaptationLine = {"applied": " + ".join(p.split(":")[0].split(" (")[0] for p in parts) or "none",
                                 "why": "; ".join(parts) or "target_weight 0 and adabn off"}
-        if target.get("shift"):
-            line["shift"] = target["shift"]
+        shift = target.get("shift")
+        if shift:
+            line["shift"] = shift
         return line
 
     # -- persistence --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypedDict
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from transferkit.estimators.transfer_estimator import (
     as_labelled_data,
 )
 from transferkit.features import ExtractOptions, Features, extract_features
-from transferkit.heads import FittedProbe, HeadSpec, build_head, class_weights, parse_head, train_probe
+from transferkit.heads import FittedProbe, HeadChoice, HeadSpec, build_head, class_weights, parse_head, train_probe
 from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     ADAPT_BATCH,
@@ -55,6 +55,29 @@ from transferkit.params import (
     VAL_FRACTION,
     WEIGHTS,
 )
+
+
+class ViewsChoice(TypedDict, total=False):
+    """Whether the probe kept its augmented views (`_choose_views`): how many, why, the validation
+    accuracy with and without them, and with a target DEV's estimates and the criterion used."""
+
+    used: int
+    why: str
+    val_accuracy_with_views: float | None
+    val_accuracy_without: float | None
+    dev: dict[str, dict[str, float]]
+    criterion: str
+
+
+class ProbeViews(TypedDict, total=False):
+    """With `augment`: how many views the head trained on, and the views' choice."""
+
+    augmented_views: int
+    views: ViewsChoice
+
+
+class ProbeChoice(HeadChoice, ProbeViews, total=False):
+    """The probe's head choice with `augment`: the head's, then its views'."""
 
 
 class TransferClassifier(TransferEstimator):
@@ -201,7 +224,7 @@ class TransferClassifier(TransferEstimator):
             values, y_all, tr_idx = self._with_views(data, train_ok, tr_idx, values, y_all, report)
         probe = train_probe(spec, values[tr_idx], y_all[tr_idx], values[va_idx], y_all[va_idx], len(self.classes_),
                             class_weight=self.class_weight, seed=self.seed, blocks=self.backbone_.feature_blocks())
-        views_choice = None
+        views_choice: ViewsChoice | None = None
         if self.augment:
             probe, tr_idx, views_choice = self._choose_views(spec, probe, values, y_all, plain_idx, tr_idx, va_idx,
                                                              target)
@@ -216,9 +239,11 @@ class TransferClassifier(TransferEstimator):
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
         report.head_choice, report.class_weighted = probe.choice, probe.class_weighted
         if self.augment:
-            report.head_choice = {**probe.choice,
-                                  "augmented_views": report.augmented if len(tr_idx) > len(plain_idx) else 0,
-                                  **({"views": views_choice} if views_choice else {})}
+            views: ProbeViews = {"augmented_views": report.augmented if len(tr_idx) > len(plain_idx) else 0}
+            if views_choice:
+                views["views"] = views_choice
+            choice: ProbeChoice = {**probe.choice, **views}
+            report.head_choice = choice
         report.notes = self.backbone_.input_notes(data.items)
         self.fit_report_ = report
         self.train_class_counts_ = kept.class_counts()
@@ -351,7 +376,7 @@ class TransferClassifier(TransferEstimator):
 
     def _choose_views(self, spec: HeadSpec, probe: FittedProbe, values: np.ndarray, y_all: np.ndarray,
                       plain_idx: np.ndarray, views_idx: np.ndarray, va_idx: np.ndarray,
-                      target: np.ndarray | None) -> tuple[FittedProbe, np.ndarray, JSONObject]:
+                      target: np.ndarray | None) -> tuple[FittedProbe, np.ndarray, ViewsChoice]:
         """Views are a choice: the head is also fitted without them, on the features the fit extracted
         anyway, and the better on validation is kept — by validation accuracy (a tie keeps no views: the
         simpler model), or, with a target, by DEV's estimate of the target accuracy (`adapt.dev`, on one
@@ -367,7 +392,7 @@ class TransferClassifier(TransferEstimator):
                             blocks=self.backbone_.feature_blocks())
         plain_choice = plain.choice
         acc_views, acc_plain = chosen_val_accuracy(choice), chosen_val_accuracy(plain_choice)
-        record: JSONObject = {"val_accuracy_with_views": acc_views, "val_accuracy_without": acc_plain}
+        record: ViewsChoice = {"val_accuracy_with_views": acc_views, "val_accuracy_without": acc_plain}
         if target is not None:
             from transferkit.adapt.dev import dev_score, heldout_proba, importance_weights
 

@@ -35,7 +35,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, TypeAlias, TypedDict
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
 from transferkit.estimators.transfer_estimator import FitReport, Labels, Params, TransferEstimator
 from transferkit.features import ExtractOptions, Features, extract_features
-from transferkit.heads import build_head, class_weights, parse_head, train_probe
+from transferkit.heads import HeadChoice, build_head, class_weights, parse_head, train_probe
 from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     BATCH_SIZE,
@@ -76,6 +76,17 @@ EMBEDDED = ("image", "text", "audio")
 PATH_KINDS = ("image", "audio")
 
 
+class ColumnCounts(TypedDict, total=False):
+    """A column's report as fit reports, bundles and `evaluate` write it: only the counts that are not 0
+    (and the examples, if any), in `ColumnReport`'s field order."""
+
+    missing: int
+    unreadable: int
+    truncated: int
+    unseen: int
+    examples: list[str]
+
+
 @dataclass
 class ColumnReport:
     """What one column's encoder met: missing cells, unreadable files, a few examples."""
@@ -86,8 +97,19 @@ class ColumnReport:
     unseen: int = 0
     examples: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> JSONObject:
-        return {k: v for k, v in self.__dict__.items() if v}
+    def as_dict(self) -> ColumnCounts:
+        out: ColumnCounts = {}
+        if self.missing:
+            out["missing"] = self.missing
+        if self.unreadable:
+            out["unreadable"] = self.unreadable
+        if self.truncated:
+            out["truncated"] = self.truncated
+        if self.unseen:
+            out["unseen"] = self.unseen
+        if self.examples:
+            out["examples"] = self.examples
+        return out
 
 
 #: a table's row: column → cell value, as read (each column's encoder checks its cells)
@@ -101,7 +123,7 @@ TableData: TypeAlias = object
 class TabularFitReport(FitReport):
     """The probe's report plus what each column met (missing cells, unreadable files, unseen categories)."""
 
-    columns: dict[str, JSONObject] = field(default_factory=dict)
+    columns: dict[str, ColumnCounts] = field(default_factory=dict)
 
 
 def _missing(value: object) -> bool:
@@ -157,7 +179,7 @@ class TabularTransferClassifier(TransferEstimator):
     numeric_stats_: dict[str, tuple[float, float]]
     vocabularies_: dict[str, list[str]]
     #: what each column met in the last `features` call
-    last_columns_: dict[str, JSONObject]
+    last_columns_: dict[str, ColumnCounts]
 
     def __init__(
         self,
@@ -420,7 +442,7 @@ class TabularTransferClassifier(TransferEstimator):
         return np.array(parts["train"], int), np.array(parts["val"], int)
 
     def _train_head(self, matrix: np.ndarray, y_all: np.ndarray, tr_idx: np.ndarray, va_idx: np.ndarray,
-                    weights: np.ndarray | None) -> tuple[torch.nn.Module, JSONObject]:
+                    weights: np.ndarray | None) -> tuple[torch.nn.Module, HeadChoice]:
         """The fusion head (`fusion`: a probe on the blocks side by side, or learned per-column gates) and
         the settings validation chose for it."""
         if self.fusion == "gated":
@@ -450,8 +472,8 @@ class TabularTransferClassifier(TransferEstimator):
         rows, labels = _as_rows(X, y, what)
         return LabelledData(items=rows, labels=labels, source=what, modality="table")
 
-    def _evaluation_extras(self) -> JSONObject:
-        return {"columns": self.last_columns_}
+    def _evaluation_columns(self) -> dict[str, ColumnCounts] | None:
+        return self.last_columns_
 
     def summary(self) -> JSONObject:
         return {**super().summary(), "fusion": self.fusion, "head": self.head,

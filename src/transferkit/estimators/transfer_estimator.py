@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeAlias
@@ -34,7 +34,9 @@ from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
 from transferkit.features import Features
+from transferkit.heads import HeadChoice
 from transferkit.jsontypes import JSONObject
+from transferkit.metrics import Metrics
 from transferkit.params import Param, SklearnConstraint, constraints_of
 from transferkit.ranking.transferability import validate_parameters
 
@@ -71,7 +73,9 @@ class FitReport:
     cached: int = 0
     precision: str = "fp32"
     extract_seconds: float = 0.0
-    head_choice: JSONObject = field(default_factory=dict)
+    #: what validation chose for the head (`heads.HeadChoice`, or a subtype's record: the probe's views,
+    #: LP-FT's start, a fusion head's gates); an ensemble's: each member's C by backbone
+    head_choice: HeadChoice | dict[str, float | None] = field(default_factory=dict)
     class_weighted: bool = False
     #: what preprocessing did to the inputs (text: truncation), from `Backbone.input_notes`
     notes: JSONObject = field(default_factory=dict)
@@ -241,7 +245,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         hits = self.predict(X) == np.array([str(v) for v in y])
         return float(np.average(hits, weights=sample_weight))
 
-    def evaluate(self, X: Data, y: Labels | None = None) -> JSONObject:
+    def evaluate(self, X: Data, y: Labels | None = None) -> Metrics:
         """Metrics on labelled data; unreadable inputs are skipped and listed in `skipped`."""
         from transferkit.metrics import score_probabilities
 
@@ -251,12 +255,14 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         names = [str(item) for item, ok in zip(data.items, feats.ok, strict=True) if ok]
         metrics = score_probabilities(self.classes_, true, self.proba_from_features(feats.values), names)
         metrics["skipped"] = {str(data.items[i]): reason for i, reason in feats.failed.items()}
-        metrics.update(self._evaluation_extras())
+        columns = self._evaluation_columns()
+        if columns is not None:
+            metrics["columns"] = columns
         return metrics
 
-    def _evaluation_extras(self) -> JSONObject:
-        """What `evaluate` adds for this kind of model (a table: what each column met)."""
-        return {}
+    def _evaluation_columns(self) -> Mapping[str, Mapping[str, object]] | None:
+        """What `evaluate` adds for a table: what each column met (None for other kinds of model)."""
+        return None
 
     def _as_data(self, X: Data, y: Labels | None, what: str) -> LabelledData:
         return as_labelled_data(X, y, what, modality=self.modality_)

@@ -10,6 +10,7 @@
 from transferkit.heads.head_spec import HeadSpec, Layer, Standardize, build_head, parse_head
 from transferkit.heads.train import (
     FittedProbe,
+    HeadChoice,
     HeadTraining,
     chosen_val_accuracy,
     class_weights,
@@ -20,6 +21,7 @@ from transferkit.heads.train import (
 
 __all__ = [
     "FittedProbe",
+    "HeadChoice",
     "HeadSpec",
     "HeadTraining",
     "Layer",

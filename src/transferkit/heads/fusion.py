@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from transferkit.heads.head_spec import Standardize
-from transferkit.heads.train import HeadTraining, train_on_features
-from transferkit.jsontypes import JSONObject
+from transferkit.heads.train import HeadChoice, HeadTraining, train_on_features
 
 
 class GatedFusionHead(nn.Module):
@@ -70,6 +69,14 @@ def block_scales(X: np.ndarray, block_dims: Sequence[int]) -> np.ndarray:
     return out
 
 
+class FusionChoice(HeadChoice, total=False):
+    """A gated fusion head's record: the torch head's epochs and validation loss, its hidden width,
+    and the mean gate of each column block on validation."""
+
+    hidden: int
+    mean_gates: list[float]
+
+
 def fit_gated_fusion(
     X: np.ndarray,
     y: np.ndarray,
@@ -82,7 +89,7 @@ def fit_gated_fusion(
     seed: int,
     hidden: int = 64,
     training: HeadTraining | None = None,
-) -> tuple[GatedFusionHead, JSONObject]:
+) -> tuple[GatedFusionHead, FusionChoice]:
     """Train a `GatedFusionHead` with AdamW, keeping the epoch of lowest validation loss.
 
     Returns the head and a record for the bundle: epochs, validation loss, mean gate per block.
@@ -97,6 +104,6 @@ def fit_gated_fusion(
     with torch.no_grad():
         reference = torch.from_numpy((X_val if len(X_val) else X).astype(np.float32))
         mean_gates = head.gates(reference).mean(dim=0).tolist()
-    choice = {**record, "hidden": hidden,
+    choice: FusionChoice = {**record, "hidden": hidden,
               "mean_gates": [round(float(g), 4) for g in mean_gates]}
     return head, choice

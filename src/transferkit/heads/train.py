@@ -7,9 +7,9 @@ MLP), class weights, the head, and its probabilities. Fit, the curve, LP-FT's fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import numpy as np
 import torch
@@ -17,9 +17,20 @@ from torch import nn
 
 from transferkit.errors import ConfigError
 from transferkit.heads.head_spec import HeadSpec, Standardize, build_head
-from transferkit.jsontypes import JSONObject
 
 HeadT = TypeVar("HeadT", bound=nn.Module)
+
+
+class HeadChoice(TypedDict, total=False):
+    """What validation chose for a head, kept in the fit report and the bundle: a linear head's C and
+    its validation accuracy at each C tried; a torch head's epoch of lowest validation loss and that
+    loss (None without validation rows). Heads built on top of these add their own keys
+    (`heads.fusion.FusionChoice`, the probe estimator's views, LP-FT's start)."""
+
+    C: float
+    val_accuracy_by_C: dict[str, float]
+    epochs: int
+    val_loss: float | None
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ class FittedProbe:
     """A head trained on features, what was chosen for it (C, epochs…), and whether classes were weighted."""
 
     head: nn.Sequential
-    choice: JSONObject
+    choice: HeadChoice
     class_weighted: bool
 
     def proba(self, values: np.ndarray) -> np.ndarray:
@@ -104,7 +115,7 @@ def fit_head(
     seed: int,
     training: HeadTraining | None = None,
     blocks: Sequence[int] | None = None,
-) -> tuple[nn.Sequential, JSONObject]:
+) -> tuple[nn.Sequential, HeadChoice]:
     """Train `spec` on features; returns the head and what was chosen (C, epochs…) for the record.
 
     `blocks`: widths of feature blocks to weigh equally (a concatenation of backbones): after
@@ -131,11 +142,13 @@ def block_scale(blocks: Sequence[int] | None, width: int) -> np.ndarray:
     return np.concatenate([np.full(b, np.sqrt(b * len(blocks) / width)) for b in blocks])
 
 
-def chosen_val_accuracy(choice: JSONObject) -> float | None:
+def chosen_val_accuracy(choice: Mapping[str, object]) -> float | None:
     """A linear head's validation accuracy at the C it chose, scored before its refit on train +
     validation (the refitted head, scored on validation, would be scored on data it was fitted to).
-    None for a head that records none (an MLP: its validation only stopped the training)."""
-    score = (choice.get("val_accuracy_by_C") or {}).get(str(choice.get("C")))
+    None for a head that records none (an MLP: its validation only stopped the training), and for a
+    report's choice that is not one head's (an ensemble's: each member's C by backbone)."""
+    by_c = choice.get("val_accuracy_by_C")
+    score = by_c.get(str(choice.get("C"))) if isinstance(by_c, dict) else None
     return None if score is None else float(score)
 
 
@@ -149,7 +162,7 @@ def _fit_linear(
     seed: int,
     cfg: HeadTraining,
     scale: np.ndarray,
-) -> tuple[nn.Sequential, JSONObject]:
+) -> tuple[nn.Sequential, HeadChoice]:
     from sklearn.linear_model import LogisticRegression
 
     def fit(c: float, Xs: np.ndarray, yf: np.ndarray) -> LogisticRegression:
@@ -192,7 +205,7 @@ def _fit_linear(
     with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(weight))
         linear.bias.copy_(torch.from_numpy(bias))
-    chosen = {"C": best_c, "val_accuracy_by_C": {str(c): s for c, s in scores.items()}}
+    chosen: HeadChoice = {"C": best_c, "val_accuracy_by_C": {str(c): s for c, s in scores.items()}}
     return head.eval(), chosen
 
 
@@ -244,7 +257,7 @@ def _fit_torch(
     seed: int,
     cfg: HeadTraining,
     scale: np.ndarray,
-) -> tuple[nn.Sequential, JSONObject]:
+) -> tuple[nn.Sequential, HeadChoice]:
     torch.manual_seed(seed)
     head = build_head(spec, X.shape[1], num_classes)
     standardize = head[0]
@@ -265,7 +278,7 @@ def train_on_features(
     weights: np.ndarray | None,
     seed: int,
     training: HeadTraining,
-) -> tuple[HeadT, JSONObject]:
+) -> tuple[HeadT, HeadChoice]:
     """Minibatch AdamW on cached features, keeping the epoch of lowest validation loss.
 
     Shared by every head trained with torch on features (MLP, layer specs, gated fusion).

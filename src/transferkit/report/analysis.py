@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from transferkit.data.dataset import LabelledData
-from transferkit.jsontypes import JSONObject
+from transferkit.metrics import Metrics
 
 if TYPE_CHECKING:
     from transferkit.estimators.transfer_estimator import TransferEstimator
@@ -52,7 +52,7 @@ class Analysis:
     predicted: list[str]
     proba: np.ndarray  # [n_ok, n_classes]
     features: np.ndarray  # [n_ok, D]
-    metrics: JSONObject  # `metrics.score_probabilities`, as bundles and summaries write it
+    metrics: Metrics  # `metrics.score_probabilities`, as bundles and summaries write it
     calibration: Calibration
     #: (index into ok_index, confidence) of wrong predictions, most confident first
     confidently_wrong: list[tuple[int, float]] = field(default_factory=list)

@@ -15,7 +15,7 @@ when it is a transferkit report itself (it carries the generator tag); anything 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from transferkit.report.labelled import ReportData, from_labelled, model_modalit
 
 if TYPE_CHECKING:
     from transferkit.estimators.transfer_estimator import TransferEstimator
+    from transferkit.metrics import Metrics
 
 GENERATOR = REPORT_GENERATOR  # what `bundle.is_report` recognises
 #: skipped inputs listed on the page (the bundle lists them all)
@@ -236,7 +237,7 @@ def _skipped(manifest: JSONObject, report_data: ReportData, result: Analysis) ->
     return rows[:SKIPPED_SHOWN], len(rows)
 
 
-def _column_report(manifest: JSONObject, evaluated: JSONObject | None) -> list[dict[str, str]]:
+def _column_report(manifest: JSONObject, evaluated: Mapping[str, Mapping[str, object]] | None) -> list[dict[str, str]]:
     if manifest.get("kind") != "tabular":
         return []
     trained = manifest.get("training", {}).get("columns", {})
@@ -252,7 +253,7 @@ def _column_report(manifest: JSONObject, evaluated: JSONObject | None) -> list[d
     return rows
 
 
-def _tiles(metrics: JSONObject, result: Analysis, skipped: int) -> list[dict[str, str]]:
+def _tiles(metrics: Metrics, result: Analysis, skipped: int) -> list[dict[str, str]]:
     if not metrics.get("n"):
         return [{"name": "examples evaluated", "value": "0"}, {"name": "skipped inputs", "value": str(skipped)}]
     return [

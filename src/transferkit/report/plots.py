@@ -11,12 +11,14 @@ import base64
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from transferkit.metrics import ClassScores
 
 DPI = 110
 
@@ -73,7 +75,7 @@ def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
     return to_data_uri(fig)
 
 
-def per_class_scores(per_class: dict[str, dict[str, float]]) -> str:
+def per_class_scores(per_class: Mapping[str, ClassScores]) -> str:
     """Precision, recall and F1 of each class as grouped horizontal bars."""
     names = list(per_class)
     k = len(names)
@@ -81,8 +83,9 @@ def per_class_scores(per_class: dict[str, dict[str, float]]) -> str:
     ax = fig.add_subplot()
     y = np.arange(k)
     height = 0.26
-    for offset, (key, colour) in zip((-height, 0.0, height), (("precision", "#4c72b0"), ("recall", "#dd8452"),
-                                                               ("f1", "#55a868")), strict=True):
+    bars: tuple[tuple[Literal["precision", "recall", "f1"], str], ...] = (
+        ("precision", "#4c72b0"), ("recall", "#dd8452"), ("f1", "#55a868"))
+    for offset, (key, colour) in zip((-height, 0.0, height), bars, strict=True):
         ax.barh(y + offset, [per_class[n][key] for n in names], height=height, color=colour,
                 label="F1" if key == "f1" else key)
     ax.set_yticks(y, [f"{_short(n)} (n={per_class[n].get('support', 0)})" for n in names])

@@ -4,13 +4,27 @@ the better by DEV's estimate of the target accuracy instead (You et al., ICML 20
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from transferkit.jsontypes import JSONObject
 
 if TYPE_CHECKING:
+    from transferkit.adapt.dev import DevScore
     from transferkit.data.dataset import LabelledData
     from transferkit.estimators.transfer_estimator import TransferEstimator
+
+
+class Comparison(TypedDict, total=False):
+    """`keep_better`'s decision, kept in the strategy decision's record as `compared`: which was kept, both
+    validation accuracies, the probe's backbone, on how many inputs, the criterion, and DEV's figures."""
+
+    kept: str
+    val_accuracy_probe: float
+    val_accuracy_finetuned: float
+    probe_backbone: str | None
+    n_val: int
+    criterion: str
+    dev: dict[str, dict[str, float]]
 
 
 def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,
@@ -27,22 +41,24 @@ def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: Label
         probe_val = probe.score(valid.items, valid.labels)
     tuned_val = float(tuned.score(valid.items, valid.labels))
     kept = "finetuned" if tuned_val > float(probe_val) else "probe"
-    record["compared"] = {"kept": kept, "val_accuracy_probe": float(probe_val), "val_accuracy_finetuned": tuned_val,
-                          "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid),
-                          "criterion": "validation accuracy"}
+    compared: Comparison = {"kept": kept, "val_accuracy_probe": float(probe_val), "val_accuracy_finetuned": tuned_val,
+                            "probe_backbone": probe.summary().get("backbone"), "n_val": len(valid),
+                            "criterion": "validation accuracy"}
+    record["compared"] = compared
     if target is not None and train is not None and probe.kind == "probe":
         dev = _dev_compare(probe, tuned, train, valid, target)
         kept = "finetuned" if dev["finetuned"].accuracy > dev["probe"].accuracy else "probe"
-        record["compared"].update(kept=kept, criterion="DEV (importance-weighted validation, control variate; You "
-                                  "et al. 2019), weights from the probe's frozen features",
-                                  dev={k: v.to_dict() for k, v in dev.items()})
+        compared["kept"] = kept
+        compared["criterion"] = ("DEV (importance-weighted validation, control variate; You et al. 2019), weights "
+                                 "from the probe's frozen features")
+        compared["dev"] = {k: v.to_dict() for k, v in dev.items()}
     # fine-tuning epoch by epoch, kept with the decision: the report draws it whichever was kept
     record["timeline"] = list(getattr(tuned.fit_report_, "timeline", []))
     return tuned if kept == "finetuned" else probe
 
 
 def _dev_compare(probe: TransferEstimator, tuned: TransferEstimator, train: LabelledData, valid: LabelledData,
-                 target: list[object]) -> JSONObject:
+                 target: list[object]) -> dict[str, DevScore]:
     """DEV of the probe and the fine-tuned network on one set of importance weights, from the probe's frozen
     (cached) features; the probe's validation probabilities from its head refitted on the training rows
     only at the C it chose (its own head saw validation)."""
@@ -58,7 +74,8 @@ def _dev_compare(probe: TransferEstimator, tuned: TransferEstimator, train: Labe
     vy = np.array([index.get(str(v), 0) for v in valid.labels])
     val_x = np.zeros((len(valid), feats["train"].values.shape[1]))
     val_x[feats["val"].ok] = feats["val"].values
-    c = float(probe.fit_report_.head_choice.get("C", 1.0))
+    chosen_c = probe.fit_report_.head_choice.get("C")
+    c = 1.0 if chosen_c is None else float(chosen_c)
     keep = ty >= 0
     probe_p = heldout_proba(feats["train"].values[keep].astype(np.float64), ty[keep], val_x, len(index), c=c)
     tuned_p = np.asarray(tuned.predict_proba(valid.items), np.float64)
