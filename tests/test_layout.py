@@ -28,7 +28,6 @@ ELSEWHERE: dict[str, tuple[str, str]] = {
     "commands/_flags.py": ("test_params.py", "the shared flags are generated from the declarations"),
     "commands/rank.py": ("ranking/test_rank_backbones.py", "`transferkit rank` beside the API it prints"),
     "commands/serve.py": ("serve/test_server.py", "`transferkit serve` started, answering, stopped by SIGTERM"),
-    "estimators/ensemble.py": ("estimators/test_transfer_estimator.py", "the estimator contract, ensembles included"),
     "estimators/finetuned.py": ("finetune/test_lpft.py", "fine-tuning's estimator, tested in tests/finetune/"),
     "estimators/onnx_export.py": ("commands/test_export.py", "export end to end with its parity check"),
     "finetune/callbacks.py": ("finetune/test_checkpoint.py", "the trainer's callbacks, through a killed, resumed run"),
