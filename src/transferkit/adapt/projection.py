@@ -38,22 +38,32 @@ def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> 
     return sparse.csr_array((signs, (rows, cols)), shape=(width, dims))
 
 
+def inverse_spread(std: np.ndarray) -> np.ndarray:
+    """1 / std per dimension, 0 for a dimension constant next to the widest spread (it is left at 0)."""
+    live = std > 1e-9 * max(float(std.max(initial=0.0)), 1e-12)
+    return np.where(live, 1.0 / np.where(live, std, 1.0), 0.0)
+
+
+def standardize_project(rows: Sequence[np.ndarray], mean: np.ndarray, inverse: np.ndarray,
+                        projection: csr_array | None) -> list[np.ndarray]:
+    """Each of `rows` standardised by (mean, inverse spread) and then projected, float64; the standardisation
+    is folded into the projection's matrix, so no standardised copy of wide rows is made."""
+    if projection is None:
+        return [(np.asarray(r, np.float64) - mean) * inverse for r in rows]
+    from scipy import sparse
+
+    matrix = sparse.diags_array(inverse) @ projection
+    offset = mean @ matrix
+    return [np.asarray(r @ matrix, np.float64) - offset for r in rows]
+
+
 def reduce_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], projection: csr_array | None) -> np.ndarray:
     """The reduction of the rows `keep` of each (array [n_i, width], keep) of `parts`, pooled: standardised
     with the kept rows' pooled mean and spread (a constant dimension left at 0), then projected; float64
-    [sum of kept rows, dims] (dims = width without a projection). The standardisation is folded into the
-    projection's matrix, so no standardised copy of the wide rows is made."""
-    from scipy import sparse
-
+    [sum of kept rows, dims] (dims = width without a projection)."""
     rows = [np.asarray(a)[keep] for a, keep in parts]
     n = sum(len(r) for r in rows)
     mean = sum(r.sum(axis=0, dtype=np.float64) for r in rows) / n
     square = sum(np.einsum("ij,ij->j", r, r, dtype=np.float64) for r in rows) / n
     std = np.sqrt(np.maximum(square - mean**2, 0.0))
-    live = std > 1e-9 * max(float(std.max(initial=0.0)), 1e-12)
-    inverse = np.where(live, 1.0 / np.where(live, std, 1.0), 0.0)
-    if projection is None:
-        return np.concatenate([(np.asarray(r, np.float64) - mean) * inverse for r in rows])
-    matrix = sparse.diags_array(inverse) @ projection
-    offset = mean @ matrix
-    return np.concatenate([np.asarray(r @ matrix, np.float64) - offset for r in rows])
+    return np.concatenate(standardize_project(rows, mean, inverse_spread(std), projection))

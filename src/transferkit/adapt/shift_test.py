@@ -68,7 +68,7 @@ def detect_shift(source: np.ndarray, target: np.ndarray, *, alpha: float = ALPHA
     from scipy.stats import ks_2samp
     from sklearn.decomposition import PCA
 
-    from transferkit.adapt.projection import random_projection
+    from transferkit.adapt.projection import inverse_spread, random_projection, standardize_project
 
     s, t = np.asarray(source), np.asarray(target)
     if s.ndim != 2 or t.ndim != 2 or s.shape[1] != t.shape[1]:
@@ -76,20 +76,10 @@ def detect_shift(source: np.ndarray, target: np.ndarray, *, alpha: float = ALPHA
     if len(s) < 2 or len(t) < 2:
         raise DataError(f"the shift test needs at least 2 inputs in each domain; source has {len(s)}, target {len(t)}")
     mean = s.mean(axis=0, dtype=np.float64)
-    std = s.std(axis=0, dtype=np.float64)
-    live = std > 1e-9 * max(float(std.max(initial=0.0)), 1e-12)
-    if not live.any():
+    scale = inverse_spread(s.std(axis=0, dtype=np.float64))
+    if not scale.any():
         raise DataError("the shift test: every source feature is constant")
-    scale = np.where(live, 1.0 / np.where(live, std, 1.0), 0.0)
-    projection = random_projection(s.shape[1], seed=seed)
-    if projection is None:
-        zs, zt = (s - mean) * scale, (t - mean) * scale
-    else:
-        from scipy import sparse
-
-        matrix = sparse.diags_array(scale) @ projection
-        offset = mean @ matrix
-        zs, zt = np.asarray(s @ matrix) - offset, np.asarray(t @ matrix) - offset
+    zs, zt = standardize_project([s, t], mean, scale, random_projection(s.shape[1], seed=seed))
     rng = np.random.default_rng(seed)
     fit_rows = zs if len(zs) <= MAX_SOURCE_ROWS else zs[np.sort(rng.choice(len(zs), MAX_SOURCE_ROWS, replace=False))]
     k = max(1, min(components, zs.shape[1], len(fit_rows) - 1))
