@@ -395,7 +395,7 @@ def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
         from transferkit.adapt.shift_test import detect_shift
 
         test = detect_shift(np.asarray(source), np.asarray(target), seed=seed)
-        parts[0].info = {**(parts[0].info or {}), **test.info(), "shift_statistic": round(test.statistic, 4)}
+        parts[0].info = {**(parts[0].info or {}), **test.info()}
     return parts[0] if len(parts) == 1 else BlockAlignment(parts)
 
 

@@ -59,7 +59,8 @@ class ShiftTest:
 
     def info(self) -> dict[str, float]:
         return {"shift_detected": float(self.detected), "shift_p_value": float(self.p_value),
-                "shift_threshold": float(self.threshold), "shift_components": float(self.components)}
+                "shift_threshold": float(self.threshold), "shift_components": float(self.components),
+                "shift_statistic": round(self.statistic, 4)}
 
 
 def detect_shift(source: np.ndarray, target: np.ndarray, *, alpha: float = ALPHA, components: int = COMPONENTS,
