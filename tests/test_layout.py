@@ -30,7 +30,6 @@ ELSEWHERE: dict[str, tuple[str, str]] = {
     "commands/serve.py": ("serve/test_server.py", "`transferkit serve` started, answering, stopped by SIGTERM"),
     "estimators/finetuned.py": ("finetune/test_lpft.py", "fine-tuning's estimator, tested in tests/finetune/"),
     "estimators/onnx_export.py": ("commands/test_export.py", "export end to end with its parity check"),
-    "finetune/callbacks.py": ("finetune/test_checkpoint.py", "the trainer's callbacks, through a killed, resumed run"),
     "finetune/config.py": ("test_params.py", "its fields are declarations"),
     "finetune/datamodule.py": ("finetune/test_target.py", "labelled and target batches"),
     "finetune/model.py": ("finetune/test_heads_cli.py", "the network of each head spec"),
