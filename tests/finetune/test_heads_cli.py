@@ -1,4 +1,5 @@
-"""Keras-style heads on the unpooled feature map, bad head specs, and the CLI end to end."""
+"""Heads and YAML configs through the CLI, end to end: fit, predict, evaluate, and what `--resume` refuses
+(the head's network and where a bad head spec fails: `test_model.py`)."""
 
 from __future__ import annotations
 
@@ -7,71 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from torch import nn
 from typer.testing import CliRunner
 
-from transferkit.backbones import create_backbone
-from transferkit.backbones.contract import Backbone
 from transferkit.commands import app
 from transferkit.errors import ConfigError, TransferkitError
-from transferkit.finetune.model import FinetuneModel
-from transferkit.finetune.trainer import OutOfMemory, fit_guarded, oom_message
-from transferkit.heads import parse_head
 from transferkit.options import read_yaml as read_yaml_options
-
-EXAMPLE = Path(__file__).parents[2] / "examples" / "keras_vgg16.yaml"
-
-
-def test_keras_vgg16_example_builds_the_keras_layer_shapes() -> None:
-    options = read_yaml_options(EXAMPLE)
-    assert (options["backbone"], options["freeze"], options["optimizer"]) == ("vgg16", "frozen", "adam")
-    assert (options["lr"], options["batch_size"], options["epochs"]) == (1e-4, 32, 10)
-    backbone = create_backbone("vgg16", weights="random")
-    with torch.no_grad():
-        fmap = backbone.forward_feature_map(torch.zeros(1, 3, 224, 224))
-    assert tuple(fmap.shape[1:]) == (512, 7, 7)
-    model = FinetuneModel(backbone, parse_head(options["head"]), num_classes=5)
-    dense = [m for m in model.head if isinstance(m, nn.Linear)]
-    assert isinstance(model.head[0], nn.Flatten)
-    assert [(d.in_features, d.out_features) for d in dense] == [(25088, 1024), (1024, 5)]
-    assert any(isinstance(m, nn.ReLU) for m in model.head)
-
-
-class _TextLike(Backbone):
-    name, modality, num_features, weights_id = "texty", "text", 4, "x"
-
-    def preprocess_config(self) -> dict[str, Any]:
-        return {"kind": "text"}
-
-    def load(self, item: Any) -> Any:
-        return item
-
-    def forward_features(self, batch: Any) -> torch.Tensor:
-        return torch.zeros(len(batch), 4)
-
-    def layer_groups(self) -> list[nn.Module]:
-        return []
-
-
-def test_bad_head_specs_show_where_they_fail() -> None:
-    with pytest.raises(ConfigError) as err:
-        parse_head("flatten, dense:1O24:relu, dense:N")
-    assert "dense:1O24:relu" in str(err.value) and "^^^" in str(err.value)
-    with pytest.raises(ConfigError) as err:
-        FinetuneModel(_TextLike(), parse_head("flatten, dense:N"), 3)
-    message = str(err.value)
-    assert "flatten" in message and "fixed size" in message and "^^^^^^^" in message
-
-
-def test_out_of_memory_suggests_a_batch_size() -> None:
-    class Boom:
-        def fit(self, *a: Any, **k: Any) -> None:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    with pytest.raises(OutOfMemory, match="--batch-size 16"):
-        fit_guarded(Boom(), None, None, None, 32)
-    assert "--batch-size 4" in oom_message(8)
 
 
 def _cli(*args: str) -> Any:
