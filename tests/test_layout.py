@@ -21,7 +21,6 @@ ELSEWHERE: dict[str, tuple[str, str]] = {
     # tests/adapt/ belongs to the adaptation work under way on another branch
     "adapt/selftrain.py": ("adapt/test_align.py", "self-training runs after alignment"),
     # the backbone family behind one registry: built and checked through `create_backbone`
-    "backbones/image.py": ("backbones/test_zoo.py", "the zoo's image networks recognise real photos"),
     "backbones/registry.py": ("backbones/test_contract.py", "every registered entry built by name, close matches"),
     "backbones/views.py": ("backbones/test_spec.py", "grids and concatenations are the spec's views"),
     # declarations: one contract test over every declared option (flags, config fields, server limits)

