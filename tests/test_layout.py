@@ -22,7 +22,6 @@ ELSEWHERE: dict[str, tuple[str, str]] = {
     "adapt/selftrain.py": ("adapt/test_align.py", "self-training runs after alignment"),
     # the backbone family behind one registry: built and checked through `create_backbone`
     "backbones/registry.py": ("backbones/test_contract.py", "every registered entry built by name, close matches"),
-    "backbones/views.py": ("backbones/test_spec.py", "grids and concatenations are the spec's views"),
     # declarations: one contract test over every declared option (flags, config fields, server limits)
     "commands/_flags.py": ("test_params.py", "the shared flags are generated from the declarations"),
     "commands/rank.py": ("ranking/test_rank_backbones.py", "`transferkit rank` beside the API it prints"),
