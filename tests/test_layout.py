@@ -30,7 +30,6 @@ ELSEWHERE: dict[str, tuple[str, str]] = {
     "estimators/onnx_export.py": ("commands/test_export.py", "export end to end with its parity check"),
     "finetune/config.py": ("test_params.py", "its fields are declarations"),
     "finetune/throughput.py": ("commands/test_strategy_auto.py", "the rate `--strategy auto` measures"),
-    "ranking/layers.py": ("ranking/test_rank_backbones.py", "ranking the layers of one backbone"),
     "serve/limits.py": ("test_params.py", "the limits are declarations"),
 }
 

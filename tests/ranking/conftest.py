@@ -1,11 +1,14 @@
-"""Synthetic data for the ranking tests: class blobs with a known amount of signal, made in memory."""
+"""Synthetic data for the ranking tests: class blobs with a known amount of signal, made in memory; a tiny
+folder of bright shapes on noise for ranking real backbones end to end."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from transferkit.ranking import TransferabilityEstimator
 
@@ -56,3 +59,31 @@ def blobs() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
 @pytest.fixture
 def to_input() -> Callable[..., np.ndarray]:
     return estimator_input
+
+
+def _shapes_folder(root: Path, n_per_class: int = 8, seed: int = 0) -> Path:
+    """root/<shape>/<i>.png: a bright disc, square or bar on noise (a signal pretrained features see)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:48, :48]
+    for name in ("disc", "square", "bar"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            cx, cy, r = rng.integers(16, 32), rng.integers(16, 32), rng.integers(8, 13)
+            mask = {"disc": (xx - cx) ** 2 + (yy - cy) ** 2 < r * r,
+                    "square": (abs(xx - cx) < r) & (abs(yy - cy) < r),
+                    "bar": (abs(xx - cx) < 3) & (abs(yy - cy) < r + 6)}[name]
+            img = rng.normal(90, 30, (48, 48, 3))
+            img[mask] = rng.normal(220, 15, (int(mask.sum()), 3))
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / name / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _shapes_folder(tmp_path_factory.mktemp("shapes") / "data")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A feature cache per test file: what a file's first ranking extracts, its later ones reuse."""
+    return tmp_path_factory.mktemp("rank-cache")
