@@ -24,7 +24,6 @@ ELSEWHERE: dict[str, tuple[str, str]] = {
     "backbones/registry.py": ("backbones/test_contract.py", "every registered entry built by name, close matches"),
     # declarations: one contract test over every declared option (flags, config fields, server limits)
     "commands/_flags.py": ("test_params.py", "the shared flags are generated from the declarations"),
-    "commands/rank.py": ("ranking/test_rank_backbones.py", "`transferkit rank` beside the API it prints"),
     "commands/serve.py": ("serve/test_server.py", "`transferkit serve` started, answering, stopped by SIGTERM"),
     "estimators/finetuned.py": ("finetune/test_lpft.py", "fine-tuning's estimator, tested in tests/finetune/"),
     "estimators/onnx_export.py": ("commands/test_export.py", "export end to end with its parity check"),
