@@ -23,7 +23,9 @@ def _order(sampler: SeededSampler, epoch: int) -> list[tuple[int, int]]:
 def test_the_order_depends_on_seed_and_epoch_only() -> None:
     a, b = SeededSampler(20, seed=3, shuffle=True), SeededSampler(20, seed=3, shuffle=True)
     assert _order(a, 1) == _order(b, 1)  # same (seed, epoch): same indices and sample seeds
-    assert _order(a, 1) != _order(a, 2) and _order(a, 1) != _order(SeededSampler(20, seed=4, shuffle=True), 1)
+    indices = [[i for i, _ in _order(s, e)] for s, e in ((a, 1), (a, 2), (SeededSampler(20, seed=4, shuffle=True), 1))]
+    assert indices[0] != indices[1] and indices[0] != indices[2]  # another epoch or seed: another order
+    assert len({s for _, s in _order(a, 1)} & {s for _, s in _order(a, 2)}) == 0  # and other sample seeds
     assert sorted(i for i, _ in _order(a, 5)) == list(range(20))  # a permutation
     assert [i for i, _ in _order(SeededSampler(5, seed=0, shuffle=False), 3)] == [0, 1, 2, 3, 4]
 
