@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
 from transferkit.errors import EngineError
-from transferkit.jsontypes import JSONObject
 
 
 class ClassScores(TypedDict):
@@ -25,6 +24,24 @@ class ConfusionMatrix(TypedDict):
 
     labels: list[str]
     matrix: list[list[int]]
+
+
+class LabelProbability(TypedDict):
+    """One of an input's most likely labels (`predict --top-k`)."""
+
+    label: str
+    probability: float
+
+
+class PredictionRow(TypedDict):
+    """One input's prediction, as `predict --json` prints it and the server answers it. `label` and
+    `probability` are None, and `error` says why, for an input that could not be read (`predict` only)."""
+
+    input: str
+    label: str | None
+    probability: float | None
+    top: NotRequired[list[LabelProbability]]  # with top_k > 1: the most likely labels, ties in class order
+    error: NotRequired[str | None]
 
 
 class Metrics(TypedDict, total=False):
@@ -109,14 +126,14 @@ def score_probabilities(classes: np.ndarray, y_true: Sequence[str], proba: np.nd
     return metrics
 
 
-def prediction_row(name: str, proba: np.ndarray, classes: Sequence[str], top_k: int = 1) -> JSONObject:
+def prediction_row(name: str, proba: np.ndarray, classes: Sequence[str], top_k: int = 1) -> PredictionRow:
     """One input's prediction as `predict --json` prints it and the server answers it: the label,
     its probability, and with `top_k` > 1 the most likely labels (ties in class order).
     Probabilities that are not one finite number per class are an `EngineError` naming `name`."""
     check_probabilities(np.asarray(proba)[None, :], len(classes), [name])
     k = max(1, min(top_k, len(classes)))
     order = np.argsort(-np.asarray(proba), kind="stable")[:k]
-    row: JSONObject = {"input": name, "label": str(classes[int(order[0])]), "probability": float(proba[order[0]])}
+    row: PredictionRow = {"input": name, "label": str(classes[int(order[0])]), "probability": float(proba[order[0]])}
     if k > 1:
         row["top"] = [{"label": str(classes[int(j)]), "probability": float(proba[j])} for j in order]
     return row

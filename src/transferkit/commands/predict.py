@@ -33,6 +33,7 @@ from transferkit.params import ADAPT_BATCH, AS_JSON, CACHE_DIR, ENCODING, ENGINE
 
 if TYPE_CHECKING:
     from transferkit.estimators.transfer_estimator import TransferEstimator
+    from transferkit.metrics import PredictionRow
 
 
 def register(app: typer.Typer) -> None:
@@ -66,7 +67,7 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
                 cache_dir: str | Path | bool | None = CACHE_DIR.default,
                 rows: Sequence[str] = (), text_column: str | None = None, encoding: str | None = ENCODING.default,
                 engine: str = ENGINE.default, adapt_batch: bool = ADAPT_BATCH.default,
-                out: Console = console) -> list[JSONObject]:
+                out: Console = console) -> list[PredictionRow]:
     from transferkit.data.inputs import read_prediction_inputs
     from transferkit.engines.exported import current_export, is_export
     from transferkit.errors import ConfigError, DataError
@@ -120,15 +121,16 @@ def run_predict(model: Path, inputs: Sequence[str], *, top_k: int = 1, fmt: str 
 
 def _results(names: Sequence[str], proba: Sequence[np.ndarray], errors: Mapping[int, str | None],
              classes: Sequence[str], *,
-             top_k: int, fmt: str, notes: Sequence[str], out: Console) -> list[JSONObject]:
+             top_k: int, fmt: str, notes: Sequence[str], out: Console) -> list[PredictionRow]:
     """One row per input (`proba`: those of the inputs not in `errors`, in order), printed with the
     notes; exit 2 (`DataError`) when no input could be read."""
     from transferkit.errors import DataError
     from transferkit.metrics import prediction_row
 
     readable = iter(proba)
-    results = [{"input": name, "label": None, "probability": None, "error": errors[i]} if i in errors
-               else prediction_row(name, next(readable), classes, top_k) for i, name in enumerate(names)]
+    results: list[PredictionRow] = [
+        {"input": name, "label": None, "probability": None, "error": errors[i]} if i in errors
+        else prediction_row(name, next(readable), classes, top_k) for i, name in enumerate(names)]
     _print_results(results, fmt, max(1, min(top_k, len(classes))), out)
     for note in notes:  # truncated texts, empty texts, missing table cells, the export used: said, never silent
         (out.print(f"[yellow]note:[/] {note}", highlight=False) if fmt == "table"
@@ -139,7 +141,7 @@ def _results(names: Sequence[str], proba: Sequence[np.ndarray], errors: Mapping[
 
 
 def _predict_exported(folder: Path, inputs: Sequence[str], *, top_k: int, fmt: str, out: Console,
-                      notes: Sequence[str] = ()) -> list[JSONObject]:
+                      notes: Sequence[str] = ()) -> list[PredictionRow]:
     """An export folder (`transferkit export`): ONNX Runtime on numpy, PyTorch never imported."""
     from transferkit.data.images import IMAGE_EXTENSIONS
     from transferkit.data.inputs import expand_inputs
@@ -183,7 +185,7 @@ def _notes_after(clf: TransferEstimator, items: Sequence[object]) -> list[str]:
             "beginning)"] if n else []
 
 
-def _print_results(results: list[JSONObject], fmt: str, k: int, out: Console) -> None:
+def _print_results(results: list[PredictionRow], fmt: str, k: int, out: Console) -> None:
     if fmt == "json":
         print(json.dumps(results, indent=2))
         return
@@ -209,5 +211,5 @@ def _print_results(results: list[JSONObject], fmt: str, k: int, out: Console) ->
         else:
             table.add_row(r["input"], r["label"], f"{r['probability']:.3f}")
     out.print(table)
-    print_skipped({r["input"]: r["error"] for r in results if r["label"] is None}, out)
+    print_skipped({r["input"]: r.get("error") or "unreadable" for r in results if r["label"] is None}, out)
 
