@@ -41,6 +41,7 @@ from transferkit.estimators.transfer_estimator import (
     as_labelled_data,
 )
 from transferkit.features import ExtractOptions, Features, extract_features
+from transferkit.finetune.adabn import AdaBNRecord
 from transferkit.finetune.config import PRECISIONS, FinetuneConfig
 from transferkit.finetune.model import FinetuneModel, LogitsBackbone
 from transferkit.heads import HeadChoice, chosen_val_accuracy, class_weights, parse_head
@@ -99,7 +100,7 @@ class TargetRecord(TypedDict, total=False):
     target_weight: float
     mcc_temperature: float
     mcc_by_epoch: dict[int, float]
-    adabn: JSONObject
+    adabn: AdaBNRecord
     shift: JSONObject | None
 
 
@@ -464,7 +465,7 @@ class FinetunedClassifier(TransferEstimator):
                                         alignment=name, seed=self.seed)
         return record
 
-    def _adabn(self, model: FinetuneModel, source: Inputs, target: Inputs) -> JSONObject:
+    def _adabn(self, model: FinetuneModel, source: Inputs, target: Inputs) -> AdaBNRecord:
         """AdaBN after training: the BatchNorm statistics re-estimated for the target inputs."""
         from transferkit.finetune.adabn import MAX_INPUTS, adapt_batchnorm, item_batches, subsample
 

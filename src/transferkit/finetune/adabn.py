@@ -25,14 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-
-from transferkit.jsontypes import JSONObject
 
 if TYPE_CHECKING:
     from transferkit.backbones.contract import Backbone
@@ -92,9 +90,18 @@ def input_statistics(model: nn.Module, batches: Iterable[object], forward: Calla
     return {n: mo.mean_var() for n, mo in moments.items() if mo.count}
 
 
+class AdaBNRecord(TypedDict):
+    """What AdaBN changed: the BatchNorm layers re-estimated, and the mean absolute change of their running
+    means and standard deviations (absent when the network has no BatchNorm layer: `layers` is 0)."""
+
+    layers: int
+    mean_shift: NotRequired[float]
+    std_shift: NotRequired[float]
+
+
 @torch.no_grad()
 def adapt_batchnorm(model: nn.Module, source_batches: Iterable[object], target_batches: Iterable[object],
-                    forward: Callable[[object], object]) -> JSONObject:
+                    forward: Callable[[object], object]) -> AdaBNRecord:
     """Re-estimate every BatchNorm layer's running statistics for the target (see the module's rule).
 
     `forward(batch)` runs the network on one batch (moving it to the device). Returns what changed:
