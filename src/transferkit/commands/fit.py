@@ -18,7 +18,7 @@ import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired, TypedDict
 
 import typer
 from rich.console import Console
@@ -35,6 +35,7 @@ if typing.TYPE_CHECKING:
     from transferkit.data.dataset import LabelledData
     from transferkit.estimators.transfer_estimator import Params, TransferEstimator
     from transferkit.metrics import Metrics
+    from transferkit.selection.keep import Comparison
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -198,6 +199,31 @@ def read_adapt_target(options: FitOptions) -> TargetInputs | None:
                        text_column=options.path_column, encoding=options.encoding, strict=options.strict)
 
 
+class StrategyRecord(TypedDict):
+    """`--strategy auto`'s decision as the bundle and the summary keep it: the rule and its figures (the
+    estimate, the measured fine-tuning rate: steps/s, None when not measured), what `keep_better`
+    compared, and the minutes the probe and the chosen fit took."""
+
+    strategy: str
+    rule: str
+    reason: str
+    estimated_minutes: float
+    measured_rate: float | None
+    keep: NotRequired[str]  # fine-tuning: the better on validation is kept (the rule in words)
+    probe_minutes: NotRequired[float]
+    actual_minutes: NotRequired[float]
+    compared: NotRequired[Comparison]  # `selection.keep.KeepRecord`'s keys
+    timeline: NotRequired[list[list[float | None]]]
+
+
+class FitDecisions(TypedDict, total=False):
+    """What fit decided for the user, saved beside the data's record in `transferkit.json`."""
+
+    ranking: JSONObject  # --backbone auto: `selection.Selection.to_dict()`, the table as written
+    strategy_decision: StrategyRecord
+    adapt_target: JSONObject  # --adapt-to: the target's summary (`adapt.target`) and its unreadable count
+
+
 @dataclasses.dataclass
 class FitResult:
     """What one `fit` produced: what its summary, its bundle and its report need."""
@@ -212,7 +238,7 @@ class FitResult:
     #: every input left out (data, fit, test, --adapt-to's target), by name → why
     skipped: dict[str, str]
     #: what --backbone auto / --strategy auto / --adapt-to decided, as the bundle records it
-    decisions: JSONObject
+    decisions: FitDecisions
 
 
 @dataclasses.dataclass
@@ -222,7 +248,7 @@ class _Choice:
     options: FitOptions
     estimator: TransferEstimator
     rival: TransferEstimator | None
-    decisions: JSONObject
+    decisions: FitDecisions
 
 
 def run_fit(options: FitOptions, *, out: Console = console) -> JSONObject:
@@ -413,7 +439,7 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
     the target's inputs) and `--strategy auto`; the estimator they choose, built once."""
     from transferkit.options import is_auto_backbone, with_backbone
 
-    decisions: JSONObject = {}
+    decisions: FitDecisions = {}
     if is_auto_backbone(options):
         if options.weights:
             raise ConfigError("--weights applies to one backbone; with --backbone auto name controls as "
@@ -447,7 +473,7 @@ def _choose(options: FitOptions, dataset: LabelledData, splits: dict[str, list[i
 
 
 def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[str, list[int]], *,
-                     out: Console | None) -> tuple[FitOptions, TransferEstimator, JSONObject]:
+                     out: Console | None) -> tuple[FitOptions, TransferEstimator, StrategyRecord]:
     """`--strategy auto` (`selection.choose_strategy`) on these options: the fine-tuning estimator it
     measures is the one fitted when chosen. Fine-tuning, when chosen, keeps the probe it starts from
     instead if that scores higher on validation."""
@@ -463,7 +489,7 @@ def _decide_strategy(options: FitOptions, dataset: LabelledData, splits: dict[st
         device=_device_kind(options))
     if out is not None:
         out.print(f"[bold]--strategy auto:[/] {decision}")
-    record: JSONObject = {"strategy": decision.strategy, "rule": decision.rule, "reason": decision.reason,
+    record: StrategyRecord = {"strategy": decision.strategy, "rule": decision.rule, "reason": decision.reason,
                               "estimated_minutes": decision.estimated_minutes, "measured_rate": rate}
     if decision.strategy != "finetune":
         chosen = dataclasses.replace(options, strategy=decision.strategy)

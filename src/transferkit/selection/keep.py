@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypedDict
 
-from transferkit.jsontypes import JSONObject
-
 if TYPE_CHECKING:
     from transferkit.adapt.dev import DevScore
     from transferkit.data.dataset import LabelledData
     from transferkit.estimators.transfer_estimator import TransferEstimator
+
+
+class KeepRecord(TypedDict, total=False):
+    """What `keep_better` writes into the strategy decision's record (`commands.fit.StrategyRecord`): the
+    comparison, and fine-tuning's timeline ([epoch, seconds, validation accuracy]) whichever was kept."""
+
+    compared: Comparison
+    timeline: list[list[float | None]]
 
 
 class Comparison(TypedDict, total=False):
@@ -28,7 +34,7 @@ class Comparison(TypedDict, total=False):
 
 
 def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: LabelledData,
-                record: JSONObject, *, train: LabelledData | None = None,
+                record: KeepRecord, *, train: LabelledData | None = None,
                 target: list[object] | None = None) -> TransferEstimator:
     """The better on `valid` of two fitted estimators, the comparison written into `record`. The probe's
     figure is from before its head was refitted on train + validation (scored on data it was fitted to,
