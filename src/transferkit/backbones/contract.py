@@ -23,7 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypedDict, TypeVar, cast
 
 import torch
 from torch import nn
@@ -67,6 +67,16 @@ def _no_context(batch: object) -> tuple[dict[str, torch.Tensor], None]:
 
 def _rows_are_features(rows: torch.Tensor, context: object) -> torch.Tensor:
     return rows
+
+
+class InputNotes(TypedDict, total=False):
+    """What preprocessing did to the inputs that the user should hear about (`Backbone.input_notes`), kept in
+    the fit report and the summary. Text backbones: the long-text policy (`truncate` or `chunk`), the
+    model's window in tokens, and how many texts were cut. Other modalities take every input whole: {}."""
+
+    long_text: str
+    max_tokens: int
+    truncated_texts: int
 
 
 @dataclass(frozen=True)
@@ -225,7 +235,7 @@ class Backbone(nn.Module, ABC, Generic[SampleT, BatchT]):
         """Widths of the blocks of `forward_features` that a head should weigh equally (one block here)."""
         return [int(self.num_features)]
 
-    def input_notes(self, items: Sequence[object]) -> dict[str, int | str]:
+    def input_notes(self, items: Sequence[object]) -> InputNotes:
         """What preprocessing did to `items` that the user should hear about, as counts (text: how
         many were cut at the model's window). Empty for backbones that take every input whole."""
         return {}

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.contract import Backbone, GraphParts, random_weights_id
+from transferkit.backbones.contract import Backbone, GraphParts, InputNotes, random_weights_id
 from transferkit.backbones.registry import (
     HUB,
     PRETRAINED,
@@ -380,7 +380,7 @@ class SentenceTransformerBackbone(Backbone[str, dict[str, torch.Tensor]]):
             return sum(1 for n in lengths if math.ceil(max(n - 2 - self.chunk_overlap, 1) / step) > self.max_chunks)
         return sum(1 for n in lengths if n > self.max_seq_length)
 
-    def input_notes(self, items: Sequence[object]) -> dict[str, int | str]:
+    def input_notes(self, items: Sequence[object]) -> InputNotes:
         """The long-text policy, the window, and how many texts it cut."""
         return {"long_text": self.long_text, "max_tokens": self.max_seq_length,
                 "truncated_texts": self.count_truncated([str(t) for t in items])}

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.contract import Backbone
+from transferkit.backbones.contract import Backbone, InputNotes
 from transferkit.backbones.registry import build_backbone, register_resolver
 from transferkit.backbones.spec import GRID, BackboneSpec
 from transferkit.errors import BackboneError
@@ -123,8 +123,8 @@ class Concat(Backbone[tuple[object, ...], tuple[object, ...]]):
         for part, entry in zip(self.parts(), saved, strict=True):
             part.apply_preprocess_config(entry["preprocess"])
 
-    def input_notes(self, items: Sequence[object]) -> dict[str, int | str]:
-        notes: dict[str, int | str] = {}
+    def input_notes(self, items: Sequence[object]) -> InputNotes:
+        notes: InputNotes = {}
         for part in self.parts():
             notes.update(part.input_notes(items))
         return notes

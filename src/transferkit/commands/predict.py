@@ -28,10 +28,10 @@ from transferkit.commands._flags import (
     cache_arg,
     with_batch_adaptation,
 )
-from transferkit.jsontypes import JSONObject
 from transferkit.params import ADAPT_BATCH, AS_JSON, CACHE_DIR, ENCODING, ENGINE, NO_CACHE
 
 if TYPE_CHECKING:
+    from transferkit.backbones.contract import InputNotes
     from transferkit.estimators.transfer_estimator import TransferEstimator
     from transferkit.metrics import PredictionRow
 
@@ -172,7 +172,7 @@ def _notes_after(clf: TransferEstimator, items: Sequence[object]) -> list[str]:
 
     if clf.modality_ == "table":
         return column_notes(getattr(clf, "last_columns_", {}), "")
-    notes: JSONObject = {}
+    notes: InputNotes = {}
     for member in getattr(clf, "members_", [clf]):  # an ensemble: every member's backbone
         notes.update(member.backbone_.input_notes(items))
     if "long_text" not in notes:

@@ -11,13 +11,14 @@ when validation says so. The bundle holds every member's head and backbone refer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 
+from transferkit.backbones.contract import InputNotes
 from transferkit.cache import FeatureCache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import ConfigError, check_is_fitted
@@ -136,7 +137,7 @@ class EnsembleClassifier(TransferEstimator):
             extracted=sum(m.fit_report_.extracted for m in members), cached=sum(m.fit_report_.cached for m in members),
             precision=first.precision, extract_seconds=sum(m.fit_report_.extract_seconds for m in members),
             head_choice={m.backbone: m.fit_report_.head_choice.get("C") for m in members},
-            class_weighted=first.class_weighted, notes={k: v for m in members for k, v in m.fit_report_.notes.items()})
+            class_weighted=first.class_weighted, notes=_merged_notes(m.fit_report_.notes for m in members))
         self.train_class_counts_ = members[0].train_class_counts_
         return self
 
@@ -234,3 +235,11 @@ def _is_text(backbone: str) -> bool:
 
     entry = get_entry(backbone)
     return entry is not None and entry.modality == "text"
+
+
+def _merged_notes(notes: Iterable[InputNotes]) -> InputNotes:
+    """The members' input notes in one record (a later member's value for a key wins, as before)."""
+    merged: InputNotes = {}
+    for n in notes:
+        merged.update(n)
+    return merged

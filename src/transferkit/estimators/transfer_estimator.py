@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from transferkit.backbones.contract import InputNotes
 from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, InputError, TransferkitError, check_is_fitted
@@ -78,7 +79,7 @@ class FitReport:
     head_choice: HeadChoice | dict[str, float | None] = field(default_factory=dict)
     class_weighted: bool = False
     #: what preprocessing did to the inputs (text: truncation), from `Backbone.input_notes`
-    notes: JSONObject = field(default_factory=dict)
+    notes: InputNotes = field(default_factory=lambda: InputNotes())
     #: augmented views of training inputs the head was also trained on
     augmented: int = 0
     #: the engine extraction ran on ("cache" when every feature was cached), and what it reported

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from transferkit.backbones.contract import Backbone
+from transferkit.backbones.contract import Backbone, InputNotes
 from transferkit.errors import BackboneError, ConfigError
 from transferkit.heads import HeadSpec, build_head
 from transferkit.jsontypes import JSONObject
@@ -103,7 +103,7 @@ class LogitsBackbone(Backbone):
     def to_batch_device(self, batch: object, device: torch.device) -> object:
         return self.inner.backbone.to_batch_device(batch, device)
 
-    def input_notes(self, items: Sequence[object]) -> JSONObject:
+    def input_notes(self, items: Sequence[object]) -> InputNotes:
         return self.inner.backbone.input_notes(items)
 
     def forward_features(self, batch: object) -> torch.Tensor:
