@@ -204,3 +204,16 @@ def test_settings_are_checked_by_their_declared_rules(settings: Any, name: str, 
 
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
         settings(**{name: bad}).validate()
+
+
+def test_the_fine_tuning_config_record_names_every_field_once() -> None:
+    """`FinetuneConfigRecord` (what `to_dict` returns, what bundles and run.json keep) lists exactly the
+    dataclass's fields: a field added to one and not the other fails here."""
+    from transferkit.finetune.config import FinetuneConfigRecord
+
+    fields = [f.name for f in dataclasses.fields(FinetuneConfig)]
+    assert list(FinetuneConfigRecord.__annotations__) == fields
+    config = FinetuneConfig(lora_targets=("query", "value"), epochs=3)
+    record = config.to_dict()
+    assert list(record) == fields and record["lora_targets"] == ["query", "value"]
+    assert FinetuneConfig.from_dict(dict(record)) == config

@@ -50,6 +50,7 @@ from transferkit.jsontypes import JSONObject
 if TYPE_CHECKING:
     from lightning.pytorch import Callback
 
+    from transferkit.finetune.checkpoint import RunParams, RunTarget
     from transferkit.finetune.datamodule import FinetuneData
     from transferkit.finetune.module import FinetuneModule
     from transferkit.finetune.trainer import TrainOutcome
@@ -615,12 +616,12 @@ class FinetunedClassifier(TransferEstimator):
                 raise ConfigError(f"--resume '{run_dir}' was trained with {before} (--adapt-to); this run gives "
                                   f"{now}: resume it with the same target, or start a new run")
         elif is_rank_zero():
+            targeted: RunTarget = {"target_fingerprint": target_print, "n_target": len(target)} if target else {}
             write_run(run_dir, {"status": "running", "data_source": data.source, "data_fingerprint": fingerprint,
-                                **({"target_fingerprint": target_print, "n_target": len(target)} if target else {}),
-                                "n_train": len(data), "params": self._params_record(),
+                                **targeted, "n_train": len(data), "params": self._params_record(),
                                 "backbone": self.backbone_reference_, "options": record})
 
-    def _params_record(self) -> JSONObject:
+    def _params_record(self) -> RunParams:
         return {"backbone": self.backbone, "weights": self.weights, "head": self.head, "seed": self.seed,
                 "batch_size": self.batch_size, "precision": self.precision, "training": self.config.to_dict()}
 
@@ -727,7 +728,7 @@ class FinetunedClassifier(TransferEstimator):
                       *, overwrite: bool) -> Path:
         """Into a run folder, the bundle lands beside its checkpoints (assembled aside, manifest moved last)."""
         from transferkit.bundle import MANIFEST, WEIGHTS, save_bundle
-        from transferkit.finetune.checkpoint import RUN_FILE, read_run, write_run
+        from transferkit.finetune.checkpoint import RUN_FILE, finish_run
 
         if not (path / RUN_FILE).is_file():
             return save_bundle(path, manifest, tensors, card, overwrite=overwrite)
@@ -738,8 +739,7 @@ class FinetunedClassifier(TransferEstimator):
                 os.replace(staged / name, path / name)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        run = read_run(path)
-        write_run(path, {**{k: v for k, v in run.items() if k != "kind"}, "status": "done"})
+        finish_run(path)
         return path
 
     @classmethod

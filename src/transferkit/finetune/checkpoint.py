@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NotRequired, TypeAlias, TypedDict
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -26,6 +26,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from transferkit.bundle import RUN_FILE, RUN_FILES, RUN_FORMAT, RUN_FORMAT_VERSION, is_bundle, is_run
 from transferkit.errors import BundleError, ConfigError
 from transferkit.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from transferkit.finetune.config import FinetuneConfigRecord
 
 #: the marker runs written before `format` existed carry (`"kind"`); still written for them
 RUN_KIND = RUN_FORMAT
@@ -69,8 +72,52 @@ def data_fingerprint(items: Sequence[object], labels: list[str]) -> str:
     return h.hexdigest()
 
 
-def write_run(folder: Path, info: JSONObject) -> None:
+class RunParams(TypedDict):
+    """The estimator's parameters a run was started with (`FinetunedClassifier._params_record`)."""
+
+    backbone: str
+    weights: str | None
+    head: str
+    seed: int
+    batch_size: int
+    precision: str
+    training: FinetuneConfigRecord
+
+
+class RunTarget(TypedDict, total=False):
+    """--adapt-to: the target inputs' identity and count, in `run.json` (a resume must give the same)."""
+
+    target_fingerprint: str | None
+    n_target: int
+
+
+class RunRecord(TypedDict):
+    """What a new fine-tuning run writes into `run.json` (the format marker, its version and the files a run
+    owns are added by `write_run`): what is trained on what, so that `--resume` can check it is the same."""
+
+    status: str  # "running", then "done" (`finish_run`)
+    data_source: str | None
+    data_fingerprint: str
+    target_fingerprint: NotRequired[str | None]  # `RunTarget`'s keys
+    n_target: NotRequired[int]
+    n_train: int
+    params: RunParams
+    backbone: JSONObject  # `Backbone.describe()` and where its weights came from, as bundles record it
+    options: JSONObject  # `FitOptions.to_record()`, the run's options as --config would give them
+
+
+def write_run(folder: Path, info: RunRecord) -> None:
     """Write `run.json` atomically, with the run format marker, its version and the files a run owns."""
+    _write_run_document(folder, {**info})
+
+
+def finish_run(folder: Path) -> None:
+    """Mark the run in `folder` done (its bundle is complete), keeping everything else its run.json says."""
+    run = read_run(folder)
+    _write_run_document(folder, {**{k: v for k, v in run.items() if k != "kind"}, "status": "done"})
+
+
+def _write_run_document(folder: Path, info: JSONObject) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     marked = {k: v for k, v in info.items() if k not in ("kind", "format", "format_version", "files")}
     data = {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, "kind": RUN_KIND,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TypedDict, cast
 
 from transferkit.jsontypes import JSONObject
 from transferkit.params import (
@@ -42,6 +43,51 @@ _DEVICES = Satisfies(lambda v: v == "auto" or (isinstance(v, int) and not isinst
                      "a positive number or 'auto'")
 _NAMES = Satisfies(lambda v: isinstance(v, tuple | list) and all(isinstance(n, str) and n for n in v),
                    "a list of module names")
+
+
+class FinetuneConfigRecord(TypedDict):
+    """`FinetuneConfig.to_dict()`: every field under its own name (`lora_targets` as a list), as bundles
+    (`finetune.config`) and `run.json` (`params.training`) keep it. `from_dict` reads it back, and older
+    records with keys of their own."""
+
+    freeze: str
+    head_init: str
+    keep: str
+    head_epochs: int
+    unfreeze_per_epoch: int
+    epochs: int
+    lr: float | str
+    layer_decay: float
+    optimizer: str
+    weight_decay: float
+    scheduler: str
+    warmup_epochs: float
+    label_smoothing: float
+    class_balance: str
+    l2sp_alpha: float
+    l2sp_beta: float
+    augment: bool
+    aug_scale_min: float
+    aug_hflip: float
+    aug_color_jitter: float
+    peft: str | None
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_targets: list[str] | None
+    frozen_bn: str
+    bn_stats: str
+    channels_last: bool
+    input_size: int | None
+    devices: int | str
+    accelerator: str
+    num_workers: int | None
+    target_weight: float
+    mcc_temperature: float
+    adabn: bool
+    monitor: str
+    patience: int
+    lr_find_steps: int
 
 
 @dataclass(frozen=True)
@@ -130,11 +176,11 @@ class FinetuneConfig:
         check_declared(self)
         return self
 
-    def to_dict(self) -> JSONObject:
+    def to_dict(self) -> FinetuneConfigRecord:
         values = dataclasses.asdict(self)
         if values["lora_targets"] is not None:
             values["lora_targets"] = list(values["lora_targets"])
-        return values
+        return cast(FinetuneConfigRecord, values)  # asdict's keys are the fields (a test checks the two agree)
 
     @classmethod
     def from_dict(cls, values: JSONObject) -> FinetuneConfig:
