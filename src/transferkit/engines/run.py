@@ -43,6 +43,9 @@ class GraphRunner(ABC):
     precision: str
     path: Path
     input_names: tuple[str, ...]
+    #: give back a batch's intermediate tensors after each call instead of keeping them for the next
+    #: (which then allocates them again): set while another engine runs between this one's calls (a race)
+    release_after_run: bool = False
 
     @abstractmethod
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray: ...
@@ -50,6 +53,7 @@ class GraphRunner(ABC):
     def output_width(self) -> int | None:
         """The last dimension of the first output as the graph declares it (None when symbolic)."""
         return None
+
 
     def _arrays(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in inputs]
@@ -94,7 +98,13 @@ class OnnxRuntimeRunner(GraphRunner):
         return shape[-1] if shape and isinstance(shape[-1], int) else None
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        out = self.session.run(None, self._arrays(inputs))[0]
+        options = None
+        if self.release_after_run:  # the arena's chunks go back at the end of the run (the arena stays on)
+            import onnxruntime as ort
+
+            options = ort.RunOptions()
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        out = self.session.run(None, self._arrays(inputs), options)[0]
         return np.asarray(out, dtype=np.float32)
 
 
@@ -187,8 +197,11 @@ class OpenVINORunner(GraphRunner):
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         with keep_signal_stack():
             self.request.infer(self._arrays(inputs))
-        # the output buffer is reused by the next call: copy it out
-        return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+            # the output buffer is reused by the next call: copy it out
+            out = np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+            if self.release_after_run:
+                self.compiled.release_memory()
+        return out
 
 
 def unreadable_graph(path: Path, exc: BaseException) -> Exception:
