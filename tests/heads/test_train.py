@@ -49,3 +49,32 @@ def test_mlp_is_deterministic_for_a_seed() -> None:
     b, _ = fit_head(parse_head("mlp:16"), X, y, X[:10], y[:10], 2, weights=None, seed=3)
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("text", ["linear", "mlp:8"])
+def test_rows_train_the_same_head_as_their_copy_without_copying_them(text: str) -> None:
+    import tracemalloc
+
+    from transferkit.heads import HeadTraining, Rows, train_probe
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(300, 2000)).astype(np.float32)
+    y_all = (values[:, 0] > 0).astype(np.int64)
+    tr, va = np.arange(0, 300, 2)[::-1].copy(), np.arange(1, 300, 2)
+    training = HeadTraining(c_grid=(0.1, 1.0), epochs=3)
+
+    def fit(by_rows: bool) -> tuple[object, int]:
+        tracemalloc.start()
+        X, X_val = (Rows(values, tr), Rows(values, va)) if by_rows else (values[tr], values[va])
+        fitted = train_probe(parse_head(text), X, y_all[tr], X_val, y_all[va], 2, seed=0, training=training)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return fitted, peak
+
+    fit(True)  # first-call allocations (lazy imports, caches) out of the way
+    (copied, copy_peak), (by_rows, rows_peak) = fit(False), fit(True)
+    for a, b in zip(copied.head.state_dict().values(), by_rows.head.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert copied.choice == by_rows.choice
+    if text == "linear":  # the rows are read a block at a time: no copy of them all beside the matrix
+        assert rows_peak < copy_peak - 0.9 * values.nbytes

@@ -33,7 +33,16 @@ from transferkit.estimators.transfer_estimator import (
     as_labelled_data,
 )
 from transferkit.features import ExtractOptions, Features, extract_features
-from transferkit.heads import FittedProbe, HeadChoice, HeadSpec, build_head, class_weights, parse_head, train_probe
+from transferkit.heads import (
+    FittedProbe,
+    HeadChoice,
+    HeadSpec,
+    Rows,
+    build_head,
+    class_weights,
+    parse_head,
+    train_probe,
+)
 from transferkit.jsontypes import JSONObject
 from transferkit.params import (
     ADAPT_BATCH,
@@ -222,7 +231,9 @@ class TransferClassifier(TransferEstimator):
         plain_idx = tr_idx
         if self.augment:
             values, y_all, tr_idx = self._with_views(data, train_ok, tr_idx, values, y_all, report)
-        probe = train_probe(spec, values[tr_idx], y_all[tr_idx], values[va_idx], y_all[va_idx], len(self.classes_),
+        # the rows as indices into the features, read a block at a time (no copy of the training rows)
+        probe = train_probe(spec, Rows(values, tr_idx), y_all[tr_idx], Rows(values, va_idx), y_all[va_idx],
+                            len(self.classes_),
                             class_weight=self.class_weight, seed=self.seed, blocks=self.backbone_.feature_blocks())
         views_choice: ViewsChoice | None = None
         if self.augment:
@@ -387,7 +398,7 @@ class TransferClassifier(TransferEstimator):
         if not len(va_idx) or chosen_val_accuracy(choice) is None:
             return probe, views_idx, {"used": n_views, "why": "asked for; no validation score to weigh them "
                                       "against (no validation split, or a head that records none)"}
-        plain = train_probe(spec, values[plain_idx], y_all[plain_idx], values[va_idx], y_all[va_idx],
+        plain = train_probe(spec, Rows(values, plain_idx), y_all[plain_idx], Rows(values, va_idx), y_all[va_idx],
                             len(self.classes_), class_weight=self.class_weight, seed=self.seed,
                             blocks=self.backbone_.feature_blocks())
         plain_choice = plain.choice
