@@ -31,8 +31,9 @@ def test_engines_taking_turns_in_a_race_keep_no_buffers_between_their_runs(graph
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Each engine of a race gives a batch's buffers back after its run, so two engines' buffers are
     never held at once; the one chosen keeps them again for the batches that follow."""
-    from tests.engines.conftest import backbone, inputs_for, options
+    from tests.engines.conftest import inputs_for, options
 
+    from transferkit.backbones import create_backbone
     from transferkit.engines import select
     from transferkit.features import extract_features
 
@@ -54,7 +55,7 @@ def test_engines_taking_turns_in_a_race_keep_no_buffers_between_their_runs(graph
 
     monkeypatch.setattr(select._Timed, "run", run)
     monkeypatch.setattr(select, "_race_winner", race_winner)
-    b = backbone("efficientnet_lite0")
+    b = create_backbone("resnet10t", weights="random")  # small: the race is what is looked at
     feats = extract_features(b, inputs_for(b, 12), options=options(precision="fp32"))
     assert {label for label, _ in during_race} >= {"onnxruntime fp32", "openvino fp32"}
     assert all(released for _, released in during_race), during_race
