@@ -91,9 +91,10 @@ class TransferClassifier(TransferEstimator):
 
     Domain adaptation: `fit(X, y, X_target=T)` also extracts the features of T, unlabelled inputs
     from where the model will be used, and fits the alignment `adapt_method` names (`adapt.align`:
-    auto = per-domain standardisation, standardize, coral, self-training, none) that maps the
+    auto = per-domain standardisation, standardize, coral, self-training, mcc, none) that maps the
     target's features into the training data's; the head is trained on the training data's own
-    features (T never enters labels, validation or the head's choice of settings) and the alignment
+    features (T never enters labels, validation or the head's choice of settings; self-training and
+    mcc then fine-tune it on T's aligned features, without labels) and the alignment
     sits in front of it in every prediction (`scoring_head`), in the bundle and in the export.
     `adapt_batch=True` (a runtime setting: `load(path, adapt_batch=True)`) instead standardises each
     batch given to `predict_proba` with its own statistics (test-time adaptation, at least
