@@ -284,7 +284,7 @@ def params_of(cls: type, overrides: Mapping[str, Param[object]] | None = None) -
 # -- the estimators' parameters ---------------------------------------------------------------------------
 
 #: `adapt_method`'s choices (`transferkit.adapt.align` implements them)
-ADAPT_METHODS = ("auto", "standardize", "coral", "self-training", "none")
+ADAPT_METHODS = ("auto", "standardize", "coral", "self-training", "mcc", "none")
 PROBE_PRECISIONS = ("auto", "bf16", "fp32", "int8")
 FUSIONS = ("concat", "gated")
 
@@ -332,7 +332,9 @@ DEVICE: Param[str | None] = param(None, "torch device to run on (default: the be
 ADAPT_METHOD: Param[str] = param(
     "auto", "With --adapt-to: auto (per-domain standardisation, the shift shrunk by James-Stein: nothing moves where "
     "the target differs by no more than its sampling noise), standardize (plain), coral (CORAL with shrunk "
-    "covariances), self-training (CORAL + confident target pseudo-labels) or none.", "--adapt-method",
+    "covariances), self-training (CORAL + confident target pseudo-labels), mcc (James-Stein "
+    "standardisation, then the linear head fine-tuned with Minimum Class Confusion on the target) or none.",
+    "--adapt-method",
     rules=OneOf(ADAPT_METHODS), modalities=SINGLE, strategies=("probe",))
 ADAPT_BATCH: Param[bool] = param(False, "Standardise each batch given to predict with its own statistics (test-time "
                                  "adaptation to a new domain).", rules=FLAG)

@@ -141,3 +141,26 @@ def test_auto_aligns_only_a_target_that_differs(cli, image_folder: Path, target:
         applied[name] = (adaptation["applied"], adaptation["mean_shrinkage"])
     assert applied["same"] == ("none", 0.0), applied
     assert applied["paler"][0] == "standardize (shrunk)" and applied["paler"][1] > 0.9, applied
+
+
+def test_mcc_fine_tunes_the_head_and_the_bundle_carries_it(cli, image_folder: Path, target: Path,
+                                                           tmp_path: Path) -> None:
+    """--adapt-method mcc: James-Stein's map kept and the head changed (a plain fit's head differs), and
+    predict reads the saved model (map and head) as the fitted one."""
+    heads = {}
+    for method in ("mcc", "none"):
+        out = tmp_path / method
+        code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--adapt-method", method, "--out", out,
+                           "--no-cache")
+        assert code == 0, output
+        heads[method] = load_file(out / "model.safetensors")
+    record = json.loads((tmp_path / "mcc" / "transferkit.json").read_text())["adaptation"]
+    assert record["applied"] == "mcc" and record["alignment"] == "standardize (shrunk)", record
+    assert any(k.startswith("align.") for k in heads["mcc"]) and not any(k.startswith("align.") for k in heads["none"])
+    head = [k for k in heads["mcc"] if k.startswith("head") and k.endswith("weight")]
+    assert head, sorted(heads["mcc"])
+    assert not np.allclose(heads["mcc"][head[-1]].numpy(), heads["none"][head[-1]].numpy())
+    files = sorted(str(p) for p in target.rglob("*.png"))[:4]
+    code, output = cli("predict", tmp_path / "mcc", *files, "--json", "--no-cache", "--engine", "torch")
+    assert code == 0, output
+    assert len(json.loads(output[output.index("["):])) == 4

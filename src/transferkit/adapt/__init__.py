@@ -5,6 +5,7 @@
   affine map as a torch module (`AlignModule`), saved in bundles and exported inside the graph;
 - `shift_test`: whether the target differs at all (KS on principal components, Bonferroni), `auto`'s first question;
 - `selftrain`: class-balanced self-training on confident target pseudo-labels (an option);
+- `mcc`: the linear head fine-tuned with Minimum Class Confusion on the aligned target (an option);
 - `target`: reading TARGET, the user's unlabelled inputs of the target domain, in any layout.
 
 Below the estimators (which use it) and above features and data (which it reads with).

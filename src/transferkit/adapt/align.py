@@ -370,7 +370,7 @@ def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
                   blocks: list[int] | None = None, *, seed: int = 0) -> Alignment | BlockAlignment | None:
     """The alignment `method` fits (None for `none`; `auto`: James–Stein-shrunk standardisation, with the
     shift test's outcome in its first part's `info` — `auto_outcome` reads whether to apply it). Self-training
-    starts from CORAL's alignment.
+    starts from CORAL's alignment; `mcc` from auto's, applied whatever the test says.
 
     `blocks`: the widths of the feature blocks of a concatenation (`A+B`); each block is aligned on its
     own (the blocks come from different backbones), and CORAL falls back to standardisation on a
@@ -384,14 +384,14 @@ def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
     start = 0
     for width in widths:
         s, t = np.asarray(source)[:, start:start + width], np.asarray(target)[:, start:start + width]
-        if resolved == "auto":
+        if resolved in ("auto", "mcc"):  # mcc: the head is then fine-tuned on the aligned target (`adapt.mcc`)
             parts.append(fit_shrunk_standardize(s, t))
         elif resolved != "standardize" and width <= MAX_CORAL_DIM:
             parts.append(fit_coral(s, t))
         else:
             parts.append(fit_standardize(s, t))
         start += width
-    if resolved == "auto":  # one test over all blocks: the question is whether the target differs at all
+    if resolved in ("auto", "mcc"):  # one test over all blocks: the question is whether the target differs at all
         from transferkit.adapt.shift_test import detect_shift
 
         test = detect_shift(np.asarray(source), np.asarray(target), seed=seed)

@@ -103,7 +103,7 @@ def run_shift(data: Path, target: Path, *, backbone: str | None = None, adapt_me
     from transferkit.features import ExtractOptions, extract_features
     from transferkit.options import FitOptions, resolve
 
-    if adapt_method not in METHODS or adapt_method == "self-training":
+    if adapt_method not in METHODS or adapt_method in ("self-training", "mcc"):
         raise ConfigError(f"--adapt-method for shift: one of auto, standardize, coral, none; got {adapt_method!r}")
     if max_inputs < 10:
         raise ConfigError(f"--max-inputs must be at least 10; got {max_inputs}")

@@ -74,7 +74,7 @@ def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: l
     from transferkit.cache import resolve_cache
     from transferkit.features import ExtractOptions, extract_features
 
-    if method in ("self-training", "none"):
+    if method in ("self-training", "mcc", "none"):
         raise ConfigError(f"the curve aligns features (auto, standardize, coral); got --adapt-method {method}")
     backbone = build_backbone(model[0], weights=model[1], **({"seed": seed} if model[1] == "random" else {}))
     feats = extract_features(backbone, list(target), options=ExtractOptions(batch_size=batch_size, precision=precision,
