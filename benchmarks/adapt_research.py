@@ -206,6 +206,8 @@ def mcc(head: Head, source: np.ndarray, src_y: np.ndarray, target: np.ndarray, s
     batches of 64, 15 epochs over the target). Returns the predicted classes of `scored`."""
     import torch
 
+    from transferkit.adapt.mcc import minimum_class_confusion
+
     torch.manual_seed(seed)
     zs_ = torch.from_numpy(head.inner(source)).float()
     ys_ = torch.from_numpy(src_y).long()
@@ -218,18 +220,11 @@ def mcc(head: Head, source: np.ndarray, src_y: np.ndarray, target: np.ndarray, s
     opt = torch.optim.SGD([w, b, gamma, shift], lr=0.01, momentum=0.9, weight_decay=1e-3)
     logits = lambda z: (z * gamma + shift) @ w.T + b  # noqa: E731
     gen = torch.Generator().manual_seed(seed)
-    k = head.w.shape[0]
     for _ in range(15):
         for batch in torch.randperm(len(zt), generator=gen).split(64):
             sb = torch.randint(0, len(zs_), (64,), generator=gen)
             ce = torch.nn.functional.cross_entropy(logits(zs_[sb]), ys_[sb])
-            prob = torch.softmax(logits(zt[batch]) / 2.5, 1)
-            ent = -(prob * torch.log(prob + 1e-5)).sum(1)
-            weight = 1 + torch.exp(-ent)
-            weight = (len(batch) * weight / weight.sum()).unsqueeze(1)
-            conf = (prob * weight).T @ prob
-            conf = conf / conf.sum(1, keepdim=True)
-            loss = ce + tradeoff * (conf.sum() - conf.trace()) / k
+            loss = ce + tradeoff * minimum_class_confusion(logits(zt[batch]))
             opt.zero_grad()
             loss.backward()
             opt.step()

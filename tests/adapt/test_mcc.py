@@ -1,12 +1,14 @@
-"""`adapt.mcc`: the linear head fine-tuned with Minimum Class Confusion on fixed target features."""
+"""`adapt.mcc`: the MCC loss against its formula and lower once trained on (fine-tuning with a target
+trains on it too); the linear head fine-tuned with Minimum Class Confusion on fixed target features."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from transferkit.adapt.mcc import class_confusion, mcc_head
+from transferkit.adapt.mcc import mcc_head, minimum_class_confusion
 from transferkit.errors import ConfigError
 from transferkit.heads import build_head, parse_head, train_probe
 
@@ -26,27 +28,45 @@ def _logits(head: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
         return head(torch.from_numpy(x))
 
 
-def test_class_confusion_against_its_formula() -> None:
-    z = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.4, 0.0]])
+def test_mcc_against_the_formula() -> None:
+    z = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-1.0, 3.0, 0.0], [0.0, 0.0, 2.5]])
     p = torch.softmax(z / 2.5, 1)
-    w = 1 + torch.exp((p * torch.log(p + 1e-5)).sum(1))
-    w = 2 * w / w.sum()
-    c = (p * w[:, None]).T @ p
+    h = -(p * torch.log(p + 1e-5)).sum(1)
+    w = 1 + torch.exp(-h)
+    w = 4 * w / w.sum()
+    c = sum(w[i] * torch.outer(p[i], p[i]) for i in range(4))
     c = c / c.sum(1, keepdim=True)
-    assert class_confusion(z).item() == pytest.approx(((c.sum() - c.trace()) / 3).item(), rel=1e-6)
-    assert class_confusion(torch.eye(3) * 100) < 0.01 < class_confusion(torch.zeros(3, 3))
+    expected = (c.sum() - c.trace()) / 3
+    assert minimum_class_confusion(z).item() == pytest.approx(expected.item(), rel=1e-6)
+    confident = torch.eye(3) * 40.0  # three confident predictions of three different classes
+    assert minimum_class_confusion(confident) < 0.01 < minimum_class_confusion(torch.zeros(3, 3))
+
+
+def test_mcc_decreases_when_trained_on() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(64, 5)
+    head = nn.Linear(5, 4)
+    opt = torch.optim.Adam(head.parameters(), lr=0.1)
+    losses = []
+    for _ in range(60):
+        loss = minimum_class_confusion(head(x))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
 
 
 def test_mcc_lowers_the_targets_confusion_where_source_training_alone_does_not(monkeypatch) -> None:
     source, y, target, _ = _domains()
     probe = train_probe(parse_head("linear"), source, y, source[:0], y[:0], 3, class_weight="none", seed=0)
-    before = class_confusion(_logits(probe.head, target)).item()
+    before = minimum_class_confusion(_logits(probe.head, target)).item()
     adapted = mcc_head(probe.head, source, y, target, seed=0)
-    after = class_confusion(_logits(adapted, target)).item()
+    after = minimum_class_confusion(_logits(adapted, target)).item()
     import transferkit.adapt.mcc as mcc
 
     monkeypatch.setattr(mcc, "TRADEOFF", 0.0)  # the same schedule, cross-entropy alone
-    source_only = class_confusion(_logits(mcc_head(probe.head, source, y, target, seed=0), target)).item()
+    source_only = minimum_class_confusion(_logits(mcc_head(probe.head, source, y, target, seed=0), target)).item()
     assert after < 0.85 * before and after < 0.95 * source_only
 
 

@@ -40,15 +40,22 @@ LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-3
 BATCH, EPOCHS = 64, 15
 
 
-def class_confusion(logits: torch.Tensor) -> torch.Tensor:
-    """The MCC loss of one batch of target logits (see the module docstring)."""
-    prob = torch.softmax(logits / TEMPERATURE, dim=1)
-    entropy = -(prob * torch.log(prob + 1e-5)).sum(dim=1)
-    weight = 1 + torch.exp(-entropy)
-    weight = (len(prob) * weight / weight.sum()).unsqueeze(1)
-    confusion = (prob * weight).T @ prob
+def minimum_class_confusion(logits: torch.Tensor, temperature: float = TEMPERATURE) -> torch.Tensor:
+    """L_MCC of a batch of target logits [B, C] (0 without confusion). With Ŷ = softmax(Z / T), each row
+    weighted by w_i = B (1 + exp(−H(Ŷ_i))) / Σ_j (1 + exp(−H(Ŷ_j))) (the weights are constants of the
+    step, as in the paper's code), C = Ŷᵀ diag(w) Ŷ normalised per row, the loss is the mass off the
+    diagonal divided by the number of classes. Fine-tuning with a target (`finetune.module`) trains on it
+    too."""
+    if logits.dim() != 2:
+        raise ValueError(f"expected logits of shape [batch, classes]; got {tuple(logits.shape)}")
+    batch, classes = logits.shape
+    probs = torch.softmax(logits.float() / temperature, dim=1)
+    entropy = -(probs * torch.log(probs + 1e-5)).sum(1).detach()
+    weight = 1.0 + torch.exp(-entropy)
+    weight = batch * weight / weight.sum()
+    confusion = (probs * weight[:, None]).T @ probs
     confusion = confusion / confusion.sum(dim=1, keepdim=True)
-    return (confusion.sum() - confusion.trace()) / prob.shape[1]
+    return (confusion.sum() - confusion.trace()) / classes
 
 
 def mcc_head(head: nn.Module, source: np.ndarray, labels: np.ndarray, target: np.ndarray, *, seed: int,
@@ -82,7 +89,7 @@ def mcc_head(head: nn.Module, source: np.ndarray, labels: np.ndarray, target: np
         for batch in torch.randperm(len(zt), generator=gen).split(BATCH):
             rows = torch.randint(0, len(zs), (BATCH,), generator=gen)
             loss = nn.functional.cross_entropy(logits(zs[rows]), ys[rows], weight=weights)
-            loss = loss + TRADEOFF * class_confusion(logits(zt[batch]))
+            loss = loss + TRADEOFF * minimum_class_confusion(logits(zt[batch]))
             opt.zero_grad()
             loss.backward()
             opt.step()

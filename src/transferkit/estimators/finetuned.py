@@ -268,7 +268,7 @@ class FinetunedClassifier(TransferEstimator):
 
         `X_target`: unlabelled inputs of the domain the model will be used on (`fit --adapt-to`).
         Each labelled batch then has a target batch beside it, on which the Minimum Class Confusion
-        loss trains (weight `training.target_weight`; `transferkit.finetune.mcc`), and after
+        loss trains (weight `training.target_weight`; `transferkit.adapt.mcc`), and after
         training the BatchNorm statistics are re-estimated on them (AdaBN, `training.adabn`;
         `transferkit.finetune.adabn`). They never enter the labels, validation or the probe's fit.
         """

@@ -14,9 +14,9 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from transferkit.adapt.mcc import minimum_class_confusion
 from transferkit.finetune.config import FinetuneConfig
 from transferkit.finetune.freeze import set_frozen_bn_eval
-from transferkit.finetune.mcc import minimum_class_confusion
 from transferkit.finetune.model import FinetuneModel
 from transferkit.finetune.optim import (
     LPFT_BACKBONE_LR,
@@ -124,7 +124,7 @@ class FinetuneModule(pl.LightningModule):
         return self.l2sp()
 
     def target_loss(self, x_target: object) -> torch.Tensor:
-        """Minimum Class Confusion on a batch of unlabelled target inputs (`transferkit.finetune.mcc`)."""
+        """Minimum Class Confusion on a batch of unlabelled target inputs (`transferkit.adapt.mcc`)."""
         return minimum_class_confusion(self(x_target), self.config.mcc_temperature)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
