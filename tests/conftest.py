@@ -17,8 +17,6 @@ from PIL import Image
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (`make test` runs `-n auto`), each worker gets its share of the cores, so that N
     workers of PyTorch do not each start one thread per core."""
-    config.addinivalue_line("markers", "private_engines: the test keeps its exported graphs and remembered engine "
-                            "choices in its own cache (`<cache>/engines`), not in the engines folder its worker shares")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         import torch
@@ -50,25 +48,15 @@ def make_image_folder(root: Path, n_per_class: int = 10, size: tuple[int, int] =
     return root
 
 
-@pytest.fixture(scope="session")
-def shared_engines(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One engines folder (`$TRANSFERKIT_ENGINES`: exported graphs, remembered engine choices) per worker: a
-    backbone's graph is exported, compiled and raced once per worker, not once per test that extracts
-    `AUTO_MIN_ITEMS` inputs or more (one worker runs its tests one at a time: no concurrent writer)."""
-    return tmp_path_factory.mktemp("engines")
-
-
 @pytest.fixture(autouse=True)
-def _isolated_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                    monkeypatch: pytest.MonkeyPatch, shared_engines: Path) -> None:
-    """Every test gets a private default feature cache (never the user's ~/.cache); its exported graphs go
-    to its worker's `shared_engines`, unless it is marked `private_engines` (a test of the engines folder
-    itself), which keeps them in its own cache (`<cache>/engines`, or its own `--cache-dir`'s)."""
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets a private default feature cache (never the user's ~/.cache), and its exported graphs
+    and engine choices in it (`<cache>/engines`), whatever `$TRANSFERKIT_ENGINES` the user has set. Sharing
+    one engines folder per worker was measured and does not pay: a graph exported by one test makes every
+    later small run of that backbone race the engines (`AUTO_MIN_ITEMS`), which costs more than the exports
+    it saves, and makes the engine a small test runs on depend on the tests before it."""
     monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-    if request.node.get_closest_marker("private_engines") is None:
-        monkeypatch.setenv("TRANSFERKIT_ENGINES", str(shared_engines))
-    else:
-        monkeypatch.delenv("TRANSFERKIT_ENGINES", raising=False)
+    monkeypatch.delenv("TRANSFERKIT_ENGINES", raising=False)
 
 
 @pytest.fixture(scope="session")
