@@ -50,8 +50,13 @@ def make_image_folder(root: Path, n_per_class: int = 10, size: tuple[int, int] =
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets a private default feature cache (never the user's ~/.cache)."""
+    """Every test gets a private default feature cache (never the user's ~/.cache), and its exported graphs
+    and engine choices in it (`<cache>/engines`), whatever `$TRANSFERKIT_ENGINES` the user has set. Sharing
+    one engines folder per worker was measured and does not pay: a graph exported by one test makes every
+    later small run of that backbone race the engines (`AUTO_MIN_ITEMS`), which costs more than the exports
+    it saves, and makes the engine a small test runs on depend on the tests before it."""
     monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("TRANSFERKIT_ENGINES", raising=False)
 
 
 @pytest.fixture(scope="session")

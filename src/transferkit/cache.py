@@ -75,7 +75,8 @@ _WHOLE_SHARD = 0.25
 
 
 def default_cache_dir() -> Path:
-    """`$TRANSFERKIT_CACHE`, else `$XDG_CACHE_HOME/transferkit`, else `~/.cache/transferkit`."""
+    """`$TRANSFERKIT_CACHE`, else `$XDG_CACHE_HOME/transferkit`, else `~/.cache/transferkit`. Exported
+    graphs go under its `engines/`, or `$TRANSFERKIT_ENGINES` (`engines.graphs.engines_dir`)."""
     env = os.environ.get("TRANSFERKIT_CACHE")
     if env:
         return Path(env)

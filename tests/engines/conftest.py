@@ -48,9 +48,11 @@ def options(**kw: Any) -> ExtractOptions:
 
 @pytest.fixture()
 def graph_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """One cache root for the session's exported graphs (features themselves are not cached here)."""
+    """One cache root for the session's exported graphs (features themselves are not cached here), at
+    `root/engines` (not the worker's `shared_engines`: these tests read that folder)."""
     root = Path(os.environ.get("TK_TEST_GRAPHS") or tmp_path_factory.getbasetemp() / "graphs")
     monkeypatch.setenv("TRANSFERKIT_CACHE", str(root))
+    monkeypatch.setenv("TRANSFERKIT_ENGINES", str(root / "engines"))
     return root
 
 

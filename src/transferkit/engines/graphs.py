@@ -1,4 +1,4 @@
-"""A backbone's exported graph, paid once: cached on disk under `<cache root>/engines/`.
+"""A backbone's exported graph, paid once: cached on disk under `<cache root>/engines/` (or `$TRANSFERKIT_ENGINES`).
 
 The key is everything the graph depends on: backbone name, weights sha256 (`weights_id`) and a
 digest of the weights as they are in memory (a fine-tuned copy keeps its `weights_id`, not its
@@ -29,9 +29,14 @@ FORMAT_VERSION = 1
 
 
 def engines_dir(root: str | Path | None = None) -> Path:
-    """Where exported graphs live: `<feature cache root>/engines`."""
+    """Where exported graphs (and the engine choices remembered) live: `$TRANSFERKIT_ENGINES` when set,
+    whatever the feature cache (one folder shared by several caches or projects: a graph is exported
+    once), else `<feature cache root>/engines`."""
     from transferkit.cache import default_cache_dir
 
+    shared = os.environ.get("TRANSFERKIT_ENGINES")
+    if shared:
+        return Path(shared)
     return Path(root) / "engines" if root is not None else default_cache_dir() / "engines"
 
 
