@@ -19,8 +19,8 @@ weight decay 1e-3) with batches of 64 target and 64 source rows, 15 passes over 
 the same seed, data and head give the same result on CPU.
 
 Measured (`benchmarks/adapt_research.py`, the README's adaptation table): after James–Stein
-standardisation it gained 1.7 points over it on unseen voices (speech) and 1.5 on unseen icon themes, and
-lost 2.9 on the synopses of unseen packages (debtext) — so it is an explicit method, not `auto`.
+standardisation it gained 2.0 points over it on unseen voices (speech) and 1.9 on unseen icon themes, and
+lost 3.7 on the synopses of unseen packages (debtext) — so it is an explicit method, not `auto`.
 """
 
 from __future__ import annotations
