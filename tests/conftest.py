@@ -20,8 +20,14 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         import torch
+        from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        # OpenBLAS (numpy's, and scipy's, loaded later) starts one spinning thread per core too: two
+        # workers' BLAS calls on 2 cores then wait on each other's spinning threads
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(share))
+        threadpool_limits(limits=share, user_api="blas")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
