@@ -27,6 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # OpenBLAS (numpy's, and scipy's, loaded later) starts one spinning thread per core too: two
         # workers' BLAS calls on 2 cores then wait on each other's spinning threads
         os.environ.setdefault("OPENBLAS_NUM_THREADS", str(share))
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))  # the CLI processes tests start: PyTorch's pool
         threadpool_limits(limits=share, user_api="blas")
 
 
