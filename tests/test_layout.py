@@ -18,8 +18,6 @@ TESTS = Path(__file__).parent
 
 #: module (relative to src/transferkit) → (the test file that exercises it, relative to tests/; why there)
 ELSEWHERE: dict[str, tuple[str, str]] = {
-    # tests/adapt/ belongs to the adaptation work under way on another branch
-    "adapt/selftrain.py": ("adapt/test_align.py", "self-training runs after alignment"),
     # the backbone family behind one registry: built and checked through `create_backbone`
     "backbones/registry.py": ("backbones/test_contract.py", "every registered entry built by name, close matches"),
     # declarations: one contract test over every declared option (flags, config fields, server limits)

@@ -7,19 +7,18 @@ import pytest
 import scipy.linalg
 import torch
 from sklearn.linear_model import LogisticRegression
+from tests.adapt.conftest import shifted_problem
 
 from transferkit.adapt import (
     MIN_BATCH_INPUTS,
     AlignModule,
     auto_outcome,
     batch_standardizer,
-    confident_pseudo_labels,
     fit_alignment,
     fit_coral,
     fit_shrunk_standardize,
     fit_standardize,
     resolve_method,
-    self_train,
     shrunk_covariance,
 )
 from transferkit.errors import ConfigError, DataError
@@ -64,37 +63,12 @@ def test_shrinkage_keeps_coral_stable_with_fewer_inputs_than_dimensions() -> Non
     assert np.abs(moved).max() < 100 * np.abs(source).max()
 
 
-def _shifted_problem(seed: int) -> tuple[np.ndarray, ...]:
-    """Two Gaussian classes (apart along dimension 0); the target is the same classes rotated by 30° in two
-    planes and moved by a constant offset (a class-independent shift)."""
-    rng = np.random.default_rng(seed)
-    d = 8
-    means = np.zeros((2, d))
-    means[1, 0] = 3.0
-    scales = np.linspace(1.0, 3.0, d)
-
-    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = rng.integers(0, 2, n)
-        return means[y] + rng.normal(size=(n, d)) * scales, y
-
-    xs, ys = draw(600)
-    xt, yt = draw(600)
-    rotation = np.eye(d)
-    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
-    for i, j in ((0, 1), (2, 5)):
-        plane = np.eye(d)
-        plane[i, i] = plane[j, j] = c
-        plane[i, j], plane[j, i] = -s, s
-        rotation = rotation @ plane
-    return xs, ys, xt @ rotation + 4.0, yt
-
-
 @pytest.mark.parametrize("method", ["standardize", "coral", "auto"])
 def test_alignment_recovers_accuracy_under_a_known_shift(method: str) -> None:
-    xs, ys, xt, yt = _shifted_problem(3)
+    xs, ys, xt, yt = shifted_problem(3)
     clf = LogisticRegression(max_iter=1000).fit(xs, ys)
     plain = clf.score(xt[300:], yt[300:])
-    source_level = clf.score(*_shifted_problem(4)[:2])
+    source_level = clf.score(*shifted_problem(4)[:2])
     alignment = fit_alignment(xs, xt[:300], method)  # fitted on one half of the target, scored on the other
     assert alignment is not None
     aligned = clf.score(alignment.apply(xt[300:]), yt[300:])
@@ -138,27 +112,6 @@ def test_batch_standardizer_refuses_small_batches() -> None:
     moved = batch_standardizer(batch, np.zeros(4), np.ones(4)).apply(batch)
     np.testing.assert_allclose(moved.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(moved.std(axis=0), 1, rtol=1e-4)
-
-
-def test_pseudo_labels_are_confident_and_class_balanced() -> None:
-    proba = np.array([[0.99, 0.01], [0.95, 0.05], [0.97, 0.03], [0.2, 0.8], [0.05, 0.95]])
-    index, labels = confident_pseudo_labels(proba, threshold=0.9, per_class=2)
-    assert index.tolist() == [0, 2, 4] and labels.tolist() == [0, 0, 1]
-
-
-def test_self_training_uses_only_target_predictions() -> None:
-    xs, ys, xt, yt = _shifted_problem(9)
-    alignment = fit_coral(xs, xt)
-    seen: list[np.ndarray] = []
-
-    def fit(x: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
-        seen.append(y)
-        return LogisticRegression(max_iter=1000).fit(x, y).predict_proba
-
-    predict, report = self_train(fit, xs, ys, alignment.apply(xt))
-    assert report.per_round and report.per_round[0] > 0
-    assert len(seen) == 1 + len(report.per_round)
-    assert (predict(alignment.apply(xt)).argmax(axis=1) == yt).mean() > 0.8
 
 
 def test_blocks_of_a_concatenation_are_aligned_each_on_its_own() -> None:

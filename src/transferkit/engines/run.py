@@ -54,7 +54,6 @@ class GraphRunner(ABC):
         """The last dimension of the first output as the graph declares it (None when symbolic)."""
         return None
 
-
     def _arrays(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in inputs]
         if missing:
