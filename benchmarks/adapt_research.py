@@ -199,37 +199,28 @@ def shot_im(head: Head, target: np.ndarray, scored: np.ndarray, beta: float, see
 
 def mcc(head: Head, source: np.ndarray, src_y: np.ndarray, target: np.ndarray, scored: np.ndarray,
         seed: int = 0, tradeoff: float = 1.0) -> np.ndarray:
-    """Minimum Class Confusion (Jin, Wang, Long & Wang, ECCV 2020) on fixed features: the head (its linear layer and
-    a per-feature affine map on its standardised input, both started where the fitted head is) trained on
-    source cross-entropy + the MCC loss of target batches (temperature 2.5, entropy-weighted class
-    correlation, trade-off 1: the paper's). SHOT's schedule above (SGD lr 0.01, momentum 0.9, wd 1e-3,
-    batches of 64, 15 epochs over the target). Returns the predicted classes of `scored`."""
+    """`--adapt-method mcc`'s head training (`transferkit.adapt.mcc.mcc_head`: Minimum Class Confusion, Jin,
+    Wang, Long & Wang, ECCV 2020, on the head's linear layer and a per-feature affine map on its standardised
+    input) from this head; `tradeoff=0.0`: the same schedule, source cross-entropy alone. Returns the
+    predicted classes of `scored`."""
     import torch
 
-    from transferkit.adapt.mcc import minimum_class_confusion
+    from transferkit.adapt import mcc as adapt_mcc
+    from transferkit.heads.head_spec import Standardize
 
-    torch.manual_seed(seed)
-    zs_ = torch.from_numpy(head.inner(source)).float()
-    ys_ = torch.from_numpy(src_y).long()
-    zt = torch.from_numpy(head.inner(target)).float()
-    zq = torch.from_numpy(head.inner(scored)).float()
-    w = torch.from_numpy(head.w).float().requires_grad_(True)
-    b = torch.from_numpy(head.b).float().requires_grad_(True)
-    gamma = torch.ones(zt.shape[1], requires_grad=True)
-    shift = torch.zeros(zt.shape[1], requires_grad=True)
-    opt = torch.optim.SGD([w, b, gamma, shift], lr=0.01, momentum=0.9, weight_decay=1e-3)
-    logits = lambda z: (z * gamma + shift) @ w.T + b  # noqa: E731
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(15):
-        for batch in torch.randperm(len(zt), generator=gen).split(64):
-            sb = torch.randint(0, len(zs_), (64,), generator=gen)
-            ce = torch.nn.functional.cross_entropy(logits(zs_[sb]), ys_[sb])
-            loss = ce + tradeoff * minimum_class_confusion(logits(zt[batch]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    standardize, linear = Standardize(len(head.mean)), torch.nn.Linear(head.w.shape[1], head.w.shape[0])
     with torch.no_grad():
-        return logits(zq).argmax(1).numpy()
+        standardize.mean.copy_(torch.from_numpy(head.mean))
+        standardize.std.copy_(torch.from_numpy(head.std))
+        linear.weight.copy_(torch.from_numpy(head.w))
+        linear.bias.copy_(torch.from_numpy(head.b))
+    kept, adapt_mcc.TRADEOFF = adapt_mcc.TRADEOFF, tradeoff
+    try:
+        tuned = adapt_mcc.mcc_head(torch.nn.Sequential(standardize, linear), source, src_y, target, seed=seed)
+    finally:
+        adapt_mcc.TRADEOFF = kept
+    with torch.no_grad():
+        return tuned(torch.from_numpy(np.asarray(scored, np.float32))).argmax(1).numpy()
 
 
 def nearest(c: np.ndarray, f: np.ndarray) -> np.ndarray:
