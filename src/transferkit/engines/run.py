@@ -91,18 +91,16 @@ class OnnxRuntimeRunner(GraphRunner):
         except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, InvalidGraph, NoSuchFile…
             raise unreadable_graph(self.path, exc) from exc
         self.input_names = tuple(i.name for i in self.session.get_inputs())
+        # what a run gets while `release_after_run`: the arena's chunks go back at its end (the arena stays on)
+        self._releasing = ort.RunOptions()
+        self._releasing.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def output_width(self) -> int | None:
         shape = self.session.get_outputs()[0].shape
         return shape[-1] if shape and isinstance(shape[-1], int) else None
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        options = None
-        if self.release_after_run:  # the arena's chunks go back at the end of the run (the arena stays on)
-            import onnxruntime as ort
-
-            options = ort.RunOptions()
-            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        options = self._releasing if self.release_after_run else None
         out = self.session.run(None, self._arrays(inputs), options)[0]
         return np.asarray(out, dtype=np.float32)
 
