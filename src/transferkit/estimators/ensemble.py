@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from transferkit.adapt.record import to_json as adaptation_json
 from transferkit.backbones.contract import InputNotes
 from transferkit.cache import FeatureCache
 from transferkit.data.dataset import LabelledData
@@ -176,9 +177,9 @@ class EnsembleClassifier(TransferEstimator):
     def summary(self) -> JSONObject:
         out = {**super().summary(), "backbone": " | ".join(m.backbone_.name for m in self.members_),
                "members": [m.backbone_.name for m in self.members_], "head": self.head}
-        adapted = [m.adaptation_ for m in self.members_ if getattr(m, "adaptation_", None) is not None]
+        adapted = [m.adaptation_ for m in self.members_ if getattr(m, "adaptation_", None) and m.adaptation_]
         if adapted:
-            out["adaptation"] = {**(adapted[0] or {}), "members": "each member aligned its own features"}
+            out["adaptation"] = {**adaptation_json(adapted[0]), "members": "each member aligned its own features"}
         return out
 
     # -- persistence --------------------------------------------------------------------------------

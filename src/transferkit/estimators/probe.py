@@ -18,6 +18,9 @@ import numpy as np
 import torch
 
 from transferkit.adapt import AlignModule, BlockAlignModule, alignment_from_tensors
+from transferkit.adapt.record import AdaptationRecord
+from transferkit.adapt.record import from_json as adaptation_from_json
+from transferkit.adapt.record import to_json as adaptation_json
 from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.cache import FeatureCache, resolve_cache
@@ -242,7 +245,7 @@ class TransferClassifier(TransferEstimator):
                                                              target)
         head: torch.nn.Module = probe.head
         self.align_: AlignModule | BlockAlignModule | None = None
-        self.adaptation_: JSONObject | None = None
+        self.adaptation_: AdaptationRecord | None = None
         if target is not None:
             source = values[np.flatnonzero(ok)].astype(np.float64)  # rows before the views: the same
             head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
@@ -331,10 +334,10 @@ class TransferClassifier(TransferEstimator):
         why = _WHY[self.adapt_method]
         alignment = fit_alignment(source, target, "coral" if method == "self-training" else method, seed=self.seed,
                                   blocks=self.backbone_.feature_blocks())
-        record: JSONObject = {"method": self.adapt_method, "why": why, "target_inputs": len(target),
-                                  "target_skipped": len(getattr(self, "target_skipped_", {}))}
+        record = AdaptationRecord(method=self.adapt_method, why=why, target_inputs=len(target),
+                                  target_skipped=len(getattr(self, "target_skipped_", {})))
         if method == "auto" and alignment is not None:  # the James-Stein factors, whether it moves anything or not
-            record.update(alignment.info or {})
+            record["statistics"] = dict(alignment.info or {})
             moved, record["why"] = auto_outcome(alignment)
             method = alignment.method if moved else "none"
             alignment = alignment if moved else None
@@ -342,7 +345,7 @@ class TransferClassifier(TransferEstimator):
         if alignment is not None:
             self.align_ = alignment.module().eval()
             record["alignment"] = alignment.method
-            record.update(alignment.info or {})
+            record["statistics"] = dict(alignment.info or {})
         if method == "mcc" and alignment is not None:  # James-Stein's map applied whatever the test said
             from transferkit.adapt.mcc import mcc_head
 
@@ -503,8 +506,9 @@ class TransferClassifier(TransferEstimator):
         out = {**super().summary(), "backbone": self.backbone_.name, "head": self.head,
                "class_weighted": self.fit_report_.class_weighted,
                "extract_seconds": round(self.fit_report_.extract_seconds, 2)}
-        if getattr(self, "adaptation_", None):
-            out["adaptation"] = self.adaptation_
+        adaptation: AdaptationRecord | None = getattr(self, "adaptation_", None)
+        if adaptation:
+            out["adaptation"] = adaptation_json(adaptation)
         return out
 
     # -- persistence --------------------------------------------------------------------------------
@@ -521,7 +525,7 @@ class TransferClassifier(TransferEstimator):
             "training": {**params, "n_train": report.n_train, "n_val": report.n_val,
                          "class_counts": self.train_class_counts_, "class_weighted": report.class_weighted,
                          "skipped": len(report.skipped), "precision": report.precision},
-            **({"adaptation": self.adaptation_} if getattr(self, "adaptation_", None) else {}),
+            **({"adaptation": adaptation_json(self.adaptation_)} if self.adaptation_ else {}),
         }
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -575,7 +579,7 @@ class TransferClassifier(TransferEstimator):
             raise BundleError(f"'{path}': its alignment takes {align.dim} features, its head "
                               f"{manifest['head']['in_features']}; the bundle was edited or damaged")
         clf.align_ = align.eval() if align is not None else None
-        clf.adaptation_ = manifest.get("adaptation")
+        clf.adaptation_ = adaptation_from_json(manifest.get("adaptation"))
         if "domain.source_mean" in tensors:
             clf.source_mean_ = tensors["domain.source_mean"].double().numpy()
             clf.source_std_ = tensors["domain.source_std"].double().numpy()
