@@ -9,20 +9,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.conftest import CliRun, run_cli
 
 CANDIDATES = "test_efficientnet@random,hog"
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One feature cache for the file: the table reuses what the JSON run extracted."""
+    """One feature cache for the file."""
     return tmp_path_factory.mktemp("rank-cache")
 
 
-def test_rank_json_says_the_pick_and_why(cli: Callable[..., tuple[int, str]], image_folder: Path,
-                                         cache: Path) -> None:
-    code, output = cli("rank", image_folder, "--backbones", CANDIDATES, "--metrics", "logme,leep", "--select",
-                       "logme", "--json", "--cache-dir", cache)
+@pytest.fixture(scope="module")
+def ranked(image_folder: Path, cache: Path) -> CliRun:
+    """The JSON ranking, run once for the file: it fills the cache the table's run then reads, whichever
+    test runs first or alone."""
+    return run_cli("rank", image_folder, "--backbones", CANDIDATES, "--metrics", "logme,leep", "--select",
+                   "logme", "--json", "--cache-dir", cache)
+
+
+def test_rank_json_says_the_pick_and_why(ranked: CliRun) -> None:
+    code, output = ranked
     assert code == 0, output
     report = json.loads(output[output.index("{"):])
     scores = {c["name"]: c["scores"]["logme"] for c in report["candidates"]}
@@ -35,12 +42,12 @@ def test_rank_json_says_the_pick_and_why(cli: Callable[..., tuple[int, str]], im
 
 
 def test_rank_prints_a_table_with_the_pick(cli: Callable[..., tuple[int, str]], image_folder: Path,
-                                           cache: Path) -> None:
+                                           cache: Path, ranked: CliRun) -> None:
     code, output = cli("rank", image_folder, "--backbones", CANDIDATES, "--metrics", "logme", "--cache-dir", cache)
     assert code == 0, output
     assert "transferability ranking" in output and "pick:" in output
     assert "test_efficientnet@random" in output and "hog" in output
-    assert "features from the cache (nothing extracted)" in output
+    assert "features from the cache (nothing extracted)" in output  # the JSON run (`ranked`) extracted them
 
 
 def test_rank_layers_lists_each_stage(cli: Callable[..., tuple[int, str]], image_folder: Path,
@@ -66,4 +73,5 @@ def test_a_table_is_refused(cli: Callable[..., tuple[int, str]], tmp_path: Path)
     table = tmp_path / "rows.csv"
     table.write_text("text,n,label\nred apple,1,a\ngreen leaf,2,b\n" * 4)
     code, output = cli("rank", table, "--modality", "table")
-    assert code == 2 and "one input column" in output, output
+    # rank's own words, not fit's refusal of `--backbone auto` on a table (a flag the user never gave)
+    assert code == 2 and "rank scores one input column at a time" in output and "--backbone" not in output, output

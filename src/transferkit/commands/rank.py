@@ -89,8 +89,7 @@ def run_rank(data: Path, *, backbones: str | None = None, metrics: str | None = 
     from transferkit.ranking.rank_backbones import ranking_options
 
     values = {"data": data, "path_column": path_column, "label_column": label_column, "modality": modality,
-              "text_column": text_column, "image_column": image_column, "audio_column": audio_column,
-              "backbone": "auto"}
+              "text_column": text_column, "image_column": image_column, "audio_column": audio_column}
     resolved = resolve(FitOptions.from_values({k: v for k, v in values.items() if v is not None}))
     if resolved.modality == "table":
         raise ConfigError("rank scores one input column at a time: give one of --text-column, --image-column "
