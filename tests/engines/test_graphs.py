@@ -13,8 +13,8 @@ from transferkit.engines.graphs import backbone_graph
 
 
 def test_the_exported_graph_is_reused_and_follows_the_weights(tmp_path: Path) -> None:
-    """In a root of its own: the worker's shared `graph_root` may hold this graph already (another test
-    exported it first), and the first call here must export."""
+    """A root of its own (not the worker's shared `graph_root`): another file's test exporting the same
+    random-init resnet10t there first would make the first export here a reuse."""
     graph_root = tmp_path
     b = create_backbone("resnet10t", weights="random")
     path, reused = backbone_graph(b, root=graph_root)
