@@ -269,10 +269,10 @@ def cli_rows(group: str, name: str, modality: str, splits: dict[str, tuple[list[
                    error=(scoring.stderr or scoring.stdout).strip().splitlines()[-1:])
             continue
         metrics = json.loads(scoring.stdout[scoring.stdout.index("{"):])
-        manifest = json.loads((run / "manifest.json").read_text()) if (run / "manifest.json").is_file() else {}
-        ranking = (manifest.get("decisions") or {}).get("ranking") or manifest.get("ranking") or {}
+        manifest = json.loads((run / "transferkit.json").read_text()) if (run / "transferkit.json").is_file() else {}
+        ranking = manifest.get("ranking") or {}
         record(f"{group}{' --adapt-to' if adapted else ''}", float(metrics["accuracy"]), took,
-               load_average_1min=round(os.getloadavg()[0], 1), backbone=manifest.get("backbone"),
+               load_average_1min=round(os.getloadavg()[0], 1), backbone=(manifest.get("backbone") or {}).get("name"),
                winner=ranking.get("winner"), criterion=ranking.get("criterion"))
 
 
