@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import unseen_data
 
-METHODS = ("auto", "standardize", "coral", "self-training", "none")
+METHODS = ("auto", "standardize", "coral", "self-training", "mcc", "none")
 SEED = 0
 
 
@@ -131,10 +131,12 @@ def accuracy(clf: Any, split: tuple[list[str], list[str]]) -> float:
 
 
 ROW_GROUPS = ("default", "adapt", "peers", "transductive", "control")
+#: row groups run through the CLI (long: only when named in --rows)
+CLI_GROUPS = ("finetune", "auto-backbone")
 
 
 def run_set(name: str, root: Path, quick: bool, out: Path, groups: tuple[str, ...] = ROW_GROUPS,
-            methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+            methods: tuple[str, ...] = METHODS, cache_root: Path | None = None) -> dict[str, Any]:
     from transferkit import TransferClassifier
     from transferkit.backbones.registry import DEFAULT_BACKBONES
     from transferkit.cache import FeatureCache
@@ -142,7 +144,7 @@ def run_set(name: str, root: Path, quick: bool, out: Path, groups: tuple[str, ..
     modality, splits = load_set(name, root, quick)
     backbone = DEFAULT_BACKBONES[modality]
     views = 2 if modality in ("image", "audio") else 0
-    cache = FeatureCache(out / "cache" / name)
+    cache = FeatureCache((cache_root or out / "cache") / name)
     a_idx, b_idx = halves(len(splits["test"][0]))
     half_a, half_b = take(splits["test"], a_idx), take(splits["test"], b_idx)
     print(f"\n== {name} ({modality}, {backbone}): train {len(splits['train'][0])}, val {len(splits['val'][0])}, "
@@ -204,7 +206,74 @@ def run_set(name: str, root: Path, quick: bool, out: Path, groups: tuple[str, ..
             clf = probe(adapt_method=method).fit(*train, X_target=control_a[0])
             record(f"control: adapt-{method}", accuracy(clf, control_b), 0.0,
                    alignment=clf.adaptation_.get("alignment"), why=clf.adaptation_.get("why"))
+    for group in ("finetune", "auto-backbone"):
+        if group in groups:
+            cli_rows(group, name, modality, splits, half_a, half_b, out, cache_root or out / "cache", record)
     return {"set": name, "modality": modality, "backbone": backbone, "rows": rows, "cost": cost}
+
+
+#: `finetune` rows: `--epochs` for `fit --strategy finetune` (None: fit's default); `--finetune-epochs`
+FINETUNE_EPOCHS: int | None = None
+#: `auto-backbone` rows: `--budget` minutes for `fit --backbone auto` (None: fit's default); `--auto-budget`
+AUTO_BUDGET: float | None = None
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def cli_rows(group: str, name: str, modality: str, splits: dict[str, tuple[list[str], list[str]]],
+             half_a: tuple[list[str], list[str]], half_b: tuple[list[str], list[str]], out: Path, cache_root: Path,
+             record: Any) -> None:
+    """Rows run through the CLI itself, each with and without the target on the same split, so the gain is read
+    against its own baseline: `finetune` — `fit --strategy finetune [--adapt-to A]`; `auto-backbone` —
+    `fit --backbone auto [--adapt-to A]`. The data is a manifest of the train and val splits (its `split`
+    column keeps them), the target a manifest of half A's inputs alone (no labels), half B scored by
+    `transferkit evaluate`."""
+    import subprocess
+
+    column = "text" if modality == "text" else "path"
+    folder = out / "cli" / name
+    data = _write_csv(folder / "data.csv", [column, "label", "split"],
+                      [[x, y, s] for s in ("train", "val") for x, y in zip(*splits[s], strict=True)])
+    target = _write_csv(folder / "target-half-a.csv", [column], [[x] for x in half_a[0]])
+    scored = _write_csv(folder / "scored-half-b.csv", [column, "label"], [list(r) for r in zip(*half_b, strict=True)])
+    base = [sys.executable, "-m", "transferkit"]
+    column_flag = ["--text-column", "text"] if modality == "text" else []
+    flags = (["--strategy", "finetune"] + (["--epochs", str(FINETUNE_EPOCHS)] if FINETUNE_EPOCHS else [])
+             if group == "finetune" else
+             ["--backbone", "auto"] + (["--budget", str(AUTO_BUDGET)] if AUTO_BUDGET else []))
+    for adapted in (False, True):
+        run = folder / f"{group}{'-adapt' if adapted else ''}"
+        command = [*base, "fit", str(data), "--out", str(run), "--overwrite", "--seed", str(SEED), "--json",
+                   "--cache-dir", str(cache_root / name), *column_flag, *flags,
+                   *(["--adapt-to", str(target)] if adapted else [])]
+        print("  $ " + " ".join(command[1:]), flush=True)
+        started = time.perf_counter()
+        fitted = subprocess.run(command, capture_output=True, text=True)
+        took = time.perf_counter() - started
+        (folder / f"{run.name}.fit.log").write_text(fitted.stdout + fitted.stderr)
+        if fitted.returncode:
+            record(f"{group}{' --adapt-to' if adapted else ''}", float("nan"), took,
+                   error=(fitted.stderr or fitted.stdout).strip().splitlines()[-1:])
+            continue
+        scoring = subprocess.run([*base, "evaluate", str(run), str(scored), "--json", "--cache-dir",
+                                  str(cache_root / name), *column_flag], capture_output=True, text=True)
+        if scoring.returncode:
+            record(f"{group}{' --adapt-to' if adapted else ''}", float("nan"), took,
+                   error=(scoring.stderr or scoring.stdout).strip().splitlines()[-1:])
+            continue
+        metrics = json.loads(scoring.stdout[scoring.stdout.index("{"):])
+        manifest = json.loads((run / "transferkit.json").read_text()) if (run / "transferkit.json").is_file() else {}
+        ranking = manifest.get("ranking") or {}
+        record(f"{group}{' --adapt-to' if adapted else ''}", float(metrics["accuracy"]), took,
+               load_average_1min=round(os.getloadavg()[0], 1), backbone=(manifest.get("backbone") or {}).get("name"),
+               winner=ranking.get("winner"), criterion=ranking.get("criterion"))
 
 
 def peers(plain: Any, train: tuple[list[str], list[str]], half_a: tuple[list[str], list[str]],
@@ -264,12 +333,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=unseen_data.DATA_ROOT,
                         help="where benchmarks/unseen_data.py built the sets (default benchmarks/.data)")
     parser.add_argument("--out", type=Path, default=Path("runs/adapt"))
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="the feature caches' root, one folder per set (default OUT/cache; reuse an earlier run's)")
     parser.add_argument("--quick", action="store_true", help="10 training inputs per class (a smoke run)")
     parser.add_argument("--cost-only", action="store_true", help="only the generated CORAL timing")
     parser.add_argument("--rows", default=",".join(ROW_GROUPS),
-                        help=f"row groups to run, of {','.join(ROW_GROUPS)} (default: all; `default` always runs)")
+                        help=f"row groups to run, of {','.join(ROW_GROUPS + CLI_GROUPS)} (default: "
+                             f"{','.join(ROW_GROUPS)}; `default` always runs)")
+    parser.add_argument("--finetune-epochs", type=int, default=None,
+                        help="the finetune rows' --epochs (default: fit's own default)")
+    parser.add_argument("--auto-budget", type=float, default=None,
+                        help="the auto-backbone rows' --budget minutes (default: fit's own rule)")
     parser.add_argument("--methods", default=",".join(METHODS), help="the adapt methods of the adapt rows")
     args = parser.parse_args(argv)
+    global FINETUNE_EPOCHS, AUTO_BUDGET
+    FINETUNE_EPOCHS, AUTO_BUDGET = args.finetune_epochs, args.auto_budget
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"cost": coral_cost()}
     cost = results["cost"]
@@ -285,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 results[name] = run_set(name, args.root, args.quick, args.out,
                                         tuple(g.strip() for g in args.rows.split(",") if g.strip()),
-                                        tuple(m.strip() for m in args.methods.split(",") if m.strip()))
+                                        tuple(m.strip() for m in args.methods.split(",") if m.strip()), args.cache)
             except SystemExit as exc:
                 print(f"== {name}: skipped: {exc}", flush=True)
                 results[name] = {"error": str(exc)}

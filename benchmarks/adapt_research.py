@@ -24,6 +24,11 @@ fitted on train alone). Methods — each a rule from its paper, no constant chos
 - `*+lr`: the head retrained (`train_probe`, C on the validation split) on source + the target labelled by
   that method, applied to the scored inputs — a head, i.e. something a bundle can carry;
 - each also after `js` (the head's input aligned first): `js+shot-pl`, ...
+- `em`: label shift — the target's class priors re-estimated by EM on the head's posteriors (Saerens, Latinne &
+  Decaestecker, Neural Computation 2002) and the posteriors re-weighted by prior_t / prior_s; `bbse`: the
+  same re-weighting with the ratio from black-box shift estimation (Lipton, Wang & Smola, ICML 2018);
+- `bnm`: the `mcc` row's head training with Batch Nuclear-norm Maximization (Cui et al., CVPR 2020) as the
+  target loss in place of class confusion (same parameters, optimiser, schedule, trade-off 1);
 
 Reported: accuracy (%) per protocol. The machine is shared; times are not reported.
 """
@@ -223,6 +228,75 @@ def mcc(head: Head, source: np.ndarray, src_y: np.ndarray, target: np.ndarray, s
         return tuned(torch.from_numpy(np.asarray(scored, np.float32))).argmax(1).numpy()
 
 
+def bnm_loss(logits: Any, temperature: float = 1.0) -> Any:
+    """Batch Nuclear-norm Maximization (Cui, Wang, Zhuo, Li, Huang & Tian, CVPR 2020): minus the nuclear norm of
+    the batch's softmax matrix [B, C] over B — larger when predictions are both confident (discriminable) and
+    spread over classes (diverse). `temperature` is accepted for MCC's signature and ignored (BNM has none)."""
+    import torch
+
+    return -torch.linalg.matrix_norm(torch.softmax(logits.float(), dim=1), ord="nuc") / logits.shape[0]
+
+
+def bnm(head: Head, source: np.ndarray, src_y: np.ndarray, target: np.ndarray, scored: np.ndarray,
+        seed: int = 0) -> np.ndarray:
+    """`mcc` above with BNM's loss in place of class confusion: the same head, parameters, optimiser and
+    schedule (trade-off 1), so the two losses are compared on equal terms."""
+    from transferkit.adapt import mcc as adapt_mcc
+
+    kept, adapt_mcc.minimum_class_confusion = adapt_mcc.minimum_class_confusion, bnm_loss  # type: ignore[assignment]
+    try:
+        return mcc(head, source, src_y, target, scored, seed=seed)
+    finally:
+        adapt_mcc.minimum_class_confusion = kept  # type: ignore[assignment]
+
+
+def em_priors(p: np.ndarray, source_prior: np.ndarray, rounds: int = 1000, tol: float = 1e-8) -> np.ndarray:
+    """Saerens, Latinne & Decaestecker (Neural Computation 2002): the target's class priors by EM on the
+    head's posteriors `p` [N, K] (source prior `source_prior`): E — each posterior re-weighted by
+    prior_t / prior_s and renormalised; M — prior_t the mean of those posteriors; to convergence."""
+    prior = source_prior.copy()
+    for _ in range(rounds):
+        q = p * (prior / source_prior)
+        q /= q.sum(1, keepdims=True)
+        new = q.mean(0)
+        if np.abs(new - prior).max() < tol:
+            return new
+        prior = new
+    return prior
+
+
+def bbse_weights(pred_held: np.ndarray, y_held: np.ndarray, pred_target: np.ndarray, k: int) -> np.ndarray:
+    """Black-box shift estimation (Lipton, Wang & Smola, ICML 2018): w = C^-1 mu, C[i, j] = P_s(yhat = i, y = j)
+    on held-out labelled source, mu[i] = P_t(yhat = i) on the target; w_j = q(y = j) / p(y = j), clipped at 0
+    (least squares where C is singular)."""
+    c = np.zeros((k, k))
+    np.add.at(c, (pred_held, y_held), 1.0)
+    c /= len(y_held)
+    mu = np.bincount(pred_target, minlength=k) / len(pred_target)
+    w = np.linalg.lstsq(c, mu, rcond=None)[0]
+    return np.clip(w, 0.0, None)
+
+
+def reweighted(p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Posteriors under a label shift of ratio `w` = prior_t / prior_s: p(y|x) w_y, renormalised (for a
+    linear head: log w added to its bias)."""
+    q = p * w
+    return q / np.maximum(q.sum(1, keepdims=True), 1e-300)
+
+
+def label_shift(head: Head, source: np.ndarray, held: tuple[np.ndarray, np.ndarray], p: np.ndarray,
+                want: Any) -> dict[str, np.ndarray]:
+    """The prior ratios prior_t / prior_s of the label-shift rows wanted (`em`, `bbse`), from the target's
+    posteriors `p`; `held`: the labelled source BBSE's confusion matrix is read on."""
+    out = {}
+    prior_s = head.proba(source).mean(0)
+    if want("em"):
+        out["em"] = em_priors(p, prior_s) / prior_s
+    if want("bbse"):
+        out["bbse"] = bbse_weights(head.proba(held[0]).argmax(1), held[1], p.argmax(1), p.shape[1])
+    return out
+
+
 def nearest(c: np.ndarray, f: np.ndarray) -> np.ndarray:
     return (unit(f) @ c.T).argmax(1)
 
@@ -250,7 +324,13 @@ def methods(d: Any, tag: str, source: np.ndarray, src_y: np.ndarray, fit_x: np.n
             truth: np.ndarray, blocks: list[int], with_lr: bool) -> dict[str, float]:
     """Accuracy of each method: `source`/`src_y` the labelled source the head saw, (fit_x, fit_y) what a
     retrained head trains on (validation `val` chooses its C), `target` the unlabelled target, `scored`
-    the inputs scored against `truth`."""
+    the inputs scored against `truth`.
+
+    Label shift (`em`, `bbse`, each also after `js`): the source prior is the head's mean posterior on the
+    labelled source it was fitted with (the head's own prior: `class_weight` may have balanced it); BBSE's
+    confusion matrix is read on held-out labelled source — the validation split (halves, transductive),
+    or, in the control, where the validation split is the target, on the training split itself (in-sample:
+    closer to 'classify and count')."""
     import torch
 
     from transferkit.adapt import auto_outcome, fit_alignment
@@ -280,6 +360,10 @@ def methods(d: Any, tag: str, source: np.ndarray, src_y: np.ndarray, fit_x: np.n
         def want(m: str, prefix: str = prefix) -> bool:
             return SELECT is None or prefix + m in SELECT
 
+        for m, w in label_shift(head, source, val if val is not None else (fit_x, fit_y), p, want).items():
+            rows[prefix + m] = acc(reweighted(head.proba(s), w).argmax(1))
+        if want("bnm"):
+            rows[prefix + "bnm"] = acc(bnm(head, source, src_y, t, s, seed=SEED))
         if want("mcc"):
             rows[prefix + "mcc"] = acc(mcc(head, source, src_y, t, s, seed=SEED))
         if want("ce"):  # the same schedule without the MCC term: what the source fine-tuning alone does
