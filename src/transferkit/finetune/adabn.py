@@ -90,6 +90,23 @@ def input_statistics(model: nn.Module, batches: Iterable[object], forward: Calla
     return {n: mo.mean_var() for n, mo in moments.items() if mo.count}
 
 
+def _adapted(mu_t: torch.Tensor, var_t: torch.Tensor, source: tuple[torch.Tensor, torch.Tensor],
+             running: tuple[torch.Tensor, torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The module's rule: the running mean and variance under which inputs with the target's statistics
+    (μ_T, σ_T²) come out as the source's (μ_S, σ_S²) did under the `running` ones (μ_r, σ_r²)."""
+    (mu_s, var_s), (mu_r, var_r) = source, running
+    sd_t, sd_s, sd_r = (var_t + eps).sqrt(), (var_s + eps).sqrt(), (var_r + eps).sqrt()
+    sd_new = sd_t * sd_r / sd_s
+    return mu_t - (mu_s - mu_r) * sd_t / sd_s, (sd_new * sd_new - eps).clamp(min=0.0)
+
+
+def _set_running(module: _BatchNorm, mean: torch.Tensor, var: torch.Tensor) -> None:
+    running_mean, running_var = module.running_mean, module.running_var
+    assert running_mean is not None and running_var is not None  # bn_layers keeps only layers that track them
+    running_mean.copy_(mean.to(running_mean))
+    running_var.copy_(var.to(running_var))
+
+
 class AdaBNRecord(TypedDict):
     """What AdaBN changed: the BatchNorm layers re-estimated, and the mean absolute change of their running
     means and standard deviations (absent when the network has no BatchNorm layer: `layers` is 0)."""
@@ -116,27 +133,20 @@ def adapt_batchnorm(model: nn.Module, source_batches: Iterable[object], target_b
     old = {n: (m.running_mean.detach().double().cpu().clone(),  # type: ignore[union-attr]
                m.running_var.detach().double().cpu().clone()) for n, m in layers}  # type: ignore[union-attr]
 
-    def recolour(name: str, module: _BatchNorm) -> Callable[..., torch.Tensor]:
-        def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> torch.Tensor:
+    def recolour(name: str, module: _BatchNorm) -> Callable[..., None]:
+        """Before the layer runs on a target batch: its running statistics set to the rule's for this batch's
+        own statistics, so that the layer's own forward — whatever follows the normalisation in it (timm's
+        `BatchNormAct2d` applies its activation there) — normalises the batch as it will once adapted."""
+        def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
             x = inp[0]
             moments[name].add(x)
-            mu_s, var_s = source[name]
-            mu_r, var_r = old[name]
             dims = [d for d in range(x.dim()) if d != 1]
-            xd = x.double()
-            mu_b, var_b = xd.mean(dims), xd.var(dims, unbiased=False)
-            sd_s, sd_r = (var_s + module.eps).sqrt(), (var_r + module.eps).sqrt()
-            sd_b = (var_b + module.eps).sqrt()
-            scale = (sd_s / sd_r).to(x.device)
-            shift = ((mu_s - mu_r) / sd_r).to(x.device)
-            shape = _channel_shape(x)
-            y = (xd - mu_b.view(shape)) / sd_b.view(shape) * scale.view(shape) + shift.view(shape)
-            if module.affine:
-                y = y * module.weight.double().view(shape) + module.bias.double().view(shape)
-            return y.to(x.dtype)
+            xd = x.detach().double()
+            _set_running(module, *_adapted(xd.mean(dims).cpu(), xd.var(dims, unbiased=False).cpu(), source[name],
+                                           old[name], module.eps))
         return hook
 
-    hooks = [m.register_forward_hook(recolour(n, m)) for n, m in layers if n in source]
+    hooks = [m.register_forward_pre_hook(recolour(n, m)) for n, m in layers if n in source]
     was_training = model.training
     model.eval()
     try:
@@ -146,23 +156,17 @@ def adapt_batchnorm(model: nn.Module, source_batches: Iterable[object], target_b
         for h in hooks:
             h.remove()
         model.train(was_training)
+        for name, module in layers:  # the statistics the layers had, until the pooled ones are set below
+            _set_running(module, *old[name])
     moved_mean, moved_std = [], []
     for name, module in layers:
         if name not in source or not moments[name].count:
             continue
-        mu_t, var_t = moments[name].mean_var()
-        mu_s, var_s = source[name]
+        mu_new, var_new = _adapted(*moments[name].mean_var(), source[name], old[name], module.eps)
+        _set_running(module, mu_new, var_new)
         mu_r, var_r = old[name]
-        eps = module.eps
-        sd_t, sd_s, sd_r = (var_t + eps).sqrt(), (var_s + eps).sqrt(), (var_r + eps).sqrt()
-        sd_new = sd_t * sd_r / sd_s
-        mu_new = mu_t - (mu_s - mu_r) * sd_t / sd_s
-        running_mean, running_var = module.running_mean, module.running_var
-        assert running_mean is not None and running_var is not None
-        running_mean.copy_(mu_new.to(running_mean))
-        running_var.copy_((sd_new * sd_new - eps).clamp(min=0.0).to(running_var))
         moved_mean.append(float((mu_new - mu_r).abs().mean()))
-        moved_std.append(float((sd_new - sd_r).abs().mean()))
+        moved_std.append(float(((var_new + module.eps).sqrt() - (var_r + module.eps).sqrt()).abs().mean()))
     return {"layers": len(moved_mean), "mean_shift": float(np.mean(moved_mean)) if moved_mean else 0.0,
             "std_shift": float(np.mean(moved_std)) if moved_std else 0.0}
 
