@@ -163,3 +163,22 @@ def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, m
     assert any("stopped winning" in n for n in again.notes), again.notes
     assert json.loads(choice_file.read_text())["choice"] == runner_up
     np.testing.assert_allclose(again.values, reference(b, items), rtol=1e-3, atol=1e-4)
+
+
+def test_a_candidate_alone_runs_the_first_batch_once(graph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine named (or remembered) runs the whole first batch once, its first rows checked against
+    PyTorch, not the first samples and then the batch again: one engine call per batch."""
+    calls: list[int] = []
+    original = OnnxRuntimeRunner.__call__
+
+    def counted(self: OnnxRuntimeRunner, inputs: Any) -> np.ndarray:
+        calls.append(len(next(iter(inputs.values()))))
+        return original(self, inputs)
+
+    monkeypatch.setattr(OnnxRuntimeRunner, "__call__", counted)
+    b = backbone("all-minilm-l6-v2")
+    items = inputs_for(b, 14)
+    feats = extract_features(b, items, options=options(engine="onnxruntime", precision="fp32", batch_size=10))
+    assert feats.engine == "onnxruntime" and feats.parity is not None and feats.parity >= 0.99999
+    assert sorted(calls) == [4, 10], calls
+    np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)

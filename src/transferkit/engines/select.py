@@ -5,11 +5,12 @@ bf16 autocast or not) or `GraphEngine` (the backbone's exported graph on onnxrun
 OpenVINO, with the torch code around it from `Backbone.graph_parts()`).
 
 `select_engine` looks at the first batch. Every candidate (engine × precision allowed by the
-request and the hardware) runs the first few samples, and its features are compared with
-PyTorch fp32's (cosine per sample: ≥ 0.99999 for fp32 engines, ≥ 0.99 for bf16, ≥ 0.95 for
-int8). With `engine="auto"` the candidates that agree are timed on the whole first batch and the
-fastest is used; the choice is remembered on disk for this machine, backbone and batch size, so
-later runs skip the race (never the parity check) and give the same features run after run.
+request and the hardware) runs the first few samples (a candidate alone: the whole first batch,
+once, its first rows checked), and its features are compared with PyTorch fp32's (cosine per
+sample: ≥ 0.99999 for fp32 engines, ≥ 0.99 for bf16, ≥ 0.95 for int8). With `engine="auto"`
+the candidates that agree are timed on the whole first batch and the fastest is used; the choice
+is remembered on disk for this machine, backbone and batch size, so later runs skip the race
+(never the parity check) and give the same features run after run.
 Among torch precisions alone there is no race: bf16 where it agrees, else fp32. An engine asked
 for that is not installed, cannot compile, or disagrees with PyTorch is replaced by a named
 fallback, said in a note and an `EngineWarning`: never silently different numbers.
@@ -285,6 +286,8 @@ class _Trial:
     rejected: list[str] = field(default_factory=list)  # what the user must be told
     quiet: list[str] = field(default_factory=list)  # bf16/int8 too far off under auto: expected on some models
     head_out: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: the one candidate ran the whole first batch (its first rows checked): its features are the batch's
+    whole: bool = False
     best: _Timed | None = None  # under a race, only the fastest so far is kept (bounded memory)
 
 
@@ -388,6 +391,11 @@ def _try_candidates(request: _Request, plan: _Plan, head: object, reference: tor
     race the ones that agree are timed on the whole first batch, and only the fastest so far is kept."""
     batch = request.backbone.collate(list(request.samples)) if plan.race else None
     trial = _Trial()
+    # one candidate, no race (a remembered choice, an engine named): it runs the whole first batch once
+    # and its first rows are checked, instead of the first samples and then the batch again
+    trial.whole = batch is None and len(plan.candidates) == 1 and len(request.samples) > PARITY_SAMPLES
+    if trial.whole:
+        head = request.backbone.collate(list(request.samples))
     for candidate in _built(request, plan.parts, plan.candidates, selection):
         cosine = _parity(request, candidate, head, reference, trial)
         if cosine is not None and batch is None:
@@ -405,7 +413,7 @@ def _parity(request: _Request, candidate: BatchEngine, head: object, reference: 
     the reason kept) when it fails on them or is too far."""
     try:
         trial.head_out[candidate.label] = candidate(head)
-        cosine = _cosine(trial.head_out[candidate.label], reference)
+        cosine = _cosine(trial.head_out[candidate.label][:len(reference)], reference)
     except Exception as exc:
         trial.rejected.append(f"{candidate.label} failed on the first batch ({type(exc).__name__}: {str(exc)[:200]})")
         return None
@@ -458,7 +466,7 @@ def _agreeing(request: _Request, plan: _Plan, trial: _Trial, selection: Selectio
         selection.min_cosine = min(cosine, agreeing[1][1])
         return selection
     selection.engine, selection.min_cosine = agreeing[0]
-    if len(request.samples) <= PARITY_SAMPLES:  # the head was the whole batch: its features are done
+    if len(request.samples) <= PARITY_SAMPLES or trial.whole:  # it ran the whole batch: its features are done
         selection.first = trial.head_out[selection.engine.label]
     if request.engine == "auto" and plan.choice is not None:
         if selection.engine.engine != "torch":
@@ -632,7 +640,10 @@ def _built(request: _Request, parts: GraphParts | None, candidates: list[tuple[s
         count += 1
         yield built
         del built
-        release_memory()  # the candidate the caller did not keep: its session, its buffers
+        # the candidate the caller did not keep: its session, its buffers (one alone is kept: nothing to
+        # give back, and a full gc takes 0.4-0.6 s with transformers loaded, shared 2-core EPYC)
+        if len(candidates) > 1:
+            release_memory()
     if not count:
         _warn(selection, f"no engine of {[f'{n} {p}' for n, p in candidates]} could run; falling back to torch fp32")
         yield TorchEngine(request.model(), "fp32", request.device, request.channels_last)
@@ -656,8 +667,9 @@ class _Graph:
         backbone = request.backbone
         try:
             if self.path is None:
-                self.path, _ = backbone_graph(backbone, parts, root=request.root)
-                release_memory()  # what the export held (a traced program, the graph in memory)
+                self.path, reused = backbone_graph(backbone, parts, root=request.root)
+                if not reused:
+                    release_memory()  # what the export held (a traced program, the graph in memory)
             path = _int8_path(backbone, parts, self.path, request.calibration) if precision == "int8" else self.path
             return GraphEngine(parts, open_graph(path, name, precision, self.threads))
         except EngineError as exc:
