@@ -98,3 +98,25 @@ def test_candidates_past_the_time_budget_are_skipped_and_said_from_scratch_still
     assert rows[names[0]].val_accuracy is not None  # the first is always scored: it sets the pace
     assert rows[names[1]].val_accuracy is None and "over the time budget" in rows[names[1]].note
     assert rows["hog"].val_accuracy is not None and selection.scratch is rows["hog"]
+
+
+def test_a_first_candidate_read_from_the_cache_does_not_set_the_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default fit ran before: the first candidate's features come from the cache in a second, and 3x that
+    would skip every candidate that has to extract. The budget waits for the first one that extracted."""
+    from transferkit.backbones.spec import parse_backbone
+    from transferkit.selection import backbone as selection
+
+    now = [0.0]
+    monkeypatch.setattr(selection.time, "perf_counter", lambda: now[0])
+    clock = selection._Budget(None, began=0.0)
+    cached = selection.Candidate("a", "single", ["a"], val_accuracy=0.9, seconds=1.0, extracted=0)
+    now[0] = 1.0
+    clock.record(cached)
+    assert clock.seconds is None and clock.skip(parse_backbone("b"), scratch=False) is None
+    now[0] = 31.0  # "b" extracted its features in 30 s
+    clock.record(selection.Candidate("b", "single", ["b"], val_accuracy=0.8, seconds=30.0, extracted=100))
+    assert clock.seconds == pytest.approx(3 * 31.0)
+    assert clock.skip(parse_backbone("c"), scratch=False) is None  # 31 + 30 <= 93: scored
+    now[0] = 70.0
+    skipped = clock.skip(parse_backbone("c"), scratch=False)
+    assert skipped is not None and "first candidate that extracted" in skipped.note

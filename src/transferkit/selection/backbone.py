@@ -77,6 +77,8 @@ class Candidate:
     #: with a target: DEV's estimate of the target accuracy and its log-loss (`adapt.dev`)
     dev_accuracy: float | None = None
     dev_log_loss: float | None = None
+    #: inputs whose features this candidate computed (0: all read from the feature cache)
+    extracted: int = 0
 
     def backbone(self) -> tuple[BackboneSpec, str | None]:
         """What fit builds for this candidate: its backbone spec (without weights) and the weights."""
@@ -189,8 +191,9 @@ def select(
     Time is bounded: a candidate is skipped (and the table says so) when the time spent so far plus
     what the slowest candidate so far took would pass `budget_seconds`, or, without one,
     `BUDGET_FACTOR` times what the first candidate took (the default backbone: about a default fit's
-    extraction). The first candidate and the from-scratch baseline are always scored (the baseline is
-    cheap and is what transfer is measured against); combinations reuse the features already extracted.
+    extraction; if its features were all in the cache, the time to the first candidate that extracted).
+    The first candidate and the from-scratch baseline are always scored (the baseline is cheap and is
+    what transfer is measured against); combinations reuse the features already extracted.
     """
     from transferkit.backbones.scratch import SCRATCH_BACKBONES
     from transferkit.cache import resolve_cache
@@ -246,12 +249,14 @@ def select(
 
 @dataclass
 class _Budget:
-    """The time `select` may take: `seconds`, or `BUDGET_FACTOR` times what the first candidate took."""
+    """The time `select` may take: `seconds`, or `BUDGET_FACTOR` times what it took up to the end of the
+    first candidate that extracted its features — one read whole from the feature cache (a default fit
+    ran before) takes seconds, and would leave no time for a candidate that has to extract."""
 
     seconds: float | None
     began: float = field(default_factory=time.perf_counter)
     slowest: float = 0.0
-    #: False once the budget is the first candidate's time times `BUDGET_FACTOR`
+    #: False once the budget is set from the first extracting candidate's time (times `BUDGET_FACTOR`)
     given: bool = True
 
     def skip(self, spec: BackboneSpec, *, scratch: bool) -> Candidate | None:
@@ -259,7 +264,7 @@ class _Budget:
         spent = time.perf_counter() - self.began
         if scratch or self.seconds is None or not self.slowest or spent + self.slowest <= self.seconds:
             return None
-        asked = "" if self.given else f", {BUDGET_FACTOR:g}x the first candidate"
+        asked = "" if self.given else f", {BUDGET_FACTOR:g}x the time to the first candidate that extracted"
         return Candidate(str(spec), "single", [str(spec)], (spec,), note=f"skipped: over the time budget "
                          f"({spent:.0f} s spent + ~{self.slowest:.0f} s for a candidate > {self.seconds:.0f} s{asked})")
 
@@ -267,7 +272,7 @@ class _Budget:
         if cand.scratch or cand.val_accuracy is None:
             return
         self.slowest = max(self.slowest, cand.seconds)
-        if self.seconds is None:  # the first candidate's time sets the budget
+        if self.seconds is None and cand.extracted:  # the first candidate that extracted sets the budget
             self.given = False
             self.seconds = BUDGET_FACTOR * (time.perf_counter() - self.began)
 
@@ -291,7 +296,7 @@ def _candidate(spec: BackboneSpec, scratch: bool, items: list[object], y: np.nda
     values = np.zeros((len(items), backbone.num_features), np.float32)
     values[feats.ok] = feats.values
     proba, acc = _score(values, y, feats.ok, n_train, n_classes, seed, blocks=backbone.feature_blocks())
-    cand.val_accuracy, cand.features = acc, backbone.num_features
+    cand.val_accuracy, cand.features, cand.extracted = acc, backbone.num_features, feats.extracted
     cand.val_log_loss = log_loss(proba, y[n_train:])
     tvalues = None
     if target:
