@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -48,35 +45,3 @@ def test_folding_batchnorm_into_its_convolution_keeps_the_outputs() -> None:
         expected = model(x)
         assert runtime.fold_batchnorm(model, x) == 1
         torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
-
-
-_FREED_BLOCKS = """
-import sys
-import numpy as np
-from transferkit import runtime
-
-def rss_mb():
-    with open("/proc/self/status", encoding="utf-8") as fh:
-        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:"))
-
-if sys.argv[1] == "bounded":
-    assert runtime.bound_heap()
-raised = np.ones((16 << 20) // 8)  # glibc raises its threshold to 16 MB when this one is freed
-del raised
-blocks = [np.ones((8 << 20) // 8) for _ in range(10)]  # 8 MB each, below that raised threshold
-before = rss_mb()
-del blocks[:-1]  # the last one stays, above the others
-print(before - rss_mb())
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_freed_blocks_of_a_few_megabytes_go_back_to_the_os() -> None:
-    """After `bound_heap`, 72 MB of freed 8 MB blocks leave the process's RSS (glibc alone keeps them)."""
-    given_back = {
-        mode: float(subprocess.run([sys.executable, "-c", _FREED_BLOCKS, mode], capture_output=True, text=True,
-                                   check=True).stdout)
-        for mode in ("bounded", "glibc")
-    }
-    assert given_back["bounded"] > 60, given_back
-    assert given_back["glibc"] < 20, given_back  # what the bound changes: without it they stay

@@ -45,7 +45,7 @@ from transferkit.engines.select import (
 )
 from transferkit.errors import ConfigError, InputError
 from transferkit.params import BATCH_SIZE, DEVICE, ENGINE, PRECISION, PROGRESS
-from transferkit.runtime import bound_heap, resolve_device, resolve_precision
+from transferkit.runtime import resolve_device, resolve_precision
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -145,7 +145,6 @@ def extract_features(
     description: str = "extracting features",
 ) -> Features:
     """Pooled features of `items` from a frozen `backbone`, reading and filling `cache`."""
-    bound_heap()  # freed batches go back to the OS, not into a heap that only grows
     if len(backbone.parts()) > 1:  # a concatenation: each part extracted and cached on its own
         return _side_by_side(backbone, items, options=options, cache=cache, description=description)
     out = np.zeros((len(items), backbone.num_features), dtype=np.float32)

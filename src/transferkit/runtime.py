@@ -7,9 +7,7 @@ fp32 NCHW 14 img/s, channels_last fp32 54 img/s, channels_last + bf16 autocast 1
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
-import sys
 from collections.abc import Iterator
 
 import torch
@@ -36,34 +34,6 @@ def is_rank_zero() -> bool:
     import os
 
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-
-
-#: blocks at least this large are mapped on their own and given back to the OS when freed (glibc)
-MMAP_THRESHOLD = 256 * 1024
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
-
-
-@functools.cache
-def bound_heap() -> bool:
-    """Keep glibc from holding freed blocks of up to 32 MB in the heap for the rest of the run.
-
-    glibc maps a block of 128 KB or more on its own and unmaps it when freed, but each time such a
-    block is freed it raises that threshold to the block's size (up to 32 MB): from then on every
-    block below it is carved from the heap, and when freed stays there unless it lies at the top.
-    A fit frees many such blocks of many sizes (token batches, torch activations, 16k-wide n-gram
-    rows, shards of features on their way to the cache, the probe's standardised blocks): after
-    one default fit of 1,000 texts glibc held ~150 MB more than with the threshold fixed (end of
-    run 1,280 MB against 1,133, peak 1,569 against 1,488; heap free at the end 16 MB). A fixed
-    threshold (`mallopt`) turns the raising off. Torch's MiniLM forward on 32 texts took the same
-    time either way (6.03 s against 6.02, median of 8 interleaved runs in one process, shared 2-core
-    machine). Once per process; False where the C library is not glibc."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        return bool(libc.gnu_get_libc_version and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except (OSError, AttributeError):
-        return False
 
 
 def resolve_device(device: str | None = None) -> torch.device:
