@@ -138,6 +138,7 @@ def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, m
 
     monkeypatch.setattr(select, "AUTO_MIN_ITEMS", 0)
     monkeypatch.setattr(select, "RECHECK_EVERY", 1)
+    monkeypatch.setattr(select, "RECHECK_MIN_BATCHES", 10)  # the run below has 10 batches
     b = backbone("efficientnet_lite0")
     rng = np.random.default_rng(1)
     items = [Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for _ in range(20)]
@@ -182,3 +183,14 @@ def test_a_candidate_alone_runs_the_first_batch_once(graph_root: Path, monkeypat
     assert feats.engine == "onnxruntime" and feats.parity is not None and feats.parity >= 0.99999
     assert sorted(calls) == [4, 10], calls
     np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)
+
+
+def test_a_recheck_waits_for_a_run_long_enough_to_pay_for_it(tmp_path: Path) -> None:
+    """The check against the runner-up costs about two batches' time: a short run skips it (and stays due)."""
+    remembered = select._Remembered(tmp_path, {"graph": "g"})
+    remembered.put("openvino fp32", {"openvino fp32": 40.0, "onnxruntime fp32": 36.0}, runner_up="onnxruntime fp32")
+    for _ in range(select.RECHECK_EVERY):
+        remembered.count_use()
+    batches = select.RECHECK_MIN_BATCHES
+    assert not remembered.recheck_due(32 * batches - 1, 32)
+    assert remembered.recheck_due(32 * batches, 32)

@@ -67,6 +67,10 @@ RECHECK_EVERY = 5
 RECHECK_ROUNDS = 3
 #: the runner-up must be this much faster (median seconds per sample) to replace the remembered choice
 RECHECK_MARGIN = 0.05
+#: batches a run must have for a recheck: the check costs about two batches' time (the runner-up's
+#: session and warm-up, its slower batches, both engines without their buffers meanwhile) — 12% of a
+#: 12-batch run of `benchmarks/extract.py` (auto 37.5 img/s against its own engine forced 42.6), ~3% of 64
+RECHECK_MIN_BATCHES = 64
 #: preference when timings are not taken (fastest first on the CPUs measured)
 _ORDER = ("openvino", "onnxruntime", "torch")
 
@@ -228,9 +232,11 @@ class _Remembered:
 
     def recheck_due(self, items_to_extract: int | None, batch: int) -> bool:
         """Whether this run times the choice against the runner-up again: every `RECHECK_EVERY`
-        runs, when the run has enough batches for the check (and a runner-up is known)."""
+        runs, when the run has enough batches for the check to cost little (`RECHECK_MIN_BATCHES`;
+        and a runner-up is known)."""
         data = self._read()
-        enough = items_to_extract is not None and items_to_extract >= batch * (2 * RECHECK_ROUNDS + 4)
+        batches = max(RECHECK_MIN_BATCHES, 2 * RECHECK_ROUNDS + 4)
+        enough = items_to_extract is not None and items_to_extract >= batch * batches
         return bool(data.get("runner_up")) and enough and int(data.get("uses", 0)) + 1 >= RECHECK_EVERY
 
     def count_use(self) -> None:
