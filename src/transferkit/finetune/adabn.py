@@ -49,12 +49,21 @@ class _Moments:
     squares: torch.Tensor
     count: int = 0
 
-    def add(self, x: torch.Tensor) -> None:
+    @classmethod
+    def empty(cls, channels: int) -> _Moments:
+        return cls(torch.zeros(channels, dtype=torch.double), torch.zeros(channels, dtype=torch.double))
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> _Moments:
+        """The sums of one batch [B, C, …] (on the CPU, in double precision)."""
         dims = [d for d in range(x.dim()) if d != 1]
         xf = x.detach().double()
-        self.total += xf.sum(dims)
-        self.squares += (xf * xf).sum(dims)
-        self.count += x.numel() // x.shape[1]
+        return cls(xf.sum(dims).cpu(), (xf * xf).sum(dims).cpu(), x.numel() // x.shape[1])
+
+    def add(self, batch: _Moments) -> None:
+        self.total += batch.total
+        self.squares += batch.squares
+        self.count += batch.count
 
     def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.total / max(self.count, 1)
@@ -66,18 +75,13 @@ def bn_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
             and m.running_mean is not None and m.running_var is not None]
 
 
-def _channel_shape(x: torch.Tensor) -> list[int]:
-    return [1, -1] + [1] * (x.dim() - 2)
-
-
 @torch.no_grad()
 def input_statistics(model: nn.Module, batches: Iterable[object], forward: Callable[[object], object]
                      ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Each BatchNorm layer's per-channel input mean and variance over `batches`, the network in eval mode."""
     layers = bn_layers(model)
-    moments = {n: _Moments(torch.zeros(m.num_features, dtype=torch.double),
-                           torch.zeros(m.num_features, dtype=torch.double)) for n, m in layers}
-    hooks = [m.register_forward_pre_hook(lambda _m, inp, n=n: moments[n].add(inp[0])) for n, m in layers]
+    moments = {n: _Moments.empty(m.num_features) for n, m in layers}
+    hooks = [m.register_forward_pre_hook(lambda _m, inp, n=n: moments[n].add(_Moments.of(inp[0]))) for n, m in layers]
     was_training = model.training
     model.eval()
     try:
@@ -128,8 +132,7 @@ def adapt_batchnorm(model: nn.Module, source_batches: Iterable[object], target_b
     if not layers:
         return {"layers": 0}
     source = input_statistics(model, source_batches, forward)
-    moments = {n: _Moments(torch.zeros(m.num_features, dtype=torch.double),
-                           torch.zeros(m.num_features, dtype=torch.double)) for n, m in layers}
+    moments = {n: _Moments.empty(m.num_features) for n, m in layers}
     old = {n: (m.running_mean.detach().double().cpu().clone(),  # type: ignore[union-attr]
                m.running_var.detach().double().cpu().clone()) for n, m in layers}  # type: ignore[union-attr]
 
@@ -138,12 +141,9 @@ def adapt_batchnorm(model: nn.Module, source_batches: Iterable[object], target_b
         own statistics, so that the layer's own forward — whatever follows the normalisation in it (timm's
         `BatchNormAct2d` applies its activation there) — normalises the batch as it will once adapted."""
         def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
-            x = inp[0]
-            moments[name].add(x)
-            dims = [d for d in range(x.dim()) if d != 1]
-            xd = x.detach().double()
-            _set_running(module, *_adapted(xd.mean(dims).cpu(), xd.var(dims, unbiased=False).cpu(), source[name],
-                                           old[name], module.eps))
+            batch = _Moments.of(inp[0])
+            moments[name].add(batch)
+            _set_running(module, *_adapted(*batch.mean_var(), source[name], old[name], module.eps))
         return hook
 
     hooks = [m.register_forward_pre_hook(recolour(n, m)) for n, m in layers if n in source]
