@@ -177,7 +177,7 @@ class EnsembleClassifier(TransferEstimator):
     def summary(self) -> JSONObject:
         out = {**super().summary(), "backbone": " | ".join(m.backbone_.name for m in self.members_),
                "members": [m.backbone_.name for m in self.members_], "head": self.head}
-        adapted = [m.adaptation_ for m in self.members_ if getattr(m, "adaptation_", None) and m.adaptation_]
+        adapted = [record for m in self.members_ if (record := getattr(m, "adaptation_", None))]
         if adapted:
             out["adaptation"] = {**adaptation_json(adapted[0]), "members": "each member aligned its own features"}
         return out
