@@ -35,3 +35,14 @@ def test_a_saved_ensemble_predicts_the_same(ensemble: EnsembleClassifier, image_
     loaded = transferkit.load(tmp_path / "model")
     assert isinstance(loaded, EnsembleClassifier) and len(loaded.members_) == 2
     assert np.allclose(loaded.predict_proba(inputs), ensemble.predict_proba(inputs), atol=1e-5)
+
+
+def test_an_ensemble_fitted_with_a_target_says_how_its_members_adapted(image_folder: Path) -> None:
+    """Each member aligns its own features; the summary gives the first member's record, flat, and says so."""
+    target = [str(p) for p in sorted(image_folder.glob("*/*.jpg"))]
+    adapted = EnsembleClassifier(MEMBERS, precision="fp32", progress=False, adapt_method="standardize").fit(
+        str(image_folder), X_target=target)
+    record = adapted.summary()["adaptation"]
+    assert record["members"] == "each member aligned its own features"
+    assert record["applied"] == "standardize" and record["target_inputs"] == len(target)
+    assert "statistics" not in record and "source_inputs" in record  # the alignment's numbers sit flat beside
