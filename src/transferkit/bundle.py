@@ -23,6 +23,7 @@ leaves the old bundle as it was and says so.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fnmatch
@@ -275,10 +276,8 @@ def remove_owned(folder: str | Path, *, run_only: bool = False) -> list[str]:
             removed.append(rel)
     for rel, path, is_dir in reversed(entries):
         if is_dir and rel in owned.dirs:
-            try:
+            with contextlib.suppress(OSError):  # not empty: it holds something that is not ours
                 path.rmdir()
-            except OSError:
-                pass  # not empty: it holds something that is not ours
     return removed
 
 

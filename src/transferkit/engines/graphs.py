@@ -10,6 +10,7 @@ the opset and the torch version that exported it. One folder per key holds `mode
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -111,11 +112,9 @@ def backbone_graph(
     folder = graph_folder(backbone, key, root)
     model, key_file = folder / "model.onnx", folder / "key.json"
     if model.is_file() and key_file.is_file():
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a damaged key: export again
             if json.loads(key_file.read_text(encoding="utf-8")) == key:
                 return model, True
-        except (OSError, ValueError):
-            pass  # a damaged key: export again
     folder.mkdir(parents=True, exist_ok=True)
     export_onnx(parts.module, parts.example_inputs(), model, dynamic_axes=parts.dynamic_axes, opset=opset)
     write_json_atomic(key_file, key)

@@ -18,6 +18,7 @@ fallback, said in a note and an `EngineWarning`: never silently different number
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -249,10 +250,8 @@ class _Remembered:
         self._write({"choice": label, "samples_per_s": rates, "runner_up": runner_up, "uses": 0})
 
     def _write(self, data: JSONObject) -> None:
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache only costs the next run a race
             write_json_atomic(self.path, data)
-        except OSError:
-            pass  # a read-only cache only costs the next run a race
 
 
 @dataclass
