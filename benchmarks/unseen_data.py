@@ -35,8 +35,8 @@ kept, so a built set does not change.)
     python benchmarks/unseen_data.py --sets icons    # or debtext, speech
 
 A set whose manifest exists (for the same build parameters) is skipped. Counts per class and
-split are printed. Emoji artwork, the `fortunes` files and espeak-ng speech are reserved for
-external evaluation and are not used here.
+split are printed. The sources are the Debian packages pinned below and nothing else: icon
+themes' application and device icons, package descriptions, and flite/festival voices.
 """
 
 from __future__ import annotations
