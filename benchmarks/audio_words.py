@@ -4,7 +4,7 @@ Data (made here, nothing downloaded): ten words ("zero" … "nine") spoken by De
 synthesizer in its five voices (kal at 8 kHz, kal16, awb, rms, slt), each at several speaking
 rates and pitches. Every rendition is placed at a random offset in a longer clip — 0.2 to 1.5 s of
 leading and trailing silence — and white noise is added over the whole clip at a random SNR
-(relative to the speech), so the silence is noisy, as in a real recording. Not built from espeak-ng.
+(relative to the speech), so the silence is noisy, as in a real recording. flite is the only voice source.
 
 A logistic-regression probe (standardised features) is trained on three voices and tested on the
 two others (unseen voices), for each backbone with `vad="off"` and `vad="edges"` (Silero VAD
