@@ -81,11 +81,32 @@ def test_an_engine_that_disagrees_is_not_used(graph_root: Path, monkeypatch: pyt
         return out + np.random.default_rng(0).normal(0, 1.0, out.shape).astype(np.float32)
 
     monkeypatch.setattr(OnnxRuntimeRunner, "__call__", perturbed)
+    # the one candidate that failed is given back (its session, its buffers) before the torch fallback is made
+    released: list[bool] = []
+    monkeypatch.setattr(select, "release_memory", lambda: released.append(True))
+    real_torch = select.TorchEngine
+    released_at_torch: list[int] = []
+
+    def torch_engine(*args: Any, **kwargs: Any) -> Any:
+        released_at_torch.append(len(released))
+        return real_torch(*args, **kwargs)
+
+    monkeypatch.setattr(select, "TorchEngine", torch_engine)
+    real_open = select.open_graph
+    released_at_open: list[int] = []
+
+    def open_graph(*args: Any, **kwargs: Any) -> Any:
+        released_at_open.append(len(released))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(select, "open_graph", open_graph)
     b = backbone("efficientnet_lite0")
     items = inputs_for(b, 4)
     with pytest.warns(EngineWarning, match=r"onnxruntime fp32 disagrees with PyTorch.*falling back to torch fp32"):
         feats = extract_features(b, items, options=options(engine="onnxruntime", precision="fp32"))
     assert (feats.engine, feats.precision) == ("torch", "fp32")
+    assert released_at_torch[-1] > released_at_open[-1], "the torch fallback was made before the failed engine's " \
+                                                            "memory went back"
     np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)
 
 

@@ -438,6 +438,10 @@ def _fall_back(request: _Request, trial: _Trial, selection: Selection) -> Select
             f"the int8 graph of '{request.backbone.name}' is too far from PyTorch fp32 on the first batch "
             f"({'; '.join(trial.rejected + trial.quiet)}): quantization lost too much here; use precision 'fp32'"
         )
+    # what the candidates that failed held (a session, a compiled model, their buffers) goes back before the
+    # torch copy is made (`_built` gives it back between candidates only when there were several)
+    trial.head_out.clear()
+    release_memory()
     selection.engine = TorchEngine(request.model(), "fp32", request.device, request.channels_last)
     selection.min_cosine = 1.0
     _warn(selection, f"{'; '.join(trial.rejected or trial.quiet)}: falling back to torch fp32")
