@@ -70,6 +70,7 @@ def absolute(frame: Any, root: Path) -> Any:
     return out
 
 
+@pytest.mark.slow  # above ~10 s on a quiet 2-core machine: its file is handed out first
 def test_fused_beats_each_single_modality(products: tuple[Path, Any], cache: Path) -> None:
     from transferkit.estimators.tabular import TabularTransferClassifier
 
@@ -149,6 +150,7 @@ def test_gated_fusion_round_trip_and_same_seed_same_result(products: tuple[Path,
         TransferClassifier.load(tmp_path / "gated")
 
 
+@pytest.mark.slow  # above ~10 s on a quiet 2-core machine: its file is handed out first
 def test_cli_fit_and_predict_rows(products: tuple[Path, Any], tmp_path: Path) -> None:
     from transferkit.commands import app
 

@@ -167,6 +167,7 @@ def test_cli_fit_predict_evaluate_text(tmp_path: Path, monkeypatch: pytest.Monke
     assert json.loads(result.stdout[result.stdout.index("{"):])["accuracy"] >= 0.8
 
 
+@pytest.mark.slow  # above ~10 s on a quiet 2-core machine: its file is handed out first
 def test_long_texts_chunked_when_asked(tmp_path: Path) -> None:
     from transferkit import TransferClassifier
 
