@@ -150,7 +150,6 @@ def test_gated_fusion_round_trip_and_same_seed_same_result(products: tuple[Path,
         TransferClassifier.load(tmp_path / "gated")
 
 
-@pytest.mark.slow  # above ~10 s on a quiet 2-core machine: its file is handed out first
 def test_cli_fit_and_predict_rows(products: tuple[Path, Any], cache: Path, tmp_path: Path) -> None:
     """Through the CLI, on this file's feature cache (the same 72 products, the same encoders: the rows the
     estimator tests above extracted are read back, the others extracted; the same features either way)."""
