@@ -48,3 +48,24 @@ def test_curve_refuses_bad_shots_and_flags_that_do_not_apply(cli, image_folder: 
     code, message = cli("curve", image_folder, "--out", tmp_path / "d", "--text-column", "text")
     assert code == 2 and "table" in message  # texts come in a table, not a folder of images
     assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_curve_extracts_the_pretrained_features_on_the_engine_asked(cli, image_folder: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """`--engine` (as fit's) reaches the pretrained backbone's extraction; the from-scratch features run as they
+    ship (auto: their own engine), never warned about an engine that does not apply to them."""
+    import transferkit.features
+
+    real = transferkit.features.extract_features
+    asked: dict[str, str] = {}
+
+    def recording(backbone, items, *, options, **kwargs):
+        asked[backbone.name] = options.engine
+        return real(backbone, items, options=options, **kwargs)
+
+    monkeypatch.setattr(transferkit.features, "extract_features", recording)
+    code, output = cli("curve", image_folder, "--out", tmp_path / "c", "--shots", "2", "--seeds", "1", "--engine",
+                       "torch", "--no-cache", *TINY)
+    assert code == 0, output
+    assert asked == {"test_efficientnet": "torch", "hog": "auto"}
+    assert "does not apply" not in output

@@ -33,6 +33,7 @@ def _fit(args: list[str]) -> dict:
     return json.loads(result.stdout[result.stdout.index("{"):])
 
 
+@pytest.mark.slow  # above ~10 s on a quiet 2-core machine: its file is handed out first
 def test_auto_measures_its_rate_times_itself_and_keeps_the_better(enough: Path, cache: Path, tmp_path: Path) -> None:
     summary = _fit([str(enough), "--backbone", "test_efficientnet", "--weights", "random", "--strategy", "auto",
                     "--epochs", "1", "--budget", "60", "--out", str(tmp_path / "run"), "--cache-dir", str(cache)])

@@ -151,6 +151,7 @@ def test_a_backbone_with_its_own_engine_runs_as_it_is(name: str, graph_root: Pat
     np.testing.assert_allclose(forced.values, feats.values, atol=1e-6)
 
 
+@pytest.mark.slow  # above ~10 s on a quiet 2-core machine: its file is handed out first
 def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, monkeypatch: pytest.MonkeyPatch,
                                                              tmp_path: Path) -> None:
     """The choice remembered for this machine is timed again against its race's runner-up on real

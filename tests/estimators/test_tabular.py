@@ -70,6 +70,7 @@ def absolute(frame: Any, root: Path) -> Any:
     return out
 
 
+@pytest.mark.slow  # above ~10 s on a quiet 2-core machine: its file is handed out first
 def test_fused_beats_each_single_modality(products: tuple[Path, Any], cache: Path) -> None:
     from transferkit.estimators.tabular import TabularTransferClassifier
 
@@ -149,7 +150,9 @@ def test_gated_fusion_round_trip_and_same_seed_same_result(products: tuple[Path,
         TransferClassifier.load(tmp_path / "gated")
 
 
-def test_cli_fit_and_predict_rows(products: tuple[Path, Any], tmp_path: Path) -> None:
+def test_cli_fit_and_predict_rows(products: tuple[Path, Any], cache: Path, tmp_path: Path) -> None:
+    """Through the CLI, on this file's feature cache (the same 72 products, the same encoders: the rows the
+    estimator tests above extracted are read back, the others extracted; the same features either way)."""
     from transferkit.commands import app
 
     root, _ = products
@@ -158,7 +161,7 @@ def test_cli_fit_and_predict_rows(products: tuple[Path, Any], tmp_path: Path) ->
     result = runner.invoke(app, ["fit", str(root / "products.parquet"), "--label-column", "category",
                                  "--image-column", "image_path", "--text-column", "title",
                                  "--numeric-columns", "price", "--categorical-columns", "shop",
-                                 "--out", str(out), "--json"])
+                                 "--out", str(out), "--json", "--cache-dir", str(cache)])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert summary["modality"] == "table" and summary["encoders"] == {"image": "efficientnet_lite0",
@@ -167,7 +170,7 @@ def test_cli_fit_and_predict_rows(products: tuple[Path, Any], tmp_path: Path) ->
     row = json.dumps({"image_path": str(root / "img" / "000.jpg"), "title": "Roast the old vegetables",
                       "price": 12.5, "shop": "north"})
     result = runner.invoke(app, ["predict", str(out), "--row", row, "--row", '{"title": "A late goal"}',
-                                 str(root / "products.parquet"), "--json"])
+                                 str(root / "products.parquet"), "--json", "--cache-dir", str(cache)])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout[result.stdout.index("["):result.stdout.rindex("]") + 1])
     assert len(rows) == 74 and rows[0]["input"].endswith("record 1")

@@ -10,10 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from tests.serve.conftest import SERVE_COLOURS as COLOURS
 from tests.serve.conftest import free_port, post, request
 
 
+@pytest.mark.slow  # above ~10 s on a quiet 2-core machine: its file is handed out first
 def test_sigterm_finishes_the_requests_it_accepted(image_run: Path, images: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -19,13 +19,23 @@ import typer
 from rich.console import Console
 
 from transferkit.commands._console import console, err
-from transferkit.commands._flags import BatchSize, CacheDir, Encoding, LabelColumn, NoCache, Precision, cache_arg
+from transferkit.commands._flags import (
+    BatchSize,
+    CacheDir,
+    Encoding,
+    Engine,
+    LabelColumn,
+    NoCache,
+    Precision,
+    cache_arg,
+)
 from transferkit.params import (
     ADAPT_METHOD,
     AS_JSON,
     BATCH_SIZE,
     CACHE_DIR,
     ENCODING,
+    ENGINE,
     LABEL_COLUMN,
     NO_CACHE,
     PRECISION,
@@ -82,6 +92,7 @@ def curve(
     encoding: Encoding = ENCODING.default,
     batch_size: BatchSize = BATCH_SIZE.default,
     precision: Precision = PRECISION.default,
+    engine: Engine = ENGINE.default,
     cache_dir: CacheDir = CACHE_DIR.default,
     no_cache: NoCache = NO_CACHE.default,
     adapt_to: Annotated[Path | None, typer.Option("--adapt-to", help="Unlabelled inputs of where the model will "
@@ -98,7 +109,7 @@ def curve(
     values = {"data": data, "out": out, "backbone": backbone, "weights": weights, "modality": modality,
               "text_column": text_column, "image_column": image_column, "audio_column": audio_column,
               "path_column": path_column, "label_column": label_column, "group_column": group_column,
-              "encoding": encoding, "batch_size": batch_size, "precision": precision, "seed": seed,
+              "encoding": encoding, "batch_size": batch_size, "precision": precision, "engine": engine, "seed": seed,
               "adapt_to": adapt_to, "adapt_method": adapt_method if adapt_to is not None else None}
     run_curve(values, shots=shots, seeds=seeds, test=test, scratch=scratch, finetune=finetune, budget=budget,
               epochs=epochs, cache=cache_arg(cache_dir, no_cache), overwrite=overwrite, as_json=as_json)
@@ -149,7 +160,7 @@ def run_curve(values: OptionValues, *, shots: str, seeds: int, test: float, scra
                                precision=options.precision, budget=budget, finetune_epochs=epochs,
                                on_point=grid, progress=not quiet,
                                adapt_to=target.items if target is not None else None,
-                               adapt_method=options.adapt_method)
+                               adapt_method=options.adapt_method, engine=options.engine)
     finally:
         grid.close()
     name = Path(str(dataset.source)).name or str(dataset.source)

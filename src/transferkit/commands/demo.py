@@ -30,10 +30,10 @@ import typer
 from rich.console import Console
 
 from transferkit.commands._console import console as stdout
-from transferkit.commands._flags import Precision, Seed
+from transferkit.commands._flags import Engine, Precision, Seed
 from transferkit.jsontypes import JSONObject
 from transferkit.options import OptionValues
-from transferkit.params import CACHE_DIR, PRECISION, SEED, WEIGHTS
+from transferkit.params import CACHE_DIR, ENGINE, PRECISION, SEED, WEIGHTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +63,7 @@ def demo(
     budget: Annotated[float | None, typer.Option(help="--finetune: minutes for the fine-tuned points.")] = None,
     seed: Seed = SEED.default,
     precision: Precision = PRECISION.default,
+    engine: Engine = ENGINE.default,
 ) -> None:
     """What transfer brings: the curve, adaptation to a shifted domain, a report (cards); or the digits."""
     from transferkit.errors import ConfigError
@@ -71,10 +72,11 @@ def demo(
         raise ConfigError(f"demo {dataset!r}: choose cards (the default) or digits")
     if dataset == "digits":
         run_demo(out=out or Path("runs/digits-demo"), backbone=backbone, shots=shots or DIGIT_SHOTS, seeds=seeds,
-                 finetune=finetune, budget=budget, seed=seed, precision=precision, console=stdout)
+                 finetune=finetune, budget=budget, seed=seed, precision=precision, engine=engine, console=stdout)
     else:
         run_cards_demo(out=out or Path("runs/cards-demo"), backbone=backbone, shots=shots or CARD_SHOTS, seeds=seeds,
-                       finetune=finetune, budget=budget, seed=seed, precision=precision, console=stdout)
+                       finetune=finetune, budget=budget, seed=seed, precision=precision, engine=engine,
+                       console=stdout)
 
 
 DIGIT_SHOTS = "1,2,5,10,20,50,all"
@@ -126,8 +128,9 @@ def few_per_class(data: LabelledData, n: int, seed: int) -> list[int]:
 def run_demo(*, out: Path, backbone: str, shots: str = DIGIT_SHOTS, seeds: int = 3, finetune: bool = False,
              budget: float | None = None, seed: int = SEED.default, precision: str = PRECISION.default,
              console: Console = stdout, cache_dir: str | Path | bool | None = CACHE_DIR.default,
-             weights: str | None = WEIGHTS.default) -> pd.DataFrame:
-    """Write the digits, run the curve into OUT/curve (the demo's own folder: replaced each run)."""
+             weights: str | None = WEIGHTS.default, engine: str = ENGINE.default) -> pd.DataFrame:
+    """Write the digits, run the curve into OUT/curve (the demo's own folder: replaced each run). `engine`:
+    how the backbone's features are extracted (as `fit --engine`)."""
     from transferkit.commands.curve import run_curve
 
     images = write_digits(out / "images")
@@ -137,7 +140,7 @@ def run_demo(*, out: Path, backbone: str, shots: str = DIGIT_SHOTS, seeds: int =
                   "on HOG features (histograms of oriented gradients, nothing pretrained). Both see the same "
                   "labelled images at every point.", highlight=False)
     values = {"data": images, "out": out / "curve", "backbone": backbone, "weights": weights, "precision": precision,
-              "seed": seed}
+              "engine": engine, "seed": seed}
     frame = run_curve(values, shots=shots, seeds=seeds, test=0.2, scratch=None, finetune=finetune, budget=budget,
                       epochs=10, cache=cache_dir, overwrite=True, as_json=False, out=console,
                       title="scikit-learn digits (8x8): test accuracy against labels per class")
@@ -164,7 +167,7 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
                    console: Console = stdout, cache_dir: str | Path | bool | None = CACHE_DIR.default,
                    weights: str | None = WEIGHTS.default, source: Path | None = None,
                    labelled: tuple[str, ...] | None = None, shifted: tuple[str, ...] | None = None,
-                   sample: int | None = None) -> JSONObject:
+                   sample: int | None = None, engine: str = ENGINE.default) -> JSONObject:
     """The cards demo into OUT (cards/, curve/, model/, model-adapted/); see the module docstring.
 
     `source`: an unpacked card-deck package (default: fetched with apt-get into OUT/source);
@@ -187,7 +190,8 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
         console.print(f"[yellow]The card decks cannot be had here: {exc}[/]", highlight=False)
         console.print("[yellow]Running the digits demo instead (`transferkit demo digits`).[/]", highlight=False)
         frame = run_demo(out=out / "digits", backbone=backbone, seeds=seeds, finetune=finetune, budget=budget,
-                         seed=seed, precision=precision, console=console, cache_dir=cache_dir, weights=weights)
+                         seed=seed, precision=precision, console=console, cache_dir=cache_dir, weights=weights,
+                         engine=engine)
         return {"fallback": "digits", "curve": frame}
     console.print(f"transfer = a linear head on frozen, pretrained {backbone} features; from scratch = the same head "
                   "on HOG features (nothing pretrained). Both see the same labelled cards at every point and are "
@@ -195,7 +199,7 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
 
     console.rule("[bold]1/3 the data-efficiency curve", style="dim")
     values = {"data": card_set.labelled, "out": out / "curve", "backbone": backbone, "weights": weights,
-              "precision": precision, "seed": seed}
+              "precision": precision, "engine": engine, "seed": seed}
     frame = run_curve(values, shots=shots, seeds=seeds, test=0.2, scratch=None, finetune=finetune, budget=budget,
                       epochs=10, cache=cache_dir, overwrite=True, as_json=False, out=console,
                       title="playing cards, suit: accuracy on unseen deck designs against labels per suit")
@@ -204,7 +208,8 @@ def run_cards_demo(*, out: Path, backbone: str, shots: str = CARD_SHOTS, seeds: 
     # --augment 0: the curve's probe, on the features it extracted (augmented views would double the time);
     # one report, of the model the demo ends with (the adapted one when fit has --adapt-to)
     adapt = adaptation_available()
-    common = {"backbone": backbone, "weights": weights, "precision": precision, "seed": seed, "overwrite": True,
+    common = {"backbone": backbone, "weights": weights, "precision": precision, "engine": engine, "seed": seed,
+              "overwrite": True,
               "augment": 0, **({"cache_dir": cache_dir} if cache_dir is not None else {})}
     plain = _fit(card_set.labelled, out / "model", {**common, "report": not adapt}, console,
                  "the probe on every labelled card")

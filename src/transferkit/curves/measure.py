@@ -43,7 +43,7 @@ from transferkit.curves.points import (
     probe_point,
 )
 from transferkit.errors import ConfigError
-from transferkit.params import ADAPT_METHOD, BATCH_SIZE, CACHE_DIR, PRECISION, SEED, WEIGHTS
+from transferkit.params import ADAPT_METHOD, BATCH_SIZE, CACHE_DIR, ENGINE, PRECISION, SEED, WEIGHTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,6 +91,7 @@ def curve(
     progress: bool = False,
     adapt_to: Sequence[object] | None = None,
     adapt_method: str = ADAPT_METHOD.default,
+    engine: str = ENGINE.default,
 ) -> pd.DataFrame:
     """The data-efficiency curve of `data`: one row per (method, shots, seed); see the package docstring.
 
@@ -103,6 +104,9 @@ def curve(
     `on_point(row, done, total)` is called once with row None when the grid is planned, then after
     every point. `frame.attrs` holds `notes`, `skipped` (unreadable inputs), `features`
     (extraction per backbone), `settings`, `n_test`, `pool_counts` and `interrupted`.
+
+    `engine`: how the pretrained backbone's features are extracted (as `fit --engine`; the from-scratch
+    features run as they ship).
 
     `adapt_to`: unlabelled inputs of where the model is used (`fit --adapt-to`). Adds "adapted
     transfer": each transfer point's head, with the test inputs' features aligned (`adapt_method`, as
@@ -130,13 +134,15 @@ def curve(
     plan = make_plan(dataset, asked, test_fraction=test_fraction, seed=seed)
     wanted = {TRANSFER: (pretrained_spec, weights), SCRATCH: (scratch_spec, None)}
     extracted = {method: extract(*wanted[method], dataset, sorted(plan.test + plan.pool), seed=seed,
-                                 batch_size=batch_size, precision=precision, cache_dir=cache_dir, progress=progress)
+                                 batch_size=batch_size, precision=precision, cache_dir=cache_dir, progress=progress,
+                                 engine=engine if method == TRANSFER else ENGINE.default)
                  for method in method_list if method in wanted}
     adapt_note = None
     if ADAPTED in method_list:
         extracted[ADAPTED], adapt_note = adapted(extracted[TRANSFER], (pretrained_spec, weights), plan.test, plan.pool,
                                                  adapt_to or [], adapt_method, seed=seed, batch_size=batch_size,
-                                                 precision=precision, cache_dir=cache_dir, progress=progress)
+                                                 precision=precision, cache_dir=cache_dir, progress=progress,
+                                                 engine=engine)
     failed = {i: reason for feats in extracted.values() for i, reason in feats.failed.items()}
     if failed:  # an input one backbone cannot read leaves every method: all points see the same data
         plan = make_plan(dataset, asked, test_fraction=test_fraction, seed=seed, exclude=frozenset(failed))

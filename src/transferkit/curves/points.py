@@ -11,6 +11,7 @@ import numpy as np
 
 from transferkit.backbones.spec import BackboneSpec
 from transferkit.errors import ConfigError, DataError
+from transferkit.params import ENGINE
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,7 +44,8 @@ class Extracted:
 
 
 def extract(spec: BackboneSpec, weights: str | None, data: LabelledData, indices: list[int], *, seed: int,
-             batch_size: int, precision: str, cache_dir: CacheArg, progress: bool) -> Extracted:
+             batch_size: int, precision: str, cache_dir: CacheArg, progress: bool,
+             engine: str = ENGINE.default) -> Extracted:
     from transferkit.backbones import build_backbone
     from transferkit.cache import resolve_cache
     from transferkit.features import ExtractOptions, extract_features
@@ -54,7 +56,7 @@ def extract(spec: BackboneSpec, weights: str | None, data: LabelledData, indices
         raise ConfigError(f"backbone '{spec}' takes {backbone.modality} inputs; this is {data.modality} data")
     items = [data.items[i] for i in indices]
     feats = extract_features(backbone, items, options=ExtractOptions(batch_size=batch_size, precision=precision,
-                                                                     progress=progress),
+                                                                     progress=progress, engine=engine),
                              cache=resolve_cache(cache_dir), description=f"features ({backbone.name})")
     values = np.zeros((len(data.items), backbone.num_features), np.float32)
     ok = np.zeros(len(data.items), bool)
@@ -66,7 +68,7 @@ def extract(spec: BackboneSpec, weights: str | None, data: LabelledData, indices
 
 def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: list[int], pool: list[int],
             target: Sequence[object], method: str, *, seed: int, batch_size: int, precision: str, cache_dir: CacheArg,
-            progress: bool) -> tuple[Extracted, str]:
+            progress: bool, engine: str = ENGINE.default) -> tuple[Extracted, str]:
     """The transfer features with the test rows aligned: the map from TARGET's features (extracted here) to
     the pool's, fitted once (`adapt.fit_alignment`; `auto` by `fit`'s rule). Returns them and a note."""
     from transferkit.adapt import auto_outcome, fit_alignment, resolve_method
@@ -78,7 +80,7 @@ def adapted(transfer: Extracted, model: tuple[BackboneSpec, str | None], test: l
         raise ConfigError(f"the curve aligns features (auto, standardize, coral); got --adapt-method {method}")
     backbone = build_backbone(model[0], weights=model[1], **({"seed": seed} if model[1] == "random" else {}))
     feats = extract_features(backbone, list(target), options=ExtractOptions(batch_size=batch_size, precision=precision,
-                                                                          progress=progress),
+                                                                          progress=progress, engine=engine),
                              cache=resolve_cache(cache_dir), description=f"target features ({backbone.name})")
     if not feats.ok.any():
         raise DataError(f"none of the {len(target)} target inputs could be read; first error: "
