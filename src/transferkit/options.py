@@ -160,8 +160,8 @@ class FitOptions:
     adapt_to: Path | None = declare(None, "Unlabelled inputs from where the model will be used (a folder of images "
                                     "or clips in any layout, a table with the input column, or texts one per line): "
                                     "the probe aligns their features to the training data's; fine-tuning trains on "
-                                    "them beside the labelled batches (Minimum Class Confusion) and re-estimates "
-                                    "BatchNorm statistics on them (AdaBN). Labels in it are ignored.",
+                                    "them beside the labelled batches (Minimum Class Confusion; AdaBN on them with "
+                                    "--config adabn: true). Labels in it are ignored.",
                                     "--adapt-to", modalities=SINGLE, strategies=("probe", "finetune"))
     adapt_method: str = use(ADAPT_METHOD)
     strategy: str = declare("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "

@@ -44,10 +44,13 @@ def test_probe_fit_shows_and_keeps_the_shift_diagnostic(cli, image_folder: Path,
 
 
 def test_finetune_with_a_target_through_the_cli(cli, image_folder: Path, target: Path, tmp_path: Path) -> None:
-    """(Resume with a target: tests/finetune/test_target.py, at the estimator's level.)"""
+    """AdaBN asked for through `--config` (it is off by default). (Resume with a target:
+    tests/finetune/test_target.py, at the estimator's level.)"""
     out = tmp_path / "ft"
+    config = tmp_path / "adabn.yaml"
+    config.write_text("adabn: true\n")
     args = [image_folder, *FAST[:-2], "--strategy", "finetune", "--epochs", "2", "--batch-size", "8",
-            "--adapt-to", target, "--no-cache"]
+            "--adapt-to", target, "--no-cache", "--config", config]
     code, output = cli("fit", *args, "--out", out)
     assert code == 0, output
     assert "Minimum Class Confusion" in output and "AdaBN" in output and "adapted to" in output

@@ -37,7 +37,7 @@ def target(xy: Any, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 def test_finetune_with_a_target_runs_trains_mcc_and_adapts_bn(xy: Any, tiny: Any, target: list[str],
                                                                 tmp_path: Path) -> None:
     X, y = xy
-    adapted = tiny(epochs=3, freeze="full", run_dir=tmp_path).fit(X, y, X_target=target)
+    adapted = tiny(epochs=3, freeze="full", run_dir=tmp_path, adabn=True).fit(X, y, X_target=target)
     report = adapted.fit_report_.target
     assert report["n_target"] == len(target) and report["loss"] == "mcc" and report["target_weight"] == 1.0
     mcc = report["mcc_by_epoch"]
@@ -63,8 +63,9 @@ def test_finetune_with_a_target_runs_trains_mcc_and_adapts_bn(xy: Any, tiny: Any
 
 def test_target_batches_change_training(xy: Any, tiny: Any, target: list[str]) -> None:
     X, y = xy
-    with_mcc = tiny(epochs=1, adabn=False).fit(X, y, X_target=target)
+    with_mcc = tiny(epochs=1).fit(X, y, X_target=target)  # AdaBN is off unless asked for
     without = tiny(epochs=1, adabn=False, target_weight=0.0).fit(X, y, X_target=target)
+    assert "adabn" not in with_mcc.fit_report_.target
     head_a, head_b = with_mcc.model_.head.state_dict(), without.model_.head.state_dict()
     assert any(not torch.equal(head_a[k], head_b[k]) for k in head_a)
     assert without.fit_report_.target["loss"] is None and without.fit_report_.target["mcc_by_epoch"] == {}
@@ -111,7 +112,7 @@ def test_a_peft_bundle_keeps_the_adabn_statistics(xy: Any, tiny: Any, target: li
     from transferkit import load
 
     X, y = xy
-    clf = tiny(epochs=1, peft="bitfit", target_weight=0.0).fit(X, y, X_target=target)
+    clf = tiny(epochs=1, peft="bitfit", target_weight=0.0, adabn=True).fit(X, y, X_target=target)
     clf.save(tmp_path / "bundle")
     loaded = load(tmp_path / "bundle", progress=False)
     name, layer = bn_layers(clf.model_)[-1]

@@ -315,7 +315,7 @@ def fit_pipeline(options: FitOptions, *, out: Console = console) -> FitResult | 
     extra: Params = {"run_record": options.to_record()} if estimator.writes_run_folder else {}
     started = time.perf_counter()
     estimator.fit(train, X_val=valid.items if has_val else None, y_val=valid.labels if has_val else None,
-                  **extra, **targets)  # fine-tuning with a target: MCC on target batches, then AdaBN (finetune/)
+                  **extra, **targets)  # fine-tuning with a target: MCC on target batches (+ AdaBN if asked)
     if "strategy_decision" in decisions:  # the estimate beside what it cost
         decisions["strategy_decision"]["actual_minutes"] = (time.perf_counter() - started) / 60.0
     if not rank0:

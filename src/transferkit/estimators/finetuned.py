@@ -268,8 +268,8 @@ class FinetunedClassifier(TransferEstimator):
 
         `X_target`: unlabelled inputs of the domain the model will be used on (`fit --adapt-to`).
         Each labelled batch then has a target batch beside it, on which the Minimum Class Confusion
-        loss trains (weight `training.target_weight`; `transferkit.adapt.mcc`), and after
-        training the BatchNorm statistics are re-estimated on them (AdaBN, `training.adabn`;
+        loss trains (weight `training.target_weight`; `transferkit.adapt.mcc`); with `training.adabn`
+        (off by default) the BatchNorm statistics are re-estimated on them after training (AdaBN,
         `transferkit.finetune.adabn`). They never enter the labels, validation or the probe's fit.
         """
         import lightning.pytorch as pl
