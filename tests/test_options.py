@@ -162,3 +162,15 @@ def test_views_and_batch_augment_are_two_names_and_old_records_still_read(tmp_pa
     declared = FitOptions.declared()["views"]
     assert FitOptions().views is None and "Default: 2 for images and audio" in declared.help  # None: by modality
     assert declared.flags == ("--views", "--augment")
+
+
+def test_the_modality_of_a_manifest_is_read_from_its_paths(tmp_path: Path) -> None:
+    """A manifest whose path column names clips is audio, as a folder of clips is; of images (or
+    unreadable here), image; `--modality` still decides when given."""
+    clips, images = tmp_path / "clips.csv", tmp_path / "images.csv"
+    clips.write_text("path,label\n" + "".join(f"/data/c{i}.wav,a\n" for i in range(5)) + "/data/x.png,b\n")
+    images.write_text("file,label\n/data/x.jpg,a\n/data/y.png,b\n")
+    assert resolve(from_sources({}, data=clips)).modality == "audio"
+    assert resolve(from_sources({"path_column": "file"}, data=images)).modality == "image"
+    assert resolve(from_sources({}, data=images)).modality == "image"  # no 'path' column: as before
+    assert resolve(from_sources({"modality": "image"}, data=clips)).modality == "image"

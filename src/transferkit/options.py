@@ -357,9 +357,29 @@ def guess_folder_modality(folder: Path, limit: int = 500) -> str:
     return "audio" if audio > images else "image"
 
 
+def guess_manifest_modality(table: Path, path_column: str, encoding: str | None = None, limit: int = 500) -> str:
+    """'audio' when a manifest's path column names more audio files than images (its first `limit` rows),
+    else 'image' (also when the table cannot be read here: loading it says why)."""
+    from transferkit.data.audio_clips import AUDIO_EXTENSIONS
+    from transferkit.data.images import IMAGE_EXTENSIONS
+    from transferkit.data.tables import read_table
+    from transferkit.errors import DataError
+
+    try:
+        frame, _ = read_table(table, as_text=True, encoding=encoding)
+    except (DataError, ConfigError):
+        return "image"
+    if path_column not in frame.columns:
+        return "image"
+    suffixes = [Path(str(p)).suffix.lower() for p in frame[path_column].dropna().head(limit)]
+    audio = sum(s in AUDIO_EXTENSIONS for s in suffixes)
+    return "audio" if audio > sum(s in IMAGE_EXTENSIONS for s in suffixes) else "image"
+
+
 def resolve_modality(options: FitOptions) -> str:
     """Column flags decide first: one text/image/audio column alone is that modality; several kinds, or
-    numeric/categorical columns, a table. Then `--modality`; then the data (a folder of clips is audio)."""
+    numeric/categorical columns, a table. Then `--modality`; then the data (a folder of clips, or a manifest
+    whose path column names clips, is audio)."""
     columns = options.table_columns()
     given = [kind for kind, cols in columns.items() if cols]
     asked = options.modality
@@ -374,7 +394,8 @@ def resolve_modality(options: FitOptions) -> str:
         modality = asked
     else:
         data = Path(options.data)
-        modality = guess_folder_modality(data) if data.is_dir() else "image"
+        modality = (guess_folder_modality(data) if data.is_dir() else
+                    guess_manifest_modality(data, options.path_column, options.encoding) if data.is_file() else "image")
     if asked is not None and asked != modality:
         raise ConfigError(f"--modality {asked} does not match the columns given ({', '.join(given)} → {modality}); "
                           "drop --modality or the column flags")
