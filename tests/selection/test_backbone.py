@@ -120,3 +120,18 @@ def test_a_first_candidate_read_from_the_cache_does_not_set_the_time_budget(monk
     now[0] = 70.0
     skipped = clock.skip(parse_backbone("c"), scratch=False)
     assert skipped is not None and "first candidate that extracted" in skipped.note
+
+
+def test_a_candidate_with_no_readable_training_input_is_skipped_and_fit_says_why(cli, tmp_path: Path) -> None:
+    """A manifest whose files cannot be read: each candidate is skipped with the reason in the table, and fit ends
+    with a clear error naming the first unreadable file — not scikit-learn's "0 samples" from inside the scoring."""
+    rows = ["path,label"]
+    for i in range(12):
+        bad = tmp_path / f"f{i}.png"
+        bad.write_bytes(b"not an image at all")
+        rows.append(f"{bad},{'ab'[i % 2]}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    code, output = cli("fit", manifest, "--backbone", "auto:hog", "--out", tmp_path / "run", "--no-cache")
+    assert code != 0 and "0 of 8 training inputs readable" in output and "not an image" in output
+    assert "0 sample(s)" not in output and "Traceback" not in output

@@ -293,6 +293,12 @@ def _candidate(spec: BackboneSpec, scratch: bool, items: list[object], y: np.nda
     except Exception as exc:
         cand.note = f"skipped: {str(exc).splitlines()[0][:80]}"
         return cand, None, None
+    readable = np.flatnonzero(feats.ok[:n_train])
+    if len(np.unique(y[readable])) < 2:  # nothing to fit a head on: said in the table (fit then says why)
+        reason = next(iter(feats.failed.values()), "")
+        cand.note = (f"skipped: {len(readable)} of {n_train} training inputs readable"
+                     + (f" ({reason.splitlines()[0][:160]})" if reason else ""))
+        return cand, None, None
     values = np.zeros((len(items), backbone.num_features), np.float32)
     values[feats.ok] = feats.values
     proba, acc = _score(values, y, feats.ok, n_train, n_classes, seed, blocks=backbone.feature_blocks())
