@@ -357,7 +357,7 @@ def guess_folder_modality(folder: Path, limit: int = 500) -> str:
     return "audio" if audio > images else "image"
 
 
-def guess_manifest_modality(table: Path, path_column: str, encoding: str | None = None, limit: int = 500) -> str:
+def guess_manifest_modality(table: Path, path_column: str, encoding: str | None, limit: int = 500) -> str:
     """'audio' when a manifest's path column names more audio files than images (its first `limit` rows),
     else 'image' (also when the table cannot be read here: loading it says why)."""
     from transferkit.data.audio_clips import AUDIO_EXTENSIONS
