@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -342,26 +343,24 @@ def from_sources(flags: OptionValues, *, data: Path) -> FitOptions:
 # -- resolution -----------------------------------------------------------------------------------
 
 
-def guess_folder_modality(folder: Path, limit: int = 500) -> str:
-    """'audio' when a class folder tree holds more audio files than images, else 'image'."""
+def _audio_or_image(paths: Iterable[str | Path]) -> str:
+    """'audio' when more of `paths` are audio files than images (by extension), else 'image'."""
     from transferkit.data.audio_clips import AUDIO_EXTENSIONS
     from transferkit.data.images import IMAGE_EXTENSIONS
 
-    images = audio = 0
-    for i, f in enumerate(folder.rglob("*")):
-        if i >= limit:
-            break
-        suffix = f.suffix.lower()
-        images += suffix in IMAGE_EXTENSIONS
-        audio += suffix in AUDIO_EXTENSIONS
-    return "audio" if audio > images else "image"
+    suffixes = [Path(p).suffix.lower() for p in paths]
+    audio = sum(s in AUDIO_EXTENSIONS for s in suffixes)
+    return "audio" if audio > sum(s in IMAGE_EXTENSIONS for s in suffixes) else "image"
+
+
+def guess_folder_modality(folder: Path, limit: int = 500) -> str:
+    """'audio' when a class folder tree holds more audio files than images, else 'image'."""
+    return _audio_or_image(itertools.islice(folder.rglob("*"), limit))
 
 
 def guess_manifest_modality(table: Path, path_column: str, encoding: str | None, limit: int = 500) -> str:
     """'audio' when a manifest's path column names more audio files than images (its first `limit` rows),
     else 'image' (also when the table cannot be read here: loading it says why)."""
-    from transferkit.data.audio_clips import AUDIO_EXTENSIONS
-    from transferkit.data.images import IMAGE_EXTENSIONS
     from transferkit.data.tables import read_table
     from transferkit.errors import DataError
 
@@ -371,9 +370,7 @@ def guess_manifest_modality(table: Path, path_column: str, encoding: str | None,
         return "image"
     if path_column not in frame.columns:
         return "image"
-    suffixes = [Path(str(p)).suffix.lower() for p in frame[path_column].dropna().head(limit)]
-    audio = sum(s in AUDIO_EXTENSIONS for s in suffixes)
-    return "audio" if audio > sum(s in IMAGE_EXTENSIONS for s in suffixes) else "image"
+    return _audio_or_image(str(p) for p in frame[path_column].dropna().head(limit))
 
 
 def resolve_modality(options: FitOptions) -> str:

@@ -84,22 +84,18 @@ def test_an_engine_that_disagrees_is_not_used(graph_root: Path, monkeypatch: pyt
     # the one candidate that failed is given back (its session, its buffers) before the torch fallback is made
     released: list[bool] = []
     monkeypatch.setattr(select, "release_memory", lambda: released.append(True))
-    real_torch = select.TorchEngine
+
+    def noting_releases(real: Any, at: list[int]) -> Any:
+        """`real`, noting in `at` how many releases came before each call."""
+        def call(*args: Any, **kwargs: Any) -> Any:
+            at.append(len(released))
+            return real(*args, **kwargs)
+        return call
+
     released_at_torch: list[int] = []
-
-    def torch_engine(*args: Any, **kwargs: Any) -> Any:
-        released_at_torch.append(len(released))
-        return real_torch(*args, **kwargs)
-
-    monkeypatch.setattr(select, "TorchEngine", torch_engine)
-    real_open = select.open_graph
     released_at_open: list[int] = []
-
-    def open_graph(*args: Any, **kwargs: Any) -> Any:
-        released_at_open.append(len(released))
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(select, "open_graph", open_graph)
+    monkeypatch.setattr(select, "TorchEngine", noting_releases(select.TorchEngine, released_at_torch))
+    monkeypatch.setattr(select, "open_graph", noting_releases(select.open_graph, released_at_open))
     b = backbone("efficientnet_lite0")
     items = inputs_for(b, 4)
     with pytest.warns(EngineWarning, match=r"onnxruntime fp32 disagrees with PyTorch.*falling back to torch fp32"):
