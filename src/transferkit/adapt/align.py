@@ -273,6 +273,12 @@ def fit_shrunk_standardize(source: np.ndarray, target: np.ndarray) -> Alignment:
     `info` holds the two factors (`mean_shrinkage`: λ of the means, `spread_shrinkage`: λ of the log
     spreads; 0 = nothing moved, 1 = plain standardisation) and the shift statistics ‖z‖²/d of each (≈ 1
     when the domains do not differ)."""
+    return _fit_shrunk_standardize(source, target)[0]
+
+
+def _fit_shrunk_standardize(source: np.ndarray, target: np.ndarray) -> tuple[Alignment, np.ndarray]:
+    """`fit_shrunk_standardize`, and the source's per-dimension standard deviation it computed (the shift
+    test reads it rather than computing it again; the source's mean is the alignment's `mean_out`)."""
     s = _as_matrix(source, "source features", 2)
     t = _as_matrix(target, "target features", MIN_TARGET_INPUTS)
     _check_dims(s, t)
@@ -301,7 +307,7 @@ def fit_shrunk_standardize(source: np.ndarray, target: np.ndarray) -> Alignment:
     return Alignment("standardize (shrunk)", mean_in=mean_in, mean_out=mean_s, scale=scale,
                      info={"source_inputs": ns, "target_inputs": nt, "mean_shrinkage": round(lam_mean, 4),
                            "spread_shrinkage": round(lam_spread, 4), "mean_shift_ratio": round(ratio_mean, 3),
-                           "spread_shift_ratio": round(ratio_spread, 3)})
+                           "spread_shift_ratio": round(ratio_spread, 3)}), std_s
 
 
 def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -400,11 +406,14 @@ def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
         return None
     widths = list(blocks) if blocks and sum(blocks) == np.shape(source)[1] else [int(np.shape(source)[1])]
     parts: list[Alignment] = []
+    spreads: list[np.ndarray] = []  # auto's: the source's per-dimension spread, per block
     start = 0
     for width in widths:
         s, t = np.asarray(source)[:, start:start + width], np.asarray(target)[:, start:start + width]
         if resolved in ("auto", "mcc"):  # mcc: the head is then fine-tuned on the aligned target (`adapt.mcc`)
-            parts.append(fit_shrunk_standardize(s, t))
+            part, spread = _fit_shrunk_standardize(s, t)
+            parts.append(part)
+            spreads.append(spread)
         elif resolved != "standardize" and width <= MAX_CORAL_DIM:
             parts.append(fit_coral(s, t))
         else:
@@ -413,7 +422,8 @@ def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
     if resolved in ("auto", "mcc"):  # one test over all blocks: the question is whether the target differs at all
         from transferkit.adapt.shift_test import detect_shift
 
-        test = detect_shift(np.asarray(source), np.asarray(target), seed=seed)
+        moments = (np.concatenate([p.mean_out for p in parts]), np.concatenate(spreads))
+        test = detect_shift(np.asarray(source), np.asarray(target), seed=seed, source_moments=moments)
         parts[0].info = {**(parts[0].info or {}), **test.info()}
     return parts[0] if len(parts) == 1 else BlockAlignment(parts)
 
