@@ -194,3 +194,34 @@ def test_a_dimension_constant_in_the_source_gets_its_constant(method: str) -> No
     moved = fit_alignment(source, target, method).apply(target)
     np.testing.assert_allclose(moved[:, 2], 0.0, atol=1e-5)
     assert np.abs(moved).max() < 20
+
+
+def test_auto_shrinks_the_mean_and_log_spread_shifts_by_their_james_stein_factors() -> None:
+    """auto's map against its formula written out here (scipy's kurtosis for the log spread's noise), on
+    heavy-tailed features with a dimension constant in the target (left as it is)."""
+    from scipy.stats import kurtosis
+
+    rng = np.random.default_rng(16)
+    source = rng.standard_t(4, size=(400, 30))
+    target = 1.5 * rng.standard_t(4, size=(70, 30)) + 0.4
+    target[:, 7] = 2.0
+    auto = fit_shrunk_standardize(source, target)
+    live = np.ones(30, bool)
+    live[7] = False
+    s, t = source[:, live], target[:, live]
+    ns, nt, d = len(s), len(t), int(live.sum())
+    shift = t.mean(axis=0) - s.mean(axis=0)
+    z_mean = shift / np.sqrt(t.var(axis=0) / nt + s.var(axis=0) / ns)
+    log_ratio = np.log(t.std(axis=0) / s.std(axis=0))
+    noise = (np.maximum(kurtosis(t, fisher=False) - 1, 1e-3) / (4 * nt)
+             + np.maximum(kurtosis(s, fisher=False) - 1, 1e-3) / (4 * ns))
+    z_spread = log_ratio / np.sqrt(noise)
+    lam_mean = max(0.0, 1 - (d - 2) / float(z_mean @ z_mean))
+    lam_spread = max(0.0, 1 - (d - 2) / float(z_spread @ z_spread))
+    assert 0.1 < lam_spread < 0.99 and 0.1 < lam_mean < 0.99  # both factors shrink: a test of each
+    assert auto.info is not None
+    assert auto.info["mean_shrinkage"] == round(lam_mean, 4) and auto.info["spread_shrinkage"] == round(lam_spread, 4)
+    assert auto.scale is not None
+    np.testing.assert_allclose(auto.scale[live], 1 / np.exp(lam_spread * log_ratio), rtol=1e-12)
+    np.testing.assert_allclose(auto.mean_in[live], s.mean(axis=0) + lam_mean * shift, rtol=1e-12)
+    assert auto.scale[7] == 1.0 and auto.mean_in[7] == pytest.approx(source[:, 7].mean())

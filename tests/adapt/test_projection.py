@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
 
-from transferkit.adapt.projection import REDUCED_DIM, random_projection, reduce_rows
+from transferkit.adapt.projection import REDUCED_DIM, random_projection, reduce_rows, single_threaded
 
 
 def test_the_projection_is_seeded_sparse_and_only_for_wide_features() -> None:
@@ -31,3 +33,33 @@ def test_reduce_rows_is_pooled_standardisation_then_the_projection() -> None:
     projection = random_projection(d, seed=1)
     assert projection is not None
     assert np.allclose(reduce_rows([(a, keep_a), (b, keep_b)], projection), z @ projection.toarray())
+
+
+def test_the_projection_is_drawn_once_and_read_only() -> None:
+    """One fit reads the projection three times (shift test, domain classifier, map): one draw, shared,
+    which no caller can change under the others."""
+    p = random_projection(3 * REDUCED_DIM, seed=4)
+    assert p is not None and p is random_projection(3 * REDUCED_DIM, seed=4)
+    assert p is not random_projection(3 * REDUCED_DIM, seed=5)
+    with pytest.raises(ValueError, match="read-only"):
+        p.data[0] = 0.0
+
+
+def test_reduce_rows_of_a_whole_domain_is_the_same_as_of_its_rows_picked() -> None:
+    """A domain under the cap is read as it is (no copy of its rows): to the bit what picking them gives."""
+    rng = np.random.default_rng(2)
+    d = 2 * REDUCED_DIM
+    a, b = rng.normal(size=(30, d)), rng.normal(1.0, 2.0, size=(20, d))
+    projection = random_projection(d, seed=0)
+    whole = reduce_rows([(a, np.arange(30)), (b, np.arange(20))], projection)
+    longer = np.concatenate([a, rng.normal(size=(1, d))])  # one more row, left out: the rows are picked
+    assert np.array_equal(reduce_rows([(longer, np.arange(30)), (b, np.arange(20))], projection), whole)
+    column_major = np.asfortranarray(a)
+    assert np.array_equal(reduce_rows([(column_major, np.arange(30)), (b, np.arange(20))], projection), whole)
+
+
+def test_single_threaded_limits_blas_and_restores_it() -> None:
+    before = [i["num_threads"] for i in threadpool_info()]
+    with single_threaded():
+        assert all(i["num_threads"] == 1 for i in threadpool_info())
+    assert [i["num_threads"] for i in threadpool_info()] == before

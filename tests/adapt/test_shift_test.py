@@ -69,3 +69,20 @@ def test_same_seed_same_outcome_and_bad_inputs() -> None:
         detect_shift(source, target[:1])
     with pytest.raises(DataError, match="constant"):
         detect_shift(np.ones((20, 4)), target[:, :4])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_auto_hands_the_test_the_source_moments_it_computed_and_the_test_is_the_same(dtype: type) -> None:
+    """auto's rule computes the source's mean and spread per block; the shift test reads those instead of
+    computing them again, and gives to the bit what it gives on its own."""
+    rng = np.random.default_rng(8)
+    source = rng.gamma(1.0, size=(150, 300)).astype(dtype)
+    target = (rng.gamma(1.0, size=(40, 300)) * 1.2 + 0.1).astype(dtype)
+    source[:, 5] = 1.0  # a constant source dimension: dropped by the test
+    alignment = fit_alignment(source, target, "auto", blocks=[100, 200])
+    assert alignment is not None
+    alone = detect_shift(source, target)
+    info = alignment.info
+    assert info["block0_shift_p_value"] == alone.p_value and info["block0_shift_statistic"] == round(alone.statistic, 4)
+    with pytest.raises(DataError, match="moments"):
+        detect_shift(source, target, source_moments=(source.mean(axis=0), source.std(axis=0)[:10]))

@@ -7,7 +7,9 @@ two-sample test then cost the same on 16,768 hashed n-gram dimensions as on 256.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,9 +27,15 @@ def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> 
 
     Li, Hastie & Church (KDD 2006): entries ±sqrt(s / dims) with probability 1/(2s) each, 0 otherwise,
     s = sqrt(width) — an unbiased Johnson–Lindenstrauss projection with about width·dims/s non-zeros,
-    so projecting n rows costs n·width·dims/s multiplications (on 16,768-d: 130x fewer than a dense one)."""
-    if width <= dims:
-        return None
+    so projecting n rows costs n·width·dims/s multiplications (on 16,768-d: 130x fewer than a dense one).
+
+    The matrix depends on (width, seed, dims) alone and one fit with a target draws it three times (the
+    shift test, the domain classifier, the map): it is drawn once and shared, so it is read-only."""
+    return _drawn_projection(width, seed, dims) if width > dims else None
+
+
+@lru_cache(maxsize=4)
+def _drawn_projection(width: int, seed: int, dims: int) -> csr_array:
     from scipy import sparse
 
     rng = np.random.default_rng([seed, width, dims])
@@ -35,7 +43,10 @@ def random_projection(width: int, *, seed: int = 0, dims: int = REDUCED_DIM) -> 
     hit = rng.random((width, dims), dtype=np.float32) < 1.0 / s
     rows, cols = np.nonzero(hit)
     signs = np.where(rng.random(len(rows)) < 0.5, -1.0, 1.0) * np.sqrt(s / dims)
-    return sparse.csr_array((signs, (rows, cols)), shape=(width, dims))
+    matrix = sparse.csr_array((signs, (rows, cols)), shape=(width, dims))
+    for part in (matrix.data, matrix.indices, matrix.indptr):
+        part.flags.writeable = False
+    return matrix
 
 
 def inverse_spread(std: np.ndarray) -> np.ndarray:
@@ -61,9 +72,28 @@ def reduce_rows(parts: Sequence[tuple[np.ndarray, np.ndarray]], projection: csr_
     """The reduction of the rows `keep` of each (array [n_i, width], keep) of `parts`, pooled: standardised
     with the kept rows' pooled mean and spread (a constant dimension left at 0), then projected; float64
     [sum of kept rows, dims] (dims = width without a projection)."""
-    rows = [np.asarray(a)[keep] for a, keep in parts]
+    rows = [_rows(np.asarray(a), keep) for a, keep in parts]
     n = sum(len(r) for r in rows)
     mean = sum(r.sum(axis=0, dtype=np.float64) for r in rows) / n
     square = sum(np.einsum("ij,ij->j", r, r, dtype=np.float64) for r in rows) / n
     std = np.sqrt(np.maximum(square - mean**2, 0.0))
     return np.concatenate(standardize_project(rows, mean, inverse_spread(std), projection))
+
+
+def _rows(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """values[keep], without the copy when `keep` is every row in order (a domain under the cap)."""
+    if len(keep) == len(values) and np.array_equal(keep, np.arange(len(values))):
+        return np.ascontiguousarray(values)
+    return values[keep]
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """BLAS and OpenMP on one thread, for the small dense problems the reduction leaves (a PCA or a logistic
+    regression on at most 2 × 2,000 rows of 256 dimensions): a second thread gains little on them, and on a
+    busy machine threads that wait on each other cost more than they give (man pages' shift test and
+    diagnostic at load 9 on 2 cores: 1.5x the wall time of one thread, the same numbers to the bit)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from transferkit.adapt.projection import random_projection, reduce_rows
+from transferkit.adapt.projection import random_projection, reduce_rows, single_threaded
 from transferkit.errors import ConfigError, DataError
 from transferkit.jsontypes import JSONObject
 
@@ -220,7 +220,8 @@ def domain_classifier_accuracy(x: np.ndarray, domain: np.ndarray, *, folds: int 
 
     model = make_pipeline(StandardScaler(), LogisticRegression(C=DOMAIN_C, class_weight="balanced", max_iter=2000))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    predicted = cross_val_predict(model, x, domain, cv=cv)
+    with single_threaded():
+        predicted = cross_val_predict(model, x, domain, cv=cv)
     return float(balanced_accuracy_score(domain, predicted)), predicted == domain
 
 
@@ -278,7 +279,8 @@ def map_coordinates(
     projection = random_projection(source.shape[1], seed=seed)
     for name, s, t in panels:
         pooled = reduce_rows([(s, keep_s), (t, keep_t)], projection)
-        xy = PCA(n_components=2, random_state=seed).fit_transform(pooled)
+        with single_threaded():
+            xy = PCA(n_components=2, random_state=seed).fit_transform(pooled)
         out["panels"].append({"name": name, "source": np.round(xy[: len(keep_s)], 3).tolist(),
                               "target": np.round(xy[len(keep_s):], 3).tolist()})
     return out
