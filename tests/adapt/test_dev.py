@@ -84,6 +84,7 @@ def test_misleading_views_are_dropped_and_helpful_ones_kept() -> None:
     assert dropped["used"] == 0 and "without" in dropped["why"]
     assert kept["used"] == 2
     assert dropped["criterion"].startswith("validation accuracy")
+    assert "dev_seconds" not in kept and "dev_seconds" not in dropped  # no target: nothing of DEV's to time
 
 
 def test_with_a_target_views_are_chosen_by_dev() -> None:
@@ -91,6 +92,7 @@ def test_with_a_target_views_are_chosen_by_dev() -> None:
     record = _choose(helpful=False, target=target)
     assert record["criterion"].startswith("DEV") and record["used"] == 0
     assert set(record["dev"]) == {"with_views", "without"}
+    assert isinstance(record["dev_seconds"], float) and record["dev_seconds"] >= 0  # adaptation's cost, counted
 
 
 def test_compare_by_dev_weighs_models_on_one_set_of_weights() -> None:

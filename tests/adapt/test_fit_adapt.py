@@ -46,6 +46,10 @@ def test_bundle_carries_the_alignment_through_predict_export_and_serve(cli, adap
     assert tensors["align.weight"].shape == (tensors["align.mean_in"].shape[0],) * 2
     manifest = json.loads((adapted / "transferkit.json").read_text())
     assert manifest["adaptation"]["applied"] == "coral" and manifest["adapt_target"]["target_inputs"] == 30
+    # what the adaptation cost, each part timed: the alignment and the shift diagnostic (no views here
+    # (--augment 0), so no DEV choice of them to time)
+    assert all(manifest["adaptation"][k] >= 0 for k in ("seconds", "shift_seconds"))
+    assert "views_seconds" not in manifest["adaptation"]
 
     model = transferkit.load(adapted, cache_dir=False, progress=False)
     files = sorted(str(p) for p in target.rglob("*.png"))[:9]

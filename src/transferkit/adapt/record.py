@@ -29,6 +29,7 @@ class AdaptationRecord(TypedDict, total=False):
     seconds: float
     shift: JSONObject  # the shift diagnostic (`adapt.shift_diagnostic.shift_record`), with its map's points
     shift_seconds: float
+    views_seconds: float  # DEV's choice of the training views, made only because a target was given
 
 
 _NAMED = frozenset(AdaptationRecord.__annotations__) - {"statistics"}

@@ -78,6 +78,7 @@ class ViewsChoice(TypedDict, total=False):
     val_accuracy_with_views: float | None
     val_accuracy_without: float | None
     dev: dict[str, dict[str, float]]
+    dev_seconds: float  # with a target: what DEV's weights and held-out probes took (adaptation's cost)
     criterion: str
 
 
@@ -249,7 +250,7 @@ class TransferClassifier(TransferEstimator):
         if target is not None:
             source = values[np.flatnonzero(ok)].astype(np.float64)  # rows before the views: the same
             head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
-            self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(ok)])
+            self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(ok)], views_choice)
         self.head_ = head
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
         report.head_choice, report.class_weighted = probe.choice, probe.class_weighted
@@ -374,8 +375,10 @@ class TransferClassifier(TransferEstimator):
         self.adaptation_ = record
         return head
 
-    def _diagnose_shift(self, source: np.ndarray, target: np.ndarray, labels: list[object]) -> None:
-        """How far the target is, before and after the alignment (`adapt.shift`): kept in `adaptation_`."""
+    def _diagnose_shift(self, source: np.ndarray, target: np.ndarray, labels: list[object],
+                        views_choice: ViewsChoice | None) -> None:
+        """How far the target is, before and after the alignment (`adapt.shift`): kept in `adaptation_`,
+        with what DEV's choice of the views took (made only because a target was given: adaptation's cost)."""
         import time
 
         from transferkit.adapt.shift_diagnostic import shift_record
@@ -390,6 +393,8 @@ class TransferClassifier(TransferEstimator):
         self.adaptation_["shift"] = shift_record(source, target, labels, target_aligned=aligned,
                                                  alignment=self.adaptation_.get("alignment"), seed=self.seed)
         self.adaptation_["shift_seconds"] = round(time.perf_counter() - started, 3)
+        if views_choice and "dev_seconds" in views_choice:
+            self.adaptation_["views_seconds"] = views_choice["dev_seconds"]
 
     def scoring_head(self) -> torch.nn.Module:
         check_is_fitted(self, "head_")
@@ -416,8 +421,11 @@ class TransferClassifier(TransferEstimator):
         acc_views, acc_plain = chosen_val_accuracy(choice), chosen_val_accuracy(plain_choice)
         record: ViewsChoice = {"val_accuracy_with_views": acc_views, "val_accuracy_without": acc_plain}
         if target is not None:
+            import time
+
             from transferkit.adapt.dev import dev_score, heldout_proba, importance_weights
 
+            started = time.perf_counter()
             w = importance_weights(values[plain_idx], target, values[va_idx], seed=self.seed)
             scores = {}
             for name, rows, ch in (("with_views", views_idx, choice), ("without", plain_idx, plain_choice)):
@@ -425,6 +433,7 @@ class TransferClassifier(TransferEstimator):
                                       len(self.classes_), c=float(ch["C"]), seed=self.seed)
                 scores[name] = dev_score(proba, y_all[va_idx], w)
             record["dev"] = {k: v.to_dict() for k, v in scores.items()}
+            record["dev_seconds"] = round(time.perf_counter() - started, 3)
             a, b = scores["with_views"], scores["without"]
             use = (round(a.risk, 6), round(a.log_loss, 6)) < (round(b.risk, 6), round(b.log_loss, 6))
             record["criterion"] = "DEV (importance-weighted validation with a control variate; You et al. 2019)"
