@@ -14,6 +14,13 @@ collated in memory (the same number of images, no files, no loader, no copies ou
 result): what the end-to-end path could reach if everything but the model were free. The end-to-end
 rate of engine auto is shown as a fraction of it.
 
+Where the time goes: CPU seconds (user + system, of this process and its loader workers) per image,
+median round, read beside the wall clock because a shared machine's wall clock says little. The
+end to end CPU of engine auto is split into the model (the ceiling's run), decoding and resizing
+(the sample loader alone, in this process), the engine check each extraction call makes (the
+PyTorch fp32 reference on the first samples, the chosen engine compiled and checked, less the
+first batch's own model time) and the rest (collation, transfers from the worker, threads waiting).
+
 Each feature set trains the same linear probe (70/30 stratified split), so every speed is shown
 at its probe accuracy. The first transferkit run on a machine exports the graph and races the
 engines (remembered afterwards); it is reported on its own line, not in the timed rows.
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -57,6 +65,12 @@ def naive_features(model: torch.nn.Module, paths: list[str], batch_size: int) ->
         for x in torch.utils.data.DataLoader(Files(), batch_size=batch_size):
             out.append(model(x))
     return torch.cat(out).numpy()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have ended (loader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def split(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -141,17 +155,28 @@ def main() -> None:
         for _ in range(n_batches):
             chosen(batch)
 
+    first_samples = [loader(p) for p in paths[: args.batch_size]]
     runs["model only (ceiling)"] = model_only
+    # what every extraction call does before its first batch's features: the check of the engine
+    # (as engine auto runs it here, with its choice remembered: the same call `extract_features` makes)
+    runs["engine check"] = lambda: select_engine(backbone, backbone.for_inference, first_samples,
+                                                 precision=args.precision, items_to_extract=len(paths))
+    runs["decode and resize"] = lambda: [loader(p) for p in paths]
     times: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     results: dict[str, Any] = {}
     for _ in range(args.repeats):  # interleaved rounds; the median round of each row is shown
         for label, run in runs.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_seconds()
             results[label] = run()
             times.setdefault(label, []).append(time.perf_counter() - start)
+            cpu.setdefault(label, []).append(cpu_seconds() - start_cpu)
     best = {label: float(np.median(t)) for label, t in times.items()}
+    per_image = {label: 1000 * float(np.median(c)) / len(paths) for label, c in cpu.items()}  # core-ms
     ceiling = n_batches * args.batch_size / best.pop("model only (ceiling)")
-    runs.pop("model only (ceiling)")
+    for label in ("model only (ceiling)", "engine check", "decode and resize"):
+        runs.pop(label)
+    check_ms = 1000 * float(np.median(cpu["engine check"])) - per_image["model only (ceiling)"] * args.batch_size
     naive_rate = len(paths) / best["naive timm loop"]
     naive_acc = probe_accuracy(results["naive timm loop"], y, train, test)
     rows: list[tuple[str, float, float, str]] = [("naive timm loop", naive_rate, naive_acc, "fp32, NCHW")]
@@ -168,15 +193,23 @@ def main() -> None:
     control_feats = extract_features(control, paths, options=ExtractOptions(progress=False, precision=args.precision))
     print()
     print(f"load average {os.getloadavg()[0]:.1f} at the end (2 cores: above ~2, other processes shared them)")
-    print(f"{'':28s} {'img/s':>8s} {'vs naive':>9s} {'probe acc':>10s}   engine")
+    print(f"{'':28s} {'img/s':>8s} {'vs naive':>9s} {'CPU/img':>8s} {'probe acc':>10s}   engine")
     for label, rate, acc, how in rows:
-        print(f"{label:28s} {rate:8.1f} {rate / naive_rate:8.2f}x {acc:10.2%}   {how}")
+        print(f"{label:28s} {rate:8.1f} {rate / naive_rate:8.2f}x {per_image[label]:6.1f}ms {acc:10.2%}   {how}")
     print(f"random-init control: probe accuracy {probe_accuracy(control_feats.values, y, train, test):.2%} "
           "(what the pretrained weights bring)")
     print(f"speed-up, engine auto vs naive: {rows[1][1] / naive_rate:.2f}x at "
           f"{100 * (rows[1][2] - naive_acc):+.2f} points of probe accuracy")
     print(f"model-only ceiling ({chosen.label} on batches decoded and collated in memory): {ceiling:.1f} img/s; "
           f"end to end, engine auto reaches {rows[1][1]:.1f} img/s = {rows[1][1] / ceiling:.0%} of it")
+    total, model = per_image["transferkit (engine auto)"], per_image["model only (ceiling)"]
+    decode, check = per_image["decode and resize"], check_ms / len(paths)
+    print(f"where engine auto's CPU goes, per image (user+sys of the process and its loader workers, "
+          f"{torch.get_num_threads()} threads): {total:.1f} core-ms = model {model:.1f} ({model / total:.0%}) "
+          f"+ decode and resize {decode:.1f} ({decode / total:.0%}) + the engine check of each call "
+          f"{check:.1f} ({check / total:.0%}; {check_ms / 1000:.2f} core-s a call, over {len(paths)} images) "
+          f"+ the rest {total - model - decode - check:.1f} ({(total - model - decode - check) / total:.0%}: "
+          "collation, transfers, waiting threads)")
 
 
 if __name__ == "__main__":

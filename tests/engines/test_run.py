@@ -117,3 +117,36 @@ def test_openvino_leaves_the_signal_stack_as_it_found_it(tmp_path: Path) -> None
     gc.collect()
     openvino_has_bf16()
     assert _signal_stack() == before
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_openvino_reuses_what_it_compiled_with_the_same_features(tmp_path: Path) -> None:
+    """With a cache folder, OpenVINO keeps its compiled model there and later runners import it (an
+    extraction call no longer compiles the graph again); a damaged blob is compiled again, not trusted."""
+    from transferkit.engines.run import open_graph
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten()).eval()
+    path = export_onnx(model, {"input": torch.randn(2, 3, 16, 16)}, tmp_path / "model.onnx",
+                       dynamic_axes={"input": {0: "batch"}})
+    x = {"input": np.random.default_rng(0).normal(size=(3, 3, 16, 16)).astype(np.float32)}
+    plain = open_graph(path, "openvino", threads=1)(x)
+    compiled = tmp_path / "compiled"
+    first = open_graph(path, "openvino", threads=1, cache_dir=compiled)(x)
+    blobs = list(compiled.glob("*.blob"))
+    assert len(blobs) == 1 and blobs[0].stat().st_size > 0
+    written = blobs[0].stat().st_mtime_ns
+    again = open_graph(path, "openvino", threads=1, cache_dir=compiled)(x)
+    assert blobs[0].stat().st_mtime_ns == written, "the second runner imports the blob, it does not write it again"
+    np.testing.assert_array_equal(first, plain)
+    np.testing.assert_array_equal(again, plain)
+    blobs[0].write_bytes(b"not a compiled model")
+    np.testing.assert_array_equal(open_graph(path, "openvino", threads=1, cache_dir=compiled)(x), plain)
+    assert blobs[0].stat().st_size > len(b"not a compiled model"), "a damaged blob is replaced"
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_extraction_keeps_openvinos_compiled_model_beside_the_graph(graph_root: Path) -> None:
+    b = backbone("efficientnet_lite0")
+    extract_features(b, inputs_for(b), options=options(engine="openvino", precision="fp32"))
+    assert list((graph_root / "engines").glob("efficientnet_lite0-*/openvino-compiled/*.blob"))

@@ -161,11 +161,18 @@ def openvino_has_bf16() -> bool:
 
 class OpenVINORunner(GraphRunner):
     """OpenVINO on the CPU, latency hint, at `precision` (fp32, bf16 where the CPU has it, or int8
-    for a quantized graph: its int8 layers run int8, the rest fp32)."""
+    for a quantized graph: its int8 layers run int8, the rest fp32).
+
+    With `cache_dir`, the compiled model is kept there (OpenVINO's model cache, a blob keyed by the
+    graph, the configuration, the device and the OpenVINO version) and later runners import it
+    instead of compiling again: EfficientNet-Lite0 compiled in 0.35 CPU-s, imported in 0.04-0.05 (3
+    alternating runs, shared 2-core EPYC), once per extraction call; the features are the same bit
+    for bit. A torn or damaged blob is not trusted: OpenVINO compiles the graph again and rewrites it."""
 
     engine = "openvino"
 
-    def __init__(self, path: str | Path, precision: str = "fp32", threads: int = 0) -> None:
+    def __init__(self, path: str | Path, precision: str = "fp32", threads: int = 0,
+                 cache_dir: str | Path | None = None) -> None:
         if precision not in ("fp32", "bf16", "int8"):
             raise ValueError(f"OpenVINO precision must be fp32, bf16 or int8, got {precision!r}")
         self.path = Path(path)
@@ -177,10 +184,13 @@ class OpenVINORunner(GraphRunner):
         }
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        if cache_dir is not None:
+            config["CACHE_DIR"] = str(cache_dir)
         core = openvino_core()
         with keep_signal_stack():
             try:
-                self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+                # from the path, not a model read here: with a cached blob the graph is never parsed
+                self.compiled = core.compile_model(str(self.path), "CPU", config)
             except Exception as exc:  # a damaged file: OpenVINO raises RuntimeError with its parser's message
                 raise unreadable_graph(self.path, exc) from exc
             self.request = self.compiled.create_infer_request()
@@ -215,13 +225,15 @@ def unreadable_graph(path: Path, exc: BaseException) -> Exception:
                        "damaged, truncated or not a model; export it again (transferkit export RUN --overwrite)")
 
 
-def open_graph(path: str | Path, engine: str, precision: str = "fp32", threads: int | None = None) -> GraphRunner:
-    """A runner of the ONNX (or OpenVINO IR) graph at `path` on `engine`."""
+def open_graph(path: str | Path, engine: str, precision: str = "fp32", threads: int | None = None,
+               cache_dir: str | Path | None = None) -> GraphRunner:
+    """A runner of the ONNX (or OpenVINO IR) graph at `path` on `engine`; OpenVINO keeps what it
+    compiles in `cache_dir` (when given) and reuses it there (onnxruntime has nothing to keep)."""
     n = threads if threads is not None else (os.cpu_count() or 0)
     if engine == "onnxruntime":
         if precision != "fp32":
             raise ValueError(f"onnxruntime runs this graph in fp32 only, got precision {precision!r}")
         return OnnxRuntimeRunner(path, threads=n)
     if engine == "openvino":
-        return OpenVINORunner(path, precision=precision, threads=n)
+        return OpenVINORunner(path, precision=precision, threads=n, cache_dir=cache_dir)
     raise ValueError(f"unknown graph engine {engine!r}; expected one of {sorted(PACKAGES)}")

@@ -72,6 +72,9 @@ RECHECK_MARGIN = 0.05
 #: session and warm-up, its slower batches, both engines without their buffers meanwhile) — 12% of a
 #: 12-batch run of `benchmarks/extract.py` (auto 37.5 img/s against its own engine forced 42.6), ~3% of 64
 RECHECK_MIN_BATCHES = 64
+#: the folder beside a graph where OpenVINO keeps the models it compiled from it (imported, not
+#: compiled again, by every later extraction call and process on this machine)
+OPENVINO_CACHE = "openvino-compiled"
 #: preference when timings are not taken (fastest first on the CPUs measured)
 _ORDER = ("openvino", "onnxruntime", "torch")
 
@@ -680,7 +683,8 @@ class _Graph:
                 if not reused:
                     release_memory()  # what the export held (a traced program, the graph in memory)
             path = _int8_path(backbone, parts, self.path, request.calibration) if precision == "int8" else self.path
-            return GraphEngine(parts, open_graph(path, name, precision, self.threads))
+            return GraphEngine(parts, open_graph(path, name, precision, self.threads,
+                                                 cache_dir=path.parent / OPENVINO_CACHE))
         except EngineError as exc:
             if request.engine != "auto" or request.precision == "int8":
                 raise
