@@ -54,6 +54,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 @contextlib.contextmanager
+def threads_limited(n: int | None, user_api: str | None = None) -> Iterator[None]:
+    """BLAS and OpenMP (or only `user_api`: "blas" / "openmp") on at most `n` threads inside, restored after
+    (threadpoolctl); a no-op for None. For small dense problems (a head on a few thousand rows, a PCA of a
+    few hundred dimensions): on a busy 2-core machine their threads waiting on each other cost more than
+    they give (measured where each caller uses it)."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api=user_api):
+        yield
+
+
+@contextlib.contextmanager
 def autocast(precision: str, device: torch.device) -> Iterator[None]:
     if precision == "bf16":
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from transferkit.adapt.projection import REDUCED_DIM, random_projection, reduce_rows, single_threaded
+from transferkit.adapt.projection import REDUCED_DIM, random_projection, reduce_rows
+from transferkit.runtime import threads_limited
 
 
 def test_the_projection_is_seeded_sparse_and_only_for_wide_features() -> None:
@@ -58,8 +59,8 @@ def test_reduce_rows_of_a_whole_domain_is_the_same_as_of_its_rows_picked() -> No
     assert np.array_equal(reduce_rows([(column_major, np.arange(30)), (b, np.arange(20))], projection), whole)
 
 
-def test_single_threaded_limits_blas_and_restores_it() -> None:
+def test_threads_limited_limits_blas_and_restores_it() -> None:
     before = [i["num_threads"] for i in threadpool_info()]
-    with single_threaded():
+    with threads_limited(1):
         assert all(i["num_threads"] == 1 for i in threadpool_info())
     assert [i["num_threads"] for i in threadpool_info()] == before

@@ -241,9 +241,10 @@ def _matrix_power(c: np.ndarray, power: float) -> np.ndarray:
     thread made it 4x slower (1,280-d, load ~16: 16.6 s on 2 threads, 3.9 s on 1; numpy's eigh 26.2 s
     against 3.8 s)."""
     from scipy.linalg import eigh
-    from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    from transferkit.runtime import threads_limited
+
+    with threads_limited(1, "blas"):
         w, v = eigh((c + c.T) / 2, driver="evr", check_finite=False)
     floor = max(float(w.max(initial=0.0)), 1e-12) * 1e-10
     w = np.clip(w, floor, None)

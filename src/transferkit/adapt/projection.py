@@ -7,8 +7,7 @@ two-sample test then cost the same on 16,768 hashed n-gram dimensions as on 256.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -85,15 +84,3 @@ def _rows(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     if len(keep) == len(values) and np.array_equal(keep, np.arange(len(values))):
         return np.ascontiguousarray(values)
     return values[keep]
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """BLAS and OpenMP on one thread, for the small dense problems the reduction leaves (a PCA or a logistic
-    regression on at most 2 × 2,000 rows of 256 dimensions): a second thread gains little on them, and on a
-    busy machine threads that wait on each other cost more than they give (man pages' shift test and
-    diagnostic at load 9 on 2 cores: 1.5x the wall time of one thread, the same numbers to the bit)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from transferkit.adapt.projection import random_projection, reduce_rows, single_threaded
+from transferkit.adapt.projection import random_projection, reduce_rows
 from transferkit.errors import ConfigError, DataError
 from transferkit.jsontypes import JSONObject
 
@@ -219,8 +219,10 @@ def domain_classifier_accuracy(x: np.ndarray, domain: np.ndarray, *, folds: int 
     from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(), LogisticRegression(C=DOMAIN_C, class_weight="balanced", max_iter=2000))
+    from transferkit.runtime import threads_limited
+
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with single_threaded():
+    with threads_limited(1):
         predicted = cross_val_predict(model, x, domain, cv=cv)
     return float(balanced_accuracy_score(domain, predicted)), predicted == domain
 
@@ -267,6 +269,8 @@ def map_coordinates(
     after alignment; at most `max_points` of each domain (seeded), rounded to 3 decimals."""
     from sklearn.decomposition import PCA
 
+    from transferkit.runtime import threads_limited
+
     source, target = _check(source, "DATA"), _check(target, "TARGET")
     rng = np.random.default_rng(seed)
     keep_s, keep_t = _cap(len(source), max_points, rng), _cap(len(target), max_points, rng)
@@ -279,7 +283,7 @@ def map_coordinates(
     projection = random_projection(source.shape[1], seed=seed)
     for name, s, t in panels:
         pooled = reduce_rows([(s, keep_s), (t, keep_t)], projection)
-        with single_threaded():
+        with threads_limited(1):
             xy = PCA(n_components=2, random_state=seed).fit_transform(pooled)
         out["panels"].append({"name": name, "source": np.round(xy[: len(keep_s)], 3).tolist(),
                               "target": np.round(xy[len(keep_s):], 3).tolist()})

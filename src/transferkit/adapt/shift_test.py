@@ -73,7 +73,8 @@ def detect_shift(source: np.ndarray, target: np.ndarray, *, alpha: float = ALPHA
     from scipy.stats import ks_2samp
     from sklearn.decomposition import PCA
 
-    from transferkit.adapt.projection import inverse_spread, random_projection, single_threaded, standardize_project
+    from transferkit.adapt.projection import inverse_spread, random_projection, standardize_project
+    from transferkit.runtime import threads_limited
 
     s, t = np.asarray(source), np.asarray(target)
     if s.ndim != 2 or t.ndim != 2 or s.shape[1] != t.shape[1]:
@@ -95,7 +96,7 @@ def detect_shift(source: np.ndarray, target: np.ndarray, *, alpha: float = ALPHA
     fit_rows = zs if len(zs) <= MAX_SOURCE_ROWS else zs[np.sort(rng.choice(len(zs), MAX_SOURCE_ROWS, replace=False))]
     k = max(1, min(components, zs.shape[1], len(fit_rows) - 1))
     pca = PCA(n_components=k, svd_solver="full" if zs.shape[1] <= 512 else "randomized", random_state=seed)
-    with single_threaded():
+    with threads_limited(1):
         pca.fit(fit_rows)
         ps, pt = pca.transform(zs), pca.transform(zt)
     results = [ks_2samp(ps[:, j], pt[:, j]) for j in range(k)]

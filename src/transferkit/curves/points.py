@@ -108,13 +108,12 @@ def probe_point(feats: Extracted, y: np.ndarray, fit_idx: list[int], val_idx: li
                 n_classes: int, seed: int) -> tuple[np.ndarray, HeadChoice]:
     """Predicted class indices of the test split from a linear head fitted on this point's rows (classes
     weighted by the counts of all of the point's labels, those that choose C included)."""
-    from threadpoolctl import threadpool_limits
-
     from transferkit.heads import class_weights, parse_head, train_probe
+    from transferkit.runtime import threads_limited
 
     # one BLAS thread: these problems are small, and on a busy 2-core machine OpenBLAS's own threads
     # made scikit-learn's L-BFGS 60x slower (7.5 s against 0.13 s for 200 x 1280 features)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threads_limited(1, "blas"):
         probe = train_probe(parse_head("linear"), feats.values[fit_idx], y[fit_idx], feats.values[val_idx],
                             y[val_idx], n_classes,
                             class_weight=class_weights(y[fit_idx + val_idx], n_classes, "auto"), seed=seed)

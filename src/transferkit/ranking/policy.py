@@ -348,6 +348,8 @@ def score_candidates(
     ``labels`` has one entry per row of the features (or per index in ``rows``). ``score_threads``
     caps BLAS threads while scoring (None: leave as is); 1 is the fastest on a shared machine.
     """
+    from transferkit.runtime import threads_limited
+
     start = time.perf_counter()
     names = parse_metrics(metrics)
     select_key = canonical_metric(select)
@@ -387,7 +389,7 @@ def score_candidates(
                          "fp16/bf16 overflow: try --precision fp32)")
             continue
         t0 = time.perf_counter()
-        with _blas_threads(score_threads):
+        with threads_limited(score_threads):
             _score_row(row, names, X, P, y)
         row.score_seconds = time.perf_counter() - t0
 
@@ -416,24 +418,6 @@ def _score_row(row: RankingRow, metrics: Sequence[str], X: np.ndarray, P: np.nda
         except TransferkitError as exc:
             row.scores[metric] = None
             row.missing[metric] = str(exc)
-
-
-class _blas_threads:
-    """Cap BLAS/OpenMP threads while scoring (threadpoolctl), a no-op for None."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        self._ctx = None
-        if self.n is not None:
-            from threadpoolctl import threadpool_limits
-
-            self._ctx = threadpool_limits(limits=self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._ctx is not None:
-            self._ctx.restore_original_limits()
 
 
 def _unreliable(rows: Sequence[RankingRow], metrics: Sequence[str]) -> dict[str, str]:
