@@ -14,7 +14,8 @@ place. With `devices=N`, the inputs are split over N processes (Lightning Fabric
 its shards into the one cache. Inputs that cannot be read are skipped and reported, never fatal.
 
 Features are read from and written to the on-disk cache (`transferkit.cache`), keyed by the
-precision asked for ("auto" resolved by the hardware; "int8" its own): the engine is not part of
+precision asked for ("auto" resolved by the hardware; "int8" its own; a backbone that runs on its own
+engine: fp32, what it computes): the engine is not part of
 the key, since every engine that is used has matched PyTorch's features first.
 """
 
@@ -171,6 +172,8 @@ def _extract_into(
     start = time.perf_counter()
     device = resolve_device(opts.device)
     precision = "int8" if opts.precision == "int8" else resolve_precision(opts.precision, device)
+    if backbone.native_engine is not None:  # it runs as it ships, in fp32, whatever was asked: one cache entry
+        precision = "fp32"
     n = len(items)
     dim = backbone.num_features
     ok = np.zeros(n, dtype=bool)

@@ -35,11 +35,19 @@ def test_every_engine_matches_pytorch_fp32(name: str, engine: str, graph_root: P
 @pytest.mark.skipif(not is_installed("openvino") or not openvino_has_bf16(), reason="no native bf16 here")
 @pytest.mark.parametrize("name", FAST)
 def test_openvino_bf16_agrees_with_fp32_where_the_cpu_has_it(name: str, graph_root: Path) -> None:
+    """bf16 agrees with fp32 (cosine >= 0.99) or is refused with the reason and torch fp32 runs instead: the
+    log-mel block of generated noise read 0.985 on OpenVINO and 0.992 on torch bf16 (AVX-512 BF16, no AMX)."""
     b = backbone(name)
     items = inputs_for(b)
-    feats = extract_features(b, items, options=options(engine="openvino", precision="bf16"))
-    assert (feats.engine, feats.precision) == ("openvino", "bf16")
     expected = reference(b, items)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        feats = extract_features(b, items, options=options(engine="openvino", precision="bf16"))
+    if "+logmel" in name and feats.engine == "torch":
+        assert feats.precision == "fp32" and any("disagrees with PyTorch fp32" in str(w.message) for w in caught)
+        np.testing.assert_allclose(feats.values, expected, rtol=1e-3, atol=1e-4)
+        return
+    assert (feats.engine, feats.precision) == ("openvino", "bf16")
     cosine = (feats.values * expected).sum(1) / np.linalg.norm(feats.values, axis=1) / np.linalg.norm(expected, axis=1)
     assert cosine.min() >= 0.99
 
@@ -150,3 +158,45 @@ def test_extraction_keeps_openvinos_compiled_model_beside_the_graph(graph_root: 
     b = backbone("efficientnet_lite0")
     extract_features(b, inputs_for(b), options=options(engine="openvino", precision="fp32"))
     assert list((graph_root / "engines").glob("efficientnet_lite0-*/openvino-compiled/*.blob"))
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_a_model_cache_whose_import_differs_is_marked_untrusted_and_not_used(tmp_path: Path, monkeypatch) -> None:
+    """A blob compiled and written by an extraction is imported once and compared with the compiled model on
+    the first samples; an import that differs (as OpenVINO 2026.4 did with GE2E's LSTM on an AVX-512 CPU)
+    marks the cache untrusted, the compiled model is used, and later extractions compile without the cache."""
+    import transferkit.engines.select as select
+
+    monkeypatch.setenv("TRANSFERKIT_ENGINES", str(tmp_path / "engines"))
+    real_open = select.open_graph
+    opened: list[bool] = []
+
+    class Wrong:  # what a faulty import gives: another model's features
+        def __init__(self, runner: object) -> None:
+            self.runner = runner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.runner, name)
+
+        def __call__(self, arrays: object) -> np.ndarray:
+            return np.roll(self.runner(arrays), 1, axis=1)
+
+    def open_graph(path: Path, name: str, precision: str, threads: int, cache_dir: Path | None = None) -> object:
+        imported = cache_dir is not None and any(Path(cache_dir).glob("*.blob"))
+        opened.append(cache_dir is not None)
+        runner = real_open(path, name, precision, threads, cache_dir=cache_dir)
+        return Wrong(runner) if imported else runner
+
+    monkeypatch.setattr(select, "open_graph", open_graph)
+    b = create_backbone("test_efficientnet", weights="random", seed=0).eval()
+    items = inputs_for(b)
+    expected = reference(b, items)
+    first = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
+    assert opened == [True, True], "compiled with the cache, then its blob imported once to check it"
+    marks = list((tmp_path / "engines").glob("*/openvino-compiled/untrusted.json"))
+    assert len(marks) == 1 and "min cosine" in marks[0].read_text()
+    assert first.engine == "openvino" and any("model cache" in note for note in first.notes)
+    np.testing.assert_allclose(first.values, expected, rtol=1e-3, atol=1e-4)
+    again = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
+    assert opened[2:] == [False], "an untrusted cache is not used again"
+    np.testing.assert_allclose(again.values, expected, rtol=1e-3, atol=1e-4)

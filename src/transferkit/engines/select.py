@@ -75,6 +75,8 @@ RECHECK_MIN_BATCHES = 64
 #: the folder beside a graph where OpenVINO keeps the models it compiled from it (imported, not
 #: compiled again, by every later extraction call and process on this machine)
 OPENVINO_CACHE = "openvino-compiled"
+#: written there when a model imported from it did not give the compiled one's features: not used again
+OPENVINO_UNTRUSTED = "untrusted.json"
 #: preference when timings are not taken (fastest first on the CPUs measured)
 _ORDER = ("openvino", "onnxruntime", "torch")
 
@@ -683,8 +685,7 @@ class _Graph:
                 if not reused:
                     release_memory()  # what the export held (a traced program, the graph in memory)
             path = _int8_path(backbone, parts, self.path, request.calibration) if precision == "int8" else self.path
-            return GraphEngine(parts, open_graph(path, name, precision, self.threads,
-                                                 cache_dir=path.parent / OPENVINO_CACHE))
+            return self._opened(parts, path, name, precision, selection)
         except EngineError as exc:
             if request.engine != "auto" or request.precision == "int8":
                 raise
@@ -697,6 +698,53 @@ class _Graph:
             _warn(selection, f"{name} could not compile the graph of '{backbone.name}' "
                              f"({type(exc).__name__}: {str(exc)[:200]}); not used")
         return None
+
+    def _opened(self, parts: GraphParts, path: Path, name: str, precision: str, selection: Selection) -> GraphEngine:
+        """`name` on the graph at `path`; OpenVINO through its model cache beside the graph, unless that
+        cache was found untrustworthy here. A blob this call compiled and wrote is imported at once and
+        both run on the first samples: an import that does not give the compiled model's features (seen
+        with OpenVINO 2026.4 on GE2E's LSTM, AVX-512 CPU: min cosine 0.57 in fp32; EfficientNet-Lite0 and
+        MiniLM the same bit for bit) marks the cache untrusted for this graph, said, and later runs compile."""
+        cache = path.parent / OPENVINO_CACHE
+        if name != "openvino" or _untrusted(cache):
+            return GraphEngine(parts, open_graph(path, name, precision, self.threads))
+        before = _blobs(cache)
+        compiled = GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache))
+        if _blobs(cache) - before:
+            imported = GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache))
+            samples = self.request.backbone.collate(list(self.request.samples[:PARITY_SAMPLES]))
+            cosine = _cosine(imported(samples), compiled(samples))
+            del imported
+            if cosine < MIN_COSINE["fp32"]:
+                write_json_atomic(cache / OPENVINO_UNTRUSTED, {
+                    "why": f"a model imported from this cache gave min cosine {cosine:.6f} to the one compiled "
+                           f"({precision}, first samples)", "openvino": _openvino_version()})
+                selection.notes.append(f"OpenVINO's model cache does not give the compiled model's features for "
+                                       f"'{self.request.backbone.name}' here (min cosine {cosine:.4f}): not used, "
+                                       "the graph is compiled each run")
+        return compiled
+
+
+def _blobs(folder: Path) -> set[str]:
+    """The compiled models OpenVINO has written in its model cache `folder`."""
+    return {p.name for p in folder.glob("*.blob")} if folder.is_dir() else set()
+
+
+def _untrusted(cache: Path) -> bool:
+    """Whether this OpenVINO found its model cache `cache` untrustworthy (another version may not)."""
+    try:
+        record = json.loads((cache / OPENVINO_UNTRUSTED).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # unreadable: as written, untrusted
+    return not isinstance(record, dict) or record.get("openvino") == _openvino_version()
+
+
+def _openvino_version() -> str:
+    import openvino as ov
+
+    return str(ov.get_version())
 
 
 def release_memory() -> None:
