@@ -225,14 +225,17 @@ def peak_sampler(where: bool, start: float) -> Iterator[dict[str, Any]]:
     """While inside, a thread samples every 50 ms this process's RSS, its loader workers' PSS and (with
     `where`) the main thread's stack at the RSS peak; yields the peaks (seconds counted from `start`).
 
-    The thread is joined on the way out and keeps no frame of the main thread. It used to keep the
-    frame of the peak in a local (and with it every local of that stack: the fit's arrays and tensors)
-    and, as a daemon left running, drop it when it returned, while the interpreter was shutting down:
-    CPython ends such a thread (pthread_exit) when it asks for the GIL again, and torch's tensor
-    deallocator gives the GIL up and takes it back, so the thread was ended inside C++ code that
-    cannot be unwound: std::terminate, "terminate called without an active exception", SIGABRT after
-    the fit had finished and printed its summary (6 of 11 fits on 2026-12-06, 1 of 4 text fits of 1,000
-    texts here; the core showed this thread in frame_dealloc → THPVariable_clear → pthread_exit)."""
+    The thread is joined on the way out and keeps no frame of the main thread. With `where` it used to
+    keep the frame of the peak in a local, and with it every local of that stack (the batch, the
+    engine and its buffers, the fit's arrays) until the next peak: that memory was counted in later
+    peaks (images: 2.13 GB peaking in the test split's engine check, against 1.96 GB in the first
+    race without it; text 1.85 against 1.80 GB; 1,000 inputs, fresh cache, 2-3 alternating runs). And
+    as a daemon left running it dropped that frame when it returned, while the interpreter was shutting
+    down: CPython ends such a thread (pthread_exit) when it asks for the GIL again, torch's tensor
+    deallocator gives the GIL up and takes it back, so the thread was ended inside C++ code that cannot
+    be unwound: std::terminate, "terminate called without an active exception", SIGABRT after the fit
+    had finished and printed its summary (6 of 11 fits on 2026-12-06, then 2 of 13 text fits of 600 or
+    1,000 texts; the core showed this thread in frame_dealloc → THPVariable_clear → pthread_exit)."""
     import threading
     import traceback
 
