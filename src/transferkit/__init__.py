@@ -8,7 +8,13 @@ Heavy modules (torch, timm…) are imported on first use, so `import transferkit
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
+
+# transferkit works offline and sends nothing anywhere; onnxruntime (1.32, Linux) would otherwise start a thread
+# with each process's first session that records usage events in ~/.cache/Microsoft and tries to upload them. Read
+# by onnxruntime when it is imported, so set here; a value the user set is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
 

@@ -200,3 +200,20 @@ def test_a_model_cache_whose_import_differs_is_marked_untrusted_and_not_used(tmp
     again = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
     assert opened[2:] == [False], "an untrusted cache is not used again"
     np.testing.assert_allclose(again.values, expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(not is_installed("onnxruntime"), reason="onnxruntime not installed")
+def test_importing_transferkit_turns_onnxruntimes_telemetry_off_unless_the_user_chose(tmp_path: Path) -> None:
+    """onnxruntime's usage telemetry (a thread per process recording events to upload) is off once transferkit is
+    imported; a value the user set is kept. Checked in fresh processes, where onnxruntime reads it on import."""
+    import os
+    import subprocess
+
+    code = ("import os, transferkit, onnxruntime\n"
+            "print(os.environ['ORT_DISABLE_TELEMETRY'])\n")
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    chosen = subprocess.run([sys.executable, "-c", code], env={**env, "ORT_DISABLE_TELEMETRY": "0"},
+                            capture_output=True, text=True, check=True)
+    assert (plain.stdout.strip(), chosen.stdout.strip()) == ("1", "0")
