@@ -203,6 +203,40 @@ def test_a_candidate_alone_runs_the_first_batch_once(graph_root: Path, monkeypat
     np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)
 
 
+def test_a_graph_checked_once_in_a_process_is_not_checked_again(graph_root: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later extraction call of the same graph on the same engine and precision (a fit's validation, views,
+    test split) does not build PyTorch's reference again, and says so; another engine, or the same backbone
+    with other weights, is checked again."""
+    references: list[int] = []
+    real = select.TorchEngine.__call__
+
+    def counted(self: select.TorchEngine, batch: Any) -> torch.Tensor:
+        out = real(self, batch)
+        references.append(int(out.shape[0]))  # a named graph engine: torch runs only as the reference
+        return out
+
+    monkeypatch.setattr(select.TorchEngine, "__call__", counted)
+    b = create_backbone("all-minilm-l6-v2")  # its own copy: its weights are changed below
+    items = inputs_for(b, 12)
+    opts = options(engine="onnxruntime", precision="fp32")
+    first = extract_features(b, items[:6], options=opts)
+    assert references == [6] and not any("checked earlier" in n for n in first.notes), first.notes
+    again = extract_features(b, items[6:], options=opts)
+    assert references == [6], "PyTorch's reference was built again for a graph checked in this process"
+    assert again.engine == "onnxruntime" and again.parity == first.parity
+    assert any("checked earlier in this process" in n for n in again.notes), again.notes
+    if is_installed("openvino"):  # another engine of the same graph: checked
+        other = extract_features(b, items[6:], options=options(engine="openvino", precision="fp32"))
+        assert other.engine == "openvino" and references == [6, 6], references
+    with torch.no_grad():  # other weights (a fine-tuned copy keeps its name and weights_id): checked again
+        next(iter(b.graph_parts().module.parameters())).mul_(1.01)
+    changed = extract_features(b, items[6:], options=opts)
+    assert references[-1] == 6 and len(references) == 2 + is_installed("openvino"), references
+    assert not any("checked earlier" in n for n in changed.notes), changed.notes
+    np.testing.assert_allclose(changed.values, reference(b, items[6:]), rtol=1e-3, atol=1e-4)
+
+
 def test_a_recheck_waits_for_a_run_long_enough_to_pay_for_it(tmp_path: Path) -> None:
     """The check against the runner-up costs about two batches' time: a short run skips it (and stays due)."""
     remembered = select._Remembered(tmp_path, {"graph": "g"})
