@@ -80,11 +80,15 @@ RECHECK_MIN_BATCHES = 64
 OPENVINO_CACHE = "openvino-compiled"
 #: preference when timings are not taken (fastest first on the CPUs measured)
 _ORDER = ("openvino", "onnxruntime", "torch")
-#: rows a graph engine runs at a time (`GraphEngine`): a batch of 32 EfficientNet-Lite0 images run as 4 runs
-#: of 8 grew the process by 97 MB on OpenVINO instead of 362 (ONNX Runtime: 151 MB instead of 512), at the
-#: same speed (OpenVINO 0.99x, ONNX Runtime 1.13x; medians of 5 interleaved runs, shared 2-core AVX-512
-#: EPYC at load ~10)
+#: rows a graph engine runs at a time for large rows (`GraphEngine`): a batch of 32 EfficientNet-Lite0 images
+#: run as 4 runs of 8 grew the process by 97 MB on OpenVINO instead of 362 (ONNX Runtime: 151 MB instead of
+#: 512), and extraction of 480 images ran 1.14x (OpenVINO) and 1.09x (ONNX Runtime) as fast, the same
+#: features bit for bit (medians of 5 alternating runs in one process, shared 2-core AVX-512 EPYC, load 2-4).
+#: MiniLM's texts in runs of 8 ran 0.88x / 0.93x: texts are not split (`GRAPH_CHUNKED_ROW_BYTES`)
 GRAPH_ROWS = 8
+#: a batch is split into runs of `GRAPH_ROWS` only when its rows are at least this large (inputs a row): an
+#: image at 224 px is 588 KiB in float32, a text's token ids a few KiB, an audio partial 25 KiB
+GRAPH_CHUNKED_ROW_BYTES = 64 * 1024
 #: parity checks passed in this process: (graph key digest, graph file, calibration, engine, precision,
 #: device, channels_last) → the least cosine measured. PyTorch's reference beside the engine's session
 #: and first batch is what a fit's later extraction calls peaked on (~+70 MB on EfficientNet-Lite0,
@@ -132,8 +136,10 @@ class TorchEngine(BatchEngine):
 class GraphEngine(BatchEngine):
     """The backbone's exported graph on a numpy runner, with its torch pre/post steps around it.
 
-    A batch is run `GRAPH_ROWS` rows at a time when every input's first axis is the graph's dynamic
-    batch axis: the engine's buffers scale with the rows of a run, its speed barely does."""
+    A batch of large rows (images: `GRAPH_CHUNKED_ROW_BYTES` of inputs a row or more) is run
+    `GRAPH_ROWS` rows at a time when every input's first axis is the graph's dynamic batch axis: the
+    engine's buffers scale with the rows of a run. Small rows (texts, audio partials) run whole: a
+    run of 8 texts was slower than one of 32, and their buffers are small."""
 
     def __init__(self, parts: GraphParts, runner: GraphRunner) -> None:
         self.parts, self.runner = parts, runner
@@ -153,7 +159,8 @@ class GraphEngine(BatchEngine):
     def _run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         sizes = {len(a) for a in arrays.values()}
         n = sizes.pop() if len(sizes) == 1 else 0
-        if not self.chunked or n <= GRAPH_ROWS:
+        row_bytes = sum(a.nbytes for a in arrays.values()) // max(1, n)
+        if not self.chunked or n <= GRAPH_ROWS or row_bytes < GRAPH_CHUNKED_ROW_BYTES:
             return self.runner(arrays)
         return np.concatenate([self.runner({name: a[i:i + GRAPH_ROWS] for name, a in arrays.items()})
                                for i in range(0, n, GRAPH_ROWS)])
