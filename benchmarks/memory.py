@@ -243,6 +243,15 @@ def peak_sampler(where: bool, start: float) -> Iterator[dict[str, Any]]:
     peak: dict[str, Any] = {"rss": 0.0, "stack": [], "t": 0.0, "workers": 0.0}
     done = threading.Event()
 
+    def main_stack() -> list[str]:
+        """The main thread's stack now, as text: the frame itself is not kept (a frame held here would keep
+        every frame below it alive, and their locals: an engine's session and buffers, a batch)."""
+        frame = sys._current_frames().get(main_thread.ident or 0)
+        stack = traceback.extract_stack(frame) if frame is not None else []
+        del frame
+        return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack
+                if "transferkit" in f.filename or "sklearn" in f.filename][-8:]
+
     def sample() -> None:
         while not done.wait(0.05):
             peak["workers"] = max(peak["workers"], python_children_pss_mb())
@@ -250,11 +259,7 @@ def peak_sampler(where: bool, start: float) -> Iterator[dict[str, Any]]:
             if rss > peak["rss"]:
                 peak["rss"], peak["t"] = rss, time.perf_counter() - start
                 if where:
-                    frame = sys._current_frames().get(main_thread.ident or 0)
-                    stack = traceback.extract_stack(frame) if frame is not None else []
-                    del frame  # the main thread's locals stay the main thread's to free
-                    peak["stack"] = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack
-                                     if "transferkit" in f.filename or "sklearn" in f.filename][-8:]
+                    peak["stack"] = main_stack()
 
     sampler = threading.Thread(target=sample, name="memory-sampler", daemon=True)
     sampler.start()
@@ -300,9 +305,11 @@ def fits(modalities: list[str], n: int, folder: Path, where: bool) -> None:
                  "--report", str(report), *(["--where"] if where else [])],
                 capture_output=True, text=True, env=env,
             )
-            if out.returncode != 0 or not report.exists():
+            if not report.exists():
                 print(f"{modality:>8s} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
                 continue
+            if out.returncode != 0:  # the fit finished and wrote its report, then the process died
+                print(f"{modality:>8s} finished, then exited {out.returncode}: {out.stderr.strip()[-300:]}")
             row = json.loads(report.read_text())
             try:
                 summary = json.loads(out.stdout[out.stdout.index("{"):])

@@ -186,7 +186,7 @@ def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, m
 
 def test_a_candidate_alone_runs_the_first_batch_once(graph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An engine named (or remembered) runs the whole first batch once, its first rows checked against
-    PyTorch, not the first samples and then the batch again: one engine call per batch."""
+    PyTorch, not the first samples and then the batch again: one engine call per batch of texts."""
     calls: list[int] = []
     original = OnnxRuntimeRunner.__call__
 
@@ -200,6 +200,63 @@ def test_a_candidate_alone_runs_the_first_batch_once(graph_root: Path, monkeypat
     feats = extract_features(b, items, options=options(engine="onnxruntime", precision="fp32", batch_size=10))
     assert feats.engine == "onnxruntime" and feats.parity is not None and feats.parity >= 0.99999
     assert sorted(calls) == [4, 10], calls
+    np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)
+
+
+def test_a_graph_checked_once_in_a_process_is_not_checked_again(graph_root: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later extraction call of the same graph on the same engine and precision (a fit's validation, views,
+    test split) does not build PyTorch's reference again, and says so; another engine, or the same backbone
+    with other weights, is checked again."""
+    references: list[int] = []
+    real = select.TorchEngine.__call__
+
+    def counted(self: select.TorchEngine, batch: Any) -> torch.Tensor:
+        out = real(self, batch)
+        references.append(int(out.shape[0]))  # a named graph engine: torch runs only as the reference
+        return out
+
+    monkeypatch.setattr(select.TorchEngine, "__call__", counted)
+    b = create_backbone("all-minilm-l6-v2")  # its own copy: its weights are changed below
+    items = inputs_for(b, 12)
+    opts = options(engine="onnxruntime", precision="fp32")
+    first = extract_features(b, items[:6], options=opts)
+    assert references == [6] and not any("checked earlier" in n for n in first.notes), first.notes
+    again = extract_features(b, items[6:], options=opts)
+    assert references == [6], "PyTorch's reference was built again for a graph checked in this process"
+    assert again.engine == "onnxruntime" and again.parity == first.parity
+    assert any("checked earlier in this process" in n for n in again.notes), again.notes
+    if is_installed("openvino"):  # another engine of the same graph: checked
+        other = extract_features(b, items[6:], options=options(engine="openvino", precision="fp32"))
+        assert other.engine == "openvino" and references == [6, 6], references
+    with torch.no_grad():  # other weights (a fine-tuned copy keeps its name and weights_id): checked again
+        next(iter(b.graph_parts().module.parameters())).mul_(1.01)
+    changed = extract_features(b, items[6:], options=opts)
+    assert references[-1] == 6 and len(references) == 2 + is_installed("openvino"), references
+    assert not any("checked earlier" in n for n in changed.notes), changed.notes
+    np.testing.assert_allclose(changed.values, reference(b, items[6:]), rtol=1e-3, atol=1e-4)
+
+
+def test_a_batch_of_images_runs_on_a_graph_engine_a_few_rows_at_a_time(graph_root: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph engine's buffers scale with the rows of a run: a batch of images runs `GRAPH_ROWS` rows at a
+    time, every row once, with the features a whole batch gives."""
+    calls: list[int] = []
+    original = OnnxRuntimeRunner.__call__
+
+    def counted(self: OnnxRuntimeRunner, inputs: Any) -> np.ndarray:
+        calls.append(len(next(iter(inputs.values()))))
+        return original(self, inputs)
+
+    monkeypatch.setattr(OnnxRuntimeRunner, "__call__", counted)
+    b = backbone("efficientnet_lite0")
+    items = inputs_for(b, 11)
+    feats = extract_features(b, items, options=options(engine="onnxruntime", precision="fp32", batch_size=11))
+    assert sorted(calls) == [3, 8] and select.GRAPH_ROWS == 8, calls
+    monkeypatch.setattr(select, "GRAPH_ROWS", 64)
+    whole = extract_features(b, items, options=options(engine="onnxruntime", precision="fp32", batch_size=11))
+    assert sorted(calls[2:]) == [11], calls
+    np.testing.assert_allclose(feats.values, whole.values, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)
 
 
