@@ -71,6 +71,13 @@ class DevScore:
 def importance_weights(source: np.ndarray, target: np.ndarray, at: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """w(x) ≈ p_target(x) / p_source(x) at the rows of `at` (validation features), from a domain
     classifier trained on `source` (the training split's features) against `target`; mean ≈ 1."""
+    from transferkit.runtime import threads_limited
+
+    with threads_limited(1):  # a PCA and 13 small regressions: on 2 busy cores, 2 threads waited on each other
+        return _importance_weights(source, target, at, seed=seed)
+
+
+def _importance_weights(source: np.ndarray, target: np.ndarray, at: np.ndarray, *, seed: int) -> np.ndarray:
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
