@@ -87,7 +87,7 @@ def test_linear_probe_keeps_its_grids_heldout_validation_probabilities() -> None
     from sklearn.linear_model import LogisticRegression
 
     from transferkit.adapt.dev import heldout_proba
-    from transferkit.heads import train_probe
+    from transferkit.heads import HeadTraining, train_probe
 
     rng = np.random.default_rng(2)
     y = np.repeat(np.arange(3), 40)
@@ -107,5 +107,7 @@ def test_linear_probe_keeps_its_grids_heldout_validation_probabilities() -> None
                                                   c=c)).max() < 1e-3
     # what the refitted head says on validation is not that: it has seen those rows
     assert np.abs(probe.proba(X[va]) - probe.val_proba).max() > 1e-3
-    assert train_probe(parse_head("mlp:8"), X[tr], y[tr], X[va], y[va], 4, class_weight=None, seed=0).val_proba is None
+    short = HeadTraining(epochs=2)
+    assert train_probe(parse_head("mlp:8"), X[tr], y[tr], X[va], y[va], 4, class_weight=None, seed=0,
+                       training=short).val_proba is None
     assert train_probe(parse_head("linear"), X, y, X[:0], y[:0], 4, class_weight=None, seed=0).val_proba is None
