@@ -78,7 +78,9 @@ class ViewsChoice(TypedDict, total=False):
     val_accuracy_with_views: float | None
     val_accuracy_without: float | None
     dev: dict[str, dict[str, float]]
-    dev_seconds: float  # with a target: what DEV's weights and held-out probes took (adaptation's cost)
+    #: with a target, what DEV took (adaptation's cost): its importance weights, and scoring the two probes'
+    #: held-out validation probabilities (their C grids kept them: nothing is refitted)
+    dev_seconds: float
     criterion: str
 
 
