@@ -20,7 +20,8 @@ per set (so every row reads the same features):
 
 Cost: adaptation's own seconds against a probe fit on warm features — the alignment (plus
 self-training's refits), the shift diagnostic, and DEV's choice of the training views (importance
-weights and two held-out probes: made only because a target was given), `adaptation_over_warm_fit`;
+weights, scoring the probes' held-out validation probabilities their C grids kept: made only because a
+target was given), `adaptation_over_warm_fit`;
 CORAL on 1,280-d features with 5,000 target inputs (generated); peak RSS.
 The machine is shared (2 cores, other jobs running): times are noisy, ratios are in one process.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from transferkit.adapt.dev import dev_risk, dev_score, importance_weights
 from transferkit.estimators.probe import TransferClassifier
@@ -87,7 +88,14 @@ def test_misleading_views_are_dropped_and_helpful_ones_kept() -> None:
     assert "dev_seconds" not in kept and "dev_seconds" not in dropped  # no target: nothing of DEV's to time
 
 
-def test_with_a_target_views_are_chosen_by_dev() -> None:
+def test_with_a_target_views_are_chosen_by_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DEV scores each probe's own held-out validation probabilities (its C grid's): nothing is refitted."""
+    import transferkit.adapt.dev
+
+    def refit(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("DEV refitted a probe the C grid had already fitted")
+
+    monkeypatch.setattr(transferkit.adapt.dev, "heldout_proba", refit)
     target = np.random.default_rng(5).normal(size=(80, 20)) + 0.3
     record = _choose(helpful=False, target=target)
     assert record["criterion"].startswith("DEV") and record["used"] == 0
@@ -109,7 +117,7 @@ def test_compare_by_dev_weighs_models_on_one_set_of_weights() -> None:
     assert scores["far"].accuracy > scores["near"].accuracy  # DEV, seeing the target, prefers "far"
 
 
-def test_strategy_auto_with_a_target_keeps_the_model_dev_prefers() -> None:
+def test_strategy_auto_with_a_target_keeps_the_model_dev_prefers(monkeypatch: pytest.MonkeyPatch) -> None:
     """`fit --strategy auto --adapt-to`: the probe reads better on in-domain validation, the fine-tuned
     network is right where the target lives — DEV keeps the network (validation alone kept the probe)."""
     from transferkit.data.dataset import LabelledData
@@ -153,3 +161,20 @@ def test_strategy_auto_with_a_target_keeps_the_model_dev_prefers() -> None:
     assert kept is tuned and record["compared"]["criterion"].startswith("DEV")
     dev = record["compared"]["dev"]
     assert dev["finetuned"]["dev_accuracy"] > dev["probe"]["dev_accuracy"]
+
+    # a probe that kept its C grid's held-out validation probabilities (a fitted TransferClassifier): DEV
+    # scores those, refitting nothing; the same probabilities, the same figures
+    import transferkit.adapt.dev
+    from transferkit.adapt.dev import heldout_proba
+
+    ty = np.searchsorted(classes, data["train"].labels)
+    probe.heldout_val_proba_ = heldout_proba(x["train"].astype(np.float32).astype(np.float64), ty,
+                                             x["val"].astype(np.float32).astype(np.float64), 2, c=1.0)
+
+    def refit(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("DEV refitted the probe")
+
+    monkeypatch.setattr(transferkit.adapt.dev, "heldout_proba", refit)
+    again: dict = {}
+    assert keep_better(probe, tuned, data["val"], again, train=data["train"], target=names["target"]) is tuned
+    assert again["compared"]["dev"] == dev

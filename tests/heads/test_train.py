@@ -78,3 +78,36 @@ def test_rows_train_the_same_head_as_their_copy_without_copying_them(text: str) 
     assert copied.choice == by_rows.choice
     if text == "linear":  # the rows are read a block at a time: no copy of them all beside the matrix
         assert rows_peak < copy_peak - 0.9 * values.nbytes
+
+
+def test_linear_probe_keeps_its_grids_heldout_validation_probabilities() -> None:
+    """`val_proba`: the chosen C's model fitted on the training rows only (the head was then refitted on train +
+    validation) — the same probabilities as a direct refit at that C, rows summing to 1, an absent class at 0;
+    a torch head keeps none."""
+    from sklearn.linear_model import LogisticRegression
+
+    from transferkit.adapt.dev import heldout_proba
+    from transferkit.heads import HeadTraining, train_probe
+
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(3), 40)
+    X = (rng.normal(size=(120, 10)) * 2 + 1.5 * np.eye(10)[y]).astype(np.float32)
+    tr, va = np.arange(0, 120, 2), np.arange(1, 120, 2)
+    probe = train_probe(parse_head("linear"), X[tr], y[tr], X[va], y[va], 4, class_weight=None, seed=0)
+    assert probe.val_proba is not None and probe.val_proba.shape == (60, 4)
+    assert np.allclose(probe.val_proba.sum(1), 1) and not probe.val_proba[:, 3].any()  # class 3: not in training
+    c = float(probe.choice["C"])
+    # its accuracy is the one the grid recorded at C (it is what chose C)
+    assert abs((probe.val_proba.argmax(1) == y[va]).mean() - probe.choice["val_accuracy_by_C"][str(c)]) < 1e-12
+    mean, std = X[tr].astype(np.float64).mean(0), X[tr].astype(np.float64).std(0) + 1e-6
+    direct = LogisticRegression(C=c, max_iter=1000).fit((X[tr] - mean) / std, y[tr]).predict_proba((X[va] - mean) / std)
+    assert np.abs(probe.val_proba[:, :3] - direct).max() < 1e-3
+    # DEV's former refit (float64, unweighted, one block) reads the same here
+    assert np.abs(probe.val_proba - heldout_proba(X[tr].astype(np.float64), y[tr], X[va].astype(np.float64), 4,
+                                                  c=c)).max() < 1e-3
+    # what the refitted head says on validation is not that: it has seen those rows
+    assert np.abs(probe.proba(X[va]) - probe.val_proba).max() > 1e-3
+    short = HeadTraining(epochs=2)
+    assert train_probe(parse_head("mlp:8"), X[tr], y[tr], X[va], y[va], 4, class_weight=None, seed=0,
+                       training=short).val_proba is None
+    assert train_probe(parse_head("linear"), X, y, X[:0], y[:0], 4, class_weight=None, seed=0).val_proba is None

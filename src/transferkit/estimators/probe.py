@@ -78,7 +78,9 @@ class ViewsChoice(TypedDict, total=False):
     val_accuracy_with_views: float | None
     val_accuracy_without: float | None
     dev: dict[str, dict[str, float]]
-    dev_seconds: float  # with a target: what DEV's weights and held-out probes took (adaptation's cost)
+    #: with a target, what DEV took (adaptation's cost): its importance weights, and scoring the two probes'
+    #: held-out validation probabilities (their C grids kept them: nothing is refitted)
+    dev_seconds: float
     criterion: str
 
 
@@ -252,6 +254,9 @@ class TransferClassifier(TransferEstimator):
             head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
             self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(ok)], views_choice)
         self.head_ = head
+        # the kept head's validation probabilities before its refit on train + validation (what DEV scores
+        # when `--strategy auto --adapt-to` weighs this probe against fine-tuning); in memory, not saved
+        self.heldout_val_proba_ = probe.val_proba
         report.n_train, report.n_val = len(tr_idx), len(va_idx)
         report.head_choice, report.class_weighted = probe.choice, probe.class_weighted
         if self.augment:
@@ -423,15 +428,16 @@ class TransferClassifier(TransferEstimator):
         if target is not None:
             import time
 
-            from transferkit.adapt.dev import dev_score, heldout_proba, importance_weights
+            from transferkit.adapt.dev import dev_score, importance_weights
 
             started = time.perf_counter()
             w = importance_weights(values[plain_idx], target, values[va_idx], seed=self.seed)
             scores = {}
-            for name, rows, ch in (("with_views", views_idx, choice), ("without", plain_idx, plain_choice)):
-                proba = heldout_proba(values[rows].astype(np.float64), y_all[rows], values[va_idx].astype(np.float64),
-                                      len(self.classes_), c=float(ch["C"]), seed=self.seed)
-                scores[name] = dev_score(proba, y_all[va_idx], w)
+            # each probe's validation probabilities from its own C grid: the probe at the C it chose, fitted
+            # on its training rows only (its head was then refitted on train + validation)
+            for name, fitted in (("with_views", probe), ("without", plain)):
+                assert fitted.val_proba is not None  # a linear head with validation rows (checked above)
+                scores[name] = dev_score(fitted.val_proba, y_all[va_idx], w)
             record["dev"] = {k: v.to_dict() for k, v in scores.items()}
             record["dev_seconds"] = round(time.perf_counter() - started, 3)
             a, b = scores["with_views"], scores["without"]

@@ -75,11 +75,17 @@ FeatureRows = np.ndarray | Rows
 
 @dataclass(frozen=True)
 class FittedProbe:
-    """A head trained on features, what was chosen for it (C, epochs…), and whether classes were weighted."""
+    """A head trained on features, what was chosen for it (C, epochs…), whether classes were weighted,
+    and a linear head's held-out validation probabilities (`val_proba`)."""
 
     head: nn.Sequential
     choice: HeadChoice
     class_weighted: bool
+    #: a linear head's validation probabilities [n_val, num_classes] from its C grid: the model at the C
+    #: chosen, fitted on the training rows only, before the head was refitted on train + validation (the
+    #: head itself has seen validation). What DEV scores (`adapt.dev`), kept in memory only (not in
+    #: `choice`, which the bundle saves). None for a torch head and without validation rows.
+    val_proba: np.ndarray | None = None
 
     def proba(self, values: np.ndarray) -> np.ndarray:
         """Class probabilities of feature rows (float32, one row each)."""
@@ -113,9 +119,9 @@ def train_probe(
     or the weights themselves (None: unweighted). `blocks`: see `fit_head`.
     """
     weights = class_weights(y, num_classes, class_weight) if isinstance(class_weight, str) else class_weight
-    head, choice = fit_head(spec, X, y, X_val, y_val, num_classes, weights=weights, seed=seed, training=training,
-                            blocks=blocks)
-    return FittedProbe(head.eval(), choice, weights is not None)
+    head, choice, val_proba = _train_head(spec, X, y, X_val, y_val, num_classes, weights=weights, seed=seed,
+                                          training=training, blocks=blocks)
+    return FittedProbe(head.eval(), choice, weights is not None, val_proba)
 
 
 def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray | None:
@@ -148,6 +154,25 @@ def fit_head(
     `blocks`: widths of feature blocks to weigh equally (a concatenation of backbones): after
     standardisation each block is scaled so that every block has the same total variance.
     """
+    head, choice, _ = _train_head(spec, X, y, X_val, y_val, num_classes, weights=weights, seed=seed,
+                                  training=training, blocks=blocks)
+    return head, choice
+
+
+def _train_head(
+    spec: HeadSpec,
+    X: FeatureRows,
+    y: np.ndarray,
+    X_val: FeatureRows,
+    y_val: np.ndarray,
+    num_classes: int,
+    *,
+    weights: np.ndarray | None,
+    seed: int,
+    training: HeadTraining | None,
+    blocks: Sequence[int] | None,
+) -> tuple[nn.Sequential, HeadChoice, np.ndarray | None]:
+    """`fit_head`, and a linear head's held-out validation probabilities (`FittedProbe.val_proba`)."""
     if spec.uses_feature_map:
         raise ConfigError(
             f"head '{spec.text}' starts with flatten, which needs the unpooled feature map: use "
@@ -157,7 +182,8 @@ def fit_head(
     scale = block_scale(blocks, X.shape[1])
     if spec.kind == "linear":
         return _fit_linear(X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
-    return _fit_torch(spec, X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
+    head, choice = _fit_torch(spec, X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
+    return head, choice, None
 
 
 def block_scale(blocks: Sequence[int] | None, width: int) -> np.ndarray:
@@ -189,7 +215,9 @@ def _fit_linear(
     seed: int,
     cfg: HeadTraining,
     scale: np.ndarray,
-) -> tuple[nn.Sequential, HeadChoice]:
+) -> tuple[nn.Sequential, HeadChoice, np.ndarray | None]:
+    """The C grid on validation (each C fitted on the training rows), then the chosen C refitted on train +
+    validation; also returns the chosen C's validation probabilities from the grid (None without validation)."""
     from sklearn.linear_model import LogisticRegression
 
     def fit(c: float, Xs: np.ndarray, yf: np.ndarray) -> LogisticRegression:
@@ -200,10 +228,14 @@ def _fit_linear(
     # each set standardised once, in float32 (what the head computes in): the C grid reuses it
     mean, std = _moments((X,), scale)
     scores: dict[float, float] = {}
+    heldout: dict[float, np.ndarray] = {}
     if len(X_val):
         Xs, Xv = _standardized((X,), mean, std), _standardized((X_val,), mean, std)
         for c in cfg.c_grid:
-            pred = fit(c, Xs, y).predict(Xv)
+            grid_model = fit(c, Xs, y)
+            heldout[c] = np.zeros((len(Xv), num_classes), np.float64)  # classes absent from training: 0
+            heldout[c][:, grid_model.classes_] = grid_model.predict_proba(Xv)
+            pred = heldout[c].argmax(axis=1)  # = grid_model.predict(Xv): classes_ are sorted
             if weights is None:
                 scores[c] = float(np.mean(pred == y_val))
             else:
@@ -233,7 +265,7 @@ def _fit_linear(
         linear.weight.copy_(torch.from_numpy(weight))
         linear.bias.copy_(torch.from_numpy(bias))
     chosen: HeadChoice = {"C": best_c, "val_accuracy_by_C": {str(c): s for c, s in scores.items()}}
-    return head.eval(), chosen
+    return head.eval(), chosen, heldout.get(best_c)
 
 
 #: rows standardised at a time: bounds the float64 temporaries to ~32 MB whatever the width

@@ -66,8 +66,10 @@ def keep_better(probe: TransferEstimator, tuned: TransferEstimator, valid: Label
 def _dev_compare(probe: TransferEstimator, tuned: TransferEstimator, train: LabelledData, valid: LabelledData,
                  target: list[object]) -> dict[str, DevScore]:
     """DEV of the probe and the fine-tuned network on one set of importance weights, from the probe's frozen
-    (cached) features; the probe's validation probabilities from its head refitted on the training rows
-    only at the C it chose (its own head saw validation)."""
+    (cached) features. The probe's validation probabilities are those its C grid kept (`heldout_val_proba_`:
+    the probe at the C it chose, fitted on its training rows only; its own head saw validation), an
+    unreadable validation input given equal probabilities; a probe that kept none (a torch head's
+    grid-free training) is refitted here, a linear head on the training rows at its C."""
     import numpy as np
 
     from transferkit.adapt.dev import compare_by_dev, heldout_proba
@@ -83,7 +85,12 @@ def _dev_compare(probe: TransferEstimator, tuned: TransferEstimator, train: Labe
     chosen_c = probe.fit_report_.head_choice.get("C")
     c = 1.0 if chosen_c is None else float(chosen_c)
     keep = ty >= 0
-    probe_p = heldout_proba(feats["train"].values[keep].astype(np.float64), ty[keep], val_x, len(index), c=c)
+    kept: np.ndarray | None = getattr(probe, "heldout_val_proba_", None)
+    if kept is not None and len(kept) == int(feats["val"].ok.sum()):  # the probe's validation rows: the readable
+        probe_p = np.full((len(valid), len(index)), 1.0 / len(index))
+        probe_p[feats["val"].ok] = kept
+    else:
+        probe_p = heldout_proba(feats["train"].values[keep].astype(np.float64), ty[keep], val_x, len(index), c=c)
     tuned_p = np.asarray(tuned.predict_proba(valid.items), np.float64)
     order = [list(tuned.classes_).index(cl) for cl in probe.classes_]
     return compare_by_dev(feats["train"].values[keep], ty[keep], val_x, vy, feats["target"].values,
