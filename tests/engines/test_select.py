@@ -269,3 +269,39 @@ def test_a_recheck_waits_for_a_run_long_enough_to_pay_for_it(tmp_path: Path) -> 
     batches = select.RECHECK_MIN_BATCHES
     assert not remembered.recheck_due(32 * batches - 1, 32)
     assert remembered.recheck_due(32 * batches, 32)
+
+
+def test_a_batch_of_images_runs_on_torch_a_few_rows_at_a_time_and_texts_whole() -> None:
+    """PyTorch's activations scale with the rows of a run too: a batch of images runs `GRAPH_ROWS` rows at a time
+    (the same features as the whole batch), a batch of texts whole."""
+    b = backbone("efficientnet_lite0")
+    sizes: list[int] = []
+    model = b.for_inference()
+    original = model.forward_features
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
+        return original(x)
+
+    model.forward_features = counted  # type: ignore[method-assign]
+    engine = select.TorchEngine(model, "fp32", torch.device("cpu"), channels_last=True)
+    batch = b.preprocess(inputs_for(b, 11))
+    rows = engine(batch)
+    assert sizes == [8, 3] and select.GRAPH_ROWS == 8, sizes
+    sizes.clear()
+    with torch.inference_mode():
+        whole = original(model.to_batch_device(batch, torch.device("cpu")))
+    torch.testing.assert_close(rows, whole.float(), rtol=1e-4, atol=1e-5)
+    text = backbone("all-minilm-l6-v2")
+    text_model = text.for_inference()
+    seen: list[object] = []
+    text_original = text_model.forward_features
+
+    def text_counted(x: Any) -> torch.Tensor:
+        seen.append(x)
+        return text_original(x)
+
+    text_model.forward_features = text_counted  # type: ignore[method-assign]
+    text_engine = select.TorchEngine(text_model, "fp32", torch.device("cpu"), channels_last=True)
+    text_engine(text.preprocess(inputs_for(text, 11)))
+    assert len(seen) == 1, "texts run whole"
