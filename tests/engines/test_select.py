@@ -184,9 +184,9 @@ def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, m
     np.testing.assert_allclose(again.values, reference(b, items), rtol=1e-3, atol=1e-4)
 
 
-def test_a_candidate_alone_runs_the_first_batch_once(graph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An engine named (or remembered) runs the whole first batch once, its first rows checked against
-    PyTorch, not the first samples and then the batch again: one engine call per batch of texts."""
+@pytest.fixture()
+def onnxruntime_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of each ONNX Runtime call, in order."""
     calls: list[int] = []
     original = OnnxRuntimeRunner.__call__
 
@@ -195,6 +195,13 @@ def test_a_candidate_alone_runs_the_first_batch_once(graph_root: Path, monkeypat
         return original(self, inputs)
 
     monkeypatch.setattr(OnnxRuntimeRunner, "__call__", counted)
+    return calls
+
+
+def test_a_candidate_alone_runs_the_first_batch_once(graph_root: Path, onnxruntime_rows: list[int]) -> None:
+    """An engine named (or remembered) runs the whole first batch once, its first rows checked against
+    PyTorch, not the first samples and then the batch again: one engine call per batch of texts."""
+    calls = onnxruntime_rows
     b = backbone("all-minilm-l6-v2")
     items = inputs_for(b, 14)
     feats = extract_features(b, items, options=options(engine="onnxruntime", precision="fp32", batch_size=10))
@@ -237,18 +244,11 @@ def test_a_graph_checked_once_in_a_process_is_not_checked_again(graph_root: Path
     np.testing.assert_allclose(changed.values, reference(b, items[6:]), rtol=1e-3, atol=1e-4)
 
 
-def test_a_batch_of_images_runs_on_a_graph_engine_a_few_rows_at_a_time(graph_root: Path,
+def test_a_batch_of_images_runs_on_a_graph_engine_a_few_rows_at_a_time(graph_root: Path, onnxruntime_rows: list[int],
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A graph engine's buffers scale with the rows of a run: a batch of images runs `GRAPH_ROWS` rows at a
     time, every row once, with the features a whole batch gives."""
-    calls: list[int] = []
-    original = OnnxRuntimeRunner.__call__
-
-    def counted(self: OnnxRuntimeRunner, inputs: Any) -> np.ndarray:
-        calls.append(len(next(iter(inputs.values()))))
-        return original(self, inputs)
-
-    monkeypatch.setattr(OnnxRuntimeRunner, "__call__", counted)
+    calls = onnxruntime_rows
     b = backbone("efficientnet_lite0")
     items = inputs_for(b, 11)
     feats = extract_features(b, items, options=options(engine="onnxruntime", precision="fp32", batch_size=11))

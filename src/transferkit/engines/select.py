@@ -138,8 +138,7 @@ class TorchEngine(BatchEngine):
         if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.precision, self.device):
-            if (isinstance(x, torch.Tensor) and x.dim() == 4 and len(x) > GRAPH_ROWS
-                    and x[0].numel() * x.element_size() >= GRAPH_CHUNKED_ROW_BYTES):
+            if isinstance(x, torch.Tensor) and x.dim() == 4 and _in_runs(len(x), x[0].numel() * x.element_size()):
                 return torch.cat([self.model.forward_features(x[i:i + GRAPH_ROWS]).float().cpu()
                                   for i in range(0, len(x), GRAPH_ROWS)])
             return self.model.forward_features(x).float().cpu()
@@ -171,11 +170,15 @@ class GraphEngine(BatchEngine):
     def _run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         sizes = {len(a) for a in arrays.values()}
         n = sizes.pop() if len(sizes) == 1 else 0
-        row_bytes = sum(a.nbytes for a in arrays.values()) // max(1, n)
-        if not self.chunked or n <= GRAPH_ROWS or row_bytes < GRAPH_CHUNKED_ROW_BYTES:
+        if not (self.chunked and _in_runs(n, sum(a.nbytes for a in arrays.values()) // max(1, n))):
             return self.runner(arrays)
         return np.concatenate([self.runner({name: a[i:i + GRAPH_ROWS] for name, a in arrays.items()})
                                for i in range(0, n, GRAPH_ROWS)])
+
+
+def _in_runs(rows: int, row_bytes: int) -> bool:
+    """Whether a batch of `rows` rows of `row_bytes` bytes of input each runs `GRAPH_ROWS` rows at a time."""
+    return rows > GRAPH_ROWS and row_bytes >= GRAPH_CHUNKED_ROW_BYTES
 
 
 @dataclass
@@ -328,6 +331,8 @@ class _Plan:
     choice: str | None = None
     race: bool = False
     recheck: bool = False
+    #: the graph's key (`graph_key`), when there is a graph to export
+    key: JSONObject | None = None
     #: where parity is memoised: candidate label → its key in `_VERIFIED` (none without a graph key)
     keys: dict[str, tuple[object, ...]] = field(default_factory=dict)
     #: candidate label → the cosine its parity check passed with earlier in this process (all or none used)
@@ -412,8 +417,10 @@ def _plan(request: _Request, selection: Selection) -> _Plan:
             # said, not warned: under auto, torch is a fine answer for a model with no graph to export
             selection.notes.append(f"engine auto: '{backbone.name}' has no exportable graph ({exc}); using torch")
             plan.engines = ["torch"]
-    if plan.parts is not None and engine == "auto":
-        key = graph_key(backbone, plan.parts)
+    if plan.parts is not None:
+        plan.key = graph_key(backbone, plan.parts)
+    if plan.key is not None and engine == "auto":
+        key = plan.key
         plan.remembered = _Remembered(request.root, {
             "graph": key_digest(key), "precision": precision, "batch": len(request.samples),
             "machine": _machine_signature(),
@@ -445,11 +452,10 @@ def _plan_verified(request: _Request, plan: _Plan) -> None:
     (its folder, size and time: a graph exported again is checked again), the int8 calibration,
     the engine, the precision, the device and the input layout. No graph key (no graph to export):
     no memo, every call is checked."""
-    if plan.parts is None:
+    key = plan.key
+    if key is None:
         return
-    backbone = request.backbone
-    key = graph_key(backbone, plan.parts)
-    model = graph_folder(backbone, key, request.root) / "model.onnx"
+    model = graph_folder(request.backbone, key, request.root) / "model.onnx"
     try:
         stat = model.stat()
         graph: tuple[object, ...] = (str(model), stat.st_size, stat.st_mtime_ns)
