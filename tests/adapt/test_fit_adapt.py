@@ -168,3 +168,56 @@ def test_mcc_fine_tunes_the_head_and_the_bundle_carries_it(cli, image_folder: Pa
     code, output = cli("predict", tmp_path / "mcc", *files, "--json", "--no-cache", "--engine", "torch")
     assert code == 0, output
     assert len(json.loads(output[output.index("["):])) == 4
+
+
+@pytest.mark.parametrize("rule", ["information", "latent forced"])
+def test_auto_weighs_the_targets_latent_domains_and_the_bundle_carries_them(cli, image_folder: Path, tmp_path: Path,
+                                                                           monkeypatch, rule: str) -> None:
+    """A target of two domains (the training images made paler, and darker), each shifted its own way: auto
+    detects the shift, weighs the target's latent domains each aligned against one alignment for the whole
+    target by the head's information on the target, and says so; the kept alignment travels through the
+    bundle, predict and the exported graph. (This random-init network's features cluster by colour, not by
+    domain, and the rule keeps one alignment; `latent forced` makes the rule prefer the latent domains, to
+    carry them through the bundle.)"""
+    import transferkit
+    from transferkit.adapt import latent as latent_module
+    from transferkit.estimators.onnx_export import export_model
+
+    if rule == "latent forced":
+        calls: list[int] = []
+
+        def rigged(proba: np.ndarray) -> float:  # the whole target's alignment is weighed first, then the latent
+            calls.append(1)
+            return float(len(calls))
+
+        monkeypatch.setattr(latent_module, "information_maximization", rigged)
+
+    target = tmp_path / "two"
+    files = sorted(image_folder.rglob("*.jpg"))
+    for copy in range(2):  # 60 inputs: two domains of 30
+        for i, p in enumerate(files):
+            pixels = np.asarray(Image.open(p), np.float64)
+            pixels = pixels * 0.5 + 120 if i % 2 else pixels * 0.4
+            out = target / f"{'pale' if i % 2 else 'dark'}{copy}" / f"{i:03d}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(pixels + copy, 0, 255).astype(np.uint8)).save(out)
+    out = tmp_path / "run"
+    code, output = cli("fit", image_folder, *FAST, "--adapt-to", target, "--out", out, "--no-cache")
+    assert code == 0, output
+    adaptation = json.loads((out / "transferkit.json").read_text())["adaptation"]
+    latent = adaptation["latent_domains"]
+    assert latent["domains"] >= 2 and "information maximization" in latent["why"] and latent["why"] in output
+    assert latent["kept"] == (latent["information_latent"] > latent["information_whole"])
+    assert latent["kept"] == (rule == "latent forced")
+    tensors = load_file(str(out / "model.safetensors"))
+    assert ("align.centroids" in tensors) == latent["kept"]
+    assert adaptation["applied"] == ("latent domains" if latent["kept"] else "standardize (shrunk)")
+    model = transferkit.load(out, cache_dir=False, progress=False)
+    samples = sorted(str(p) for p in target.rglob("*.png"))[::6]
+    report = export_model(out, samples=samples, overwrite=True)
+    assert report.max_difference <= 1e-4  # parity with the kept alignment inside the graph
+    import torch
+
+    values = torch.from_numpy(model.features(samples).values)
+    expected = torch.softmax(model.head_(model.align_(values)), 1).detach().numpy()
+    np.testing.assert_allclose(model.predict_proba(samples), expected, atol=1e-5)

@@ -3,6 +3,8 @@
 - `align`: the alignment maths on feature arrays — per-domain standardisation, CORAL with
   Ledoit–Wolf shrinkage, `auto` (James–Stein-shrunk standardisation), test-time batch standardisation — and the fitted
   affine map as a torch module (`AlignModule`), saved in bundles and exported inside the graph;
+- `latent`: the target's latent domains (k-means), each aligned on its own — `auto`'s second candidate;
+- `stored`: the alignment a bundle's tensors hold, whichever kind;
 - `shift_test`: whether the target differs at all (KS on principal components, Bonferroni), `auto`'s first question;
 - `selftrain`: class-balanced self-training on confident target pseudo-labels (an option);
 - `mcc`: the linear head fine-tuned with Minimum Class Confusion on the aligned target (an option);
@@ -20,7 +22,6 @@ from transferkit.adapt.align import (
     AlignModule,
     BlockAlignment,
     BlockAlignModule,
-    alignment_from_tensors,
     auto_outcome,
     batch_standardizer,
     fit_alignment,
@@ -31,6 +32,7 @@ from transferkit.adapt.align import (
     shrunk_covariance,
 )
 from transferkit.adapt.selftrain import SelfTrainingReport, confident_pseudo_labels, self_train
+from transferkit.adapt.stored import alignment_from_tensors
 from transferkit.adapt.target import TargetInputs, read_target
 
 __all__ = [

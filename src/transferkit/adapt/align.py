@@ -45,6 +45,9 @@ sqrt(σ_t²/n_t + σ_s²/n_s)) is shrunk by the positive-part James–Stein fact
 (standard error sqrt((κ_t − 1)/(4 n_t) + (κ_s − 1)/(4 n_s)), κ each domain's kurtosis). Where
 nothing moved, ‖z‖² ≈ d and λ ≈ 0: nothing is aligned; where the shift is many standard errors, λ → 1
 and auto is plain standardisation. One rule, no threshold; per feature block of a concatenation.
+A probe then weighs this one map for the whole target against the target's latent domains each mapped
+this way on its own (`adapt.latent`: a target of several new speakers or cameras), by the information
+of its head's predictions on the target, and keeps the better.
 CORAL was auto at first (Sun, Feng & Saenko 2016 report it at least as good as standardisation), but
 on our own shifted sets its full-covariance map lost where standardisation lost little: icons of
 unseen themes (`benchmarks/adapt.py --sets icons`, Lite0, half of the test split as target) 78.0%
@@ -466,17 +469,6 @@ class BlockAlignModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         chunks = torch.split(x, self.widths, dim=1)
         return torch.cat([part(c) for part, c in zip(self.parts, chunks, strict=True)], dim=1)
-
-
-def alignment_from_tensors(tensors: dict[str, torch.Tensor]) -> AlignModule | BlockAlignModule | None:
-    """The alignment a bundle holds (`align.*` or, per block, `align.<i>.*`), or None when it has none."""
-    single = AlignModule.from_tensors(tensors)
-    if single is not None:
-        return single
-    parts: list[AlignModule] = []
-    while (part := AlignModule.from_tensors(tensors, prefix=f"align.parts.{len(parts)}.")) is not None:
-        parts.append(part)
-    return BlockAlignModule(parts) if parts else None
 
 
 def _check_dims(s: np.ndarray, t: np.ndarray) -> None:

@@ -15,6 +15,16 @@ from typing import TypedDict, cast
 from transferkit.jsontypes import JSONObject
 
 
+class LatentDomainsRecord(TypedDict, total=False):
+    """`auto`'s weighing of the target's latent domains against one alignment (`adapt.latent`)."""
+
+    kept: bool
+    domains: int  # the clusters found (k by silhouette)
+    information_whole: float  # the head's information maximization on the target, one alignment
+    information_latent: float  # … each latent domain aligned on its own
+    why: str
+
+
 class AdaptationRecord(TypedDict, total=False):
     """A probe's adaptation: see the module docstring."""
 
@@ -25,6 +35,7 @@ class AdaptationRecord(TypedDict, total=False):
     applied: str  # what the model carries: the alignment's method, or "none"
     alignment: str  # the alignment's method, where one is applied
     statistics: dict[str, float]  # the alignment's and the shift test's numbers (`Alignment.info`)
+    latent_domains: LatentDomainsRecord  # auto, a shift detected: the latent domains weighed
     pseudo_labelled_per_round: list[int]  # self-training
     seconds: float
     shift: JSONObject  # the shift diagnostic (`adapt.shift_diagnostic.shift_record`), with its map's points

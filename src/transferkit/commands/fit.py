@@ -603,6 +603,9 @@ def _print_adaptation(summary: JSONObject, out: Console) -> None:
                       "never used)" if summary.get("strategy") == "finetune" else
                       "The target's features were aligned to the training data's; the head trained on the training "
                       "data alone"), highlight=False)
+        latent = adaptation.get("latent_domains")
+        if latent:
+            out.print(f"  {latent.get('why')}", highlight=False)
 
 
 def _print_strategy(summary: JSONObject, out: Console) -> None:

@@ -17,8 +17,16 @@ from typing import ClassVar, TypedDict
 import numpy as np
 import torch
 
-from transferkit.adapt import AlignModule, BlockAlignModule, alignment_from_tensors
-from transferkit.adapt.record import AdaptationRecord
+from transferkit.adapt import (
+    MIN_TARGET_INPUTS,
+    Alignment,
+    AlignModule,
+    BlockAlignment,
+    BlockAlignModule,
+    alignment_from_tensors,
+)
+from transferkit.adapt.latent import LatentAlignment, LatentAlignModule
+from transferkit.adapt.record import AdaptationRecord, LatentDomainsRecord
 from transferkit.adapt.record import from_json as adaptation_from_json
 from transferkit.adapt.record import to_json as adaptation_json
 from transferkit.backbones.contract import Backbone, same_weights
@@ -247,7 +255,7 @@ class TransferClassifier(TransferEstimator):
             probe, tr_idx, views_choice = self._choose_views(spec, probe, values, y_all, plain_idx, tr_idx, va_idx,
                                                              target)
         head: torch.nn.Module = probe.head
-        self.align_: AlignModule | BlockAlignModule | None = None
+        self.align_: AlignModule | BlockAlignModule | LatentAlignModule | None = None
         self.adaptation_: AdaptationRecord | None = None
         if target is not None:
             source = values[np.flatnonzero(ok)].astype(np.float64)  # rows before the views: the same
@@ -347,11 +355,15 @@ class TransferClassifier(TransferEstimator):
             moved, record["why"] = auto_outcome(alignment)
             method = alignment.method if moved else "none"
             alignment = alignment if moved else None
+        kept: Alignment | BlockAlignment | LatentAlignment | None = alignment
+        if method != "none" and self.adapt_method == "auto" and alignment is not None:
+            kept, record["latent_domains"] = self._latent_or_whole(head, source, target, alignment)
+            method = kept.method
         record["applied"] = method
-        if alignment is not None:
-            self.align_ = alignment.module().eval()
-            record["alignment"] = alignment.method
-            record["statistics"] = dict(alignment.info or {})
+        if kept is not None:
+            self.align_ = kept.module().eval()
+            record["alignment"] = kept.method
+            record["statistics"] = {**record.get("statistics", {}), **(kept.info or {})}
         if method == "mcc" and alignment is not None:  # James-Stein's map applied whatever the test said
             from transferkit.adapt.mcc import mcc_head
 
@@ -379,6 +391,35 @@ class TransferClassifier(TransferEstimator):
         record["seconds"] = round(time.perf_counter() - started, 3)
         self.adaptation_ = record
         return head
+
+    def _latent_or_whole(self, head: torch.nn.Module, source: np.ndarray, target: np.ndarray,
+                         whole: Alignment | BlockAlignment) -> tuple[Alignment | BlockAlignment | LatentAlignment,
+                                                                     LatentDomainsRecord]:
+        """`auto` with a shift detected: the whole target's alignment, or the target's latent domains each
+        aligned on its own (`adapt.latent`), whichever makes the head's predictions on the target carry more
+        information (`information_maximization`). Returns the one kept and what was weighed."""
+        from transferkit.adapt.latent import fit_latent_alignment, information_maximization
+
+        latent = fit_latent_alignment(source, target, self.backbone_.feature_blocks(), seed=self.seed)
+        if latent is None:
+            return whole, {"kept": False, "why": "the target is too small to hold two domains of "
+                                                 f"{MIN_TARGET_INPUTS} inputs each"}
+
+        def information(alignment: Alignment | BlockAlignment | LatentAlignment) -> float:
+            with torch.no_grad():
+                logits = head(torch.from_numpy(alignment.apply(target)))
+            return information_maximization(torch.softmax(logits.double(), dim=1).numpy())
+
+        im_whole, im_latent = information(whole), information(latent)
+        better = im_latent > im_whole
+        record: LatentDomainsRecord = {
+            "kept": bool(better), "domains": int(latent.info["domains"]), "information_whole": round(im_whole, 4),
+            "information_latent": round(im_latent, 4),
+            "why": (f"{latent.info['domains']} latent target domains (k-means, k by silhouette), each aligned on "
+                    f"its own, {'kept' if better else 'not kept'}: the head's predictions on the target carry "
+                    f"{im_latent:.3f} nats of information against {im_whole:.3f} with one alignment for the whole "
+                    "target (information maximization)")}
+        return (latent if better else whole), record
 
     def _diagnose_shift(self, source: np.ndarray, target: np.ndarray, labels: list[object],
                         views_choice: ViewsChoice | None) -> None:
@@ -607,8 +648,9 @@ class TransferClassifier(TransferEstimator):
 
 #: why each --adapt-method was applied, for the fit summary
 _WHY = {
-    "auto": "auto = per-domain standardisation with the shift shrunk by James-Stein toward no shift (see "
-            "transferkit.adapt.align)",
+    "auto": "auto = per-domain standardisation with the shift shrunk by James-Stein toward no shift, for the whole "
+            "target or for each of its latent domains, whichever gives the head's predictions more information "
+            "(see transferkit.adapt.align and transferkit.adapt.latent)",
     "coral": "asked for: CORAL (covariances shrunk by Ledoit-Wolf)",
     "standardize": "asked for: per-domain standardisation (means and spreads per feature)",
     "self-training": "asked for: CORAL, then class-balanced self-training on confident target pseudo-labels",
