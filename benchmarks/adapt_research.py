@@ -13,9 +13,10 @@ transductive (the whole test split both), control (no shift: the validation spli
 fitted on train alone). Methods — each a rule from its paper, no constant chosen on a set here:
 
 - `none`: the head as fitted; `js`: James–Stein-shrunk standardisation (`adapt.fit_alignment(..., 'auto')`
-  applied whatever the shift test says); `latent`: the target's latent domains each aligned so
-  (`adapt.latent`), whatever the test says; `auto`: the shift test first, then `js` or `latent` by the head's
-  information on the target (what `fit --adapt-to` does);
+  applied whatever the shift test says); `js-w`: the same with the source's moments re-weighted to the
+  target's class proportions (EM, `adapt.priors`); `latent`: the target's latent domains each aligned by `js`
+  (`adapt.latent`), whatever the test says; `auto`: the shift test first, then `js-w` or `latent` by the
+  head's information on the target (what `fit --adapt-to` does);
 - `shot-pl` (Liang, Hu & Feng, ICML 2020, its pseudo-labelling step): in the head's input space (standardised,
   then L2-normalised), target class centroids weighted by the head's softmax, each target input relabelled by
   its nearest centroid (cosine), centroids recomputed from those labels and relabelled once more; the
@@ -336,7 +337,9 @@ def methods(d: Any, tag: str, source: np.ndarray, src_y: np.ndarray, fit_x: np.n
     import torch
 
     from transferkit.adapt import auto_outcome, fit_alignment
-    from transferkit.adapt.latent import fit_latent_alignment, information_maximization
+    from transferkit.adapt.latent import fit_latent_alignment, information_maximization, shrunk_map
+    from transferkit.adapt.priors import class_prior_weights
+    from transferkit.adapt.priors import em_priors as em_priors_landed
 
     head = Head(d, tag)
     k = head.w.shape[0]
@@ -349,13 +352,18 @@ def methods(d: Any, tag: str, source: np.ndarray, src_y: np.ndarray, fit_x: np.n
     spaces = {"": (target, scored), "js+": (aligned_t, aligned_t if transductive else
                                             al.apply(scored).astype(np.float64))}
     rows["js"] = acc(head.proba(spaces["js+"][1]).argmax(1))
-    # auto, a shift detected: the whole target's map or its latent domains' maps, by the head's information
+    # auto, a shift detected: the whole target's map (the source's moments re-weighted to the target's class
+    # proportions by EM) or its latent domains' maps, by the head's information on the target
+    weights = class_prior_weights(src_y, em_priors_landed(head.proba(target), head.proba(source).mean(0)))
+    weighted = shrunk_map(source, target, blocks, weights)
+    rows["js-w"] = acc(head.proba(weighted.apply(scored).astype(np.float64)).argmax(1))
     latent = fit_latent_alignment(source, target, blocks, seed=0)
+    informative = False
     if latent is not None:
         rows["latent"] = acc(head.proba(latent.apply(scored).astype(np.float64)).argmax(1))
         informative = information_maximization(head.proba(latent.apply(target).astype(np.float64))) > \
-            information_maximization(head.proba(aligned_t))
-    rows["auto"] = (rows["latent"] if latent is not None and informative else rows["js"]) if moved else rows["none"]
+            information_maximization(head.proba(aligned_t))  # like for like: the unweighted map
+    rows["auto"] = (rows["latent"] if informative else rows["js-w"]) if moved else rows["none"]
     src_inner = head.inner(source)
     src_means = np.stack([unit(src_inner[src_y == c]).mean(0) if np.any(src_y == c) else np.zeros(src_inner.shape[1])
                           for c in range(k)])

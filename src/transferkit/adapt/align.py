@@ -270,24 +270,31 @@ def fit_standardize(source: np.ndarray, target: np.ndarray) -> Alignment:
                      info={"source_inputs": len(s), "target_inputs": len(t)})
 
 
-def fit_shrunk_standardize(source: np.ndarray, target: np.ndarray) -> Alignment:
+def fit_shrunk_standardize(source: np.ndarray, target: np.ndarray, source_weights: np.ndarray | None = None
+                           ) -> Alignment:
     """`auto`: per-domain standardisation with the target's mean and spread shrunk toward the source's by the
     positive-part James–Stein factor of their differences in standard-error units (see the module docstring).
 
     `info` holds the two factors (`mean_shrinkage`: λ of the means, `spread_shrinkage`: λ of the log
     spreads; 0 = nothing moved, 1 = plain standardisation) and the shift statistics ‖z‖²/d of each (≈ 1
-    when the domains do not differ)."""
-    return _fit_shrunk_standardize(source, target)[0]
+    when the domains do not differ).
+
+    `source_weights` (one per source row): the source's moments are weighted — the source as it would be
+    with the target's class proportions (`adapt.priors`); its number of inputs is then the effective one,
+    (Σw)² / Σw²."""
+    return _fit_shrunk_standardize(source, target, source_weights)[0]
 
 
-def _fit_shrunk_standardize(source: np.ndarray, target: np.ndarray) -> tuple[Alignment, np.ndarray]:
+def _fit_shrunk_standardize(source: np.ndarray, target: np.ndarray, source_weights: np.ndarray | None = None
+                            ) -> tuple[Alignment, np.ndarray]:
     """`fit_shrunk_standardize`, and the source's per-dimension standard deviation it computed (the shift
     test reads it rather than computing it again; the source's mean is the alignment's `mean_out`)."""
     s = _as_matrix(source, "source features", 2)
     t = _as_matrix(target, "target features", MIN_TARGET_INPUTS)
     _check_dims(s, t)
-    ns, nt = len(s), len(t)
-    (mean_s, std_s, squares_s), (mean_t, std_t, squares_t) = _moments(s), _moments(t)
+    w = None if source_weights is None else np.asarray(source_weights, np.float64) / np.sum(source_weights)
+    ns, nt = (len(s) if w is None else 1.0 / float(w @ w)), len(t)
+    (mean_s, std_s, squares_s), (mean_t, std_t, squares_t) = _moments(s, w), _moments(t)
     floor = _EPS * max(float(std_s.max(initial=0.0)), float(std_t.max(initial=0.0)), 1.0)
     live = (std_s > floor) & (std_t > floor)  # a dimension constant in either domain is left as it is
     d = int(live.sum())
@@ -300,7 +307,7 @@ def _fit_shrunk_standardize(source: np.ndarray, target: np.ndarray) -> tuple[Ali
         z = shift / np.sqrt(tl**2 / nt + sl**2 / ns)
         lam_mean, ratio_mean = _james_stein(z)
         log_ratio = np.log(tl / sl)
-        kurt_s, kurt_t = _kurtosis(squares_s, std_s)[live], _kurtosis(squares_t, std_t)[live]
+        kurt_s, kurt_t = _kurtosis(squares_s, std_s, w)[live], _kurtosis(squares_t, std_t)[live]
         # var(log sd) ≈ (κ − 1)/(4n); κ ≥ 1 always, floored so that no dimension has zero noise
         noise = np.maximum(kurt_t - 1, 1e-3) / (4 * nt) + np.maximum(kurt_s - 1, 1e-3) / (4 * ns)
         lam_spread, ratio_spread = _james_stein(log_ratio / np.sqrt(noise))
@@ -314,17 +321,18 @@ def _fit_shrunk_standardize(source: np.ndarray, target: np.ndarray) -> tuple[Ali
                            "spread_shift_ratio": round(ratio_spread, 3)}), std_s
 
 
-def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _moments(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, standard deviation, squared deviations from the mean [n, d]) per dimension, from one centred
     copy of `x`: the mean and spread are `x.mean(axis=0)` and `x.std(axis=0)` to the bit (numpy's own steps),
-    the squares are kept for `_kurtosis` instead of being computed again."""
-    mean = x.mean(axis=0)
+    the squares are kept for `_kurtosis` instead of being computed again. With `weights` (summing to 1):
+    the weighted mean and spread."""
+    mean = x.mean(axis=0) if weights is None else weights @ x
     squares = np.subtract(x, mean)
     np.square(squares, out=squares)
-    return mean, np.sqrt(squares.sum(axis=0) / len(x)), squares
+    return mean, np.sqrt(squares.sum(axis=0) / len(x) if weights is None else weights @ squares), squares
 
 
-def _kurtosis(squares: np.ndarray, std: np.ndarray) -> np.ndarray:
+def _kurtosis(squares: np.ndarray, std: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Per dimension, the mean of ((x − mean) / std)⁴ from the squared deviations `squares` (overwritten):
     (squares / std²)², two multiplications rather than `** 4` (numpy's power with exponent 4 calls pow()
     per element: 0.9 s of auto's 2 s on man pages' 890 × 16,384 n-grams); a constant dimension reads 0.
@@ -332,7 +340,7 @@ def _kurtosis(squares: np.ndarray, std: np.ndarray) -> np.ndarray:
     variance = std * std
     np.divide(squares, np.where(variance > 0, variance, 1.0), out=squares)
     np.square(squares, out=squares)
-    return squares.mean(axis=0)
+    return squares.mean(axis=0) if weights is None else weights @ squares
 
 
 def _james_stein(z: np.ndarray) -> tuple[float, float]:

@@ -129,11 +129,16 @@ def _diagonal(alignment: Alignment | BlockAlignment) -> tuple[np.ndarray, np.nda
     return scale, mean_out - mean_in * scale
 
 
-def _shrunk(source: np.ndarray, target: np.ndarray, widths: list[int]) -> Alignment | BlockAlignment:
+def shrunk_map(source: np.ndarray, target: np.ndarray, blocks: list[int] | None = None,
+               source_weights: np.ndarray | None = None) -> Alignment | BlockAlignment:
+    """`auto`'s James–Stein-shrunk standardisation of `target` to `source` per feature block, the source's
+    moments weighted by `source_weights` when given (`adapt.priors`); no shift test."""
+    width = int(np.shape(source)[1])
+    widths = list(blocks) if blocks and sum(blocks) == width else [width]
     parts, start = [], 0
-    for width in widths:
-        parts.append(fit_shrunk_standardize(source[:, start:start + width], target[:, start:start + width]))
-        start += width
+    for w in widths:
+        parts.append(fit_shrunk_standardize(source[:, start:start + w], target[:, start:start + w], source_weights))
+        start += w
     return parts[0] if len(parts) == 1 else BlockAlignment(parts)
 
 
@@ -184,7 +189,7 @@ def fit_latent_alignment(source: np.ndarray, target: np.ndarray, blocks: list[in
     if best is None:
         return None
     _, k, centroids, labels = best
-    maps = [_diagonal(_shrunk(s, t[labels == c], widths)) for c in range(k)]
+    maps = [_diagonal(shrunk_map(s, t[labels == c], widths)) for c in range(k)]
     return LatentAlignment(project=project, offset=offset, centroids=centroids,
                            scale=np.stack([m[0] for m in maps]), shift=np.stack([m[1] for m in maps]),
                            info={"domains": k, **tried,

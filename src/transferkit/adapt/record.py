@@ -16,9 +16,11 @@ from transferkit.jsontypes import JSONObject
 
 
 class LatentDomainsRecord(TypedDict, total=False):
-    """`auto`'s weighing of the target's latent domains against one alignment (`adapt.latent`)."""
+    """`auto`'s weighing of the target's latent domains against one alignment for the whole target, whose
+    source moments are re-weighted to the target's estimated class proportions (`adapt.latent`, `adapt.priors`)."""
 
     kept: bool
+    target_prior_shift: float  # total variation between the target's class proportions (EM) and the source's
     domains: int  # the clusters found (k by silhouette)
     information_whole: float  # the head's information maximization on the target, one alignment
     information_latent: float  # … each latent domain aligned on its own

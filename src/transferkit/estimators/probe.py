@@ -259,7 +259,8 @@ class TransferClassifier(TransferEstimator):
         self.adaptation_: AdaptationRecord | None = None
         if target is not None:
             source = values[np.flatnonzero(ok)].astype(np.float64)  # rows before the views: the same
-            head = self._adapt(spec, head, source, target, values, y_all, tr_idx, va_idx, report)
+            head = self._adapt(spec, head, source, y_all[np.flatnonzero(ok)], target, values, y_all, tr_idx, va_idx,
+                               report)
             self._diagnose_shift(source, target, [labels[i] for i in np.flatnonzero(ok)], views_choice)
         self.head_ = head
         # the kept head's validation probabilities before its refit on train + validation (what DEV scores
@@ -335,8 +336,9 @@ class TransferClassifier(TransferEstimator):
                             f"{next(iter(self.target_skipped_.values()), 'none given')}")
         return np.asarray(feats.values, np.float64)
 
-    def _adapt(self, spec: HeadSpec, head: torch.nn.Module, source: np.ndarray, target: np.ndarray, values: np.ndarray,
-               y_all: np.ndarray, tr_idx: np.ndarray, va_idx: np.ndarray, report: FitReport) -> torch.nn.Module:
+    def _adapt(self, spec: HeadSpec, head: torch.nn.Module, source: np.ndarray, source_labels: np.ndarray,
+               target: np.ndarray, values: np.ndarray, y_all: np.ndarray, tr_idx: np.ndarray, va_idx: np.ndarray,
+               report: FitReport) -> torch.nn.Module:
         """Fit the alignment of the target to the source; with self-training, retrain the head on
         source + confidently pseudo-labelled target. Returns the head to keep."""
         import time
@@ -357,7 +359,7 @@ class TransferClassifier(TransferEstimator):
             alignment = alignment if moved else None
         kept: Alignment | BlockAlignment | LatentAlignment | None = alignment
         if method != "none" and self.adapt_method == "auto" and alignment is not None:
-            kept, record["latent_domains"] = self._latent_or_whole(head, source, target, alignment)
+            kept, record["latent_domains"] = self._latent_or_whole(head, source, source_labels, target)
             method = kept.method
         record["applied"] = method
         if kept is not None:
@@ -392,28 +394,42 @@ class TransferClassifier(TransferEstimator):
         self.adaptation_ = record
         return head
 
-    def _latent_or_whole(self, head: torch.nn.Module, source: np.ndarray, target: np.ndarray,
-                         whole: Alignment | BlockAlignment) -> tuple[Alignment | BlockAlignment | LatentAlignment,
-                                                                     LatentDomainsRecord]:
-        """`auto` with a shift detected: the whole target's alignment, or the target's latent domains each
-        aligned on its own (`adapt.latent`), whichever makes the head's predictions on the target carry more
-        information (`information_maximization`). Returns the one kept and what was weighed."""
-        from transferkit.adapt.latent import fit_latent_alignment, information_maximization
+    def _latent_or_whole(self, head: torch.nn.Module, source: np.ndarray, source_labels: np.ndarray,
+                         target: np.ndarray
+                         ) -> tuple[Alignment | BlockAlignment | LatentAlignment, LatentDomainsRecord]:
+        """`auto` with a shift detected: one alignment for the whole target or the target's latent domains
+        each aligned on its own (`adapt.latent`), whichever makes the head's predictions on the target carry
+        more information (`information_maximization`; both maps match the source's moments as they are).
+        One alignment kept, its moments are matched to the source's re-weighted to the target's class
+        proportions, estimated by EM (`adapt.priors`): information favours balanced predictions, so it
+        weighs the domains, not the proportions. Returns the one kept and what was weighed."""
+        from transferkit.adapt.latent import fit_latent_alignment, information_maximization, shrunk_map
+        from transferkit.adapt.priors import class_prior_weights, em_priors, total_variation
 
-        latent = fit_latent_alignment(source, target, self.backbone_.feature_blocks(), seed=self.seed)
+        def proba(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                logits = head(torch.from_numpy(np.asarray(x, np.float32)))
+            return torch.softmax(logits.double(), dim=1).numpy()
+
+        blocks = self.backbone_.feature_blocks()
+        prior = em_priors(proba(target), proba(source).mean(axis=0))
+        weights = class_prior_weights(source_labels, prior)
+        whole = shrunk_map(source, target, blocks, weights)
+        prior_shift = round(total_variation(prior, np.bincount(source_labels, minlength=len(prior))
+                                            / len(source_labels)), 4)
+        latent = fit_latent_alignment(source, target, blocks, seed=self.seed)
         if latent is None:
-            return whole, {"kept": False, "why": "the target is too small to hold two domains of "
-                                                 f"{MIN_TARGET_INPUTS} inputs each"}
+            return whole, {"kept": False, "target_prior_shift": prior_shift,
+                           "why": f"the target is too small to hold two domains of {MIN_TARGET_INPUTS} inputs each"}
 
         def information(alignment: Alignment | BlockAlignment | LatentAlignment) -> float:
-            with torch.no_grad():
-                logits = head(torch.from_numpy(alignment.apply(target)))
-            return information_maximization(torch.softmax(logits.double(), dim=1).numpy())
+            return information_maximization(proba(alignment.apply(target)))
 
-        im_whole, im_latent = information(whole), information(latent)
+        im_whole, im_latent = information(shrunk_map(source, target, blocks)), information(latent)
         better = im_latent > im_whole
         record: LatentDomainsRecord = {
-            "kept": bool(better), "domains": int(latent.info["domains"]), "information_whole": round(im_whole, 4),
+            "kept": bool(better), "target_prior_shift": prior_shift, "domains": int(latent.info["domains"]),
+            "information_whole": round(im_whole, 4),
             "information_latent": round(im_latent, 4),
             "why": (f"{latent.info['domains']} latent target domains (k-means, k by silhouette), each aligned on "
                     f"its own, {'kept' if better else 'not kept'}: the head's predictions on the target carry "
