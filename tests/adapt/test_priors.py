@@ -48,7 +48,7 @@ def test_weighted_source_moments_keep_a_label_shifted_target_in_place() -> None:
 
 
 def test_uniform_weights_are_no_weights() -> None:
-    xs, ys, xt, _ = label_shifted(1)
+    xs, _, xt, _ = label_shifted(1)
     a, b = fit_shrunk_standardize(xs, xt), fit_shrunk_standardize(xs, xt, np.full(len(xs), 2.0))
     np.testing.assert_allclose(a.mean_out, b.mean_out, rtol=1e-12)
     np.testing.assert_allclose(a.scale, b.scale, rtol=1e-9)

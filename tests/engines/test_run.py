@@ -217,3 +217,25 @@ def test_importing_transferkit_turns_onnxruntimes_telemetry_off_unless_the_user_
     chosen = subprocess.run([sys.executable, "-c", code], env={**env, "ORT_DISABLE_TELEMETRY": "0"},
                             capture_output=True, text=True, check=True)
     assert (plain.stdout.strip(), chosen.stdout.strip()) == ("1", "0")
+
+
+def test_importing_transferkit_keeps_openvino_from_sending_telemetry_unless_the_user_opted_in(tmp_path: Path) -> None:
+    """OpenVINO sends a usage event on import (a forked process posting to Google Analytics) and writes a client
+    id under ~/intel, unless declined: with transferkit imported first it uses its own no-op stub, nothing is
+    written under HOME, and no child process is started; a user whose consent file reads "1" keeps it."""
+    import os
+    import subprocess
+
+    code = ("import multiprocessing, transferkit, openvino, sys\n"
+            "print(sys.modules.get('openvino_telemetry') is None, len(multiprocessing.active_children()))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "HOME": str(tmp_path)}
+    env.pop("CI", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "0"], out.stdout + out.stderr
+    assert not (tmp_path / "intel").exists()  # no client id, no stats file
+    (tmp_path / "intel").mkdir()
+    (tmp_path / "intel" / "openvino_telemetry").write_text("1")
+    opted_in = subprocess.run([sys.executable, "-c", "import transferkit, sys\n"
+                               "print(sys.modules.get('openvino_telemetry', 'absent'))"],
+                              env=env, capture_output=True, text=True, check=True)
+    assert opted_in.stdout.strip() == "absent"  # left for OpenVINO to import and honour
