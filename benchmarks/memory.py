@@ -21,8 +21,10 @@ must stay under 1.5 GB. Shown: the peak of the fit's own process, what its loade
 (the largest sum, sampled every 50 ms, of the proportional set size, PSS, of the fit's Python child
 processes: a forked worker's RSS would count again every page it shares with the fit; and
 `ru_maxrss` of children counts any short command a library spawns, e.g. `ldconfig`, at the
-parent's whole RSS: a vfork'd child shares its memory), the RSS once everything is imported, and
-with `--where` the fit's main-thread stack at the moment its RSS peaked.
+parent's whole RSS: a vfork'd child shares its memory), the RSS once everything is imported, how
+the sampled peak splits into anonymous memory and pages of mapped files (shared libraries, memory-mapped
+weights and graphs: clean pages the kernel can take back), and with `--where` the fit's main-thread stack
+at the moment its RSS peaked.
 
     python benchmarks/memory.py --fits text,image,audio [--n 3000] [--where]
 """
@@ -72,6 +74,20 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_parts_mb() -> dict[str, float]:
+    """This process's RSS split as the kernel counts it (MB): `anon` (heap, arrays, engines' buffers), `file`
+    (pages of mapped files: shared libraries, memory-mapped weights and graphs; clean, so the kernel can take
+    them back under pressure) and `shmem`."""
+    names = {"RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+    parts: dict[str, float] = {}
+    with open("/proc/self/status", encoding="utf-8") as fh:
+        for line in fh:
+            key = line.split(maxsplit=1)[0]
+            if key in names:
+                parts[names[key]] = int(line.split()[1]) / 1024
+    return parts
 
 
 def child(n: int, folder: Path, cache: Path, backbone_name: str) -> None:
@@ -240,7 +256,7 @@ def peak_sampler(where: bool, start: float) -> Iterator[dict[str, Any]]:
     import traceback
 
     main_thread = threading.main_thread()
-    peak: dict[str, Any] = {"rss": 0.0, "stack": [], "t": 0.0, "workers": 0.0}
+    peak: dict[str, Any] = {"rss": 0.0, "stack": [], "t": 0.0, "workers": 0.0, "parts": {}}
     done = threading.Event()
 
     def main_stack() -> list[str]:
@@ -257,7 +273,7 @@ def peak_sampler(where: bool, start: float) -> Iterator[dict[str, Any]]:
             peak["workers"] = max(peak["workers"], python_children_pss_mb())
             rss = rss_mb()
             if rss > peak["rss"]:
-                peak["rss"], peak["t"] = rss, time.perf_counter() - start
+                peak["rss"], peak["t"], peak["parts"] = rss, time.perf_counter() - start, rss_parts_mb()
                 if where:
                     peak["stack"] = main_stack()
 
@@ -286,6 +302,7 @@ def fit_child(data: Path, out: Path, report: Path, where: bool) -> None:
         "workers_peak_mb": peak["workers"],
         "seconds": time.perf_counter() - start,
         "peak_at_s": peak["t"],
+        "peak_parts_mb": peak["parts"],
         "stack": peak["stack"],
     }))
 
@@ -319,6 +336,10 @@ def fits(modalities: list[str], n: int, folder: Path, where: bool) -> None:
         ok = "yes" if row["peak_mb"] < 1536 else "NO"
         print(f"{modality:>8s} {row['imported_mb']:8.0f}M {row['peak_mb']:7.0f}M {row['workers_peak_mb']:7.0f}M "
               f"{row['seconds'] / 60:8.1f}  {accuracy}  {ok}")
+        parts = row.get("peak_parts_mb") or {}
+        if parts:
+            print(f"{'':>8s} at the sampled peak: {parts.get('anon', 0):.0f} MB anonymous, "
+                  f"{parts.get('file', 0):.0f} MB of mapped files (libraries, memory-mapped weights and graphs)")
         if where:
             print(f"{'':>8s} peak at {row['peak_at_s']:.0f}s in: " + " < ".join(reversed(row["stack"])))
 

@@ -46,4 +46,7 @@ def test_peak_sampler_names_the_peak_and_the_process_exits_cleanly(tmp_path: Pat
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-2000:]}"
     peak = json.loads(out.stdout.strip().splitlines()[-1])
     assert peak["rss"] > 0
+    # the peak's split: the held tensors are anonymous memory; torch's libraries are mapped files
+    parts = peak["parts"]
+    assert parts["anon"] > 0 and parts["file"] > 0
     assert any("held_at_peak" in frame for frame in peak["stack"]), peak["stack"]

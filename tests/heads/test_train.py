@@ -52,11 +52,14 @@ def test_mlp_is_deterministic_for_a_seed() -> None:
 
 
 @pytest.mark.parametrize("text", ["linear", "mlp:8"])
-def test_rows_train_the_same_head_as_their_copy_without_copying_them(text: str) -> None:
+def test_rows_train_the_same_head_as_their_copy_without_copying_them(text: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import tracemalloc
 
+    import transferkit.heads.train as training_module
     from transferkit.heads import HeadTraining, Rows, train_probe
 
+    monkeypatch.setattr(training_module, "_BLOCK_VALUES", 1 << 15)  # block temporaries small beside the rows
     rng = np.random.default_rng(0)
     values = rng.normal(size=(300, 2000)).astype(np.float32)
     y_all = (values[:, 0] > 0).astype(np.int64)
@@ -78,6 +81,50 @@ def test_rows_train_the_same_head_as_their_copy_without_copying_them(text: str) 
     assert copied.choice == by_rows.choice
     if text == "linear":  # the rows are read a block at a time: no copy of them all beside the matrix
         assert rows_peak < copy_peak - 0.9 * values.nbytes
+
+
+@pytest.mark.parametrize("density", [0.02, 0.6])
+def test_disposable_rows_train_the_same_linear_head_standardised_in_place(density: float,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows a caller gives up (`Rows.disposable`): a mostly-zero matrix (hashed n-grams) gets its standardised
+    rows written over it instead of a copy beside it — the same head, C grid and validation probabilities bit for
+    bit; a dense one is left as it is (the head then copies, as without `disposable`)."""
+    import tracemalloc
+
+    import transferkit.heads.train as training_module
+    from transferkit.heads import HeadTraining, Rows, train_probe
+
+    # a few blocks, and their temporaries small beside the rows
+    monkeypatch.setattr(training_module, "_BLOCK_VALUES", 1 << 15)
+    rng = np.random.default_rng(4)
+    y_all = np.repeat(np.arange(3), 60)[rng.permutation(180)]
+    values = np.where(rng.random((180, 1500)) < density, rng.random((180, 1500)), 0).astype(np.float32)
+    values[:, :3] += 2 * np.eye(3, dtype=np.float32)[y_all]  # a learnable signal
+    tr = rng.permutation(180)[:130]
+    va = np.setdiff1d(np.arange(180), tr)[::-1].copy()
+    training = HeadTraining(c_grid=(0.1, 1.0))
+
+    def fit(disposable: bool) -> tuple[object, int, np.ndarray]:
+        given = values.copy()
+        tracemalloc.start()
+        fitted = train_probe(parse_head("linear"), Rows(given, tr, disposable), y_all[tr], Rows(given, va, disposable),
+                             y_all[va], 3, seed=0, training=training)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return fitted, peak, given
+
+    fit(True)  # first-call allocations (lazy imports, caches) out of the way
+    (kept, kept_peak, untouched), (given_up, given_peak, written) = fit(False), fit(True)
+    for a, b in zip(kept.head.state_dict().values(), given_up.head.state_dict().values(), strict=True):  # type: ignore[attr-defined]
+        assert torch.equal(a, b)
+    assert kept.choice == given_up.choice  # type: ignore[attr-defined]
+    assert np.array_equal(kept.val_proba, given_up.val_proba)  # type: ignore[attr-defined]
+    assert np.array_equal(untouched, values)  # not disposable: never written
+    if density < 0.25:  # written over, and no standardised copy of the rows beside the matrix
+        assert not np.array_equal(written, values)
+        assert given_peak < kept_peak - 0.7 * values.nbytes
+    else:  # too dense for an exact sparse copy to pay: left as it is
+        assert np.array_equal(written, values)
 
 
 def test_linear_probe_keeps_its_grids_heldout_validation_probabilities() -> None:

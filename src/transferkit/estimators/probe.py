@@ -246,9 +246,11 @@ class TransferClassifier(TransferEstimator):
         plain_idx = tr_idx
         if self.augment:
             values, y_all, tr_idx = self._with_views(data, train_ok, tr_idx, values, y_all, report)
-        # the rows as indices into the features, read a block at a time (no copy of the training rows)
-        probe = train_probe(spec, Rows(values, tr_idx), y_all[tr_idx], Rows(values, va_idx), y_all[va_idx],
-                            len(self.classes_),
+        # the rows as indices into the features, read a block at a time (no copy of the training rows); without
+        # views to weigh or a target to adapt to, nothing reads `values` after this: the head may write its
+        # standardised rows over them (`heads.Rows.disposable`; `values` is this fit's own array)
+        probe = train_probe(spec, Rows(values, tr_idx, given_up := not self.augment and target is None), y_all[tr_idx],
+                            Rows(values, va_idx, given_up), y_all[va_idx], len(self.classes_),
                             class_weight=self.class_weight, seed=self.seed, blocks=self.backbone_.feature_blocks())
         views_choice: ViewsChoice | None = None
         if self.augment:
