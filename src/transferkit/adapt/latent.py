@@ -14,7 +14,8 @@ Here, stated once:
   reduced by PCA to `COMPONENTS` (32, as the shift test) fitted on the target;
 - k-means (k-means++, `N_INIT` starts, seeded) for k = 2 … `MAX_DOMAINS`, every cluster holding at least
   `MIN_TARGET_INPUTS` inputs; k is the one with the largest mean silhouette (Rousseeuw, J. Comput. Appl.
-  Math. 1987), the standard rule for the number of clusters;
+  Math. 1987), the standard rule for the number of clusters (on a seeded sample of `SILHOUETTE_ROWS`
+  inputs when there are more: it costs the square of their number);
 - each cluster is aligned to the source by `auto`'s James–Stein-shrunk standardisation, on its own;
 - an input is assigned to its nearest cluster centre in that reduced space — at prediction time, in the
   bundle and in the exported graph alike (`LatentAlignModule`: one projection, an argmin, a gather).
@@ -46,6 +47,8 @@ COMPONENTS = 32
 MAX_DOMAINS = 6
 #: k-means restarts (scikit-learn's classic default)
 N_INIT = 10
+#: the silhouette (quadratic in the inputs) is computed on at most this many of them (a seeded sample)
+SILHOUETTE_ROWS = 2000
 
 
 @dataclass
@@ -182,7 +185,7 @@ def fit_latent_alignment(source: np.ndarray, target: np.ndarray, blocks: list[in
             km = KMeans(k, n_init=N_INIT, random_state=seed).fit(z)
             if np.bincount(km.labels_, minlength=k).min() < MIN_TARGET_INPUTS:
                 continue
-            score = float(silhouette_score(z, km.labels_))
+            score = float(silhouette_score(z, km.labels_, sample_size=min(n, SILHOUETTE_ROWS), random_state=seed))
             tried[f"silhouette_k{k}"] = round(score, 4)
             if best is None or score > best[0]:
                 best = (score, k, km.cluster_centers_, km.labels_)
