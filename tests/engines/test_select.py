@@ -311,8 +311,8 @@ def test_a_batch_of_images_runs_on_torch_a_few_rows_at_a_time_and_texts_whole() 
 def test_openvino_runs_for_throughput_when_a_call_extracts_many_images(graph_root: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A call of at least `THROUGHPUT_MIN_ITEMS` images opens OpenVINO for throughput and runs each batch as
-    runs of one size, as many as a multiple of its streams (each at most `GRAPH_ROWS` rows); texts, a short
-    call and a server (which does not say how many inputs come) run for latency. The features do not change."""
+    runs of `STREAM_ROWS` rows, one in flight per stream; texts, a short call and a server (which does not say
+    how many inputs come) run for latency. The features do not change."""
     from transferkit.engines.run import OpenVINORunner
 
     opened: list[bool] = []
@@ -335,8 +335,8 @@ def test_openvino_runs_for_throughput_when_a_call_extracts_many_images(graph_roo
     opts = options(engine="openvino", precision="fp32", batch_size=20)
     many = extract_features(b, items, options=opts)
     assert opened and all(opened), opened
-    streams, *sizes = runs[-1]  # the batch of 20: e.g. 2 streams, 4 runs of 5 rows (2 cores)
-    rows = select.GRAPH_ROWS if streams == 1 else -(-20 // (streams * -(-20 // (streams * select.GRAPH_ROWS))))
+    streams, *sizes = runs[-1]  # the batch of 20: e.g. 2 streams, 10 runs of 2 rows (2 cores)
+    rows = select.GRAPH_ROWS if streams == 1 else select.STREAM_ROWS
     assert sizes == [rows] * (20 // rows) + [20 % rows] * (20 % rows > 0), runs
     opened.clear()
     few = extract_features(b, items[:19], options=opts)

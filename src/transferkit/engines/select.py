@@ -92,8 +92,13 @@ GRAPH_ROWS = 8
 #: image at 224 px is 588 KiB in float32, a text's token ids a few KiB, an audio partial 25 KiB
 GRAPH_CHUNKED_ROW_BYTES = 64 * 1024
 #: an extraction call of at least this many inputs runs OpenVINO for throughput (`OpenVINORunner`): streams
-#: of its threads, several runs of `GRAPH_ROWS` rows at once
+#: of its threads, one run of `STREAM_ROWS` rows in flight on each
 THROUGHPUT_MIN_ITEMS = 64
+#: rows of a run on one of OpenVINO's streams: a stream runs on one or few threads, and the fewer the rows, the
+#: more of a run's activations stay in its core's cache. EfficientNet-Lite0, batches of 32 (model only, 2 streams
+#: of 1 thread, 2-core AVX-512 EPYC, medians of 7, load 5-6): runs of 1, 2, 4, 8 rows 9.7, 9.3, 10.1, 10.9
+#: core-ms an image (the latency hint, 2 threads, runs of 8: 12.9; of 2: 13.9); the same features bit for bit
+STREAM_ROWS = 2
 #: parity checks passed in this process: (graph key digest, graph file, calibration, engine, precision,
 #: device, channels_last) → the least cosine measured. PyTorch's reference beside the engine's session
 #: and first batch is what a fit's later extraction calls peaked on (~+70 MB on EfficientNet-Lite0,
@@ -141,7 +146,8 @@ class TorchEngine(BatchEngine):
         if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.precision, self.device):
-            if isinstance(x, torch.Tensor) and x.dim() == 4 and _in_runs(len(x), x[0].numel() * x.element_size()):
+            if (isinstance(x, torch.Tensor) and x.dim() == 4
+                    and _in_runs(len(x), x[0].numel() * x.element_size(), GRAPH_ROWS)):
                 return torch.cat([self.model.forward_features(x[i:i + GRAPH_ROWS]).float().cpu()
                                   for i in range(0, len(x), GRAPH_ROWS)])
             return self.model.forward_features(x).float().cpu()
@@ -152,8 +158,9 @@ class GraphEngine(BatchEngine):
 
     A batch of large rows (images: `GRAPH_CHUNKED_ROW_BYTES` of inputs a row or more) is run
     `GRAPH_ROWS` rows at a time when every input's first axis is the graph's dynamic batch axis: the
-    engine's buffers scale with the rows of a run. Small rows (texts, audio partials) run whole: a
-    run of 8 texts was slower than one of 32, and their buffers are small."""
+    engine's buffers scale with the rows of a run. On a runner with several streams (OpenVINO opened for
+    throughput), `STREAM_ROWS` rows at a time, one run in flight per stream. Small rows (texts, audio
+    partials) run whole: a run of 8 texts was slower than one of 32, and their buffers are small."""
 
     def __init__(self, parts: GraphParts, runner: GraphRunner) -> None:
         self.parts, self.runner = parts, runner
@@ -174,19 +181,16 @@ class GraphEngine(BatchEngine):
         sizes = {len(a) for a in arrays.values()}
         n = sizes.pop() if len(sizes) == 1 else 0
         row_bytes = sum(a.nbytes for a in arrays.values()) // max(1, n)
-        streams = self.runner.parallel_runs
-        if not (self.chunked and (_in_runs(n, row_bytes) or (streams > 1 and n > 1
-                                                               and row_bytes >= GRAPH_CHUNKED_ROW_BYTES))):
+        rows = GRAPH_ROWS if self.runner.parallel_runs == 1 else STREAM_ROWS
+        if not (self.chunked and _in_runs(n, row_bytes, rows)):
             return self.runner(arrays)
-        # runs of at most GRAPH_ROWS rows; with several streams, as many runs as a multiple of them, of one size
-        rows = GRAPH_ROWS if streams == 1 else -(-n // (streams * -(-n // (streams * GRAPH_ROWS))))
         return np.concatenate(self.runner.run_all([{name: a[i:i + rows] for name, a in arrays.items()}
                                                    for i in range(0, n, rows)]))
 
 
-def _in_runs(rows: int, row_bytes: int) -> bool:
-    """Whether a batch of `rows` rows of `row_bytes` bytes of input each runs `GRAPH_ROWS` rows at a time."""
-    return rows > GRAPH_ROWS and row_bytes >= GRAPH_CHUNKED_ROW_BYTES
+def _in_runs(rows: int, row_bytes: int, run_rows: int) -> bool:
+    """Whether a batch of `rows` rows of `row_bytes` bytes of input each runs `run_rows` rows at a time."""
+    return rows > run_rows and row_bytes >= GRAPH_CHUNKED_ROW_BYTES
 
 
 @dataclass
