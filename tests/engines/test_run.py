@@ -247,3 +247,23 @@ def test_openvino_for_throughput_runs_on_streams_with_the_same_outputs_in_order(
     np.testing.assert_array_equal(throughput(runs[0]), expected[0])
     with torch.inference_mode():
         np.testing.assert_allclose(expected[0], model(torch.from_numpy(runs[0]["input"])).numpy(), atol=1e-5)
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_a_run_that_fails_on_a_stream_is_an_error_and_the_runner_still_works(tmp_path: Path) -> None:
+    """Inputs of the wrong shape among the runs: OpenVINO's error comes out (the runs in flight are waited for,
+    their inputs are read in place), and the runner gives the right outputs afterwards."""
+    from transferkit.engines.run import open_graph
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten()).eval()
+    path = export_onnx(model, {"input": torch.randn(2, 3, 16, 16)}, tmp_path / "model.onnx",
+                       dynamic_axes={"input": {0: "batch"}})
+    runner = open_graph(path, "openvino", threads=2, throughput=True)
+    good = {"input": np.ones((2, 3, 16, 16), dtype=np.float32)}
+    with pytest.raises(RuntimeError):
+        runner.run_all([good, good, {"input": np.ones((2, 5, 16, 16), dtype=np.float32)}, good])
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(good["input"])).numpy()
+    for out in runner.run_all([good, good, good]):
+        np.testing.assert_allclose(out, expected, atol=1e-5)

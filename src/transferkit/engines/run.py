@@ -16,7 +16,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -233,15 +233,20 @@ class OpenVINORunner(GraphRunner):
         outs: list[np.ndarray] = []
         in_flight: deque[tuple[ov.InferRequest, dict[str, np.ndarray]]] = deque()
         with keep_signal_stack():
-            for inputs in runs:
-                if len(in_flight) == len(requests):
+            try:
+                for inputs in runs:
+                    if len(in_flight) == len(requests):
+                        outs.append(self._finished(in_flight.popleft()[0]))
+                    request = requests[(len(outs) + len(in_flight)) % len(requests)]
+                    arrays = self._arrays(inputs)  # read in place by the request: kept alive until it is waited for
+                    request.start_async(arrays, share_inputs=True)
+                    in_flight.append((request, arrays))
+                while in_flight:
                     outs.append(self._finished(in_flight.popleft()[0]))
-                request = requests[(len(outs) + len(in_flight)) % len(requests)]
-                arrays = self._arrays(inputs)  # read in place by the request: kept alive until it is waited for
-                request.start_async(arrays, share_inputs=True)
-                in_flight.append((request, arrays))
-            while in_flight:
-                outs.append(self._finished(in_flight.popleft()[0]))
+            finally:  # a run that failed: the others finish before their inputs can go
+                for request, _ in in_flight:
+                    with suppress(Exception):
+                        request.wait()
             if self.release_after_run:
                 self.compiled.release_memory()
         return outs
