@@ -148,7 +148,7 @@ def main() -> None:
     batch = backbone.collate([loader(p) for p in paths[: args.batch_size]])
     chosen = select_engine(backbone, backbone.for_inference, [loader(p) for p in paths[: args.batch_size]],
                            engine=first.engine if first.engine != "cache" else "torch",
-                           precision=first.precision).engine
+                           precision=first.precision, items_to_extract=len(paths)).engine  # as extraction runs it
     n_batches = -(-len(paths) // args.batch_size)
 
     def model_only() -> None:

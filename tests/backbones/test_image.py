@@ -57,6 +57,28 @@ def test_preprocessing_round_trips_and_normalises_per_batch() -> None:
     assert tuple(ImageTransform(cfg)(image).shape) == (3, 64, 64)
 
 
+def test_collate_gives_the_normalised_batch_bit_for_bit() -> None:
+    """The batch extraction collates (numpy, one sample at a time) is exactly what `normalize` (torch, what an
+    exported uint8 graph traces) makes of the stacked samples; images of different shapes are refused."""
+    from transferkit.backbones.image import ImagePreprocess, ImageTransform
+    from transferkit.errors import BackboneError
+
+    generator = torch.Generator().manual_seed(0)
+    for cfg in (ImagePreprocess(input_size=224), ImagePreprocess(input_size=8, mean=(0.1, 0.37, 0.9),
+                                                                 std=(0.33, 0.21, 0.07))):
+        transform = ImageTransform(cfg)
+        for dtype in (torch.uint8, torch.float32):
+            samples = list(torch.randint(0, 256, (5, 3, cfg.input_size, cfg.input_size), generator=generator,
+                                         dtype=dtype))
+            before = [s.clone() for s in samples]
+            batch = transform.collate(samples)
+            assert batch.dtype == torch.float32 and batch.is_contiguous()
+            assert torch.equal(batch, transform.normalize(torch.stack(before)))
+            assert all(torch.equal(s, b) for s, b in zip(samples, before, strict=True))  # inputs untouched
+    with pytest.raises(BackboneError, match="one shape"):
+        transform.collate([torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(3, 8, 9, dtype=torch.uint8)])
+
+
 def test_the_inference_copy_gives_the_same_features_and_groups_run_input_to_output() -> None:
     backbone = create_backbone("test_efficientnet", weights="random", seed=0).eval()
     batch = backbone.example_batch()

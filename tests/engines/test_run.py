@@ -181,10 +181,14 @@ def test_a_model_cache_whose_import_differs_is_marked_untrusted_and_not_used(tmp
         def __call__(self, arrays: object) -> np.ndarray:
             return np.roll(self.runner(arrays), 1, axis=1)
 
-    def open_graph(path: Path, name: str, precision: str, threads: int, cache_dir: Path | None = None) -> object:
+        def run_all(self, runs: list[object]) -> list[np.ndarray]:
+            return [self(arrays) for arrays in runs]
+
+    def open_graph(path: Path, name: str, precision: str, threads: int, cache_dir: Path | None = None,
+                   throughput: bool = False) -> object:
         imported = cache_dir is not None and any(Path(cache_dir).glob("*.blob"))
         opened.append(cache_dir is not None)
-        runner = real_open(path, name, precision, threads, cache_dir=cache_dir)
+        runner = real_open(path, name, precision, threads, cache_dir=cache_dir, throughput=throughput)
         return Wrong(runner) if imported else runner
 
     monkeypatch.setattr(select, "open_graph", open_graph)
@@ -239,3 +243,49 @@ def test_importing_transferkit_keeps_openvino_from_sending_telemetry_unless_the_
                                "print(sys.modules.get('openvino_telemetry', 'absent'))"],
                               env=env, capture_output=True, text=True, check=True)
     assert opted_in.stdout.strip() == "absent"  # left for OpenVINO to import and honour
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_openvino_for_throughput_runs_on_streams_with_the_same_outputs_in_order(tmp_path: Path) -> None:
+    """Opened for throughput, OpenVINO runs several inputs at once (one per stream) and hands each output back
+    in the order of the runs, the same numbers as the latency runner's one after the other."""
+    from transferkit.engines.run import open_graph
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten()).eval()
+    path = export_onnx(model, {"input": torch.randn(2, 3, 16, 16)}, tmp_path / "model.onnx",
+                       dynamic_axes={"input": {0: "batch"}})
+    rng = np.random.default_rng(0)
+    runs = [{"input": rng.normal(size=(3, 3, 16, 16)).astype(np.float32)} for _ in range(5)]
+    latency = open_graph(path, "openvino", threads=2)
+    throughput = open_graph(path, "openvino", threads=2, throughput=True)
+    assert latency.parallel_runs == 1 and throughput.parallel_runs >= 1
+    expected = [latency(x) for x in runs]
+    for runner in (latency, throughput):
+        outs = runner.run_all(runs)
+        assert len(outs) == len(runs)
+        for out, want in zip(outs, expected, strict=True):
+            np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(throughput(runs[0]), expected[0])
+    with torch.inference_mode():
+        np.testing.assert_allclose(expected[0], model(torch.from_numpy(runs[0]["input"])).numpy(), atol=1e-5)
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_a_run_that_fails_on_a_stream_is_an_error_and_the_runner_still_works(tmp_path: Path) -> None:
+    """Inputs of the wrong shape among the runs: OpenVINO's error comes out (the runs in flight are waited for,
+    their inputs are read in place), and the runner gives the right outputs afterwards."""
+    from transferkit.engines.run import open_graph
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten()).eval()
+    path = export_onnx(model, {"input": torch.randn(2, 3, 16, 16)}, tmp_path / "model.onnx",
+                       dynamic_axes={"input": {0: "batch"}})
+    runner = open_graph(path, "openvino", threads=2, throughput=True)
+    good = {"input": np.ones((2, 3, 16, 16), dtype=np.float32)}
+    with pytest.raises(RuntimeError):
+        runner.run_all([good, good, {"input": np.ones((2, 5, 16, 16), dtype=np.float32)}, good])
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(good["input"])).numpy()
+    for out in runner.run_all([good, good, good]):
+        np.testing.assert_allclose(out, expected, atol=1e-5)

@@ -305,3 +305,47 @@ def test_a_batch_of_images_runs_on_torch_a_few_rows_at_a_time_and_texts_whole() 
     text_engine = select.TorchEngine(text_model, "fp32", torch.device("cpu"), channels_last=True)
     text_engine(text.preprocess(inputs_for(text, 11)))
     assert len(seen) == 1, "texts run whole"
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_openvino_runs_for_throughput_when_a_call_extracts_many_images(graph_root: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call of at least `THROUGHPUT_MIN_ITEMS` images opens OpenVINO for throughput and runs each batch as
+    runs of `STREAM_ROWS` rows, one in flight per stream; texts, a short call and a server (which does not say
+    how many inputs come) run for latency. The features do not change."""
+    from transferkit.engines.run import OpenVINORunner
+
+    opened: list[bool] = []
+    runs: list[list[int]] = []
+    real_open, real_run_all = select.open_graph, OpenVINORunner.run_all
+
+    def open_graph(*args: Any, throughput: bool = False, **kwargs: Any) -> Any:
+        opened.append(throughput)
+        return real_open(*args, throughput=throughput, **kwargs)
+
+    def run_all(self: OpenVINORunner, inputs: Any) -> list[np.ndarray]:
+        runs.append([self.parallel_runs, *(len(next(iter(x.values()))) for x in inputs)])
+        return real_run_all(self, inputs)
+
+    monkeypatch.setattr(select, "open_graph", open_graph)
+    monkeypatch.setattr(OpenVINORunner, "run_all", run_all)
+    monkeypatch.setattr(select, "THROUGHPUT_MIN_ITEMS", 20)
+    b = backbone("efficientnet_lite0")
+    items = inputs_for(b, 20)
+    opts = options(engine="openvino", precision="fp32", batch_size=20)
+    many = extract_features(b, items, options=opts)
+    assert opened and all(opened), opened
+    streams, *sizes = runs[-1]  # the batch of 20: e.g. 2 streams, 10 runs of 2 rows (2 cores)
+    rows = select.GRAPH_ROWS if streams == 1 else select.STREAM_ROWS
+    assert sizes == [rows] * (20 // rows) + [20 % rows] * (20 % rows > 0), runs
+    opened.clear()
+    few = extract_features(b, items[:19], options=opts)
+    assert opened and not any(opened), opened
+    np.testing.assert_array_equal(many.values[:19], few.values)
+    np.testing.assert_allclose(many.values, reference(b, items), rtol=1e-3, atol=1e-4)
+    opened.clear()
+    select.select_engine(b, b.for_inference, [b.load(x) for x in items], engine="openvino", precision="fp32",
+                         root=graph_root)  # as the server asks: no number of inputs
+    text = backbone("all-minilm-l6-v2")
+    extract_features(text, inputs_for(text, 20), options=options(engine="openvino", precision="fp32"))
+    assert opened and not any(opened), opened

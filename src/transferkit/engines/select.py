@@ -91,6 +91,14 @@ GRAPH_ROWS = 8
 #: a batch is split into runs of `GRAPH_ROWS` only when its rows are at least this large (inputs a row): an
 #: image at 224 px is 588 KiB in float32, a text's token ids a few KiB, an audio partial 25 KiB
 GRAPH_CHUNKED_ROW_BYTES = 64 * 1024
+#: an extraction call of at least this many inputs runs OpenVINO for throughput (`OpenVINORunner`): streams
+#: of its threads, one run of `STREAM_ROWS` rows in flight on each
+THROUGHPUT_MIN_ITEMS = 64
+#: rows of a run on one of OpenVINO's streams: a stream runs on one or few threads, and the fewer the rows, the
+#: more of a run's activations stay in its core's cache. EfficientNet-Lite0, batches of 32 (model only, 2 streams
+#: of 1 thread, 2-core AVX-512 EPYC, medians of 7, load 5-6): runs of 1, 2, 4, 8 rows 9.7, 9.3, 10.1, 10.9
+#: core-ms an image (the latency hint, 2 threads, runs of 8: 12.9; of 2: 13.9); the same features bit for bit
+STREAM_ROWS = 2
 #: parity checks passed in this process: (graph key digest, graph file, calibration, engine, precision,
 #: device, channels_last) → the least cosine measured. PyTorch's reference beside the engine's session
 #: and first batch is what a fit's later extraction calls peaked on (~+70 MB on EfficientNet-Lite0,
@@ -138,7 +146,8 @@ class TorchEngine(BatchEngine):
         if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.precision, self.device):
-            if isinstance(x, torch.Tensor) and x.dim() == 4 and _in_runs(len(x), x[0].numel() * x.element_size()):
+            if (isinstance(x, torch.Tensor) and x.dim() == 4
+                    and _in_runs(len(x), x[0].numel() * x.element_size(), GRAPH_ROWS)):
                 return torch.cat([self.model.forward_features(x[i:i + GRAPH_ROWS]).float().cpu()
                                   for i in range(0, len(x), GRAPH_ROWS)])
             return self.model.forward_features(x).float().cpu()
@@ -149,8 +158,9 @@ class GraphEngine(BatchEngine):
 
     A batch of large rows (images: `GRAPH_CHUNKED_ROW_BYTES` of inputs a row or more) is run
     `GRAPH_ROWS` rows at a time when every input's first axis is the graph's dynamic batch axis: the
-    engine's buffers scale with the rows of a run. Small rows (texts, audio partials) run whole: a
-    run of 8 texts was slower than one of 32, and their buffers are small."""
+    engine's buffers scale with the rows of a run. On a runner with several streams (OpenVINO opened for
+    throughput), `STREAM_ROWS` rows at a time, one run in flight per stream. Small rows (texts, audio
+    partials) run whole: a run of 8 texts was slower than one of 32, and their buffers are small."""
 
     def __init__(self, parts: GraphParts, runner: GraphRunner) -> None:
         self.parts, self.runner = parts, runner
@@ -170,15 +180,17 @@ class GraphEngine(BatchEngine):
     def _run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         sizes = {len(a) for a in arrays.values()}
         n = sizes.pop() if len(sizes) == 1 else 0
-        if not (self.chunked and _in_runs(n, sum(a.nbytes for a in arrays.values()) // max(1, n))):
+        row_bytes = sum(a.nbytes for a in arrays.values()) // max(1, n)
+        rows = GRAPH_ROWS if self.runner.parallel_runs == 1 else STREAM_ROWS
+        if not (self.chunked and _in_runs(n, row_bytes, rows)):
             return self.runner(arrays)
-        return np.concatenate([self.runner({name: a[i:i + GRAPH_ROWS] for name, a in arrays.items()})
-                               for i in range(0, n, GRAPH_ROWS)])
+        return np.concatenate(self.runner.run_all([{name: a[i:i + rows] for name, a in arrays.items()}
+                                                   for i in range(0, n, rows)]))
 
 
-def _in_runs(rows: int, row_bytes: int) -> bool:
-    """Whether a batch of `rows` rows of `row_bytes` bytes of input each runs `GRAPH_ROWS` rows at a time."""
-    return rows > GRAPH_ROWS and row_bytes >= GRAPH_CHUNKED_ROW_BYTES
+def _in_runs(rows: int, row_bytes: int, run_rows: int) -> bool:
+    """Whether a batch of `rows` rows of `row_bytes` bytes of input each runs `run_rows` rows at a time."""
+    return rows > run_rows and row_bytes >= GRAPH_CHUNKED_ROW_BYTES
 
 
 @dataclass
@@ -450,8 +462,8 @@ def _plan_verified(request: _Request, plan: _Plan) -> None:
     The key holds what the features depend on: the graph key (weights as they are in memory, so a
     fine-tuned copy is checked again; preprocessing; inputs; torch version), the exported graph file
     (its folder, size and time: a graph exported again is checked again), the int8 calibration,
-    the engine, the precision, the device and the input layout. No graph key (no graph to export):
-    no memo, every call is checked."""
+    the engine, the precision, the device, the input layout and whether OpenVINO runs for throughput.
+    No graph key (no graph to export): no memo, every call is checked."""
     key = plan.key
     if key is None:
         return
@@ -462,11 +474,12 @@ def _plan_verified(request: _Request, plan: _Plan) -> None:
     except OSError:
         graph = (str(model), None)
     calibration = request.calibration.digest if request.calibration is not None else None
+    throughput = _throughput(request, plan.parts)  # OpenVINO compiled for throughput: another compiled model
     for name, prec in plan.candidates:
         label = f"{name} {prec}"
         plan.keys[label] = (key_digest(key), graph if name != "torch" else None,
                             calibration if prec == "int8" else None, name, prec, str(request.device),
-                            request.channels_last)
+                            request.channels_last, throughput and name == "openvino")
         if plan.keys[label] in _VERIFIED:
             plan.verified[label] = _VERIFIED[plan.keys[label]]
 
@@ -783,6 +796,7 @@ class _Graph:
         self.path: Path | None = None
         self.failed = False
         self.threads = torch.get_num_threads()
+        self.throughput = _throughput(request, parts)
 
     def engine(self, name: str, precision: str, selection: Selection) -> GraphEngine | None:
         """`name` running the graph at `precision`; None (said) when the graph or the engine fails under auto."""
@@ -818,11 +832,13 @@ class _Graph:
         MiniLM the same bit for bit) marks the cache untrusted for this graph, said, and later runs compile."""
         cache = path.parent / OPENVINO_CACHE
         if name != "openvino" or _untrusted(cache):
-            return GraphEngine(parts, open_graph(path, name, precision, self.threads))
+            return GraphEngine(parts, open_graph(path, name, precision, self.threads, throughput=self.throughput))
         before = _blobs(cache)
-        compiled = GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache))
+        compiled = GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache,
+                                                 throughput=self.throughput))
         if _blobs(cache) - before:
-            imported = GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache))
+            imported = GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache,
+                                                     throughput=self.throughput))
             samples = self.request.backbone.collate(list(self.request.samples[:PARITY_SAMPLES]))
             cosine = _cosine(imported(samples), compiled(samples))
             del imported
@@ -834,6 +850,20 @@ class _Graph:
                                        f"'{self.request.backbone.name}' here (min cosine {cosine:.4f}): not used, "
                                        "the graph is compiled each run")
         return compiled
+
+
+def _throughput(request: _Request, parts: GraphParts | None) -> bool:
+    """Whether OpenVINO runs the graph for throughput (streams, several runs at once: `OpenVINORunner`)
+    rather than for the latency of one run: when the call extracts at least `THROUGHPUT_MIN_ITEMS` inputs
+    (a server, and a call that does not say how many, run for latency) of rows large enough to be run
+    `GRAPH_ROWS` at a time (images; texts and audio partials run whole, on one stream they would be slower)."""
+    if parts is None or request.items_to_extract is None or request.items_to_extract < THROUGHPUT_MIN_ITEMS:
+        return False
+    inputs = parts.example_inputs()
+    rows = {int(t.shape[0]) for t in inputs.values() if t.dim()}
+    n = rows.pop() if len(rows) == 1 else 0
+    return (n > 0 and all(0 in parts.dynamic_axes.get(name, {}) for name in inputs)
+            and sum(t.nelement() * t.element_size() for t in inputs.values()) // n >= GRAPH_CHUNKED_ROW_BYTES)
 
 
 def _blobs(folder: Path) -> set[str]:
