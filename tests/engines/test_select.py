@@ -157,12 +157,16 @@ def test_a_remembered_choice_that_stops_winning_is_forgotten(graph_root: Path, m
     monkeypatch.setattr(select, "AUTO_MIN_ITEMS", 0)
     monkeypatch.setattr(select, "RECHECK_EVERY", 1)
     monkeypatch.setattr(select, "RECHECK_MIN_BATCHES", 10)  # the run below has 10 batches
+    # an engines folder of its own: the session's shared one may hold a choice an earlier test of this worker
+    # remembered for the same graph and batch size, and then the first call below would not race
+    engines = tmp_path / "engines"
+    monkeypatch.setenv("TRANSFERKIT_ENGINES", str(engines))
     b = backbone("efficientnet_lite0")
     rng = np.random.default_rng(1)
     items = [Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for _ in range(20)]
     opts = options(precision="fp32", batch_size=2)
     first = extract_features(b, items[:4], options=opts)  # the race: a choice and a runner-up remembered
-    choice_file = max((graph_root / "engines" / "choices").glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
+    (choice_file,) = (engines / "choices").glob("*.json")
     record = json.loads(choice_file.read_text())
     assert record["runner_up"] and record["choice"] == f"{first.engine} fp32", record
     chosen, runner_up = record["choice"], record["runner_up"]
