@@ -253,21 +253,6 @@ def bnm(head: Head, source: np.ndarray, src_y: np.ndarray, target: np.ndarray, s
         adapt_mcc.minimum_class_confusion = kept  # type: ignore[assignment]
 
 
-def em_priors(p: np.ndarray, source_prior: np.ndarray, rounds: int = 1000, tol: float = 1e-8) -> np.ndarray:
-    """Saerens, Latinne & Decaestecker (Neural Computation 2002): the target's class priors by EM on the
-    head's posteriors `p` [N, K] (source prior `source_prior`): E — each posterior re-weighted by
-    prior_t / prior_s and renormalised; M — prior_t the mean of those posteriors; to convergence."""
-    prior = source_prior.copy()
-    for _ in range(rounds):
-        q = p * (prior / source_prior)
-        q /= q.sum(1, keepdims=True)
-        new = q.mean(0)
-        if np.abs(new - prior).max() < tol:
-            return new
-        prior = new
-    return prior
-
-
 def bbse_weights(pred_held: np.ndarray, y_held: np.ndarray, pred_target: np.ndarray, k: int) -> np.ndarray:
     """Black-box shift estimation (Lipton, Wang & Smola, ICML 2018): w = C^-1 mu, C[i, j] = P_s(yhat = i, y = j)
     on held-out labelled source, mu[i] = P_t(yhat = i) on the target; w_j = q(y = j) / p(y = j), clipped at 0
@@ -291,6 +276,8 @@ def label_shift(head: Head, source: np.ndarray, held: tuple[np.ndarray, np.ndarr
                 want: Any) -> dict[str, np.ndarray]:
     """The prior ratios prior_t / prior_s of the label-shift rows wanted (`em`, `bbse`), from the target's
     posteriors `p`; `held`: the labelled source BBSE's confusion matrix is read on."""
+    from transferkit.adapt.priors import em_priors
+
     out = {}
     prior_s = head.proba(source).mean(0)
     if want("em"):
@@ -337,9 +324,9 @@ def methods(d: Any, tag: str, source: np.ndarray, src_y: np.ndarray, fit_x: np.n
     import torch
 
     from transferkit.adapt import auto_outcome, fit_alignment
-    from transferkit.adapt.latent import fit_latent_alignment, information_maximization, shrunk_map
-    from transferkit.adapt.priors import class_prior_weights
-    from transferkit.adapt.priors import em_priors as em_priors_landed
+    from transferkit.adapt.align import shrunk_map
+    from transferkit.adapt.latent import fit_latent_alignment, information_maximization
+    from transferkit.adapt.priors import class_prior_weights, em_priors
 
     head = Head(d, tag)
     k = head.w.shape[0]
@@ -354,7 +341,7 @@ def methods(d: Any, tag: str, source: np.ndarray, src_y: np.ndarray, fit_x: np.n
     rows["js"] = acc(head.proba(spaces["js+"][1]).argmax(1))
     # auto, a shift detected: the whole target's map (the source's moments re-weighted to the target's class
     # proportions by EM) or its latent domains' maps, by the head's information on the target
-    weights = class_prior_weights(src_y, em_priors_landed(head.proba(target), head.proba(source).mean(0)))
+    weights = class_prior_weights(src_y, em_priors(head.proba(target), head.proba(source).mean(0)))
     weighted = shrunk_map(source, target, blocks, weights)
     rows["js-w"] = acc(head.proba(weighted.apply(scored).astype(np.float64)).argmax(1))
     latent = fit_latent_alignment(source, target, blocks, seed=0)

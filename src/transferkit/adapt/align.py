@@ -416,7 +416,7 @@ def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
     resolved = resolve_method(method)
     if resolved == "none":
         return None
-    widths = list(blocks) if blocks and sum(blocks) == np.shape(source)[1] else [int(np.shape(source)[1])]
+    widths = _block_widths(blocks, int(np.shape(source)[1]))
     parts: list[Alignment] = []
     spreads: list[np.ndarray] = []  # auto's: the source's per-dimension spread, per block
     start = 0
@@ -438,6 +438,24 @@ def fit_alignment(source: np.ndarray, target: np.ndarray, method: str = "auto",
         test = detect_shift(np.asarray(source), np.asarray(target), seed=seed, source_moments=moments)
         parts[0].info = {**(parts[0].info or {}), **test.info()}
     return parts[0] if len(parts) == 1 else BlockAlignment(parts)
+
+
+def shrunk_map(source: np.ndarray, target: np.ndarray, blocks: list[int] | None = None,
+               source_weights: np.ndarray | None = None) -> Alignment | BlockAlignment:
+    """`auto`'s James–Stein-shrunk standardisation of `target` to `source` per feature block, the source's
+    moments weighted by `source_weights` when given (`adapt.priors`); no shift test."""
+    parts: list[Alignment] = []
+    start = 0
+    for w in _block_widths(blocks, int(np.shape(source)[1])):
+        parts.append(fit_shrunk_standardize(source[:, start:start + w], target[:, start:start + w], source_weights))
+        start += w
+    return parts[0] if len(parts) == 1 else BlockAlignment(parts)
+
+
+def _block_widths(blocks: list[int] | None, width: int) -> list[int]:
+    """The widths of the feature blocks aligned one by one: a concatenation's `blocks` when they make up the
+    features, else the whole width as one block."""
+    return list(blocks) if blocks and sum(blocks) == width else [width]
 
 
 @dataclass

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.adapt.align import MIN_TARGET_INPUTS, Alignment, BlockAlignment, fit_shrunk_standardize
+from transferkit.adapt.align import MIN_TARGET_INPUTS, Alignment, BlockAlignment, shrunk_map
 from transferkit.adapt.projection import inverse_spread, random_projection
 
 #: PCA components the target is clustered in (the shift test's K)
@@ -132,19 +132,6 @@ def _diagonal(alignment: Alignment | BlockAlignment) -> tuple[np.ndarray, np.nda
     return scale, mean_out - mean_in * scale
 
 
-def shrunk_map(source: np.ndarray, target: np.ndarray, blocks: list[int] | None = None,
-               source_weights: np.ndarray | None = None) -> Alignment | BlockAlignment:
-    """`auto`'s James–Stein-shrunk standardisation of `target` to `source` per feature block, the source's
-    moments weighted by `source_weights` when given (`adapt.priors`); no shift test."""
-    width = int(np.shape(source)[1])
-    widths = list(blocks) if blocks and sum(blocks) == width else [width]
-    parts, start = [], 0
-    for w in widths:
-        parts.append(fit_shrunk_standardize(source[:, start:start + w], target[:, start:start + w], source_weights))
-        start += w
-    return parts[0] if len(parts) == 1 else BlockAlignment(parts)
-
-
 def fit_latent_alignment(source: np.ndarray, target: np.ndarray, blocks: list[int] | None = None, *,
                          seed: int = 0) -> LatentAlignment | None:
     """The latent-domain alignment of `target` to `source` (module docstring), or None when the target is too
@@ -160,7 +147,6 @@ def fit_latent_alignment(source: np.ndarray, target: np.ndarray, blocks: list[in
     n, width = t.shape
     if n < 2 * MIN_TARGET_INPUTS:
         return None
-    widths = list(blocks) if blocks and sum(blocks) == width else [width]
     mean = t.mean(axis=0)
     inverse = inverse_spread(t.std(axis=0))
     projection = random_projection(width, seed=seed)
@@ -192,7 +178,7 @@ def fit_latent_alignment(source: np.ndarray, target: np.ndarray, blocks: list[in
     if best is None:
         return None
     _, k, centroids, labels = best
-    maps = [_diagonal(shrunk_map(s, t[labels == c], widths)) for c in range(k)]
+    maps = [_diagonal(shrunk_map(s, t[labels == c], blocks)) for c in range(k)]
     return LatentAlignment(project=project, offset=offset, centroids=centroids,
                            scale=np.stack([m[0] for m in maps]), shift=np.stack([m[1] for m in maps]),
                            info={"domains": k, **tried,

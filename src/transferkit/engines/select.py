@@ -165,7 +165,7 @@ class GraphEngine(BatchEngine):
     def __init__(self, parts: GraphParts, runner: GraphRunner) -> None:
         self.parts, self.runner = parts, runner
         self.engine, self.precision = runner.engine, runner.precision
-        self.chunked = all(0 in parts.dynamic_axes.get(name, {}) for name in runner.input_names)
+        self.chunked = _batch_axis_dynamic(parts, runner.input_names)
 
     def keep_buffers(self, keep: bool) -> None:
         self.runner.release_after_run = not keep
@@ -862,8 +862,14 @@ def _throughput(request: _Request, parts: GraphParts | None) -> bool:
     inputs = parts.example_inputs()
     rows = {int(t.shape[0]) for t in inputs.values() if t.dim()}
     n = rows.pop() if len(rows) == 1 else 0
-    return (n > 0 and all(0 in parts.dynamic_axes.get(name, {}) for name in inputs)
+    return (n > 0 and _batch_axis_dynamic(parts, inputs)
             and sum(t.nelement() * t.element_size() for t in inputs.values()) // n >= GRAPH_CHUNKED_ROW_BYTES)
+
+
+def _batch_axis_dynamic(parts: GraphParts, names: Iterable[str]) -> bool:
+    """Whether every input `names` of the graph has its first axis as the graph's dynamic batch axis: a batch
+    can then be run a few rows at a time (`GraphEngine`, `_throughput`)."""
+    return all(0 in parts.dynamic_axes.get(name, {}) for name in names)
 
 
 def _blobs(folder: Path) -> set[str]:

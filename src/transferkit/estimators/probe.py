@@ -361,7 +361,7 @@ class TransferClassifier(TransferEstimator):
             alignment = alignment if moved else None
         kept: Alignment | BlockAlignment | LatentAlignment | None = alignment
         if method != "none" and self.adapt_method == "auto" and alignment is not None:
-            kept, record["latent_domains"] = self._latent_or_whole(head, source, source_labels, target)
+            kept, record["latent_domains"] = self._latent_or_whole(head, source, source_labels, target, alignment)
             method = kept.method
         record["applied"] = method
         if kept is not None:
@@ -397,15 +397,17 @@ class TransferClassifier(TransferEstimator):
         return head
 
     def _latent_or_whole(self, head: torch.nn.Module, source: np.ndarray, source_labels: np.ndarray,
-                         target: np.ndarray
+                         target: np.ndarray, unweighted: Alignment | BlockAlignment
                          ) -> tuple[Alignment | BlockAlignment | LatentAlignment, LatentDomainsRecord]:
         """`auto` with a shift detected: one alignment for the whole target or the target's latent domains
         each aligned on its own (`adapt.latent`), whichever makes the head's predictions on the target carry
         more information (`information_maximization`; both maps match the source's moments as they are).
         One alignment kept, its moments are matched to the source's re-weighted to the target's class
         proportions, estimated by EM (`adapt.priors`): information favours balanced predictions, so it
-        weighs the domains, not the proportions. Returns the one kept and what was weighed."""
-        from transferkit.adapt.latent import fit_latent_alignment, information_maximization, shrunk_map
+        weighs the domains, not the proportions. `unweighted`: auto's map, already fitted. Returns the one kept
+        and what was weighed."""
+        from transferkit.adapt.align import shrunk_map
+        from transferkit.adapt.latent import fit_latent_alignment, information_maximization
         from transferkit.adapt.priors import class_prior_weights, em_priors, total_variation
 
         def proba(x: np.ndarray) -> np.ndarray:
@@ -427,7 +429,7 @@ class TransferClassifier(TransferEstimator):
         def information(alignment: Alignment | BlockAlignment | LatentAlignment) -> float:
             return information_maximization(proba(alignment.apply(target)))
 
-        im_whole, im_latent = information(shrunk_map(source, target, blocks)), information(latent)
+        im_whole, im_latent = information(unweighted), information(latent)
         better = im_latent > im_whole
         record: LatentDomainsRecord = {
             "kept": bool(better), "target_prior_shift": prior_shift, "domains": int(latent.info["domains"]),

@@ -125,11 +125,23 @@ def train_probe(
     """Train `spec` on (X, y), its C (linear) or its epochs (torch heads) chosen on (X_val, y_val).
 
     `class_weight`: 'auto', 'balanced' or 'none' (the weights computed from `y`, see `class_weights`),
-    or the weights themselves (None: unweighted). `blocks`: see `fit_head`.
+    or the weights themselves (None: unweighted). `blocks`: widths of feature blocks to weigh equally (a
+    concatenation of backbones): after standardisation each block is scaled so that every block has the
+    same total variance.
     """
     weights = class_weights(y, num_classes, class_weight) if isinstance(class_weight, str) else class_weight
-    head, choice, val_proba = _train_head(spec, X, y, X_val, y_val, num_classes, weights=weights, seed=seed,
-                                          training=training, blocks=blocks)
+    if spec.uses_feature_map:
+        raise ConfigError(
+            f"head '{spec.text}' starts with flatten, which needs the unpooled feature map: use "
+            "--strategy finetune (with a frozen base for pure feature transfer)"
+        )
+    cfg = training or HeadTraining()
+    scale = block_scale(blocks, X.shape[1])
+    val_proba = None
+    if spec.kind == "linear":
+        head, choice, val_proba = _fit_linear(X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
+    else:
+        head, choice = _fit_torch(spec, X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
     return FittedProbe(head.eval(), choice, weights is not None, val_proba)
 
 
@@ -158,41 +170,11 @@ def fit_head(
     training: HeadTraining | None = None,
     blocks: Sequence[int] | None = None,
 ) -> tuple[nn.Sequential, HeadChoice]:
-    """Train `spec` on features; returns the head and what was chosen (C, epochs…) for the record.
-
-    `blocks`: widths of feature blocks to weigh equally (a concatenation of backbones): after
-    standardisation each block is scaled so that every block has the same total variance.
-    """
-    head, choice, _ = _train_head(spec, X, y, X_val, y_val, num_classes, weights=weights, seed=seed,
-                                  training=training, blocks=blocks)
-    return head, choice
-
-
-def _train_head(
-    spec: HeadSpec,
-    X: FeatureRows,
-    y: np.ndarray,
-    X_val: FeatureRows,
-    y_val: np.ndarray,
-    num_classes: int,
-    *,
-    weights: np.ndarray | None,
-    seed: int,
-    training: HeadTraining | None,
-    blocks: Sequence[int] | None,
-) -> tuple[nn.Sequential, HeadChoice, np.ndarray | None]:
-    """`fit_head`, and a linear head's held-out validation probabilities (`FittedProbe.val_proba`)."""
-    if spec.uses_feature_map:
-        raise ConfigError(
-            f"head '{spec.text}' starts with flatten, which needs the unpooled feature map: use "
-            "--strategy finetune (with a frozen base for pure feature transfer)"
-        )
-    cfg = training or HeadTraining()
-    scale = block_scale(blocks, X.shape[1])
-    if spec.kind == "linear":
-        return _fit_linear(X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
-    head, choice = _fit_torch(spec, X, y, X_val, y_val, num_classes, weights, seed, cfg, scale)
-    return head, choice, None
+    """Train `spec` on features with the class `weights` given; returns the head and what was chosen (C,
+    epochs…) for the record (`train_probe`, which this is, keeps more)."""
+    probe = train_probe(spec, X, y, X_val, y_val, num_classes, class_weight=weights, seed=seed, training=training,
+                        blocks=blocks)
+    return probe.head, probe.choice
 
 
 def block_scale(blocks: Sequence[int] | None, width: int) -> np.ndarray:
@@ -245,7 +227,7 @@ def _fit_linear(
         if into is None:
             Xs, Xv = _standardized((X,), mean, std), _standardized((X_val,), mean, std)
         else:  # views of the matrix, written over
-            Xs, Xv = _split(into.standardized(mean, std), len(X))
+            Xs, Xv = np.split(into.standardized(mean, std), [len(X)])
         for c in cfg.c_grid:
             grid_model = fit(c, Xs, y)
             heldout[c] = np.zeros((len(Xv), num_classes), np.float64)  # classes absent from training: 0
@@ -367,11 +349,6 @@ def _scaled(rows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     out = rows - mean
     out /= std
     return out
-
-
-def _split(rows: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `at` rows and the rest (views, not copies)."""
-    return rows[:at], rows[at:]
 
 
 def _standardized(arrays: Sequence[FeatureRows], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
