@@ -16,7 +16,8 @@ fitted on train alone). Methods — each a rule from its paper, no constant chos
   applied whatever the shift test says); `js-w`: the same with the source's moments re-weighted to the
   target's class proportions (EM, `adapt.priors`); `latent`: the target's latent domains each aligned by `js`
   (`adapt.latent`), whatever the test says; `auto`: the shift test first, then `js-w` or `latent` by the
-  head's information on the target (what `fit --adapt-to` does);
+  head's information on the target, `latent` when its gain's bootstrap lower bound is above zero (what
+  `fit --adapt-to` does);
 - `shot-pl` (Liang, Hu & Feng, ICML 2020, its pseudo-labelling step): in the head's input space (standardised,
   then L2-normalised), target class centroids weighted by the head's softmax, each target input relabelled by
   its nearest centroid (cosine), centroids recomputed from those labels and relabelled once more; the
@@ -325,7 +326,7 @@ def methods(d: Any, tag: str, source: np.ndarray, src_y: np.ndarray, fit_x: np.n
 
     from transferkit.adapt import auto_outcome, fit_alignment
     from transferkit.adapt.align import shrunk_map
-    from transferkit.adapt.latent import fit_latent_alignment, information_maximization
+    from transferkit.adapt.latent import fit_latent_alignment, information_gain
     from transferkit.adapt.priors import class_prior_weights, em_priors
 
     head = Head(d, tag)
@@ -348,8 +349,9 @@ def methods(d: Any, tag: str, source: np.ndarray, src_y: np.ndarray, fit_x: np.n
     informative = False
     if latent is not None:
         rows["latent"] = acc(head.proba(latent.apply(scored).astype(np.float64)).argmax(1))
-        informative = information_maximization(head.proba(latent.apply(target).astype(np.float64))) > \
-            information_maximization(head.proba(aligned_t))  # like for like: the unweighted map
+        # like for like: the unweighted map; kept when the gain's bootstrap lower bound is above zero
+        informative = information_gain(head.proba(latent.apply(target).astype(np.float64)),
+                                       head.proba(aligned_t))[1] > 0
     rows["auto"] = (rows["latent"] if informative else rows["js-w"]) if moved else rows["none"]
     src_inner = head.inner(source)
     src_means = np.stack([unit(src_inner[src_y == c]).mean(0) if np.any(src_y == c) else np.zeros(src_inner.shape[1])

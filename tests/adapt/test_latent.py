@@ -11,7 +11,12 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from transferkit.adapt import MIN_TARGET_INPUTS, alignment_from_tensors, fit_alignment
-from transferkit.adapt.latent import LatentAlignModule, fit_latent_alignment, information_maximization
+from transferkit.adapt.latent import (
+    LatentAlignModule,
+    fit_latent_alignment,
+    information_gain,
+    information_maximization,
+)
 
 
 def two_domain_problem(seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -52,9 +57,9 @@ def test_two_target_domains_are_found_and_each_aligned(problem: tuple[np.ndarray
     assert max((found == domain).mean(), (found != domain).mean()) > 0.99  # the two domains, whatever their order
     plain, one, each = (accuracy(head, x, yt) for x in (xt, whole.apply(xt), latent.apply(xt)))
     assert each > 0.9 > one and each > plain, (plain, one, each)
-    # the rule that keeps it: the head's predictions carry more information with the domains aligned each
-    assert information_maximization(head.predict_proba(latent.apply(xt))) > \
-        information_maximization(head.predict_proba(whole.apply(xt)))
+    # the rule that keeps it: the head's predictions carry significantly more information with the domains
+    # aligned each
+    assert information_gain(head.predict_proba(latent.apply(xt)), head.predict_proba(whole.apply(xt)))[1] > 0
 
 
 def test_one_domain_target_is_better_aligned_whole() -> None:
@@ -69,7 +74,30 @@ def test_one_domain_target_is_better_aligned_whole() -> None:
     assert whole is not None and latent is not None
     assert information_maximization(head.predict_proba(whole.apply(xt))) > \
         information_maximization(head.predict_proba(latent.apply(xt)))
+    assert information_gain(head.predict_proba(latent.apply(xt)), head.predict_proba(whole.apply(xt)))[1] < 0
     assert accuracy(head, whole.apply(xt), yt) > accuracy(head, latent.apply(xt), yt)
+
+
+def test_an_information_gain_within_sampling_noise_is_not_significant() -> None:
+    """Two sets of predictions drawn alike (the same Dirichlet): one has a little more information than the
+    other by chance, and the bootstrap's lower bound is below zero; a real gain (sharper predictions) is above,
+    and its point estimate is `information_maximization`'s difference. The same seed gives the same bound."""
+    rng = np.random.default_rng(0)
+    a, b = rng.dirichlet(np.ones(5), size=(2, 300))
+    gain, lower = information_gain(a, b, seed=0)
+    assert gain == pytest.approx(information_maximization(a) - information_maximization(b))
+    assert lower < 0  # noise: not significant, whichever way the estimate fell
+    assert information_gain(a, b, seed=0) == (gain, lower)
+    sharp = rng.dirichlet(np.full(5, 0.1), size=300)
+    assert information_gain(sharp, b, seed=0)[1] > 0
+
+
+def test_the_bootstrap_bound_holds_for_many_inputs_in_bounded_memory() -> None:
+    """Resamples are drawn a few at a time (~2 M counts): 5,000 inputs give the same kind of bound."""
+    rng = np.random.default_rng(1)
+    a = rng.dirichlet(np.full(3, 0.2), size=5000)
+    gain, lower = information_gain(a, a, seed=0)
+    assert gain == 0 and lower == pytest.approx(0, abs=1e-12)
 
 
 def test_module_matches_the_maths_and_survives_the_bundles_tensors(problem: tuple[np.ndarray, ...]) -> None:

@@ -24,6 +24,7 @@ class LatentDomainsRecord(TypedDict, total=False):
     domains: int  # the clusters found (k by silhouette)
     information_whole: float  # the head's information maximization on the target, one alignment
     information_latent: float  # … each latent domain aligned on its own
+    information_gain_lower: float  # the gain's one-sided 95% bootstrap lower bound: kept when above zero
     why: str
 
 

@@ -400,14 +400,15 @@ class TransferClassifier(TransferEstimator):
                          target: np.ndarray, unweighted: Alignment | BlockAlignment
                          ) -> tuple[Alignment | BlockAlignment | LatentAlignment, LatentDomainsRecord]:
         """`auto` with a shift detected: one alignment for the whole target or the target's latent domains
-        each aligned on its own (`adapt.latent`), whichever makes the head's predictions on the target carry
-        more information (`information_maximization`; both maps match the source's moments as they are).
+        each aligned on its own (`adapt.latent`): the latent domains when they make the head's predictions on
+        the target carry significantly more information (`information_gain`; both maps match the source's
+        moments as they are).
         One alignment kept, its moments are matched to the source's re-weighted to the target's class
         proportions, estimated by EM (`adapt.priors`): information favours balanced predictions, so it
         weighs the domains, not the proportions. `unweighted`: auto's map, already fitted. Returns the one kept
         and what was weighed."""
         from transferkit.adapt.align import shrunk_map
-        from transferkit.adapt.latent import fit_latent_alignment, information_maximization
+        from transferkit.adapt.latent import ALPHA, fit_latent_alignment, information_gain, information_maximization
         from transferkit.adapt.priors import class_prior_weights, em_priors, total_variation
 
         def proba(x: np.ndarray) -> np.ndarray:
@@ -426,19 +427,20 @@ class TransferClassifier(TransferEstimator):
             return whole, {"kept": False, "target_prior_shift": prior_shift,
                            "why": f"the target is too small to hold two domains of {MIN_TARGET_INPUTS} inputs each"}
 
-        def information(alignment: Alignment | BlockAlignment | LatentAlignment) -> float:
-            return information_maximization(proba(alignment.apply(target)))
-
-        im_whole, im_latent = information(unweighted), information(latent)
-        better = im_latent > im_whole
+        p_whole, p_latent = proba(unweighted.apply(target)), proba(latent.apply(target))
+        im_whole, im_latent = information_maximization(p_whole), information_maximization(p_latent)
+        _, lower = information_gain(p_latent, p_whole, seed=self.seed)
+        better = lower > 0
         record: LatentDomainsRecord = {
             "kept": bool(better), "target_prior_shift": prior_shift, "domains": int(latent.info["domains"]),
             "information_whole": round(im_whole, 4),
             "information_latent": round(im_latent, 4),
+            "information_gain_lower": round(lower, 4),
             "why": (f"{latent.info['domains']} latent target domains (k-means, k by silhouette), each aligned on "
                     f"its own, {'kept' if better else 'not kept'}: the head's predictions on the target carry "
                     f"{im_latent:.3f} nats of information against {im_whole:.3f} with one alignment for the whole "
-                    "target (information maximization)")}
+                    f"target (information maximization; the gain's bootstrap {100 * (1 - ALPHA):.0f}% lower bound "
+                    f"{lower:+.3f}: {'above' if better else 'not above'} zero)")}
         return (latent if better else whole), record
 
     def _diagnose_shift(self, source: np.ndarray, target: np.ndarray, labels: list[object],
