@@ -162,8 +162,9 @@ class FitOptions:
                                     "or clips in any layout, a table with the input column, or texts one per line): "
                                     "the probe aligns their features to the training data's; fine-tuning trains on "
                                     "them beside the labelled batches (Minimum Class Confusion; AdaBN on them with "
-                                    "--config adabn: true). Labels in it are ignored.",
-                                    "--adapt-to", modalities=SINGLE, strategies=("probe", "finetune"))
+                                    "--config adabn: true); a table model aligns each image, text and audio "
+                                    "column's features. Labels in it are ignored.",
+                                    "--adapt-to", modalities=(*SINGLE, "table"), strategies=("probe", "finetune"))
     adapt_method: str = use(ADAPT_METHOD)
     strategy: str = declare("probe", "probe (frozen backbone, head on cached features), finetune (train backbone + "
                             "head on Lightning), or auto (decide from data size and --budget; the rule is printed).",

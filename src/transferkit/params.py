@@ -335,7 +335,7 @@ ADAPT_METHOD: Param[str] = param(
     "covariances), self-training (CORAL + confident target pseudo-labels), mcc (James-Stein "
     "standardisation, then the linear head fine-tuned with Minimum Class Confusion on the target) or none.",
     "--adapt-method",
-    rules=OneOf(ADAPT_METHODS), modalities=SINGLE, strategies=("probe",))
+    rules=OneOf(ADAPT_METHODS), modalities=(*SINGLE, "table"), strategies=("probe",))
 ADAPT_BATCH: Param[bool] = param(False, "Standardise each batch given to predict with its own statistics (test-time "
                                  "adaptation to a new domain).", rules=FLAG)
 FUSION: Param[str] = param("concat", "Tables: concat (late fusion of the column embeddings) or gated (learned "

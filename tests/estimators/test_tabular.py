@@ -178,3 +178,78 @@ def test_cli_fit_and_predict_rows(products: tuple[Path, Any], cache: Path, tmp_p
     assert "column 'image_path': 1 missing" in result.output  # the second --row has no image
     result = runner.invoke(app, ["predict", str(out), "--row", '{"colour": "red"}'])
     assert result.exit_code != 0 and "not trained on: colour" in str(result.exception)
+
+
+def pale_copy(frame: Any, root: Path) -> Any:
+    """The same products photographed by another camera: every image paler (its own folder), titles as they were."""
+    out = frame.copy()
+    (root / "pale").mkdir(exist_ok=True)
+    for i, p in enumerate(frame["image_path"]):
+        pixels = np.asarray(Image.open(root / p), np.float64) * 0.5 + 120
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / "pale" / f"{i:03d}.png")
+    out["image_path"] = [f"pale/{i:03d}.png" for i in range(len(frame))]
+    return out
+
+
+def test_adapt_aligns_each_embedded_column_and_the_bundle_carries_it(products: tuple[Path, Any], cache: Path,
+                                                                     tmp_path: Path) -> None:
+    """`fit(X_target=rows)`: each image/text column's features of the target rows are aligned to the training
+    rows' on their own (numbers and categories untouched); the model applies the map to every row it encodes,
+    and the bundle carries it. A method that trains the head on the target is refused for tables."""
+    from transferkit import load as load_model
+    from transferkit.estimators.tabular import TabularTransferClassifier
+
+    root, frame = products
+    pale = absolute(pale_copy(frame, root), root)
+    train = absolute(frame, root).iloc[:48]
+    kwargs: dict[str, Any] = {"image_columns": ["image_path"], "text_columns": ["title"], "numeric_columns": ["price"],
+                              "cache_dir": cache, "progress": False}
+    plain = TabularTransferClassifier(**kwargs).fit(train, train["category"])
+    adapted = TabularTransferClassifier(**kwargs, adapt_method="standardize").fit(
+        train, train["category"], X_target=pale.iloc[:48])  # its category column is there, and never read
+    record = adapted.adaptation_
+    assert record is not None and set(record["columns"]) == {"image_path", "title"}
+    assert record["columns"]["image_path"]["applied"] == "standardize" and record["target_inputs"] == 48
+    # the same head as without a target (it trains on the training rows alone); the target's cells are mapped
+    np.testing.assert_allclose(adapted.head_[-1].weight.detach().numpy(), plain.head_[-1].weight.detach().numpy())
+    width = adapted.block_dims()[0] - 1
+    raw, mapped = (m.features(pale.iloc[48:]).values[:, :width] for m in (plain, adapted))
+    with torch.no_grad():
+        expected = adapted.aligns_["image_path"](torch.from_numpy(raw)).numpy()
+    np.testing.assert_allclose(mapped, expected, atol=1e-5)
+    assert not np.allclose(mapped, raw)
+    if record["columns"]["title"]["applied"] == "none":  # the titles did not move: the other blocks are as they were
+        np.testing.assert_array_equal(adapted.features(pale.iloc[48:]).values[:, width + 1:],
+                                      plain.features(pale.iloc[48:]).values[:, width + 1:])
+    adapted.save(tmp_path / "adapted")
+    manifest = json.loads((tmp_path / "adapted" / "transferkit.json").read_text())
+    assert manifest["adaptation"]["columns"]["image_path"]["applied"] == "standardize"
+    loaded = load_model(tmp_path / "adapted")
+    np.testing.assert_allclose(loaded.predict_proba(pale.iloc[48:]), adapted.predict_proba(pale.iloc[48:]), atol=1e-4)
+    with pytest.raises(ConfigError, match="does not do; it aligns each column"):
+        TabularTransferClassifier(**kwargs, adapt_method="mcc").fit(train, train["category"], X_target=pale)
+    with pytest.raises(DataError, match="--adapt-to's rows"):
+        TabularTransferClassifier(**kwargs).fit(train, train["category"], X_target=pale.drop(columns=["title"]))
+
+
+def test_cli_fit_adapt_to_a_table(products: tuple[Path, Any], cache: Path, tmp_path: Path) -> None:
+    """`fit TABLE --adapt-to TARGET_TABLE`: the target's rows read with the model's columns (its label column
+    ignored and said so), `auto` per column, the record in the summary and the bundle; predict applies it."""
+    from transferkit.commands import app
+
+    root, frame = products
+    pale_copy(frame, root).to_parquet(root / "pale.parquet")
+    runner = CliRunner()
+    out = tmp_path / "adapted"
+    result = runner.invoke(app, ["fit", str(root / "products.parquet"), "--label-column", "category",
+                                 "--image-column", "image_path", "--text-column", "title", "--adapt-to",
+                                 str(root / "pale.parquet"), "--out", str(out), "--json", "--cache-dir", str(cache)])
+    assert result.exit_code == 0, result.output
+    adaptation = json.loads(result.stdout[result.stdout.index("{"):])["adaptation"]
+    assert adaptation["target_inputs"] == 72 and "category" in adaptation["target_labels"]
+    columns = adaptation["columns"]
+    assert set(columns) == {"image_path", "title"}
+    assert all(c["why"].startswith("auto:") for c in columns.values()), columns
+    assert columns["image_path"]["applied"] != "none"  # a camera that pale is a shift the test sees
+    result = runner.invoke(app, ["predict", str(out), str(root / "pale.parquet"), "--json", "--cache-dir", str(cache)])
+    assert result.exit_code == 0, result.output

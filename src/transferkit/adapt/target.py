@@ -93,15 +93,17 @@ def read_target(
     text_column: str = "text",
     columns: Sequence[str] = (),
     path_columns: Sequence[str] = (),
+    label_column: str | None = None,
     encoding: str | None = None,
     strict: bool = False,
     argument: str = "--adapt-to",
 ) -> TargetInputs:
     """The unlabelled inputs in TARGET for a model of `modality` ('image', 'audio', 'text', 'table').
+    `label_column`: the training data's label column, ignored in a TARGET table like `LABEL_COLUMNS`.
     `argument`: how the user gave TARGET (`--adapt-to`, or `shift`'s TARGET), named in every error."""
     try:
         return _read_target(source, modality, path_column=path_column, text_column=text_column, columns=columns,
-                            path_columns=path_columns, encoding=encoding, strict=strict)
+                            path_columns=path_columns, label_column=label_column, encoding=encoding, strict=strict)
     except DataError as exc:  # every error of this module starts with the flag it was read for
         if argument == "--adapt-to" or not str(exc).startswith("--adapt-to"):
             raise
@@ -116,6 +118,7 @@ def _read_target(
     text_column: str,
     columns: Sequence[str],
     path_columns: Sequence[str],
+    label_column: str | None,
     encoding: str | None,
     strict: bool,
 ) -> TargetInputs:
@@ -129,7 +132,7 @@ def _read_target(
         got = _from_folder(path, modality)
     elif _kind_of(path) == "table":
         got = _from_table(path, modality, path_column=path_column, text_column=text_column, columns=columns,
-                          path_columns=path_columns, encoding=encoding)
+                          path_columns=path_columns, label_column=label_column, encoding=encoding)
     else:
         got = _from_file(path, modality, encoding=encoding)
     if got.skipped and strict:
@@ -179,12 +182,12 @@ def _from_folder(folder: Path, modality: str) -> TargetInputs:
 
 
 def _from_table(path: Path, modality: str, *, path_column: str, text_column: str, columns: Sequence[str],
-                path_columns: Sequence[str], encoding: str | None) -> TargetInputs:
+                path_columns: Sequence[str], label_column: str | None, encoding: str | None) -> TargetInputs:
     from transferkit.data.tables import read_table, require_columns
 
     name = str(path)
     frame, report = read_table(path, as_text=True, encoding=encoding)
-    labels = next((c for c in frame.columns if str(c).lower() in LABEL_COLUMNS), None)
+    labels = next((c for c in frame.columns if str(c).lower() in LABEL_COLUMNS or c == label_column), None)
     ignored = f"column '{labels}'" if labels is not None else None
     if modality == "table":
         from transferkit.data.rows import read_rows

@@ -180,9 +180,8 @@ def load_data(options: FitOptions) -> tuple[LabelledData, list[str]]:
     from transferkit.data import load_labelled
 
     columns = options.table_columns()
-    ordered = [c for kind in ("image", "text", "audio", "numeric", "categorical") for c in columns[kind]]
     dataset, messages = load_labelled(options.data, modality=str(options.modality), path_column=options.path_column,
-                                      label_column=options.label_column, columns=ordered,
+                                      label_column=options.label_column, columns=_ordered(columns),
                                       path_columns=columns["image"] + columns["audio"], encoding=options.encoding,
                                       group_column=options.groups())
     dataset.validate_for_training()
@@ -195,8 +194,16 @@ def read_adapt_target(options: FitOptions) -> TargetInputs | None:
         return None
     from transferkit.adapt import read_target
 
+    columns = options.table_columns()
     return read_target(options.adapt_to, str(options.modality), path_column=options.path_column,
-                       text_column=options.path_column, encoding=options.encoding, strict=options.strict)
+                       text_column=options.path_column, encoding=options.encoding, strict=options.strict,
+                       columns=_ordered(columns), path_columns=columns["image"] + columns["audio"],
+                       label_column=options.label_column)
+
+
+def _ordered(columns: dict[str, list[str]]) -> list[str]:
+    """A table's columns in the order of their blocks (image, text, audio, numeric, categorical)."""
+    return [c for kind in ("image", "text", "audio", "numeric", "categorical") for c in columns[kind]]
 
 
 class StrategyRecord(TypedDict):

@@ -23,6 +23,17 @@ concatenated blocks — late fusion. `fusion="gated"` trains a `GatedFusionHead`
 `transferkit.heads.fusion`) that learns per-column gates on the same cached features; the encoders
 stay frozen in both cases.
 
+Domain adaptation (`fit(..., X_target=rows)`, `fit --adapt-to TARGET`): TARGET's rows are unlabelled
+rows with the same input columns, from where the model will be used. Each image, text and audio
+column's features of TARGET are aligned to the training rows' features of that column on their own
+(`adapt.fit_alignment`, `adapt_method`: `auto` — the shift test, then James–Stein-shrunk
+standardisation where it finds a shift, per column —, `standardize`, `coral` or `none`), since each
+column is its own domain with its own shift; numbers and categories are left as they are. The head
+trains on the training rows alone; the per-column maps are part of the model (`columns.<i>.align.*`
+in the bundle) and `predict`, `evaluate` and `serve` apply them to every row's cells. The probe's
+head-aware refinements (latent domains, class weighting, `mcc`, `self-training`) are not done for
+tables.
+
 The bundle stores each encoder's reference (name, weights sha256, preprocessing), the numeric
 means/stds, the categorical vocabularies and the column layout, so `predict` takes rows shaped
 like the training table.
@@ -50,6 +61,7 @@ from transferkit.features import ExtractOptions, Features, extract_features
 from transferkit.heads import HeadChoice, build_head, class_weights, parse_head, train_probe
 from transferkit.jsontypes import JSONObject
 from transferkit.params import (
+    ADAPT_METHOD,
     BATCH_SIZE,
     CACHE_DIR,
     CLASS_WEIGHT,
@@ -74,6 +86,8 @@ KINDS = ("image", "text", "audio", "numeric", "categorical")
 EMBEDDED = ("image", "text", "audio")
 #: kinds whose cells are file paths
 PATH_KINDS = ("image", "audio")
+#: the `adapt_method`s a table model applies: alignments of each column's features, fitted without the head
+TABLE_ADAPT_METHODS = ("auto", "standardize", "coral", "none")
 
 
 class ColumnCounts(TypedDict, total=False):
@@ -174,8 +188,14 @@ class TabularTransferClassifier(TransferEstimator):
     _runtime_params: ClassVar[frozenset[str]] = frozenset(
         {"cache_dir", "progress", "device", "batch_size", "precision", "engine"})
 
+    adapts_to_target: ClassVar[bool] = True
+
     fit_report_: TabularFitReport
     backbones_: dict[str, Backbone]
+    #: column → the alignment of its features to the training rows' (`fit(X_target=…)`; empty without)
+    aligns_: dict[str, torch.nn.Module]
+    #: what `fit(X_target=…)` did, per column (None without a target)
+    adaptation_: JSONObject | None
     numeric_stats_: dict[str, tuple[float, float]]
     vocabularies_: dict[str, list[str]]
     #: what each column met in the last `features` call
@@ -201,6 +221,7 @@ class TabularTransferClassifier(TransferEstimator):
         precision: str = PRECISION.default,
         engine: str = ENGINE.default,
         long_text: str = LONG_TEXT.default,
+        adapt_method: str = ADAPT_METHOD.default,
         cache_dir: str | Path | bool | None = CACHE_DIR.default,
         progress: bool = PROGRESS.default,
         device: str | None = DEVICE.default,
@@ -222,6 +243,7 @@ class TabularTransferClassifier(TransferEstimator):
         self.precision = precision
         self.engine = engine
         self.long_text = long_text
+        self.adapt_method = adapt_method
         self.cache_dir = cache_dir
         self.progress = progress
         self.device = device
@@ -248,6 +270,10 @@ class TabularTransferClassifier(TransferEstimator):
         if parse_head(self.head).uses_feature_map:
             raise ConfigError(f"head '{self.head}' starts with flatten, which needs an image feature map; "
                               "a table model trains on pooled column embeddings")
+        if self.adapt_method not in TABLE_ADAPT_METHODS:
+            raise ConfigError(f"adapt_method '{self.adapt_method}' trains the head on the target, which a table "
+                              f"model does not do; it aligns each column's features: "
+                              f"{', '.join(TABLE_ADAPT_METHODS)}")
 
     def _cache(self) -> FeatureCache | None:
         return resolve_cache(self.cache_dir)
@@ -352,7 +378,12 @@ class TabularTransferClassifier(TransferEstimator):
             feats = extract_features(backbone, items, options=self._options(), cache=self._cache(),
                                      description=f"{col} ({backbone.name})")
             ok_rows = [present[j] for j in np.flatnonzero(feats.ok)]
-            block[ok_rows, :-1] = feats.values
+            align = getattr(self, "aligns_", {}).get(col)
+            if align is None:
+                block[ok_rows, :-1] = feats.values
+            else:
+                with torch.no_grad():
+                    block[ok_rows, :-1] = align(torch.from_numpy(np.asarray(feats.values, np.float32))).numpy()
             for reason in feats.failed.values():
                 rep.unreadable += 1
                 if len(rep.examples) < 5:
@@ -395,9 +426,12 @@ class TabularTransferClassifier(TransferEstimator):
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, X: TableData, y: Labels | None = None, *, X_val: TableData | None = None,
-            y_val: Labels | None = None) -> TabularTransferClassifier:
-        """Encode every column of `X` (a DataFrame, a list of row dicts, or `LabelledData` of rows), train the head."""
+            y_val: Labels | None = None, X_target: TableData | None = None) -> TabularTransferClassifier:
+        """Encode every column of `X` (a DataFrame, a list of row dicts, or `LabelledData` of rows), train the head.
+        `X_target`: unlabelled rows from where the model will be used; each embedded column's features are
+        aligned to the training rows' (module docstring)."""
         self.validate()
+        self.aligns_, self.adaptation_ = {}, None
         rows, labels = _as_rows(X, y, "training data")
         _check_columns(rows, [c for _, c in self.columns()], "training data", X)
         data = LabelledData(items=rows, labels=labels, source="training data", modality="table")
@@ -423,8 +457,54 @@ class TabularTransferClassifier(TransferEstimator):
             class_weighted=weights is not None, precision=stats.precision, extract_seconds=stats.seconds,
         )
         self.train_class_counts_ = data.class_counts()
+        if X_target is not None:
+            self._adapt(matrix, X_target)
         self.last_columns_ = self.fit_report_.columns
         return self
+
+    def _adapt(self, matrix: np.ndarray, X_target: TableData) -> None:
+        """Align each embedded column of the target rows to the same column of `matrix` (the training and
+        validation rows' features, as the head saw them), where both hold enough readable cells."""
+        import time
+
+        from transferkit.adapt import MIN_TARGET_INPUTS, auto_outcome, fit_alignment
+
+        started = time.perf_counter()
+        rows, _ = _as_rows(X_target, None, "--adapt-to's rows", need_labels=False)
+        _check_columns(rows, [c for _, c in self.columns()], "--adapt-to's rows", X_target)
+        target, _, _ = self.encode(rows)  # before any alignment exists: the target's own features
+        columns: JSONObject = {}
+        start = 0
+        for (kind, col), width in zip(self.columns(), self.block_dims(), strict=True):
+            block = slice(start, start + width)
+            start += width
+            if kind not in EMBEDDED:
+                continue
+            source_cells = matrix[matrix[:, block][:, -1] == 0, block][:, :-1]
+            target_cells = target[target[:, block][:, -1] == 0, block][:, :-1]
+            entry: JSONObject = {"target_cells": len(target_cells)}
+            alignment = None
+            if len(target_cells) < MIN_TARGET_INPUTS:
+                entry["why"] = f"{len(target_cells)} readable target cells, fewer than {MIN_TARGET_INPUTS}: not aligned"
+            else:
+                alignment = fit_alignment(source_cells, target_cells, self.adapt_method, seed=self.seed,
+                                          blocks=self.backbones_[kind].feature_blocks())
+                entry["why"] = f"adapt_method {self.adapt_method}"
+                if alignment is not None and self.adapt_method == "auto":
+                    moved, entry["why"] = auto_outcome(alignment)
+                    alignment = alignment if moved else None
+            entry["applied"] = alignment.method if alignment is not None else "none"
+            if alignment is not None:
+                self.aligns_[col] = alignment.module().eval()
+                entry["statistics"] = {k: float(v) for k, v in (alignment.info or {}).items()}
+            columns[col] = entry
+        applied = "; ".join(f"{col}: {e['applied']}" for col, e in columns.items()) or "none (no image, text or " \
+                                                                                         "audio column)"
+        self.adaptation_ = {"method": self.adapt_method, "target_inputs": len(rows), "target_skipped": 0,
+                            "applied": f"per column — {applied}",
+                            "why": " | ".join(f"{col}: {e['why']}" for col, e in columns.items()),
+                            "columns": columns, "seconds": round(time.perf_counter() - started, 3)}
+        self.target_skipped_: dict[str, str] = {}
 
     def _head_rows(self, labels: list[str], val_labels: list[str], index: dict[str, int]
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -476,8 +556,10 @@ class TabularTransferClassifier(TransferEstimator):
         return self.last_columns_
 
     def summary(self) -> JSONObject:
+        adaptation = getattr(self, "adaptation_", None)
         return {**super().summary(), "fusion": self.fusion, "head": self.head,
-                "encoders": {k: b.name for k, b in self.backbones_.items()}, "columns": self.fit_report_.columns}
+                "encoders": {k: b.name for k, b in self.backbones_.items()}, "columns": self.fit_report_.columns,
+                **({"adaptation": adaptation} if adaptation else {})}
 
     # -- persistence --------------------------------------------------------------------------------
     def _manifest(self) -> JSONObject:
@@ -501,7 +583,17 @@ class TabularTransferClassifier(TransferEstimator):
             "training": {**{k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
                          "n_train": report.n_train, "n_val": report.n_val, "class_counts": self.train_class_counts_,
                          "columns": report.columns, "class_weighted": report.class_weighted},
+            **({"adaptation": self.adaptation_} if getattr(self, "adaptation_", None) else {}),
         }
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """The head's tensors and each aligned column's alignment (`columns.<i>.align.*`, i its block)."""
+        tensors = super()._tensors()
+        aligns = getattr(self, "aligns_", {})
+        for i, (_, col) in enumerate(self.columns()):
+            if col in aligns:
+                tensors.update({f"columns.{i}.align.{k}": v.contiguous() for k, v in aligns[col].state_dict().items()})
+        return tensors
 
     def _card_facts(self, manifest: JSONObject) -> tuple[str, list[str], str, str]:
         from transferkit.bundle import markdown_text
@@ -521,7 +613,7 @@ class TabularTransferClassifier(TransferEstimator):
         training = manifest.get("training", {})
         params = {k: training[k] for k in ("image_backbone", "text_backbone", "audio_backbone", "head", "fusion",
                                             "class_weight", "val_fraction", "seed", "batch_size", "precision",
-                                            "long_text") if k in training}
+                                            "long_text", "adapt_method") if k in training}
         lists: dict[str, list[str]] = {f"{kind}_columns": [] for kind in KINDS}
         for entry in manifest["columns"]:
             lists[f"{entry['kind']}_columns"].append(entry["name"])
@@ -551,11 +643,32 @@ class TabularTransferClassifier(TransferEstimator):
             model = build_head(parse_head(head_info["spec"]), int(head_info["in_features"]), len(labels))
         model.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
         clf.head_ = model.eval()
+        clf.aligns_ = _stored_alignments(manifest, tensors, clf.backbones_, path)
+        clf.adaptation_ = manifest.get("adaptation")
         clf.classes_ = np.array(labels)
         clf.fit_report_ = TabularFitReport(n_train=training.get("n_train", 0), n_val=training.get("n_val", 0),
                                            columns=training.get("columns", {}), head_choice=head_info.get("choice", {}))
         clf.train_class_counts_ = training.get("class_counts", {})
         return clf
+
+
+def _stored_alignments(manifest: JSONObject, tensors: dict[str, torch.Tensor], backbones: dict[str, Backbone],
+                       path: Path) -> dict[str, torch.nn.Module]:
+    """Each aligned column's alignment, read back from the bundle's `columns.<i>.align.*` tensors."""
+    from transferkit.adapt.stored import alignment_from_tensors
+
+    aligns: dict[str, torch.nn.Module] = {}
+    for i, entry in enumerate(manifest["columns"]):
+        prefix = f"columns.{i}."
+        align = alignment_from_tensors({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)})
+        if align is None:
+            continue
+        backbone = backbones.get(entry["kind"])
+        if backbone is None or align.dim != backbone.num_features:
+            raise BundleError(f"'{path}': column '{entry['name']}' has an alignment of {align.dim} features, "
+                              "its encoder does not give that many; the bundle was edited or damaged")
+        aligns[str(entry["name"])] = align.eval()
+    return aligns
 
 
 def _as_rows(X: TableData, y: Labels | None, what: str, *, need_labels: bool = True
