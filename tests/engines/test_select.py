@@ -315,8 +315,8 @@ def test_a_batch_of_images_runs_on_torch_a_few_rows_at_a_time_and_texts_whole() 
 def test_openvino_runs_for_throughput_when_a_call_extracts_many_images(graph_root: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A call of at least `THROUGHPUT_MIN_ITEMS` images opens OpenVINO for throughput and runs each batch as
-    runs of `STREAM_ROWS` rows, one in flight per stream; texts, a short call and a server (which does not say
-    how many inputs come) run for latency. The features do not change."""
+    runs of `STREAM_ROWS` rows, one in flight per stream, and one of texts as runs of `GRAPH_ROWS`; a short
+    call and a server (which does not say how many inputs come) run for latency. The features do not change."""
     from transferkit.engines.run import OpenVINORunner
 
     opened: list[bool] = []
@@ -350,6 +350,18 @@ def test_openvino_runs_for_throughput_when_a_call_extracts_many_images(graph_roo
     opened.clear()
     select.select_engine(b, b.for_inference, [b.load(x) for x in items], engine="openvino", precision="fp32",
                          root=graph_root)  # as the server asks: no number of inputs
-    text = backbone("all-minilm-l6-v2")
-    extract_features(text, inputs_for(text, 20), options=options(engine="openvino", precision="fp32"))
     assert opened and not any(opened), opened
+    opened.clear()
+    runs.clear()
+    text = backbone("all-minilm-l6-v2")
+    texts = inputs_for(text, 20)
+    text_opts = options(engine="openvino", precision="fp32", batch_size=20)
+    many = extract_features(text, texts, options=text_opts)
+    assert opened and all(opened), opened
+    if runs[-1][0] > 1:  # several streams: runs of at most GRAPH_ROWS texts, one in flight per stream
+        assert max(size for _, *sizes in runs for size in sizes) <= select.GRAPH_ROWS, runs
+        assert max(len(sizes) for _, *sizes in runs) > 1, runs
+    opened.clear()
+    few = extract_features(text, texts[:19], options=text_opts)
+    assert opened and not any(opened), opened
+    np.testing.assert_allclose(many.values[:19], few.values, atol=1e-5)
