@@ -36,7 +36,7 @@ NON_DEFAULT: dict[type[TransferEstimator], dict[str, Any]] = {
                                     text_backbone="minilm", audio_backbone="ge2e", head="mlp", fusion="gated",
                                     class_weight="none", val_fraction=0.25, seed=5, batch_size=9, precision="fp32",
                                     engine="onnxruntime", long_text="chunk", cache_dir=False, progress=False,
-                                    device="cpu"),
+                                    device="cpu", adapt_method="coral"),
     FinetunedClassifier: dict(backbone="test_efficientnet", weights="random", head="dense:8:relu, dense:N", seed=2,
                               batch_size=4, precision="fp16", training=FinetuneConfig(epochs=3, freeze="gradual"),
                               cache_dir=None, progress=False, device="cpu", engine="openvino", run_dir="runs/x",
