@@ -243,7 +243,8 @@ def test_cli_fit_adapt_to_a_table(products: tuple[Path, Any], cache: Path, tmp_p
     out = tmp_path / "adapted"
     result = runner.invoke(app, ["fit", str(root / "products.parquet"), "--label-column", "category",
                                  "--image-column", "image_path", "--text-column", "title", "--adapt-to",
-                                 str(root / "pale.parquet"), "--out", str(out), "--json", "--cache-dir", str(cache)])
+                                 str(root / "pale.parquet"), "--out", str(out), "--json", "--cache-dir", str(cache),
+                                 "--report"])
     assert result.exit_code == 0, result.output
     adaptation = json.loads(result.stdout[result.stdout.index("{"):])["adaptation"]
     assert adaptation["target_inputs"] == 72 and "category" in adaptation["target_labels"]
@@ -251,5 +252,13 @@ def test_cli_fit_adapt_to_a_table(products: tuple[Path, Any], cache: Path, tmp_p
     assert set(columns) == {"image_path", "title"}
     assert all(c["why"].startswith("auto:") for c in columns.values()), columns
     assert columns["image_path"]["applied"] != "none"  # a camera that pale is a shift the test sees
+    # how far each column's target is: the domain classifier before and after; the maps stay in the bundle
+    image, title = columns["image_path"]["shift"], columns["title"]["shift"]
+    assert "map" not in image and image["domain_accuracy"] > title["domain_accuracy"]
+    assert image["domain_accuracy_aligned"] is not None and title.get("domain_accuracy_aligned") is None
+    stored = json.loads((out / "transferkit.json").read_text())["adaptation"]["columns"]
+    assert stored["image_path"]["shift"]["map"]
+    html = (out / "report.html").read_text()
+    assert "column &#39;image_path&#39;" in html and 'id="plot-shift"' in html and 'id="plot-shift-2"' in html
     result = runner.invoke(app, ["predict", str(out), str(root / "pale.parquet"), "--json", "--cache-dir", str(cache)])
     assert result.exit_code == 0, result.output

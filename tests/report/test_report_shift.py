@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from transferkit.adapt.shift_diagnostic import shift_record
 from transferkit.commands import app
 from transferkit.report import report_run
-from transferkit.report.build import _shift
+from transferkit.report.build import _shifts
 
 
 def _record() -> dict:
@@ -28,11 +28,15 @@ def test_the_record_keeps_numbers_verdict_and_map_points() -> None:
     record = json.loads(json.dumps(_record()))  # JSON-able, as the bundle keeps it
     assert record["level"] == "strongly" and record["domain_accuracy_aligned"] < record["domain_accuracy"]
     assert len(record["map"]["panels"]) == 2 and len(record["map"]["labels"]) == 120
-    section = _shift({"adaptation": {"shift": record}})
-    assert section is not None and section["plot"].startswith("data:image/png;base64,")
+    [section] = _shifts({"adaptation": {"shift": record}})
+    assert section["plot"].startswith("data:image/png;base64,") and section["title"] is None
     assert section["header"] == ["", "before alignment", "after standardize"]
     assert section["verdict"].startswith("the target differs strongly")
-    assert _shift({}) is None and _shift({"adaptation": {"method": "coral"}}) is None
+    assert _shifts({}) == [] and _shifts({"adaptation": {"method": "coral"}}) == []
+    # a table model: one section per column that has a record, named by it
+    columns = {"photo": {"shift": record}, "price": {}, "title": {"shift": record}}
+    sections = _shifts({"adaptation": {"columns": columns}})
+    assert [s["title"] for s in sections] == ["column 'photo'", "column 'title'"]
 
 
 def test_report_shows_the_section_when_the_bundle_has_a_shift_record(tmp_path: Path) -> None:

@@ -386,8 +386,10 @@ def _summary(result: FitResult) -> JSONObject:
                "macro_f1": metrics.get("macro_f1"), "skipped": len(result.skipped), **result.dataset.notes()}
     if "adapt_target" in decisions:
         summary["adaptation"] = {**summary.get("adaptation", {}), **decisions["adapt_target"]}
-        if "shift" in summary["adaptation"]:  # the numbers and verdict; the map's points stay in the bundle
-            summary["adaptation"]["shift"] = {k: v for k, v in summary["adaptation"]["shift"].items() if k != "map"}
+        adaptation = summary["adaptation"]  # the numbers and verdicts; the maps' points stay in the bundle
+        for record in [adaptation, *(adaptation.get("columns") or {}).values()]:
+            if "shift" in record:
+                record["shift"] = {k: v for k, v in record["shift"].items() if k != "map"}
     if "columns" in metrics:  # a table: what each column met on the test split
         summary["test_columns"] = metrics["columns"]
     if "strategy_decision" in decisions:
@@ -596,11 +598,13 @@ def _print_summary(result: FitResult, summary: JSONObject, out: Console) -> None
 def _print_adaptation(summary: JSONObject, out: Console) -> None:
     """`--adapt-to`: how far the target is, and what was done with it."""
     adaptation = summary.get("adaptation")
-    if adaptation and adaptation.get("shift"):
+    if adaptation:
         from transferkit.commands.shift import print_shift
 
-        print_shift(adaptation["shift"], out, heading="how far is the target? (features of the training data vs "
-                                                      "--adapt-to's)")
+        for name, record in [(None, adaptation), *(adaptation.get("columns") or {}).items()]:
+            if record.get("shift"):
+                print_shift(record["shift"], out, heading="how far is the target? (features of the training data "
+                                                          "vs --adapt-to's" + (f", column '{name}')" if name else ")"))
     if adaptation:
         labels = f"; labels: {adaptation['target_labels']}" if adaptation.get("target_labels") else ""
         out.print(f"[bold]adapted to[/] {adaptation.get('target')} ({adaptation.get('target_inputs')} unlabelled "

@@ -30,7 +30,8 @@ column's features of TARGET are aligned to the training rows' features of that c
 standardisation where it finds a shift, per column —, `standardize`, `coral` or `none`), since each
 column is its own domain with its own shift; numbers and categories are left as they are. The head
 trains on the training rows alone; the per-column maps are part of the model (`columns.<i>.align.*`
-in the bundle) and `predict`, `evaluate` and `serve` apply them to every row's cells. The probe's
+in the bundle) and `predict`, `evaluate` and `serve` apply them to every row's cells; each column's
+shift diagnostic (before and after its map) is in the record, the summary and the report. The probe's
 head-aware refinements (latent domains, class weighting, `mcc`, `self-training`) are not done for
 tables.
 
@@ -458,16 +459,18 @@ class TabularTransferClassifier(TransferEstimator):
         )
         self.train_class_counts_ = data.class_counts()
         if X_target is not None:
-            self._adapt(matrix, X_target)
+            self._adapt(matrix, self.classes_[np.maximum(y_all, 0)], X_target)
         self.last_columns_ = self.fit_report_.columns
         return self
 
-    def _adapt(self, matrix: np.ndarray, X_target: TableData) -> None:
+    def _adapt(self, matrix: np.ndarray, labels: np.ndarray, X_target: TableData) -> None:
         """Align each embedded column of the target rows to the same column of `matrix` (the training and
-        validation rows' features, as the head saw them), where both hold enough readable cells."""
+        validation rows' features, as the head saw them; `labels` theirs), where both hold enough readable
+        cells; and say how far each column's target is, before and after (`adapt.shift_diagnostic`)."""
         import time
 
         from transferkit.adapt import MIN_TARGET_INPUTS, auto_outcome, fit_alignment
+        from transferkit.adapt.shift_diagnostic import shift_record
 
         started = time.perf_counter()
         rows, _ = _as_rows(X_target, None, "--adapt-to's rows", need_labels=False)
@@ -480,7 +483,8 @@ class TabularTransferClassifier(TransferEstimator):
             start += width
             if kind not in EMBEDDED:
                 continue
-            source_cells = matrix[matrix[:, block][:, -1] == 0, block][:, :-1]
+            present = matrix[:, block][:, -1] == 0
+            source_cells = matrix[present, block][:, :-1]
             target_cells = target[target[:, block][:, -1] == 0, block][:, :-1]
             entry: JSONObject = {"target_cells": len(target_cells)}
             alignment = None
@@ -494,9 +498,15 @@ class TabularTransferClassifier(TransferEstimator):
                     moved, entry["why"] = auto_outcome(alignment)
                     alignment = alignment if moved else None
             entry["applied"] = alignment.method if alignment is not None else "none"
+            aligned = None
             if alignment is not None:
                 self.aligns_[col] = alignment.module().eval()
                 entry["statistics"] = {k: float(v) for k, v in (alignment.info or {}).items()}
+                aligned = alignment.apply(target_cells)
+            if len(target_cells) >= MIN_TARGET_INPUTS:
+                entry["shift"] = shift_record(source_cells, target_cells, list(labels[present]),
+                                              target_aligned=aligned, alignment=entry["applied"]
+                                              if alignment is not None else None, seed=self.seed)
             columns[col] = entry
         applied = "; ".join(f"{col}: {e['applied']}" for col, e in columns.items()) or "none (no image, text or " \
                                                                                          "audio column)"

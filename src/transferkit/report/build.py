@@ -112,14 +112,14 @@ def render(manifest: JSONObject, report_data: ReportData, result: Analysis, *, r
     context["minutes_plot"], context["minutes_note"] = _minutes(manifest)
     context["ranking"] = _ranking(manifest.get("ranking"))
     context["curve_plot"], context["curve_table"] = _curve(run_dir)
-    context["shift"] = _shift(manifest)
+    context["shifts"] = _shifts(manifest)
     context["sections"] = [(sid, name) for sid, name, shown in (
         ("configuration", "configuration", True), ("data", "data", True),
         ("training", "training", bool(context["training_plot"] or context["training_note"])),
         ("minutes", "minutes", bool(context["minutes_plot"])),
         ("candidates", "candidates", bool(context["ranking"])),
         ("data-efficiency", "data efficiency", bool(context["curve_plot"] or context["curve_table"])),
-        ("target-shift", "target shift", bool(context["shift"])),
+        ("target-shift", "target shift", bool(context["shifts"])),
         ("confusion", "confusion matrix", True), ("per-class", "per class", True),
         ("calibration", "calibration", True), ("wrong", "confidently wrong", True),
         ("embeddings", "embedding map", True)) if shown]
@@ -398,12 +398,18 @@ def _ranking(ranking: JSONObject | None) -> dict[str, object] | None:
     return {"header": header, "rows": rows, "reason": reason, "notes": list(ranking.get("notes", []))}
 
 
-def _shift(manifest: JSONObject) -> dict[str, object] | None:
+def _shifts(manifest: JSONObject) -> list[dict[str, object]]:
     """A fit with --adapt-to: how far the target was from the training data, before and after the
-    alignment the model carries (`adapt.shift`: numbers, verdict and map points kept in the bundle)."""
-    record = (manifest.get("adaptation") or {}).get("shift")
-    if not record:
-        return None
+    alignment the model carries (`adapt.shift`: numbers, verdict and map points kept in the bundle) — one
+    section, or one per image, text or audio column of a table model."""
+    adaptation = manifest.get("adaptation") or {}
+    columns = adaptation.get("columns") or {}
+    records = [(None, adaptation.get("shift")), *((f"column '{name}'", c.get("shift")) for name, c in columns.items())]
+    return [_shift(record, title) for title, record in records if record]
+
+
+def _shift(record: JSONObject, title: str | None) -> dict[str, object]:
+    """One shift record's section: its verdict, the domain classifier's figures, per class, the map."""
     from transferkit.adapt.shift_diagnostic import ShiftDiagnostic, draw_map
 
     diag = ShiftDiagnostic.from_dict(record)
@@ -419,7 +425,7 @@ def _shift(manifest: JSONObject) -> dict[str, object] | None:
                 + ([_pct(c.domain_accuracy_aligned)] if after else [])
                 for c in sorted(diag.per_class, key=lambda c: -(c.domain_accuracy or 0.0))[:15]]
     plot = plots.png_uri(draw_map(record["map"], dpi=plots.DPI)) if record.get("map") else None
-    return {"verdict": diag.verdict(), "header": header, "rows": rows, "per_header": per_header,
+    return {"title": title, "verdict": diag.verdict(), "header": header, "rows": rows, "per_header": per_header,
             "per_rows": per_rows, "plot": plot}
 
 
