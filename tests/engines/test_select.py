@@ -5,6 +5,7 @@ bad requests are clear errors; a backbone with its own engine runs as it is."""
 from __future__ import annotations
 
 import json
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -365,3 +366,25 @@ def test_openvino_runs_for_throughput_when_a_call_extracts_many_images(graph_roo
     few = extract_features(text, texts[:19], options=text_opts)
     assert opened and not any(opened), opened
     np.testing.assert_allclose(many.values[:19], few.values, atol=1e-5)
+
+
+def test_the_runner_up_remembered_is_never_the_winner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rate of a race is from the last pairwise race its engine ran: on a busy machine a loser's earlier
+    rate can top the list (A beat B, then A was timed slower and lost to C). The runner-up remembered is the
+    fastest of the others, never the winner itself (a recheck of a choice against itself checks nothing)."""
+
+    class Named(select.BatchEngine):
+        def __init__(self, label: str) -> None:
+            self.engine, self.precision = label.split()
+
+        def __call__(self, batch: object) -> torch.Tensor:
+            return torch.zeros(1, 1)
+
+    monkeypatch.setenv("TRANSFERKIT_ENGINES", str(tmp_path / "engines"))
+    remembered = select._Remembered(tmp_path, {"graph": "g"})
+    plan = select._Plan(engines=["onnxruntime", "openvino", "torch"], candidates=[], remembered=remembered)
+    selection = select.Selection(engine=Named("torch fp32"),
+                                 rates={"torch fp32": 90.0, "onnxruntime fp32": 80.0, "openvino fp32": 85.0})
+    request = types.SimpleNamespace(engine="auto")
+    select._race_winner(request, plan, select._Timed(Named("openvino fp32"), 1.0), selection)  # type: ignore[arg-type]
+    assert remembered.get() == "openvino fp32" and remembered.runner_up() == "torch fp32"

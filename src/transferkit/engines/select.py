@@ -591,7 +591,10 @@ def _race_winner(request: _Request, plan: _Plan, best: _Timed, selection: Select
     selection.notes.append(f"engine {request.engine} chose {best.engine.label} (first batch, median of "
                            f"{TIMED_ROUNDS} interleaved runs after a warm-up: {rates})")
     if plan.remembered is not None and len(ranked) > 1:
-        plan.remembered.put(best.engine.label, selection.rates, runner_up=ranked[1][0])
+        # the fastest of the others: each rate is from the last pairwise race its engine ran, so on a busy machine
+        # a loser's earlier rate can top the list, and the second of the list can be the winner itself
+        runner_up = next(label for label, _ in ranked if label != best.engine.label)
+        plan.remembered.put(best.engine.label, selection.rates, runner_up=runner_up)
     return selection
 
 
