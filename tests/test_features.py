@@ -158,3 +158,21 @@ def test_wide_features_are_cached_in_bounded_shards(tmp_path, monkeypatch) -> No
     again = extract_features(tfidf, texts, options=ExtractOptions(progress=False), cache=cache)
     assert again.extracted == 0 and again.cached == 35
     np.testing.assert_array_equal(again.values, first.values)
+
+
+def test_a_concatenation_is_each_part_extracted_side_by_side(image_folder, tmp_path) -> None:
+    """`A+B`: each part's features in its columns (the widest written straight into the result, the others
+    copied in after), an input one part cannot read dropped from all of them."""
+    from transferkit.backbones import create_backbone
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    items = [*load_dataset(image_folder).items[:5], str(bad), load_dataset(image_folder).items[5]]
+    both = create_backbone("hog+test_efficientnet@random")
+    parts = both.parts()
+    feats = extract_features(both, items, options=OPTS, cache=FeatureCache(tmp_path / "cache"))
+    alone = [extract_features(part, items, options=OPTS) for part in parts]
+    assert list(feats.failed) == [5] and feats.values.shape == (6, both.num_features)
+    np.testing.assert_array_equal(feats.values, np.concatenate([a.values for a in alone], axis=1))
+    swapped = extract_features(create_backbone("test_efficientnet@random+hog"), items, options=OPTS)
+    np.testing.assert_array_equal(swapped.values, np.concatenate([a.values for a in alone[::-1]], axis=1))
