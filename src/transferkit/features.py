@@ -46,7 +46,7 @@ from transferkit.engines.select import (
 )
 from transferkit.errors import ConfigError, InputError
 from transferkit.params import BATCH_SIZE, DEVICE, ENGINE, PRECISION, PROGRESS
-from transferkit.runtime import resolve_device, resolve_precision
+from transferkit.runtime import resolve_device, resolve_precision, trim_heap
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -207,6 +207,7 @@ def _extract_into(
             outcome = _run_parallel(job, todo, out, ok, failed)
         else:
             outcome = _run(job, todo, out, ok, failed)
+        trim_heap()  # the engine and its buffers are let go: what they freed goes back before the caller goes on
         if outcome.engine == "none":  # no input could be read: nothing ran
             outcome.precision = precision
     return Features(

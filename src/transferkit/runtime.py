@@ -7,7 +7,9 @@ fp32 NCHW 14 img/s, channels_last fp32 54 img/s, channels_last + bf16 autocast 1
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -27,6 +29,18 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         return False
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the OS now (glibc's `malloc_trim`; no garbage collection: a full
+    one takes 0.4-0.6 s with transformers loaded). glibc keeps what a large temporary freed (its mmap
+    threshold rises to the size of the blocks freed): an engine dropped, a race run's buffers, a head's
+    float64 blocks would stay in the process's RSS under whatever runs next."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def is_rank_zero() -> bool:

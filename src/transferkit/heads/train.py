@@ -17,6 +17,7 @@ from torch import nn
 
 from transferkit.errors import ConfigError
 from transferkit.heads.head_spec import HeadSpec, Standardize, build_head
+from transferkit.runtime import trim_heap
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_array
@@ -293,6 +294,8 @@ def _moments(arrays: Sequence[FeatureRows], scale: np.ndarray) -> tuple[np.ndarr
     for a, i, j in _blocks(arrays):
         centred = a[i:j] - mean
         squares += np.square(centred, out=centred).sum(axis=0)
+        del centred
+    trim_heap()  # the float64 blocks (32 MB each) would stay in the heap under the fits that follow
     return mean, (np.sqrt(squares / max(n, 1)) + 1e-6) * scale
 
 
