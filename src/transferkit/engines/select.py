@@ -922,7 +922,6 @@ def release_memory() -> None:
     trim_heap()
 
 
-
 def _int8_path(backbone: Backbone, parts: GraphParts, graph: Path, calibration: Calibration | None) -> Path:
     from transferkit.engines.quantize import int8_graph
 
