@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from transferkit.data.images import IMAGE_EXTENSIONS, open_image
+from transferkit.data.images import IMAGE_EXTENSIONS, image_array, open_image, opened_image, resize_and_crop
 from transferkit.errors import DataError, InputError
 
 
@@ -150,6 +150,32 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     top, bottom = out.getpixel((10, 5)), out.getpixel((10, 35))
     assert top[0] > 200 and top[2] < 50  # the left (red) half is now on top
     assert bottom[2] > 200 and bottom[0] < 50
+
+
+
+def test_an_image_opened_for_a_block_is_the_picture_open_image_gives(tmp_path: Path) -> None:
+    """`opened_image` (which the model's preprocessing reads without copying the decoded pixels) gives what
+    `open_image` gives for every kind of file, turned as EXIF says, and the same error for a bad file; the
+    model's input is the same bit for bit."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    files = [_save(photo, tmp_path / "photo.jpg", quality=90), _save(photo, tmp_path / "phone.jpg", exif=exif),
+             _save(photo.convert("RGBA"), tmp_path / "rgba.png"), _save(photo.convert("CMYK"), tmp_path / "cmyk.jpg"),
+             _save(photo.convert("P"), tmp_path / "palette.gif"), _save(photo.convert("L"), tmp_path / "grey.png")]
+    config = {"input_size": 224, "crop_pct": 0.875, "interpolation": "bicubic", "small_image": "resize_whole"}
+    for path in [*files, photo]:
+        with opened_image(path, min_size=256) as img:
+            assert img.mode == "RGB"
+            np.testing.assert_array_equal(np.asarray(img), np.asarray(open_image(path, min_size=256)))
+        expected = np.asarray(resize_and_crop(open_image(path, min_size=256), 224)).transpose(2, 0, 1)
+        np.testing.assert_array_equal(image_array(path, config), expected)
+    assert open_image(files[1]).size == (300, 400)  # turned upright
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(InputError, match=r"bad\.jpg"), opened_image(bad):
+        pass
 
 
 def test_pil_image_source_is_not_modified() -> None:

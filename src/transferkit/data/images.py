@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import types
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -75,6 +77,30 @@ def open_image(
     _check_file(path)
     if path.suffix.lower() in SVG_EXTENSIONS:
         return _to_rgb(_loaded(render_svg(path), name), name)
+    with _opened_file(path, max_pixels, min_size) as img:
+        return _to_rgb(_upright(img, name), name)
+
+
+@contextmanager
+def opened_image(
+    source: str | Path | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: int | None = None
+) -> Iterator[Image.Image]:
+    """`open_image(source, max_pixels, min_size)`, for use inside the `with` block only: from an image file, the
+    picture may be the file's own image, closed when the block ends. For a caller that makes a new image of it
+    anyway (a resize): `open_image` copies the decoded pixels so that its image outlives the file's, 0.45 of
+    the 1.2 ms (CPU) a 400x300 JPEG took to open. The same pixels; the same errors."""
+    path = None if isinstance(source, Image.Image) else Path(source)
+    if path is None or path.suffix.lower() in SVG_EXTENSIONS:
+        yield open_image(source, max_pixels=max_pixels, min_size=min_size)
+        return
+    _check_file(path)
+    with _opened_file(path, max_pixels, min_size) as img:
+        yield _to_rgb(_upright(img, str(path), in_place=True), str(path))
+
+
+def _opened_file(path: Path, max_pixels: int, min_size: int | None) -> Image.Image:
+    """The image file at `path` opened, its size checked, decoded (at a reduced scale where `min_size` allows)."""
+    name = str(path)
     try:
         opened = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -90,12 +116,14 @@ def open_image(
         ) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"{name}: cannot open image ({type(exc).__name__}: {exc})") from exc
-
-    with opened as img:
-        _check_size(img, name, max_pixels)
-        if min_size is not None and img.format == "JPEG":
-            img.draft(None, (min_size, min_size))
-        return _to_rgb(_upright(_loaded(img, name), name), name)
+    try:
+        _check_size(opened, name, max_pixels)
+        if min_size is not None and opened.format == "JPEG":
+            opened.draft(None, (min_size, min_size))
+        return _loaded(opened, name)
+    except BaseException:
+        opened.close()
+        raise
 
 
 def sniff_image(path: str | Path) -> str | None:
@@ -267,22 +295,23 @@ def _loaded(img: Image.Image, name: str) -> Image.Image:
     return img
 
 
-def _upright(img: Image.Image, name: str) -> Image.Image:
-    """Apply the EXIF orientation tag (phone photos), returning a new image.
+def _upright(img: Image.Image, name: str, in_place: bool = False) -> Image.Image:
+    """Apply the EXIF orientation tag (phone photos), returning a new image (`img` itself, turned, `in_place`).
 
     A damaged EXIF block does not make the picture unreadable, so it is reported as a warning and
     the pixels are used as stored.
     """
     try:
-        upright = ImageOps.exif_transpose(img)
+        if in_place:
+            ImageOps.exif_transpose(img, in_place=True)
+            return img
+        return ImageOps.exif_transpose(img)  # not in place: a new image, turned or copied
     except Exception as exc:  # malformed EXIF: PIL raises assorted errors while parsing it
         warnings.warn(
             f"{name}: cannot read the EXIF orientation ({exc}); using the image as stored",
             stacklevel=3,
         )
-        return img.copy()
-    assert upright is not None  # not in_place, so a new image is always returned
-    return upright
+        return img if in_place else img.copy()
 
 
 def _to_rgb(img: Image.Image, name: str) -> Image.Image:
@@ -345,7 +374,7 @@ INTERPOLATION = {
 def resize_and_crop(img: Image.Image, size: int, *, interpolation: str = "bicubic", crop_pct: float = 0.875,
                     small_image: str = "resize_whole") -> Image.Image:
     """timm's eval transform: short side to size / crop_pct, centre crop size² (an image whose short
-    side is under `size` is resized whole to size² with small_image="resize_whole")."""
+    side is under `size` is resized whole to size² with small_image="resize_whole"). Always a new image."""
     resample = INTERPOLATION.get(interpolation, Image.Resampling.BICUBIC)
     width, height = img.size
     if min(width, height) < size and small_image == "resize_whole":
@@ -371,8 +400,8 @@ def image_array(source: object, config: JSONObject) -> np.ndarray:
     """One input → the uint8 CHW array a model of this image preprocessing `config` takes (no torch)."""
     source = image_source(source)
     size, crop_pct = int(config["input_size"]), float(config.get("crop_pct", 0.875))
-    img = open_image(source, max_pixels=int(config.get("max_pixels", DEFAULT_MAX_PIXELS)),
-                     min_size=int(size / crop_pct))
-    img = resize_and_crop(img, size, interpolation=str(config.get("interpolation", "bicubic")), crop_pct=crop_pct,
-                          small_image=str(config.get("small_image", "resize_whole")))
+    with opened_image(source, max_pixels=int(config.get("max_pixels", DEFAULT_MAX_PIXELS)),
+                      min_size=int(size / crop_pct)) as opened:
+        img = resize_and_crop(opened, size, interpolation=str(config.get("interpolation", "bicubic")),
+                              crop_pct=crop_pct, small_image=str(config.get("small_image", "resize_whole")))
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
