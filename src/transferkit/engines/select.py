@@ -871,9 +871,11 @@ def _throughput(request: _Request, parts: GraphParts | None) -> bool:
     rather than for the latency of one run: when the call extracts at least `THROUGHPUT_MIN_ITEMS` inputs
     (a server, and a call that does not say how many, run for latency) whose batches can be cut into runs
     (every input's first axis the dynamic batch axis), of images (rows large enough to run `GRAPH_ROWS` at a
-    time) or texts (MiniLM, 600 texts in batches of 32 sorted by length, fp32, 2-core AVX-512 EPYC, medians of
-    5 alternating rounds at load 4.6-6.7: 2 streams with runs of 8 rows 146-208 texts/s against 98-156 for
-    the latency hint's one run of 32). Audio partials stay on the latency hint (not measured)."""
+    time) or texts (MiniLM, 600 texts in batches of 32 sorted by length, fp32, 2-core AVX-512 EPYC: 2 streams
+    with runs of 8 rows against the latency hint's one run of 32, the model alone, medians of 5 alternating
+    rounds at load 4.6-6.7, 146-208 texts/s against 98-156; a whole extraction, medians of 12, 1.13x at load
+    4-5 and 0.99x quiet, load 2.1: what streams of one thread each buy is robustness to other work on the
+    cores; the same features bit for bit). Audio partials stay on the latency hint (not measured)."""
     if parts is None or request.items_to_extract is None or request.items_to_extract < THROUGHPUT_MIN_ITEMS:
         return False
     inputs = parts.example_inputs()
