@@ -495,7 +495,8 @@ class TabularTransferClassifier(TransferEstimator):
                                           blocks=self.backbones_[kind].feature_blocks())
                 entry["why"] = f"adapt_method {self.adapt_method}"
                 if alignment is not None and self.adapt_method == "auto":
-                    moved, entry["why"] = auto_outcome(alignment)
+                    moved, why = auto_outcome(alignment)
+                    entry["why"] = why.replace(" (the model is the plain probe)", "")  # the probe's wording: a column
                     alignment = alignment if moved else None
             entry["applied"] = alignment.method if alignment is not None else "none"
             aligned = None
