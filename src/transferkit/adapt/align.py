@@ -86,6 +86,13 @@ MAX_CORAL_DIM = 4096
 _EPS = 1e-6
 
 
+def aligned_with(module: nn.Module, values: np.ndarray) -> np.ndarray:
+    """Features mapped by an alignment's torch module (any kind: one map, per block, per latent domain), as
+    float32 numpy: what predict computes."""
+    with torch.no_grad():
+        return module(torch.from_numpy(np.asarray(values, np.float32))).numpy()
+
+
 def resolve_method(method: str) -> str:
     """The method's name, checked (`auto` stays `auto`: James–Stein-shrunk standardisation, see the module
     docstring)."""
@@ -119,8 +126,7 @@ class Alignment:
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         """The aligned features (float32), computed as the torch module computes them."""
-        with torch.no_grad():
-            return self.module()(torch.from_numpy(np.asarray(values, np.float32))).numpy()
+        return aligned_with(self.module(), values)
 
     def module(self) -> AlignModule:
         return AlignModule.from_alignment(self)
@@ -365,7 +371,7 @@ def auto_outcome(alignment: Alignment | BlockAlignment) -> tuple[bool, str]:
                          threshold=first["shift_threshold"], components=int(first["shift_components"]),
                          statistic=first.get("shift_statistic", float("nan")))
         if not test.detected:
-            return False, f"auto: {test.sentence()}, so nothing is aligned (the model is the plain probe)"
+            return False, f"auto: {test.sentence()}, so nothing is aligned"
         detected = f"{test.sentence()}; "
     else:
         detected = ""
@@ -473,8 +479,7 @@ class BlockAlignment:
         return {f"block{i}_{k}": v for i, p in enumerate(self.parts) for k, v in (p.info or {}).items()}
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.module()(torch.from_numpy(np.asarray(values, np.float32))).numpy()
+        return aligned_with(self.module(), values)
 
     def module(self) -> BlockAlignModule:
         return BlockAlignModule([p.module() for p in self.parts])

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.adapt.align import MIN_TARGET_INPUTS, Alignment, BlockAlignment, shrunk_map
+from transferkit.adapt.align import MIN_TARGET_INPUTS, Alignment, BlockAlignment, aligned_with, shrunk_map
 from transferkit.adapt.projection import inverse_spread, random_projection
 
 #: PCA components the target is clustered in (the shift test's K)
@@ -77,8 +77,7 @@ class LatentAlignment:
         return int(self.scale.shape[1])
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.module()(torch.from_numpy(np.asarray(values, np.float32))).numpy()
+        return aligned_with(self.module(), values)
 
     def module(self) -> LatentAlignModule:
         return LatentAlignModule(*(torch.from_numpy(np.asarray(a, np.float32)) for a in

@@ -605,7 +605,6 @@ def _print_adaptation(summary: JSONObject, out: Console) -> None:
             if record.get("shift"):
                 print_shift(record["shift"], out, heading="how far is the target? (features of the training data "
                                                           "vs --adapt-to's" + (f", column '{name}')" if name else ")"))
-    if adaptation:
         labels = f"; labels: {adaptation['target_labels']}" if adaptation.get("target_labels") else ""
         out.print(f"[bold]adapted to[/] {adaptation.get('target')} ({adaptation.get('target_inputs')} unlabelled "
                   f"inputs, {adaptation.get('target_skipped', 0)} unreadable skipped{labels}): "

@@ -349,6 +349,8 @@ class _Plan:
     recheck: bool = False
     #: the graph's key (`graph_key`), when there is a graph to export
     key: JSONObject | None = None
+    #: OpenVINO runs the graph for throughput (`_throughput`)
+    throughput: bool = False
     #: where parity is memoised: candidate label → its key in `_VERIFIED` (none without a graph key)
     keys: dict[str, tuple[object, ...]] = field(default_factory=dict)
     #: candidate label → the cosine its parity check passed with earlier in this process (all or none used)
@@ -436,6 +438,7 @@ def _plan(request: _Request, selection: Selection) -> _Plan:
             plan.engines = ["torch"]
     if plan.parts is not None:
         plan.key = graph_key(backbone, plan.parts)
+        plan.throughput = _throughput(request, plan.parts)
     if plan.key is not None and engine == "auto":
         key = plan.key
         plan.remembered = _Remembered(request.root, {
@@ -479,12 +482,11 @@ def _plan_verified(request: _Request, plan: _Plan) -> None:
     except OSError:
         graph = (str(model), None)
     calibration = request.calibration.digest if request.calibration is not None else None
-    throughput = _throughput(request, plan.parts)  # OpenVINO compiled for throughput: another compiled model
-    for name, prec in plan.candidates:
+    for name, prec in plan.candidates:  # OpenVINO compiled for throughput: another compiled model
         label = f"{name} {prec}"
         plan.keys[label] = (key_digest(key), graph if name != "torch" else None,
                             calibration if prec == "int8" else None, name, prec, str(request.device),
-                            request.channels_last, throughput and name == "openvino")
+                            request.channels_last, plan.throughput and name == "openvino")
         if plan.keys[label] in _VERIFIED:
             plan.verified[label] = _VERIFIED[plan.keys[label]]
 
@@ -526,7 +528,7 @@ def _try_candidates(request: _Request, plan: _Plan, head: object, reference: _Re
     trial.whole = batch is None and len(plan.candidates) == 1 and len(request.samples) > PARITY_SAMPLES
     if trial.whole:
         head = request.backbone.collate(list(request.samples))
-    for candidate in _built(request, plan.parts, plan.candidates, selection):
+    for candidate in _built(request, plan, selection):
         cosine = _parity(request, plan, candidate, head, reference, trial)
         if cosine is not None and batch is None:
             trial.agreeing.append((candidate, cosine))
@@ -777,14 +779,13 @@ def _engines_to_try(engine: str, precision: str, device: torch.device, selection
     return [fallback]
 
 
-def _built(request: _Request, parts: GraphParts | None, candidates: list[tuple[str, str]],
-           selection: Selection) -> Iterator[BatchEngine]:
+def _built(request: _Request, plan: _Plan, selection: Selection) -> Iterator[BatchEngine]:
     """An engine per candidate, one at a time: the one handed out last is let go (here, and by the
     caller unless it keeps it) before the next is built, so a race holds at most two; graph
     engines share one exported (cached) graph."""
     count = 0
-    graph = _Graph(request, parts)
-    for name, prec in candidates:
+    graph = _Graph(request, plan.parts, plan.throughput)
+    for name, prec in plan.candidates:
         built = (TorchEngine(request.model(), prec, request.device, request.channels_last) if name == "torch"
                  else graph.engine(name, prec, selection))
         if built is None:
@@ -794,10 +795,11 @@ def _built(request: _Request, parts: GraphParts | None, candidates: list[tuple[s
         del built
         # the candidate the caller did not keep: its session, its buffers (one alone is kept: nothing to
         # give back, and a full gc takes 0.4-0.6 s with transformers loaded, shared 2-core EPYC)
-        if len(candidates) > 1:
+        if len(plan.candidates) > 1:
             release_memory()
     if not count:
-        _warn(selection, f"no engine of {[f'{n} {p}' for n, p in candidates]} could run; falling back to torch fp32")
+        tried = [f"{n} {p}" for n, p in plan.candidates]
+        _warn(selection, f"no engine of {tried} could run; falling back to torch fp32")
         yield TorchEngine(request.model(), "fp32", request.device, request.channels_last)
 
 
@@ -805,12 +807,11 @@ class _Graph:
     """The backbone's exported graph (exported, or read from the cache, on first use) and the
     engines that run it."""
 
-    def __init__(self, request: _Request, parts: GraphParts | None) -> None:
-        self.request, self.parts = request, parts
+    def __init__(self, request: _Request, parts: GraphParts | None, throughput: bool) -> None:
+        self.request, self.parts, self.throughput = request, parts, throughput
         self.path: Path | None = None
         self.failed = False
         self.threads = torch.get_num_threads()
-        self.throughput = _throughput(request, parts)
 
     def engine(self, name: str, precision: str, selection: Selection) -> GraphEngine | None:
         """`name` running the graph at `precision`; None (said) when the graph or the engine fails under auto."""

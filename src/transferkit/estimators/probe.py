@@ -25,6 +25,7 @@ from transferkit.adapt import (
     BlockAlignModule,
     alignment_from_tensors,
 )
+from transferkit.adapt.align import aligned_with
 from transferkit.adapt.latent import LatentAlignment, LatentAlignModule
 from transferkit.adapt.record import AdaptationRecord, LatentDomainsRecord
 from transferkit.adapt.record import from_json as adaptation_from_json
@@ -457,10 +458,7 @@ class TransferClassifier(TransferEstimator):
         if self.adaptation_ is None:
             return
         started = time.perf_counter()
-        aligned = None
-        if self.align_ is not None:
-            with torch.no_grad():
-                aligned = self.align_(torch.from_numpy(target.astype(np.float32))).numpy()
+        aligned = aligned_with(self.align_, target) if self.align_ is not None else None
         self.adaptation_["shift"] = shift_record(source, target, labels, target_aligned=aligned,
                                                  alignment=self.adaptation_.get("alignment"), seed=self.seed)
         self.adaptation_["shift_seconds"] = round(time.perf_counter() - started, 3)

@@ -52,6 +52,7 @@ from typing import ClassVar, TypeAlias, TypedDict
 import numpy as np
 import torch
 
+from transferkit.adapt.align import aligned_with
 from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.backbones.registry import PRETRAINED_BACKBONES
 from transferkit.cache import FeatureCache, resolve_cache
@@ -380,11 +381,7 @@ class TabularTransferClassifier(TransferEstimator):
                                      description=f"{col} ({backbone.name})")
             ok_rows = [present[j] for j in np.flatnonzero(feats.ok)]
             align = getattr(self, "aligns_", {}).get(col)
-            if align is None:
-                block[ok_rows, :-1] = feats.values
-            else:
-                with torch.no_grad():
-                    block[ok_rows, :-1] = align(torch.from_numpy(np.asarray(feats.values, np.float32))).numpy()
+            block[ok_rows, :-1] = feats.values if align is None else aligned_with(align, feats.values)
             for reason in feats.failed.values():
                 rep.unreadable += 1
                 if len(rep.examples) < 5:
@@ -495,8 +492,7 @@ class TabularTransferClassifier(TransferEstimator):
                                           blocks=self.backbones_[kind].feature_blocks())
                 entry["why"] = f"adapt_method {self.adapt_method}"
                 if alignment is not None and self.adapt_method == "auto":
-                    moved, why = auto_outcome(alignment)
-                    entry["why"] = why.replace(" (the model is the plain probe)", "")  # the probe's wording: a column
+                    moved, entry["why"] = auto_outcome(alignment)
                     alignment = alignment if moved else None
             entry["applied"] = alignment.method if alignment is not None else "none"
             aligned = None
@@ -505,9 +501,9 @@ class TabularTransferClassifier(TransferEstimator):
                 entry["statistics"] = {k: float(v) for k, v in (alignment.info or {}).items()}
                 aligned = alignment.apply(target_cells)
             if len(target_cells) >= MIN_TARGET_INPUTS:
-                entry["shift"] = shift_record(source_cells, target_cells, list(labels[present]),
-                                              target_aligned=aligned, alignment=entry["applied"]
-                                              if alignment is not None else None, seed=self.seed)
+                entry["shift"] = shift_record(source_cells, target_cells, list(labels[present]), seed=self.seed,
+                                              target_aligned=aligned,
+                                              alignment=alignment.method if alignment is not None else None)
             columns[col] = entry
         applied = "; ".join(f"{col}: {e['applied']}" for col, e in columns.items()) or "none (no image, text or " \
                                                                                          "audio column)"
