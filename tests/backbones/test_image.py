@@ -73,7 +73,10 @@ def test_collate_gives_the_normalised_batch_bit_for_bit() -> None:
             before = [s.clone() for s in samples]
             batch = transform.collate(samples)
             assert batch.dtype == torch.float32 and batch.is_contiguous()
-            assert torch.equal(batch, transform.normalize(torch.stack(before)))
+            stacked = torch.stack(before)
+            kept = stacked.clone()
+            assert torch.equal(batch, transform.normalize(stacked))
+            assert torch.equal(stacked, kept)  # normalize's input untouched too (a float32 one included)
             assert all(torch.equal(s, b) for s, b in zip(samples, before, strict=True))  # inputs untouched
     with pytest.raises(BackboneError, match="one shape"):
         transform.collate([torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(3, 8, 9, dtype=torch.uint8)])

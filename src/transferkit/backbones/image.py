@@ -104,9 +104,12 @@ class ImageTransform:
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 3, H, W] → float [B, 3, H, W], scaled to [0, 1] then standardised by mean/std (torch
-        ops: what an exported graph that takes uint8 images traces)."""
+        ops: what an exported graph that takes uint8 images traces). A float32 batch is left as it was:
+        `.float()` gives it back itself, so the in-place ops then run on a copy."""
         scale, shift = (torch.from_numpy(a) for a in self._scale_shift())
         x = batch.float()
+        if x is batch:
+            x = x.clone()
         return x.mul_(scale.view(1, 3, 1, 1)).add_(shift.view(1, 3, 1, 1))
 
     def collate(self, samples: Sequence[torch.Tensor]) -> torch.Tensor:
