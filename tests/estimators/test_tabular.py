@@ -262,3 +262,41 @@ def test_cli_fit_adapt_to_a_table(products: tuple[Path, Any], cache: Path, tmp_p
     assert "column &#39;image_path&#39;" in html and 'id="plot-shift"' in html and 'id="plot-shift-2"' in html
     result = runner.invoke(app, ["predict", str(out), str(root / "pale.parquet"), "--json", "--cache-dir", str(cache)])
     assert result.exit_code == 0, result.output
+
+
+def test_cli_shift_of_a_table_compares_each_column(products: tuple[Path, Any], cache: Path, tmp_path: Path) -> None:
+    """`shift TABLE TARGET_TABLE` with fit's column flags: every column on its own, as the model encodes it — the
+    paler images moved and the same titles did not, a price raised by half its range moved (Kolmogorov–Smirnov), a
+    shop that is now mostly one never seen moved (chi-square) —, a map per embedded column, the most moved first;
+    a rerun with fewer embedded columns takes its own stale map away."""
+    from transferkit.commands import app
+
+    root, frame = products
+    target = pale_copy(frame, root)
+    target["price"] = target["price"] + 5.0
+    target["shop"] = ["east" if i % 4 else "north" for i in range(len(target))]
+    target.to_parquet(root / "pale-shop.parquet")
+    out = tmp_path / "shift"
+    flags = ["--label-column", "category", "--image-column", "image_path", "--numeric-columns", "price",
+             "--categorical-columns", "shop", "--out", str(out), "--cache-dir", str(cache)]
+    runner = CliRunner()
+    result = runner.invoke(app, ["shift", str(root / "products.parquet"), str(root / "pale-shop.parquet"),
+                                 "--text-column", "title", *flags, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    columns = report["columns"]
+    assert list(columns) == sorted(columns, key=lambda c: -columns[c]["domain_accuracy"])  # the most moved first
+    assert {c: columns[c]["shift_detected"] for c in columns} == {"image_path": True, "title": False, "price": True,
+                                                                   "shop": True}
+    price = columns["price"]
+    assert price["test"] == "two-sample Kolmogorov–Smirnov" and price["target_mean_in_data_sd"] > 1
+    assert columns["shop"]["moved_most"][0]["category"] == "(a category DATA does not have)"
+    assert columns["shop"]["total_variation"] == pytest.approx(0.75, abs=0.01)
+    assert columns["image_path"]["domain_accuracy"] > columns["title"]["domain_accuracy"]
+    assert "category" in report["target_labels"] and report["verdict"].startswith("3 of 4 columns differ")
+    maps = {Path(p).name for p in report["plots"]}
+    assert maps == {"shift-0.png", "shift-1.png"} and all((out / m).read_bytes().startswith(b"\x89PNG") for m in maps)
+    result = runner.invoke(app, ["shift", str(root / "products.parquet"), str(root / "pale-shop.parquet"), *flags])
+    assert result.exit_code == 0, result.output
+    assert "how far is each column?" in result.output and "verdict:" in result.output
+    assert (out / "shift-0.png").exists() and not (out / "shift-1.png").exists()

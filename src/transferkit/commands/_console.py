@@ -138,3 +138,43 @@ def metrics_tables(metrics: Metrics, title: str = "test") -> list[Table]:
     return tables
 
 
+def print_shift(diagnostic: JSONObject, out: Console, *, heading: str | None = None) -> None:
+    """The diagnostic as rich tables and its verdict (also what `fit --adapt-to` prints)."""
+    from rich.table import Table
+
+    from transferkit.adapt.shift_diagnostic import ShiftDiagnostic
+
+    diag = ShiftDiagnostic.from_dict(diagnostic)
+    after = diag.domain_accuracy_aligned is not None
+    table = Table(title=heading or "how far is the target?", title_justify="left")
+    table.add_column("")
+    table.add_column("before alignment", justify="right")
+    if after:
+        table.add_column(f"after {diag.alignment or 'alignment'}", justify="right")
+    table.add_row("inputs (DATA / TARGET)", f"{diag.n_source} / {diag.n_target}", *([""] if after else []))
+    table.add_row("domain classifier accuracy", f"{diag.domain_accuracy:.1%}",
+                  *([f"{diag.domain_accuracy_aligned:.1%}"] if after else []))
+    table.add_row("proxy A-distance (0–2)", f"{diag.proxy_a_distance:.2f}",
+                  *([f"{diag.proxy_a_distance_aligned:.2f}"] if after else []))
+    out.print(table)
+    if diag.per_class:
+        per = Table(title=f"per class of DATA (domain accuracy, {diag.folds}-fold held out; ½ = alike)",
+                    title_justify="left")
+        for name in ("class", "DATA", "TARGET nearest", "domain acc."):
+            per.add_column(name, justify="left" if name == "class" else "right")
+        if after:
+            per.add_column("after", justify="right")
+        per.add_column("target distance ×", justify="right")
+        rows = sorted(diag.per_class, key=lambda c: -(c.domain_accuracy or 0.0))
+        for c in rows[:25]:
+            per.add_row(c.label, str(c.n_source), str(c.n_target), pct_or_dash(c.domain_accuracy),
+                        *([pct_or_dash(c.domain_accuracy_aligned)] if after else []),
+                        f"{c.distance_ratio:.2f}" if c.distance_ratio is not None else "—")
+        if len(rows) > 25:
+            per.caption = f"{len(rows) - 25} more classes in shift.json"
+        out.print(per)
+    out.print(f"[bold]verdict:[/] {diag.verdict()}", highlight=False)
+
+
+def pct_or_dash(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"

@@ -599,7 +599,7 @@ def _print_adaptation(summary: JSONObject, out: Console) -> None:
     """`--adapt-to`: how far the target is, and what was done with it."""
     adaptation = summary.get("adaptation")
     if adaptation:
-        from transferkit.commands.shift import print_shift
+        from transferkit.commands._console import print_shift
 
         for name, record in [(None, adaptation), *(adaptation.get("columns") or {}).items()]:
             if record.get("shift"):

@@ -179,6 +179,20 @@ _ENCODERS = {f"{kind}_backbone": _encoder(kind) for kind in EMBEDDED}
 _OWN: dict[str, Param[object]] = {**_COLUMNS, **_ENCODERS}
 
 
+@dataclass(frozen=True)
+class ColumnBlocks:
+    """One column of two tables, encoded as a table model encodes it (`column_blocks`): rows × its block — an
+    embedded column's features, a number standardised by DATA's mean and spread, or a category one-hot over
+    DATA's vocabulary (a category DATA never had: all zeros) — whose last unit marks an absent cell."""
+
+    kind: str  # image, text, audio, numeric or categorical
+    column: str
+    source: np.ndarray
+    target: np.ndarray
+    labels: list[str]  # the source rows' labels
+    categories: list[str] | None = None  # a categorical column's vocabulary (DATA's), in its block's order
+
+
 class TabularTransferClassifier(TransferEstimator):
     """One frozen encoder per column kind, blocks concatenated (or gated), a head on top.
 
@@ -421,6 +435,28 @@ class TabularTransferClassifier(TransferEstimator):
             else:
                 rep.unseen += 1
         return block
+
+    def column_blocks(self, X: TableData, y: Labels | None, X_target: TableData) -> list[ColumnBlocks]:
+        """Each column of `X`'s rows and of `X_target`'s, encoded as this model encodes them — its encoders (the
+        backbones, the numeric columns' statistics, the categories' vocabularies) set up from `X`, no head
+        trained: what `transferkit shift` compares, column by column. `X_target`'s labels, if any, are not read."""
+        self.validate()
+        rows, labels = _as_rows(X, y, "DATA")
+        _check_columns(rows, [c for _, c in self.columns()], "DATA", X)
+        target_rows, _ = _as_rows(X_target, None, "TARGET", need_labels=False)
+        _check_columns(target_rows, [c for _, c in self.columns()], "TARGET", X_target)
+        torch.manual_seed(self.seed)
+        self.aligns_, self.adaptation_ = {}, None
+        self.backbones_ = self._create_backbones()
+        self._learn_encoders(rows)
+        source, _, _ = self.encode(rows)
+        target, _, _ = self.encode(target_rows)
+        out, start = [], 0
+        for (kind, col), width in zip(self.columns(), self.block_dims(), strict=True):
+            out.append(ColumnBlocks(kind, col, source[:, start:start + width], target[:, start:start + width], labels,
+                                    self.vocabularies_.get(col)))
+            start += width
+        return out
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, X: TableData, y: Labels | None = None, *, X_val: TableData | None = None,
