@@ -300,3 +300,9 @@ def test_cli_shift_of_a_table_compares_each_column(products: tuple[Path, Any], c
     assert result.exit_code == 0, result.output
     assert "how far is each column?" in result.output and "verdict:" in result.output
     assert (out / "shift-0.png").exists() and not (out / "shift-1.png").exists()
+    target.drop(columns=["title"]).to_parquet(root / "no-title.parquet")
+    never = tmp_path / "never"
+    result = runner.invoke(app, ["shift", str(root / "products.parquet"), str(root / "no-title.parquet"),
+                                 "--text-column", "title", *flags[:-4], "--out", str(never)])
+    assert result.exit_code != 0 and "no-title.parquet: missing column 'title'" in str(result.exception)
+    assert not never.exists()

@@ -188,8 +188,9 @@ def load_data(options: FitOptions) -> tuple[LabelledData, list[str]]:
     return dataset, messages
 
 
-def read_adapt_target(options: FitOptions) -> TargetInputs | None:
-    """`--adapt-to TARGET`'s unlabelled inputs (`adapt.TargetInputs`), read before any training; None without it."""
+def read_adapt_target(options: FitOptions, argument: str = "--adapt-to") -> TargetInputs | None:
+    """`--adapt-to TARGET`'s unlabelled inputs (`adapt.TargetInputs`), read before any training; None without it.
+    `argument`: how errors name it (`shift` says TARGET)."""
     if options.adapt_to is None:
         return None
     from transferkit.adapt import read_target
@@ -198,7 +199,7 @@ def read_adapt_target(options: FitOptions) -> TargetInputs | None:
     return read_target(options.adapt_to, str(options.modality), path_column=options.path_column,
                        text_column=options.path_column, encoding=options.encoding, strict=options.strict,
                        columns=_ordered(columns), path_columns=columns["image"] + columns["audio"],
-                       label_column=options.label_column)
+                       label_column=options.label_column, argument=argument)
 
 
 def _ordered(columns: dict[str, list[str]]) -> list[str]:

@@ -198,21 +198,19 @@ def _table_shift(resolved: FitOptions, target: Path, *, adapt_method: str, out_d
                  runtime: dict[str, object], as_json: bool, out: Console) -> JSONObject:
     """`shift` of a table: each column of TARGET's rows against DATA's, encoded as a table model encodes them
     (`TabularTransferClassifier.column_blocks`), the columns that moved most first (module docstring)."""
+    import dataclasses
+
     import numpy as np
 
-    from transferkit.adapt.target import read_target
-    from transferkit.commands.fit import _ordered, build_estimator, load_data
+    from transferkit.commands.fit import build_estimator, load_data, read_adapt_target
     from transferkit.estimators.tabular import TabularTransferClassifier
 
     estimator = build_estimator(resolved)
     assert isinstance(estimator, TabularTransferClassifier)
     estimator.set_params(**runtime)
     dataset, _ = load_data(resolved)
-    columns = resolved.table_columns()
-    inputs = read_target(target, "table", path_column=resolved.path_column, text_column=resolved.path_column,
-                         encoding=resolved.encoding, columns=_ordered(columns),
-                         path_columns=columns["image"] + columns["audio"], label_column=resolved.label_column,
-                         argument="TARGET")
+    inputs = read_adapt_target(dataclasses.replace(resolved, adapt_to=target), argument="TARGET")
+    assert inputs is not None
     rng = np.random.default_rng(seed)
 
     def cap(n: int) -> np.ndarray:
