@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=unseen_data.DATA_ROOT)
     parser.add_argument("--cache", type=Path, default=None, help="feature cache (default: a temporary folder)")
     parser.add_argument("--methods", default="auto,standardize,coral")
+    parser.add_argument("--text-backbone", default=None, help="the text column's encoder (default: the table's)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -101,7 +102,8 @@ def main() -> None:
           f"{len(b)}), {len(set(y_train))} sections; columns: text, {', '.join(NUMBERS + CATEGORIES)}; "
           f"load average {os.getloadavg()[0]:.1f}")
     kwargs: dict[str, Any] = {"text_columns": ["text"], "numeric_columns": list(NUMBERS),
-                              "categorical_columns": list(CATEGORIES), "cache_dir": cache, "progress": False}
+                              "categorical_columns": list(CATEGORIES), "cache_dir": cache, "progress": False,
+                              **({"text_backbone": args.text_backbone} if args.text_backbone else {})}
 
     def fitted(method: str | None, target: Any = None) -> tuple[Any, float]:
         start = time.perf_counter()
