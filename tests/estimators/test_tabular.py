@@ -306,3 +306,20 @@ def test_cli_shift_of_a_table_compares_each_column(products: tuple[Path, Any], c
                                  "--text-column", "title", *flags[:-4], "--out", str(never)])
     assert result.exit_code != 0 and "no-title.parquet: missing column 'title'" in str(result.exception)
     assert not never.exists()
+
+
+def test_the_head_weighs_each_column_and_each_encoder_part_alike(products: tuple[Path, Any], cache: Path) -> None:
+    """The probe of a table weighs every column — and each part of a concatenated encoder — as one block, the rule
+    of the single-modality probe: a text column of MiniLM + hashed n-grams is two blocks (the absent unit with its
+    last), a number one (value and missing unit), a category one; their widths add up to the features."""
+    from transferkit.estimators.tabular import TabularTransferClassifier
+
+    root, frame = products
+    train = absolute(frame, root).iloc[:48]
+    clf = TabularTransferClassifier(text_columns=["title"], numeric_columns=["price"], categorical_columns=["shop"],
+                                    text_backbone="all-minilm-l6-v2+tfidf", cache_dir=cache, progress=False)
+    clf.backbones_ = clf._create_backbones()  # the encoders as `fit` sets them up, without extracting anything
+    clf._learn_encoders(train.to_dict(orient="records"))
+    minilm, ngrams = clf.backbones_["text"].feature_blocks()
+    assert minilm == 384 and clf.head_blocks() == [minilm, ngrams + 1, 2, 3]
+    assert sum(clf.head_blocks()) == sum(clf.block_dims())
