@@ -50,7 +50,7 @@ TOPICS = {"sport": TRAIN_TEXT["sport"] + TEST_TEXT["sport"], "cooking": TRAIN_TE
 def cli(args: list[str]) -> dict[str, Any]:
     """Run `transferkit ARGS --json`, echo the command, return the JSON summary."""
     print("$ transferkit " + " ".join(args), flush=True)
-    done = subprocess.run([sys.executable, "-m", "transferkit.cli", *args, "--json", "--overwrite"],
+    done = subprocess.run([sys.executable, "-m", "transferkit", *args, "--json", "--overwrite"],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"failed:\n{done.stdout}\n{done.stderr}")
@@ -80,8 +80,8 @@ def write_text(root: Path, seed: int) -> tuple[Path, float]:
 def write_audio(root: Path, seed: int) -> Path:
     import soundfile as sf
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_audio_transfer import FORMATS, KINDS, SR, synth
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "estimators"))
+    from test_audio import FORMATS, KINDS, SR, synth
 
     rng = np.random.default_rng(seed)
     for split, n in (("train", 24), ("val", 6), ("test", 20)):
@@ -126,13 +126,14 @@ def main() -> None:
 
     reviews, bow = write_text(root, args.seed)
     s = cli(["fit", str(reviews), "--text-column", "text", "--label-column", "label", "--out", str(runs / "reviews")])
-    results += [("text: MiniLM features + linear head", s["accuracy"], f"{s['n_test']} test sentences, new wording"),
+    results += [(f"text: the default probe ({s['backbone']})", s["accuracy"],
+                 f"{s['n_test']} test sentences, new wording"),
                 ("text: bag-of-words from scratch (baseline)", bow, "same split"),
                 ("text: chance", 1 / 3, "")]
 
     clips = write_audio(root, args.seed)
     s = cli(["fit", str(clips), "--modality", "audio", "--out", str(runs / "clips")])
-    results += [("audio: GE2E features + linear head", s["accuracy"], f"{s['n_test']} test clips, 4 classes"),
+    results += [(f"audio: the default probe ({s['backbone']})", s["accuracy"], f"{s['n_test']} test clips, 4 classes"),
                 ("audio: chance", 0.25, "")]
 
     table = write_table(root, args.seed)
