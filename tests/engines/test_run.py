@@ -164,7 +164,8 @@ def test_extraction_keeps_openvinos_compiled_model_beside_the_graph(graph_root: 
 def test_a_model_cache_whose_import_differs_is_marked_untrusted_and_not_used(tmp_path: Path, monkeypatch) -> None:
     """A blob compiled and written by an extraction is imported once and compared with the compiled model on
     the first samples; an import that differs (as OpenVINO 2026.4 did with GE2E's LSTM on an AVX-512 CPU)
-    marks the cache untrusted, the compiled model is used, and later extractions compile without the cache."""
+    marks the cache untrusted, the graph is compiled again without the cache and used, and later extractions
+    compile without the cache."""
     import transferkit.engines.select as select
 
     monkeypatch.setenv("TRANSFERKIT_ENGINES", str(tmp_path / "engines"))
@@ -196,14 +197,65 @@ def test_a_model_cache_whose_import_differs_is_marked_untrusted_and_not_used(tmp
     items = inputs_for(b)
     expected = reference(b, items)
     first = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
-    assert opened == [True, True], "compiled with the cache, then its blob imported once to check it"
+    assert opened == [True, True, False], "compiled with the cache, its blob imported once to check it, compiled again"
     marks = list((tmp_path / "engines").glob("*/openvino-compiled/untrusted.json"))
     assert len(marks) == 1 and "min cosine" in marks[0].read_text()
     assert first.engine == "openvino" and any("model cache" in note for note in first.notes)
     np.testing.assert_allclose(first.values, expected, rtol=1e-3, atol=1e-4)
     again = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
-    assert opened[2:] == [False], "an untrusted cache is not used again"
+    assert opened[3:] == [False], "an untrusted cache is not used again"
     np.testing.assert_allclose(again.values, expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_a_blob_just_written_is_checked_with_one_compiled_model_alive_and_its_import_is_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model compiled (its blob written to OpenVINO's cache) runs the first samples and is let go before
+    the blob is imported to check it, and the imported model extracts: MiniLM compiled and imported side by
+    side had taken a first text fit to 1.49 GB."""
+    import weakref
+
+    import transferkit.engines.select as select
+
+    monkeypatch.setenv("TRANSFERKIT_ENGINES", str(tmp_path / "engines"))
+    real_open = select.open_graph
+    opened: list[tuple[bool, weakref.ref[Counting]]] = []
+    alive_at_open: list[int] = []
+
+    class Counting:  # the runner, with its calls counted
+        def __init__(self, runner: object) -> None:
+            self.runner, self.calls = runner, 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.runner, name)
+
+        def __call__(self, arrays: object) -> np.ndarray:
+            self.calls += 1
+            return self.runner(arrays)  # type: ignore[operator]
+
+        def run_all(self, runs: list[object]) -> list[np.ndarray]:
+            return [self(arrays) for arrays in runs]
+
+    def open_graph(path: Path, name: str, precision: str, threads: int, cache_dir: Path | None = None,
+                   throughput: bool = False) -> object:
+        alive_at_open.append(sum(ref() is not None for _, ref in opened))
+        imported = cache_dir is not None and any(Path(cache_dir).glob("*.blob"))
+        runner = Counting(real_open(path, name, precision, threads, cache_dir=cache_dir, throughput=throughput))
+        opened.append((imported, weakref.ref(runner)))
+        if imported:
+            kept.append(runner)
+        return runner
+
+    kept: list[Counting] = []
+    monkeypatch.setattr(select, "open_graph", open_graph)
+    b = create_backbone("test_efficientnet", weights="random", seed=0).eval()
+    items = inputs_for(b, 12)
+    feats = extract_features(b, items, options=options(engine="openvino", precision="fp32"))
+    assert [imported for imported, _ in opened] == [False, True], "compiled (blob written), then imported once"
+    assert alive_at_open == [0, 0], "the compiled model was still alive when its blob was imported"
+    assert not any("model cache" in note for note in feats.notes)
+    assert kept[0].calls >= 3, "the imported model checked, then ran the extraction's batches"
+    np.testing.assert_allclose(feats.values, reference(b, items), rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.skipif(not is_installed("onnxruntime"), reason="onnxruntime not installed")

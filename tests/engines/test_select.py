@@ -64,6 +64,40 @@ def test_an_engine_that_lost_the_race_is_let_go_before_the_next_is_built(graph_r
     assert alive_at_open == [0] * len(alive_at_open), "a graph engine that lost was still alive"
 
 
+@pytest.mark.skipif(not (is_installed("onnxruntime") and is_installed("openvino")), reason="needs both graph engines")
+def test_onnxruntime_races_before_openvino_beside_no_other_graph_engine(graph_root: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under auto ONNX Runtime is the first graph engine raced (against torch, whose model is the backbone
+    itself), so its session and run never sit beside OpenVINO's compiled model (raced last it had: a first text
+    fit's peak, 1.53 GB); every candidate still races, and the fastest wins."""
+    import weakref
+
+    monkeypatch.setattr(select, "AUTO_MIN_ITEMS", 0)
+    monkeypatch.setattr(select._Remembered, "get", lambda self: None)  # race, whatever was remembered
+    real_race, real_open = select._race, select.open_graph
+
+    def challenger_wins(best: Any, challenger: Any, batch: Any, rates: Any) -> Any:
+        real_race(best, challenger, batch, rates)
+        return challenger  # each graph engine stays alive while the next one opens, as a winner would
+
+    monkeypatch.setattr(select, "_race", challenger_wins)
+    opened: list[tuple[str, weakref.ref[Any]]] = []
+    alive_at_open: list[tuple[str, list[str]]] = []
+
+    def open_graph(path: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        alive_at_open.append((name, [n for n, ref in opened if ref() is not None]))
+        runner = real_open(path, name, *args, **kwargs)
+        opened.append((name, weakref.ref(runner)))
+        return runner
+
+    monkeypatch.setattr(select, "open_graph", open_graph)
+    b = create_backbone("resnet10t", weights="random")  # small: the race is what is looked at
+    feats = extract_features(b, inputs_for(b, 6), options=options(precision="fp32"))
+    assert alive_at_open[0] == ("onnxruntime", []), alive_at_open
+    assert {name for name, _ in alive_at_open} == {"onnxruntime", "openvino"}
+    assert feats.engine == "openvino" and any("onnxruntime fp32" in note for note in feats.notes), feats.notes
+
+
 def test_an_engine_that_is_not_installed_falls_back_by_name(graph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(select, "is_installed", lambda engine: engine != "openvino")
     b = backbone("efficientnet_lite0")

@@ -80,6 +80,13 @@ OPENVINO_CACHE = "openvino-compiled"
 OPENVINO_UNTRUSTED = "untrusted.json"
 #: preference when timings are not taken (fastest first on the CPUs measured)
 _ORDER = ("openvino", "onnxruntime", "torch")
+#: the order the engines race in under auto, each candidate against the fastest so far (every candidate races
+#: in any order; the order sets which two are alive at once): torch first (its model is the backbone itself,
+#: no engine of its own), then ONNX Runtime (fp32 only), then OpenVINO's precisions. ONNX Runtime raced last
+#: ran beside OpenVINO's compiled model, and a first text fit of 3,000 texts peaked there (MiniLM's session,
+#: ~0.1 GB, and its run of the 32 longest texts, ~0.09 GB, over OpenVINO bf16's model: 1.53 GB); raced first
+#: it runs beside torch alone (its model is the backbone's own)
+_RACE_ORDER = ("torch", "onnxruntime", "openvino")
 #: rows a graph engine runs at a time for large rows (`GraphEngine`): a batch of 32 EfficientNet-Lite0 images
 #: run as 4 runs of 8 grew the process by 97 MB on OpenVINO instead of 362 (ONNX Runtime: 151 MB instead of
 #: 512), and extraction of 480 images ran 1.14x (OpenVINO) and 1.09x (ONNX Runtime) as fast, the same
@@ -755,7 +762,6 @@ def _native(backbone: Backbone, engine: str, precision: str, device: torch.devic
 
 
 def _engines_to_try(engine: str, precision: str, device: torch.device, selection: Selection) -> list[str]:
-    graph_engines = [e for e in _ORDER if e != "torch"]
     if device.type != "cpu":
         if engine not in ("auto", "torch"):
             raise ConfigError(f"engine '{engine}' runs on the CPU; got device '{device}'. Use engine 'torch'.")
@@ -769,7 +775,7 @@ def _engines_to_try(engine: str, precision: str, device: torch.device, selection
             )
         return ["openvino"]
     if engine == "auto":
-        return ["torch", *[e for e in graph_engines if is_installed(e)]]
+        return [e for e in _RACE_ORDER if e == "torch" or is_installed(e)]
     if is_installed(engine):
         return [engine]
     fallback = next((e for e in _ORDER if e != engine and is_installed(e) and _precisions(e, precision, device)),
@@ -841,30 +847,43 @@ class _Graph:
 
     def _opened(self, parts: GraphParts, path: Path, name: str, precision: str, selection: Selection) -> GraphEngine:
         """`name` on the graph at `path`; OpenVINO through its model cache beside the graph, unless that
-        cache was found untrustworthy here. A blob this call compiled and wrote is imported at once and
-        both run on the first samples: an import that does not give the compiled model's features (seen
-        with OpenVINO 2026.4 on GE2E's LSTM, AVX-512 CPU: min cosine 0.57 in fp32; EfficientNet-Lite0 and
-        MiniLM the same bit for bit) marks the cache untrusted for this graph, said, and later runs compile."""
+        cache was found untrustworthy here. A blob this call compiled and wrote is checked at once: the
+        compiled model runs the first samples and is let go, the blob is imported and runs them too, and the
+        imported model is the engine (what every later run here imports: the same features from the first
+        run on). An import that does not give the compiled model's features (seen with OpenVINO 2026.4 on
+        GE2E's LSTM, AVX-512 CPU: min cosine 0.57 in fp32; EfficientNet-Lite0 and MiniLM the same bit for bit)
+        marks the cache untrusted for this graph, said, and the graph is compiled again, without the cache,
+        here and in later runs. One compiled model at a time: MiniLM compiled and imported side by side had
+        taken a text fit's race to 1.49 GB (+~0.3 GB over the process before)."""
         cache = path.parent / OPENVINO_CACHE
         if name != "openvino" or _untrusted(cache):
-            return GraphEngine(parts, open_graph(path, name, precision, self.threads, throughput=self.throughput))
+            return self._graph_engine(parts, path, name, precision)
         before = _blobs(cache)
-        compiled = GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache,
-                                                 throughput=self.throughput))
-        if _blobs(cache) - before:
-            imported = GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache,
-                                                     throughput=self.throughput))
-            samples = self.request.backbone.collate(list(self.request.samples[:PARITY_SAMPLES]))
-            cosine = _cosine(imported(samples), compiled(samples))
-            del imported
-            if cosine < MIN_COSINE["fp32"]:
-                write_json_atomic(cache / OPENVINO_UNTRUSTED, {
-                    "why": f"a model imported from this cache gave min cosine {cosine:.6f} to the one compiled "
-                           f"({precision}, first samples)", "openvino": _openvino_version()})
-                selection.notes.append(f"OpenVINO's model cache does not give the compiled model's features for "
-                                       f"'{self.request.backbone.name}' here (min cosine {cosine:.4f}): not used, "
-                                       "the graph is compiled each run")
-        return compiled
+        compiled = self._graph_engine(parts, path, name, precision, cache)
+        if not _blobs(cache) - before:
+            return compiled
+        samples = self.request.backbone.collate(list(self.request.samples[:PARITY_SAMPLES]))
+        expected = compiled(samples)
+        del compiled
+        release_memory()
+        imported = self._graph_engine(parts, path, name, precision, cache)
+        cosine = _cosine(imported(samples), expected)
+        if cosine >= MIN_COSINE["fp32"]:
+            return imported
+        del imported
+        release_memory()
+        write_json_atomic(cache / OPENVINO_UNTRUSTED, {
+            "why": f"a model imported from this cache gave min cosine {cosine:.6f} to the one compiled "
+                   f"({precision}, first samples)", "openvino": _openvino_version()})
+        selection.notes.append(f"OpenVINO's model cache does not give the compiled model's features for "
+                               f"'{self.request.backbone.name}' here (min cosine {cosine:.4f}): not used, "
+                               "the graph is compiled each run")
+        return self._graph_engine(parts, path, name, precision)
+
+    def _graph_engine(self, parts: GraphParts, path: Path, name: str, precision: str,
+                      cache: Path | None = None) -> GraphEngine:
+        return GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache,
+                                             throughput=self.throughput))
 
 
 def _throughput(request: _Request, parts: GraphParts | None) -> bool:
