@@ -292,9 +292,10 @@ def test_a_run_that_fails_on_a_stream_is_an_error_and_the_runner_still_works(tmp
 
 
 def test_a_runner_kept_by_one_call_is_handed_to_the_next_call_of_the_same_graph(tmp_path: Path) -> None:
-    """`open_graph(reuse=True)` hands out the runner `keep` set aside for the same graph file and settings (one
-    per engine, taken while in use), and a new one for anything else: another file, thread count or version of
-    the file, a runner not opened for reuse, or after `forget_kept`."""
+    """`open_graph(reuse=True)` hands out the runner `keep` set aside for the same graph file and settings (taken
+    while in use), and a new one for anything else: another thread count or version of the file, after
+    `forget_kept`; a runner not opened for reuse is not kept, and one kept is let go when another is opened."""
+    from transferkit.engines import run
     from transferkit.engines.run import forget_kept, keep, open_graph
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
@@ -310,30 +311,35 @@ def test_a_runner_kept_by_one_call_is_handed_to_the_next_call_of_the_same_graph(
     np.testing.assert_array_equal(again(x), expected)
     assert open_graph(path, "onnxruntime", threads=1, reuse=True) is not first, "taken while in use"
     keep(again)
-    assert open_graph(path, "onnxruntime", threads=2, reuse=True) is not first
-    plain = open_graph(path, "onnxruntime", threads=1)
-    keep(plain)  # not opened for reuse: not kept
-    assert open_graph(path, "onnxruntime", threads=1, reuse=True) is first
+    keep(open_graph(path, "onnxruntime", threads=1))  # not opened for reuse: not kept
+    assert run._KEPT == [first]
+    other = open_graph(path, "onnxruntime", threads=2, reuse=True)
+    assert other is not first and run._KEPT == [], "the runner kept for other settings is let go"
+    keep(other)
     keep(first)
+    assert run._KEPT == [first], "one runner kept at most"
     export_onnx(model, example, tmp_path / "model.onnx", dynamic_axes={"input": {0: "batch"}})  # written again
     changed = open_graph(path, "onnxruntime", threads=1, reuse=True)
     assert changed is not first
     keep(changed)
     forget_kept()
-    assert open_graph(path, "onnxruntime", threads=1, reuse=True) is not changed
+    assert run._KEPT == [] and open_graph(path, "onnxruntime", threads=1, reuse=True) is not changed
 
 
 @pytest.mark.parametrize("engine", GRAPH_ENGINES)
 def test_the_next_extraction_call_runs_on_the_runner_the_last_one_kept(engine: str, graph_root: Path) -> None:
     """An extraction call keeps its graph engine's runner (compiled model, session) for the next call of the
-    same graph in this process, which gives the same features bit for bit without opening the graph again."""
+    same graph in this process, which gives the same features bit for bit without opening the graph again; a
+    call on anything else lets it go."""
     from transferkit.engines import run
 
     b = backbone("all-minilm-l6-v2")
     items = inputs_for(b, 6)
     first = extract_features(b, items, options=options(engine=engine, precision="fp32"))
-    kept = run._KEPT[engine]
+    kept = run._KEPT[0]
     again = extract_features(b, items, options=options(engine=engine, precision="fp32"))
-    assert run._KEPT[engine] is kept and kept.release_after_run is False
+    assert run._KEPT == [kept] and kept.release_after_run is False
     assert (first.engine, again.engine) == (engine, engine)
     np.testing.assert_array_equal(again.values, first.values)
+    extract_features(b, items, options=options(engine="torch", precision="fp32"))
+    assert run._KEPT == [], "a call that does not run on the kept runner lets it go"

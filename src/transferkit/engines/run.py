@@ -290,7 +290,8 @@ def open_graph(path: str | Path, engine: str, precision: str = "fp32", threads: 
     `throughput` runs several inputs at once on streams of its threads (`OpenVINORunner`).
 
     With `reuse`, the runner an earlier call of this process kept (`keep`) for the same graph file (path,
-    size, time) and settings is handed out instead of a new one, and the one handed out can be kept."""
+    size, time), engine and settings is handed out instead of a new one, and the one handed out can be kept;
+    a runner kept for anything else is let go first (one graph's compiled model is never kept beside another's)."""
     n = threads if threads is not None else (os.cpu_count() or 0)
     key: tuple[object, ...] | None = None
     if reuse:
@@ -298,11 +299,12 @@ def open_graph(path: str | Path, engine: str, precision: str = "fp32", threads: 
         key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, engine, precision, n,
                str(cache_dir) if cache_dir is not None else None, throughput)
         with _KEPT_LOCK:
-            kept = _KEPT.get(engine)
-            if kept is not None and kept.reuse_key == key:
-                del _KEPT[engine]  # in use: a second caller meanwhile opens its own
-                kept.release_after_run = False
-                return kept
+            kept = _KEPT.pop() if _KEPT else None  # in use (or let go): a second caller meanwhile opens its own
+        if kept is not None and kept.reuse_key == key:
+            kept.release_after_run = False
+            return kept
+        with keep_signal_stack():  # the last reference: OpenVINO's plugin may let its signal stack go
+            del kept
     runner: GraphRunner
     if engine == "onnxruntime":
         if precision != "fp32":
@@ -316,32 +318,31 @@ def open_graph(path: str | Path, engine: str, precision: str = "fp32", threads: 
     return runner
 
 
-#: the last runner of each engine an extraction call finished with (`keep`), for this process's next call
-_KEPT: dict[str, GraphRunner] = {}
+#: the runner the last extraction call finished with (`keep`), for this process's next call of the same graph
+_KEPT: list[GraphRunner] = []  # at most one
 _KEPT_LOCK = threading.Lock()
 
 
 def keep(runner: GraphRunner) -> None:
     """Keep `runner` (opened with `reuse`) for the next `open_graph(reuse=True)` of its graph in this process,
-    its last run's buffers given back; it replaces the runner kept before for its engine (one each). Opening
-    MiniLM's graph on OpenVINO from its model cache and letting it go took ~0.1 s of an extraction call of
-    600 short texts (~1.7 s on 2 cores) each time."""
+    its last run's buffers given back; the runner kept before is let go. Opening MiniLM's graph on OpenVINO
+    from its model cache and letting it go took ~0.1-0.35 s of an extraction call of 600 short texts (~1.5 s
+    on 2 cores). What it holds meanwhile (MiniLM fp32 on OpenVINO: ~180 MB, half of it the mapped blob) goes
+    back with `forget_kept`."""
     if runner.reuse_key is None:
         return
     runner.release_buffers()
     with _KEPT_LOCK:
-        replaced = _KEPT.get(runner.engine)
-        _KEPT[runner.engine] = runner
-    if replaced is not None and replaced is not runner:
-        with keep_signal_stack():
-            del replaced
+        replaced = _KEPT.pop() if _KEPT else None
+        _KEPT.append(runner)
+    with keep_signal_stack():
+        del replaced
 
 
 def forget_kept() -> None:
-    """Let every kept runner go (its compiled model, session and weights)."""
+    """Let the kept runner go (its compiled model or session, its weights)."""
     with _KEPT_LOCK:
-        kept = list(_KEPT.values())
-        _KEPT.clear()
+        kept = _KEPT.pop() if _KEPT else None
     with keep_signal_stack():
         del kept
 
