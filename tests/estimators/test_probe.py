@@ -177,6 +177,6 @@ def test_the_engine_kept_for_the_next_extraction_is_let_go_before_the_head_train
     monkeypatch.setattr(probe, "release_engines", release_engines)
     monkeypatch.setattr(probe, "train_probe", train_probe)
     data = load_dataset(image_folder)
-    TransferClassifier(backbone="resnet10t", weights="random", engine="onnxruntime", precision="fp32",
+    TransferClassifier(backbone="test_efficientnet", weights="random", engine="onnxruntime", precision="fp32",
                        progress=False, cache_dir=tmp_path).fit(data.items, data.labels)
     assert seen[:2] == [("kept before the head", 1), ("kept while the head trains", 0)], seen
