@@ -176,3 +176,50 @@ def test_a_concatenation_is_each_part_extracted_side_by_side(image_folder, tmp_p
     np.testing.assert_array_equal(feats.values, np.concatenate([a.values for a in alone], axis=1))
     swapped = extract_features(create_backbone("test_efficientnet@random+hog"), items, options=OPTS)
     np.testing.assert_array_equal(swapped.values, np.concatenate([a.values for a in alone[::-1]], axis=1))
+
+
+def test_batches_after_the_first_are_collated_ahead_in_a_thread(monkeypatch) -> None:
+    """Once the engine is chosen, the next batch is loaded and collated in a thread while the engine runs this
+    one: the same features as batches collated in turn, and an error collating a later batch still comes out."""
+    import threading
+
+    import transferkit.features as features
+    from transferkit.backbones import create_backbone
+
+    tfidf = create_backbone("tfidf")
+    texts = [f"text number {i} about {'cats' if i % 3 else 'dogs'}" for i in range(23)]
+    real = type(tfidf).collate
+    threads: list[str] = []
+
+    def collate(self, samples):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        if any(float(s.sum()) < 0 for s in samples):
+            raise RuntimeError("boom")
+        return real(self, samples)
+
+    monkeypatch.setattr(type(tfidf), "collate", collate)
+    options = ExtractOptions(progress=False, batch_size=5, num_workers=0)
+    ahead = extract_features(tfidf, texts, options=options)
+    assert sum(name.startswith("transferkit-collate") for name in threads) == 4  # batches 2-5 of 5
+    monkeypatch.setattr(features._Batches, "collate_ahead", lambda self: None)
+    in_turn = extract_features(tfidf, texts, options=options)
+    np.testing.assert_array_equal(ahead.values, in_turn.values)
+    monkeypatch.undo()
+    monkeypatch.setattr(type(tfidf), "collate", collate)
+    real_load = type(tfidf).load
+    monkeypatch.setattr(type(tfidf), "load", lambda self, item: -real_load(self, item) if item == texts[17]
+                        else real_load(self, item))
+    with pytest.raises(RuntimeError, match="boom"):
+        extract_features(tfidf, texts, options=options)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_extraction_leaves_the_backbone_in_its_mode(lite0, image_folder, training: bool) -> None:
+    items = load_dataset(image_folder).items[:3]
+    was = lite0.training
+    lite0.train(training)
+    try:
+        extract_features(lite0, items, options=OPTS)
+        assert {m.training for m in lite0.modules()} == {training}
+    finally:
+        lite0.train(was)

@@ -26,6 +26,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,7 @@ import torch
 from transferkit.backbones.contract import Backbone
 from transferkit.cache import FeatureCache, default_cache_dir, item_key
 from transferkit.data.augment import augmenting
+from transferkit.engines.run import forget_kept
 from transferkit.engines.select import (
     MIN_COSINE,
     Calibration,
@@ -152,6 +154,15 @@ def extract_features(
     feats = _extract_into(out, backbone, items, options=options, cache=cache, description=description)
     feats.values = out if feats.ok.all() else _compact(out, feats.ok)
     return feats
+
+
+def release_engines() -> None:
+    """Let go of the graph engine an extraction call kept for the next call of the same graph in this process
+    (`engines.run.keep`; the next extraction call lets it go itself when it does not run on it), before work
+    that needs the memory more than the next call needs the speed: a head's training (MiniLM's OpenVINO model
+    holds ~180 MB; kept through the head's fit, a text fit of 3,000 texts peaked at 1.76 GB instead of 1.55)."""
+    forget_kept()
+    trim_heap()
 
 
 def _extract_into(
@@ -285,37 +296,109 @@ def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: di
         return copies[0]
 
     was_training = backbone.training
-    backbone.eval().to(job.device)
+    _prepare(backbone, job.device)
     selection: Selection | None = None
     try:
-        with _progress(job.opts.progress, job.description, len(todo)) as advance:
-            for batch in _loader(job, todo):
+        with _progress(job.opts.progress, job.description, len(todo)) as advance, _Batches(job, todo) as batches:
+            for batch, collated in batches:
                 good = [(i, sample) for i, sample, _ in batch if sample is not None]
                 for i, _, reason in batch:
                     if reason is not None:
                         failed[i] = reason
                         shards.fail(keys[i], reason)
+                feats: torch.Tensor | None = None
+                if good and selection is None:
+                    selection = _select(job, torch_model, [s for _, s in good], todo)
+                    forget_kept()  # a runner kept by the last call that this one did not take: not beside this one
+                    feats = selection.first
+                    if selection.engine.engine != "torch":  # the torch copy only raced: not kept alive
+                        copies.clear()
+                if selection is not None:  # the next batch is collated while the engine runs this one
+                    batches.collate_ahead()
                 if good:
-                    feats: torch.Tensor | None = None
-                    if selection is None:
-                        selection = _select(job, torch_model, [s for _, s in good], todo)
-                        feats = selection.first
-                        if selection.engine.engine != "torch":  # the torch copy only raced: not kept alive
-                            copies.clear()
+                    assert selection is not None
                     if feats is None:
-                        feats = selection.engine(backbone.collate([s for _, s in good]))
+                        feats = selection.engine(collated if collated is not None
+                                                 else backbone.collate([s for _, s in good]))
                     for (i, _), row in zip(good, feats.numpy(), strict=True):
                         out[i], ok[i] = row, True
                         shards.add(keys[i], i)
                 shards.flush_when_full()
                 advance(len(batch))
         shards.flush()
+        if selection is not None:
+            selection.engine.done()
     finally:
-        backbone.train(was_training)
+        if was_training:
+            backbone.train()
     if selection is None:
         return _Outcome(engine="none", precision=job.opts.precision)
     return _Outcome(engine=selection.engine.engine, precision=selection.engine.precision,
                     parity=selection.min_cosine, notes=selection.notes)
+
+
+def _prepare(module: torch.nn.Module, device: torch.device) -> None:
+    """`module.eval().to(device)`, each step only when something changes: `train`/`eval` of a transformers
+    model registers its kernels again, and both walk every submodule (MiniLM: ~40 ms of a 600-text call)."""
+    if any(m.training for m in module.modules()):
+        module.eval()
+    if any(t.device != device for t in (*module.parameters(), *module.buffers())):
+        module.to(device)
+
+
+_Batch = list[tuple[int, object, str | None]]
+
+
+class _Batches:
+    """The loader's batches of `todo`, each with its readable samples collated when that was done ahead.
+
+    Once `collate_ahead` is called (the engine is chosen), each batch is handed out with the next one
+    already being loaded and collated in a thread, while the engine runs this one: a text's tokenisation
+    (~4 ms a batch of 32 on 2 cores) no longer leaves the engine's threads idle between batches. Only when
+    the loader runs in this process (no workers: texts, and small calls): with worker processes, the
+    decoding already overlaps the engine, and batches keep coming in the order and at the time they did."""
+
+    def __init__(self, job: _Job, todo: list[int]) -> None:
+        self.loader = _loader(job, todo)
+        self.collate = job.backbone.collate
+        self.ahead = self.loader.num_workers == 0
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: Future[tuple[_Batch | None, object | None]] | None = None
+
+    def __enter__(self) -> _Batches:
+        self.batches = iter(self.loader)
+        return self
+
+    def __iter__(self) -> Iterator[tuple[_Batch, object | None]]:
+        while True:
+            if self.pending is not None:
+                batch, collated = self.pending.result()
+                self.pending = None
+            else:
+                batch, collated = next(self.batches, None), None
+            if batch is None:
+                return
+            yield batch, collated
+
+    def collate_ahead(self) -> None:
+        """Start loading and collating the next batch (in a thread), when batches are collated ahead."""
+        if not self.ahead or self.pending is not None:
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="transferkit-collate")
+        self.pending = self.pool.submit(self._next)
+
+    def _next(self) -> tuple[_Batch | None, object | None]:
+        batch = next(self.batches, None)
+        if batch is None:
+            return None, None
+        samples = [sample for _, sample, _ in batch if sample is not None]
+        return batch, self.collate(samples) if samples else None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)  # a batch being collated finishes first
 
 
 def _loader(job: _Job, todo: list[int]) -> torch.utils.data.DataLoader:

@@ -186,7 +186,7 @@ def test_a_model_cache_whose_import_differs_is_marked_untrusted_and_not_used(tmp
             return [self(arrays) for arrays in runs]
 
     def open_graph(path: Path, name: str, precision: str, threads: int, cache_dir: Path | None = None,
-                   throughput: bool = False) -> object:
+                   throughput: bool = False, reuse: bool = False) -> object:
         imported = cache_dir is not None and any(Path(cache_dir).glob("*.blob"))
         opened.append(cache_dir is not None)
         runner = real_open(path, name, precision, threads, cache_dir=cache_dir, throughput=throughput)
@@ -237,10 +237,11 @@ def test_a_blob_just_written_is_checked_with_one_compiled_model_alive_and_its_im
             return [self(arrays) for arrays in runs]
 
     def open_graph(path: Path, name: str, precision: str, threads: int, cache_dir: Path | None = None,
-                   throughput: bool = False) -> object:
+                   throughput: bool = False, reuse: bool = False) -> object:
         alive_at_open.append(sum(ref() is not None for _, ref in opened))
         imported = cache_dir is not None and any(Path(cache_dir).glob("*.blob"))
-        runner = Counting(real_open(path, name, precision, threads, cache_dir=cache_dir, throughput=throughput))
+        runner = Counting(real_open(path, name, precision, threads, cache_dir=cache_dir, throughput=throughput,
+                                    reuse=reuse))
         opened.append((imported, weakref.ref(runner)))
         if imported:
             kept.append(runner)
@@ -341,3 +342,57 @@ def test_a_run_that_fails_on_a_stream_is_an_error_and_the_runner_still_works(tmp
         expected = model(torch.from_numpy(good["input"])).numpy()
     for out in runner.run_all([good, good, good]):
         np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_a_runner_kept_by_one_call_is_handed_to_the_next_call_of_the_same_graph(tmp_path: Path) -> None:
+    """`open_graph(reuse=True)` hands out the runner `keep` set aside for the same graph file and settings (taken
+    while in use), and a new one for anything else: another thread count or version of the file, after
+    `forget_kept`; a runner not opened for reuse is not kept, and one kept is let go when another is opened."""
+    from transferkit.engines import run
+    from transferkit.engines.run import forget_kept, keep, open_graph
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    example = {"input": torch.randn(2, 3, 8, 8)}
+    path = export_onnx(model, example, tmp_path / "model.onnx", dynamic_axes={"input": {0: "batch"}})
+    x = {"input": np.ones((2, 3, 8, 8), dtype=np.float32)}
+    forget_kept()
+    first = open_graph(path, "onnxruntime", threads=1, reuse=True)
+    expected = first(x)
+    keep(first)
+    again = open_graph(path, "onnxruntime", threads=1, reuse=True)
+    assert again is first
+    np.testing.assert_array_equal(again(x), expected)
+    assert open_graph(path, "onnxruntime", threads=1, reuse=True) is not first, "taken while in use"
+    keep(again)
+    keep(open_graph(path, "onnxruntime", threads=1))  # not opened for reuse: not kept
+    assert run._KEPT == [first]
+    other = open_graph(path, "onnxruntime", threads=2, reuse=True)
+    assert other is not first and run._KEPT == [], "the runner kept for other settings is let go"
+    keep(other)
+    keep(first)
+    assert run._KEPT == [first], "one runner kept at most"
+    export_onnx(model, example, tmp_path / "model.onnx", dynamic_axes={"input": {0: "batch"}})  # written again
+    changed = open_graph(path, "onnxruntime", threads=1, reuse=True)
+    assert changed is not first
+    keep(changed)
+    forget_kept()
+    assert run._KEPT == [] and open_graph(path, "onnxruntime", threads=1, reuse=True) is not changed
+
+
+@pytest.mark.parametrize("engine", GRAPH_ENGINES)
+def test_the_next_extraction_call_runs_on_the_runner_the_last_one_kept(engine: str, graph_root: Path) -> None:
+    """An extraction call keeps its graph engine's runner (compiled model, session) for the next call of the
+    same graph in this process, which gives the same features bit for bit without opening the graph again; a
+    call on anything else lets it go."""
+    from transferkit.engines import run
+
+    b = backbone("all-minilm-l6-v2")
+    items = inputs_for(b, 6)
+    first = extract_features(b, items, options=options(engine=engine, precision="fp32"))
+    kept = run._KEPT[0]
+    again = extract_features(b, items, options=options(engine=engine, precision="fp32"))
+    assert run._KEPT == [kept] and kept.release_after_run is False
+    assert (first.engine, again.engine) == (engine, engine)
+    np.testing.assert_array_equal(again.values, first.values)
+    extract_features(b, items, options=options(engine="torch", precision="fp32"))
+    assert run._KEPT == [], "a call that does not run on the kept runner lets it go"

@@ -422,3 +422,35 @@ def test_the_runner_up_remembered_is_never_the_winner(tmp_path: Path, monkeypatc
     request = types.SimpleNamespace(engine="auto")
     select._race_winner(request, plan, select._Timed(Named("openvino fp32"), 1.0), selection)  # type: ignore[arg-type]
     assert remembered.get() == "openvino fp32" and remembered.runner_up() == "torch fp32"
+
+
+def test_a_run_of_texts_is_cut_to_its_own_longest_text_with_the_same_features() -> None:
+    """On several streams a batch of texts runs `GRAPH_ROWS` texts at a time, each run without the padding past
+    its own longest text (batches are sorted longest first: the later runs are shorter): the exported module
+    gives those rows the same features as on the batch's full width."""
+    text = backbone("all-minilm-l6-v2")
+    parts = text.graph_parts()
+    texts = [" ".join(["word"] * n) for n in (40, 31, 22, 17, 12, 11, 9, 9, 5, 3, 2, 1)]
+    batch = text.collate(texts)
+    widths: list[list[int]] = []
+
+    class Streams:  # stands in for OpenVINO opened for throughput: records the runs, computes them in torch
+        engine, precision, parallel_runs, release_after_run = "openvino", "fp32", 2, False
+        input_names = parts.input_names
+
+        def run_all(self, runs: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+            widths.append([int(run["attention_mask"].shape[1]) for run in runs])
+            with torch.inference_mode():
+                return [parts.module(*(torch.from_numpy(np.ascontiguousarray(run[n])) for n in self.input_names))
+                        .numpy() for run in runs]
+
+    out = select.GraphEngine(parts, Streams())(batch)  # type: ignore[arg-type]
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    assert widths == [[int(lengths[0]), int(lengths[select.GRAPH_ROWS])]], (widths, lengths)
+    with torch.inference_mode():
+        whole = parts.module(*(batch[n] for n in parts.input_names))
+    torch.testing.assert_close(out, whole, rtol=0, atol=1e-5)
+    assert parts.trim is not None
+    left = parts.trim({"attention_mask": np.array([[0, 1, 1], [0, 0, 1]]),
+                       "input_ids": np.array([[0, 5, 6], [0, 0, 7]])})
+    assert left["input_ids"].shape == (2, 3), "padding on the left: nothing to cut"

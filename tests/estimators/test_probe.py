@@ -154,3 +154,29 @@ def test_transferkit_load_dispatches_on_the_bundle(fitted, tmp_path) -> None:
     loaded = transferkit.load(out)
     assert isinstance(loaded, TransferClassifier)
     assert list(loaded.predict(data.items[:2])) == list(clf.predict(data.items[:2]))
+
+
+def test_the_engine_kept_for_the_next_extraction_is_let_go_before_the_head_trains(image_folder, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """Extraction keeps its graph engine for the next call of the same graph (a compiled model: ~180 MB for
+    MiniLM); a fit lets it go before its head trains, where a text fit's memory would otherwise peak."""
+    import transferkit.estimators.probe as probe
+    from transferkit.engines import run
+
+    seen: list[tuple[str, int]] = []
+    real_release, real_train = probe.release_engines, probe.train_probe
+
+    def release_engines() -> None:
+        seen.append(("kept before the head", len(run._KEPT)))
+        real_release()
+
+    def train_probe(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(("kept while the head trains", len(run._KEPT)))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(probe, "release_engines", release_engines)
+    monkeypatch.setattr(probe, "train_probe", train_probe)
+    data = load_dataset(image_folder)
+    TransferClassifier(backbone="test_efficientnet", weights="random", engine="onnxruntime", precision="fp32",
+                       progress=False, cache_dir=tmp_path).fit(data.items, data.labels)
+    assert seen[:2] == [("kept before the head", 1), ("kept while the head trains", 0)], seen

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypedDict, TypeVar, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,6 +97,9 @@ class GraphParts(Generic[BatchT, ContextT]):
     finish: Callable[[torch.Tensor, ContextT], torch.Tensor]
     input_names: tuple[str, ...] = ("input",)
     dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=lambda: {"input": {0: "batch"}})
+    #: the named input arrays of some rows of a batch (a run: engines run a batch a few rows at a time) cut to
+    #: what those rows need, for the same rows out (texts: the padding past the run's longest text); None: as is
+    trim: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
     def example_inputs(self) -> dict[str, torch.Tensor]:
         inputs, _ = self.prepare(self.example)

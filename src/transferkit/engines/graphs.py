@@ -104,11 +104,12 @@ def backbone_graph(
     *,
     root: str | Path | None = None,
     opset: int = DEFAULT_OPSET,
+    key: JSONObject | None = None,
 ) -> tuple[Path, bool]:
     """The ONNX file of `backbone`'s graph (exported now, or reused from the cache) and whether
-    it was reused."""
+    it was reused. `key`: `graph_key(backbone, parts, opset)` when the caller has it already."""
     parts = parts or backbone.graph_parts()
-    key = graph_key(backbone, parts, opset)
+    key = key if key is not None else graph_key(backbone, parts, opset)
     folder = graph_folder(backbone, key, root)
     model, key_file = folder / "model.onnx", folder / "key.json"
     if model.is_file() and key_file.is_file():

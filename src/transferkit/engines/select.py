@@ -45,7 +45,7 @@ from transferkit.engines.graphs import (
     key_digest,
     write_json_atomic,
 )
-from transferkit.engines.run import PACKAGES, GraphRunner, is_installed, open_graph, openvino_has_bf16
+from transferkit.engines.run import PACKAGES, GraphRunner, is_installed, keep, open_graph, openvino_has_bf16
 from transferkit.errors import ConfigError, EngineError, EngineWarning
 from transferkit.jsontypes import JSONObject
 from transferkit.params import ENGINE, PRECISION
@@ -131,6 +131,10 @@ class BatchEngine(ABC):
         onnxruntime session and an OpenVINO compiled model each keep ~0.4-0.5 GB for batches of 32
         EfficientNet-Lite0 images)."""
 
+    def done(self) -> None:  # noqa: B027  - a torch engine is the backbone itself: nothing to keep
+        """The extraction call is over: what a later call of this process can use again is kept
+        (a graph engine's compiled model or session, `engines.run.keep`)."""
+
 
 class TorchEngine(BatchEngine):
     """The backbone in PyTorch: `forward_features` under inference mode, bf16 autocast or fp32.
@@ -165,8 +169,9 @@ class GraphEngine(BatchEngine):
     `GRAPH_ROWS` rows at a time when every input's first axis is the graph's dynamic batch axis: the
     engine's buffers scale with the rows of a run. On a runner with several streams (OpenVINO opened for
     throughput), large rows run `STREAM_ROWS` at a time and small ones (texts) `GRAPH_ROWS`, one run in
-    flight per stream. On one stream, small rows (texts, audio partials) run whole: a run of 8 texts was
-    slower than one of 32 there, and their buffers are small."""
+    flight per stream, each run cut to what its rows need (`GraphParts.trim`: a run of texts without the
+    padding past its own longest). On one stream, small rows (texts, audio partials) run whole: a run of 8 texts
+    was slower than one of 32 there, and their buffers are small."""
 
     def __init__(self, parts: GraphParts, runner: GraphRunner) -> None:
         self.parts, self.runner = parts, runner
@@ -175,6 +180,9 @@ class GraphEngine(BatchEngine):
 
     def keep_buffers(self, keep: bool) -> None:
         self.runner.release_after_run = not keep
+
+    def done(self) -> None:
+        keep(self.runner)
 
     def __call__(self, batch: object) -> torch.Tensor:
         with torch.inference_mode():
@@ -195,8 +203,9 @@ class GraphEngine(BatchEngine):
             split = _in_runs(n, row_bytes, rows)
         if not (self.chunked and split):
             return self.runner(arrays)
-        return np.concatenate(self.runner.run_all([{name: a[i:i + rows] for name, a in arrays.items()}
-                                                   for i in range(0, n, rows)]))
+        runs = [{name: a[i:i + rows] for name, a in arrays.items()} for i in range(0, n, rows)]
+        trim = self.parts.trim
+        return np.concatenate(self.runner.run_all([trim(run) for run in runs] if trim is not None else runs))
 
 
 def _in_runs(rows: int, row_bytes: int, run_rows: int) -> bool:
@@ -721,6 +730,10 @@ class Rechecked(BatchEngine):
             self._decide()
         return out
 
+    def done(self) -> None:
+        if self.current is not None and self.runner_up is None:  # decided: the engine the run went on with
+            self.current.done()
+
     def _decide(self) -> None:
         assert self.chosen is not None and self.runner_up is not None
         kept, other = self.chosen.label, self.runner_up.label
@@ -790,7 +803,7 @@ def _built(request: _Request, plan: _Plan, selection: Selection) -> Iterator[Bat
     caller unless it keeps it) before the next is built, so a race holds at most two; graph
     engines share one exported (cached) graph."""
     count = 0
-    graph = _Graph(request, plan.parts, plan.throughput)
+    graph = _Graph(request, plan.parts, plan.throughput, plan.key)
     for name, prec in plan.candidates:
         built = (TorchEngine(request.model(), prec, request.device, request.channels_last) if name == "torch"
                  else graph.engine(name, prec, selection))
@@ -813,8 +826,9 @@ class _Graph:
     """The backbone's exported graph (exported, or read from the cache, on first use) and the
     engines that run it."""
 
-    def __init__(self, request: _Request, parts: GraphParts | None, throughput: bool) -> None:
-        self.request, self.parts, self.throughput = request, parts, throughput
+    def __init__(self, request: _Request, parts: GraphParts | None, throughput: bool,
+                 key: JSONObject | None = None) -> None:
+        self.request, self.parts, self.throughput, self.key = request, parts, throughput, key
         self.path: Path | None = None
         self.failed = False
         self.threads = torch.get_num_threads()
@@ -827,7 +841,7 @@ class _Graph:
         backbone = request.backbone
         try:
             if self.path is None:
-                self.path, reused = backbone_graph(backbone, parts, root=request.root)
+                self.path, reused = backbone_graph(backbone, parts, root=request.root, key=self.key)
                 if not reused:
                     release_memory()  # what the export held (a traced program, the graph in memory)
             path = _int8_path(backbone, parts, self.path, request.calibration) if precision == "int8" else self.path
@@ -882,8 +896,10 @@ class _Graph:
 
     def _graph_engine(self, parts: GraphParts, path: Path, name: str, precision: str,
                       cache: Path | None = None) -> GraphEngine:
+        """`name` on the graph (`reuse`: the runner an earlier extraction call of this process kept for it, if
+        any, `engines.run.keep`)."""
         return GraphEngine(parts, open_graph(path, name, precision, self.threads, cache_dir=cache,
-                                             throughput=self.throughput))
+                                             throughput=self.throughput, reuse=True))
 
 
 def _throughput(request: _Request, parts: GraphParts | None) -> bool:

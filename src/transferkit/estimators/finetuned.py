@@ -40,7 +40,7 @@ from transferkit.estimators.transfer_estimator import (
     TransferEstimator,
     as_labelled_data,
 )
-from transferkit.features import ExtractOptions, Features, extract_features
+from transferkit.features import ExtractOptions, Features, extract_features, release_engines
 from transferkit.finetune.adabn import AdaBNRecord
 from transferkit.finetune.config import PRECISIONS, FinetuneConfig
 from transferkit.finetune.model import FinetuneModel, LogitsBackbone
@@ -552,6 +552,7 @@ class FinetunedClassifier(TransferEstimator):
         tr, va = np.flatnonzero(keep[:n]), np.flatnonzero(keep[n:]) + n
         class_w = None if weights is None else weights.numpy()
         spec, n_classes = model.spec, model.num_classes
+        release_engines()  # the engine kept for the next extraction call: not beside the head's (and network's) fit
         if spec.kind == "linear":
             probe = train_probe(spec, values[tr], y_all[tr], values[va], y_all[va], n_classes, class_weight=class_w,
                                 seed=self.seed)

@@ -44,7 +44,7 @@ from transferkit.estimators.transfer_estimator import (
     TransferEstimator,
     as_labelled_data,
 )
-from transferkit.features import ExtractOptions, Features, extract_features
+from transferkit.features import ExtractOptions, Features, extract_features, release_engines
 from transferkit.heads import (
     FittedProbe,
     HeadChoice,
@@ -250,6 +250,7 @@ class TransferClassifier(TransferEstimator):
         # the rows as indices into the features, read a block at a time (no copy of the training rows); without
         # views to weigh or a target to adapt to, nothing reads `values` after this: the head may write its
         # standardised rows over them (`heads.Rows.disposable`; `values` is this fit's own array)
+        release_engines()  # the engine kept for the next extraction call: not beside the head's fit
         probe = train_probe(spec, Rows(values, tr_idx, given_up := not self.augment and target is None), y_all[tr_idx],
                             Rows(values, va_idx, given_up), y_all[va_idx], len(self.classes_),
                             class_weight=self.class_weight, seed=self.seed, blocks=self.backbone_.feature_blocks())

@@ -59,7 +59,7 @@ from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
 from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
 from transferkit.estimators.transfer_estimator import FitReport, Labels, Params, TransferEstimator
-from transferkit.features import ExtractOptions, Features, extract_features
+from transferkit.features import ExtractOptions, Features, extract_features, release_engines
 from transferkit.heads import HeadChoice, build_head, class_weights, parse_head, train_probe
 from transferkit.jsontypes import JSONObject
 from transferkit.params import (
@@ -568,6 +568,7 @@ class TabularTransferClassifier(TransferEstimator):
                     weights: np.ndarray | None) -> tuple[torch.nn.Module, HeadChoice]:
         """The fusion head (`fusion`: a probe on the blocks side by side, or learned per-column gates) and
         the settings validation chose for it."""
+        release_engines()  # the engine kept for the next extraction call: not beside the head's fit
         if self.fusion == "gated":
             from transferkit.heads.fusion import fit_gated_fusion
 
