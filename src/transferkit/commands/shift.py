@@ -339,21 +339,24 @@ def print_table_shift(result: JSONObject, out: Console) -> None:
     out.print(f"{result['data']} → {result['target']}", highlight=False)
     table = Table(title="how far is each column?", title_justify="left")
     table.add_column("column", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("domain classifier", justify="right", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("domain clf.", justify="right", no_wrap=True)
     table.add_column("test", no_wrap=True)
-    table.add_column("p", justify="right")
-    table.add_column("shifted", justify="right")
-    short = {"image": "KS per component", "text": "KS per component", "audio": "KS per component",
-             "numeric": "KS", "categorical": "chi-square"}
+    table.add_column("shifted", justify="right", no_wrap=True)
+    short = {"image": "KS×PCs", "text": "KS×PCs", "audio": "KS×PCs", "numeric": "KS", "categorical": "χ²"}
+    kinds = {"numeric": "number", "categorical": "category"}
     columns = result["columns"]
     assert isinstance(columns, dict)
     for col, entry in columns.items():
         p = entry.get("p_value")
-        level = f" ({entry['level']})" if "level" in entry else ""
-        table.add_row(col, str(entry["kind"]), pct_or_dash(entry.get("domain_accuracy")) + level,
-                      short[str(entry["kind"])] if p is not None else "—", "—" if p is None else f"{p:.2g}",
+        level = f" {entry['level']}" if "level" in entry else ""
+        kind = str(entry["kind"])
+        table.add_row(col, kinds.get(kind, kind), pct_or_dash(entry.get("domain_accuracy")) + level,
+                      f"{short[kind]} p={p:.2g}" if p is not None else "—",
                       "yes" if entry.get("shift_detected") else "no")
+    table.caption = ("domain clf.: how often a domain classifier tells DATA's cells from TARGET's (50% = alike); "
+                     "KS×PCs: Kolmogorov–Smirnov per principal component, Bonferroni; KS: two-sample "
+                     "Kolmogorov–Smirnov; χ²: chi-square on the category counts")
     out.print(table)
     for col, entry in columns.items():
         if "why" in entry:
