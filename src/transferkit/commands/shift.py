@@ -227,6 +227,7 @@ def _table_shift(resolved: FitOptions, target: Path, *, adapt_method: str, out_d
             plots[f"shift-{i}.png"] = png
             entry["plot"] = str(out_dir / f"shift-{i}.png")
         entries[block.column] = entry
+
     def accuracy(col: str) -> float:
         value = entries[col].get("domain_accuracy")
         return float(value) if isinstance(value, int | float) else 0.0
