@@ -48,7 +48,7 @@ from transferkit.engines.select import (
 )
 from transferkit.errors import ConfigError, InputError
 from transferkit.params import BATCH_SIZE, DEVICE, ENGINE, PRECISION, PROGRESS
-from transferkit.runtime import resolve_device, resolve_precision, trim_heap
+from transferkit.runtime import eval_mode, resolve_device, resolve_precision, trim_heap
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -338,10 +338,9 @@ def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: di
 
 
 def _prepare(module: torch.nn.Module, device: torch.device) -> None:
-    """`module.eval().to(device)`, each step only when something changes: `train`/`eval` of a transformers
-    model registers its kernels again, and both walk every submodule (MiniLM: ~40 ms of a 600-text call)."""
-    if any(m.training for m in module.modules()):
-        module.eval()
+    """`module.eval().to(device)`, each step only when something changes (`runtime.eval_mode`; `.to` walks
+    every parameter and buffer too)."""
+    eval_mode(module)
     if any(t.device != device for t in (*module.parameters(), *module.buffers())):
         module.to(device)
 

@@ -43,6 +43,15 @@ def trim_heap() -> None:
             pass
 
 
+def eval_mode(module: torch.nn.Module) -> torch.nn.Module:
+    """`module.eval()` only when one of its modules is training: `eval` walks every submodule, and a
+    transformers model registers its kernels again on each `train`/`eval` (MiniLM: ~40 ms of a 600-text
+    extraction call)."""
+    if any(m.training for m in module.modules()):
+        module.eval()
+    return module
+
+
 def is_rank_zero() -> bool:
     """False in the extra processes a distributed launch starts (they must not write or print results)."""
     import os

@@ -51,6 +51,7 @@ from transferkit.backbones.spec import BackboneSpec
 from transferkit.backbones.weights import load_state_dict, sha256_file
 from transferkit.errors import BackboneError, ConfigError, InputError
 from transferkit.jsontypes import JSONObject
+from transferkit.runtime import eval_mode
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -471,11 +472,9 @@ class SentenceTransformerBackbone(Backbone[str, dict[str, torch.Tensor]]):
         """Transformer + pooling with dynamic batch and sequence axes; chunk averaging stays in torch."""
         names = tuple(self._input_names) + (() if "attention_mask" in self._input_names else ("attention_mask",))
         module = TextEncoderGraph(self.model, self.pooling, self._input_names, names)
-        module.training = False
-        if any(m.training for m in module.modules()):  # transformers' `train` walks the model and its kernels again
-            module.eval()
+        module.training = False  # the new wrapper alone: the model's own modules are switched only if they train
         return GraphParts(
-            module=module,
+            module=eval_mode(module),
             example=self.example_batch(),
             input_names=names,
             dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},

@@ -241,7 +241,7 @@ def _table_shift(resolved: FitOptions, target: Path, *, adapt_method: str, out_d
                f"no column differs detectably (each column's own test at α = 0.05); at most, {most}")
     result: JSONObject = {
         "kind": KIND, "data": str(resolved.data), "target": str(target), "modality": "table",
-        "backbones": {k: b.name for k, b in estimator.backbones_.items()},
+        "backbones": {b.kind: b.encoder for b in blocks if b.encoder is not None},
         "inputs_compared": {"data": len(keep_s), "target": len(keep_t)},
         "skipped": {"target": len(inputs.skipped)},
         **({"target_labels": f"ignored ({inputs.labels_ignored})"} if inputs.labels_ignored else {}),
@@ -390,7 +390,6 @@ def _check_out(folder: Path) -> None:
     if not ours:
         raise ConfigError(f"--out {folder}: it holds {', '.join(present)} that transferkit shift did not write; "
                           "choose another --out (nothing was written)")
-
 
 
 def _earlier_plots(folder: Path) -> set[str]:

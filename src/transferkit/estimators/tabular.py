@@ -191,6 +191,7 @@ class ColumnBlocks:
     target: np.ndarray
     labels: list[str]  # the source rows' labels
     categories: list[str] | None = None  # a categorical column's vocabulary (DATA's), in its block's order
+    encoder: str | None = None  # an image, text or audio column's backbone
 
 
 class TabularTransferClassifier(TransferEstimator):
@@ -439,22 +440,26 @@ class TabularTransferClassifier(TransferEstimator):
     def column_blocks(self, X: TableData, y: Labels | None, X_target: TableData) -> list[ColumnBlocks]:
         """Each column of `X`'s rows and of `X_target`'s, encoded as this model encodes them — its encoders (the
         backbones, the numeric columns' statistics, the categories' vocabularies) set up from `X`, no head
-        trained: what `transferkit shift` compares, column by column. `X_target`'s labels, if any, are not read."""
+        trained: what `transferkit shift` compares, column by column. `X_target`'s labels, if any, are not read.
+        The encoders are set up on an unfitted copy with the same parameters: this model, fitted or not, is
+        left as it was."""
         self.validate()
         rows, labels = _as_rows(X, y, "DATA")
         _check_columns(rows, [c for _, c in self.columns()], "DATA", X)
         target_rows, _ = _as_rows(X_target, None, "TARGET", need_labels=False)
         _check_columns(target_rows, [c for _, c in self.columns()], "TARGET", X_target)
         torch.manual_seed(self.seed)
-        self.aligns_, self.adaptation_ = {}, None
-        self.backbones_ = self._create_backbones()
-        self._learn_encoders(rows)
-        source, _, _ = self.encode(rows)
-        target, _, _ = self.encode(target_rows)
+        encoder = type(self)(**self.get_params())
+        encoder.aligns_ = {}
+        encoder.backbones_ = encoder._create_backbones()
+        encoder._learn_encoders(rows)
+        source, _, _ = encoder.encode(rows)
+        target, _, _ = encoder.encode(target_rows)
         out, start = [], 0
-        for (kind, col), width in zip(self.columns(), self.block_dims(), strict=True):
+        for (kind, col), width in zip(self.columns(), encoder.block_dims(), strict=True):
             out.append(ColumnBlocks(kind, col, source[:, start:start + width], target[:, start:start + width], labels,
-                                    self.vocabularies_.get(col)))
+                                    encoder.vocabularies_.get(col),
+                                    encoder.backbones_[kind].name if kind in EMBEDDED else None))
             start += width
         return out
 
