@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from transferkit.cache import FeatureCache
+from transferkit.cache import FeatureCache, item_key
 from transferkit.data import load_dataset
 from transferkit.features import ExtractOptions, extract_features
 
@@ -42,6 +42,33 @@ def test_cache_key_includes_weights_and_precision(lite0, tmp_path) -> None:
     random = create_backbone("efficientnet_lite0", weights="random")
     assert cache.folder(lite0, "bf16") != cache.folder(random, "bf16")
     assert cache.folder(lite0, "bf16") != cache.folder(lite0, "fp32")
+
+
+def test_rows_are_cached_under_the_precision_their_engine_ran(lite0, image_folder, tmp_path, monkeypatch) -> None:
+    """`auto` resolved to bf16 may run an engine in fp32: its rows go under fp32, never under bf16, and a
+    later `auto` run reads them; rows of two precisions in one result are said."""
+    import transferkit.engines.select as select
+    import transferkit.features as features
+
+    monkeypatch.setattr(features, "resolve_precision", lambda asked, device: "bf16" if asked == "auto" else asked)
+    monkeypatch.setattr(select, "cpu_supports_bf16", lambda: False)  # every candidate of `auto` runs fp32
+    items = load_dataset(image_folder).items[:6]
+    keys = [item_key(item, "image") for item in items]
+    cache = FeatureCache(tmp_path)
+    auto = ExtractOptions(progress=False, batch_size=16, precision="auto", engine="torch")
+    first = extract_features(lite0, items, options=auto, cache=cache)
+    assert first.extracted == 6 and first.precision == "fp32"
+    assert cache.lookup(cache.folder(lite0, "bf16"), keys) == ({}, {})
+    assert len(cache.lookup(cache.folder(lite0, "fp32"), keys)[0]) == 6
+    again = extract_features(lite0, items, options=auto, cache=cache)
+    assert again.extracted == 0 and again.cached == 6 and again.precision == "fp32" and not again.notes
+
+    bf16 = ExtractOptions(progress=False, batch_size=16, precision="bf16", engine="torch")
+    assert extract_features(lite0, items[:2], options=bf16, cache=cache).precision == "bf16"
+    mixed = extract_features(lite0, items, options=auto, cache=cache)  # bf16's folder is read first
+    assert mixed.extracted == 0 and mixed.precision == "fp32"
+    assert mixed.notes == ["features in more than one precision: 2 bf16 (2 of them from the cache), "
+                           "4 fp32 (4 of them from the cache)"]
 
 
 def test_failures_are_cached_and_reported(lite0, image_folder, tmp_path) -> None:

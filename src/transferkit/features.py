@@ -14,9 +14,12 @@ place. With `devices=N`, the inputs are split over N processes (Lightning Fabric
 its shards into the one cache. Inputs that cannot be read are skipped and reported, never fatal.
 
 Features are read from and written to the on-disk cache (`transferkit.cache`), keyed by the
-precision asked for ("auto" resolved by the hardware; "int8" its own; a backbone that runs on its own
-engine: fp32, what it computes): the engine is not part of
-the key, since every engine that is used has matched PyTorch's features first.
+precision they were computed in (a backbone that runs on its own engine: fp32, what it computes). The
+engine is not part of the key, since every engine that is used has matched PyTorch's features first;
+the precision is, since bf16 rows differ from fp32 ones by more than any engine's rounding. `auto`
+runs whichever of fp32 and bf16 wins the race here, so it reads both: first the precision the
+hardware suggests, then the other (`cache_precisions`); the rows it computes go under the precision
+the chosen engine ran, and the result names every precision its rows came in.
 """
 
 from __future__ import annotations
@@ -186,29 +189,19 @@ def _extract_into(
     if backbone.native_engine is not None:  # it runs as it ships, in fp32, whatever was asked: one cache entry
         precision = "fp32"
     n = len(items)
-    dim = backbone.num_features
     ok = np.zeros(n, dtype=bool)
     failed: dict[int, str] = {}
 
     keys = [item_key(item, backbone.modality) if cache else "" for item in items]
     folder = cache.folder(backbone, precision) if cache else None
+    found_in: dict[str, int] = {}  # rows read from the cache, by precision
     todo = list(range(n))
-    n_cached = 0
-    if cache and folder is not None:
-        vectors, failures = cache.lookup(folder, keys)  # reads only the shards holding these keys
-        todo = []
-        for i, key in enumerate(keys):
-            if key and key in vectors and vectors[key].shape == (dim,):
-                out[i], ok[i] = vectors[key], True
-                n_cached += 1
-            elif key and key in failures:
-                failed[i] = failures[key]
-                n_cached += 1
-            else:
-                todo.append(i)
-        del vectors, failures
+    if cache:
+        todo = _from_cache(cache, backbone, cache_precisions(opts.precision, precision), keys, out, ok, failed,
+                           found_in)
+    n_cached = n - len(todo)
 
-    outcome = _Outcome(precision=precision)
+    outcome = _Outcome(precision=max(found_in, key=found_in.__getitem__) if found_in else precision)
     if todo:
         order = backbone.batch_order([items[i] for i in todo])
         if order is not None:
@@ -220,7 +213,11 @@ def _extract_into(
             outcome = _run(job, todo, out, ok, failed)
         trim_heap()  # the engine and its buffers are let go: what they freed goes back before the caller goes on
         if outcome.engine == "none":  # no input could be read: nothing ran
-            outcome.precision = precision
+            outcome.precision = max(found_in, key=found_in.__getitem__) if found_in else precision
+        else:
+            _say_mixed(outcome, found_in, int(ok.sum()) - sum(found_in.values()))
+    elif len(found_in) > 1:
+        _say_mixed(outcome, found_in, 0)
     return Features(
         values=out,
         ok=ok,
@@ -233,6 +230,50 @@ def _extract_into(
         parity=outcome.parity,
         notes=outcome.notes,
     )
+
+
+def _from_cache(cache: FeatureCache, backbone: Backbone, precisions: list[str], keys: list[str], out: np.ndarray,
+                ok: np.ndarray, failed: dict[int, str], found_in: dict[str, int]) -> list[int]:
+    """Fill `out`/`ok` (and `failed`) from the cache's folders of `precisions`, in order, counting the rows read
+    by precision in `found_in`; returns the inputs still to extract."""
+    todo = list(range(len(keys)))
+    for looked_up in precisions:
+        vectors, failures = cache.lookup(cache.folder(backbone, looked_up), [keys[i] for i in todo])
+        missing = []
+        for i in todo:  # reads only the shards holding these keys
+            key = keys[i]
+            if key and key in vectors and vectors[key].shape == (backbone.num_features,):
+                out[i], ok[i] = vectors[key], True
+                found_in[looked_up] = found_in.get(looked_up, 0) + 1
+            elif key and key in failures:
+                failed[i] = failures[key]
+            else:
+                missing.append(i)
+        todo = missing
+        del vectors, failures
+        if not todo:
+            break
+    return todo
+
+
+def cache_precisions(asked: str, resolved: str) -> list[str]:
+    """The cache folders a request reads, by precision, in order: `resolved` (what `asked` resolved to here),
+    then, for `auto` resolved to bf16, fp32 — the race may choose an engine that runs fp32 (ONNX Runtime, or
+    OpenVINO without AMX), whose rows are kept under fp32."""
+    return [resolved, "fp32"] if asked == "auto" and resolved == "bf16" else [resolved]
+
+
+def _say_mixed(outcome: _Outcome, cached: dict[str, int], computed: int) -> None:
+    """When the rows came in more than one precision (an earlier run of `auto` chose an engine of the other
+    one), say how many of each in `outcome.notes`; `outcome.precision` becomes the precision of most rows."""
+    rows = dict(cached)
+    if computed:
+        rows[outcome.precision] = rows.get(outcome.precision, 0) + computed
+    if len(rows) < 2:
+        return
+    outcome.precision = max(rows, key=rows.__getitem__)
+    outcome.notes.append("features in more than one precision: " + ", ".join(
+        f"{n} {p}" + (f" ({cached[p]} of them from the cache)" if cached.get(p) else "") for p, n in rows.items()))
 
 
 def _compact(out: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -309,6 +350,8 @@ def _run(job: _Job, todo: list[int], out: np.ndarray, ok: np.ndarray, failed: di
                 feats: torch.Tensor | None = None
                 if good and selection is None:
                     selection = _select(job, torch_model, [s for _, s in good], todo)
+                    if job.cache:  # rows go under the precision the chosen engine runs (`cache_precisions`)
+                        shards.folder = job.cache.folder(backbone, selection.engine.precision)
                     forget_kept()  # a runner kept by the last call that this one did not take: not beside this one
                     feats = selection.first
                     if selection.engine.engine != "torch":  # the torch copy only raced: not kept alive
