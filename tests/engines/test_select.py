@@ -454,3 +454,12 @@ def test_a_run_of_texts_is_cut_to_its_own_longest_text_with_the_same_features() 
     left = parts.trim({"attention_mask": np.array([[0, 1, 1], [0, 0, 1]]),
                        "input_ids": np.array([[0, 5, 6], [0, 0, 7]])})
     assert left["input_ids"].shape == (2, 3), "padding on the left: nothing to cut"
+
+
+def test_a_remembered_choice_whose_runner_up_is_itself_is_raced_again(tmp_path: Path) -> None:
+    """Records written before the runner-up had to be another engine were never checked again: not used."""
+    remembered = select._Remembered(tmp_path, {"graph": "g"})
+    remembered.put("onnxruntime fp32", {"onnxruntime fp32": 123.0, "torch fp32": 139.0}, runner_up="onnxruntime fp32")
+    assert remembered.get() is None
+    remembered.put("onnxruntime fp32", {"onnxruntime fp32": 123.0, "torch fp32": 139.0}, runner_up="torch fp32")
+    assert remembered.get() == "onnxruntime fp32"

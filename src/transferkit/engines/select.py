@@ -306,8 +306,11 @@ class _Remembered:
             return {}
 
     def get(self) -> str | None:
-        choice = self._read().get("choice")
-        return str(choice) if choice else None
+        """The choice remembered; None for none, and for a record whose runner-up is the choice itself (written
+        before aa08abc): it could never be checked again, so it is raced anew and replaced."""
+        data = self._read()
+        choice = data.get("choice")
+        return str(choice) if choice and choice != data.get("runner_up") else None
 
     def runner_up(self) -> str | None:
         other = self._read().get("runner_up")
