@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,12 @@ COLOURS = {"red": (200, 40, 40), "blue": (40, 60, 210)}
 TOPICS = {"sport": TRAIN_TEXT["sport"] + TEST_TEXT["sport"], "cooking": TRAIN_TEXT["cooking"] + TEST_TEXT["cooking"]}
 
 
-def cli(args: list[str]) -> dict[str, Any]:
-    """Run `transferkit ARGS --json`, echo the command, return the JSON summary."""
+def cli(args: list[str], cache: Path) -> dict[str, Any]:
+    """Run `transferkit ARGS --json` on the feature cache `cache`, echo the command, return the JSON summary."""
     print("$ transferkit " + " ".join(args), flush=True)
     done = subprocess.run([sys.executable, "-m", "transferkit", *args, "--json", "--overwrite"],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "TRANSFERKIT_CACHE": str(cache)})
     if done.returncode != 0:
         raise SystemExit(f"failed:\n{done.stdout}\n{done.stderr}")
     return json.loads(done.stdout[done.stdout.index("{"):])
@@ -122,21 +125,29 @@ def main() -> None:
     args = parser.parse_args()
     root, runs = args.out, args.out / "runs"
     root.mkdir(parents=True, exist_ok=True)
+    # a fresh feature cache, and so no engine choice remembered from earlier runs: on a CPU with native bf16,
+    # engines round bf16 differently, and features from another run's engine would change a figure here
+    with tempfile.TemporaryDirectory(prefix="tk-multimodal-cache-") as cache:
+        run_all(root, runs, args.seed, Path(cache))
+
+
+def run_all(root: Path, runs: Path, seed: int, cache: Path) -> None:
     results: list[tuple[str, float | None, str]] = []
 
-    reviews, bow = write_text(root, args.seed)
-    s = cli(["fit", str(reviews), "--text-column", "text", "--label-column", "label", "--out", str(runs / "reviews")])
+    reviews, bow = write_text(root, seed)
+    s = cli(["fit", str(reviews), "--text-column", "text", "--label-column", "label", "--out", str(runs / "reviews")],
+            cache)
     results += [(f"text: the default probe ({s['backbone']})", s["accuracy"],
                  f"{s['n_test']} test sentences, new wording"),
                 ("text: bag-of-words from scratch (baseline)", bow, "same split"),
                 ("text: chance", 1 / 3, "")]
 
-    clips = write_audio(root, args.seed)
-    s = cli(["fit", str(clips), "--modality", "audio", "--out", str(runs / "clips")])
+    clips = write_audio(root, seed)
+    s = cli(["fit", str(clips), "--modality", "audio", "--out", str(runs / "clips")], cache)
     results += [(f"audio: the default probe ({s['backbone']})", s["accuracy"], f"{s['n_test']} test clips, 4 classes"),
                 ("audio: chance", 0.25, "")]
 
-    table = write_table(root, args.seed)
+    table = write_table(root, seed)
     base = ["fit", str(table), "--label-column", "category"]
     for name, flags in (
         ("table: image column alone", ["--image-column", "image_path"]),
@@ -146,7 +157,7 @@ def main() -> None:
                                                "--numeric-columns", "price", "--categorical-columns", "shop",
                                                "--fusion", "gated"]),
     ):
-        s = cli([*base, *flags, "--out", str(runs / name.split(": ")[1].replace(" ", "-").replace(",", ""))])
+        s = cli([*base, *flags, "--out", str(runs / name.split(": ")[1].replace(" ", "-").replace(",", ""))], cache)
         results.append((name, s["accuracy"], f"{s['n_test']} test rows, 4 classes"))
     results.append(("table: chance", 0.25, ""))
 
