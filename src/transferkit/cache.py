@@ -61,9 +61,9 @@ from transferkit.outputs import mark_output
 if TYPE_CHECKING:  # only for annotations: reading the cache needs no torch
     from transferkit.backbones.contract import Backbone
 from transferkit.data.augment import AugmentedItem
+from transferkit.data.fingerprint import FINGERPRINT_BLOCK, fingerprint
 
-#: bytes hashed at each end of a file for its content fingerprint
-FINGERPRINT_BLOCK = 4096
+__all__ = ["FINGERPRINT_BLOCK", "FeatureCache", "fingerprint", "item_key", "resolve_cache", "row_checksum"]
 #: the shard format this module writes (in each shard's header)
 SHARD_FORMAT = "transferkit.features"
 SHARD_VERSION = "2"
@@ -92,17 +92,6 @@ def resolve_cache(cache: FeatureCache | str | Path | bool | None) -> FeatureCach
     if isinstance(cache, FeatureCache):
         return cache
     return FeatureCache(default_cache_dir() if cache is None or cache is True else cache)
-
-
-def fingerprint(path: str | Path, size: int) -> str:
-    """sha256 (hex) over the first and last `FINGERPRINT_BLOCK` bytes of a file of `size` bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        h.update(fh.read(FINGERPRINT_BLOCK))
-        if size > FINGERPRINT_BLOCK:
-            fh.seek(max(FINGERPRINT_BLOCK, size - FINGERPRINT_BLOCK))
-            h.update(fh.read(FINGERPRINT_BLOCK))
-    return h.hexdigest()
 
 
 def item_key(item: object, modality: str) -> str:

@@ -32,6 +32,23 @@ def test_same_seed_same_view_and_views_differ(photo: str) -> None:
     assert first[0].shape == (48, 64, 3)  # a view keeps the input's size: the backbone's loader resizes
 
 
+def test_the_same_file_elsewhere_gets_the_same_views(photo: str, tmp_path: Path) -> None:
+    """A view is drawn from its source's content, not its path: data copied to another folder (or made again
+    by a seeded script) gives the same views, and so the same model; another image gets other views."""
+    moved = tmp_path / "elsewhere" / "renamed.png"
+    moved.parent.mkdir()
+    moved.write_bytes(Path(photo).read_bytes())
+    here, there = (np.asarray(materialize(views_of([p], "image", 1, seed=3)[0])) for p in (photo, str(moved)))
+    assert np.array_equal(here, there)
+    in_memory = Image.open(photo).convert("RGB")
+    assert views_of([in_memory], "image", 1, seed=3)[0].rng().integers(1 << 30) == \
+        views_of([in_memory.copy()], "image", 1, seed=3)[0].rng().integers(1 << 30)  # its pixels, not its address
+    other = tmp_path / "other.png"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(other)
+    assert views_of([str(other)], "image", 1, seed=3)[0].rng().integers(1 << 30) != \
+        views_of([photo], "image", 1, seed=3)[0].rng().integers(1 << 30)
+
+
 def test_views_are_cached_apart_and_loaders_take_them(photo: str) -> None:
     views = views_of([photo], "image", 2, seed=0)
     keys = {item_key(photo, "image"), *(item_key(v, "image") for v in views)}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
+from transferkit.data.fingerprint import fingerprint
 from transferkit.errors import ConfigError, InputError
 from transferkit.jsontypes import JSONObject
 
@@ -87,16 +88,34 @@ class AugmentedItem:
     policy: str = field(default="{}")
 
     def token(self) -> str:
-        """What distinguishes this view from its source in a cache key."""
-        digest = hashlib.sha256(f"{self.view}|{self.seed}|{self.policy}".encode()).hexdigest()[:16]
+        """What distinguishes this view from its source in a cache key ("content": views are drawn from their
+        source's content, `rng`; views drawn from its path, before, had other keys)."""
+        digest = hashlib.sha256(f"{self.view}|{self.seed}|{self.policy}|content".encode()).hexdigest()[:16]
         return f"view:{digest}"
 
     def rng(self) -> np.random.Generator:
-        key = hashlib.sha256(f"{self.source}|{self.view}|{self.seed}".encode("utf-8", "surrogatepass")).digest()
-        return np.random.default_rng(int.from_bytes(key[:8], "little"))
+        """The view's random draws: seeded by its source's content (a file's size and fingerprint; a text as it
+        is), the view number and the seed — not by where the file lies, so the same data copied to another
+        folder gets the same views, and the same model."""
+        key = hashlib.sha256(f"{_content(self.source)}|{self.view}|{self.seed}".encode("utf-8", "surrogatepass"))
+        return np.random.default_rng(int.from_bytes(key.digest()[:8], "little"))
 
     def __str__(self) -> str:
         return f"{self.source} (augmented view {self.view})"
+
+
+def _content(source: object) -> str:
+    """What identifies `source`'s content: a readable file by its size and fingerprint, an image or array in memory
+    by its bytes, anything else by its text."""
+    if isinstance(source, str | Path):
+        try:
+            size = Path(source).stat().st_size
+            return f"file:{size}:{fingerprint(source, size)}"
+        except (OSError, ValueError):  # not a file, or unreadable: its loader says so
+            pass
+    if hasattr(source, "tobytes"):  # an image or array in memory: its pixels (its text would name its address)
+        return "bytes:" + hashlib.sha256(source.tobytes()).hexdigest()
+    return str(source)
 
 
 def image_view(source: object, view: int, seed: int, policy: ImageAugment | None = None) -> AugmentedItem:
