@@ -18,6 +18,8 @@ TESTS = Path(__file__).parent
 
 #: module (relative to src/transferkit) → (the test file that exercises it, relative to tests/; why there)
 ELSEWHERE: dict[str, tuple[str, str]] = {
+    # the cache's content fingerprint, moved below the cache so that augmented views can be drawn from it
+    "data/fingerprint.py": ("test_cache.py", "a replaced file of the same size and time, both ends of a large file"),
     # the backbone family behind one registry: built and checked through `create_backbone`
     "backbones/registry.py": ("backbones/test_contract.py", "every registered entry built by name, close matches"),
     # declarations: one contract test over every declared option (flags, config fields, server limits)
