@@ -34,7 +34,7 @@ from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
-from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
+from transferkit.errors import BackboneError, BundleError, ConfigError, DataError, check_is_fitted
 from transferkit.estimators.transfer_estimator import (
     Data,
     FitReport,
@@ -76,6 +76,7 @@ from transferkit.params import (
     VAL_FRACTION,
     WEIGHTS,
 )
+from transferkit.runtime import trim_heap
 
 
 class ViewsChoice(TypedDict, total=False):
@@ -249,11 +250,9 @@ class TransferClassifier(TransferEstimator):
             values, y_all, tr_idx = self._with_views(data, train_ok, tr_idx, values, y_all, report)
         # the rows as indices into the features, read a block at a time (no copy of the training rows); without
         # views to weigh or a target to adapt to, nothing reads `values` after this: the head may write its
-        # standardised rows over them (`heads.Rows.disposable`; `values` is this fit's own array)
-        release_engines()  # the engine kept for the next extraction call: not beside the head's fit
-        probe = train_probe(spec, Rows(values, tr_idx, given_up := not self.augment and target is None), y_all[tr_idx],
-                            Rows(values, va_idx, given_up), y_all[va_idx], len(self.classes_),
-                            class_weight=self.class_weight, seed=self.seed, blocks=self.backbone_.feature_blocks())
+        # standardised rows over them (`heads.Rows.disposable`; `values` is this fit's own array), and nothing
+        # extracts: the backbone is let go while the head trains (`_train_head`)
+        probe = self._train_head(spec, values, y_all, tr_idx, va_idx, done=not self.augment and target is None)
         views_choice: ViewsChoice | None = None
         if self.augment:
             probe, tr_idx, views_choice = self._choose_views(spec, probe, values, y_all, plain_idx, tr_idx, va_idx,
@@ -281,6 +280,38 @@ class TransferClassifier(TransferEstimator):
         self.fit_report_ = report
         self.train_class_counts_ = kept.class_counts()
         return self
+
+    def _train_head(self, spec: HeadSpec, values: np.ndarray, y_all: np.ndarray, tr_idx: np.ndarray,
+                    va_idx: np.ndarray, *, done: bool) -> FittedProbe:
+        """The head trained on rows `tr_idx` of `values`, its settings chosen on rows `va_idx`, without the engine
+        kept for the next extraction call; `done`: the fit reads `values` no more and extracts nothing after
+        this (no views, no target), so the head may write over `values` (`heads.Rows.disposable`) and the
+        backbone is let go while the head trains, then loaded again: the same name, weights (checked) and
+        preprocessing, torch's random state left as it was.
+
+        What the head's fit then does not hold: the engine, a compiled model (MiniLM's on OpenVINO: ~180 MB;
+        kept through the head, a text fit of 3,000 texts peaked at 1.76 GB instead of 1.55), and the network's
+        weights (MiniLM's are a memory-mapped file: 87 MB of a text fit's RSS). Loading the backbone again
+        takes ~0.1 s (its weight file's hash is remembered in the process)."""
+        release_engines()
+        blocks = self.backbone_.feature_blocks()
+        if done:
+            config, weights_id = self.backbone_.preprocess_config(), self.backbone_.weights_id
+            del self.backbone_
+            trim_heap()  # what the network held on the heap (its tokenizer, buffers) goes back too
+        try:
+            return train_probe(spec, Rows(values, tr_idx, done), y_all[tr_idx], Rows(values, va_idx, done),
+                               y_all[va_idx], len(self.classes_), class_weight=self.class_weight, seed=self.seed,
+                               blocks=blocks)
+        finally:
+            if done:
+                with torch.random.fork_rng():
+                    backbone = self._create_backbone()
+                if backbone.weights_id != weights_id:
+                    raise BackboneError(f"the weights of '{backbone.name}' changed while the head trained (sha256 "
+                                        f"{weights_id[:12]}… then {backbone.weights_id[:12]}…); fit again")
+                backbone.apply_preprocess_config(config)
+                self.backbone_ = backbone
 
     def _training_features(self, data: LabelledData, val: LabelledData | None
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
