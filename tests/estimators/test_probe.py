@@ -180,3 +180,52 @@ def test_the_engine_kept_for_the_next_extraction_is_let_go_before_the_head_train
     TransferClassifier(backbone="test_efficientnet", weights="random", engine="onnxruntime", precision="fp32",
                        progress=False, cache_dir=tmp_path).fit(data.items, data.labels)
     assert seen[:2] == [("kept before the head", 1), ("kept while the head trains", 0)], seen
+
+
+def test_the_backbone_is_let_go_while_the_head_trains_and_loaded_again_after(image_folder, tmp_path,
+                                                                             monkeypatch) -> None:
+    """With nothing to extract after the head (no views, no target), the fit lets its backbone go while the head
+    trains (MiniLM's memory-mapped weights: 87 MB of a text fit's peak) and loads it again after: the same
+    weights, computing the same features; with views to extract it keeps it."""
+    import gc
+    import weakref
+
+    import torch
+
+    import transferkit.estimators.probe as probe
+
+    data = load_dataset(image_folder)
+    seen: dict[str, object] = {}
+    real_release, real_train = probe.release_engines, probe.train_probe
+
+    def release_engines() -> None:
+        if "ref" in seen:
+            return real_release()
+        backbone = clf.backbone_
+        seen["ref"] = weakref.ref(backbone)
+        seen["batch"] = batch = backbone.collate([backbone.load(item) for item in data.items[:3]])
+        with torch.no_grad():
+            seen["features"] = backbone.forward_features(batch)
+        real_release()
+
+    def train_probe(*args, **kwargs):  # type: ignore[no-untyped-def]
+        ref = seen["ref"]
+        assert isinstance(ref, weakref.ref)
+        seen["alive while the head trains"] = ref() is not None or hasattr(clf, "backbone_")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(probe, "release_engines", release_engines)
+    monkeypatch.setattr(probe, "train_probe", train_probe)
+    clf = TransferClassifier(backbone="test_efficientnet", weights="random", engine="torch", progress=False,
+                             cache_dir=tmp_path)
+    gc.disable()  # freed when let go, not by a collection
+    try:
+        clf.fit(data.items, data.labels)
+    finally:
+        gc.enable()
+    assert seen["alive while the head trains"] is False
+    with torch.no_grad():
+        assert torch.equal(clf.backbone_.forward_features(seen["batch"]), seen["features"])
+    assert clf.predict(data.items[:4]).shape == (4,)
+    clf.set_params(augment=1).fit(data.items, data.labels)  # views extracted after the head's first fit
+    assert seen["alive while the head trains"] is True

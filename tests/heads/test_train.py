@@ -94,8 +94,9 @@ def test_disposable_rows_train_the_same_linear_head_standardised_in_place(densit
     import transferkit.heads.train as training_module
     from transferkit.heads import HeadTraining, Rows, train_probe
 
-    # a few blocks, and their temporaries small beside the rows
+    # a few blocks, and their temporaries small beside the rows; written over in other blocks than the copy's
     monkeypatch.setattr(training_module, "_BLOCK_VALUES", 1 << 15)
+    monkeypatch.setattr(training_module, "_WRITE_BLOCK_VALUES", 1 << 13)
     rng = np.random.default_rng(4)
     y_all = np.repeat(np.arange(3), 60)[rng.permutation(180)]
     values = np.where(rng.random((180, 1500)) < density, rng.random((180, 1500)), 0).astype(np.float32)

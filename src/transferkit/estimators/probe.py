@@ -34,7 +34,7 @@ from transferkit.backbones.contract import Backbone, same_weights
 from transferkit.backbones.spec import BackboneSpec, parse_backbone
 from transferkit.cache import FeatureCache, resolve_cache
 from transferkit.data.dataset import LabelledData
-from transferkit.errors import BundleError, ConfigError, DataError, check_is_fitted
+from transferkit.errors import BackboneError, BundleError, ConfigError, DataError, check_is_fitted
 from transferkit.estimators.transfer_estimator import (
     Data,
     FitReport,
@@ -76,6 +76,7 @@ from transferkit.params import (
     VAL_FRACTION,
     WEIGHTS,
 )
+from transferkit.runtime import trim_heap
 
 
 class ViewsChoice(TypedDict, total=False):
@@ -223,7 +224,8 @@ class TransferClassifier(TransferEstimator):
         self.validate()
         spec = parse_head(self.head)
         torch.manual_seed(self.seed)
-        if getattr(self, "_backbone_key", None) != (self.backbone, self.weights, self.long_text):
+        if (getattr(self, "_backbone_key", None) != (self.backbone, self.weights, self.long_text)
+                or getattr(self, "backbone_", None) is None):  # or let go by a fit that failed in its head
             self.backbone_ = self._create_backbone()
             self._backbone_key = (self.backbone, self.weights, self.long_text)
         modality = self.backbone_.modality
@@ -239,6 +241,9 @@ class TransferClassifier(TransferEstimator):
         index = {c: i for i, c in enumerate(self.classes_)}
         tr_idx, va_idx = self._head_rows(labels, ok, n_train, train_ok, index, given_val=val is not None)
         y_all = np.array([index.get(label, -1) for label in labels])
+        # without views or a target nothing extracts after this: the engine kept for the next extraction call and
+        # the backbone are let go until the head has trained (`_let_go`, `_train_head`)
+        blocks, released = self._let_go(done := not self.augment and X_target is None)
         # the training domain: train + val, no views (its statistics a block of rows at a time: a float64
         # copy of every feature would double a wide matrix, e.g. hashed n-grams, for two vectors)
         self.source_mean_, self.source_std_ = _row_moments(values, np.flatnonzero(ok))
@@ -250,10 +255,7 @@ class TransferClassifier(TransferEstimator):
         # the rows as indices into the features, read a block at a time (no copy of the training rows); without
         # views to weigh or a target to adapt to, nothing reads `values` after this: the head may write its
         # standardised rows over them (`heads.Rows.disposable`; `values` is this fit's own array)
-        release_engines()  # the engine kept for the next extraction call: not beside the head's fit
-        probe = train_probe(spec, Rows(values, tr_idx, given_up := not self.augment and target is None), y_all[tr_idx],
-                            Rows(values, va_idx, given_up), y_all[va_idx], len(self.classes_),
-                            class_weight=self.class_weight, seed=self.seed, blocks=self.backbone_.feature_blocks())
+        probe = self._train_head(spec, values, y_all, tr_idx, va_idx, blocks, disposable=done, released=released)
         views_choice: ViewsChoice | None = None
         if self.augment:
             probe, tr_idx, views_choice = self._choose_views(spec, probe, values, y_all, plain_idx, tr_idx, va_idx,
@@ -281,6 +283,50 @@ class TransferClassifier(TransferEstimator):
         self.fit_report_ = report
         self.train_class_counts_ = kept.class_counts()
         return self
+
+    def _let_go(self, done: bool) -> tuple[list[int], tuple[JSONObject, str] | None]:
+        """The backbone's feature blocks (what the head needs of it); with `done` (nothing extracts after the
+        training features: no views, no target) the engine kept for the next extraction call and the backbone
+        are let go here, until the head has trained, and what loads the backbone again the same is returned
+        (its preprocessing and weights id, `_train_head`).
+
+        What the fit then holds no more, through the source's moments and the head's training: a compiled
+        model (MiniLM's on OpenVINO: ~180 MB, half of it its memory-mapped blob; kept through the head, a text
+        fit of 3,000 texts had peaked at 1.76 GB instead of 1.55) and the network's weights (MiniLM's: a
+        memory-mapped file, 87 MB of a text fit's RSS). Loading the backbone again takes ~0.1 s (its weight
+        file's hash is remembered in the process)."""
+        blocks = self.backbone_.feature_blocks()
+        if not done:
+            return blocks, None
+        release_engines()
+        released = self.backbone_.preprocess_config(), self.backbone_.weights_id
+        del self.backbone_
+        trim_heap()  # what the network held on the heap (its tokenizer, buffers) goes back too
+        return blocks, released
+
+    def _train_head(self, spec: HeadSpec, values: np.ndarray, y_all: np.ndarray, tr_idx: np.ndarray,
+                    va_idx: np.ndarray, blocks: list[int], *, disposable: bool,
+                    released: tuple[JSONObject, str] | None) -> FittedProbe:
+        """The head trained on rows `tr_idx` of `values` (`disposable`: written over, `heads.Rows`), its settings
+        chosen on rows `va_idx`, without the engine kept for the next extraction call; then the backbone
+        `_let_go` `released` loaded again: the same name, weights (checked) and preprocessing, torch's random
+        state left as it was."""
+        if released is None:  # views or a target were extracted after the training features: let go now
+            release_engines()
+        try:
+            return train_probe(spec, Rows(values, tr_idx, disposable), y_all[tr_idx], Rows(values, va_idx, disposable),
+                               y_all[va_idx], len(self.classes_), class_weight=self.class_weight, seed=self.seed,
+                               blocks=blocks)
+        finally:
+            if released is not None:
+                config, weights_id = released
+                with torch.random.fork_rng():
+                    backbone = self._create_backbone()
+                if backbone.weights_id != weights_id:
+                    raise BackboneError(f"the weights of '{backbone.name}' changed while the head trained (sha256 "
+                                        f"{weights_id[:12]}… then {backbone.weights_id[:12]}…); fit again")
+                backbone.apply_preprocess_config(config)
+                self.backbone_ = backbone
 
     def _training_features(self, data: LabelledData, val: LabelledData | None
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
@@ -701,5 +747,10 @@ def _row_moments(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.n
     step = max(1, (1 << 22) // max(1, values.shape[1]))
     blocks = [rows[i : i + step] for i in range(0, len(rows), step)]
     mean = sum((values[b].sum(axis=0, dtype=np.float64) for b in blocks), np.zeros(values.shape[1])) / len(rows)
-    squares = sum((np.square(values[b] - mean).sum(axis=0) for b in blocks), np.zeros(values.shape[1]))
+    squares = np.zeros(values.shape[1])
+    for b in blocks:  # squared in place: one float64 temporary of the block, not two (the same sums)
+        centred = values[b] - mean
+        squares += np.square(centred, out=centred).sum(axis=0)
+        del centred
+    trim_heap()  # the float64 blocks would stay in the heap under what follows (glibc's mmap threshold rises)
     return mean, np.sqrt(squares / len(rows))

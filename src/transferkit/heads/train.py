@@ -271,12 +271,16 @@ def _fit_linear(
 
 #: rows standardised at a time: bounds the float64 temporaries to ~32 MB whatever the width
 _BLOCK_VALUES = 1 << 22
+#: rows written over a disposable matrix at a time (`_InPlace`): ~8 MB float64 temporaries. Each row is
+#: standardised on its own, so the block size leaves the numbers as they are; 32 MB blocks, once freed, stayed
+#: in the heap (glibc's mmap threshold rises to them) under the head's fits: +78 MB at the text fit's peak
+_WRITE_BLOCK_VALUES = 1 << 20
 
 
-def _blocks(arrays: Sequence[FeatureRows]) -> Iterator[tuple[FeatureRows, int, int]]:
-    """(array, start, stop) row blocks over `arrays`, each of at most ~`_BLOCK_VALUES` values."""
+def _blocks(arrays: Sequence[FeatureRows], values: int) -> Iterator[tuple[FeatureRows, int, int]]:
+    """(array, start, stop) row blocks over `arrays`, each of at most ~`values` values."""
     for a in arrays:
-        step = max(1, _BLOCK_VALUES // max(1, a.shape[1]))
+        step = max(1, values // max(1, a.shape[1]))
         for start in range(0, len(a), step):
             yield a, start, min(start + step, len(a))
 
@@ -287,11 +291,11 @@ def _moments(arrays: Sequence[FeatureRows], scale: np.ndarray) -> tuple[np.ndarr
     n = sum(len(a) for a in arrays)
     width = arrays[0].shape[1]
     total = np.zeros(width, np.float64)
-    for a, i, j in _blocks(arrays):
+    for a, i, j in _blocks(arrays, _BLOCK_VALUES):
         total += a[i:j].sum(axis=0, dtype=np.float64)
     mean = total / max(n, 1)
     squares = np.zeros(width, np.float64)
-    for a, i, j in _blocks(arrays):
+    for a, i, j in _blocks(arrays, _BLOCK_VALUES):
         centred = a[i:j] - mean
         squares += np.square(centred, out=centred).sum(axis=0)
         del centred
@@ -319,10 +323,11 @@ class _InPlace:
     def standardized(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """The rows standardised with `mean` and `std`, in float32: the first rows of the matrix, overwritten."""
         n = int(self.rows.shape[0])
-        step = max(1, _BLOCK_VALUES // max(1, len(mean)))
+        step = max(1, _WRITE_BLOCK_VALUES // max(1, len(mean)))
         for start in range(0, n, step):
             stop = min(start + step, n)
             self.buffer[start:stop] = _scaled(self.rows[start:stop].toarray(), mean, std)
+        trim_heap()
         return self.buffer[:n]
 
 
@@ -337,13 +342,14 @@ def _writable(X: FeatureRows, X_val: FeatureRows) -> _InPlace | None:
         return None
     if len(np.union1d(X.index, X_val.index)) < len(X) + len(X_val):  # a row in both: not all can be written
         return None
-    blocks = list(_blocks((X, X_val)))
+    blocks = list(_blocks((X, X_val), _WRITE_BLOCK_VALUES))
     nonzero = sum(int(np.count_nonzero(a[i:j])) for a, i, j in blocks)
     if nonzero > IN_PLACE_MAX_NONZERO * (len(X) + len(X_val)) * values.shape[1]:
         return None
     from scipy import sparse
 
     rows = sparse.vstack([sparse.csr_array(a[i:j]) for a, i, j in blocks], format="csr")
+    trim_heap()
     return _InPlace(values, rows)
 
 
@@ -358,7 +364,7 @@ def _standardized(arrays: Sequence[FeatureRows], mean: np.ndarray, std: np.ndarr
     """(rows of `arrays`, stacked − mean) / std as one float32 array, filled a block of rows at a time."""
     out = np.empty((sum(len(a) for a in arrays), len(mean)), np.float32)
     row = 0
-    for a, i, j in _blocks(arrays):
+    for a, i, j in _blocks(arrays, _BLOCK_VALUES):
         out[row : row + j - i] = _scaled(a[i:j], mean, std)
         row += j - i
     return out
