@@ -344,9 +344,9 @@ class _Running:
     this thread between batches), and what puts each batch's features in `out`, in the cache and on the bar.
 
     EfficientNet-Lite0, 384 JPEGs (400x300) end to end on OpenVINO's 2 streams, 2-core AVX-512 EPYC shared with
-    other work (load 5-9), this with `OpenVINORunner.QUEUED_PER_STREAM` against one run in flight per stream taken
-    in turn and each batch collected before the next: 1.08x and 1.10x (medians of the ratios of 6 alternating
-    rounds in one process, twice), the same features bit for bit; ~13.5 core-ms an image either way."""
+    other work, this with `OpenVINORunner.QUEUED_PER_STREAM` against one run in flight per stream taken in turn and
+    each batch collected before the next: 1.095x at load 5-9 and 1.042x at load 10-12.6 (medians of the ratios of 6
+    alternating rounds in one process), the same features bit for bit; 13.5-14.1 core-ms an image either way."""
 
     def __init__(self, out: np.ndarray, ok: np.ndarray, keys: list[str], shards: _ShardWriter,
                  advance: Callable[[int], None]) -> None:
