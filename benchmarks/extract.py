@@ -7,7 +7,9 @@ JPEGs decoded at a reduced scale when the model shrinks them anyway) and `engine
 fastest installed engine whose features agree with PyTorch on the first batch. Every row is
 measured at precision fp32 unless `--precision auto` (bf16 where the CPU has it): fp32 is what
 a CPU without native bf16 runs. Then one row per forced engine, and with `--int8` OpenVINO int8
-(NNCF post-training quantization calibrated on the training split's images).
+(NNCF post-training quantization calibrated on the training split's images). Every row is timed once
+a round, in `--repeats` interleaved rounds, every other round in reverse order; the speed-up of engine auto
+is the median of the rounds' own ratios to the naive loop run beside it.
 
 The model-only ceiling: the engine auto chose, run on batches already decoded, resized and
 collated in memory (the same number of images, no files, no loader, no copies out to the
@@ -98,8 +100,8 @@ def main() -> None:
                         help="fp32 (default: what a CPU without bf16 runs) or auto (bf16 where native)")
     parser.add_argument("--int8", action="store_true",
                         help="also OpenVINO int8 (NNCF, calibrated on the training split)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="interleaved timed rounds; the median of each row is shown")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved timed rounds (every other one in reverse order); medians are shown")
     parser.add_argument("--data", type=Path, default=None, help="where to write the JPEGs (default: a temp folder)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -126,9 +128,10 @@ def main() -> None:
         feats = extract_features(backbone, paths, options=opts)
         return time.perf_counter() - start, feats
 
-    # Warm-up, untimed: one-off costs (allocations, kernel selection), and transferkit's first run on
-    # this machine: it exports the graph (cached on disk) and races the engines (remembered).
-    naive_features(naive_model, paths[:8], 8)
+    # Warm-up, untimed: one-off costs (allocations, kernel selection for the batch shape the timed runs use),
+    # and transferkit's first run on this machine: it exports the graph (cached on disk) and races the engines
+    # (remembered).
+    naive_features(naive_model, paths[: args.batch_size], args.batch_size)
     first_s, first = ours()
     print(f"first transferkit run here (export + engine race): {len(paths) / first_s:.1f} img/s; "
           + "; ".join(first.notes))
@@ -165,8 +168,12 @@ def main() -> None:
     times: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     results: dict[str, Any] = {}
-    for _ in range(args.repeats):  # interleaved rounds; the median round of each row is shown
-        for label, run in runs.items():
+    # Interleaved rounds, every other one in reverse order (ABC… CBA…): the naive loop and engine auto run next
+    # to each other in every round, first one then the other, so a drift of the machine's speed or load (other
+    # processes on a shared machine) falls on both alike. The median round of each row is shown, and the
+    # speed-up is the median of the rounds' own ratios (each from the two runs side by side).
+    for round_ in range(args.repeats):
+        for label, run in list(runs.items())[:: -1 if round_ % 2 else 1]:
             start, start_cpu = time.perf_counter(), cpu_seconds()
             results[label] = run()
             times.setdefault(label, []).append(time.perf_counter() - start)
@@ -198,7 +205,9 @@ def main() -> None:
         print(f"{label:28s} {rate:8.1f} {rate / naive_rate:8.2f}x {per_image[label]:6.1f}ms {acc:10.2%}   {how}")
     print(f"random-init control: probe accuracy {probe_accuracy(control_feats.values, y, train, test):.2%} "
           "(what the pretrained weights bring)")
-    print(f"speed-up, engine auto vs naive: {rows[1][1] / naive_rate:.2f}x at "
+    paired = [a / b for a, b in zip(times["naive timm loop"], times["transferkit (engine auto)"], strict=True)]
+    print(f"speed-up, engine auto vs naive: {float(np.median(paired)):.2f}x (median of the {len(paired)} rounds' "
+          f"ratios: {', '.join(f'{r:.2f}' for r in paired)}; ratio of the medians {rows[1][1] / naive_rate:.2f}x) at "
           f"{100 * (rows[1][2] - naive_acc):+.2f} points of probe accuracy")
     print(f"model-only ceiling ({chosen.label} on batches decoded and collated in memory): {ceiling:.1f} img/s; "
           f"end to end, engine auto reaches {rows[1][1]:.1f} img/s = {rows[1][1] / ceiling:.0%} of it")

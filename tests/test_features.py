@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from typing import Any
 
 import numpy as np
 import pytest
 
 from transferkit.cache import FeatureCache, item_key
 from transferkit.data import load_dataset
+from transferkit.engines.run import is_installed
 from transferkit.features import ExtractOptions, extract_features
 
 OPTS = ExtractOptions(progress=False, batch_size=16)
@@ -250,3 +253,44 @@ def test_extraction_leaves_the_backbone_in_its_mode(lite0, image_folder, trainin
         assert {m.training for m in lite0.modules()} == {training}
     finally:
         lite0.train(was)
+
+
+@pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
+def test_a_batch_starts_on_openvino_streams_before_the_one_before_is_put_in_place(lite0, image_folder, tmp_path,
+                                                                                  monkeypatch) -> None:
+    """On OpenVINO's streams each batch's runs start before the batch before it is collected: every row still
+    lands in its input's place (a bad input among them fails alone), the features are PyTorch's, and the cache
+    gives them back the same."""
+    from transferkit.engines import select
+    from transferkit.engines.run import OpenVINORunner
+
+    events: list[str] = []
+    real_start_all = OpenVINORunner.start_all
+
+    def start_all(self: OpenVINORunner, runs: Any) -> Any:
+        events.append("start")
+        collect = real_start_all(self, runs)
+
+        def collected() -> Any:
+            events.append("collect")
+            return collect()
+
+        return collected
+
+    monkeypatch.setattr(OpenVINORunner, "start_all", start_all)
+    monkeypatch.setattr(select, "THROUGHPUT_MIN_ITEMS", 8)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    images = list(load_dataset(image_folder).items[:14])
+    items = [*images[:7], str(bad), *images[7:]]
+    opts = ExtractOptions(progress=False, batch_size=4, engine="openvino", precision="fp32", num_workers=0)
+    cache = FeatureCache(tmp_path / "cache")
+    feats = extract_features(lite0, items, options=opts, cache=cache)
+    assert feats.engine == "openvino" and list(feats.failed) == [7] and feats.values.shape == (14, 1280)
+    assert any(a == b == "start" for a, b in itertools.pairwise(events)), events  # one ran ahead
+    reference = extract_features(lite0, images, options=ExtractOptions(progress=False, engine="torch",
+                                                                       precision="fp32", optimize=False))
+    np.testing.assert_allclose(feats.values, reference.values, rtol=1e-3, atol=1e-4)
+    again = extract_features(lite0, items, options=opts, cache=cache)
+    assert again.extracted == 0
+    np.testing.assert_array_equal(again.values, feats.values)

@@ -356,18 +356,18 @@ def test_openvino_runs_for_throughput_when_a_call_extracts_many_images(graph_roo
 
     opened: list[bool] = []
     runs: list[list[int]] = []
-    real_open, real_run_all = select.open_graph, OpenVINORunner.run_all
+    real_open, real_start_all = select.open_graph, OpenVINORunner.start_all
 
     def open_graph(*args: Any, throughput: bool = False, **kwargs: Any) -> Any:
         opened.append(throughput)
         return real_open(*args, throughput=throughput, **kwargs)
 
-    def run_all(self: OpenVINORunner, inputs: Any) -> list[np.ndarray]:
+    def start_all(self: OpenVINORunner, inputs: Any) -> Any:
         runs.append([self.parallel_runs, *(len(next(iter(x.values()))) for x in inputs)])
-        return real_run_all(self, inputs)
+        return real_start_all(self, inputs)
 
     monkeypatch.setattr(select, "open_graph", open_graph)
-    monkeypatch.setattr(OpenVINORunner, "run_all", run_all)
+    monkeypatch.setattr(OpenVINORunner, "start_all", start_all)
     monkeypatch.setattr(select, "THROUGHPUT_MIN_ITEMS", 20)
     b = backbone("efficientnet_lite0")
     items = inputs_for(b, 20)
@@ -443,6 +443,10 @@ def test_a_run_of_texts_is_cut_to_its_own_longest_text_with_the_same_features() 
             with torch.inference_mode():
                 return [parts.module(*(torch.from_numpy(np.ascontiguousarray(run[n])) for n in self.input_names))
                         .numpy() for run in runs]
+
+        def start_all(self, runs: list[dict[str, np.ndarray]]) -> Any:
+            outs = self.run_all(runs)
+            return lambda: outs
 
     out = select.GraphEngine(parts, Streams())(batch)  # type: ignore[arg-type]
     lengths = batch["attention_mask"].sum(dim=1).tolist()

@@ -16,8 +16,7 @@ import os
 import sys
 import threading
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,6 +63,13 @@ class GraphRunner(ABC):
     def run_all(self, runs: Sequence[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
         """The first output of each of `runs` (named inputs each), in order; one after the other here."""
         return [self(inputs) for inputs in runs]
+
+    def start_all(self, runs: Sequence[Mapping[str, np.ndarray]]) -> Callable[[], list[np.ndarray]]:
+        """`run_all(runs)` started: what it returns, once the returned function is called. Here the runs are made
+        before this returns; a runner opened for throughput returns as soon as they are queued, so that the
+        caller can prepare its next runs while these run (they must be collected before the next runs are)."""
+        outs = self.run_all(runs)
+        return lambda: outs
 
     def output_width(self) -> int | None:
         """The last dimension of the first output as the graph declares it (None when symbolic)."""
@@ -220,8 +226,11 @@ class OpenVINORunner(GraphRunner):
             self.request = self.compiled.create_infer_request()
             if throughput:
                 self.parallel_runs = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-            # the other streams' requests (the first one is `request`), made on first use
-            self._more: list[ov.InferRequest] = []
+            # the requests that runs take in turn on the streams (`start_all`), made on first use, and the run
+            # each one has in flight (its pending call, its place there, its inputs)
+            self._ring: list[ov.InferRequest] = []
+            self._slots: list[tuple[_Pending, int, dict[str, np.ndarray]] | None] = []
+            self._next = 0
         self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
 
     def output_width(self) -> int | None:
@@ -234,32 +243,89 @@ class OpenVINORunner(GraphRunner):
 
     def run_all(self, runs: Sequence[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
         """Each of `runs` on the next free stream (up to `parallel_runs` at once), the outputs in order."""
-        if len(runs) > 1 and len(self._more) < self.parallel_runs - 1:
-            self._more += [self.compiled.create_infer_request() for _ in range(self.parallel_runs - 1)]
-        requests = [self.request, *self._more][: max(1, min(len(runs), self.parallel_runs))]
-        outs: list[np.ndarray] = []
-        in_flight: deque[tuple[ov.InferRequest, dict[str, np.ndarray]]] = deque()
+        return self.start_all(runs)()
+
+    def start_all(self, runs: Sequence[Mapping[str, np.ndarray]]) -> Callable[[], list[np.ndarray]]:
+        """`runs` started on the streams, `QUEUED_PER_STREAM` runs a stream at most in flight (the run started that
+        many runs before waits for its request first); the function returned waits for them and gives their
+        outputs in order. The runs of the next call can be started before it is called. One stream: run here."""
+        if self.parallel_runs == 1:
+            outs = self._one_by_one(runs)
+            return lambda: outs
+        if not self._ring:
+            with keep_signal_stack():
+                self._ring = [self.compiled.create_infer_request()
+                              for _ in range(self.QUEUED_PER_STREAM * self.parallel_runs)]
+                self._slots = [None] * len(self._ring)
+        pending = _Pending(len(runs))
         with keep_signal_stack():
             try:
-                for inputs in runs:
-                    if len(in_flight) == len(requests):
-                        outs.append(self._finished(in_flight.popleft()[0]))
-                    request = requests[(len(outs) + len(in_flight)) % len(requests)]
-                    arrays = self._arrays(inputs)  # read in place by the request: kept alive until it is waited for
-                    request.start_async(arrays, share_inputs=True)
-                    in_flight.append((request, arrays))
-                while in_flight:
-                    outs.append(self._finished(in_flight.popleft()[0]))
-            finally:  # a run that failed: the others finish before their inputs can go
-                for request, _ in in_flight:
-                    with suppress(Exception):
-                        request.wait()
+                for i, inputs in enumerate(runs):
+                    slot = self._next
+                    self._next = (slot + 1) % len(self._ring)
+                    self._deliver(slot)  # its request's last run, put where it goes
+                    arrays = self._arrays(inputs)  # read in place by the request: kept alive until it has run
+                    self._ring[slot].start_async(arrays, share_inputs=True)
+                    self._slots[slot] = (pending, i, arrays)
+                    pending.slots.append(slot)
+            except BaseException:  # a run that could not start: those started finish before their inputs go
+                self._drain()
+                raise
+
+        def collect() -> list[np.ndarray]:
+            with keep_signal_stack():
+                try:
+                    for slot in pending.slots:
+                        entry = self._slots[slot]
+                        if entry is not None and entry[0] is pending:
+                            self._deliver(slot)
+                except BaseException:
+                    self._drain()
+                    raise
+            if self.release_after_run:
+                self.release_buffers()
+            return pending.result()
+
+        return collect
+
+    #: runs in flight on each stream at most: one running, one waiting, so that a stream that finishes a run
+    #: starts the next one at once (OpenVINO hands a started run to whichever stream is free), not when this
+    #: process's thread comes back to hand it over: on 2 cores, shared with the process that decodes the next
+    #: images, that thread is often off the CPU, and a stream held up (its core taken by the decoding) leaves
+    #: the runs to the other one instead of holding it at its turn
+    QUEUED_PER_STREAM = 2
+
+    def _deliver(self, slot: int) -> None:
+        """The run in flight on request `slot` (if any) waited for, its output copied where it goes."""
+        entry = self._slots[slot]
+        if entry is None:
+            return
+        self._slots[slot] = None
+        entry[0].outs[entry[1]] = self._finished(self._ring[slot])
+
+    def _drain(self) -> None:
+        """Every run in flight waited for (their outputs dropped): their inputs can go."""
+        for slot, entry in enumerate(self._slots):
+            if entry is not None:
+                self._slots[slot] = None
+                with suppress(Exception):
+                    self._ring[slot].wait()
+
+    def _one_by_one(self, runs: Sequence[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+        outs: list[np.ndarray] = []
+        with keep_signal_stack():
+            for inputs in runs:
+                arrays = self._arrays(inputs)  # read in place by the request: kept alive until it is waited for
+                self.request.start_async(arrays, share_inputs=True)
+                outs.append(self._finished(self.request))
             if self.release_after_run:
                 self.compiled.release_memory()
         return outs
 
     def release_buffers(self) -> None:
         with keep_signal_stack():
+            for slot in range(len(self._slots)):  # runs still in flight finish first, their outputs kept
+                self._deliver(slot)
             self.compiled.release_memory()
 
     @staticmethod
@@ -267,6 +333,20 @@ class OpenVINORunner(GraphRunner):
         """The output of `request` once its run is done, copied out: the request's next run reuses its buffer."""
         request.wait()
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+
+class _Pending:
+    """The outputs of one `OpenVINORunner.start_all`, filled in as its runs are waited for."""
+
+    def __init__(self, n: int) -> None:
+        self.outs: list[np.ndarray | None] = [None] * n
+        self.slots: list[int] = []  # the requests its runs were started on
+
+    def result(self) -> list[np.ndarray]:
+        outs = [out for out in self.outs if out is not None]
+        if len(outs) != len(self.outs):
+            raise RuntimeError(f"OpenVINO: {len(self.outs) - len(outs)} of {len(self.outs)} runs gave no output")
+        return outs
 
 
 def unreadable_graph(path: Path, exc: BaseException) -> Exception:

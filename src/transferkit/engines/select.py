@@ -124,6 +124,13 @@ class BatchEngine(ABC):
     @abstractmethod
     def __call__(self, batch: object) -> torch.Tensor: ...
 
+    def start(self, batch: object) -> Callable[[], torch.Tensor]:
+        """`self(batch)` started: its features, once the returned function is called. Here the batch runs
+        before this returns; an engine on OpenVINO's streams returns once the batch's runs are queued, so that
+        the caller can get the next batch ready meanwhile (collect each batch before starting the one after)."""
+        out = self(batch)
+        return lambda: out
+
     def keep_buffers(self, keep: bool) -> None:  # noqa: B027  - torch frees a batch's tensors as it goes
         """Whether a batch's intermediate tensors are kept for the next call (the default, and the fast
         way to run batch after batch) or given back after each call: while two engines take turns (a
@@ -185,13 +192,21 @@ class GraphEngine(BatchEngine):
         keep(self.runner)
 
     def __call__(self, batch: object) -> torch.Tensor:
+        return self.start(batch)()
+
+    def start(self, batch: object) -> Callable[[], torch.Tensor]:
         with torch.inference_mode():
             inputs, context = self.parts.prepare(batch)
             arrays = {n: inputs[n].detach().cpu().numpy() for n in self.runner.input_names}
-            rows = torch.from_numpy(self._run(arrays))
-            return self.parts.finish(rows, context).float()
+            rows = self._start(arrays)
 
-    def _run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        def collect() -> torch.Tensor:
+            with torch.inference_mode():
+                return self.parts.finish(torch.from_numpy(rows()), context).float()
+
+        return collect
+
+    def _start(self, arrays: dict[str, np.ndarray]) -> Callable[[], np.ndarray]:
         sizes = {len(a) for a in arrays.values()}
         n = sizes.pop() if len(sizes) == 1 else 0
         row_bytes = sum(a.nbytes for a in arrays.values()) // max(1, n)
@@ -202,10 +217,12 @@ class GraphEngine(BatchEngine):
             rows = GRAPH_ROWS
             split = _in_runs(n, row_bytes, rows)
         if not (self.chunked and split):
-            return self.runner(arrays)
+            whole = self.runner(arrays)
+            return lambda: whole
         runs = [{name: a[i:i + rows] for name, a in arrays.items()} for i in range(0, n, rows)]
         trim = self.parts.trim
-        return np.concatenate(self.runner.run_all([trim(run) for run in runs] if trim is not None else runs))
+        outs = self.runner.start_all([trim(run) for run in runs] if trim is not None else runs)
+        return lambda: np.concatenate(outs())
 
 
 def _in_runs(rows: int, row_bytes: int, run_rows: int) -> bool:
@@ -732,6 +749,12 @@ class Rechecked(BatchEngine):
         if self.calls > 2 * RECHECK_ROUNDS:
             self._decide()
         return out
+
+    def start(self, batch: object) -> Callable[[], torch.Tensor]:
+        if self.runner_up is None and self.current is not None:  # decided: as the engine it went on with runs
+            return self.current.start(batch)
+        out = self(batch)  # timed batch by batch
+        return lambda: out
 
     def done(self) -> None:
         if self.current is not None and self.runner_up is None:  # decided: the engine the run went on with
