@@ -467,3 +467,17 @@ def test_a_remembered_choice_whose_runner_up_is_itself_is_raced_again(tmp_path: 
     assert remembered.get() is None
     remembered.put("onnxruntime fp32", {"onnxruntime fp32": 123.0, "torch fp32": 139.0}, runner_up="torch fp32")
     assert remembered.get() == "onnxruntime fp32"
+
+
+def test_auto_runs_openvino_in_its_default_precision_where_the_cpu_has_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO's default on a CPU with native bf16 is bf16: `auto` races it alone there (one compiled model, not
+    two of one blob); asked for by name, fp32 stays fp32, and the other engines keep both or fp32."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(select, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(select, "openvino_has_bf16", lambda: True)
+    assert select._precisions("openvino", "auto", cpu) == ["bf16"]
+    assert select._precisions("openvino", "fp32", cpu) == ["fp32"]
+    assert select._precisions("torch", "auto", cpu) == ["fp32", "bf16"]
+    assert select._precisions("onnxruntime", "auto", cpu) == ["fp32"]
+    monkeypatch.setattr(select, "openvino_has_bf16", lambda: False)
+    assert select._precisions("openvino", "auto", cpu) == ["fp32"]
