@@ -58,8 +58,9 @@ from transferkit.runtime import eval_mode, resolve_device, resolve_precision, tr
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
 
-#: the most bytes of features a cache shard holds (fewer rows than `shard_size` for wide features)
-SHARD_BYTES = 32 * 2**20
+#: the most bytes of features a cache shard holds (fewer rows than `shard_size` for wide features). Writing one
+#: holds it twice (its rows, then its serialised bytes): at 32 MB, writing hashed n-grams was a text fit's peak
+SHARD_BYTES = 8 * 2**20
 #: below this cosine similarity to fp32 features (any sample of the first batch), bf16 is not used.
 BF16_MIN_COSINE = MIN_COSINE["bf16"]
 
