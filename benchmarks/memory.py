@@ -17,7 +17,9 @@ subprocess per fit, on a fresh cache folder (so the first fit's graph export and
 inside it, as on a new machine): ~3,000 generated texts in a CSV (MiniLM + hashed n-grams),
 ~3,000 small (96 px) JPEGs in class folders (EfficientNet-Lite0 and its 2 augmented views per
 training image), ~3,000 one-second WAV clips (GE2E + MFCC statistics, 2 augmented views). Each
-must stay under 1.5 GB. Shown: the peak of the fit's own process, what its loader workers add
+must stay under 1.5 GB, read as 1.5 GiB (1,536 MiB; the kernel counts RSS in KiB): every figure here is in
+MiB, printed "M" (1,459 MiB is 1.42 GiB, or 1.53 GB in decimal units). Shown: the peak of the fit's own
+process, what its loader workers add
 (the largest sum, sampled every 50 ms, of the proportional set size, PSS, of the fit's Python child
 processes: a forked worker's RSS would count again every page it shares with the fit; and
 `ru_maxrss` of children counts any short command a library spawns, e.g. `ldconfig`, at the
@@ -310,8 +312,8 @@ def fit_child(data: Path, out: Path, report: Path, where: bool) -> None:
 def fits(modalities: list[str], n: int, folder: Path, where: bool) -> None:
     print(f"default `transferkit fit` of {n} generated inputs per modality, fresh cache each; "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'modality':>8s} {'imported':>9s} {'peak':>8s} {'workers':>8s} {'minutes':>8s}  accuracy  under 1.5 GB"
-          "   (workers: the loader workers' summed PSS at its peak)")
+    print(f"{'modality':>8s} {'imported':>9s} {'peak':>8s} {'workers':>8s} {'minutes':>8s}  accuracy  under 1.5 GiB"
+          "   (M: MiB; workers: the loader workers' summed PSS at its peak)")
     for modality in modalities:
         data = fit_data(modality, folder, n)
         with tempfile.TemporaryDirectory(prefix="transferkit-memory-fit-") as tmp:
