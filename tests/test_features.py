@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from transferkit.cache import FeatureCache, item_key
 from transferkit.data import load_dataset
@@ -257,7 +258,7 @@ def test_extraction_leaves_the_backbone_in_its_mode(lite0, image_folder, trainin
 
 @pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
 def test_a_batch_starts_on_openvino_streams_before_the_one_before_is_put_in_place(lite0, image_folder, tmp_path,
-                                                                                  monkeypatch) -> None:
+                                                                                  monkeypatch, request) -> None:
     """On OpenVINO's streams each batch's runs start before the batch before it is collected: every row still
     lands in its input's place (a bad input among them fails alone), the features are PyTorch's, and the cache
     gives them back the same."""
@@ -279,6 +280,9 @@ def test_a_batch_starts_on_openvino_streams_before_the_one_before_is_put_in_plac
 
     monkeypatch.setattr(OpenVINORunner, "start_all", start_all)
     monkeypatch.setattr(select, "THROUGHPUT_MIN_ITEMS", 8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # streams need two threads: under `make test` each worker runs on one (conftest)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"this is not a jpeg")
     images = list(load_dataset(image_folder).items[:14])
