@@ -204,7 +204,7 @@ def _extract_into(
                            found_in)
     n_cached = n - len(todo)
 
-    outcome = _Outcome(precision=max(found_in, key=found_in.__getitem__) if found_in else precision)
+    outcome = _Outcome(precision=_most(found_in) or precision)
     if todo:
         order = backbone.batch_order([items[i] for i in todo])
         if order is not None:
@@ -216,11 +216,9 @@ def _extract_into(
             outcome = _run(job, todo, out, ok, failed)
         trim_heap()  # the engine and its buffers are let go: what they freed goes back before the caller goes on
         if outcome.engine == "none":  # no input could be read: nothing ran
-            outcome.precision = max(found_in, key=found_in.__getitem__) if found_in else precision
-        else:
-            _say_mixed(outcome, found_in, int(ok.sum()) - sum(found_in.values()))
-    elif len(found_in) > 1:
-        _say_mixed(outcome, found_in, 0)
+            outcome.precision = _most(found_in) or precision
+    if outcome.engine != "none":
+        _say_mixed(outcome, found_in, int(ok.sum()) - sum(found_in.values()))
     return Features(
         values=out,
         ok=ok,
@@ -274,9 +272,14 @@ def _say_mixed(outcome: _Outcome, cached: dict[str, int], computed: int) -> None
         rows[outcome.precision] = rows.get(outcome.precision, 0) + computed
     if len(rows) < 2:
         return
-    outcome.precision = max(rows, key=rows.__getitem__)
+    outcome.precision = _most(rows)
     outcome.notes.append("features in more than one precision: " + ", ".join(
         f"{n} {p}" + (f" ({cached[p]} of them from the cache)" if cached.get(p) else "") for p, n in rows.items()))
+
+
+def _most(rows: dict[str, int]) -> str:
+    """The precision of most rows ("" for none)."""
+    return max(rows, key=rows.__getitem__) if rows else ""
 
 
 def _compact(out: np.ndarray, ok: np.ndarray) -> np.ndarray:

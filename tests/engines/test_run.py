@@ -160,6 +160,27 @@ def test_extraction_keeps_openvinos_compiled_model_beside_the_graph(graph_root: 
     assert list((graph_root / "engines").glob("efficientnet_lite0-*/openvino-compiled/*.blob"))
 
 
+class _Wrapped:
+    """A runner wrapped by a test: every batch goes through `__call__` (which a test overrides), one run at a
+    time, and anything else to the runner."""
+
+    def __init__(self, runner: object) -> None:
+        self.runner = runner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.runner, name)
+
+    def __call__(self, arrays: object) -> np.ndarray:
+        return self.runner(arrays)  # type: ignore[operator]
+
+    def run_all(self, runs: list[object]) -> list[np.ndarray]:
+        return [self(arrays) for arrays in runs]
+
+    def start_all(self, runs: list[object]) -> object:
+        outs = self.run_all(runs)
+        return lambda: outs
+
+
 @pytest.mark.skipif(not is_installed("openvino"), reason="openvino not installed")
 def test_a_model_cache_whose_import_differs_is_marked_untrusted_and_not_used(tmp_path: Path, monkeypatch) -> None:
     """A blob compiled and written by an extraction is imported once and compared with the compiled model on
@@ -172,22 +193,9 @@ def test_a_model_cache_whose_import_differs_is_marked_untrusted_and_not_used(tmp
     real_open = select.open_graph
     opened: list[bool] = []
 
-    class Wrong:  # what a faulty import gives: another model's features
-        def __init__(self, runner: object) -> None:
-            self.runner = runner
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.runner, name)
-
+    class Wrong(_Wrapped):  # what a faulty import gives: another model's features
         def __call__(self, arrays: object) -> np.ndarray:
-            return np.roll(self.runner(arrays), 1, axis=1)
-
-        def run_all(self, runs: list[object]) -> list[np.ndarray]:
-            return [self(arrays) for arrays in runs]
-
-        def start_all(self, runs: list[object]) -> object:
-            outs = self.run_all(runs)
-            return lambda: outs
+            return np.roll(self.runner(arrays), 1, axis=1)  # type: ignore[operator]
 
     def open_graph(path: Path, name: str, precision: str, threads: int, cache_dir: Path | None = None,
                    throughput: bool = False, reuse: bool = False) -> object:
@@ -226,23 +234,12 @@ def test_a_blob_just_written_is_checked_with_one_compiled_model_alive_and_its_im
     opened: list[tuple[bool, weakref.ref[Counting]]] = []
     alive_at_open: list[int] = []
 
-    class Counting:  # the runner, with its calls counted
-        def __init__(self, runner: object) -> None:
-            self.runner, self.calls = runner, 0
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.runner, name)
+    class Counting(_Wrapped):  # the runner, with its calls counted
+        calls = 0
 
         def __call__(self, arrays: object) -> np.ndarray:
             self.calls += 1
             return self.runner(arrays)  # type: ignore[operator]
-
-        def run_all(self, runs: list[object]) -> list[np.ndarray]:
-            return [self(arrays) for arrays in runs]
-
-        def start_all(self, runs: list[object]) -> object:
-            outs = self.run_all(runs)
-            return lambda: outs
 
     def open_graph(path: Path, name: str, precision: str, threads: int, cache_dir: Path | None = None,
                    throughput: bool = False, reuse: bool = False) -> object:

@@ -53,6 +53,7 @@ from transferkit.heads import (
     build_head,
     class_weights,
     parse_head,
+    row_moments,
     train_probe,
 )
 from transferkit.jsontypes import JSONObject
@@ -246,7 +247,7 @@ class TransferClassifier(TransferEstimator):
         blocks, released = self._let_go(done := not self.augment and X_target is None)
         # the training domain: train + val, no views (its statistics a block of rows at a time: a float64
         # copy of every feature would double a wide matrix, e.g. hashed n-grams, for two vectors)
-        self.source_mean_, self.source_std_ = _row_moments(values, np.flatnonzero(ok))
+        self.source_mean_, self.source_std_ = row_moments((Rows(values, np.flatnonzero(ok)),))
         self.target_skipped_: dict[str, str] = {}
         target = self._target_features(X_target, report) if X_target is not None else None
         plain_idx = tr_idx
@@ -740,17 +741,3 @@ def _recorded_backbone(recorded: object, name: str) -> BackboneSpec | None:
     except ConfigError:
         return None
     return spec if spec.kind in ("model", "concat") and str(spec.networks()) == name else None
-
-
-def _row_moments(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation, in float64, of `values[rows]`, ~32 MB of rows at a time."""
-    step = max(1, (1 << 22) // max(1, values.shape[1]))
-    blocks = [rows[i : i + step] for i in range(0, len(rows), step)]
-    mean = sum((values[b].sum(axis=0, dtype=np.float64) for b in blocks), np.zeros(values.shape[1])) / len(rows)
-    squares = np.zeros(values.shape[1])
-    for b in blocks:  # squared in place: one float64 temporary of the block, not two (the same sums)
-        centred = values[b] - mean
-        squares += np.square(centred, out=centred).sum(axis=0)
-        del centred
-    trim_heap()  # the float64 blocks would stay in the heap under what follows (glibc's mmap threshold rises)
-    return mean, np.sqrt(squares / len(rows))

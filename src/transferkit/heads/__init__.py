@@ -16,6 +16,7 @@ from transferkit.heads.train import (
     chosen_val_accuracy,
     class_weights,
     fit_head,
+    row_moments,
     train_on_features,
     train_probe,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "class_weights",
     "fit_head",
     "parse_head",
+    "row_moments",
     "train_on_features",
     "train_probe",
 ]

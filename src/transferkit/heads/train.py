@@ -286,8 +286,14 @@ def _blocks(arrays: Sequence[FeatureRows], values: int) -> Iterator[tuple[Featur
 
 
 def _moments(arrays: Sequence[FeatureRows], scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and (std + 1e-6) * scale over the rows of `arrays` taken together, in float64,
-    a block of rows at a time (two passes: no copy of the data, no catastrophic cancellation)."""
+    """Per-feature mean and (std + 1e-6) * scale over the rows of `arrays` taken together (`row_moments`)."""
+    mean, std = row_moments(arrays)
+    return mean, (std + 1e-6) * scale
+
+
+def row_moments(arrays: Sequence[FeatureRows]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation over the rows of `arrays` taken together, in float64, a block of
+    rows at a time (two passes: no copy of the data, no catastrophic cancellation)."""
     n = sum(len(a) for a in arrays)
     width = arrays[0].shape[1]
     total = np.zeros(width, np.float64)
@@ -300,7 +306,7 @@ def _moments(arrays: Sequence[FeatureRows], scale: np.ndarray) -> tuple[np.ndarr
         squares += np.square(centred, out=centred).sum(axis=0)
         del centred
     trim_heap()  # the float64 blocks (32 MB each) would stay in the heap under the fits that follow
-    return mean, (np.sqrt(squares / max(n, 1)) + 1e-6) * scale
+    return mean, np.sqrt(squares / max(n, 1))
 
 
 #: a disposable matrix is standardised in place when at most this fraction of its rows' values are non-zero:
