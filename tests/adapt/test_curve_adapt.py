@@ -58,3 +58,5 @@ def test_curve_draws_adapted_transfer_beside_plain_and_scratch(shifted: tuple[Pa
 def test_adapted_points_need_a_target() -> None:
     with pytest.raises(ConfigError, match="target"):
         curves.curve(Path("."), methods=(curves.TRANSFER, curves.ADAPTED))
+    with pytest.raises(ConfigError, match="keep the 'transfer' method"):  # they are its heads, adapted
+        curves.curve(Path("."), methods=(curves.ADAPTED,), adapt_to=["a.png"])

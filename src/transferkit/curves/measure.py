@@ -203,6 +203,8 @@ def _check_arguments(shots: str | int | Sequence[int | str], seeds: int | Sequen
     method_list = [m for m in METHODS if m in methods]
     if ADAPTED in method_list and adapt_to is None:
         raise ConfigError("the adapted transfer points need the target's inputs (adapt_to / --adapt-to)")
+    if ADAPTED in method_list and TRANSFER not in method_list:
+        raise ConfigError("the adapted transfer points adapt the transfer probe's: keep the 'transfer' method")
     if adapt_to is not None and ADAPTED not in method_list:
         if TRANSFER not in method_list:
             raise ConfigError("adapt_to adapts the transfer probe: keep the 'transfer' method")
