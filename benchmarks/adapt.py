@@ -16,7 +16,11 @@ per set (so every row reads the same features):
 - `transductive`: the whole test split as the target, scored on the whole test split (beside
   `default` scored on the whole split);
 - `control`: no shift — fitted on the training split alone, the in-domain validation split cut in
-  halves (A the target, B scored): adaptation must not cost accuracy where there is no shift.
+  halves (A the target, B scored): adaptation must not cost accuracy where there is no shift;
+- `ceiling`: what half A's inputs are worth WITH their labels — the default probe fitted on the
+  training split plus half A labelled (validation unchanged), half B scored. Not something
+  `--adapt-to` can do; the reference the unlabelled rows are read against: a gain the labels
+  themselves do not give, no use of the same inputs without them can be expected to give.
 
 Cost: adaptation's own seconds against a probe fit on warm features — the alignment (plus
 self-training's refits), the shift diagnostic, and DEV's choice of the training views (importance
@@ -133,7 +137,7 @@ def accuracy(clf: Any, split: tuple[list[str], list[str]]) -> float:
     return float((predicted == truth).mean())
 
 
-ROW_GROUPS = ("default", "adapt", "peers", "transductive", "control")
+ROW_GROUPS = ("default", "adapt", "peers", "transductive", "control", "ceiling")
 #: row groups run through the CLI (long: only when named in --rows)
 CLI_GROUPS = ("finetune", "auto-backbone")
 
@@ -215,6 +219,11 @@ def run_set(name: str, root: Path, quick: bool, out: Path, groups: tuple[str, ..
             clf = probe(adapt_method=method).fit(*train, X_target=control_a[0])
             record(f"control: adapt-{method}", accuracy(clf, control_b), 0.0,
                    alignment=clf.adaptation_.get("alignment"), why=clf.adaptation_.get("why"))
+    if "ceiling" in groups:
+        labelled = (train[0] + half_a[0], train[1] + half_a[1])
+        started = time.perf_counter()
+        clf = probe().fit(*labelled, X_val=val[0], y_val=val[1])
+        record("ceiling (half A labelled)", accuracy(clf, half_b), time.perf_counter() - started)
     for group in ("finetune", "auto-backbone"):
         if group in groups:
             cli_rows(group, name, modality, splits, half_a, half_b, out, cache_root or out / "cache", record)
