@@ -53,3 +53,18 @@ def test_uniform_weights_are_no_weights() -> None:
     np.testing.assert_allclose(a.mean_out, b.mean_out, rtol=1e-12)
     np.testing.assert_allclose(a.scale, b.scale, rtol=1e-9)
     np.testing.assert_allclose(a.mean_in, b.mean_in, rtol=1e-9, atol=1e-12)
+
+
+def test_a_class_weighted_to_almost_nothing_raises_no_overflow() -> None:
+    """EM can put a class at ~1e-200: the dimensions that only its inputs move then have spreads of ~1e-100,
+    constant for the alignment, whose kurtosis once overflowed (a RuntimeWarning on every such fit)."""
+    import warnings
+
+    xs, ys, xt, _ = label_shifted()
+    xs = np.hstack([xs, np.where(ys == 2, 1e3, 0.0)[:, None]])  # a dimension only class 2 moves
+    xt = np.hstack([xt, np.zeros((len(xt), 1))])
+    weights = class_prior_weights(ys, np.array([0.5, 0.5, 1e-200]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aligned = fit_shrunk_standardize(xs, xt, weights).apply(xt)
+    assert np.isfinite(aligned).all()
