@@ -20,7 +20,9 @@ per set (so every row reads the same features):
 - `ceiling`: what half A's inputs are worth WITH their labels — the default probe fitted on the
   training split plus half A labelled (validation unchanged), half B scored. Not something
   `--adapt-to` can do; the reference the unlabelled rows are read against: a gain the labels
-  themselves do not give, no use of the same inputs without them can be expected to give.
+  themselves do not give, no use of the same inputs without them can be expected to give. Again
+  with halves that share no unit of near-duplicates (`TEST_UNITS`; the default scored on that
+  half B beside it): the random halves share them, and a label then teaches its near-duplicate.
 
 Cost: adaptation's own seconds against a probe fit on warm features — the alignment (plus
 self-training's refits), the shift diagnostic, and DEV's choice of the training views (importance
@@ -54,6 +56,20 @@ METHODS = ("auto", "standardize", "coral", "self-training", "mcc", "none")
 SEED = 0
 
 
+#: per set, each test input's unit of near-duplicates, filled by `load_set`: an icon theme's drawing of one icon
+#: name (the same design at several sizes), a voice's word (one word at several rates and pitches), a package
+#: (debtext: one synopsis; man pages: up to 25 pages)
+TEST_UNITS: dict[str, list[str]] = {}
+
+
+def unit_halves(units: list[str], seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Halves of the test split that share no unit: the units cut in two by `seed`."""
+    names = sorted(set(units))
+    first = set(np.random.default_rng(seed).permutation(len(names))[: len(names) // 2].tolist())
+    in_a = np.array([names.index(u) in first for u in units])
+    return np.flatnonzero(in_a), np.flatnonzero(~in_a)
+
+
 def load_set(name: str, root: Path, quick: bool) -> tuple[str, dict[str, tuple[list[str], list[str]]]]:
     """(modality, {split: (inputs, labels)}) of a set; --quick keeps 10 training inputs per class."""
     if name == "manpages":
@@ -66,6 +82,7 @@ def load_set(name: str, root: Path, quick: bool) -> tuple[str, dict[str, tuple[l
         pick = lambda idx: ([train.items[i] for i in idx], [train.labels[i] for i in idx])  # noqa: E731
         splits = {"val": pick(order[:n_val]), "train": pick(order[n_val:]), "test": (test.items, test.labels)}
         modality = "text"
+        TEST_UNITS[name] = list(test.groups)
     else:
         manifest = root / name / "manifest.csv"
         if not manifest.is_file():
@@ -78,6 +95,9 @@ def load_set(name: str, root: Path, quick: bool) -> tuple[str, dict[str, tuple[l
             members = [r for r in rows if r["split"] == s]
             items = [r[key] if key == "text" else str((manifest.parent / r[key]).resolve()) for r in members]
             splits[s] = (items, [r["label"] for r in members])
+        tests = [r for r in rows if r["split"] == "test"]
+        TEST_UNITS[name] = [f"{r['group']}/{r['icon_name']}" if name == "icons" else
+                            f"{r['voice']}/{r['label']}" if name == "speech" else r["package"] for r in tests]
     if quick:
         items, labels = splits["train"]
         seen: dict[str, int] = {}
@@ -224,6 +244,15 @@ def run_set(name: str, root: Path, quick: bool, out: Path, groups: tuple[str, ..
         started = time.perf_counter()
         clf = probe().fit(*labelled, X_val=val[0], y_val=val[1])
         record("ceiling (half A labelled)", accuracy(clf, half_b), time.perf_counter() - started)
+        # the same with halves that share no unit of near-duplicates (the random halves do: one icon at several
+        # sizes, a package's pages): what labels of *other* units are worth
+        ua, ub = unit_halves(TEST_UNITS[name])
+        unit_a, unit_b = take(splits["test"], ua), take(splits["test"], ub)
+        record("default, halves by unit", accuracy(default, unit_b), 0.0, units=len(set(TEST_UNITS[name])),
+               scored=len(ub))
+        started = time.perf_counter()
+        clf = probe().fit(train[0] + unit_a[0], train[1] + unit_a[1], X_val=val[0], y_val=val[1])
+        record("ceiling, halves by unit", accuracy(clf, unit_b), time.perf_counter() - started)
     for group in ("finetune", "auto-backbone"):
         if group in groups:
             cli_rows(group, name, modality, splits, half_a, half_b, out, cache_root or out / "cache", record)
