@@ -65,8 +65,9 @@ TEST_UNITS: dict[str, list[str]] = {}
 def unit_halves(units: list[str], seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     """Halves of the test split that share no unit: the units cut in two by `seed`."""
     names = sorted(set(units))
-    first = set(np.random.default_rng(seed).permutation(len(names))[: len(names) // 2].tolist())
-    in_a = np.array([names.index(u) in first for u in units])
+    order = np.random.default_rng(seed).permutation(len(names))
+    first = {names[i] for i in order[: len(names) // 2]}
+    in_a = np.array([u in first for u in units])
     return np.flatnonzero(in_a), np.flatnonzero(~in_a)
 
 
