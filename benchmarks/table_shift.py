@@ -91,6 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    import pandas as pd
+
     from transferkit.commands.shift import column_shift
     from transferkit.estimators.tabular import TabularTransferClassifier
 
@@ -121,8 +123,6 @@ def main() -> None:
         text = (clf.adaptation_ or {}).get("columns", {}).get("text", {})
         rows.append((f"--adapt-to, {method}", clf.score(half_b, y_b), whole.score(test, y_test), f"{seconds:.0f} s",
                      str(text.get("why", text.get("applied", "")))[:150]))
-    import pandas as pd
-
     y_a = [y_test[i] for i in a]
     start = time.perf_counter()
     ceiling = TabularTransferClassifier(**kwargs).fit(pd.concat([train, half_a], ignore_index=True), y_train + y_a,

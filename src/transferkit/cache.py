@@ -12,7 +12,7 @@ A second extraction of the same data extracts nothing.
 
 **Keys.** A text (or a table row) is keyed by its content. A file is keyed by its resolved path,
 size, modification time (ns) and a content fingerprint: sha256 over its first and last 4 KiB
-(`FINGERPRINT_BLOCK`). That costs two small reads per file whatever its size, and catches a file
+(`data.fingerprint`). That costs two small reads per file whatever its size, and catches a file
 replaced by another of the same size and modification time (a copy with `touch -r`, a restore):
 the headers and tails of two images, clips or texts differ. A change confined to the middle of a
 large file, with its size and time put back, is not seen; delete the cache folder after that.
@@ -61,9 +61,8 @@ from transferkit.outputs import mark_output
 if TYPE_CHECKING:  # only for annotations: reading the cache needs no torch
     from transferkit.backbones.contract import Backbone
 from transferkit.data.augment import AugmentedItem
-from transferkit.data.fingerprint import FINGERPRINT_BLOCK, fingerprint
+from transferkit.data.fingerprint import fingerprint
 
-__all__ = ["FINGERPRINT_BLOCK", "FeatureCache", "fingerprint", "item_key", "resolve_cache", "row_checksum"]
 #: the shard format this module writes (in each shard's header)
 SHARD_FORMAT = "transferkit.features"
 SHARD_VERSION = "2"
